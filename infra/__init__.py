@@ -1,0 +1,1 @@
+"""Building and emulating the infrastructure: the model, the SAM template, the local stack, the CLI."""

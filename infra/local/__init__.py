@@ -1,0 +1,1 @@
+"""The local stack: AWS on moto, the HTTP gateway and the event source mapping emulator."""

@@ -1,0 +1,91 @@
+"""Create an app model's tables and queues in moto (or any endpoint boto3 is pointed at)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from infra.model import TTL_ATTRIBUTE, AppModel, TableSpec
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sqs import SQSClient
+
+
+@dataclass(frozen=True)
+class LocalNames:
+    """Names of the local resources; ``env()`` is what the handlers read them from."""
+
+    prefix: str
+    queue_url_prefix: str
+    manifest_path: str
+
+    def table(self, spec: TableSpec) -> str:
+        return f"{self.prefix}{spec.logical_id}"
+
+    def env(self, model: AppModel) -> dict[str, str]:
+        from polos import settings
+
+        names = {spec.env_var: self.table(spec) for spec in model.tables}
+        names[settings.ENV_QUEUE_URL_PREFIX] = self.queue_url_prefix
+        names[settings.ENV_MANIFEST_PATH] = self.manifest_path
+        return names
+
+
+def create_table(client: DynamoDBClient, spec: TableSpec, name: str) -> None:
+    keys = [{"AttributeName": "pk", "KeyType": "HASH"}]
+    if spec.range_key:
+        keys.append({"AttributeName": spec.range_key, "KeyType": "RANGE"})
+    kwargs: dict[str, object] = {
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": a, "AttributeType": "S"} for a in spec.attributes],
+        "KeySchema": keys,
+    }
+    if spec.indexes:
+        kwargs["GlobalSecondaryIndexes"] = [
+            {
+                "IndexName": index.name,
+                "KeySchema": [
+                    {"AttributeName": index.hash_key, "KeyType": "HASH"},
+                    {"AttributeName": index.range_key, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+            for index in spec.indexes
+        ]
+    client.create_table(**kwargs)  # type: ignore[arg-type]
+    client.update_time_to_live(
+        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
+    )
+
+
+def create_resources(
+    model: AppModel,
+    names: LocalNames,
+    dynamodb: DynamoDBClient,
+    sqs: SQSClient,
+    *,
+    visibility_timeout: int = 30,
+    max_receive_count: int = 5,
+) -> dict[str, str]:
+    """Create every table and queue of ``model``; returns workflow id → queue URL."""
+    for spec in model.tables:
+        create_table(dynamodb, spec, names.table(spec))
+    urls: dict[str, str] = {}
+    for queue in model.queues:
+        dlq_url = sqs.create_queue(QueueName=queue.dlq_name(names.prefix))["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        urls[queue.workflow_id] = sqs.create_queue(
+            QueueName=queue.queue_name(names.prefix),
+            Attributes={
+                "VisibilityTimeout": str(visibility_timeout),
+                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}),
+            },
+        )["QueueUrl"]
+    os.makedirs(os.path.dirname(names.manifest_path) or ".", exist_ok=True)
+    with open(names.manifest_path, "w") as handle:
+        handle.write(model.manifest.to_json())
+    return urls

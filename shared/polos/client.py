@@ -1,0 +1,135 @@
+"""``PolosClient``: the HTTP API from Python (stdlib HTTP, so the runtime needs nothing more)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from polos.errors import PolosAPIError, WorkflowRunError
+
+ENV_API_URL = "POLOS_API_URL"
+ENV_API_KEY = "POLOS_API_KEY"
+
+
+class PolosClient:
+    """Talks to a Polos HTTP API (deployed or ``polos dev``). Reads ``POLOS_API_URL`` / ``POLOS_API_KEY``."""
+
+    def __init__(self, base_url: str | None = None, api_key: str | None = None, timeout: float = 30.0) -> None:
+        url = base_url or os.environ.get(ENV_API_URL)
+        key = api_key or os.environ.get(ENV_API_KEY)
+        if not url:
+            raise ValueError(f"PolosClient needs base_url or the {ENV_API_URL} environment variable")
+        if not key:
+            raise ValueError(f"PolosClient needs api_key or the {ENV_API_KEY} environment variable")
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {url!r}")
+        self.base_url = url.rstrip("/")
+        self._api_key = key
+        self._timeout = timeout
+
+    def request(
+        self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None
+    ) -> Any:
+        """Send one request and return the decoded JSON answer; raises :class:`PolosAPIError` on errors."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310 - the scheme is checked in __init__
+            self.base_url + path,
+            data=data,
+            method=method,
+            headers={
+                "Authorization": f"Bearer {self._api_key}",
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                **(headers or {}),
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                problem = json.loads(raw)
+            except ValueError:
+                problem = {"error": raw.decode(errors="replace"), "error_type": "http_error"}
+            raise PolosAPIError(
+                exc.code, str(problem.get("error_type", "http_error")), str(problem.get("error", problem))
+            ) from None
+
+    async def _call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+        return await asyncio.to_thread(self.request, method, path, body, headers=headers)
+
+    async def publish(
+        self, topic: str, events: list[dict[str, Any]], idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """Publish events (each ``{"data": {...}, "event_type": ..., "id": ...}``) to ``topic``."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        answer: dict[str, Any] = await self._call(
+            "POST", "/api/v1/events/publish", {"topic": topic, "events": events}, headers
+        )
+        return answer
+
+    async def start_workflow(
+        self, workflow_id: str, payload: Any, *, idempotency_key: str | None = None
+    ) -> WorkflowHandle:
+        """Start a run of ``workflow_id`` and return its handle."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        path = f"/api/v1/workflows/{urllib.parse.quote(workflow_id, safe='')}/run"
+        answer = await self._call("POST", path, {"payload": payload}, headers)
+        return WorkflowHandle(client=self, run_id=answer["run_id"], workflow_id=answer["workflow_id"])
+
+    async def get_run(self, run_id: str) -> dict[str, Any]:
+        """The run as ``GET /api/v1/runs/{run_id}`` shows it."""
+        answer: dict[str, Any] = await self._call("GET", f"/api/v1/runs/{urllib.parse.quote(run_id, safe='')}")
+        return answer
+
+    async def list_runs(
+        self, workflow_id: str | None = None, status: str | None = None, limit: int = 100, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """One page of runs, newest first."""
+        query = {"workflow_id": workflow_id, "status": status, "limit": limit, "cursor": cursor}
+        params = urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+        answer: dict[str, Any] = await self._call("GET", f"/api/v1/runs?{params}")
+        return answer
+
+    async def list_events(self, topic: str, after_sequence_id: int = 0, limit: int = 100) -> dict[str, Any]:
+        """One page of a topic's events in sequence order."""
+        params = urllib.parse.urlencode({"topic": topic, "after_sequence_id": after_sequence_id, "limit": limit})
+        answer: dict[str, Any] = await self._call("GET", f"/api/v1/events?{params}")
+        return answer
+
+
+@dataclass(frozen=True)
+class WorkflowHandle:
+    """A started run; ``await handle.result()`` waits for it to finish."""
+
+    client: PolosClient
+    run_id: str
+    workflow_id: str
+
+    async def status(self) -> dict[str, Any]:
+        return await self.client.get_run(self.run_id)
+
+    async def result(self, timeout: float = 600, poll_interval: float = 0.1) -> Any:
+        """The run's result once completed; :class:`WorkflowRunError` if it failed, ``TimeoutError`` if late."""
+        deadline = time.monotonic() + timeout
+        interval = poll_interval
+        while True:
+            run = await self.client.get_run(self.run_id)
+            if run["status"] == "completed":
+                return run["result"]
+            if run["status"] == "failed":
+                error = run.get("error") or {}
+                raise WorkflowRunError(self.run_id, error.get("type", "Error"), error.get("message", ""))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"run {self.run_id} did not finish within {timeout} s (status {run['status']})")
+            await asyncio.sleep(min(interval, remaining))
+            interval = min(interval * 1.5, 2.0)

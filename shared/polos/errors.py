@@ -1,0 +1,64 @@
+"""Exceptions users see. Everything here is importable from ``polos``."""
+
+from __future__ import annotations
+
+
+class PolosError(Exception):
+    """Base class of every error Polos raises on purpose."""
+
+
+class WorkflowDefinitionError(PolosError, ValueError):
+    """A ``@workflow`` declaration breaks a rule (raised at decoration time)."""
+
+
+class InvalidTopicError(PolosError, ValueError):
+    """A topic string is not of the form ``segment(/segment)*``."""
+
+
+class NonRetryableError(PolosError):
+    """Raise from a workflow or step to fail the run at once, without further attempts."""
+
+
+class StepExecutionError(PolosError):
+    """A step's function kept failing after all its in-process retries; the cause is chained."""
+
+    def __init__(self, key: str, attempts: int, cause: BaseException) -> None:
+        super().__init__(f"step {key!r} failed after {attempts} attempt(s): {type(cause).__name__}: {cause}")
+        self.key = key
+        self.attempts = attempts
+
+
+class StepKeyReusedError(NonRetryableError):
+    """Two step calls in one run used the same key."""
+
+
+class StepResultError(NonRetryableError):
+    """A step's (or workflow's) result cannot be journaled: not JSON-serialisable or too large."""
+
+
+class PayloadValidationError(NonRetryableError):
+    """A run's payload does not fit the handler's annotation."""
+
+
+class RunLeaseLostError(PolosError):
+    """This attempt no longer holds the run's lease; it stops before executing anything else."""
+
+
+class WorkflowRunError(PolosError):
+    """A run awaited through a handle ended ``failed``."""
+
+    def __init__(self, run_id: str, error_type: str, message: str) -> None:
+        super().__init__(f"run {run_id} failed: {error_type}: {message}")
+        self.run_id = run_id
+        self.error_type = error_type
+        self.error_message = message
+
+
+class PolosAPIError(PolosError):
+    """The Polos HTTP API answered with an error."""
+
+    def __init__(self, status: int, error_type: str, message: str) -> None:
+        super().__init__(f"HTTP {status} {error_type}: {message}")
+        self.status = status
+        self.error_type = error_type
+        self.error_message = message

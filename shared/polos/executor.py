@@ -1,0 +1,138 @@
+"""One attempt of one run: take the lease, replay the journal, run the handler, record the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from aws_lambda_powertools import Logger
+
+from polos import serde, settings
+from polos.context import StepRunner, WorkflowContext
+from polos.errors import NonRetryableError, RunLeaseLostError
+from polos.journal import Acquired, Item, Journal
+from polos.records import ErrorInfo, EventRef, RunRecord, TriggerType
+
+if TYPE_CHECKING:
+    from polos.workflow import Workflow
+
+logger = Logger(service="polos")
+
+Outcome = Literal["completed", "failed", "retry", "busy", "finished"]
+_NO_PAYLOAD: Any = object()
+
+
+@dataclass
+class Attempt:
+    """What a delivery asks for: run ``run_id`` of ``workflow`` once more."""
+
+    workflow: Workflow
+    run_id: str
+    trigger_type: TriggerType
+    event_refs: list[EventRef] = field(default_factory=list)
+    # The handler's input before validation; invoked runs leave it out and read it from the run item.
+    payload: Any = _NO_PAYLOAD
+    # True when no further delivery will come (the queue's max receive count is reached).
+    final: bool = False
+    # Items of the run's partition when the caller already queried them (batch runs do).
+    preloaded: list[Item] | None = None
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """How the attempt ended. ``retry`` and ``busy`` leave the message for SQS to deliver again."""
+
+    outcome: Outcome
+    run: RunRecord | None = None
+    error: ErrorInfo | None = None
+    result: Any = None
+
+
+async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptResult:
+    """Drive one attempt of a run to completed, failed or retry-later (see :class:`AttemptResult`)."""
+    journal = journal or Journal()
+    wf = attempt.workflow
+    log = {"run_id": attempt.run_id, "workflow_id": wf.id, "event_ids": [ref.id for ref in attempt.event_refs]}
+    items = attempt.preloaded
+    if items is None:
+        items = await asyncio.to_thread(journal.query_partition, attempt.run_id)
+    loaded = Journal.decode_partition(items)
+    if loaded is not None and loaded.run.finished:
+        logger.info("run already finished; delivery acknowledged", extra={**log, "status": loaded.run.status})
+        return AttemptResult("finished", loaded.run)
+    owner = uuid.uuid4().hex
+    lease_seconds = settings.get_settings().lease_seconds
+    taken = await asyncio.to_thread(
+        lambda: journal.acquire(
+            run_id=attempt.run_id,
+            workflow_id=wf.id,
+            trigger_type=attempt.trigger_type,
+            event_refs=attempt.event_refs if attempt.trigger_type == "event" else [],
+            owner=owner,
+            lease_seconds=lease_seconds,
+        )
+    )
+    if not isinstance(taken, Acquired):
+        logger.info(f"run is {taken.outcome}; delivery left for later", extra=log)
+        return AttemptResult("finished" if taken.outcome == "finished" else "busy", taken.run)
+    run = taken.run
+    log["attempt"] = run.attempts
+    logger.info("run attempt started", extra=log)
+    runner = StepRunner(
+        run_id=run.run_id,
+        journal=journal,
+        steps=loaded.steps if loaded is not None else [],
+        lease_until=run.lease_until or 0.0,
+    )
+    ctx = WorkflowContext(
+        workflow_id=wf.id,
+        run_id=run.run_id,
+        attempt=run.attempts,
+        created_at=datetime.fromisoformat(run.created_at),
+        step=runner,
+    )
+    raw = attempt.payload
+    if raw is _NO_PAYLOAD:
+        raw = json.loads(run.payload_json) if run.payload_json is not None else None
+    try:
+        result = await wf(ctx, wf.build_payload(raw))
+        text = serde.to_json(result, what=f"result of workflow {wf.id!r}")
+    except RunLeaseLostError as exc:
+        logger.warning("attempt stopped: lease lost", extra={**log, "error": str(exc)})
+        return AttemptResult("busy", run)
+    except Exception as exc:
+        error = ErrorInfo.of(exc)
+        final = attempt.final or isinstance(exc, NonRetryableError)
+        logger.error(
+            "run attempt failed" + ("; run failed" if final else "; SQS will deliver it again"),
+            extra={**log, "error_type": error.type, "error": error.message, "traceback": traceback.format_exc()},
+        )
+        if not await _finish(journal, run, owner, "failed" if final else "queued", log, error=error):
+            return AttemptResult("busy", run)
+        return AttemptResult("failed" if final else "retry", run, error)
+    if not await _finish(journal, run, owner, "completed", log, result_json=text):
+        return AttemptResult("busy", run)
+    logger.info("run completed", extra=log)
+    return AttemptResult("completed", run, result=json.loads(text))
+
+
+async def _finish(
+    journal: Journal,
+    run: RunRecord,
+    owner: str,
+    status: Literal["completed", "failed", "queued"],
+    log: dict[str, Any],
+    **outcome: Any,
+) -> bool:
+    """Record the attempt's outcome; ``False`` when the lease was lost meanwhile (nothing is written)."""
+    try:
+        await asyncio.to_thread(lambda: journal.finish(run.run_id, owner, status, **outcome))
+    except RunLeaseLostError as exc:
+        logger.warning("attempt outcome dropped: lease lost", extra={**log, "error": str(exc)})
+        return False
+    return True

@@ -1,0 +1,331 @@
+"""The run journal in DynamoDB: runs, their steps, and the lease that keeps attempts apart.
+
+Layout (runs table, keys ``pk``/``sk``): a run lives in partition ``run#<run_id>``; its run item has sort
+key ``run`` and each step ``step#<key>``, so loading a run's whole journal is ONE Query. Journaling a step
+is ONE PutItem, taking and finishing an attempt one UpdateItem each. Run items (not steps) carry ``wf`` and
+``created_at``, the keys of the sparse ``by_workflow`` index the runs API lists from.
+
+The lease: an attempt executes only while it holds ``lease_owner``/``lease_until`` on the run item, taken
+with a conditional write that no other live attempt can win. A Lambda invocation cannot outlive its
+timeout and the lease lasts that long, so an attempt that still runs can never overlap the next holder;
+the executor also stops before any step once its own lease is about to lapse.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from botocore.exceptions import ClientError
+
+from polos import settings
+from polos.errors import RunLeaseLostError
+from polos.payloads import utc_iso
+from polos.records import ErrorInfo, EventRef, LoadedRun, RunRecord, RunStatus, StepRecord
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+Item = dict[str, "AttributeValueTypeDef"]
+RUN_SK = "run"
+STEP_PREFIX = "step#"
+BY_WORKFLOW_INDEX = "by_workflow"
+
+
+def run_pk(run_id: str) -> str:
+    return f"run#{run_id}"
+
+
+def now_iso() -> str:
+    return utc_iso(datetime.now(UTC))
+
+
+def _s(item: Item, name: str) -> str | None:
+    value = item.get(name)
+    return None if value is None else str(value["S"])  # type: ignore[typeddict-item]
+
+
+def _n(item: Item, name: str) -> float | None:
+    value = item.get(name)
+    return None if value is None else float(value["N"])  # type: ignore[typeddict-item]
+
+
+def encode_run(run: RunRecord, expires_at: int) -> Item:
+    """The run item for ``run`` (used by the journal and by batch creation)."""
+    item: Item = {
+        "pk": {"S": run_pk(run.run_id)},
+        "sk": {"S": RUN_SK},
+        "wf": {"S": run.workflow_id},
+        "status": {"S": run.status},
+        "attempts": {"N": str(run.attempts)},
+        "trigger_type": {"S": run.trigger_type},
+        "created_at": {"S": run.created_at},
+        "updated_at": {"S": run.updated_at},
+        "expires_at": {"N": str(expires_at)},
+    }
+    if run.event_refs:
+        item["event_refs"] = {"S": json.dumps([ref.to_list() for ref in run.event_refs])}
+    optional = {
+        "payload": run.payload_json,
+        "result": run.result_json,
+        "error": run.error.to_json() if run.error else None,
+        "lease_owner": run.lease_owner,
+    }
+    for name, value in optional.items():
+        if value is not None:
+            item[name] = {"S": value}
+    if run.lease_until is not None:
+        item["lease_until"] = {"N": repr(run.lease_until)}
+    return item
+
+
+def decode_run(item: Item) -> RunRecord:
+    pk = _s(item, "pk") or ""
+    refs = _s(item, "event_refs")
+    attempts = _n(item, "attempts")
+    return RunRecord(
+        run_id=pk.removeprefix("run#"),
+        workflow_id=_s(item, "wf") or "",
+        status=_s(item, "status"),  # type: ignore[arg-type]
+        attempts=int(attempts or 0),
+        trigger_type=_s(item, "trigger_type"),  # type: ignore[arg-type]
+        created_at=_s(item, "created_at") or "",
+        updated_at=_s(item, "updated_at") or "",
+        event_refs=[EventRef.from_list(raw) for raw in json.loads(refs)] if refs else [],
+        payload_json=_s(item, "payload"),
+        result_json=_s(item, "result"),
+        error=ErrorInfo.from_json(_s(item, "error")),
+        lease_owner=_s(item, "lease_owner"),
+        lease_until=_n(item, "lease_until"),
+    )
+
+
+def _encode_step(run_id: str, step: StepRecord, expires_at: int) -> Item:
+    item: Item = {
+        "pk": {"S": run_pk(run_id)},
+        "sk": {"S": STEP_PREFIX + step.key},
+        "idx": {"N": str(step.index)},
+        "status": {"S": step.status},
+        "attempts": {"N": str(step.attempts)},
+        "started_at": {"S": step.started_at},
+        "finished_at": {"S": step.finished_at},
+        "expires_at": {"N": str(expires_at)},
+    }
+    if step.result_json is not None:
+        item["result"] = {"S": step.result_json}
+    if step.result_tag is not None:
+        item["result_tag"] = {"S": step.result_tag}
+    if step.error is not None:
+        item["error"] = {"S": step.error.to_json()}
+    return item
+
+
+def _decode_step(item: Item) -> StepRecord:
+    return StepRecord(
+        key=(_s(item, "sk") or "").removeprefix(STEP_PREFIX),
+        index=int(_n(item, "idx") or 0),
+        status=_s(item, "status"),  # type: ignore[arg-type]
+        attempts=int(_n(item, "attempts") or 0),
+        started_at=_s(item, "started_at") or "",
+        finished_at=_s(item, "finished_at") or "",
+        result_json=_s(item, "result"),
+        result_tag=_s(item, "result_tag"),
+        error=ErrorInfo.from_json(_s(item, "error")),
+    )
+
+
+def _condition_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+@dataclass(frozen=True, slots=True)
+class Acquired:
+    """This attempt holds the lease; ``run.attempts`` counts it."""
+
+    run: RunRecord
+    outcome: Literal["acquired"] = "acquired"
+
+
+@dataclass(frozen=True, slots=True)
+class NotAcquired:
+    """The run is finished, or another live attempt holds its lease."""
+
+    run: RunRecord
+    outcome: Literal["finished", "busy"]
+
+
+class Journal:
+    """Reads and writes runs and steps. One instance per process is enough; it holds no run state."""
+
+    def __init__(self, client: DynamoDBClient | None = None, table: str | None = None) -> None:
+        self._client = client or settings.dynamodb()
+        self._table = table or settings.get_settings().runs_table
+
+    @property
+    def table(self) -> str:
+        return self._table
+
+    def expires_at(self) -> int:
+        return int(time.time()) + settings.get_settings().retention_seconds
+
+    def query_partition(self, run_id: str) -> list[Item]:
+        """Every item of a run's partition (one strongly consistent Query, more only past 1 MB)."""
+        items: list[Item] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": run_pk(run_id)}},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._client.query(**kwargs)
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def load(self, run_id: str) -> LoadedRun | None:
+        """The run and its steps in first-call order, or ``None`` when no run item exists."""
+        return self.decode_partition(self.query_partition(run_id))
+
+    @staticmethod
+    def decode_partition(items: list[Item]) -> LoadedRun | None:
+        run_item = next((item for item in items if _s(item, "sk") == RUN_SK), None)
+        if run_item is None:
+            return None
+        steps = [_decode_step(item) for item in items if (_s(item, "sk") or "").startswith(STEP_PREFIX)]
+        steps.sort(key=lambda step: step.index)
+        return LoadedRun(run=decode_run(run_item), steps=steps)
+
+    def create_queued(self, run: RunRecord) -> RunRecord:
+        """Store a new ``queued`` run (direct invocation); returns the existing one if the id is taken."""
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=encode_run(run, self.expires_at()),
+                ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not _condition_failed(exc):
+                raise
+            return decode_run(exc.response["Item"])  # type: ignore[typeddict-item]
+        return run
+
+    def acquire(
+        self,
+        *,
+        run_id: str,
+        workflow_id: str,
+        trigger_type: str,
+        event_refs: list[EventRef],
+        owner: str,
+        lease_seconds: float,
+        now: float | None = None,
+    ) -> Acquired | NotAcquired:
+        """Take the run's lease for one attempt, creating the run item on its first delivery."""
+        moment = time.time() if now is None else now
+        stamp = now_iso()
+        values: dict[str, AttributeValueTypeDef] = {
+            ":wf": {"S": workflow_id},
+            ":running": {"S": "running"},
+            ":queued": {"S": "queued"},
+            ":owner": {"S": owner},
+            ":until": {"N": repr(moment + lease_seconds)},
+            ":now": {"N": repr(moment)},
+            ":stamp": {"S": stamp},
+            ":trigger": {"S": trigger_type},
+            ":expires": {"N": str(self.expires_at())},
+            ":one": {"N": "1"},
+        }
+        set_refs = ""
+        if event_refs:
+            values[":refs"] = {"S": json.dumps([ref.to_list() for ref in event_refs])}
+            set_refs = ", event_refs = if_not_exists(event_refs, :refs)"
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
+                UpdateExpression=(
+                    "SET wf = :wf, #status = :running, lease_owner = :owner, lease_until = :until, "
+                    "updated_at = :stamp, created_at = if_not_exists(created_at, :stamp), "
+                    "trigger_type = if_not_exists(trigger_type, :trigger), "
+                    "expires_at = if_not_exists(expires_at, :expires)" + set_refs + " ADD attempts :one"
+                ),
+                ConditionExpression=(
+                    "attribute_not_exists(pk) OR ((#status = :queued OR #status = :running) AND "
+                    "(attribute_not_exists(lease_until) OR lease_until < :now))"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not _condition_failed(exc):
+                raise
+            current = decode_run(exc.response["Item"])  # type: ignore[typeddict-item]
+            return NotAcquired(run=current, outcome="finished" if current.finished else "busy")
+        return Acquired(run=decode_run(answer["Attributes"]))
+
+    def record_step(self, run_id: str, step: StepRecord) -> None:
+        """Journal a step (one PutItem). A completed step is never overwritten."""
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=_encode_step(run_id, step, self.expires_at()),
+                ConditionExpression="attribute_not_exists(pk) OR #status = :failed",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":failed": {"S": "failed"}},
+            )
+        except ClientError as exc:
+            if _condition_failed(exc):
+                raise RunLeaseLostError(
+                    f"step {step.key!r} of run {run_id} was journaled by another attempt"
+                ) from exc
+            raise
+
+    def finish(
+        self,
+        run_id: str,
+        owner: str,
+        status: RunStatus,
+        *,
+        result_json: str | None = None,
+        error: ErrorInfo | None = None,
+    ) -> None:
+        """End this attempt (one UpdateItem): ``completed``/``failed`` for good, or ``queued`` to retry."""
+        values: dict[str, AttributeValueTypeDef] = {
+            ":status": {"S": status},
+            ":stamp": {"S": now_iso()},
+            ":owner": {"S": owner},
+        }
+        names = {"#status": "status", "#error": "error"}
+        assignments = ["#status = :status", "updated_at = :stamp"]
+        removals = ["lease_owner", "lease_until"]
+        if result_json is not None:
+            values[":result"] = {"S": result_json}
+            names["#result"] = "result"
+            assignments.append("#result = :result")
+        if error is not None:
+            values[":error"] = {"S": error.to_json()}
+            assignments.append("#error = :error")
+        else:
+            removals.append("#error")
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
+                UpdateExpression=f"SET {', '.join(assignments)} REMOVE {', '.join(removals)}",
+                ConditionExpression="lease_owner = :owner",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if _condition_failed(exc):
+                raise RunLeaseLostError(f"run {run_id}: this attempt lost its lease before finishing") from exc
+            raise

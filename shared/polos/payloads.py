@@ -1,0 +1,56 @@
+"""What event-triggered workflows receive."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+
+
+def utc_iso(moment: datetime) -> str:
+    """``2025-01-28T10:30:00.123456Z`` — the one timestamp format on the wire and in the store."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class EventItem(BaseModel):
+    """One stored event."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    sequence_id: int = Field(ge=1)
+    topic: str
+    event_type: str | None = None
+    data: dict[str, Any]
+    created_at: datetime
+
+    @field_validator("created_at")
+    @classmethod
+    def _as_utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @field_serializer("created_at")
+    def _serialize_created_at(self, value: datetime) -> str:
+        return utc_iso(value)
+
+
+class EventPayload(EventItem):
+    """The payload of a single-event workflow: the event that triggered the run."""
+
+
+PayloadEvent = EventPayload
+"""Alias of :class:`EventPayload` (the user documentation uses both names)."""
+
+
+class BatchEventPayload(BaseModel):
+    """The payload of a batch workflow: its events, ordered by ``sequence_id``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    events: list[EventItem]
+
+    @field_validator("events")
+    @classmethod
+    def _in_sequence_order(cls, events: list[EventItem]) -> list[EventItem]:
+        return sorted(events, key=lambda event: (event.topic, event.sequence_id))

@@ -1,0 +1,96 @@
+"""Plain records shared by the journal, the executor, the worker and the runs API."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+RunStatus = Literal["queued", "running", "completed", "failed"]
+StepStatus = Literal["completed", "failed"]
+TriggerType = Literal["event", "batch", "invoke"]
+FINISHED: frozenset[str] = frozenset({"completed", "failed"})
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """What the runs API shows of an exception (tracebacks go to logs only)."""
+
+    type: str
+    message: str
+
+    @classmethod
+    def of(cls, exc: BaseException) -> ErrorInfo:
+        return cls(type=type(exc).__name__, message=str(exc))
+
+    def to_json(self) -> str:
+        return json.dumps({"type": self.type, "message": self.message}, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> ErrorInfo | None:
+        if not text:
+            return None
+        raw = json.loads(text)
+        return cls(type=raw["type"], message=raw["message"])
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class EventRef:
+    """Where a stored event lives: its canonical topic and sequence id (unique together), and its id."""
+
+    topic: str
+    sequence_id: int
+    id: str
+
+    def to_list(self) -> list[Any]:
+        return [self.topic, self.sequence_id, self.id]
+
+    @classmethod
+    def from_list(cls, raw: list[Any]) -> EventRef:
+        return cls(topic=str(raw[0]), sequence_id=int(raw[1]), id=str(raw[2]))
+
+
+@dataclass(slots=True)
+class StepRecord:
+    """One journaled step of a run."""
+
+    key: str
+    index: int
+    status: StepStatus
+    attempts: int
+    started_at: str
+    finished_at: str
+    result_json: str | None = None
+    result_tag: str | None = None
+    error: ErrorInfo | None = None
+
+
+@dataclass(slots=True)
+class RunRecord:
+    """A run as the journal holds it."""
+
+    run_id: str
+    workflow_id: str
+    status: RunStatus
+    attempts: int
+    trigger_type: TriggerType
+    created_at: str
+    updated_at: str
+    event_refs: list[EventRef] = field(default_factory=list)
+    payload_json: str | None = None
+    result_json: str | None = None
+    error: ErrorInfo | None = None
+    lease_owner: str | None = None
+    lease_until: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+@dataclass(slots=True)
+class LoadedRun:
+    """A run with its steps (in first-call order), as one Query returns them."""
+
+    run: RunRecord
+    steps: list[StepRecord]

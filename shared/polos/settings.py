@@ -1,0 +1,126 @@
+"""The one place that reads the environment and makes AWS clients.
+
+Every table name, queue address and limit the runtime uses comes from here, so nothing is tied to one
+account, region or stage. boto3 itself honours ``AWS_ENDPOINT_URL`` (and the per-service variants), which
+is how the local stack and tests point the very same code at moto.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sqs import SQSClient
+
+ENV_EVENTS_TABLE = "POLOS_EVENTS_TABLE"
+ENV_RUNS_TABLE = "POLOS_RUNS_TABLE"
+ENV_KEYS_TABLE = "POLOS_KEYS_TABLE"
+ENV_IDEMPOTENCY_TABLE = "POLOS_IDEMPOTENCY_TABLE"
+ENV_QUEUE_URL_PREFIX = "POLOS_QUEUE_URL_PREFIX"
+ENV_MANIFEST_PATH = "POLOS_MANIFEST_PATH"
+ENV_MAX_RECEIVE_COUNT = "POLOS_MAX_RECEIVE_COUNT"
+ENV_RETENTION_DAYS = "POLOS_RETENTION_DAYS"
+ENV_LEASE_SECONDS = "POLOS_LEASE_SECONDS"
+ENV_APP = "POLOS_APP"
+
+
+class ConfigurationError(RuntimeError):
+    """A required setting is missing or malformed."""
+
+
+def _int_env(name: str, default: int, minimum: int = 1) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Names and limits read from the environment (see ``template.yaml`` for where they are set)."""
+
+    events_table: str
+    runs_table: str
+    keys_table: str
+    idempotency_table: str
+    queue_url_prefix: str
+    manifest_path: str
+    max_receive_count: int
+    retention_days: int
+    lease_seconds: int
+    app_module: str
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            events_table=os.environ.get(ENV_EVENTS_TABLE, "polos-events"),
+            runs_table=os.environ.get(ENV_RUNS_TABLE, "polos-runs"),
+            keys_table=os.environ.get(ENV_KEYS_TABLE, "polos-api-keys"),
+            idempotency_table=os.environ.get(ENV_IDEMPOTENCY_TABLE, "polos-idempotency"),
+            queue_url_prefix=os.environ.get(ENV_QUEUE_URL_PREFIX, ""),
+            manifest_path=os.environ.get(ENV_MANIFEST_PATH, "polos_manifest.json"),
+            max_receive_count=_int_env(ENV_MAX_RECEIVE_COUNT, 5),
+            retention_days=_int_env(ENV_RETENTION_DAYS, 30),
+            lease_seconds=_int_env(ENV_LEASE_SECONDS, 900),
+            app_module=os.environ.get(ENV_APP, "workflows"),
+        )
+
+    @property
+    def retention_seconds(self) -> int:
+        return self.retention_days * 86_400
+
+    def queue_url(self, workflow_id: str) -> str:
+        """The URL of a workflow's queue: ``POLOS_QUEUE_URL_PREFIX`` + workflow id."""
+        if not self.queue_url_prefix:
+            raise ConfigurationError(f"{ENV_QUEUE_URL_PREFIX} is not set; cannot address workflow queues")
+        return self.queue_url_prefix + workflow_id
+
+
+# Standard retry mode: throttling and transient errors are retried with backoff inside botocore, so our
+# own code only handles the partial failures the APIs report in their answers (unprocessed items, failed
+# batch entries).
+_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, tcp_keepalive=True)
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The settings of this process (cached; ``reset()`` re-reads the environment)."""
+    return Settings.from_env()
+
+
+@functools.cache
+def _session() -> boto3.session.Session:
+    return boto3.session.Session()
+
+
+@functools.cache
+def dynamodb() -> DynamoDBClient:
+    """The process-wide DynamoDB client."""
+    return _session().client("dynamodb", config=_CLIENT_CONFIG)
+
+
+@functools.cache
+def sqs() -> SQSClient:
+    """The process-wide SQS client."""
+    return _session().client("sqs", config=_CLIENT_CONFIG)
+
+
+def reset() -> None:
+    """Forget cached settings and clients (after the environment changed, e.g. in tests)."""
+    get_settings.cache_clear()
+    _session.cache_clear()
+    dynamodb.cache_clear()
+    sqs.cache_clear()

@@ -1,0 +1,245 @@
+"""``@workflow``: declaring workflows, checking every rule at decoration time, and the registry."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, overload
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from polos.errors import InvalidTopicError, PayloadValidationError, WorkflowDefinitionError
+from polos.payloads import BatchEventPayload, EventItem, EventPayload
+from polos.topics import canonical_topic
+
+if TYPE_CHECKING:
+    from polos.client import PolosClient, WorkflowHandle
+    from polos.context import WorkflowContext
+
+Handler = Callable[..., Awaitable[Any]]
+
+WORKFLOW_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# The limits of an SQS event source mapping, which runs every workflow.
+MAX_BATCH_SIZE = 10_000
+MAX_BATCH_WINDOW_SECONDS = 300
+MAX_UNWINDOWED_BATCH_SIZE = 10
+
+
+@dataclass(eq=False)
+class Workflow:
+    """A registered workflow. Call :meth:`invoke` / :meth:`run` to start it through the HTTP API."""
+
+    fn: Handler
+    id: str
+    description: str | None
+    topic: str | None
+    batch_size: int
+    batch_timeout_seconds: int | None
+    takes_payload: bool = True
+    _payload_type: Any = field(default=None, repr=False)
+    _adapter: TypeAdapter[Any] | None = field(default=None, repr=False)
+
+    @property
+    def is_batch(self) -> bool:
+        """Batch workflows receive a :class:`BatchEventPayload` of up to ``batch_size`` events."""
+        return self.batch_size > 1 or self.batch_timeout_seconds is not None
+
+    @property
+    def payload_type(self) -> Any:
+        """What the handler's payload is validated into."""
+        return self._payload_type
+
+    def build_payload(self, raw: Any) -> Any:
+        """Validate ``raw`` (JSON-compatible data) into the handler's payload type."""
+        if self._adapter is None:
+            return raw
+        try:
+            return self._adapter.validate_python(raw)
+        except ValidationError as exc:
+            raise PayloadValidationError(f"payload of workflow {self.id!r} is invalid: {exc}") from exc
+
+    async def __call__(self, ctx: WorkflowContext, payload: Any) -> Any:
+        """Run the handler directly (unit tests of a handler's own logic)."""
+        return await (self.fn(ctx, payload) if self.takes_payload else self.fn(ctx))
+
+    async def invoke(
+        self, client: PolosClient, payload: Any = None, *, idempotency_key: str | None = None
+    ) -> WorkflowHandle:
+        """Start a run through the HTTP API; returns a handle to await its result."""
+        if isinstance(payload, BaseModel):
+            payload = payload.model_dump(mode="json")
+        self.build_payload(payload)  # fail here, not in the worker, when the payload cannot fit
+        return await client.start_workflow(self.id, payload, idempotency_key=idempotency_key)
+
+    async def run(self, client: PolosClient, payload: Any = None, timeout: float = 600) -> Any:
+        """Start a run and wait for its result (``WorkflowRunError`` if it fails)."""
+        handle = await self.invoke(client, payload)
+        return await handle.result(timeout=timeout)
+
+
+class _Registry:
+    """Workflows by defining module, in definition order. An *app* is a module and its submodules."""
+
+    def __init__(self) -> None:
+        self._by_module: dict[str, dict[str, Workflow]] = {}
+
+    def add(self, wf: Workflow) -> None:
+        module = wf.fn.__module__
+        in_module = self._by_module.setdefault(module, {})
+        existing = in_module.get(wf.id)
+        if existing is not None and existing.fn.__qualname__ != wf.fn.__qualname__:
+            raise WorkflowDefinitionError(
+                f"workflow id {wf.id!r} is already used by {module}.{existing.fn.__qualname__}; "
+                "ids must be unique in an app"
+            )
+        in_module[wf.id] = wf  # re-executing a module (reload) replaces its own definitions
+
+    def in_package(self, package: str) -> list[Workflow]:
+        """Workflows defined in ``package`` or any module below it."""
+        return [
+            wf
+            for module, workflows in self._by_module.items()
+            if module == package or module.startswith(package + ".")
+            for wf in workflows.values()
+        ]
+
+
+registry = _Registry()
+
+
+def _payload_type(fn: Handler, wf_id: str, is_batch: bool, event_triggered: bool) -> Any:
+    params = list(inspect.signature(fn).parameters.values())
+    if len(params) < 1 or len(params) > 2:
+        raise WorkflowDefinitionError(
+            f"workflow {wf_id!r}: the handler must take (ctx) or (ctx, payload), it takes {len(params)} parameters"
+        )
+    if len(params) == 1:
+        return None
+    try:
+        annotation = typing.get_type_hints(fn).get(params[1].name, inspect.Parameter.empty)
+    except NameError as exc:
+        raise WorkflowDefinitionError(f"workflow {wf_id!r}: cannot resolve the payload annotation: {exc}") from exc
+    if annotation is inspect.Parameter.empty or annotation is Any:
+        if is_batch:
+            return BatchEventPayload
+        return EventPayload if event_triggered else None
+    payload_cls = annotation if isinstance(annotation, type) else typing.get_origin(annotation)
+    is_batch_type = isinstance(payload_cls, type) and issubclass(payload_cls, BatchEventPayload)
+    is_event_type = isinstance(payload_cls, type) and issubclass(payload_cls, EventItem)
+    if is_batch and is_event_type:
+        raise WorkflowDefinitionError(
+            f"workflow {wf_id!r} is a batch workflow (batch_size/batch_timeout_seconds set) but its payload is "
+            f"annotated {payload_cls.__name__}; annotate it BatchEventPayload"
+        )
+    if not is_batch and is_batch_type:
+        raise WorkflowDefinitionError(
+            f"workflow {wf_id!r} receives one event per run but its payload is annotated BatchEventPayload; "
+            "set batch_size > 1 or batch_timeout_seconds to make it a batch workflow"
+        )
+    return annotation
+
+
+def _check_limits(wf_id: str, batch_size: object, batch_timeout_seconds: object) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise WorkflowDefinitionError(f"workflow {wf_id!r}: batch_size must be an integer, got {batch_size!r}")
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise WorkflowDefinitionError(
+            f"workflow {wf_id!r}: batch_size={batch_size} is out of range; it must be 1 <= batch_size <= {MAX_BATCH_SIZE}"
+        )
+    if batch_timeout_seconds is not None:
+        if isinstance(batch_timeout_seconds, bool) or not isinstance(batch_timeout_seconds, int):
+            raise WorkflowDefinitionError(
+                f"workflow {wf_id!r}: batch_timeout_seconds must be a whole number of seconds, "
+                f"got {batch_timeout_seconds!r}"
+            )
+        if not 0 <= batch_timeout_seconds <= MAX_BATCH_WINDOW_SECONDS:
+            raise WorkflowDefinitionError(
+                f"workflow {wf_id!r}: batch_timeout_seconds={batch_timeout_seconds} is out of range; it must be "
+                f"0 <= batch_timeout_seconds <= {MAX_BATCH_WINDOW_SECONDS}"
+            )
+    if batch_size > MAX_UNWINDOWED_BATCH_SIZE and (batch_timeout_seconds is None or batch_timeout_seconds < 1):
+        raise WorkflowDefinitionError(
+            f"workflow {wf_id!r}: batch_size={batch_size} needs batch_timeout_seconds >= 1 "
+            f"(got {batch_timeout_seconds!r}); batches larger than {MAX_UNWINDOWED_BATCH_SIZE} need a batching window"
+        )
+
+
+def _define(
+    fn: Handler,
+    wf_id: str | None,
+    description: str | None,
+    trigger_on_event: str | None,
+    batch_size: int,
+    batch_timeout_seconds: int | None,
+) -> Workflow:
+    if not inspect.iscoroutinefunction(fn):
+        raise WorkflowDefinitionError(f"@workflow needs an `async def` handler; {fn.__qualname__} is not one")
+    resolved_id = fn.__name__ if wf_id is None else wf_id
+    if not isinstance(resolved_id, str) or not WORKFLOW_ID.fullmatch(resolved_id):
+        raise WorkflowDefinitionError(
+            f"workflow id {resolved_id!r} is invalid: it must match [A-Za-z0-9][A-Za-z0-9_-]{{0,63}}"
+        )
+    _check_limits(resolved_id, batch_size, batch_timeout_seconds)
+    topic = None
+    if trigger_on_event is not None:
+        try:
+            topic = canonical_topic(trigger_on_event, field="trigger_on_event")
+        except InvalidTopicError as exc:
+            raise WorkflowDefinitionError(f"workflow {resolved_id!r}: {exc}") from None
+    is_batch = batch_size > 1 or batch_timeout_seconds is not None
+    if is_batch and topic is None:
+        raise WorkflowDefinitionError(
+            f"workflow {resolved_id!r}: batch_size/batch_timeout_seconds need trigger_on_event (batches are of events)"
+        )
+    payload_type = _payload_type(fn, resolved_id, is_batch, topic is not None)
+    wf = Workflow(
+        fn=fn,
+        id=resolved_id,
+        description=description if description is not None else inspect.getdoc(fn),
+        topic=topic,
+        batch_size=batch_size,
+        batch_timeout_seconds=batch_timeout_seconds,
+        takes_payload=len(inspect.signature(fn).parameters) == 2,
+        _payload_type=payload_type,
+        _adapter=None if payload_type is None else TypeAdapter(payload_type),
+    )
+    registry.add(wf)
+    return wf
+
+
+@overload
+def workflow(fn: Handler, /) -> Workflow: ...
+
+
+@overload
+def workflow(
+    *,
+    id: str | None = None,
+    description: str | None = None,
+    trigger_on_event: str | None = None,
+    batch_size: int = 1,
+    batch_timeout_seconds: int | None = None,
+) -> Callable[[Handler], Workflow]: ...
+
+
+def workflow(
+    fn: Handler | None = None,
+    /,
+    *,
+    id: str | None = None,
+    description: str | None = None,
+    trigger_on_event: str | None = None,
+    batch_size: int = 1,
+    batch_timeout_seconds: int | None = None,
+) -> Workflow | Callable[[Handler], Workflow]:
+    """Declare a durable workflow: ``@workflow`` or ``@workflow(id=..., trigger_on_event=..., ...)``."""
+    if fn is not None:
+        return _define(fn, None, None, None, 1, None)
+
+    def decorate(handler: Handler) -> Workflow:
+        return _define(handler, id, description, trigger_on_event, batch_size, batch_timeout_seconds)
+
+    return decorate
