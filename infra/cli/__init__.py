@@ -1,0 +1,1 @@
+"""The ``polos`` command line. Each module here with a ``register(subparsers)`` adds its commands."""

@@ -1,0 +1,42 @@
+"""The HTTP API's errors: ``{"error": "<human message>", "error_type": "<code>"}`` with a status."""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    """An answer other than success; the message names the field or limit at fault."""
+
+    status = 400
+    error_type = "validation_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def body(self) -> dict[str, str]:
+        return {"error": self.message, "error_type": self.error_type}
+
+
+class ValidationFailed(ApiError):
+    status = 400
+    error_type = "validation_error"
+
+
+class Unauthorized(ApiError):
+    status = 401
+    error_type = "unauthorized"
+
+
+class NotFound(ApiError):
+    status = 404
+    error_type = "not_found"
+
+
+class IdempotencyConflict(ApiError):
+    status = 409
+    error_type = "idempotency_conflict"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    error_type = "payload_too_large"

@@ -1,0 +1,48 @@
+"""The SQS message body a workflow's queue carries: one event, or one directly invoked run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from polos.payloads import EventItem
+
+MESSAGE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class WorkflowMessage:
+    """``kind="event"`` carries the stored event; ``kind="invoke"`` names a run created by the API."""
+
+    workflow_id: str
+    kind: Literal["event", "invoke"]
+    event: EventItem | None = None
+    run_id: str | None = None
+
+    def to_json(self) -> str:
+        body: dict[str, Any] = {"v": MESSAGE_VERSION, "kind": self.kind, "workflow_id": self.workflow_id}
+        if self.event is not None:
+            body["event"] = self.event.model_dump(mode="json")
+        if self.run_id is not None:
+            body["run_id"] = self.run_id
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> WorkflowMessage:
+        """Parse a message body; ``ValueError`` naming the problem when it is not ours."""
+        try:
+            body = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"message body is not JSON: {exc}") from None
+        if not isinstance(body, dict) or body.get("v") != MESSAGE_VERSION:
+            raise ValueError("message body is not a Polos workflow message (missing or unknown 'v')")
+        kind = body.get("kind")
+        workflow_id = body.get("workflow_id")
+        if not isinstance(workflow_id, str):
+            raise ValueError("message body has no workflow_id")
+        if kind == "event":
+            return cls(workflow_id=workflow_id, kind="event", event=EventItem.model_validate(body.get("event")))
+        if kind == "invoke" and isinstance(body.get("run_id"), str):
+            return cls(workflow_id=workflow_id, kind="invoke", run_id=body["run_id"])
+        raise ValueError(f"message body has an unknown kind {kind!r} or lacks its fields")
