@@ -20,7 +20,7 @@ lint: install
 	$(BIN)/ruff check .
 
 typecheck: install
-	$(BIN)/mypy shared/polos infra functions/api functions/authorizer functions/worker
+	$(BIN)/mypy shared/polos infra functions/api functions/authorizer functions/worker bench
 
 # pytest exits 5 when no test ran; make treats that as the failure it is.
 test: lint typecheck
@@ -34,6 +34,27 @@ dev: install
 
 template: install
 	$(BIN)/polos template
+
+# Benchmarks (not part of `make test`; their smoke-sized runs are): prints one table, writes docs/benchmarks.md.
+bench: install
+	$(BIN)/python -m bench
+
+# The reliability suite at full size: 10,000-event load test and the whole crash matrix.
+soak: install
+	POLOS_SOAK=1 $(BIN)/pytest tests/reliability -o timeout=3600
+
+$(SAM_VENV)/.installed:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli
+	touch $@
+
+# `sam build` needs the runtime's interpreter (python3.12) on PATH; under pyenv, every installed version is
+# made visible after the current one. No AWS call is made: validation is cfn-lint, the build is local
+# (the layer's requirements come from PyPI).
+sam-check: $(SAM_VENV)/.installed
+	$(if $(shell command -v pyenv),PYENV_VERSION="$$(pyenv version-name):$$(pyenv versions --bare | paste -sd: -)") \
+		sh -c '$(SAM_VENV)/bin/sam validate --lint && $(SAM_VENV)/bin/sam build'
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from polos import settings
 from polos.app import App
@@ -11,6 +11,18 @@ from polos.manifest import Manifest, WorkflowEntry
 TTL_ATTRIBUTE = "expires_at"
 SINGLE_EVENT_BATCH_SIZE = 10
 QUEUE_NAME_PREFIX_MAX = 12  # 12 + a 64-character workflow id + "-dlq" = SQS's 80-character limit
+DEFAULT_QUEUE_NAME_PREFIX = "polos-dev-"
+DEFAULT_MAX_RECEIVE_COUNT = 5
+DEFAULT_RETENTION_DAYS = 30
+QUEUE_RETENTION_SECONDS = 7 * 86_400  # a run whose worker is broken waits a week for a fix
+DLQ_RETENTION_SECONDS = 14 * 86_400  # SQS's maximum, so dead letters outlive their source messages
+
+# The worker's Lambda timeout is also a run's lease (POLOS_LEASE_SECONDS): an attempt that still holds its
+# lease may still be running, so no duplicate delivery may take the run over before the timeout has passed.
+WORKER_TIMEOUT_SECONDS = 120
+# AWS: a queue feeding Lambda needs a visibility timeout of at least 6 x the function timeout (room for
+# throttled retries), plus the batching window during which received messages wait for their batch.
+VISIBILITY_TIMEOUT_FACTOR = 6
 
 
 @dataclass(frozen=True)
@@ -38,17 +50,145 @@ class TableSpec:
         return list(dict.fromkeys(names))
 
 
-TABLES: tuple[TableSpec, ...] = (
-    TableSpec("EventsTable", settings.ENV_EVENTS_TABLE, "events, per-topic sequence counters, client event ids"),
-    TableSpec(
-        "RunsTable",
-        settings.ENV_RUNS_TABLE,
-        "runs, their journaled steps and batch membership",
-        indexes=(IndexSpec("by_workflow", "wf", "created_at"),),
-    ),
-    TableSpec("ApiKeysTable", settings.ENV_KEYS_TABLE, "API keys (SHA-256 hashes only)", range_key=None),
-    TableSpec("IdempotencyTable", settings.ENV_IDEMPOTENCY_TABLE, "Idempotency-Key records (24 h)", range_key=None),
+EVENTS_TABLE = TableSpec(
+    "EventsTable", settings.ENV_EVENTS_TABLE, "events, per-topic sequence counters, client event ids"
 )
+RUNS_TABLE = TableSpec(
+    "RunsTable",
+    settings.ENV_RUNS_TABLE,
+    "runs, their journaled steps and batch membership",
+    indexes=(IndexSpec("by_workflow", "wf", "created_at"),),
+)
+KEYS_TABLE = TableSpec(
+    "ApiKeysTable", settings.ENV_KEYS_TABLE, "API keys (SHA-256 hashes only)", range_key=None
+)
+IDEMPOTENCY_TABLE = TableSpec(
+    "IdempotencyTable", settings.ENV_IDEMPOTENCY_TABLE, "Idempotency-Key records (24 h)", range_key=None
+)
+TABLES: tuple[TableSpec, ...] = (EVENTS_TABLE, RUNS_TABLE, KEYS_TABLE, IDEMPOTENCY_TABLE)
+
+
+@dataclass(frozen=True)
+class Route:
+    """An HTTP API route (DESIGN §2); every route goes to the API function behind the authorizer."""
+
+    name: str
+    method: str
+    path: str
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("PublishEvents", "POST", "/api/v1/events/publish"),
+    Route("ListEvents", "GET", "/api/v1/events"),
+    Route("RunWorkflow", "POST", "/api/v1/workflows/{workflow_id}/run"),
+    Route("GetRun", "GET", "/api/v1/runs/{run_id}"),
+    Route("ListRuns", "GET", "/api/v1/runs"),
+    Route("GetExecution", "GET", "/api/v1/executions/{id}"),
+)
+
+
+@dataclass(frozen=True)
+class TableAccess:
+    """DynamoDB actions a function may call on one table (and on its indexes when ``indexes``).
+
+    There is no IAM action for transactions: ``TransactWriteItems`` is authorised item by item as ``PutItem``
+    / ``UpdateItem`` / ``DeleteItem`` / ``ConditionCheckItem`` (and ``TransactGetItems`` as ``GetItem``).
+    """
+
+    table: TableSpec
+    actions: tuple[str, ...]
+    indexes: bool = False
+
+
+_EVENT_STORE_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:Query",
+    "dynamodb:ConditionCheckItem",
+)
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """A Lambda function: its entry point, limits and exactly the data it may touch."""
+
+    logical_id: str
+    handler: str
+    description: str
+    timeout_seconds: int
+    memory_mb: int
+    tables: tuple[TableAccess, ...]
+    sends_to_queues: bool = False  # sqs:SendMessage (also covers SendMessageBatch) on the workflow queues
+    consumes_queues: bool = False  # the event source mappings of the workflow queues invoke it
+    serves_api: bool = False  # every HTTP API route invokes it
+    authorizes_api: bool = False  # the HTTP API's Lambda authorizer
+
+
+API_FUNCTION = FunctionSpec(
+    "ApiFunction",
+    "api/app.handler",
+    "Polos HTTP API: publish events, run workflows, read runs",
+    timeout_seconds=29,  # an HTTP API integration times out after 30 s
+    memory_mb=512,
+    tables=(
+        TableAccess(EVENTS_TABLE, _EVENT_STORE_ACTIONS),
+        TableAccess(
+            IDEMPOTENCY_TABLE,
+            ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
+        ),
+        TableAccess(
+            RUNS_TABLE,
+            # DeleteItem: a queued run whose message could not be sent is removed (runs.discard_queued)
+            (
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:Query",
+                "dynamodb:UpdateItem",
+                "dynamodb:DeleteItem",
+            ),
+            indexes=True,
+        ),
+    ),
+    sends_to_queues=True,
+    serves_api=True,
+)
+AUTHORIZER_FUNCTION = FunctionSpec(
+    "AuthorizerFunction",
+    "authorizer/app.handler",
+    "Polos API key authorizer",
+    timeout_seconds=10,
+    memory_mb=256,
+    tables=(TableAccess(KEYS_TABLE, ("dynamodb:GetItem",)),),
+    authorizes_api=True,
+)
+WORKER_FUNCTION = FunctionSpec(
+    "WorkerFunction",
+    "worker/app.handler",
+    "Polos worker: runs workflows from their SQS queues",
+    timeout_seconds=WORKER_TIMEOUT_SECONDS,
+    memory_mb=512,
+    tables=(
+        TableAccess(
+            RUNS_TABLE,
+            (
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:Query",
+                "dynamodb:BatchGetItem",
+                "dynamodb:ConditionCheckItem",
+                "dynamodb:BatchWriteItem",
+            ),
+        ),
+        TableAccess(EVENTS_TABLE, _EVENT_STORE_ACTIONS),  # ctx.step.publish_event publishes like the API
+    ),
+    sends_to_queues=True,
+    consumes_queues=True,
+)
+FUNCTIONS: tuple[FunctionSpec, ...] = (API_FUNCTION, AUTHORIZER_FUNCTION, WORKER_FUNCTION)
 
 
 @dataclass(frozen=True)
@@ -67,18 +207,33 @@ class WorkflowQueue:
     def dlq_name(self, prefix: str) -> str:
         return prefix + self.workflow_id + "-dlq"
 
+    @property
+    def visibility_timeout_seconds(self) -> int:
+        """What the deployed queue uses: 6 x the worker timeout plus the batching window."""
+        return VISIBILITY_TIMEOUT_FACTOR * WORKER_TIMEOUT_SECONDS + (self.batching_window_seconds or 0)
+
 
 @dataclass(frozen=True)
 class AppModel:
-    """Everything an app needs deployed: tables, one queue per workflow, the subscription manifest."""
+    """Everything an app needs deployed: tables, one queue per workflow, functions, the manifest."""
 
     tables: tuple[TableSpec, ...]
     queues: tuple[WorkflowQueue, ...]
+    functions: tuple[FunctionSpec, ...] = field(default=FUNCTIONS)
+    routes: tuple[Route, ...] = field(default=ROUTES)
+
+    def function(self, role: str) -> FunctionSpec:
+        """The function flagged ``role`` (``serves_api``, ``authorizes_api`` or ``consumes_queues``)."""
+        (spec,) = (spec for spec in self.functions if getattr(spec, role))
+        return spec
 
     @property
     def manifest(self) -> Manifest:
         return Manifest(
-            workflows={q.workflow_id: WorkflowEntry(id=q.workflow_id, topic=q.topic, batch=q.batch) for q in self.queues}
+            workflows={
+                q.workflow_id: WorkflowEntry(id=q.workflow_id, topic=q.topic, batch=q.batch)
+                for q in self.queues
+            }
         )
 
 

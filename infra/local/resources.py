@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from infra.model import TTL_ATTRIBUTE, AppModel, TableSpec
+from infra.model import DLQ_RETENTION_SECONDS, TTL_ATTRIBUTE, AppModel, TableSpec
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -70,19 +71,31 @@ def create_resources(
     *,
     visibility_timeout: int = 30,
     max_receive_count: int = 5,
+    visibility_timeouts: Mapping[str, int] | None = None,
 ) -> dict[str, str]:
-    """Create every table and queue of ``model``; returns workflow id → queue URL."""
+    """Create every table and queue of ``model``; returns workflow id → queue URL.
+
+    Every queue gets ``visibility_timeout`` unless ``visibility_timeouts`` names its workflow.
+    """
+    overrides = visibility_timeouts or {}
     for spec in model.tables:
         create_table(dynamodb, spec, names.table(spec))
     urls: dict[str, str] = {}
     for queue in model.queues:
-        dlq_url = sqs.create_queue(QueueName=queue.dlq_name(names.prefix))["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        dlq_url = sqs.create_queue(
+            QueueName=queue.dlq_name(names.prefix),
+            Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)},
+        )["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
         urls[queue.workflow_id] = sqs.create_queue(
             QueueName=queue.queue_name(names.prefix),
             Attributes={
-                "VisibilityTimeout": str(visibility_timeout),
-                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}),
+                "VisibilityTimeout": str(overrides.get(queue.workflow_id, visibility_timeout)),
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}
+                ),
             },
         )["QueueUrl"]
     os.makedirs(os.path.dirname(names.manifest_path) or ".", exist_ok=True)

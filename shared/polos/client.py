@@ -21,7 +21,9 @@ ENV_API_KEY = "POLOS_API_KEY"
 class PolosClient:
     """Talks to a Polos HTTP API (deployed or ``polos dev``). Reads ``POLOS_API_URL`` / ``POLOS_API_KEY``."""
 
-    def __init__(self, base_url: str | None = None, api_key: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(
+        self, base_url: str | None = None, api_key: str | None = None, timeout: float = 30.0
+    ) -> None:
         url = base_url or os.environ.get(ENV_API_URL)
         key = api_key or os.environ.get(ENV_API_KEY)
         if not url:
@@ -39,7 +41,7 @@ class PolosClient:
     ) -> Any:
         """Send one request and return the decoded JSON answer; raises :class:`PolosAPIError` on errors."""
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(  # noqa: S310 - the scheme is checked in __init__
+        request = urllib.request.Request(  # nosec B310 - the scheme is checked in __init__
             self.base_url + path,
             data=data,
             method=method,
@@ -51,7 +53,7 @@ class PolosClient:
             },
         )
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:  # nosec B310
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
             raw = exc.read()
@@ -63,7 +65,9 @@ class PolosClient:
                 exc.code, str(problem.get("error_type", "http_error")), str(problem.get("error", problem))
             ) from None
 
-    async def _call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+    async def _call(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> Any:
         return await asyncio.to_thread(self.request, method, path, body, headers=headers)
 
     async def publish(
@@ -87,11 +91,17 @@ class PolosClient:
 
     async def get_run(self, run_id: str) -> dict[str, Any]:
         """The run as ``GET /api/v1/runs/{run_id}`` shows it."""
-        answer: dict[str, Any] = await self._call("GET", f"/api/v1/runs/{urllib.parse.quote(run_id, safe='')}")
+        answer: dict[str, Any] = await self._call(
+            "GET", f"/api/v1/runs/{urllib.parse.quote(run_id, safe='')}"
+        )
         return answer
 
     async def list_runs(
-        self, workflow_id: str | None = None, status: str | None = None, limit: int = 100, cursor: str | None = None
+        self,
+        workflow_id: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
     ) -> dict[str, Any]:
         """One page of runs, newest first."""
         query = {"workflow_id": workflow_id, "status": status, "limit": limit, "cursor": cursor}
@@ -101,7 +111,9 @@ class PolosClient:
 
     async def list_events(self, topic: str, after_sequence_id: int = 0, limit: int = 100) -> dict[str, Any]:
         """One page of a topic's events in sequence order."""
-        params = urllib.parse.urlencode({"topic": topic, "after_sequence_id": after_sequence_id, "limit": limit})
+        params = urllib.parse.urlencode(
+            {"topic": topic, "after_sequence_id": after_sequence_id, "limit": limit}
+        )
         answer: dict[str, Any] = await self._call("GET", f"/api/v1/events?{params}")
         return answer
 
@@ -117,8 +129,11 @@ class WorkflowHandle:
     async def status(self) -> dict[str, Any]:
         return await self.client.get_run(self.run_id)
 
-    async def result(self, timeout: float = 600, poll_interval: float = 0.1) -> Any:
-        """The run's result once completed; :class:`WorkflowRunError` if it failed, ``TimeoutError`` if late."""
+    async def result(self, timeout: float = 600, poll_interval: float = 0.1) -> Any:  # noqa: ASYNC109
+        """The run's result once completed.
+
+        Raises :class:`WorkflowRunError` when the run failed and ``TimeoutError`` when it is not done in time.
+        """
         deadline = time.monotonic() + timeout
         interval = poll_interval
         while True:
@@ -130,6 +145,8 @@ class WorkflowHandle:
                 raise WorkflowRunError(self.run_id, error.get("type", "Error"), error.get("message", ""))
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"run {self.run_id} did not finish within {timeout} s (status {run['status']})")
+                raise TimeoutError(
+                    f"run {self.run_id} did not finish within {timeout} s (status {run['status']})"
+                )
             await asyncio.sleep(min(interval, remaining))
             interval = min(interval * 1.5, 2.0)

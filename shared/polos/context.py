@@ -13,29 +13,36 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 
 from polos import serde
 from polos.errors import (
     NonRetryableError,
     RunLeaseLostError,
     StepExecutionError,
+    StepKeyError,
     StepKeyReusedError,
+    StepResultError,
 )
 from polos.journal import now_iso
 from polos.payloads import EventItem
-from polos.records import ErrorInfo, StepRecord
+from polos.records import ErrorInfo, StepRecord, StepStatus
 from polos.topics import canonical_topic
 
 if TYPE_CHECKING:
     from polos.journal import Journal
 
 logger = Logger(service="polos")
-tracer = Tracer(service="polos")
 
 MAX_STEP_KEY_LENGTH = 512
-# Stop before calling a step when the lease has less than this left: the next attempt may start then.
-LEASE_SAFETY_SECONDS = 5.0
+# An attempt calls no step function once its lease has less than this left: the next attempt may start
+# then. A tenth of the lease, at most 5 s (short leases in tests and local runs keep most of their time).
+MAX_LEASE_SAFETY_SECONDS = 5.0
+
+
+def lease_margin(lease_seconds: float) -> float:
+    """How long before its lease lapses an attempt stops calling step functions."""
+    return min(MAX_LEASE_SAFETY_SECONDS, lease_seconds / 10)
 
 
 class StepHooks(Protocol):
@@ -55,6 +62,15 @@ def set_step_hooks(hooks: StepHooks | None) -> None:
     _hooks = hooks
 
 
+class _StepFailed(Exception):
+    """Internal: a step's function failed for good after ``calls`` calls (``error`` is what to raise)."""
+
+    def __init__(self, error: Exception, calls: int) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.calls = calls
+
+
 class StepRunner:
     """``ctx.step``: every method journals its result under a key unique within the run."""
 
@@ -65,6 +81,7 @@ class StepRunner:
         journal: Journal,
         steps: list[StepRecord],
         lease_until: float,
+        lease_margin: float = MAX_LEASE_SAFETY_SECONDS,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._run_id = run_id
@@ -72,7 +89,7 @@ class StepRunner:
         self._journaled = {step.key: step for step in steps}
         self._next_index = max((step.index for step in steps), default=-1) + 1
         self._used: set[str] = set()
-        self._lease_until = lease_until
+        self._call_deadline = lease_until - lease_margin
         self._sleep = sleep
 
     async def run(
@@ -92,7 +109,7 @@ class StepRunner:
             raise ValueError(f"step {key!r}: max_retries must be an integer >= 0, got {max_retries!r}")
         if base_delay < 0 or max_delay < 0:
             raise ValueError(f"step {key!r}: base_delay and max_delay must be >= 0")
-        return await self._durable(key, fn, args, kwargs, max_retries, base_delay, max_delay)
+        return await self._durable(key, fn, args, kwargs, _Backoff(max_retries, base_delay, max_delay))
 
     async def publish_event(
         self, key: str, topic: str, data: dict[str, Any], event_type: str | None = None
@@ -106,29 +123,36 @@ class StepRunner:
             from polos.publishing import NewEvent, publish_events  # the publish side loads on first use
 
             result = publish_events(canonical, [NewEvent(id=event_id, data=data, event_type=event_type)])
-            return result.events[0]
+            event: EventItem = result.events[0]
+            return event
 
-        return await self._durable(key, publish, (), {}, 2, 0.2, 2.0, result_type=EventItem)  # type: ignore[no-any-return]
+        event: EventItem = await self._durable(key, publish, (), {}, _Backoff(2, 0.2, 2.0), EventItem)
+        return event
 
     async def uuid(self, key: str) -> str:
         """A random UUID (string), the same on every replay."""
-        return await self._durable(key, lambda: str(_uuid.uuid4()), (), {}, 0, 0, 0, result_type=str)  # type: ignore[no-any-return]
+        value: str = await self._durable(key, lambda: str(_uuid.uuid4()), (), {}, _ONCE, str)
+        return value
 
     async def now(self, key: str) -> datetime:
         """The current UTC time, the same on every replay."""
-        return await self._durable(key, lambda: datetime.now(UTC), (), {}, 0, 0, 0, result_type=datetime)  # type: ignore[no-any-return]
+        value: datetime = await self._durable(key, lambda: datetime.now(UTC), (), {}, _ONCE, datetime)
+        return value
 
     async def random(self, key: str) -> float:
         """A random float in [0, 1), the same on every replay."""
-        return await self._durable(key, _random.random, (), {}, 0, 0, 0, result_type=float)  # type: ignore[no-any-return]
+        value: float = await self._durable(key, _random.random, (), {}, _ONCE, float)
+        return value
 
     def _claim_key(self, key: str) -> None:
         if not isinstance(key, str) or not key:
-            raise StepKeyReusedError(f"step key must be a non-empty string, got {key!r}")
+            raise StepKeyError(f"step key must be a non-empty string, got {key!r}")
         if len(key) > MAX_STEP_KEY_LENGTH:
-            raise StepKeyReusedError(f"step key {key[:40]!r}… is longer than {MAX_STEP_KEY_LENGTH} characters")
+            raise StepKeyError(f"step key {key[:40]!r}… is longer than {MAX_STEP_KEY_LENGTH} characters")
         if key in self._used:
-            raise StepKeyReusedError(f"step key {key!r} is used twice in run {self._run_id}; keys must be unique")
+            raise StepKeyReusedError(
+                f"step key {key!r} is used twice in run {self._run_id}; keys must be unique within a run"
+            )
         self._used.add(key)
 
     async def _durable(
@@ -137,39 +161,48 @@ class StepRunner:
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        max_retries: int,
-        base_delay: float,
-        max_delay: float,
+        backoff: _Backoff,
         result_type: Any = None,
     ) -> Any:
         self._claim_key(key)
+        what = f"result of step {key!r}"
         declared = result_type if result_type is not None else serde.declared_type(fn)
         previous = self._journaled.get(key)
         if previous is not None and previous.status == "completed" and previous.result_json is not None:
             logger.debug("step replayed from the journal", extra={"step_key": key})
-            return serde.from_json(previous.result_json, declared or serde.resolve_tag(previous.result_tag))
-        if time.time() > self._lease_until - LEASE_SAFETY_SECONDS:
-            raise RunLeaseLostError(f"run {self._run_id}: lease about to lapse before step {key!r}")
+            rebuild_as = declared or serde.resolve_tag(previous.result_tag)
+            return serde.from_json(previous.result_json, rebuild_as, what=what)
         index = previous.index if previous is not None else self._claim_index()
         prior_calls = previous.attempts if previous is not None else 0
         started_at = now_iso()
+
+        def record(status: StepStatus, calls: int, **fields: Any) -> StepRecord:
+            return StepRecord(key, index, status, prior_calls + calls, started_at, now_iso(), **fields)
+
+        failed: _StepFailed | None = None
+        # The worker's tracer, imported on the first step call: X-Ray's SDK costs ~0.3 s to import, which
+        # every handler importing `polos` would otherwise pay.
+        from polos.observability import tracer
+
         with tracer.provider.in_subsegment(f"## step {key}") as subsegment:
             subsegment.put_annotation("step_key", key)
             try:
-                value, calls = await self._call_with_retries(key, fn, args, kwargs, max_retries, base_delay, max_delay)
-                text = serde.to_json(value, what=f"result of step {key!r}")
-            except BaseException as exc:
-                calls = getattr(exc, "_polos_calls", 1)
-                if isinstance(exc, Exception):
-                    await self._journal_step(
-                        StepRecord(key, index, "failed", prior_calls + calls, started_at, now_iso(), error=_cause_of(exc))
-                    )
-                raise
+                value, calls = await self._call_with_retries(key, fn, args, kwargs, backoff)
+            except _StepFailed as exc:
+                failed = exc
+        if failed is not None:  # raised outside the handler so the error's context stays its own
+            await self._journal_step(record("failed", failed.calls, error=_cause_of(failed.error)))
+            raise failed.error
         tag = None if declared is not None else serde.type_tag(value)
-        await self._journal_step(
-            StepRecord(key, index, "completed", prior_calls + calls, started_at, now_iso(), text, tag)
-        )
-        return serde.from_json(text, declared or serde.resolve_tag(tag))
+        try:
+            text = serde.to_json(value, what=what)
+            # Rebuilt now, exactly as a replay will: the first run sees what every replay sees.
+            restored = serde.from_json(text, declared or serde.resolve_tag(tag), what=what)
+        except StepResultError as exc:
+            await self._journal_step(record("failed", calls, error=ErrorInfo.of(exc)))
+            raise
+        await self._journal_step(record("completed", calls, result_json=text, result_tag=tag))
+        return restored
 
     def _claim_index(self) -> int:
         index = self._next_index
@@ -187,11 +220,12 @@ class StepRunner:
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        max_retries: int,
-        base_delay: float,
-        max_delay: float,
+        backoff: _Backoff,
     ) -> tuple[Any, int]:
-        for call in range(1, max_retries + 2):
+        """``(value, calls)``; :class:`_StepFailed` when the function fails for good."""
+        for call in range(1, backoff.max_retries + 2):
+            if time.time() > self._call_deadline:
+                raise RunLeaseLostError(f"run {self._run_id}: lease about to lapse; step {key!r} not called")
             try:
                 if _hooks is not None:
                     _hooks.before_call(self._run_id, key, call)
@@ -200,22 +234,40 @@ class StepRunner:
                     value = await value
                 return value, call
             except NonRetryableError as exc:
-                exc._polos_calls = call  # type: ignore[attr-defined]
-                raise
+                raise _StepFailed(exc, call) from exc
             except Exception as exc:
-                if call > max_retries:
+                if call > backoff.max_retries:
                     failure = StepExecutionError(key, call, exc)
-                    failure._polos_calls = call  # type: ignore[attr-defined]
-                    raise failure from exc
-                delay = min(max_delay, base_delay * 2 ** (call - 1))
-                # Equal jitter: at least half the backoff, so retries never bunch up at zero.
-                pause = delay / 2 + _random.uniform(0, delay / 2)  # noqa: S311 - jitter, not cryptography
+                    failure.__cause__ = exc
+                    raise _StepFailed(failure, call) from exc
+                pause = backoff.pause(call)
                 logger.warning(
                     "step call failed; retrying",
                     extra={"step_key": key, "call": call, "retry_in_s": round(pause, 3), "error": repr(exc)},
                 )
+                from polos.observability import count  # loaded with the tracer by the first step
+
+                count("StepRetries")
                 await self._sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class _Backoff:
+    """In-process retries of one step: exponential backoff with equal jitter, capped at ``max_delay``."""
+
+    max_retries: int
+    base_delay: float
+    max_delay: float
+
+    def pause(self, call: int) -> float:
+        """Seconds to wait after failed call number ``call`` (1-based)."""
+        delay = min(self.max_delay, self.base_delay * 2.0 ** (call - 1))
+        # Equal jitter: at least half the backoff, so retries never bunch up at zero.
+        return delay / 2 + _random.uniform(0, delay / 2)
+
+
+_ONCE = _Backoff(0, 0.0, 0.0)
 
 
 def _cause_of(exc: BaseException) -> ErrorInfo:

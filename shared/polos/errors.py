@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class PolosError(Exception):
     """Base class of every error Polos raises on purpose."""
@@ -28,7 +33,11 @@ class StepExecutionError(PolosError):
         self.attempts = attempts
 
 
-class StepKeyReusedError(NonRetryableError):
+class StepKeyError(NonRetryableError):
+    """A step key is not a non-empty string of at most 512 characters."""
+
+
+class StepKeyReusedError(StepKeyError):
     """Two step calls in one run used the same key."""
 
 
@@ -62,3 +71,14 @@ class PolosAPIError(PolosError):
         self.status = status
         self.error_type = error_type
         self.error_message = message
+
+
+def validation_summary(exc: ValidationError, root: str) -> str:
+    """``root.field[2].name: message; ...`` — pydantic's errors, each naming its field, on one line."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        path = root
+        for loc in error["loc"]:
+            path += f"[{loc}]" if isinstance(loc, int) else f".{loc}"
+        parts.append(f"{path}: {error['msg']}")
+    return "; ".join(parts)

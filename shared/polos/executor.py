@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import traceback
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from aws_lambda_powertools import Logger
 
 from polos import serde, settings
-from polos.context import StepRunner, WorkflowContext
+from polos.context import StepRunner, WorkflowContext, lease_margin
 from polos.errors import NonRetryableError, RunLeaseLostError
 from polos.journal import Acquired, Item, Journal
 from polos.records import ErrorInfo, EventRef, RunRecord, TriggerType
@@ -41,6 +40,9 @@ class Attempt:
     final: bool = False
     # Items of the run's partition when the caller already queried them (batch runs do).
     preloaded: list[Item] | None = None
+    # Set when the caller created the run already leased to this owner (a new batch run, created with its
+    # membership in one transaction): the attempt uses that lease instead of acquiring one.
+    lease_owner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,11 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
     """Drive one attempt of a run to completed, failed or retry-later (see :class:`AttemptResult`)."""
     journal = journal or Journal()
     wf = attempt.workflow
-    log = {"run_id": attempt.run_id, "workflow_id": wf.id, "event_ids": [ref.id for ref in attempt.event_refs]}
+    log: dict[str, Any] = {
+        "run_id": attempt.run_id,
+        "workflow_id": wf.id,
+        "event_ids": [ref.id for ref in attempt.event_refs],
+    }
     items = attempt.preloaded
     if items is None:
         items = await asyncio.to_thread(journal.query_partition, attempt.run_id)
@@ -65,22 +71,30 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
     if loaded is not None and loaded.run.finished:
         logger.info("run already finished; delivery acknowledged", extra={**log, "status": loaded.run.status})
         return AttemptResult("finished", loaded.run)
-    owner = uuid.uuid4().hex
     lease_seconds = settings.get_settings().lease_seconds
-    taken = await asyncio.to_thread(
-        lambda: journal.acquire(
-            run_id=attempt.run_id,
-            workflow_id=wf.id,
-            trigger_type=attempt.trigger_type,
-            event_refs=attempt.event_refs if attempt.trigger_type == "event" else [],
-            owner=owner,
-            lease_seconds=lease_seconds,
+    given_owner = attempt.lease_owner
+    if given_owner is not None and loaded is not None and loaded.run.lease_owner == given_owner:
+        owner, run = given_owner, loaded.run
+    else:
+        owner = uuid.uuid4().hex
+        taken = await asyncio.to_thread(
+            lambda: journal.acquire(
+                run_id=attempt.run_id,
+                workflow_id=wf.id,
+                trigger_type=attempt.trigger_type,
+                event_refs=attempt.event_refs if attempt.trigger_type == "event" else [],
+                owner=owner,
+                lease_seconds=lease_seconds,
+            )
         )
-    )
-    if not isinstance(taken, Acquired):
-        logger.info(f"run is {taken.outcome}; delivery left for later", extra=log)
-        return AttemptResult("finished" if taken.outcome == "finished" else "busy", taken.run)
-    run = taken.run
+        if not isinstance(taken, Acquired):
+            logger.info(f"run is {taken.outcome}; delivery left for later", extra=log)
+            return AttemptResult("finished" if taken.outcome == "finished" else "busy", taken.run)
+        run = taken.run
+        if run.attempts != (loaded.run.attempts if loaded is not None else 0) + 1:
+            # Another attempt held the lease between our read and our acquire and may have journaled steps:
+            # read again (only in this race), so no journaled step runs twice.
+            loaded = await asyncio.to_thread(journal.load, attempt.run_id)
     log["attempt"] = run.attempts
     logger.info("run attempt started", extra=log)
     runner = StepRunner(
@@ -88,6 +102,7 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
         journal=journal,
         steps=loaded.steps if loaded is not None else [],
         lease_until=run.lease_until or 0.0,
+        lease_margin=lease_margin(lease_seconds),
     )
     ctx = WorkflowContext(
         workflow_id=wf.id,
@@ -108,9 +123,9 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
     except Exception as exc:
         error = ErrorInfo.of(exc)
         final = attempt.final or isinstance(exc, NonRetryableError)
-        logger.error(
+        logger.exception(  # the traceback goes to the log only, never to the run item
             "run attempt failed" + ("; run failed" if final else "; SQS will deliver it again"),
-            extra={**log, "error_type": error.type, "error": error.message, "traceback": traceback.format_exc()},
+            extra={**log, "error_type": error.type, "error": error.message},
         )
         if not await _finish(journal, run, owner, "failed" if final else "queued", log, error=error):
             return AttemptResult("busy", run)
@@ -127,12 +142,18 @@ async def _finish(
     owner: str,
     status: Literal["completed", "failed", "queued"],
     log: dict[str, Any],
-    **outcome: Any,
+    *,
+    result_json: str | None = None,
+    error: ErrorInfo | None = None,
 ) -> bool:
-    """Record the attempt's outcome; ``False`` when the lease was lost meanwhile (nothing is written)."""
+    """Record the attempt's outcome and mirror it on ``run``; ``False`` when the lease was lost meanwhile."""
     try:
-        await asyncio.to_thread(lambda: journal.finish(run.run_id, owner, status, **outcome))
+        await asyncio.to_thread(
+            lambda: journal.finish(run.run_id, owner, status, result_json=result_json, error=error)
+        )
     except RunLeaseLostError as exc:
         logger.warning("attempt outcome dropped: lease lost", extra={**log, "error": str(exc)})
         return False
+    run.status, run.result_json, run.error = status, result_json, error
+    run.lease_owner = run.lease_until = None
     return True

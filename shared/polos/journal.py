@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
@@ -46,12 +46,12 @@ def now_iso() -> str:
 
 def _s(item: Item, name: str) -> str | None:
     value = item.get(name)
-    return None if value is None else str(value["S"])  # type: ignore[typeddict-item]
+    return None if value is None else str(value["S"])
 
 
 def _n(item: Item, name: str) -> float | None:
     value = item.get(name)
-    return None if value is None else float(value["N"])  # type: ignore[typeddict-item]
+    return None if value is None else float(value["N"])
 
 
 def encode_run(run: RunRecord, expires_at: int) -> Item:
@@ -327,5 +327,6 @@ class Journal:
             )
         except ClientError as exc:
             if _condition_failed(exc):
-                raise RunLeaseLostError(f"run {run_id}: this attempt lost its lease before finishing") from exc
+                message = f"run {run_id}: this attempt lost its lease before finishing"
+                raise RunLeaseLostError(message) from exc
             raise

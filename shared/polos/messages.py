@@ -42,7 +42,8 @@ class WorkflowMessage:
         if not isinstance(workflow_id, str):
             raise ValueError("message body has no workflow_id")
         if kind == "event":
-            return cls(workflow_id=workflow_id, kind="event", event=EventItem.model_validate(body.get("event")))
+            event = EventItem.model_validate(body.get("event"))
+            return cls(workflow_id=workflow_id, kind="event", event=event)
         if kind == "invoke" and isinstance(body.get("run_id"), str):
             return cls(workflow_id=workflow_id, kind="invoke", run_id=body["run_id"])
         raise ValueError(f"message body has an unknown kind {kind!r} or lacks its fields")

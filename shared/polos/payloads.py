@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_valid
 
 def utc_iso(moment: datetime) -> str:
     """``2025-01-28T10:30:00.123456Z`` — the one timestamp format on the wire and in the store."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class EventItem(BaseModel):

@@ -10,6 +10,8 @@ RunStatus = Literal["queued", "running", "completed", "failed"]
 StepStatus = Literal["completed", "failed"]
 TriggerType = Literal["event", "batch", "invoke"]
 FINISHED: frozenset[str] = frozenset({"completed", "failed"})
+# Error messages are cut to this many characters: a huge message must not push an item past 400 KB.
+MAX_ERROR_MESSAGE = 4000
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +23,10 @@ class ErrorInfo:
 
     @classmethod
     def of(cls, exc: BaseException) -> ErrorInfo:
-        return cls(type=type(exc).__name__, message=str(exc))
+        message = str(exc)
+        if len(message) > MAX_ERROR_MESSAGE:
+            message = message[:MAX_ERROR_MESSAGE] + f"… ({len(message) - MAX_ERROR_MESSAGE} more characters)"
+        return cls(type=type(exc).__name__, message=message)
 
     def to_json(self) -> str:
         return json.dumps({"type": self.type, "message": self.message}, ensure_ascii=False)

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from polos.errors import StepResultError
@@ -31,7 +31,8 @@ _TAGGABLE = (BaseModel, dt.datetime, dt.date, dt.time, dt.timedelta, uuid.UUID, 
 def to_json(value: Any, *, what: str, limit: int = MAX_RESULT_BYTES) -> str:
     """Compact JSON for ``value``; :class:`StepResultError` naming ``what`` when it cannot be journaled."""
     try:
-        text = json.dumps(to_jsonable_python(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        plain = to_jsonable_python(value, by_alias=True)  # models validate back from their aliases
+        text = json.dumps(plain, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (PydanticSerializationError, TypeError, ValueError) as exc:
         raise StepResultError(f"{what} is not JSON-serialisable: {exc}") from exc
     size = len(text.encode())
@@ -55,7 +56,8 @@ def declared_type(fn: Callable[..., Any]) -> Any:
     # ``async def f() -> User`` is annotated with ``User``; an awaitable wrapper is not a result type.
     if typing.get_origin(annotation) in (typing.Awaitable, typing.Coroutine):
         return None
-    return annotation
+    # A type pydantic cannot validate into (an arbitrary class) gives no help in rebuilding the value.
+    return annotation if _adapter(annotation) is not None else None
 
 
 def type_tag(value: Any) -> str | None:
@@ -82,17 +84,32 @@ def resolve_tag(tag: str | None) -> Any:
     return target if isinstance(target, type) else None
 
 
+def _adapter(type_: Any) -> TypeAdapter[Any] | None:
+    """A (cached) validator for ``type_``, or ``None`` when pydantic cannot build one."""
+    try:
+        try:
+            return _cached_adapter(type_)
+        except TypeError:  # an unhashable annotation: build it uncached
+            return TypeAdapter(type_)
+    except Exception:  # pydantic cannot validate into this type (an arbitrary class, a bare TypeVar, ...)
+        return None
+
+
 @functools.lru_cache(maxsize=512)
-def _adapter(type_: Any) -> TypeAdapter[Any]:
+def _cached_adapter(type_: Any) -> TypeAdapter[Any]:
     return TypeAdapter(type_)
 
 
-def from_json(text: str, type_: Any = None) -> Any:
-    """Parse journal JSON, rebuilding it as ``type_`` when one is given."""
+def from_json(text: str, type_: Any = None, *, what: str = "journaled value") -> Any:
+    """Parse journal JSON, rebuilding it as ``type_`` when one is given.
+
+    :class:`StepResultError` naming ``what`` when the value does not fit ``type_`` (a wrong annotation).
+    """
     value = json.loads(text)
-    if type_ is None:
+    adapter = None if type_ is None else _adapter(type_)
+    if adapter is None:
         return value
     try:
-        return _adapter(type_).validate_python(value)
-    except TypeError:  # an unhashable annotation cannot be cached
-        return TypeAdapter(type_).validate_python(value)
+        return adapter.validate_python(value)
+    except ValidationError as exc:
+        raise StepResultError(f"{what} does not fit its declared type {type_!r}: {exc}") from exc

@@ -24,7 +24,9 @@ def canonical_topic(topic: object, *, field: str = "topic") -> str:
     if not topic:
         raise InvalidTopicError(f"{field} must not be empty")
     if len(topic) > MAX_TOPIC_LENGTH:
-        raise InvalidTopicError(f"{field} is {len(topic)} characters long; at most {MAX_TOPIC_LENGTH} are allowed")
+        raise InvalidTopicError(
+            f"{field} is {len(topic)} characters long; at most {MAX_TOPIC_LENGTH} are allowed"
+        )
     if not _TOPIC.fullmatch(topic):
         raise InvalidTopicError(
             f"{field} {topic!r} is invalid: use segments of letters, digits, '_' or '-' joined by '/' or '.'"

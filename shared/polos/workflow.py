@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING, Any, overload
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from polos.errors import InvalidTopicError, PayloadValidationError, WorkflowDefinitionError
+from polos.errors import (
+    InvalidTopicError,
+    PayloadValidationError,
+    WorkflowDefinitionError,
+    validation_summary,
+)
 from polos.payloads import BatchEventPayload, EventItem, EventPayload
 from polos.topics import canonical_topic
 
@@ -59,7 +64,8 @@ class Workflow:
         try:
             return self._adapter.validate_python(raw)
         except ValidationError as exc:
-            raise PayloadValidationError(f"payload of workflow {self.id!r} is invalid: {exc}") from exc
+            summary = validation_summary(exc, "payload")
+            raise PayloadValidationError(f"payload of workflow {self.id!r} is invalid: {summary}") from exc
 
     async def __call__(self, ctx: WorkflowContext, payload: Any) -> Any:
         """Run the handler directly (unit tests of a handler's own logic)."""
@@ -70,11 +76,16 @@ class Workflow:
     ) -> WorkflowHandle:
         """Start a run through the HTTP API; returns a handle to await its result."""
         if isinstance(payload, BaseModel):
-            payload = payload.model_dump(mode="json")
+            payload = payload.model_dump(mode="json", by_alias=True)
         self.build_payload(payload)  # fail here, not in the worker, when the payload cannot fit
         return await client.start_workflow(self.id, payload, idempotency_key=idempotency_key)
 
-    async def run(self, client: PolosClient, payload: Any = None, timeout: float = 600) -> Any:
+    async def run(
+        self,
+        client: PolosClient,
+        payload: Any = None,
+        timeout: float = 600,  # noqa: ASYNC109 - DESIGN §1 names the parameter `timeout`
+    ) -> Any:
         """Start a run and wait for its result (``WorkflowRunError`` if it fails)."""
         handle = await self.invoke(client, payload)
         return await handle.result(timeout=timeout)
@@ -110,18 +121,24 @@ class _Registry:
 registry = _Registry()
 
 
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
 def _payload_type(fn: Handler, wf_id: str, is_batch: bool, event_triggered: bool) -> Any:
     params = list(inspect.signature(fn).parameters.values())
-    if len(params) < 1 or len(params) > 2:
+    if not 1 <= len(params) <= 2 or any(param.kind not in _POSITIONAL for param in params):
         raise WorkflowDefinitionError(
-            f"workflow {wf_id!r}: the handler must take (ctx) or (ctx, payload), it takes {len(params)} parameters"
+            f"workflow {wf_id!r}: the handler must take (ctx) or (ctx, payload) as positional parameters, "
+            f"it takes {inspect.signature(fn)}"
         )
     if len(params) == 1:
         return None
     try:
         annotation = typing.get_type_hints(fn).get(params[1].name, inspect.Parameter.empty)
     except NameError as exc:
-        raise WorkflowDefinitionError(f"workflow {wf_id!r}: cannot resolve the payload annotation: {exc}") from exc
+        raise WorkflowDefinitionError(
+            f"workflow {wf_id!r}: cannot resolve the handler's annotations: {exc}"
+        ) from exc
     if annotation is inspect.Parameter.empty or annotation is Any:
         if is_batch:
             return BatchEventPayload
@@ -131,8 +148,8 @@ def _payload_type(fn: Handler, wf_id: str, is_batch: bool, event_triggered: bool
     is_event_type = isinstance(payload_cls, type) and issubclass(payload_cls, EventItem)
     if is_batch and is_event_type:
         raise WorkflowDefinitionError(
-            f"workflow {wf_id!r} is a batch workflow (batch_size/batch_timeout_seconds set) but its payload is "
-            f"annotated {payload_cls.__name__}; annotate it BatchEventPayload"
+            f"workflow {wf_id!r} is a batch workflow (batch_size/batch_timeout_seconds set) but its payload "
+            f"is annotated {payload_cls.__name__}; annotate it BatchEventPayload"
         )
     if not is_batch and is_batch_type:
         raise WorkflowDefinitionError(
@@ -144,10 +161,13 @@ def _payload_type(fn: Handler, wf_id: str, is_batch: bool, event_triggered: bool
 
 def _check_limits(wf_id: str, batch_size: object, batch_timeout_seconds: object) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-        raise WorkflowDefinitionError(f"workflow {wf_id!r}: batch_size must be an integer, got {batch_size!r}")
+        raise WorkflowDefinitionError(
+            f"workflow {wf_id!r}: batch_size must be an integer, got {batch_size!r}"
+        )
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise WorkflowDefinitionError(
-            f"workflow {wf_id!r}: batch_size={batch_size} is out of range; it must be 1 <= batch_size <= {MAX_BATCH_SIZE}"
+            f"workflow {wf_id!r}: batch_size={batch_size} is out of range; "
+            f"it must be 1 <= batch_size <= {MAX_BATCH_SIZE}"
         )
     if batch_timeout_seconds is not None:
         if isinstance(batch_timeout_seconds, bool) or not isinstance(batch_timeout_seconds, int):
@@ -157,13 +177,15 @@ def _check_limits(wf_id: str, batch_size: object, batch_timeout_seconds: object)
             )
         if not 0 <= batch_timeout_seconds <= MAX_BATCH_WINDOW_SECONDS:
             raise WorkflowDefinitionError(
-                f"workflow {wf_id!r}: batch_timeout_seconds={batch_timeout_seconds} is out of range; it must be "
-                f"0 <= batch_timeout_seconds <= {MAX_BATCH_WINDOW_SECONDS}"
+                f"workflow {wf_id!r}: batch_timeout_seconds={batch_timeout_seconds} is out of range; "
+                f"it must be 0 <= batch_timeout_seconds <= {MAX_BATCH_WINDOW_SECONDS}"
             )
-    if batch_size > MAX_UNWINDOWED_BATCH_SIZE and (batch_timeout_seconds is None or batch_timeout_seconds < 1):
+    windowless = batch_timeout_seconds is None or batch_timeout_seconds < 1
+    if batch_size > MAX_UNWINDOWED_BATCH_SIZE and windowless:
         raise WorkflowDefinitionError(
             f"workflow {wf_id!r}: batch_size={batch_size} needs batch_timeout_seconds >= 1 "
-            f"(got {batch_timeout_seconds!r}); batches larger than {MAX_UNWINDOWED_BATCH_SIZE} need a batching window"
+            f"(got {batch_timeout_seconds!r}); batches larger than {MAX_UNWINDOWED_BATCH_SIZE} "
+            "need a batching window"
         )
 
 
@@ -175,8 +197,14 @@ def _define(
     batch_size: int,
     batch_timeout_seconds: int | None,
 ) -> Workflow:
+    if not callable(fn):
+        raise WorkflowDefinitionError(
+            f"@workflow takes keyword arguments only (e.g. @workflow(id=...)); "
+            f"got {fn!r} as a positional argument"
+        )
     if not inspect.iscoroutinefunction(fn):
-        raise WorkflowDefinitionError(f"@workflow needs an `async def` handler; {fn.__qualname__} is not one")
+        name = getattr(fn, "__qualname__", repr(fn))
+        raise WorkflowDefinitionError(f"@workflow needs an `async def` handler; {name} is not one")
     resolved_id = fn.__name__ if wf_id is None else wf_id
     if not isinstance(resolved_id, str) or not WORKFLOW_ID.fullmatch(resolved_id):
         raise WorkflowDefinitionError(
@@ -192,7 +220,8 @@ def _define(
     is_batch = batch_size > 1 or batch_timeout_seconds is not None
     if is_batch and topic is None:
         raise WorkflowDefinitionError(
-            f"workflow {resolved_id!r}: batch_size/batch_timeout_seconds need trigger_on_event (batches are of events)"
+            f"workflow {resolved_id!r}: batch_size/batch_timeout_seconds need trigger_on_event "
+            "(batches are of events)"
         )
     payload_type = _payload_type(fn, resolved_id, is_batch, topic is not None)
     wf = Workflow(

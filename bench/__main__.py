@@ -1,0 +1,91 @@
+"""``python -m bench`` (``make bench``): run every benchmark, print one table, write docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench.report import Results
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = ROOT / "docs" / "benchmarks.md"
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Handlers print metrics documents (EMF) to stdout, as in Lambda; keep them out of the table."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--events", type=int, default=20, help="events per cost scenario (100/req: 100)")
+    parser.add_argument("--import-runs", type=int, default=11, help="fresh processes per import time")
+    parser.add_argument("--throughput-events", type=int, default=300, help="events of the throughput run")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the Markdown report goes")
+    parser.add_argument("--no-write", action="store_true", help="print the table only")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, two cost scenarios (the test suite)"
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.events, args.import_runs, args.throughput_events = 10, 1, 12
+    args.command = "make bench" if not argv else " ".join(["python -m bench", *argv])
+    return args
+
+
+def measure(args: argparse.Namespace) -> Results:
+    """Run every benchmark once."""
+    # Before any handler module is imported: their loggers read the level once.
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from bench import coldstart, cost, report, throughput
+
+    results = report.Results(command=args.command)
+    _progress(f"cold start: {args.import_runs} fresh imports of boto3 and of each handler ...")
+    results.imports = coldstart.measure(runs=args.import_runs)
+    for target in coldstart.targets()[1:]:
+        results.import_profiles[target.label] = coldstart.heaviest(coldstart.profile(target))
+    for scenario in cost.SMOKE_SCENARIOS if args.smoke else cost.SCENARIOS:
+        events = max(args.events, scenario.per_request)
+        _progress(f"cost: {scenario.label}, {events} events ...")
+        with _quiet():
+            results.bills += [cost.run(system, scenario, events) for system in cost.SYSTEMS]
+    _progress(f"throughput: {args.throughput_events} events through the local stack, then the replay ...")
+    with _quiet():
+        results.throughput = throughput.measure(
+            events=args.throughput_events,
+            publishers=2 if args.smoke else 4,
+            per_request=4 if args.smoke else 10,
+        )
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(list(sys.argv[1:] if argv is None else argv))
+    results = measure(args)
+    from bench import report
+
+    print(report.table(report.rows(results)))
+    if not args.no_write:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(report.markdown(results))
+        _progress(f"written: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The two baselines the cost benchmark runs beside Polos, doing the same work per event.
+
+(a) ``PowertoolsSystem`` — what a careful engineer writes by hand with Powertools: the publisher stores the
+    request's events (BatchWriteItem, 25 per call) and sends them to each subscriber's queue
+    (SendMessageBatch, 10 per call); the worker runs Powertools' ``BatchProcessor`` over the SQS records and
+    makes every step exactly-once with ``@idempotent_function`` on a ``DynamoDBPersistenceLayer`` (one
+    record per step: a conditional PutItem before, an UpdateItem after). A batch workflow runs its steps
+    once per delivered batch. It has no sequence ids, no publish idempotency and no batch membership (a
+    redelivered batch in another grouping runs again) - less work than Polos does, so the comparison
+    flatters the baseline.
+(b) ``NaiveSystem`` — one PutItem and one SendMessage per event per subscriber; the worker calls the step
+    functions with no journal at all (a retry re-runs every step).
+
+Neither has an authorizer (their API Gateway requests are still billed).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from polos import settings
+
+from bench.workload import SHAPE_OF, Shape, effect
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
+
+BATCH_WRITE_MAX = 25
+SEND_BATCH_MAX = 10
+
+
+def _answer(events: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "statusCode": 200,
+        "headers": {"content-type": "application/json"},
+        "body": json.dumps({"events": events}),
+    }
+
+
+def _request(event: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    body = json.loads(event["body"])
+    stored = [{"id": "evt_" + uuid.uuid4().hex, "topic": body["topic"], **e} for e in body["events"]]
+    return body["topic"], stored
+
+
+def _subscribers(topic: str) -> list[str]:
+    return sorted(wf_id for wf_id, shape in SHAPE_OF.items() if shape.topic == topic)
+
+
+def _body(workflow_id: str, event: dict[str, Any]) -> str:
+    return json.dumps({"workflow_id": workflow_id, "event": event}, separators=(",", ":"))
+
+
+def _shape_of_records(event: dict[str, Any]) -> tuple[str, Shape, list[dict[str, Any]]]:
+    records = event["Records"]
+    bodies = [json.loads(record["body"]) for record in records]
+    workflow_id = bodies[0]["workflow_id"]
+    return workflow_id, SHAPE_OF[workflow_id], bodies
+
+
+class PowertoolsSystem:
+    """Baseline (a): Powertools idempotency per step and its batch processor."""
+
+    def __init__(self) -> None:
+        persistence = DynamoDBPersistenceLayer(
+            table_name=settings.get_settings().idempotency_table,
+            key_attr="pk",
+            boto3_client=settings.dynamodb(),
+        )
+        self._config = IdempotencyConfig()
+        self._step = idempotent_function(
+            data_keyword_argument="task", persistence_store=persistence, config=self._config
+        )(self._run_step)
+
+    @staticmethod
+    def _run_step(task: dict[str, Any]) -> dict[str, Any]:
+        return effect(task["step"], task["events"])
+
+    def api(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        topic, events = _request(event)
+        table = settings.get_settings().events_table
+        for start in range(0, len(events), BATCH_WRITE_MAX):
+            pending: dict[str, Any] = {
+                table: [
+                    {
+                        "PutRequest": {
+                            "Item": {"pk": {"S": topic}, "sk": {"S": e["id"]}, "body": {"S": json.dumps(e)}}
+                        }
+                    }
+                    for e in events[start : start + BATCH_WRITE_MAX]
+                ]
+            }
+            while pending:
+                pending = (
+                    settings.dynamodb().batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+                )
+        for workflow_id in _subscribers(topic):
+            for start in range(0, len(events), SEND_BATCH_MAX):
+                entries: list[SendMessageBatchRequestEntryTypeDef] = [
+                    {"Id": str(i), "MessageBody": _body(workflow_id, e)}
+                    for i, e in enumerate(events[start : start + SEND_BATCH_MAX])
+                ]
+                failed = (
+                    settings.sqs()
+                    .send_message_batch(
+                        QueueUrl=settings.get_settings().queue_url(workflow_id), Entries=entries
+                    )
+                    .get("Failed")
+                )
+                if failed:
+                    raise RuntimeError(f"SendMessageBatch failed for {failed}")
+        return _answer([{"id": e["id"]} for e in events])
+
+    def worker(self, event: dict[str, Any], context: Any) -> Any:
+        self._config.register_lambda_context(context)
+        workflow_id, shape, bodies = _shape_of_records(event)
+        if shape.batch:  # one run of the steps for the delivered batch
+            ids = sorted(body["event"]["id"] for body in bodies)
+            for step in range(shape.steps):
+                self._step(task={"workflow": workflow_id, "events": ids, "step": step})
+            return {"batchItemFailures": []}
+
+        def record_handler(record: SQSRecord) -> None:
+            body = json.loads(record.body)
+            for step in range(shape.steps):
+                self._step(task={"workflow": workflow_id, "events": [body["event"]["id"]], "step": step})
+
+        processor = BatchProcessor(event_type=EventType.SQS)
+        return process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+
+
+class NaiveSystem:
+    """Baseline (b): one PutItem and one SendMessage per event per subscriber; steps run unjournaled."""
+
+    def api(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        topic, events = _request(event)
+        table = settings.get_settings().events_table
+        for workflow_id in _subscribers(topic):
+            for e in events:
+                settings.dynamodb().put_item(
+                    TableName=table,
+                    Item={
+                        "pk": {"S": f"{topic}#{workflow_id}"},
+                        "sk": {"S": e["id"]},
+                        "body": {"S": json.dumps(e)},
+                    },
+                )
+                settings.sqs().send_message(
+                    QueueUrl=settings.get_settings().queue_url(workflow_id), MessageBody=_body(workflow_id, e)
+                )
+        return _answer([{"id": e["id"]} for e in events])
+
+    def worker(self, event: dict[str, Any], context: Any) -> Any:
+        _, shape, bodies = _shape_of_records(event)
+        groups = [[b["event"]["id"] for b in bodies]] if shape.batch else [[b["event"]["id"]] for b in bodies]
+        for ids in groups:
+            for step in range(shape.steps):
+                effect(step, ids)
+        return {"batchItemFailures": []}

@@ -1,0 +1,165 @@
+"""Cold start: fresh-process import time of each Lambda handler module next to ``import boto3`` alone.
+
+Each sample is a new interpreter that puts the function's directory, ``functions/`` and ``shared/`` (the
+layer) on ``sys.path`` as Lambda does, sets the functions' environment, and times only the ``import``
+statement (interpreter start-up is the same for every row and is left out). Samples of all modules are
+interleaved so drift on a busy machine hits each alike; the figure is the median.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HANDLERS = ("api", "authorizer", "worker")
+BASELINE = "boto3"
+
+_PROBE = (
+    "import sys, time\n"
+    "sys.path[:0] = {paths!r}\n"
+    "started = time.perf_counter()\n"
+    "import {module}\n"
+    "print(time.perf_counter() - started)\n"
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What to import and from where."""
+
+    label: str
+    module: str
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ImportTime:
+    """Median import seconds of one target over ``samples`` fresh processes."""
+
+    target: Target
+    samples: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+
+def targets() -> list[Target]:
+    """``import boto3`` and the three handler modules (``functions/<name>/app.py``)."""
+    shared, functions = str(ROOT / "shared"), str(ROOT / "functions")
+    found = [Target(BASELINE, "boto3", ())]
+    for name in HANDLERS:
+        found.append(
+            Target(f"functions/{name}/app.py", "app", (str(ROOT / "functions" / name), functions, shared))
+        )
+    return found
+
+
+def lambda_env() -> dict[str, str]:
+    """The environment a deployed function sees (names are placeholders; nothing is called)."""
+    from polos import settings
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POLOS_", "POWERTOOLS_"))}
+    env.update(
+        {
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+            "AWS_LAMBDA_FUNCTION_NAME": "polos-bench",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
+            "POWERTOOLS_SERVICE_NAME": "polos",
+            "POWERTOOLS_METRICS_NAMESPACE": "Polos",
+            "LOG_LEVEL": "INFO",
+            settings.ENV_EVENTS_TABLE: "polos-events",
+            settings.ENV_RUNS_TABLE: "polos-runs",
+            settings.ENV_KEYS_TABLE: "polos-api-keys",
+            settings.ENV_IDEMPOTENCY_TABLE: "polos-idempotency",
+            settings.ENV_QUEUE_URL_PREFIX: "https://sqs.us-east-1.amazonaws.com/123456789012/polos-",
+            settings.ENV_MANIFEST_PATH: str(ROOT / "functions" / "polos_manifest.json"),
+            settings.ENV_APP: "workflows",
+        }
+    )
+    return env
+
+
+def _run(target: Target, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
+    code = _PROBE.format(paths=list(target.paths), module=target.module)
+    # -I: no user site, no PYTHON* variables, and the working directory is not on sys.path.
+    return subprocess.run(
+        [sys.executable, "-I", *extra, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+def sample(target: Target, env: dict[str, str]) -> float:
+    """Seconds one fresh process spends importing ``target``."""
+    done = _run(target, env)
+    if done.returncode != 0:
+        raise RuntimeError(f"importing {target.label} failed:\n{done.stderr.strip()[-2000:]}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def measure(runs: int = 11, chosen: list[Target] | None = None) -> list[ImportTime]:
+    """Median import times, ``runs`` interleaved samples each. Targets that do not exist yet are skipped."""
+    env = lambda_env()
+    present = [t for t in (chosen or targets()) if not t.paths or Path(t.paths[0], "app.py").is_file()]
+    samples: dict[str, list[float]] = {t.label: [] for t in present}
+    for _ in range(runs):
+        for target in present:
+            samples[target.label].append(sample(target, env))
+    return [ImportTime(t, tuple(samples[t.label])) for t in present]
+
+
+@dataclass(frozen=True)
+class ImportCost:
+    """One line of ``python -X importtime``: a module and its cumulative import microseconds."""
+
+    module: str
+    depth: int
+    self_us: int
+    cumulative_us: int
+
+
+def profile(target: Target) -> list[ImportCost]:
+    """``python -X importtime`` of one target: its module and everything it imported, in import order."""
+    done = _run(target, lambda_env(), "-X", "importtime")
+    if done.returncode != 0:
+        raise RuntimeError(f"profiling {target.label} failed:\n{done.stderr.strip()[-2000:]}")
+    costs = []
+    for line in done.stderr.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        self_us, cumulative, name = line.removeprefix("import time:").split("|", 2)
+        depth = (len(name) - len(name.lstrip())) // 2
+        costs.append(ImportCost(name.strip(), depth, int(self_us), int(cumulative)))
+    # A module's line follows its imports'; interpreter start-up (site, ...) comes before the target's.
+    end = max(i for i, cost in enumerate(costs) if cost.depth == 0 and cost.module == target.module)
+    start = end
+    while start > 0 and costs[start - 1].depth > 0:
+        start -= 1
+    return costs[start : end + 1]
+
+
+def heaviest(costs: list[ImportCost], limit: int = 8, max_depth: int = 2) -> list[ImportCost]:
+    """The most expensive imports at most ``max_depth`` levels below the handler module."""
+    shallow = [c for c in costs if 0 < c.depth <= max_depth]
+    return sorted(shallow, key=lambda c: c.cumulative_us, reverse=True)[:limit]
+
+
+def main() -> None:  # pragma: no cover - convenience: python -m bench.coldstart
+    for result in measure(runs=5):
+        print(json.dumps({"target": result.target.label, "median_ms": round(result.median * 1000, 1)}))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,299 @@
+"""Count every AWS request a piece of code makes, with its billed units, through botocore event hooks.
+
+``Meter.attach(client)`` registers ``before-call.*.*`` / ``after-call.*.*`` handlers on a client's event
+system (``settings.dynamodb()``, ``settings.sqs()`` or any other client). Each finished request becomes a
+:class:`Call` with its billed SQS requests (64 KB chunks) and DynamoDB read/write units. DynamoDB units
+need item sizes before and after a write; the meter reads them through an un-metered *shadow* client
+(give none, e.g. against a shared server, and units stay 0). The same hook injects crashes: after the
+N-th request took effect, :class:`Crash` is raised before its caller sees the answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bench import prices
+from bench.units import item_size, read_units, write_units
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+Json = dict[str, Any]
+_STATE = "polos_bench"  # key of this meter's state in botocore's per-request context
+# A context variable, not a thread-local: asyncio.to_thread (how the runtime calls AWS) copies the context.
+_TAG: contextvars.ContextVar[str | None] = contextvars.ContextVar("bench_tag", default=None)
+
+
+class Crash(BaseException):
+    """An injected crash: the process stops right after an AWS request took effect (a BaseException, so
+    no ``except Exception`` in the code under test can swallow it)."""
+
+
+@dataclass
+class Call:
+    """One AWS request as billed."""
+
+    service: str
+    operation: str
+    params: Json
+    ok: bool
+    error_code: str | None
+    started: float  # time.perf_counter() when the request left
+    seconds: float
+    tag: str | None
+    thread: int
+    billed_requests: int = 1
+    read_units: float = 0.0
+    write_units: float = 0.0
+    # A ReceiveMessage that found nothing: an idle poll (billed per queue and month, not per event).
+    empty: bool = False
+
+
+@dataclass
+class _Pending:
+    started: float
+    service: str
+    operation: str
+    params: Json
+    before: dict[str, int] = field(default_factory=dict)
+
+
+class Meter:
+    """Records :class:`Call` s of every attached client; thread-safe."""
+
+    def __init__(self, shadow: DynamoDBClient | None = None) -> None:
+        self._shadow = shadow
+        self._keys: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
+        self._attached: list[Any] = []
+        self.calls: list[Call] = []
+        self._by_tag: dict[str | None, list[Call]] = {}
+        self._crash_at: int | None = None
+        self._crash_where: Callable[[Call], bool] = lambda call: True
+        self._seen = 0
+
+    # -- wiring -------------------------------------------------------------------------------------
+    def attach(self, *clients: Any) -> None:
+        """Meter ``clients`` (idempotent per client)."""
+        for client in clients:
+            if any(client is other for other in self._attached):
+                continue
+            events = client.meta.events
+            events.register("before-call.*.*", self._before, unique_id=f"bench-before-{id(self)}")
+            events.register("after-call.*.*", self._after, unique_id=f"bench-after-{id(self)}")
+            self._attached.append(client)
+
+    def detach(self) -> None:
+        for client in self._attached:
+            client.meta.events.unregister("before-call.*.*", unique_id=f"bench-before-{id(self)}")
+            client.meta.events.unregister("after-call.*.*", unique_id=f"bench-after-{id(self)}")
+        self._attached.clear()
+
+    @contextlib.contextmanager
+    def tag(self, label: str) -> Iterator[None]:
+        """Label the calls made inside the block, in threads it starts too (e.g. ``ApiFunction:3``)."""
+        token = _TAG.set(label)
+        try:
+            yield
+        finally:
+            _TAG.reset(token)
+
+    def crash_after(self, n: int | None, where: Callable[[Call], bool] | None = None) -> None:
+        """Raise :class:`Crash` after the ``n``-th request from now (of those ``where`` selects) has taken
+        effect; ``None``: never."""
+        with self._lock:
+            self._crash_where = where or (lambda call: True)
+            self._crash_at = None if n is None else self._seen + n
+
+    @property
+    def crash_pending(self) -> bool:
+        with self._lock:
+            return self._crash_at is not None
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self._by_tag.clear()
+
+    # -- queries ------------------------------------------------------------------------------------
+    def count(self, service: str | None = None, tag: str | None = None) -> int:
+        return len(self.select(service, tag))
+
+    def select(self, service: str | None = None, tag: str | None = None) -> list[Call]:
+        with self._lock:
+            chosen = self.calls if tag is None else self._by_tag.get(tag, [])
+            return [call for call in chosen if service is None or call.service == service]
+
+    def operations(self, tag: str | None = None) -> Counter[str]:
+        return Counter(f"{call.service}.{call.operation}" for call in self.select(tag=tag))
+
+    # -- hooks --------------------------------------------------------------------------------------
+    def _before(self, model: Any, params: Json, context: Json, **_: Any) -> None:
+        body = params.get("body") or b"{}"
+        api = json.loads(body.decode() if isinstance(body, bytes) else body)
+        pending = _Pending(time.perf_counter(), model.service_model.service_name, model.name, api)
+        if pending.service == "dynamodb" and self._shadow is not None:
+            pending.before = self._sizes_of_targets(pending.operation, api)
+        context[_STATE] = pending
+
+    def _after(self, http_response: Any, parsed: Json, model: Any, context: Json, **_: Any) -> None:
+        pending: _Pending | None = context.get(_STATE)
+        if pending is None:
+            return
+        ok = http_response.status_code < 300
+        call = Call(
+            service=pending.service,
+            operation=pending.operation,
+            params=pending.params,
+            ok=ok,
+            error_code=None if ok else str(parsed.get("Error", {}).get("Code")),
+            started=pending.started,
+            seconds=time.perf_counter() - pending.started,
+            tag=_TAG.get(),
+            thread=threading.get_ident(),
+        )
+        if call.service == "sqs":
+            call.billed_requests = _sqs_billed_requests(call.operation, pending.params, parsed)
+            call.empty = call.operation == "ReceiveMessage" and ok and not parsed.get("Messages")
+        elif call.service == "dynamodb" and self._shadow is not None:
+            self._dynamodb_units(call, pending, parsed)
+        with self._lock:
+            self.calls.append(call)
+            self._by_tag.setdefault(call.tag, []).append(call)
+            counted = self._crash_at is not None and self._crash_where(call)
+            if counted:
+                self._seen += 1
+            crash = counted and self._seen >= (self._crash_at or 0)
+            if crash:
+                self._crash_at = None
+        if crash:
+            raise Crash(f"crash injected after {call.service}.{call.operation} (tag {call.tag})")
+
+    # -- DynamoDB units -----------------------------------------------------------------------------
+    def _key_names(self, table: str) -> list[str]:
+        names = self._keys.get(table)
+        if names is None:
+            assert self._shadow is not None
+            schema = self._shadow.describe_table(TableName=table)["Table"]["KeySchema"]
+            names = self._keys[table] = [part["AttributeName"] for part in schema]
+        return names
+
+    def _size_at(self, table: str, key: Json) -> int:
+        assert self._shadow is not None
+        answer = self._shadow.get_item(TableName=table, Key=key, ConsistentRead=True)
+        return item_size(answer.get("Item"))
+
+    def _key_of(self, table: str, item: Json) -> Json:
+        return {name: item[name] for name in self._key_names(table)}
+
+    def _write_targets(self, operation: str, api: Json) -> list[tuple[str, str, Json, Json | None]]:
+        """(kind, table, key, new item or None) of every item a write request touches."""
+        if operation in ("PutItem", "UpdateItem", "DeleteItem"):
+            table = api["TableName"]
+            new = api.get("Item")
+            key = api.get("Key") or self._key_of(table, new or {})
+            return [(operation, table, key, new)]
+        if operation == "BatchWriteItem":
+            targets = []
+            for table, requests in api["RequestItems"].items():
+                for request in requests:
+                    if "PutRequest" in request:
+                        new = request["PutRequest"]["Item"]
+                        targets.append(("PutItem", table, self._key_of(table, new), new))
+                    else:
+                        targets.append(("DeleteItem", table, request["DeleteRequest"]["Key"], None))
+            return targets
+        if operation == "TransactWriteItems":
+            targets = []
+            for action in api["TransactItems"]:
+                ((kind, spec),) = action.items()
+                table = spec["TableName"]
+                new = spec.get("Item")
+                key = spec.get("Key") or self._key_of(table, new or {})
+                targets.append((kind, table, key, new))
+            return targets
+        return []
+
+    def _sizes_of_targets(self, operation: str, api: Json) -> dict[str, int]:
+        return {
+            json.dumps([table, key], sort_keys=True): self._size_at(table, key)
+            for _, table, key, _ in self._write_targets(operation, api)
+        }
+
+    def _dynamodb_units(self, call: Call, pending: _Pending, parsed: Json) -> None:
+        op, api = call.operation, pending.params
+        if op in ("GetItem",):
+            call.read_units = read_units(
+                item_size(parsed.get("Item")), consistent=bool(api.get("ConsistentRead"))
+            )
+        elif op in ("Query", "Scan"):
+            call.read_units = self._query_units(api, parsed)
+        elif op == "BatchGetItem":
+            for table, request in api["RequestItems"].items():
+                found = parsed.get("Responses", {}).get(table, [])
+                consistent = bool(request.get("ConsistentRead"))
+                call.read_units += sum(read_units(item_size(item), consistent=consistent) for item in found)
+                call.read_units += (len(request["Keys"]) - len(found)) * read_units(0, consistent=consistent)
+        elif op == "TransactGetItems":
+            for answer in parsed.get("Responses", []):
+                call.read_units += read_units(
+                    item_size(answer.get("Item")), consistent=True, transactional=True
+                )
+        else:
+            self._write_units(call, pending)
+
+    def _query_units(self, api: Json, parsed: Json) -> float:
+        items = parsed.get("Items", [])
+        size = sum(item_size(item) for item in items)
+        scanned = int(parsed.get("ScannedCount", len(items)))
+        if scanned > len(items) and items:  # a filter dropped items after they were read: scale up
+            size = math.ceil(size * scanned / len(items))
+        consistent = bool(api.get("ConsistentRead")) and "IndexName" not in api
+        return read_units(size, consistent=consistent)
+
+    def _write_units(self, call: Call, pending: _Pending) -> None:
+        transactional = call.operation == "TransactWriteItems"
+        for kind, table, key, new in self._write_targets(call.operation, pending.params):
+            old = pending.before.get(json.dumps([table, key], sort_keys=True), 0)
+            if not call.ok or kind in ("DeleteItem", "Delete"):
+                size = old  # a failed condition still costs the existing item's size (at least 1 unit)
+            elif kind in ("PutItem", "Put"):
+                size = max(old, item_size(new))
+            elif kind in ("UpdateItem", "Update"):
+                size = max(old, self._size_at(table, key))
+            else:  # ConditionCheck: priced like a transactional write of the checked item (pessimistic)
+                size = old
+            call.write_units += write_units(size, transactional=transactional)
+
+
+def _sqs_payload(operation: str, api: Json, parsed: Json) -> int:
+    def message_bytes(body: str, attributes: Json | None) -> int:
+        size = len(body.encode())
+        for name, value in (attributes or {}).items():
+            size += len(name.encode()) + len(str(value.get("DataType", "")).encode())
+            size += len(str(value.get("StringValue") or value.get("BinaryValue") or "").encode())
+        return size
+
+    if operation == "SendMessage":
+        return message_bytes(api["MessageBody"], api.get("MessageAttributes"))
+    if operation == "SendMessageBatch":
+        return sum(message_bytes(e["MessageBody"], e.get("MessageAttributes")) for e in api["Entries"])
+    if operation == "ReceiveMessage":
+        return sum(
+            message_bytes(m.get("Body", ""), m.get("MessageAttributes")) for m in parsed.get("Messages", [])
+        )
+    return 0
+
+
+def _sqs_billed_requests(operation: str, api: Json, parsed: Json) -> int:
+    """An SQS request is billed once per started 64 KB of payload (at least once)."""
+    return max(1, math.ceil(_sqs_payload(operation, api, parsed) / prices.SQS_CHUNK_BYTES))

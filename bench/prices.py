@@ -1,0 +1,104 @@
+"""The price table: US East (N. Virginia) list prices, each with its source. The one place prices live.
+
+Every figure is per unit (not per million) so the arithmetic elsewhere is a plain product.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+REGION = "us-east-1"
+MILLION = 1_000_000
+
+
+@dataclass(frozen=True)
+class Price:
+    """``usd`` per one ``unit``; ``source`` is where the figure is published."""
+
+    name: str
+    usd: float
+    unit: str
+    source: str
+
+
+SQS_REQUEST = Price(
+    "SQS standard request",
+    0.40 / MILLION,
+    "request; every 64 KB chunk of a request's payload is billed as one request",
+    "https://aws.amazon.com/sqs/pricing/ (Standard queue, after the first 1M free: $0.40 per million)",
+)
+DYNAMODB_WRITE_UNIT = Price(
+    "DynamoDB on-demand write request unit",
+    0.625 / MILLION,
+    "write unit (1 KB of item, 2 for a transactional write)",
+    "https://aws.amazon.com/dynamodb/pricing/on-demand/ ($0.625 per million write request units)",
+)
+DYNAMODB_READ_UNIT = Price(
+    "DynamoDB on-demand read request unit",
+    0.125 / MILLION,
+    "read unit (4 KB strongly consistent, half for eventually consistent, 2 for transactional)",
+    "https://aws.amazon.com/dynamodb/pricing/on-demand/ ($0.125 per million read request units)",
+)
+LAMBDA_REQUEST = Price(
+    "Lambda request",
+    0.20 / MILLION,
+    "invocation",
+    "https://aws.amazon.com/lambda/pricing/ ($0.20 per million requests)",
+)
+LAMBDA_GB_SECOND_ARM = Price(
+    "Lambda duration, arm64",
+    0.0000133334,
+    "GB-second",
+    "https://aws.amazon.com/lambda/pricing/ (Arm price, first 7.5B GB-s/month: $0.0000133334 per GB-s)",
+)
+HTTP_API_REQUEST = Price(
+    "API Gateway HTTP API request",
+    1.00 / MILLION,
+    "request; metered in 512 KB increments",
+    "https://aws.amazon.com/api-gateway/pricing/ (HTTP APIs, first 300M/month: $1.00 per million)",
+)
+EVENTBRIDGE_EVENT = Price(
+    "EventBridge custom event",
+    1.00 / MILLION,
+    "event published to an event bus (64 KB chunks)",
+    "https://aws.amazon.com/eventbridge/pricing/ ($1.00 per million custom events)",
+)
+# Found with the `search` tool: the AWS Lambda pricing page as transcribed (verbatim price text "$8.00/M",
+# labelled an example rate) in api-evangelist/aws-lambda plans/aws-lambda-plans-pricing.yml (page read
+# 2026-09-20, source https://aws.amazon.com/lambda/pricing/). Its data-written and data-retained charges
+# were not found and are left out; the reference line is therefore a lower bound.
+DURABLE_OPERATION = Price(
+    "Lambda durable functions operation",
+    8.00 / MILLION,
+    "durable operation (step, wait, callback, ...)",
+    "https://aws.amazon.com/lambda/pricing/ via api-evangelist/aws-lambda plans/aws-lambda-plans-pricing.yml "
+    '("Durable Functions operations (example rate): $8.00/M")',
+)
+
+ALL: tuple[Price, ...] = (
+    HTTP_API_REQUEST,
+    LAMBDA_REQUEST,
+    LAMBDA_GB_SECOND_ARM,
+    SQS_REQUEST,
+    DYNAMODB_WRITE_UNIT,
+    DYNAMODB_READ_UNIT,
+    EVENTBRIDGE_EVENT,
+    DURABLE_OPERATION,
+)
+
+# Billing granularity of request payloads.
+SQS_CHUNK_BYTES = 64 * 1024
+HTTP_API_CHUNK_BYTES = 512 * 1024
+
+# Lambda sizing the cost model assumes for every function (the template's figure when it states one).
+LAMBDA_MEMORY_MB = 512
+# Idle polling by an SQS event source mapping (AWS runs the pollers; their empty receives are billed to
+# you). Assumption: 5 pollers per queue doing 20-second long polls while the queue is empty.
+ESM_IDLE_POLLERS = 5
+ESM_LONG_POLL_SECONDS = 20
+SECONDS_PER_MONTH = 30 * 86_400
+
+
+def esm_idle_receives_per_month() -> int:
+    """Empty ``ReceiveMessage`` calls one idle queue costs per month under the stated assumption."""
+    return ESM_IDLE_POLLERS * SECONDS_PER_MONTH // ESM_LONG_POLL_SECONDS

@@ -1,0 +1,273 @@
+"""A metered deployment in one process: the local stack (``infra.local.stack.LocalStack``: the app's tables
+and queues, the HTTP API gateway, the event source mappings) with every AWS request going through a
+:class:`~bench.meter.Meter` and every Lambda invocation recorded as a :class:`LambdaCall`.
+
+Each invocation runs under its own meter tag (``ApiFunction:7``), so its requests can be told apart, both to
+bill its duration and to inject a crash into one function only. The baselines plug their own handlers into
+the same gateway and mappings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import math
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from polos import settings
+from polos.app import App
+
+from bench import prices
+from bench.meter import Call, Meter
+from infra.local.apigw import ApiGateway, HttpRequest, HttpResponse
+from infra.local.aws import apply_environment, fake_credentials
+from infra.local.functions import LocalContext, load_handler
+from infra.local.mapping import EventSourceMapping
+from infra.local.stack import LocalStack, StackOptions
+from infra.model import WORKER_FUNCTION, AppModel, FunctionSpec, build_model
+from infra.template import AUTHORIZER_CACHE_SECONDS
+
+# Lambda time spent waiting on an AWS request in the cloud (an in-region DynamoDB or SQS round trip);
+# stands in for the time moto took in-process, which says nothing about the cloud.
+ASSUMED_AWS_CALL_MS = 8.0
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass(frozen=True)
+class LambdaCall:
+    """One Lambda invocation and what it is billed for.
+
+    Its duration in the cloud is modelled as its own compute, measured here (wall time minus the time some
+    AWS request was in flight), plus ``ASSUMED_AWS_CALL_MS`` for each *wave* of AWS requests: requests that
+    ran concurrently here (the worker runs a batch's records concurrently) overlap in the cloud too, so
+    ``waves`` = requests / the most that were in flight at once.
+    """
+
+    function: str
+    memory_mb: int
+    wall_seconds: float
+    aws_busy_seconds: float
+    aws_calls: int
+    aws_waves: int
+
+    @classmethod
+    def of(cls, spec: FunctionSpec, wall_seconds: float, calls: list[Call]) -> LambdaCall:
+        spans = sorted((call.started, call.started + call.seconds) for call in calls)
+        busy, end, in_flight, most = 0.0, float("-inf"), 0, 0
+        for start, stop in spans:
+            busy += max(0.0, stop - max(start, end))
+            end = max(end, stop)
+        for _, change in sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans]):
+            in_flight += change
+            most = max(most, in_flight)
+        waves = math.ceil(len(calls) / most) if most else 0
+        return cls(spec.logical_id, spec.memory_mb, wall_seconds, busy, len(calls), waves)
+
+    @property
+    def billed_ms(self) -> int:
+        """Modelled cloud duration, rounded up to Lambda's 1 ms billing granularity."""
+        own = max(0.0, self.wall_seconds - self.aws_busy_seconds) * 1000
+        return max(1, math.ceil(own + self.aws_waves * ASSUMED_AWS_CALL_MS))
+
+    @property
+    def gb_seconds(self) -> float:
+        return self.memory_mb / 1024 * self.billed_ms / 1000
+
+
+@dataclass
+class Usage:
+    """What the stack was billed for apart from the AWS requests the meter holds."""
+
+    http_billed: int = 0
+    lambdas: list[LambdaCall] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Handlers:
+    """A system's Lambda handlers ``(event, context)``, made once the stack's environment is set.
+    ``authorizer`` ``None``: requests pass the gateway without one (the baselines)."""
+
+    api: Handler
+    worker: Handler
+    authorizer: Handler | None = None
+
+
+def forget_worker_app() -> Handler:
+    """The worker handler, made to import the app ``POLOS_APP`` names now: its module imports its app once
+    per process (``functools.cache``), and one process here runs stacks of several apps."""
+    worker = load_handler(WORKER_FUNCTION)
+    cached_app = getattr(sys.modules[worker.__module__], "app", None)
+    if cached_app is not None and hasattr(cached_app, "cache_clear"):
+        cached_app.cache_clear()
+    return worker
+
+
+def polos_handlers(model: AppModel) -> Handlers:
+    """Polos's own handlers (``functions/*/app.py``), imported the way Lambda imports them."""
+    return Handlers(
+        api=_serial(load_handler(model.function("serves_api"))),
+        worker=forget_worker_app(),
+        authorizer=_serial(load_handler(model.function("authorizes_api"))),
+    )
+
+
+def _serial(handler: Handler) -> Handler:
+    """One invocation at a time, like one execution environment (see ``infra.local.functions``)."""
+    lock = threading.Lock()
+
+    def invoke(event: dict[str, Any], context: Any) -> Any:
+        with lock:
+            return handler(event, context)
+
+    return invoke
+
+
+@contextlib.contextmanager
+def aws_in_process() -> Iterator[None]:
+    """moto's in-process mock with fake credentials (the environment is restored afterwards)."""
+    from moto import mock_aws
+
+    previous = apply_environment(fake_credentials(None))
+    try:
+        with mock_aws():
+            settings.reset()
+            yield
+    finally:
+        apply_environment(previous)
+        settings.reset()
+
+
+def _allow_all(event: dict[str, Any], request_id: str) -> dict[str, Any]:
+    """The gateway of a system without an authorizer: every request passes, unbilled."""
+    return {"isAuthorized": True, "context": {}}
+
+
+class MeteredStack:
+    """An app on the local stack (moto in-process unless boto3 points elsewhere), every request metered.
+    Use as a context manager; the environment is restored on exit."""
+
+    def __init__(
+        self,
+        app: App,
+        state_dir: Path,
+        meter: Meter,
+        make_handlers: Callable[[AppModel], Handlers],
+        *,
+        app_target: str | None = None,
+        options: StackOptions | None = None,
+    ) -> None:
+        self.meter = meter
+        self.usage = Usage()
+        self._counter = itertools.count(1)
+        model = self.model = build_model(app)
+        self._handlers: Handlers | None = None
+        self._make_handlers = make_handlers
+        worker_spec = model.function("consumes_queues")
+        self.local = LocalStack.create(
+            app,
+            state_dir=state_dir,
+            endpoint_url=None,
+            app_target=app_target,
+            options=options,
+            worker=self._metered(worker_spec, lambda: self.handlers.worker),
+            prefix="bench-",
+        )
+        handlers = self.handlers
+        self.api_key = self.local.create_api_key(name="bench") if handlers.authorizer is not None else ""
+        authorizer: Callable[[dict[str, Any], str], Any] = _allow_all
+        if handlers.authorizer is not None:
+            auth_handler = handlers.authorizer
+            authorizer = self._metered(model.function("authorizes_api"), lambda: auth_handler)
+        self.local.gateway = ApiGateway(
+            model.routes,
+            authorizer=authorizer,
+            api=self._metered(model.function("serves_api"), lambda: self.handlers.api),
+            cache_seconds=AUTHORIZER_CACHE_SECONDS,
+        )
+        meter.attach(settings.dynamodb(), settings.sqs())
+
+    @property
+    def handlers(self) -> Handlers:
+        if self._handlers is None:
+            self._handlers = self._make_handlers(self.model)
+        return self._handlers
+
+    @property
+    def mappings(self) -> list[EventSourceMapping]:
+        return self.local.mappings
+
+    def __enter__(self) -> MeteredStack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.meter.detach()
+        self.local.close()
+
+    def reset_usage(self) -> None:
+        """Forget what was billed so far (e.g. a warm-up)."""
+        self.meter.reset()
+        self.usage = Usage()
+
+    # -- Lambda -------------------------------------------------------------------------------------
+    def _metered(self, spec: FunctionSpec, handler: Callable[[], Handler]) -> Callable[..., Any]:
+        def invoke(event: dict[str, Any], request_id: str | None = None) -> Any:
+            tag = f"{spec.logical_id}:{next(self._counter)}"
+            started = time.perf_counter()
+            try:
+                with self.meter.tag(tag):
+                    return handler()(event, LocalContext(spec, request_id))
+            finally:
+                wall = time.perf_counter() - started
+                self.usage.lambdas.append(LambdaCall.of(spec, wall, self.meter.select(tag=tag)))
+
+        return invoke
+
+    # -- HTTP API -----------------------------------------------------------------------------------
+    def request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> HttpResponse:
+        """One HTTP API request (billed per started 512 KB)."""
+        raw = b"" if body is None else json.dumps(body).encode()
+        sent = {"content-type": "application/json", "authorization": f"Bearer {self.api_key or 'none'}"}
+        sent.update({name.lower(): value for name, value in (headers or {}).items()})
+        self.usage.http_billed += max(1, math.ceil(len(raw) / prices.HTTP_API_CHUNK_BYTES))
+        return self.local.gateway.handle(HttpRequest(method, path, list(sent.items()), raw))
+
+    def publish(self, topic: str, events: list[dict[str, Any]], idempotency_key: str | None = None) -> Any:
+        """``POST /api/v1/events/publish``; the answer's JSON (``RuntimeError`` unless 200)."""
+        headers = {"idempotency-key": idempotency_key} if idempotency_key else None
+        answer = self.request("POST", "/api/v1/events/publish", {"topic": topic, "events": events}, headers)
+        if answer.status != 200:
+            raise RuntimeError(f"publish answered {answer.status}: {answer.body[:500]!r}")
+        return answer.json()
+
+    # -- event source mappings ----------------------------------------------------------------------
+    def drain(self, workflow_ids: list[str] | None = None, max_rounds: int = 100_000) -> int:
+        """Poll the mappings (all, or those of ``workflow_ids``) like Lambda's pollers, one batch per
+        receive, until a round delivers nothing; returns the records delivered. Any failure is an error."""
+        chosen = [m for m in self.mappings if workflow_ids is None or m.spec.workflow_id in workflow_ids]
+        delivered = 0
+        for _ in range(max_rounds):
+            before = delivered
+            for mapping in chosen:
+                with self.meter.tag("esm"):
+                    delivery = mapping.poll(wait_seconds=0)
+                if delivery is None:
+                    continue
+                if delivery.error is not None or delivery.failed:
+                    raise RuntimeError(f"delivery to {mapping.spec.workflow_id} failed: {delivery.error!r}")
+                delivered += len(delivery.messages)
+            if delivered == before:
+                return delivered
+        raise RuntimeError(f"queues still not drained after {max_rounds} rounds")

@@ -1,0 +1,26 @@
+"""Lambda entry point of the worker: the SQS event source mappings of the workflow queues invoke it.
+
+See :mod:`polos.worker`; the answer is the partial batch response (``batchItemFailures``).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from polos import settings, worker
+from polos.app import App, load_app
+from polos.observability import logger, tracer
+
+
+@functools.cache
+def app() -> App:
+    """The app's workflows (``POLOS_APP``, default ``workflows``), imported once per process."""
+    return load_app(settings.get_settings().app_module)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return dict(worker.handle(event, app()))

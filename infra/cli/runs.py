@@ -1,0 +1,166 @@
+"""``polos runs`` and ``polos run RUN_ID``: runs as readable tables, over the HTTP API.
+
+The API is found through ``POLOS_API_URL`` / ``POLOS_API_KEY`` (``polos dev`` prints both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import urllib.error
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
+
+from polos.client import ENV_API_KEY, ENV_API_URL, PolosClient
+from polos.errors import PolosAPIError
+
+T = TypeVar("T")
+
+STATUSES = ("queued", "running", "completed", "failed")
+MAX_CELL = 60
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    runs = subparsers.add_parser("runs", help="list runs, newest first")
+    runs.add_argument("--workflow", metavar="W", help="only this workflow's runs")
+    runs.add_argument("--status", choices=STATUSES, help="only runs with this status")
+    runs.add_argument(
+        "--limit", type=_limit, default=20, metavar="N", help="at most N runs (1-100, default 20)"
+    )
+    runs.set_defaults(handler=list_command)
+    run = subparsers.add_parser("run", help="show one run and its steps")
+    run.add_argument("run_id", metavar="RUN_ID")
+    run.set_defaults(handler=show_command)
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 100, got {value}")
+    return value
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell, long cells cut at ``MAX_CELL`` characters."""
+    cells = [[_cut(cell) for cell in row] for row in [list(headers), *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
+def _compact(value: Any) -> str:
+    return "" if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _error(error: dict[str, Any] | None) -> str:
+    return "" if not error else f"{error.get('type')}: {error.get('message')}"
+
+
+def _call(name: str, work: Coroutine[Any, Any, T]) -> T | int:
+    """Run an API call; an exit status (after a message on stderr) when it fails."""
+    try:
+        return asyncio.run(work)
+    except PolosAPIError as exc:
+        print(f"polos {name}: {exc.error_message} ({exc.status} {exc.error_type})", file=sys.stderr)
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"polos {name}: cannot reach the API: {getattr(exc, 'reason', exc)}", file=sys.stderr)
+    return 1
+
+
+def _client(name: str) -> PolosClient | None:
+    try:
+        return PolosClient()
+    except ValueError as exc:
+        print(
+            f"polos {name}: {exc} (set {ENV_API_URL} and {ENV_API_KEY}; `polos dev` prints both)",
+            file=sys.stderr,
+        )
+        return None
+
+
+def list_command(args: argparse.Namespace) -> int:
+    client = _client("runs")
+    if client is None:
+        return 2
+    page = _call("runs", client.list_runs(workflow_id=args.workflow, status=args.status, limit=args.limit))
+    if isinstance(page, int):
+        return page
+    rows = [
+        [
+            run["run_id"],
+            run["workflow_id"],
+            run["status"],
+            str(run["attempts"]),
+            run["trigger"]["type"]
+            + (f" ({len(run['trigger']['event_ids'])})" if run["trigger"]["event_ids"] else ""),
+            run["created_at"],
+            _error(run["error"]) or _compact(run["result"]),
+        ]
+        for run in page["runs"]
+    ]
+    if not rows:
+        print("no runs")
+        return 0
+    print(table(["RUN", "WORKFLOW", "STATUS", "ATTEMPTS", "TRIGGER", "CREATED", "RESULT / ERROR"], rows))
+    if page.get("next_cursor"):
+        print("(more runs follow; raise --limit to see them)")
+    return 0
+
+
+def show_command(args: argparse.Namespace) -> int:
+    client = _client("run")
+    if client is None:
+        return 2
+    run = _call("run", client.get_run(args.run_id))
+    if isinstance(run, int):
+        return run
+    trigger = run["trigger"]
+    facts = [
+        ["run", run["run_id"]],
+        ["workflow", run["workflow_id"]],
+        ["status", run["status"]],
+        ["attempts", str(run["attempts"])],
+        [
+            "trigger",
+            trigger["type"] + (": " + ", ".join(trigger["event_ids"]) if trigger["event_ids"] else ""),
+        ],
+        ["created", run["created_at"]],
+        ["updated", run["updated_at"]],
+    ]
+    if run["error"]:
+        facts.append(["error", _error(run["error"])])
+    else:
+        facts.append(["result", _compact(run["result"])])
+    width = max(len(name) for name, _ in facts)
+    print("\n".join(f"{name.ljust(width)}  {value}" for name, value in facts))
+    steps = [
+        [
+            step["key"],
+            step["status"],
+            str(step["attempts"]),
+            step["started_at"],
+            step["finished_at"],
+            _error(step.get("error")) if step["status"] == "failed" else _compact(step.get("result")),
+        ]
+        for step in run["steps"]
+    ]
+    print()
+    print(
+        table(["STEP", "STATUS", "ATTEMPTS", "STARTED", "FINISHED", "RESULT / ERROR"], steps)
+        if steps
+        else "no steps"
+    )
+    return 0

@@ -1,0 +1,114 @@
+"""AWS for the local stack: an embedded moto server on a free loopback port, and the environment to use it."""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"  # moto's default account
+FAKE_CREDENTIAL = "testing"  # moto accepts any access key and secret
+# Variables that would point boto3 elsewhere or at a real profile; the local stack clears them.
+_FOREIGN_AWS_VARIABLES = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ENDPOINT_URL_DYNAMODB",
+    "AWS_ENDPOINT_URL_SQS",
+)
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def fake_credentials(endpoint_url: str | None) -> dict[str, str | None]:
+    """Environment for boto3 to use moto (``None`` = unset): fake credentials, one region, the endpoint."""
+    env: dict[str, str | None] = dict.fromkeys(_FOREIGN_AWS_VARIABLES)
+    env.update(
+        AWS_ACCESS_KEY_ID=FAKE_CREDENTIAL,
+        AWS_SECRET_ACCESS_KEY=FAKE_CREDENTIAL,
+        AWS_DEFAULT_REGION=REGION,
+        AWS_REGION=REGION,
+        AWS_ENDPOINT_URL=endpoint_url,
+    )
+    return env
+
+
+def apply_environment(env: dict[str, str | None]) -> dict[str, str | None]:
+    """Set (or unset, for ``None``) variables in ``os.environ``; returns their previous values."""
+    previous = {name: os.environ.get(name) for name in env}
+    for name, value in env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    return previous
+
+
+class _AtomicDynamoDB:
+    """Serialises DynamoDB requests. moto's DynamoDB checks a condition and writes in two Python steps,
+    so two threads can both pass one condition; DynamoDB itself makes every single-item write atomic.
+    SQS requests pass straight through (a long poll must not hold up other calls)."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB_"):
+            with self._lock:
+                return list(self._app(environ, start_response))
+        return self._app(environ, start_response)
+
+
+class MotoServer:
+    """moto in server mode, threaded, on ``host`` and a free port. ``start()`` returns the endpoint URL."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self._host = host
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the moto server is not started")
+        return f"http://{self._host}:{self._server.server_port}"
+
+    def start(self) -> str:
+        # moto.server's own ThreadedMotoServer takes no WSGI middleware, so build the same server here.
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per AWS call
+        app = _AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(self._host, 0, app, threaded=True, request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="moto-server", daemon=True
+        )
+        self._thread.start()
+        # moto keeps its state per process, not per server: start empty even after an earlier server.
+        connection = http.client.HTTPConnection(self._host, self._server.server_port, timeout=10)
+        try:
+            connection.request("POST", "/moto-api/reset")
+            connection.getresponse().read()
+        finally:
+            connection.close()
+        return self.endpoint_url
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None

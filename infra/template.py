@@ -1,0 +1,517 @@
+"""Render the SAM template and the subscription manifest from the infrastructure model, and check them.
+
+Rendering is a pure function of the model: same app, same bytes (no timestamps, stable order). Intrinsics
+are written long-form (``Fn::Sub``, ``Ref``, ``Fn::GetAtt``) so plain YAML tools read the file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from polos import settings
+
+from infra.model import (
+    DEFAULT_MAX_RECEIVE_COUNT,
+    DEFAULT_QUEUE_NAME_PREFIX,
+    DEFAULT_RETENTION_DAYS,
+    DLQ_RETENTION_SECONDS,
+    QUEUE_NAME_PREFIX_MAX,
+    QUEUE_RETENTION_SECONDS,
+    TTL_ATTRIBUTE,
+    WORKER_TIMEOUT_SECONDS,
+    AppModel,
+    FunctionSpec,
+    TableSpec,
+    WorkflowQueue,
+)
+
+TEMPLATE_PATH = "template.yaml"
+MANIFEST_PATH = "functions/polos_manifest.json"  # the API function reads it from its package (/var/task)
+RUNTIME = "python3.12"
+ARCHITECTURE = "arm64"
+AUTHORIZER = "ApiKeyAuthorizer"
+AUTHORIZER_CACHE_SECONDS = 300
+# Retention periods CloudWatch Logs accepts (up to 7 years).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557)
+# X-Ray's write actions accept no resource but "*"; AWS's managed policy holds that one statement so that
+# every statement this template writes names its resources.
+XRAY_POLICY = "arn:${AWS::Partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"
+# CloudFormation's per-template quotas. The SAM transform adds to the resources written here the API's
+# stage and Lambda permissions: at most one per route and one for the authorizer.
+MAX_RESOURCES = 500
+MAX_OUTPUTS = 200
+
+QUEUE_URL_PREFIX = {
+    "Fn::Sub": "https://sqs.${AWS::Region}.${AWS::URLSuffix}/${AWS::AccountId}/${QueueNamePrefix}"
+}
+QUEUE_ARN_PATTERN = {
+    "Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${QueueNamePrefix}*"
+}
+
+Doc = dict[str, Any]
+
+
+class TemplateError(ValueError):
+    """The app cannot be expressed as one CloudFormation stack."""
+
+
+def logical_name(workflow_id: str) -> str:
+    """The CloudFormation name part of a workflow: ``batch-processor`` → ``BatchProcessor``."""
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[-_]", workflow_id))
+
+
+def _names(queues: tuple[WorkflowQueue, ...]) -> dict[str, str]:
+    """Workflow id → logical name, refusing two workflows that would share one."""
+    taken: dict[str, str] = {}
+    for queue in queues:
+        name = logical_name(queue.workflow_id)
+        if name in taken:
+            raise TemplateError(
+                f"workflows {taken[name]!r} and {queue.workflow_id!r} both map to the CloudFormation name "
+                f"{name!r} (ids lose '-', '_' and the case of each part's first letter); rename one of them"
+            )
+        taken[name] = queue.workflow_id
+    return {wf_id: name for name, wf_id in taken.items()}
+
+
+def _ref(name: str) -> Doc:
+    return {"Ref": name}
+
+
+def _arn(logical_id: str) -> Doc:
+    return {"Fn::GetAtt": [logical_id, "Arn"]}
+
+
+def _stage_tags() -> Doc:
+    return {"polos:stage": _ref("Stage")}
+
+
+def _stage_tag_list() -> list[Doc]:
+    return [{"Key": key, "Value": value} for key, value in _stage_tags().items()]
+
+
+def _parameters() -> Doc:
+    return {
+        "Stage": {
+            "Type": "String",
+            "Default": "dev",
+            "AllowedPattern": "^[a-z0-9-]{1,32}$",
+            "Description": "Deployment stage; tags every resource.",
+        },
+        "RetentionDays": {
+            "Type": "Number",
+            "Default": DEFAULT_RETENTION_DAYS,
+            "MinValue": 1,
+            "MaxValue": 3650,
+            "Description": "Days events and runs are kept (DynamoDB TTL).",
+        },
+        "MaxReceiveCount": {
+            "Type": "Number",
+            "Default": DEFAULT_MAX_RECEIVE_COUNT,
+            "MinValue": 1,
+            "MaxValue": 1000,
+            "Description": "Deliveries of a run before it fails and its message is dead-lettered",
+        },
+        "LogLevel": {
+            "Type": "String",
+            "Default": "INFO",
+            "AllowedValues": ["DEBUG", "INFO", "WARNING", "ERROR"],
+            "Description": "Log level of the functions (Powertools Logger).",
+        },
+        "LogRetentionDays": {
+            "Type": "Number",
+            "Default": 30,
+            "AllowedValues": list(LOG_RETENTION_DAYS),
+            "Description": "Days the functions' CloudWatch logs are kept.",
+        },
+        "QueueNamePrefix": {
+            "Type": "String",
+            "Default": DEFAULT_QUEUE_NAME_PREFIX,
+            "AllowedPattern": f"^[A-Za-z0-9_-]{{1,{QUEUE_NAME_PREFIX_MAX}}}$",
+            "Description": "Prefix of the workflow queue names (queue = prefix + workflow id); unique per "
+            "stack in an account and region.",
+        },
+    }
+
+
+def _environment(model: AppModel, app_module: str) -> Doc:
+    variables: Doc = {
+        "POWERTOOLS_SERVICE_NAME": "polos",
+        "POWERTOOLS_LOG_LEVEL": _ref("LogLevel"),
+        "POWERTOOLS_METRICS_NAMESPACE": "Polos",
+    }
+    variables.update({spec.env_var: _ref(spec.logical_id) for spec in model.tables})
+    variables.update(
+        {
+            settings.ENV_QUEUE_URL_PREFIX: QUEUE_URL_PREFIX,
+            settings.ENV_MANIFEST_PATH: Path(MANIFEST_PATH).name,
+            settings.ENV_MAX_RECEIVE_COUNT: _ref("MaxReceiveCount"),
+            settings.ENV_RETENTION_DAYS: _ref("RetentionDays"),
+            settings.ENV_LEASE_SECONDS: str(WORKER_TIMEOUT_SECONDS),
+            settings.ENV_APP: app_module,
+        }
+    )
+    return {"Variables": variables}
+
+
+def _globals(model: AppModel, app_module: str) -> Doc:
+    return {
+        "Function": {
+            "Runtime": RUNTIME,
+            "Architectures": [ARCHITECTURE],
+            "CodeUri": "functions/",
+            "Tracing": "Active",
+            "Layers": [_ref("PolosLayer")],
+            "Environment": _environment(model, app_module),
+            "Tags": _stage_tags(),
+        }
+    }
+
+
+def _table(spec: TableSpec) -> Doc:
+    keys = [{"AttributeName": "pk", "KeyType": "HASH"}]
+    if spec.range_key:
+        keys.append({"AttributeName": spec.range_key, "KeyType": "RANGE"})
+    properties: Doc = {
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": name, "AttributeType": "S"} for name in spec.attributes],
+        "KeySchema": keys,
+    }
+    if spec.indexes:
+        properties["GlobalSecondaryIndexes"] = [
+            {
+                "IndexName": index.name,
+                "KeySchema": [
+                    {"AttributeName": index.hash_key, "KeyType": "HASH"},
+                    {"AttributeName": index.range_key, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+            for index in spec.indexes
+        ]
+    properties.update(
+        {
+            "SSESpecification": {"SSEEnabled": True},
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
+            "Tags": _stage_tag_list(),
+        }
+    )
+    # Events and runs are the product's data: deleting or replacing the stack must not delete them.
+    return {
+        "Type": "AWS::DynamoDB::Table",
+        "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        "Properties": properties,
+    }
+
+
+def _statements(spec: FunctionSpec) -> list[Doc]:
+    statements: list[Doc] = [
+        {
+            "Sid": "WriteOwnLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": _arn(f"{spec.logical_id}LogGroup"),
+        }
+    ]
+    for access in spec.tables:
+        table = access.table.logical_id
+        resources: list[Any] = [_arn(table)]
+        if access.indexes:
+            resources += [
+                {"Fn::Sub": f"${{{table}.Arn}}/index/{index.name}"} for index in access.table.indexes
+            ]
+        statements.append(
+            {"Sid": table, "Effect": "Allow", "Action": list(access.actions), "Resource": resources}
+        )
+    if spec.sends_to_queues:
+        statements.append(
+            {
+                "Sid": "SendToWorkflowQueues",
+                "Effect": "Allow",
+                "Action": ["sqs:SendMessage"],
+                "Resource": QUEUE_ARN_PATTERN,
+            }
+        )
+    if spec.consumes_queues:
+        statements.append(
+            {
+                "Sid": "ConsumeWorkflowQueues",
+                "Effect": "Allow",
+                "Action": [
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:GetQueueAttributes",
+                    "sqs:ChangeMessageVisibility",
+                ],
+                "Resource": QUEUE_ARN_PATTERN,
+            }
+        )
+    return statements
+
+
+def _role(spec: FunctionSpec) -> Doc:
+    return {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "Description": f"Least privilege for {spec.logical_id}",
+            "AssumeRolePolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "lambda.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            },
+            "ManagedPolicyArns": [{"Fn::Sub": XRAY_POLICY}],
+            "Policies": [
+                {
+                    "PolicyName": "polos",
+                    "PolicyDocument": {"Version": "2012-10-17", "Statement": _statements(spec)},
+                }
+            ],
+            "Tags": _stage_tag_list(),
+        },
+    }
+
+
+def _function(spec: FunctionSpec, model: AppModel) -> Doc:
+    properties: Doc = {
+        "Description": spec.description,
+        "Handler": spec.handler,
+        "Timeout": spec.timeout_seconds,
+        "MemorySize": spec.memory_mb,
+        "Role": _arn(f"{spec.logical_id}Role"),
+        "LoggingConfig": {"LogGroup": _ref(f"{spec.logical_id}LogGroup")},
+    }
+    if spec.serves_api:
+        events: Doc = {
+            route.name: {
+                "Type": "HttpApi",
+                "Properties": {"ApiId": _ref("HttpApi"), "Method": route.method, "Path": route.path},
+            }
+            for route in model.routes
+        }
+        # Any other method or path reaches the API too, so it answers with the JSON errors of DESIGN §2.
+        events["AnyOtherRoute"] = {"Type": "HttpApi", "Properties": {"ApiId": _ref("HttpApi")}}
+        properties["Events"] = events
+    return {"Type": "AWS::Serverless::Function", "Properties": properties}
+
+
+def _http_api(model: AppModel) -> Doc:
+    # A missing Authorization header is refused by API Gateway (401) before the authorizer runs; every
+    # header that is present reaches the authorizer, which lets the request through with the key's
+    # validity in its context so that the API answers an invalid key with its own 401 JSON.
+    return {
+        "Type": "AWS::Serverless::HttpApi",
+        "Properties": {
+            "Description": "Polos HTTP API",
+            "Auth": {
+                "DefaultAuthorizer": AUTHORIZER,
+                "Authorizers": {
+                    AUTHORIZER: {
+                        "FunctionArn": _arn(model.function("authorizes_api").logical_id),
+                        "AuthorizerPayloadFormatVersion": "2.0",
+                        "EnableSimpleResponses": True,
+                        "EnableFunctionDefaultPermissions": True,
+                        "Identity": {
+                            "Headers": ["Authorization"],
+                            "ReauthorizeEvery": AUTHORIZER_CACHE_SECONDS,
+                        },
+                    }
+                },
+            },
+            "Tags": _stage_tags(),
+        },
+    }
+
+
+def _layer() -> Doc:
+    return {
+        "Type": "AWS::Serverless::LayerVersion",
+        "Metadata": {"BuildMethod": RUNTIME, "BuildArchitecture": ARCHITECTURE},
+        "Properties": {
+            "Description": "The polos runtime (shared/) and its dependencies",
+            "ContentUri": "shared/",
+            "CompatibleRuntimes": [RUNTIME],
+            "CompatibleArchitectures": [ARCHITECTURE],
+            "RetentionPolicy": "Delete",
+        },
+    }
+
+
+def _queue_resources(queue: WorkflowQueue, name: str, worker: FunctionSpec) -> Doc:
+    dlq = f"DeadLetterQueue{name}"
+    mapping: Doc = {
+        "FunctionName": _ref(worker.logical_id),
+        "EventSourceArn": _arn(f"Queue{name}"),
+        "BatchSize": queue.batch_size,
+    }
+    if queue.batching_window_seconds is not None:
+        mapping["MaximumBatchingWindowInSeconds"] = queue.batching_window_seconds
+    mapping["FunctionResponseTypes"] = ["ReportBatchItemFailures"]
+    return {
+        dlq: {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": {"Fn::Sub": "${QueueNamePrefix}" + queue.workflow_id + "-dlq"},
+                "SqsManagedSseEnabled": True,
+                "MessageRetentionPeriod": DLQ_RETENTION_SECONDS,
+                "Tags": [{"Key": "polos:workflow", "Value": queue.workflow_id}],
+            },
+        },
+        f"Queue{name}": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": {"Fn::Sub": "${QueueNamePrefix}" + queue.workflow_id},
+                "SqsManagedSseEnabled": True,
+                "VisibilityTimeout": queue.visibility_timeout_seconds,
+                "MessageRetentionPeriod": QUEUE_RETENTION_SECONDS,
+                "RedrivePolicy": {
+                    "deadLetterTargetArn": _arn(dlq),
+                    "maxReceiveCount": _ref("MaxReceiveCount"),
+                },
+                "Tags": [{"Key": "polos:workflow", "Value": queue.workflow_id}],
+            },
+        },
+        f"EventSource{name}": {"Type": "AWS::Lambda::EventSourceMapping", "Properties": mapping},
+    }
+
+
+def _resources(model: AppModel, names: dict[str, str]) -> Doc:
+    resources: Doc = {"HttpApi": _http_api(model), "PolosLayer": _layer()}
+    for spec in model.functions:
+        resources[spec.logical_id] = _function(spec, model)
+        resources[f"{spec.logical_id}Role"] = _role(spec)
+        resources[f"{spec.logical_id}LogGroup"] = {
+            "Type": "AWS::Logs::LogGroup",
+            "Properties": {"RetentionInDays": _ref("LogRetentionDays")},
+        }
+    for table in model.tables:
+        resources[table.logical_id] = _table(table)
+    for queue in model.queues:
+        resources.update(_queue_resources(queue, names[queue.workflow_id], model.function("consumes_queues")))
+    return resources
+
+
+def _outputs(model: AppModel, names: dict[str, str]) -> Doc:
+    outputs: Doc = {
+        "ApiUrl": {
+            "Description": "Base URL of the HTTP API (POLOS_API_URL)",
+            "Value": {"Fn::Sub": "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"},
+        }
+    }
+    for table in model.tables:
+        outputs[f"{table.logical_id}Name"] = {
+            "Description": f"{table.purpose} ({table.env_var})",
+            "Value": _ref(table.logical_id),
+        }
+    outputs["QueueUrlPrefix"] = {
+        "Description": f"Workflow queue URL = prefix + workflow id ({settings.ENV_QUEUE_URL_PREFIX})",
+        "Value": QUEUE_URL_PREFIX,
+    }
+    for queue in model.queues:
+        name = names[queue.workflow_id]
+        outputs[f"QueueUrl{name}"] = {
+            "Description": f"Queue of workflow {queue.workflow_id}",
+            "Value": _ref(f"Queue{name}"),
+        }
+        outputs[f"DeadLetterQueueUrl{name}"] = {
+            "Description": f"Dead-letter queue of workflow {queue.workflow_id}",
+            "Value": _ref(f"DeadLetterQueue{name}"),
+        }
+    return outputs
+
+
+def _check_quotas(doc: Doc, model: AppModel) -> None:
+    generated = (
+        1 + len(model.routes) + 2
+    )  # the API stage, a permission per route (+ any other), the authorizer's
+    resources = len(doc["Resources"]) + generated
+    if resources > MAX_RESOURCES or len(doc["Outputs"]) > MAX_OUTPUTS:
+        raise TemplateError(
+            f"{len(model.queues)} workflows need {resources} resources and {len(doc['Outputs'])} outputs; "
+            f"one CloudFormation stack holds at most {MAX_RESOURCES} resources and {MAX_OUTPUTS} outputs "
+            "(3 resources and 2 outputs per workflow): split the app into several stacks"
+        )
+
+
+def render_template(model: AppModel, app_module: str) -> Doc:
+    """The SAM template of ``model``; the worker imports the workflows from ``app_module``."""
+    names = _names(model.queues)
+    doc: Doc = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Transform": "AWS::Serverless-2016-10-31",
+        "Description": f"Polos Serverless: event-triggered durable workflows (app: {app_module})",
+        "Parameters": _parameters(),
+        "Globals": _globals(model, app_module),
+        "Resources": _resources(model, names),
+        "Outputs": _outputs(model, names),
+    }
+    _check_quotas(doc, model)
+    return doc
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block-style YAML with no anchors/aliases (CloudFormation tools expect plain documents)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def to_yaml(doc: Doc) -> str:
+    header = (
+        "# Rendered by `polos template` from the app's workflows: do not edit by hand.\n"
+        "# Change the workflows and run `polos template`; `polos template --check` fails if this is stale.\n"
+    )
+    body = yaml.dump(
+        doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1000, allow_unicode=True
+    )
+    return header + body
+
+
+def render_files(model: AppModel, app_module: str) -> dict[str, str]:
+    """Path (relative to the project root) → content, for every file ``polos template`` writes."""
+    return {
+        TEMPLATE_PATH: to_yaml(render_template(model, app_module)),
+        MANIFEST_PATH: model.manifest.to_json(),
+    }
+
+
+def stale_diffs(root: Path, files: dict[str, str]) -> list[str]:
+    """A unified diff for each file under ``root`` whose content differs from its rendering."""
+    diffs = []
+    for rel, rendered in files.items():
+        path = root / rel
+        current = path.read_text() if path.is_file() else ""
+        if current != rendered:
+            diffs.append(
+                "".join(
+                    difflib.unified_diff(
+                        current.splitlines(keepends=True),
+                        rendered.splitlines(keepends=True),
+                        fromfile=f"{rel} (checked in)" if path.is_file() else f"{rel} (missing)",
+                        tofile=f"{rel} (rendered)",
+                    )
+                )
+            )
+    return diffs
+
+
+def write_files(root: Path, files: dict[str, str]) -> list[str]:
+    """Write the files that changed; returns their relative paths."""
+    changed = []
+    for rel, rendered in files.items():
+        path = root / rel
+        if not path.is_file() or path.read_text() != rendered:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(rendered)
+            changed.append(rel)
+    return changed

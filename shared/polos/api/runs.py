@@ -1,0 +1,132 @@
+"""The runs API: direct invocation (``POST /api/v1/workflows/{id}/run``), reading and listing runs.
+
+The API never imports user workflow code: a workflow is known from the manifest, and the payload is checked
+against the handler's annotation by the worker (an invalid payload fails the run at once).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Header, Query
+from pydantic import BaseModel, ConfigDict
+
+from polos import idempotency, manifest, runs
+from polos.api.errors import IdempotencyConflict, NotFound, PayloadTooLarge, ValidationFailed
+from polos.records import RunRecord, RunStatus
+from polos.workflow import WORKFLOW_ID
+
+router = Router()  # type: ignore[no-untyped-call]
+
+MAX_PAYLOAD_BYTES = 256 * 1024
+DEFAULT_PAGE = 50
+MAX_PAGE = 100
+
+
+class RunRequest(BaseModel):
+    """The body of ``POST /api/v1/workflows/{workflow_id}/run``.
+
+    The other fields are those the Polos SDK sends; they are accepted and ignored (DESIGN §2).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    payload: Any = None
+    wait_for_subworkflow: Any = None
+    deployment_id: Any = None
+    session_id: Any = None
+    user_id: Any = None
+    queue_name: Any = None
+    concurrency_key: Any = None
+    run_timeout_seconds: Any = None
+    initial_state: Any = None
+    otel_traceparent: Any = None
+
+
+def _known_workflow(workflow_id: str) -> None:
+    if workflow_id not in manifest.current().workflows:
+        raise NotFound(f"workflow {workflow_id!r} does not exist")
+
+
+def _started(run: RunRecord) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "workflow_id": run.workflow_id,
+        "execution_id": run.run_id,
+        "created_at": run.created_at,
+    }
+
+
+@router.post("/api/v1/workflows/<workflow_id>/run")
+def run_workflow(
+    workflow_id: str,
+    body: RunRequest,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=idempotency.MAX_KEY_LENGTH)
+    ] = None,
+) -> tuple[dict[str, Any], int]:
+    """Create a ``queued`` run and send it to the workflow's queue (``202``)."""
+    _known_workflow(workflow_id)
+    try:
+        payload_json = json.dumps(body.payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:
+        raise ValidationFailed(f"payload is not valid JSON: {exc}") from None
+    size = len(payload_json.encode())
+    if size > MAX_PAYLOAD_BYTES:
+        raise PayloadTooLarge(
+            f"payload is {size} bytes as compact JSON; at most {MAX_PAYLOAD_BYTES} are allowed"
+        )
+    run, created = runs.create_invoked(workflow_id, payload_json, idempotency_key)
+    if not created:
+        # The key was used before: the same request gets the same answer, another one a conflict.
+        if run.payload_json is None or idempotency.request_hash(json.loads(run.payload_json)) != (
+            idempotency.request_hash(body.payload)
+        ):
+            raise IdempotencyConflict("Idempotency-Key was already used with a different payload")
+        if run.status == "queued":
+            runs.enqueue(run)  # the first request may have stopped before sending it
+        return _started(run), 202
+    try:
+        runs.enqueue(run)
+    except Exception:
+        runs.discard_queued(run.run_id)
+        raise
+    return _started(run), 202
+
+
+@router.get("/api/v1/runs/<run_id>")
+def get_run(run_id: str) -> dict[str, Any]:
+    """The run with its steps."""
+    view = runs.get_run(run_id)
+    if view is None:
+        raise NotFound(f"run {run_id!r} does not exist")
+    return view
+
+
+@router.get("/api/v1/runs")
+def list_runs(
+    workflow_id: Annotated[str | None, Query()] = None,
+    status: Annotated[RunStatus | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=100_000)] = None,
+) -> dict[str, Any]:
+    """A page of runs, newest first; ``next_cursor`` continues it."""
+    if workflow_id is not None and not WORKFLOW_ID.fullmatch(workflow_id):
+        raise ValidationFailed(f"workflow_id {workflow_id!r} is not a workflow id")
+    workflow_ids = [workflow_id] if workflow_id is not None else sorted(manifest.current().workflows)
+    try:
+        page = runs.list_runs(workflow_ids, status, limit, cursor)
+    except runs.InvalidCursorError as exc:
+        raise ValidationFailed(str(exc)) from None
+    return {"runs": page.runs, "next_cursor": page.next_cursor}
+
+
+@router.get("/api/v1/executions/<execution_id>")
+def get_execution(execution_id: str) -> dict[str, Any]:
+    """The run in the Polos SDK's execution shape."""
+    view = runs.get_execution(execution_id)
+    if view is None:
+        raise NotFound(f"execution {execution_id!r} does not exist")
+    return view

@@ -1,0 +1,198 @@
+"""API keys and the authorizer's decision.
+
+A key reads ``pk_<key id>_<secret>``: 16 hex characters of id, 64 of secret, both from :mod:`secrets`.
+The keys table (``pk`` = key id) holds the SHA-256 of the secret, never the secret; the secret carries
+256 random bits, so a plain hash is enough (no salt or slow hash: nothing to guess). Hashes are compared
+with :func:`hmac.compare_digest`.
+
+The HTTP API's Lambda authorizer answers with simple responses. API Gateway cannot shape an authorizer's
+denial (it would answer ``403 {"message": "Forbidden"}``), so :func:`authorize` always allows and puts the
+verdict in the context: ``polos_key_id`` when the key is good, ``polos_denied`` (the reason) otherwise.
+The API handler turns a missing key id into our ``401`` JSON before routing (:func:`denial`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
+
+from polos import settings
+from polos.payloads import utc_iso
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+logger = Logger(service="polos")
+
+KEY_ID_HEX = 16
+SECRET_HEX = 64
+MAX_NAME_LENGTH = 128
+_KEY = re.compile(rf"pk_(?P<id>[0-9a-f]{{{KEY_ID_HEX}}})_(?P<secret>[0-9a-f]{{{SECRET_HEX}}})")
+CONTEXT_KEY_ID = "polos_key_id"
+CONTEXT_DENIED = "polos_denied"
+
+MISSING = "missing Authorization header; send 'Authorization: Bearer <api key>'"
+MALFORMED = "Authorization header must be 'Bearer <api key>'"
+INVALID = "invalid API key"
+REVOKED = "API key has been revoked"
+
+
+class KeyDenied(Exception):
+    """A presented key is not accepted; the message is safe to show the client."""
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A key as listed (never its secret)."""
+
+    key_id: str
+    name: str
+    created_at: str
+    revoked_at: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_key() -> str:
+    """A fresh random key ``pk_<id>_<secret>``."""
+    return f"pk_{secrets.token_hex(KEY_ID_HEX // 2)}_{secrets.token_hex(SECRET_HEX // 2)}"
+
+
+def parse_key(key: str) -> tuple[str, str] | None:
+    """``(key id, secret)`` of a well-formed key, else ``None``."""
+    match = _KEY.fullmatch(key)
+    return (match["id"], match["secret"]) if match else None
+
+
+def bearer_token(headers: Mapping[str, str] | None) -> str:
+    """The key in an ``Authorization: Bearer <key>`` header; :class:`KeyDenied` when absent or malformed."""
+    value = next((v for k, v in (headers or {}).items() if k.lower() == "authorization"), None)
+    if value is None or not value.strip():
+        raise KeyDenied(MISSING)
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise KeyDenied(MALFORMED)
+    return token.strip()
+
+
+def _decode(item: Mapping[str, Any]) -> ApiKey:
+    revoked = item.get("revoked_at")
+    return ApiKey(
+        key_id=item["pk"]["S"],
+        name=item["name"]["S"],
+        created_at=item["created_at"]["S"],
+        revoked_at=None if revoked is None else revoked["S"],
+    )
+
+
+class KeyStore:
+    """The API keys table: create, list, revoke, verify."""
+
+    def __init__(self, client: DynamoDBClient | None = None, table: str | None = None) -> None:
+        self._client = client or settings.dynamodb()
+        self._table = table or settings.get_settings().keys_table
+
+    def create(self, name: str, key: str | None = None) -> tuple[ApiKey, str]:
+        """Store a new key named ``name`` (or the given well-formed ``key``); returns it and the full key."""
+        if not isinstance(name, str) or not 1 <= len(name.strip()) <= MAX_NAME_LENGTH:
+            raise ValueError(f"key name must be 1 to {MAX_NAME_LENGTH} characters")
+        full = key or new_key()
+        parts = parse_key(full)
+        if parts is None:
+            raise ValueError(f"API key must look like pk_<{KEY_ID_HEX} hex>_<{SECRET_HEX} hex>")
+        key_id, secret = parts
+        record = ApiKey(key_id=key_id, name=name.strip(), created_at=utc_iso(datetime.now(UTC)))
+        item: dict[str, AttributeValueTypeDef] = {
+            "pk": {"S": key_id},
+            "name": {"S": record.name},
+            "secret_sha256": {"S": _hash(secret)},
+            "created_at": {"S": record.created_at},
+        }
+        try:
+            self._client.put_item(
+                TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)"
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                raise ValueError(f"an API key with id {key_id} already exists") from None
+            raise
+        return record, full
+
+    def list(self) -> list[ApiKey]:
+        """Every key, oldest first."""
+        keys: list[ApiKey] = []
+        kwargs: dict[str, Any] = {"TableName": self._table}
+        while True:
+            page = self._client.scan(**kwargs)
+            keys.extend(_decode(item) for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return sorted(keys, key=lambda key: (key.created_at, key.key_id))
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def revoke(self, key_id: str) -> ApiKey:
+        """Revoke a key (it stays listed); ``KeyError`` when there is no such key."""
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": key_id}},
+                UpdateExpression="SET revoked_at = if_not_exists(revoked_at, :now)",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":now": {"S": utc_iso(datetime.now(UTC))}},
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                raise KeyError(key_id) from None
+            raise
+        return _decode(answer["Attributes"])
+
+    def verify(self, key: str) -> str:
+        """The key id of an active ``key``; :class:`KeyDenied` otherwise (one GetItem)."""
+        parts = parse_key(key)
+        if parts is None:
+            raise KeyDenied(INVALID)
+        key_id, secret = parts
+        item = self._client.get_item(TableName=self._table, Key={"pk": {"S": key_id}}).get("Item")
+        stored = item["secret_sha256"]["S"] if item else ""
+        # Compare even when the id is unknown, so both failures cost the same.
+        if not hmac.compare_digest(_hash(secret), stored or _hash("")) or item is None:
+            raise KeyDenied(INVALID)
+        if "revoked_at" in item:
+            raise KeyDenied(REVOKED)
+        return key_id
+
+
+def authorize(event: Mapping[str, Any], store: KeyStore | None = None) -> dict[str, Any]:
+    """The simple response of the HTTP API (payload 2.0) authorizer: always allow, verdict in context."""
+    try:
+        key_id = (store or KeyStore()).verify(bearer_token(event.get("headers")))
+    except KeyDenied as denied:
+        logger.info("API key refused", extra={"reason": str(denied)})
+        return {"isAuthorized": True, "context": {CONTEXT_DENIED: str(denied)}}
+    logger.info("API key accepted", extra={"key_id": key_id})
+    return {"isAuthorized": True, "context": {CONTEXT_KEY_ID: key_id}}
+
+
+def denial(event: Mapping[str, Any]) -> str | None:
+    """Why a request is refused (from the authorizer's context), or ``None`` when its key was accepted."""
+    context = ((event.get("requestContext") or {}).get("authorizer") or {}).get("lambda") or {}
+    if isinstance(context.get(CONTEXT_KEY_ID), str) and context[CONTEXT_KEY_ID]:
+        return None
+    reason = context.get(CONTEXT_DENIED)
+    return reason if isinstance(reason, str) and reason else "missing or invalid API key"

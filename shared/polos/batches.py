@@ -1,0 +1,255 @@
+"""Batch membership: each event belongs to exactly one batch run of each batch workflow.
+
+A new batch run is created together with its membership in ONE ``TransactWriteItems`` per chunk of events:
+the run item (already leased to the creating attempt, in the first chunk only), a *member chunk* item in the
+run's partition (``sk=member#<nnnn>``, the chunk's ``EventRef`` list) and one conditional *claim* per event
+in its own partition (``pk=claim#<workflow_id>#<topic>#<sequence_id>``, ``sk=claim``, ``run_id``). A claim
+that exists already cancels the transaction; the cancellation reasons name the claim and its owner, and the
+chunk is retried without that event. So an event is claimed at most once, and a claimed event's run lists
+it. A crash between chunks leaves the later events unclaimed: they form a new batch run when redelivered.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
+
+from polos import settings
+from polos.chunking import MAX_ATTEMPTS, chunked, pause
+from polos.journal import Item, encode_run, now_iso, run_pk
+from polos.records import EventRef, RunRecord
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import KeysAndAttributesTypeDef, TransactWriteItemTypeDef
+
+logger = Logger(service="polos")
+
+CLAIM_SK = "claim"
+MEMBER_PREFIX = "member#"
+# A transaction holds at most 100 actions: the run item, one member chunk and 98 claims.
+MAX_CLAIMS_PER_TRANSACTION = 98
+MAX_KEYS_PER_BATCH_GET = 100
+
+
+class BatchCreationError(RuntimeError):
+    """A batch run could not be created (the records are left for SQS to deliver again)."""
+
+
+def claim_pk(workflow_id: str, ref: EventRef) -> str:
+    """Topics and workflow ids never contain ``#``, so the key is unambiguous."""
+    return f"claim#{workflow_id}#{ref.topic}#{ref.sequence_id}"
+
+
+def _client() -> DynamoDBClient:
+    return settings.dynamodb()
+
+
+def read_claims(workflow_id: str, refs: list[EventRef]) -> dict[EventRef, str]:
+    """The batch run that claimed each of ``refs`` (unclaimed ones are absent); strongly consistent."""
+    table = settings.get_settings().runs_table
+    by_pk = {claim_pk(workflow_id, ref): ref for ref in refs}
+    owners: dict[EventRef, str] = {}
+    for chunk in chunked(list(by_pk), MAX_KEYS_PER_BATCH_GET, MAX_KEYS_PER_BATCH_GET, lambda _: 1):
+        request: dict[str, KeysAndAttributesTypeDef] = {
+            table: {
+                "Keys": [{"pk": {"S": pk}, "sk": {"S": CLAIM_SK}} for pk in chunk],
+                "ConsistentRead": True,
+                "ProjectionExpression": "pk, run_id",
+            }
+        }
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            answer = _client().batch_get_item(RequestItems=request)
+            for item in answer.get("Responses", {}).get(table, []):
+                owners[by_pk[item["pk"]["S"]]] = item["run_id"]["S"]
+            request = answer.get("UnprocessedKeys") or {}  # type: ignore[assignment]
+            if not request:
+                break
+            if attempt == MAX_ATTEMPTS:
+                raise BatchCreationError(
+                    f"claims of workflow {workflow_id!r} stayed unread after {attempt} attempts"
+                )
+            pause(attempt)
+    return owners
+
+
+def member_item(run_id: str, chunk: int, refs: list[EventRef], expires_at: int) -> Item:
+    return {
+        "pk": {"S": run_pk(run_id)},
+        "sk": {"S": f"{MEMBER_PREFIX}{chunk:04d}"},
+        "refs": {"S": json.dumps([ref.to_list() for ref in refs], separators=(",", ":"))},
+        "expires_at": {"N": str(expires_at)},
+    }
+
+
+def members(items: list[Item]) -> list[EventRef]:
+    """The member events listed by the member chunk items among ``items``, in sequence order."""
+    refs: list[EventRef] = []
+    for item in items:
+        if item["sk"]["S"].startswith(MEMBER_PREFIX):
+            refs.extend(EventRef.from_list(raw) for raw in json.loads(item["refs"]["S"]))
+    return sorted(refs)
+
+
+def load_members(run_id: str) -> list[EventRef]:
+    """The member events of a batch run (one Query of its member chunk items)."""
+    items: list[Item] = []
+    kwargs: dict[str, Any] = {
+        "TableName": settings.get_settings().runs_table,
+        "KeyConditionExpression": "pk = :pk AND begins_with(sk, :member)",
+        "ExpressionAttributeValues": {":pk": {"S": run_pk(run_id)}, ":member": {"S": MEMBER_PREFIX}},
+    }
+    while True:
+        page = _client().query(**kwargs)
+        items.extend(page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return members(items)
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+@dataclass
+class NewBatch:
+    """The outcome of :func:`create_batch_run`.
+
+    ``owner`` holds the run's lease for its first attempt. ``items`` is the run's partition as written
+    (empty when no event could be claimed), ``members`` the
+    events it claimed, ``taken`` the events other runs had claimed (event → run id), and ``unclaimed`` the
+    events left unclaimed because creation stopped on an error (they form a new run when delivered again).
+    """
+
+    run_id: str
+    owner: str
+    items: list[Item] = field(default_factory=list)
+    members: list[EventRef] = field(default_factory=list)
+    taken: dict[EventRef, str] = field(default_factory=dict)
+    unclaimed: list[EventRef] = field(default_factory=list)
+
+
+def create_batch_run(workflow_id: str, run_id: str, refs: list[EventRef], owner: str) -> NewBatch:
+    """Create batch run ``run_id`` of the unclaimed ``refs``, leased to ``owner`` for its first attempt."""
+    config = settings.get_settings()
+    stamp = now_iso()
+    expires_at = int(time.time()) + config.retention_seconds
+    run = RunRecord(
+        run_id=run_id,
+        workflow_id=workflow_id,
+        status="running",
+        attempts=1,
+        trigger_type="batch",
+        created_at=stamp,
+        updated_at=stamp,
+        lease_owner=owner,
+        lease_until=time.time() + config.lease_seconds,
+    )
+    writer = _ChunkWriter(config.runs_table, workflow_id, run, expires_at)
+    ordered = sorted(set(refs))
+    for start in range(0, len(ordered), MAX_CLAIMS_PER_TRANSACTION):
+        try:
+            writer.claim(ordered[start : start + MAX_CLAIMS_PER_TRANSACTION])
+        except Exception as exc:
+            if not writer.outcome.items:
+                raise
+            # The run exists with the chunks claimed so far; the rest stays unclaimed for a later run.
+            logger.error(
+                "batch run creation stopped; its remaining events stay unclaimed",
+                extra={"run_id": run_id, "workflow_id": workflow_id, "error": repr(exc)},
+            )
+            writer.outcome.unclaimed.extend(ordered[start:])
+            break
+    return writer.outcome
+
+
+class _ChunkWriter:
+    """Writes a new batch run's chunks: the run item goes with the first chunk that claims anything."""
+
+    def __init__(self, table: str, workflow_id: str, run: RunRecord, expires_at: int) -> None:
+        self._table = table
+        self._workflow_id = workflow_id
+        self._run_item = encode_run(run, expires_at)
+        self._expires_at = expires_at
+        self.outcome = NewBatch(run_id=run.run_id, owner=str(run.lease_owner))
+
+    def claim(self, chunk: list[EventRef]) -> None:
+        """Claim ``chunk`` in one transaction, retried without the events other runs claimed first."""
+        remaining = list(chunk)
+        conflicts = 0
+        while remaining:
+            actions, first_claim = self._actions(remaining)
+            try:
+                _client().transact_write_items(TransactItems=actions)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise
+                reasons: list[dict[str, Any]] = exc.response.get("CancellationReasons", [])  # type: ignore[assignment]
+                lost = self._lost_claims(reasons, remaining, first_claim)
+                if lost:
+                    remaining = [ref for ref in remaining if ref not in lost]
+                    continue
+                # A conflict with a concurrent transaction on the same claims: try again after a pause.
+                conflicts += 1
+                if conflicts == MAX_ATTEMPTS:
+                    raise BatchCreationError(
+                        f"batch run {self.outcome.run_id}: claims kept conflicting"
+                    ) from exc
+                pause(conflicts)
+                continue
+            if not self.outcome.items:
+                self.outcome.items.append(self._run_item)
+            self.outcome.items.append(actions[first_claim - 1]["Put"]["Item"])  # type: ignore[arg-type]
+            self.outcome.members.extend(remaining)
+            return
+
+    def _actions(self, refs: list[EventRef]) -> tuple[list[TransactWriteItemTypeDef], int]:
+        """The transaction for ``refs``, and the index of its first claim."""
+        new_item = "attribute_not_exists(pk)"
+        actions: list[TransactWriteItemTypeDef] = []
+        if not self.outcome.items:
+            actions.append(
+                {"Put": {"TableName": self._table, "Item": self._run_item, "ConditionExpression": new_item}}
+            )
+        chunk_number = max(len(self.outcome.items) - 1, 0)
+        member = member_item(self.outcome.run_id, chunk_number, refs, self._expires_at)
+        actions.append({"Put": {"TableName": self._table, "Item": member, "ConditionExpression": new_item}})
+        first_claim = len(actions)
+        for ref in refs:
+            claim: Item = {
+                "pk": {"S": claim_pk(self._workflow_id, ref)},
+                "sk": {"S": CLAIM_SK},
+                "run_id": {"S": self.outcome.run_id},
+                "expires_at": {"N": str(self._expires_at)},
+            }
+            actions.append(
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": claim,
+                        "ConditionExpression": new_item,
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                    }
+                }
+            )
+        return actions, first_claim
+
+    def _lost_claims(
+        self, reasons: list[dict[str, Any]], refs: list[EventRef], first_claim: int
+    ) -> set[EventRef]:
+        """Events whose claim exists already; their owners go to ``taken`` (or ``unclaimed`` if unnamed)."""
+        lost: set[EventRef] = set()
+        for index, reason in enumerate(reasons):
+            if reason.get("Code") != "ConditionalCheckFailed":
+                continue
+            if index < first_claim:
+                raise BatchCreationError(f"batch run {self.outcome.run_id} exists already")
+            ref = refs[index - first_claim]
+            owner = (reason.get("Item") or {}).get("run_id", {}).get("S")
+            if owner:
+                self.outcome.taken[ref] = owner
+            else:  # the claim's owner is unknown here; a redelivery reads it
+                self.outcome.unclaimed.append(ref)
+            lost.add(ref)
+        return lost

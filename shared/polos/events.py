@@ -1,0 +1,294 @@
+"""The event store in DynamoDB: sequence reservation, batch writes, client id claims, reads and listing.
+
+Layout (events table, keys ``pk``/``sk``, TTL ``expires_at``):
+
+- event: ``pk=topic#<topic>``, ``sk=<sequence id, 20 digits>``; ``id``, ``data`` (compact JSON string, so
+  numbers and nesting survive untouched), ``event_type``, ``created_at``, ``expires_at``.
+- counter: ``pk=seq#<topic>``, ``sk=seq``; ``last`` = the highest sequence id handed out. It has no TTL:
+  a counter that expired would hand out sequence ids again.
+- client id claim: ``pk=id#<topic>``, ``sk=<id>``; ``seq`` of the event holding that id. It is written in
+  the same transaction as its event and expires with it, so a live claim always has its event.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
+
+from polos import settings
+from polos.chunking import MAX_ATTEMPTS, chunked, pause
+from polos.payloads import EventItem, utc_iso
+from polos.records import EventRef
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import (
+        AttributeValueTypeDef,
+        KeysAndAttributesTypeDef,
+        TransactWriteItemTypeDef,
+        WriteRequestTypeDef,
+    )
+
+logger = Logger(service="polos")
+
+Item = dict[str, "AttributeValueTypeDef"]
+
+SEQUENCE_DIGITS = 20
+COUNTER_SK = "seq"
+BATCH_WRITE_MAX_ITEMS = 25
+BATCH_WRITE_MAX_BYTES = 16 * 1024 * 1024
+BATCH_GET_MAX_KEYS = 100
+TRANSACTION_MAX_ACTIONS = 100
+TRANSACTION_MAX_BYTES = 4 * 1024 * 1024
+_ITEM_OVERHEAD_BYTES = 1024  # attribute names, keys, ids, timestamps: a generous bound beside the data
+
+
+class EventStoreError(RuntimeError):
+    """The store could not finish a write or read (after retrying what DynamoDB left unprocessed)."""
+
+
+def event_pk(topic: str) -> str:
+    return f"topic#{topic}"
+
+
+def sequence_sk(sequence_id: int) -> str:
+    return str(sequence_id).zfill(SEQUENCE_DIGITS)
+
+
+def _claim_key(topic: str, event_id: str) -> Item:
+    return {"pk": {"S": f"id#{topic}"}, "sk": {"S": event_id}}
+
+
+def _event_key(topic: str, sequence_id: int) -> Item:
+    return {"pk": {"S": event_pk(topic)}, "sk": {"S": sequence_sk(sequence_id)}}
+
+
+def encode_event(event: EventItem, expires_at: int) -> Item:
+    item: Item = {
+        **_event_key(event.topic, event.sequence_id),
+        "id": {"S": event.id},
+        "data": {"S": json.dumps(event.data, separators=(",", ":"), ensure_ascii=False)},
+        "created_at": {"S": utc_iso(event.created_at)},
+        "expires_at": {"N": str(expires_at)},
+    }
+    if event.event_type is not None:
+        item["event_type"] = {"S": event.event_type}
+    return item
+
+
+def decode_event(item: Item) -> EventItem:
+    event_type = item.get("event_type")
+    return EventItem(
+        id=item["id"]["S"],
+        sequence_id=int(item["sk"]["S"]),
+        topic=item["pk"]["S"].removeprefix("topic#"),
+        event_type=None if event_type is None else event_type["S"],
+        data=json.loads(item["data"]["S"]),
+        created_at=datetime.fromisoformat(item["created_at"]["S"]),
+    )
+
+
+def _size(item: Item) -> int:
+    data = item.get("data")
+    return _ITEM_OVERHEAD_BYTES + (len(data["S"].encode()) if data is not None else 0)
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """One page of a topic's events; ``next_after_sequence_id`` is ``None`` when nothing follows."""
+
+    events: list[EventItem]
+    next_after_sequence_id: int | None
+
+
+class EventStore:
+    """Reads and writes the events table. Holds no state beyond its client and table name."""
+
+    def __init__(self, client: DynamoDBClient | None = None, table: str | None = None) -> None:
+        self._client = client or settings.dynamodb()
+        self._table = table or settings.get_settings().events_table
+
+    @staticmethod
+    def expires_at() -> int:
+        return int(time.time()) + settings.get_settings().retention_seconds
+
+    def reserve(self, topic: str, count: int) -> int:
+        """Reserve ``count`` consecutive sequence ids of ``topic`` (one UpdateItem); returns the first."""
+        answer = self._client.update_item(
+            TableName=self._table,
+            Key={"pk": {"S": f"seq#{topic}"}, "sk": {"S": COUNTER_SK}},
+            UpdateExpression="ADD #last :count",
+            ExpressionAttributeNames={"#last": "last"},
+            ExpressionAttributeValues={":count": {"N": str(count)}},
+            ReturnValues="UPDATED_NEW",
+        )
+        last = int(answer["Attributes"]["last"]["N"])
+        return last - count + 1
+
+    def put_many(self, events: list[EventItem]) -> None:
+        """Store events (BatchWriteItem, 25 per call), retrying unprocessed items with backoff."""
+        expires_at = self.expires_at()
+        items = [encode_event(event, expires_at) for event in events]
+        for chunk in chunked(items, BATCH_WRITE_MAX_ITEMS, BATCH_WRITE_MAX_BYTES, _size):
+            pending: list[WriteRequestTypeDef] = [{"PutRequest": {"Item": item}} for item in chunk]
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                answer = self._client.batch_write_item(RequestItems={self._table: pending})
+                pending = answer.get("UnprocessedItems", {}).get(self._table, [])  # type: ignore[assignment]
+                if not pending:
+                    break
+                if attempt == MAX_ATTEMPTS:
+                    raise EventStoreError(
+                        f"{len(pending)} event(s) stayed unprocessed after {attempt} attempts"
+                    )
+                pause(attempt)
+
+    def put_claimed(self, events: list[EventItem]) -> dict[str, int]:
+        """Store events whose ids are client-given, each with its id claim in one transaction.
+
+        An id already claimed for another sequence id is not stored again: the answer maps such ids to
+        the sequence id of the event that holds them. A claim with the event's own sequence id means
+        the event was stored by an earlier attempt of the same publish, which counts as stored.
+        """
+        expires_at = self.expires_at()
+        now = int(time.time())
+        taken: dict[str, int] = {}
+        for chunk in chunked(events, TRANSACTION_MAX_ACTIONS // 2, TRANSACTION_MAX_BYTES, _event_size):
+            pending = chunk
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                pending = self._transact(pending, expires_at, now, taken)
+                if not pending:
+                    break
+                if attempt == MAX_ATTEMPTS:
+                    raise EventStoreError(
+                        f"{len(pending)} event(s) could not be stored after {attempt} attempts"
+                    )
+                pause(attempt)
+        return taken
+
+    def _transact(
+        self, events: list[EventItem], expires_at: int, now: int, taken: dict[str, int]
+    ) -> list[EventItem]:
+        """One transaction for ``events``; returns those to try again (after a conflict elsewhere)."""
+        actions: list[TransactWriteItemTypeDef] = []
+        for event in events:
+            actions.append({"Put": {"TableName": self._table, "Item": encode_event(event, expires_at)}})
+            actions.append(
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": {
+                            **_claim_key(event.topic, event.id),
+                            "seq": {"N": str(event.sequence_id)},
+                            "expires_at": {"N": str(expires_at)},
+                        },
+                        # An expired claim not yet removed by TTL does not hold the id any more.
+                        "ConditionExpression": "attribute_not_exists(pk) OR expires_at < :now",
+                        "ExpressionAttributeValues": {":now": {"N": str(now)}},
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                    }
+                }
+            )
+        try:
+            self._client.transact_write_items(TransactItems=actions)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            reasons: list[dict[str, Any]] = exc.response.get("CancellationReasons", [])  # type: ignore[assignment]
+            retry: list[EventItem] = []
+            for index, event in enumerate(events):
+                claim = reasons[2 * index + 1] if 2 * index + 1 < len(reasons) else {}
+                if claim.get("Code") == "ConditionalCheckFailed" and "Item" in claim:
+                    stored = int(claim["Item"]["seq"]["N"])
+                    if stored != event.sequence_id:
+                        taken[event.id] = stored
+                else:
+                    retry.append(event)
+            logger.info("event id claims conflicted", extra={"taken": len(taken), "retrying": len(retry)})
+            return retry
+        return []
+
+    def find_claimed(self, topic: str, ids: list[str]) -> dict[str, EventItem]:
+        """The stored events of ``topic`` holding any of ``ids``, by id (strongly consistent reads)."""
+        now = int(time.time())
+        claims = self._batch_get([_claim_key(topic, event_id) for event_id in dict.fromkeys(ids)])
+        refs = [
+            EventRef(topic, int(item["seq"]["N"]), item["sk"]["S"])
+            for item in claims
+            if int(item["expires_at"]["N"]) >= now
+        ]
+        found = {event.id: event for event in self.get_many(refs)}
+        missing = [ref.id for ref in refs if ref.id not in found]
+        if missing:
+            raise EventStoreError(f"event id claim(s) without their event in topic {topic!r}: {missing[:5]}")
+        return found
+
+    def get_many(self, refs: list[EventRef]) -> list[EventItem]:
+        """The events ``refs`` name, in ``refs`` order (BatchGetItem, strongly consistent).
+
+        Events no longer stored (past their retention) are left out and logged.
+        """
+        keys = [_event_key(ref.topic, ref.sequence_id) for ref in dict.fromkeys(refs)]
+        by_ref = {
+            (event.topic, event.sequence_id): event for event in map(decode_event, self._batch_get(keys))
+        }
+        events = [
+            by_ref[(ref.topic, ref.sequence_id)] for ref in refs if (ref.topic, ref.sequence_id) in by_ref
+        ]
+        if len(by_ref) < len(keys):
+            gone = [ref.to_list() for ref in refs if (ref.topic, ref.sequence_id) not in by_ref]
+            logger.warning("events not found (expired?)", extra={"missing": gone[:20], "count": len(gone)})
+        return events
+
+    def _batch_get(self, keys: list[Item]) -> list[Item]:
+        found: list[Item] = []
+        for chunk in chunked(keys, BATCH_GET_MAX_KEYS, BATCH_WRITE_MAX_BYTES, lambda _: 0):
+            request: dict[str, KeysAndAttributesTypeDef] = {
+                self._table: {"Keys": chunk, "ConsistentRead": True}
+            }
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                answer = self._client.batch_get_item(RequestItems=request)
+                found.extend(answer.get("Responses", {}).get(self._table, []))
+                request = answer.get("UnprocessedKeys", {})  # type: ignore[assignment]
+                if not request:
+                    break
+                if attempt == MAX_ATTEMPTS:
+                    raise EventStoreError(f"reads stayed unprocessed after {attempt} attempts")
+                pause(attempt)
+        return found
+
+    def list_topic(self, topic: str, after_sequence_id: int, limit: int) -> EventPage:
+        """Up to ``limit`` events of ``topic`` with sequence ids above ``after_sequence_id``, in order."""
+        events: list[EventItem] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND sk > :after",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": event_pk(topic)},
+                ":after": {"S": sequence_sk(after_sequence_id)},
+            },
+            "ConsistentRead": True,
+        }
+        # One item beyond the page tells whether anything follows.
+        while len(events) <= limit:
+            kwargs["Limit"] = limit + 1 - len(events)
+            page = self._client.query(**kwargs)
+            events.extend(decode_event(item) for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        if len(events) > limit:
+            return EventPage(events[:limit], events[limit - 1].sequence_id)
+        return EventPage(events, None)
+
+
+def _event_size(event: EventItem) -> int:
+    """A bound on the bytes of an event and its claim in a transaction."""
+    return 2 * _ITEM_OVERHEAD_BYTES + len(
+        json.dumps(event.data, separators=(",", ":"), ensure_ascii=False).encode()
+    )

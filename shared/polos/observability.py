@@ -1,0 +1,61 @@
+"""Logs, metrics and traces of the worker: Powertools Logger, Metrics (EMF) and Tracer.
+
+Runs of one invocation execute concurrently in one event loop, so per-run log keys live in a context
+variable (Powertools' ``thread_safe_append_keys``): every asyncio task, and every thread it hands work to,
+logs its own run's keys without seeing another run's.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+
+if TYPE_CHECKING:
+    from polos.executor import AttemptResult
+
+# Powertools' own variable (set in the template); Polos is the namespace when it is unset.
+METRICS_NAMESPACE_ENV = "POWERTOOLS_METRICS_NAMESPACE"
+DEFAULT_METRICS_NAMESPACE = "Polos"
+MAX_LOGGED_EVENT_IDS = 100
+
+logger = Logger(service="polos")
+tracer = Tracer(service="polos")
+metrics = Metrics(
+    namespace=os.environ.get(METRICS_NAMESPACE_ENV) or DEFAULT_METRICS_NAMESPACE, service="polos"
+)
+
+
+def bind_run(run_id: str, workflow_id: str, event_ids: list[str]) -> None:
+    """Log ``run_id``, ``workflow_id`` and ``event_ids`` on every line of the current task from now on.
+
+    A batch of thousands of events would make every line huge: past ``MAX_LOGGED_EVENT_IDS`` the ids are
+    cut, and ``event_count`` says how many there are.
+    """
+    keys: dict[str, object] = {"run_id": run_id, "workflow_id": workflow_id, "event_ids": event_ids}
+    if len(event_ids) > MAX_LOGGED_EVENT_IDS:
+        keys.update(event_ids=event_ids[:MAX_LOGGED_EVENT_IDS], event_count=len(event_ids))
+    logger.thread_safe_append_keys(**keys)
+
+
+def count(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count) -> None:
+    metrics.add_metric(name=name, unit=unit, value=value)
+
+
+def record_outcome(result: AttemptResult) -> None:
+    """RunsStarted / RunsCompleted / RunsFailed for one attempt."""
+    executed = result.outcome in ("completed", "failed", "retry")
+    if executed and result.run is not None and result.run.attempts == 1:
+        count("RunsStarted")
+    if result.outcome == "completed":
+        count("RunsCompleted")
+    elif result.outcome == "failed":
+        count("RunsFailed")
+
+
+def flush() -> None:
+    """Write this invocation's metrics (one EMF document) when there are any."""
+    if metrics.metric_set:
+        metrics.flush_metrics()

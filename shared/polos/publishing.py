@@ -1,0 +1,328 @@
+"""Publishing: validate, plan ids and sequence ids, store, fan out. For the API and ``publish_event``.
+
+Every rule is checked before the first AWS call, so a rejected publish stores and sends nothing. Then:
+
+1. client-given ids are looked up (BatchGetItem): an id already stored answers with the stored event;
+2. the new events' sequence ids are reserved in one UpdateItem (consecutive, in request order);
+3. with an ``Idempotency-Key``, the plan (ids, sequence ids, ``created_at``) is claimed under the key
+   (see :mod:`polos.idempotency`); the key is read before step 1, so a retry answers the completed
+   response, or finishes the first attempt's plan, without reserving anything;
+4. events are written (BatchWriteItem, 25 per call; client-id events with their claim in transactions);
+5. every event of the request, stored before or now, goes to every subscriber's queue;
+6. the key's record is marked completed.
+
+DynamoDB requests for N events: 1 (reserve) + ceil(N/25) (writes); with client ids + ceil(ids/100) (claim
+lookup, + as many again to load ids already stored) and one transaction per 50 client-id events; with an
+``Idempotency-Key`` + 3 (read, claim, complete); a replay of a completed key costs 1 + the reads of
+its events (BatchGetItem, 100 per call). SQS: ceil(N/10) SendMessageBatch per subscriber (N small events).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from polos import fanout, idempotency, observability, serde
+from polos.errors import NonRetryableError, StepResultError
+from polos.events import EventStore, EventStoreError
+from polos.payloads import EventItem, utc_iso
+from polos.records import EventRef
+from polos.topics import canonical_topic
+
+logger = Logger(service="polos")
+
+MAX_EVENTS = 1000
+MAX_DATA_BYTES = 256 * 1024
+MAX_EVENT_TYPE_LENGTH = 256
+MAX_EVENT_ID_LENGTH = 128
+# Deeper data breaks pydantic downstream (its JSON parser stops at 200 levels, its serializer at ~250),
+# so the limit is checked up front with a clear message rather than failing in a workflow later.
+MAX_DATA_DEPTH = 100
+EVENT_ID_RULE = f"1 to {MAX_EVENT_ID_LENGTH} characters of letters, digits, '_', '-', '.' or ':'"
+_EVENT_ID = re.compile(rf"[A-Za-z0-9_.:-]{{1,{MAX_EVENT_ID_LENGTH}}}")
+IDEMPOTENCY_SCOPE = "publish"
+
+
+class InvalidPublishError(NonRetryableError, ValueError):
+    """A publish request breaks a rule; ``field`` names the input at fault (``events[3].data`` …)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field} {problem}")
+        self.field = field
+
+
+class EventTooLargeError(InvalidPublishError):
+    """An event's data is over the size limit."""
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to publish; ``id`` is optional (stored at most once per topic when given)."""
+
+    id: str | None
+    data: dict[str, Any]
+    event_type: str | None = None
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """The stored events in request order, and the HTTP API's ``200`` body."""
+
+    events: list[EventItem]
+    response: dict[str, Any]
+
+
+@dataclass
+class _Entry:
+    id: str
+    sequence_id: int
+    new: bool  # False: the id was stored before; the stored event is the answer
+
+
+@dataclass
+class _Plan:
+    """What one publish stores: what an ``Idempotency-Key`` record holds and the response is made of."""
+
+    topic: str
+    created_at: str
+    entries: list[_Entry]
+
+    def to_json(self) -> str:
+        body = {
+            "topic": self.topic,
+            "created_at": self.created_at,
+            "events": [[entry.id, entry.sequence_id, entry.new] for entry in self.entries],
+        }
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> _Plan:
+        raw = json.loads(text)
+        return cls(
+            raw["topic"], raw["created_at"], [_Entry(str(i), int(s), bool(n)) for i, s, n in raw["events"]]
+        )
+
+    def refs(self) -> list[EventRef]:
+        return [EventRef(self.topic, entry.sequence_id, entry.id) for entry in self.entries]
+
+    def response(self) -> dict[str, Any]:
+        return {
+            "sequence_ids": [entry.sequence_id for entry in self.entries],
+            "created_at": self.created_at,
+            "events": [
+                {"id": entry.id, "sequence_id": entry.sequence_id, "topic": self.topic}
+                for entry in self.entries
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class _Keyed:
+    """An ``Idempotency-Key`` with the hash of the request it came with."""
+
+    records: idempotency.IdempotencyStore
+    key: str
+    digest: str
+
+
+def publish_events(
+    topic: str,
+    events: list[NewEvent],
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+) -> PublishResult:
+    """Publish ``events`` to ``topic``: stored once each, then sent to every subscribed workflow.
+
+    ``request_hash`` identifies the request under ``idempotency_key`` (the API hashes its JSON body);
+    without it the hash of ``topic`` and ``events`` is used.
+    """
+    canonical = canonical_topic(topic)
+    checked = _validate(events)
+    store = EventStore()
+    keyed: _Keyed | None = None
+    if idempotency_key is not None:
+        if not 1 <= len(idempotency_key) <= idempotency.MAX_KEY_LENGTH:
+            raise InvalidPublishError(
+                "Idempotency-Key", f"must be 1 to {idempotency.MAX_KEY_LENGTH} characters long"
+            )
+        digest = request_hash or idempotency.request_hash(
+            {
+                "topic": topic,
+                "events": [{"id": e.id, "data": e.data, "event_type": e.event_type} for e in checked],
+            }
+        )
+        keyed = _Keyed(idempotency.IdempotencyStore(IDEMPOTENCY_SCOPE), idempotency_key, digest)
+        # Looked up first, so a replay or a conflict reserves no sequence ids and stores nothing.
+        record = keyed.records.get(idempotency_key)
+        if record is not None:
+            return _follow(record, keyed, store, checked)
+    client_ids = [event.id for event in checked if event.id is not None]
+    known = store.find_claimed(canonical, client_ids) if client_ids else {}
+    plan = _plan(store, canonical, checked, known)
+    if keyed is not None:
+        record = keyed.records.claim(keyed.key, keyed.digest, plan.to_json())
+        if record is not None:  # a concurrent request with the same key claimed it first
+            return _follow(record, keyed, store, checked)
+    return _carry_out(store, plan, checked, known, keyed)
+
+
+def _follow(
+    record: idempotency.IdempotencyRecord, keyed: _Keyed, store: EventStore, events: list[NewEvent]
+) -> PublishResult:
+    """Answer from the key's record: its response when completed, else finish its plan."""
+    if record.request_hash != keyed.digest:
+        raise idempotency.IdempotencyConflictError(
+            "Idempotency-Key was already used with a different request body"
+        )
+    plan = _Plan.from_json(record.plan)
+    log = {"topic": plan.topic, "events": len(plan.entries)}
+    if record.status == "completed":
+        logger.info("idempotent replay", extra=log)
+        return PublishResult(store.get_many(plan.refs()), plan.response())
+    logger.info("finishing an interrupted publish", extra=log)
+    return _carry_out(store, plan, events, {}, keyed)
+
+
+def _carry_out(
+    store: EventStore, plan: _Plan, events: list[NewEvent], known: dict[str, EventItem], keyed: _Keyed | None
+) -> PublishResult:
+    """Store the plan, send every event of it to the subscribers, complete the key."""
+    stored = _execute(store, plan, events, known)
+    fanout.deliver(fanout.event_messages(plan.topic, stored))
+    if keyed is not None:
+        keyed.records.complete(keyed.key, keyed.digest, plan.to_json())
+    logger.info("published", extra={"topic": plan.topic, "events": len(stored)})
+    observability.count("EventsPublished", len(stored))
+    return PublishResult(stored, plan.response())
+
+
+def _validate(events: list[NewEvent]) -> list[NewEvent]:
+    """The events with their data as JSON gives it back; :class:`InvalidPublishError` naming the field."""
+    if not isinstance(events, list) or not 1 <= len(events) <= MAX_EVENTS:
+        count = len(events) if isinstance(events, list) else type(events).__name__
+        raise InvalidPublishError("events", f"must hold 1 to {MAX_EVENTS} events; got {count}")
+    checked: list[NewEvent] = []
+    first_index: dict[str, int] = {}
+    for index, event in enumerate(events):
+        field = f"events[{index}]"
+        if not isinstance(event.data, dict):
+            raise InvalidPublishError(
+                f"{field}.data", f"must be a JSON object, got {type(event.data).__name__}"
+            )
+        if _nested_deeper_than(event.data, MAX_DATA_DEPTH):
+            raise InvalidPublishError(f"{field}.data", f"is nested more than {MAX_DATA_DEPTH} levels deep")
+        try:
+            text = serde.to_json(event.data, what=f"{field}.data", limit=sys.maxsize)
+        except (StepResultError, RecursionError) as exc:
+            raise InvalidPublishError(f"{field}.data", f"is not JSON: {exc}") from None
+        size = len(text.encode())
+        if size > MAX_DATA_BYTES:
+            raise EventTooLargeError(
+                f"{field}.data",
+                f"is {size} bytes as compact JSON; at most {MAX_DATA_BYTES} bytes (256 KB) are allowed",
+            )
+        if event.event_type is not None and (
+            not isinstance(event.event_type, str) or not 1 <= len(event.event_type) <= MAX_EVENT_TYPE_LENGTH
+        ):
+            raise InvalidPublishError(
+                f"{field}.event_type", f"must be a string of 1 to {MAX_EVENT_TYPE_LENGTH} characters"
+            )
+        if event.id is not None:
+            if not isinstance(event.id, str) or not _EVENT_ID.fullmatch(event.id):
+                raise InvalidPublishError(f"{field}.id", f"must be {EVENT_ID_RULE}")
+            if event.id in first_index:
+                raise InvalidPublishError(
+                    f"{field}.id",
+                    f"repeats events[{first_index[event.id]}].id {event.id!r}; ids must be unique",
+                )
+            first_index[event.id] = index
+        checked.append(NewEvent(id=event.id, data=json.loads(text), event_type=event.event_type))
+    return checked
+
+
+def _nested_deeper_than(data: dict[str, Any], limit: int) -> bool:
+    """Whether objects and arrays in ``data`` (itself level 1) nest deeper than ``limit`` (iteratively)."""
+    seen: set[int] = set()
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list, tuple)))
+    return False
+
+
+def _plan(store: EventStore, topic: str, events: list[NewEvent], known: dict[str, EventItem]) -> _Plan:
+    """Ids and sequence ids for ``events``: stored ones keep theirs, new ones get a reserved range."""
+    fresh = sum(1 for event in events if event.id is None or event.id not in known)
+    next_sequence = store.reserve(topic, fresh) if fresh else 0
+    entries: list[_Entry] = []
+    for event in events:
+        stored = known.get(event.id) if event.id is not None else None
+        if stored is not None:
+            entries.append(_Entry(stored.id, stored.sequence_id, new=False))
+        else:
+            entries.append(_Entry(event.id or f"evt_{uuid.uuid4().hex[:26]}", next_sequence, new=True))
+            next_sequence += 1
+    return _Plan(topic, utc_iso(datetime.now(UTC)), entries)
+
+
+def _execute(
+    store: EventStore, plan: _Plan, events: list[NewEvent], known: dict[str, EventItem]
+) -> list[EventItem]:
+    """Store the plan's new events; returns every event of the plan, in request order.
+
+    A client id another publish claimed meanwhile turns its entry into that stored event (``plan`` is
+    updated so the response and the idempotency record say so).
+    """
+    if len(plan.entries) != len(events):
+        raise idempotency.IdempotencyConflictError(
+            "Idempotency-Key was already used with a different request"
+        )
+    created_at = datetime.fromisoformat(plan.created_at)
+    plain: list[EventItem] = []
+    claimed: list[EventItem] = []
+    for entry, event in zip(plan.entries, events, strict=True):
+        if entry.new:
+            item = EventItem(
+                id=entry.id,
+                sequence_id=entry.sequence_id,
+                topic=plan.topic,
+                event_type=event.event_type,
+                data=event.data,
+                created_at=created_at,
+            )
+            (plain if event.id is None else claimed).append(item)
+    if plain:
+        store.put_many(plain)
+    taken = store.put_claimed(claimed) if claimed else {}
+    for entry in plan.entries:
+        if entry.new and entry.id in taken:
+            entry.sequence_id, entry.new = taken[entry.id], False
+    new_events = {item.sequence_id: item for item in plain + claimed}
+    stored = {(event.id, event.sequence_id): event for event in known.values()}
+    missing = [
+        EventRef(plan.topic, entry.sequence_id, entry.id)
+        for entry in plan.entries
+        if not entry.new and (entry.id, entry.sequence_id) not in stored
+    ]
+    if missing:
+        stored.update({(event.id, event.sequence_id): event for event in store.get_many(missing)})
+    result: list[EventItem] = []
+    for entry in plan.entries:
+        found = new_events.get(entry.sequence_id) if entry.new else stored.get((entry.id, entry.sequence_id))
+        if found is None:
+            raise EventStoreError(f"event {entry.id!r} (sequence id {entry.sequence_id}) is no longer stored")
+        result.append(found)
+    return result

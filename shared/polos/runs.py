@@ -1,0 +1,292 @@
+"""Runs as the HTTP API shows them (DESIGN §2): reading, listing newest first, and creating invoked runs."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import heapq
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from polos import batches, settings
+from polos.events import EventStore
+from polos.fanout import deliver
+from polos.journal import BY_WORKFLOW_INDEX, RUN_SK, Journal, decode_run, now_iso, run_pk
+from polos.messages import WorkflowMessage
+from polos.records import EventRef, RunRecord, RunStatus, StepRecord
+
+if TYPE_CHECKING:
+    from polos.journal import Item
+
+RUN_ID = re.compile(r"run_[A-Za-z0-9_-]{1,124}")
+CURSOR_VERSION = 1
+
+
+class InvalidCursorError(ValueError):
+    """A ``cursor`` that no listing of runs handed out."""
+
+
+def valid_run_id(run_id: str) -> bool:
+    return RUN_ID.fullmatch(run_id) is not None
+
+
+def _hashed_run_id(*parts: str) -> str:
+    return "run_" + hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:26]
+
+
+def event_run_id(workflow_id: str, topic: str, sequence_id: int) -> str:
+    """The run of ``workflow_id`` for one event: every delivery of the event maps to it."""
+    return _hashed_run_id(workflow_id, topic, str(sequence_id))
+
+
+def keyed_run_id(workflow_id: str, idempotency_key: str) -> str:
+    """The run an ``Idempotency-Key`` stands for: the same key always names the same run of a workflow."""
+    return _hashed_run_id(workflow_id, idempotency_key)
+
+
+def new_run_id() -> str:
+    """A random run id (batch runs, invoked runs without an ``Idempotency-Key``)."""
+    return "run_" + secrets.token_hex(13)
+
+
+# --- views -------------------------------------------------------------------------------------------
+
+
+def _json_or_none(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def step_view(step: StepRecord) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "key": step.key,
+        "status": step.status,
+        "attempts": step.attempts,
+        "started_at": step.started_at,
+        "finished_at": step.finished_at,
+    }
+    if step.status == "completed":
+        view["result"] = _json_or_none(step.result_json)
+    else:
+        view["error"] = (
+            None if step.error is None else {"type": step.error.type, "message": step.error.message}
+        )
+    return view
+
+
+def run_view(
+    run: RunRecord, members: list[EventRef], steps: list[StepRecord] | None = None
+) -> dict[str, Any]:
+    """The run as ``GET /api/v1/runs/{run_id}`` shows it (without ``steps`` when ``steps`` is ``None``)."""
+    view: dict[str, Any] = {
+        "run_id": run.run_id,
+        "workflow_id": run.workflow_id,
+        "status": run.status,
+        "attempts": run.attempts,
+        "result": _json_or_none(run.result_json),
+        "error": None if run.error is None else {"type": run.error.type, "message": run.error.message},
+        "created_at": run.created_at,
+        "updated_at": run.updated_at,
+        "trigger": {"type": run.trigger_type, "event_ids": [ref.id for ref in members]},
+    }
+    if steps is not None:
+        view["steps"] = [step_view(step) for step in steps]
+    return view
+
+
+def _members(run: RunRecord, items: list[Item] | None = None) -> list[EventRef]:
+    """The events that triggered ``run``: its event, or its batch's members (from ``items`` when given)."""
+    if run.trigger_type != "batch":
+        return list(run.event_refs)
+    return batches.members(items) if items is not None else batches.load_members(run.run_id)
+
+
+def get_run(run_id: str) -> dict[str, Any] | None:
+    """The run with its steps (one Query), or ``None`` when there is no such run."""
+    if not valid_run_id(run_id):
+        return None
+    items = Journal().query_partition(run_id)
+    loaded = Journal.decode_partition(items)
+    if loaded is None:
+        return None
+    return run_view(loaded.run, _members(loaded.run, items), loaded.steps)
+
+
+def get_execution(run_id: str) -> dict[str, Any] | None:
+    """The run in the shape of the Polos SDK's executions (its input as ``payload``)."""
+    if not valid_run_id(run_id):
+        return None
+    items = Journal().query_partition(run_id)
+    loaded = Journal.decode_partition(items)
+    if loaded is None:
+        return None
+    run = loaded.run
+    return {
+        "id": run.run_id,
+        "workflow_id": run.workflow_id,
+        "status": run.status,
+        "payload": _payload(run, items),
+        "result": _json_or_none(run.result_json),
+        "error": None if run.error is None else {"type": run.error.type, "message": run.error.message},
+        "created_at": run.created_at,
+        "completed_at": run.updated_at if run.finished else None,
+        "retry_count": max(run.attempts - 1, 0),
+    }
+
+
+def _payload(run: RunRecord, items: list[Item]) -> Any:
+    """What the handler received: the stored input of an invoked run, else its event(s) from the store."""
+    if run.trigger_type == "invoke":
+        return _json_or_none(run.payload_json)
+    events = [event.model_dump(mode="json") for event in EventStore().get_many(_members(run, items))]
+    if run.trigger_type == "batch":
+        return {"events": events}
+    return events[0] if events else None
+
+
+# --- listing -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunPage:
+    runs: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+@dataclass
+class _Position:
+    """Where listing one workflow's runs continues: after ``after`` (created_at, run id), or nowhere."""
+
+    after: tuple[str, str] | None = None
+    done: bool = False
+
+
+def _encode_cursor(positions: dict[str, _Position]) -> str:
+    body = {
+        "v": CURSOR_VERSION,
+        "after": {wf: list(pos.after) for wf, pos in positions.items() if pos.after and not pos.done},
+        "done": sorted(wf for wf, pos in positions.items() if pos.done),
+    }
+    return base64.urlsafe_b64encode(json.dumps(body, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> dict[str, _Position]:
+    try:
+        body = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(body, dict) or body.get("v") != CURSOR_VERSION:
+            raise ValueError("unknown cursor version")
+        positions = {str(wf): _Position(after=(str(at[0]), str(at[1]))) for wf, at in body["after"].items()}
+        for wf in body["done"]:
+            positions[str(wf)] = _Position(done=True)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, binascii.Error) as exc:
+        raise InvalidCursorError(
+            "cursor is invalid; pass the next_cursor of a previous page unchanged"
+        ) from exc
+    return positions
+
+
+def _query_workflow(
+    workflow_id: str, status: RunStatus | None, position: _Position, want: int
+) -> tuple[list[RunRecord], bool]:
+    """Up to about ``want`` runs of one workflow after ``position``, newest first; and whether none follow."""
+    kwargs: dict[str, Any] = {
+        "TableName": settings.get_settings().runs_table,
+        "IndexName": BY_WORKFLOW_INDEX,
+        "KeyConditionExpression": "wf = :wf",
+        "ExpressionAttributeValues": {":wf": {"S": workflow_id}},
+        "ScanIndexForward": False,
+        "Limit": want,
+    }
+    if status is not None:
+        kwargs["FilterExpression"] = "#status = :status"
+        kwargs["ExpressionAttributeNames"] = {"#status": "status"}
+        kwargs["ExpressionAttributeValues"][":status"] = {"S": status}
+    if position.after is not None:
+        created_at, run_id = position.after
+        kwargs["ExclusiveStartKey"] = {
+            "wf": {"S": workflow_id},
+            "created_at": {"S": created_at},
+            "pk": {"S": run_pk(run_id)},
+            "sk": {"S": RUN_SK},
+        }
+    found: list[RunRecord] = []
+    while True:
+        page = settings.dynamodb().query(**kwargs)
+        found.extend(decode_run(item) for item in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return found, True
+        if len(found) >= want:
+            return found, False
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def list_runs(workflow_ids: list[str], status: RunStatus | None, limit: int, cursor: str | None) -> RunPage:
+    """One page of the runs of ``workflow_ids``, newest first (``InvalidCursorError`` on a bad cursor)."""
+    positions = _decode_cursor(cursor) if cursor else {}
+    fetched: dict[str, tuple[list[RunRecord], bool]] = {}
+    for wf in workflow_ids:
+        position = positions.setdefault(wf, _Position())
+        fetched[wf] = ([], True) if position.done else _query_workflow(wf, status, position, limit)
+    streams = [[(run, wf) for run in runs] for wf, (runs, _) in fetched.items()]
+    merged = heapq.merge(*streams, key=lambda entry: entry[0].created_at, reverse=True)
+    page = [entry for _, entry in zip(range(limit), merged, strict=False)]
+    taken: dict[str, int] = {}
+    for run, wf in page:
+        taken[wf] = taken.get(wf, 0) + 1
+        positions[wf] = _Position(after=(run.created_at, run.run_id))
+    more = False
+    for wf, (runs, exhausted) in fetched.items():
+        if exhausted and taken.get(wf, 0) == len(runs):
+            positions[wf] = _Position(done=True)
+        else:
+            more = True
+    views = [run_view(run, _members(run)) for run, _ in page]
+    return RunPage(views, _encode_cursor({wf: positions[wf] for wf in workflow_ids}) if more else None)
+
+
+# --- invoked runs ------------------------------------------------------------------------------------
+
+
+def create_invoked(
+    workflow_id: str, payload_json: str, idempotency_key: str | None
+) -> tuple[RunRecord, bool]:
+    """Store a ``queued`` run; returns it and ``True``, or the run the key created before and ``False``."""
+    run_id = keyed_run_id(workflow_id, idempotency_key) if idempotency_key is not None else new_run_id()
+    stamp = now_iso()
+    run = RunRecord(
+        run_id=run_id,
+        workflow_id=workflow_id,
+        status="queued",
+        attempts=0,
+        trigger_type="invoke",
+        created_at=stamp,
+        updated_at=stamp,
+        payload_json=payload_json,
+    )
+    stored = Journal().create_queued(run)
+    return stored, stored is run
+
+
+def enqueue(run: RunRecord) -> None:
+    """Send the run's ``invoke`` message to its workflow's queue."""
+    deliver([WorkflowMessage(workflow_id=run.workflow_id, kind="invoke", run_id=run.run_id)])
+
+
+def discard_queued(run_id: str) -> None:
+    """Remove a ``queued`` run whose message could not be sent (so a failed request stores nothing)."""
+    try:
+        settings.dynamodb().delete_item(
+            TableName=settings.get_settings().runs_table,
+            Key={"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
+            ConditionExpression="#status = :queued",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":queued": {"S": "queued"}},
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise

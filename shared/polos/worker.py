@@ -1,0 +1,324 @@
+"""SQS records → runs: one run per event, exact batch runs, and directly invoked runs.
+
+Each record's outcome is reported on its own (``batchItemFailures``): a record is acknowledged when its run
+completed, was already finished, or failed for good before the last delivery (``NonRetryableError``,
+an invalid payload); it is left for SQS to deliver again when the attempt should be retried or another
+attempt holds the run. On the last delivery (``ApproximateReceiveCount`` reached the queue's max receive
+count) a failure fails the run and the record is left too, so SQS moves it to the dead-letter queue.
+
+Single-event and invoked runs go through Powertools' ``AsyncBatchProcessor`` (records run concurrently).
+Events of batch workflows are grouped first: the group's runs are formed once (see ``polos.batches``) and
+every record of the group awaits the outcome of the run that holds its event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.utilities.batch import (
+    AsyncBatchProcessor,
+    EventType,
+    async_process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from polos import batches, observability, settings
+from polos.events import EventStore
+from polos.executor import Attempt, AttemptResult, execute
+from polos.journal import Journal
+from polos.messages import WorkflowMessage
+from polos.payloads import EventItem
+from polos.records import EventRef
+from polos.runs import event_run_id, new_run_id
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+
+    from polos.app import App
+    from polos.workflow import Workflow
+
+logger = observability.logger
+
+
+def ref_of(event: EventItem) -> EventRef:
+    """Where ``event`` is stored."""
+    return EventRef(event.topic, event.sequence_id, event.id)
+
+
+class _LeftForRedelivery(Exception):
+    """Marks a record for ``batchItemFailures``: SQS delivers it again (or dead-letters it)."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One SQS record, parsed: its message, its workflow and whether SQS will deliver it again."""
+
+    message_id: str
+    message: WorkflowMessage
+    workflow: Workflow
+    final: bool
+
+    @property
+    def batched(self) -> bool:
+        """Events of batch workflows run in batch runs; invocations of any workflow run alone."""
+        return self.workflow.is_batch and self.message.kind == "event"
+
+    @property
+    def run_id(self) -> str:
+        """The run of a single event (derived from it) or of an invocation (named by the message)."""
+        event = self.message.event
+        if event is not None:
+            return event_run_id(self.workflow.id, event.topic, event.sequence_id)
+        return str(self.message.run_id)
+
+    @property
+    def work_key(self) -> str:
+        """Deliveries with one key are handled together: a batch workflow's events, or one run's records."""
+        return f"batch#{self.workflow.id}" if self.batched else f"run#{self.run_id}"
+
+
+def parse_record(record: dict[str, Any], app: App) -> Delivery:
+    """The delivery in an SQS record; ``ValueError`` naming the problem when it cannot be run."""
+    sqs = SQSRecord(record)
+    message = WorkflowMessage.from_json(sqs.body)
+    wf = app.get(message.workflow_id)
+    if wf is None:
+        raise ValueError(
+            f"message for workflow {message.workflow_id!r}, which app {app.name!r} does not define"
+        )
+    _check_queue(sqs.event_source_arn, wf.id)
+    if message.event is not None and message.event.topic != wf.topic:
+        raise ValueError(
+            f"event of topic {message.event.topic!r} for workflow {wf.id!r}, triggered by {wf.topic!r}"
+        )
+    received = int(sqs.raw_event.get("attributes", {}).get("ApproximateReceiveCount") or 1)
+    return Delivery(sqs.message_id, message, wf, final=received >= settings.get_settings().max_receive_count)
+
+
+def _check_queue(source_arn: str | None, workflow_id: str) -> None:
+    """A message must come from its workflow's own queue (when the queue names are known)."""
+    prefix = settings.get_settings().queue_url_prefix
+    if not source_arn or not prefix:
+        return
+    queue = source_arn.rsplit(":", 1)[-1]
+    expected = (prefix + workflow_id).rsplit("/", 1)[-1]
+    if queue != expected:
+        raise ValueError(f"message for workflow {workflow_id!r} arrived on queue {queue!r}, not {expected!r}")
+
+
+def acknowledged(result: AttemptResult, final: bool) -> bool:
+    """Whether the records behind an attempt are done with (``False``: SQS delivers them again)."""
+    observability.record_outcome(result)
+    if result.outcome in ("completed", "finished"):
+        return True
+    # A failure before the last delivery was final at once (non-retryable); on the last delivery the record
+    # is left so that SQS moves it to the dead-letter queue.
+    return result.outcome == "failed" and not final
+
+
+class Invocation:
+    """One Lambda invocation: records parsed up front; each run (or batch group) handled once.
+
+    Records that lead to the same run (duplicates in one delivery) share one attempt and its outcome, and
+    the events of a batch workflow share one :class:`BatchGroup`.
+    """
+
+    def __init__(self, app: App, records: list[dict[str, Any]]) -> None:
+        self._parsed: dict[str, Delivery | Exception] = {}
+        self._shared: dict[str, list[Delivery]] = {}
+        self._tasks: dict[str, asyncio.Task[set[str]]] = {}
+        self._journal = Journal()
+        for record in records:
+            message_id = str(record.get("messageId", ""))
+            try:
+                delivery = parse_record(record, app)
+            except Exception as exc:  # whatever is wrong with one record must not stop the others
+                logger.error(
+                    "unusable message; left for the dead-letter queue",
+                    extra={"message_id": message_id, "error": f"{type(exc).__name__}: {exc}"},
+                )
+                self._parsed[message_id] = exc
+                continue
+            self._parsed[message_id] = delivery
+            self._shared.setdefault(delivery.work_key, []).append(delivery)
+
+    async def process(self, record: SQSRecord) -> str:
+        """Powertools' record handler: returns when the record is done with, raises to leave it."""
+        delivery = self._parsed[record.message_id]
+        if isinstance(delivery, Exception):
+            raise delivery
+        task = self._tasks.get(delivery.work_key)
+        if task is None:
+            deliveries = self._shared[delivery.work_key]
+            work = BatchGroup(deliveries, self._journal).run() if delivery.batched else self._run(deliveries)
+            task = self._tasks[delivery.work_key] = asyncio.ensure_future(work)
+        if delivery.message_id in await task:
+            raise _LeftForRedelivery(f"message {delivery.message_id} is left for SQS to deliver again")
+        return "acknowledged"
+
+    async def _run(self, deliveries: list[Delivery]) -> set[str]:
+        """One attempt of a single-event or invoked run; the message ids to leave when it is not done."""
+        first = deliveries[0]
+        message, wf = first.message, first.workflow
+        final = any(delivery.final for delivery in deliveries)
+        refs = [ref_of(message.event)] if message.event is not None else []
+        payload = message.event.model_dump(mode="json") if message.event is not None else None
+        observability.bind_run(first.run_id, wf.id, [ref.id for ref in refs])
+        if message.event is not None:
+            attempt = Attempt(wf, first.run_id, "event", refs, payload=payload, final=final)
+        else:
+            attempt = Attempt(wf, first.run_id, "invoke", final=final)
+        if acknowledged(await execute(attempt, self._journal), final):
+            return set()
+        return {delivery.message_id for delivery in deliveries}
+
+
+class BatchGroup:
+    """The deliveries of one batch workflow in one invocation, and the batch runs that hold their events.
+
+    Events already claimed resume their batch run (members missing from this delivery come from the event
+    store); unclaimed events form one new batch run. A record is left for redelivery unless the run
+    holding its event is done with.
+    """
+
+    def __init__(self, deliveries: list[Delivery], journal: Journal) -> None:
+        self._wf = deliveries[0].workflow
+        self._journal = journal
+        self._events: dict[EventRef, EventItem] = {}
+        self._deliveries: dict[EventRef, list[Delivery]] = {}
+        for delivery in deliveries:
+            event = delivery.message.event
+            if event is None:  # only ``event`` messages are batched
+                raise TypeError(f"message {delivery.message_id} of a batch carries no event")
+            ref = ref_of(event)
+            self._events[ref] = event
+            self._deliveries.setdefault(ref, []).append(delivery)
+
+    async def run(self) -> set[str]:
+        """Message ids to leave for redelivery."""
+        refs = sorted(self._deliveries)
+        try:
+            owners = await asyncio.to_thread(batches.read_claims, self._wf.id, refs)
+        except Exception:
+            logger.exception(
+                "batch claims unreadable; records left for redelivery", extra={"workflow_id": self._wf.id}
+            )
+            return self._message_ids(refs)
+        by_run: dict[str, list[EventRef]] = {}
+        for ref, run_id in owners.items():
+            by_run.setdefault(run_id, []).append(ref)
+        jobs: list[tuple[list[EventRef], Awaitable[bool]]] = []
+        left: set[str] = set()
+        unclaimed = [ref for ref in refs if ref not in owners]
+        if unclaimed:
+            created = await self._create(unclaimed)
+            if created is None:
+                left |= self._message_ids(unclaimed)
+            else:
+                for ref, run_id in created.taken.items():
+                    by_run.setdefault(run_id, []).append(ref)
+                left |= self._message_ids(created.unclaimed)
+                if created.members:
+                    jobs.append((created.members, self._start(created)))
+        for run_id, delivered in by_run.items():
+            jobs.append((delivered, self._resume(run_id, delivered)))
+        outcomes = await asyncio.gather(*(self._guarded(job) for _, job in jobs))
+        for (delivered, _), done in zip(jobs, outcomes, strict=True):
+            if not done:
+                left |= self._message_ids(delivered)
+        return left
+
+    def _message_ids(self, refs: list[EventRef]) -> set[str]:
+        return {delivery.message_id for ref in refs for delivery in self._deliveries.get(ref, [])}
+
+    def _final(self, refs: list[EventRef]) -> bool:
+        """The run gets no further delivery when any of its records is on its last one."""
+        return any(delivery.final for ref in refs for delivery in self._deliveries.get(ref, []))
+
+    async def _guarded(self, job: Awaitable[bool]) -> bool:
+        try:
+            return await job
+        except Exception:
+            logger.exception("batch run attempt crashed; its records are left for redelivery")
+            return False
+
+    async def _create(self, refs: list[EventRef]) -> batches.NewBatch | None:
+        run_id, owner = new_run_id(), uuid.uuid4().hex
+        try:
+            created = await asyncio.to_thread(batches.create_batch_run, self._wf.id, run_id, refs, owner)
+        except Exception:
+            logger.exception(
+                "batch run not created; records left for redelivery",
+                extra={"workflow_id": self._wf.id, "event_ids": [ref.id for ref in refs]},
+            )
+            return None
+        if created.members:
+            observability.count("BatchSize", len(created.members))
+        return created
+
+    async def _start(self, created: batches.NewBatch) -> bool:
+        members = created.members
+        observability.bind_run(created.run_id, self._wf.id, [ref.id for ref in members])
+        logger.info("batch run created", extra={"batch_size": len(members)})
+        final = self._final(members)
+        attempt = Attempt(
+            self._wf,
+            created.run_id,
+            "batch",
+            members,
+            payload=_batch_payload([self._events[ref] for ref in members]),
+            final=final,
+            preloaded=created.items,
+            lease_owner=created.owner,
+        )
+        return acknowledged(await execute(attempt, self._journal), final)
+
+    async def _resume(self, run_id: str, delivered: list[EventRef]) -> bool:
+        observability.bind_run(run_id, self._wf.id, [ref.id for ref in delivered])
+        items = await asyncio.to_thread(self._journal.query_partition, run_id)
+        loaded = Journal.decode_partition(items)
+        if loaded is None:
+            logger.error("batch run of claimed events not found; records left for redelivery")
+            return False
+        if loaded.run.finished:
+            logger.info(
+                "batch run already finished; delivery acknowledged", extra={"status": loaded.run.status}
+            )
+            return True
+        members = batches.members(items)
+        observability.bind_run(run_id, self._wf.id, [ref.id for ref in members])
+        missing = [ref for ref in members if ref not in self._events]
+        fetched = await asyncio.to_thread(EventStore().get_many, missing) if missing else []
+        found = {**self._events, **{ref_of(event): event for event in fetched}}
+        events = [found.get(ref) for ref in members]
+        present = [event for event in events if event is not None]
+        if len(present) < len(members):
+            logger.error("member events of the batch run are gone; records left for redelivery")
+            return False
+        final = self._final(delivered)
+        attempt = Attempt(
+            self._wf, run_id, "batch", members, payload=_batch_payload(present), final=final, preloaded=items
+        )
+        return acknowledged(await execute(attempt, self._journal), final)
+
+
+def _batch_payload(events: list[EventItem]) -> dict[str, Any]:
+    ordered = sorted(events, key=lambda event: (event.topic, event.sequence_id))
+    return {"events": [event.model_dump(mode="json") for event in ordered]}
+
+
+def handle(event: dict[str, Any], app: App) -> PartialItemFailureResponse:
+    """Run the records of one SQS event; the records to deliver again are in ``batchItemFailures``."""
+    records = event.get("Records") or []
+    if not records:
+        return {"batchItemFailures": []}
+    invocation = Invocation(app, records)
+    processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    try:
+        return async_process_partial_response(event, invocation.process, processor)
+    finally:
+        observability.flush()

@@ -1,0 +1,120 @@
+"""Logs carry the run's keys on every line (also for runs in parallel); metrics go out as EMF."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers.stack import provision
+from helpers.worker import Pump, publish
+from polos import BatchEventPayload, EventPayload, WorkflowContext, workflow
+from polos.app import App
+from polos.runs import event_run_id
+
+failures_left: dict[str, int] = {}
+
+
+def flaky(name: str) -> str:
+    logging.getLogger("polos.tests").info("step body of %s", name)
+    if failures_left.get(name, 0) > 0:
+        failures_left[name] -= 1
+        raise ConnectionError("try again")
+    return name
+
+
+@workflow(id="wo-single", trigger_on_event="wo/single")
+async def single(ctx: WorkflowContext, payload: EventPayload) -> str:
+    return str(await ctx.step.run("flaky", flaky, f"single-{payload.sequence_id}", base_delay=0, max_delay=0))
+
+
+@workflow(id="wo-batch", trigger_on_event="wo/batch", batch_size=10, batch_timeout_seconds=1)
+async def batch(ctx: WorkflowContext, payload: BatchEventPayload) -> int:
+    return len(payload.events)
+
+
+@workflow(id="wo-fail", trigger_on_event="wo/fail")
+async def fail(ctx: WorkflowContext, payload: EventPayload) -> None:
+    from polos import NonRetryableError
+
+    raise NonRetryableError("no")
+
+
+APP = App("worker-observability", [single, batch, fail])
+
+
+@pytest.fixture
+def pump(aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pump:
+    failures_left.clear()
+    return Pump(APP, provision(APP, tmp_path, monkeypatch))
+
+
+@pytest.fixture
+def log_lines() -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """The JSON lines the Powertools logger writes (its own formatter, so the context keys are in)."""
+    polos_logger = logging.getLogger("polos")
+    formatter = next(handler.formatter for handler in polos_logger.handlers if handler.formatter is not None)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    polos_logger.addHandler(handler)  # the step's own logger, "polos.tests", propagates to it
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    polos_logger.removeHandler(handler)
+
+
+def emf_documents(text: str) -> list[dict[str, float]]:
+    """Each EMF document's metric totals (one value is written as a number, several as a list)."""
+    documents = [json.loads(line) for line in text.splitlines() if line.startswith('{"_aws"')]
+    return [
+        {
+            metric["Name"]: sum(value) if isinstance(value := doc[metric["Name"]], list) else value
+            for metric in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+        }
+        | {"namespace": doc["_aws"]["CloudWatchMetrics"][0]["Namespace"]}
+        for doc in documents
+    ]
+
+
+def test_concurrent_runs_log_their_own_keys_on_every_line(
+    pump: Pump, log_lines: Callable[[], list[dict[str, Any]]]
+) -> None:
+    events = publish("wo/single", {}, {}, {})
+    failures_left[f"single-{events[1].sequence_id}"] = 1
+    delivery = pump.once("wo-single")
+    assert delivery is not None and len(delivery.messages) == 3 and not delivery.failed
+    by_run = {event_run_id("wo-single", e.topic, e.sequence_id): e.id for e in events}
+    lines = log_lines()
+    run_lines = [line for line in lines if "run_id" in line]
+    assert {line["run_id"] for line in run_lines} == set(by_run)
+    for line in run_lines:
+        assert line["workflow_id"] == "wo-single"
+        assert line["event_ids"] == [by_run[line["run_id"]]], line
+    step_bodies = [line for line in lines if line["message"].startswith("step body of")]
+    assert len(step_bodies) == 4 and all("run_id" in line for line in step_bodies)
+    [retry] = [line for line in lines if line["message"] == "step call failed; retrying"]
+    assert retry["step_key"] == "flaky" and retry["event_ids"] == [events[1].id]
+
+
+def test_one_emf_document_per_invocation_counts_runs_retries_and_batch_sizes(
+    pump: Pump, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = publish("wo/single", {}, {})
+    failures_left[f"single-{events[0].sequence_id}"] = 1
+    publish("wo/batch", *[{"n": n} for n in range(4)])
+    publish("wo/fail", {})
+    capsys.readouterr()
+    for workflow_id in ("wo-single", "wo-batch", "wo-fail"):
+        pump.once(workflow_id)
+    single_doc, batch_doc, fail_doc = emf_documents(capsys.readouterr().out)
+    # (Metrics of other parts, e.g. the publish side's, may share the document.)
+    assert (
+        single_doc.items()
+        >= {"namespace": "Polos", "RunsStarted": 2, "RunsCompleted": 2, "StepRetries": 1}.items()
+    )
+    assert batch_doc.items() >= {"BatchSize": 4, "RunsStarted": 1, "RunsCompleted": 1}.items()
+    assert fail_doc.items() >= {"RunsStarted": 1, "RunsFailed": 1}.items()
+    assert "RunsCompleted" not in fail_doc and "RunsFailed" not in single_doc
