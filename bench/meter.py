@@ -56,6 +56,7 @@ class Call:
     write_units: float = 0.0
     # A ReceiveMessage that found nothing: an idle poll (billed per queue and month, not per event).
     empty: bool = False
+    retries: int = 0  # botocore's own retries of this request (ResponseMetadata.RetryAttempts)
 
 
 @dataclass
@@ -160,6 +161,7 @@ class Meter:
             seconds=time.perf_counter() - pending.started,
             tag=_TAG.get(),
             thread=threading.get_ident(),
+            retries=int(parsed.get("ResponseMetadata", {}).get("RetryAttempts", 0)),
         )
         if call.service == "sqs":
             call.billed_requests = _sqs_billed_requests(call.operation, pending.params, parsed)

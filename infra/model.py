@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from polos import settings
 from polos.app import App
@@ -48,6 +49,30 @@ class TableSpec:
         for index in self.indexes:
             names += [index.hash_key, index.range_key]
         return list(dict.fromkeys(names))
+
+    def key_properties(self) -> dict[str, Any]:
+        """Billing, attributes, keys and indexes: what CloudFormation and CreateTable share."""
+        keys = [{"AttributeName": "pk", "KeyType": "HASH"}]
+        if self.range_key:
+            keys.append({"AttributeName": self.range_key, "KeyType": "RANGE"})
+        properties: dict[str, Any] = {
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [{"AttributeName": a, "AttributeType": "S"} for a in self.attributes],
+            "KeySchema": keys,
+        }
+        if self.indexes:
+            properties["GlobalSecondaryIndexes"] = [
+                {
+                    "IndexName": index.name,
+                    "KeySchema": [
+                        {"AttributeName": index.hash_key, "KeyType": "HASH"},
+                        {"AttributeName": index.range_key, "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+                for index in self.indexes
+            ]
+        return properties
 
 
 EVENTS_TABLE = TableSpec(

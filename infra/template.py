@@ -173,26 +173,7 @@ def _globals(model: AppModel, app_module: str) -> Doc:
 
 
 def _table(spec: TableSpec) -> Doc:
-    keys = [{"AttributeName": "pk", "KeyType": "HASH"}]
-    if spec.range_key:
-        keys.append({"AttributeName": spec.range_key, "KeyType": "RANGE"})
-    properties: Doc = {
-        "BillingMode": "PAY_PER_REQUEST",
-        "AttributeDefinitions": [{"AttributeName": name, "AttributeType": "S"} for name in spec.attributes],
-        "KeySchema": keys,
-    }
-    if spec.indexes:
-        properties["GlobalSecondaryIndexes"] = [
-            {
-                "IndexName": index.name,
-                "KeySchema": [
-                    {"AttributeName": index.hash_key, "KeyType": "HASH"},
-                    {"AttributeName": index.range_key, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-            for index in spec.indexes
-        ]
+    properties: Doc = spec.key_properties()
     properties.update(
         {
             "SSESpecification": {"SSEEnabled": True},

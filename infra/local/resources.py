@@ -36,28 +36,8 @@ class LocalNames:
 
 
 def create_table(client: DynamoDBClient, spec: TableSpec, name: str) -> None:
-    keys = [{"AttributeName": "pk", "KeyType": "HASH"}]
-    if spec.range_key:
-        keys.append({"AttributeName": spec.range_key, "KeyType": "RANGE"})
-    kwargs: dict[str, object] = {
-        "TableName": name,
-        "BillingMode": "PAY_PER_REQUEST",
-        "AttributeDefinitions": [{"AttributeName": a, "AttributeType": "S"} for a in spec.attributes],
-        "KeySchema": keys,
-    }
-    if spec.indexes:
-        kwargs["GlobalSecondaryIndexes"] = [
-            {
-                "IndexName": index.name,
-                "KeySchema": [
-                    {"AttributeName": index.hash_key, "KeyType": "HASH"},
-                    {"AttributeName": index.range_key, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-            for index in spec.indexes
-        ]
-    client.create_table(**kwargs)  # type: ignore[arg-type]
+    kwargs = {"TableName": name, **spec.key_properties()}
+    client.create_table(**kwargs)
     client.update_time_to_live(
         TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 import time
@@ -15,10 +16,19 @@ from infra.local.apigw import MAX_BODY_BYTES, HttpRequest, HttpResponse
 # (method, path, status, milliseconds) after each request
 RequestLog = Callable[[str, str, int, float], None]
 IDLE_CONNECTION_SECONDS = 60
+logger = logging.getLogger(__name__)
 
 
-class _BadRequest(Exception):
-    pass
+class _Refused(Exception):
+    """A request refused before it reaches the gateway (as API Gateway itself answers it)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.response = HttpResponse.message(status, message)
+
+
+_TOO_LARGE = (413, "Request Entity Too Large")
+_BAD = (400, "Bad Request")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -46,23 +56,26 @@ class _Handler(BaseHTTPRequestHandler):
             chunks: list[bytes] = []
             total = 0
             while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                try:
+                    size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                except ValueError:
+                    raise _Refused(*_BAD) from None
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass  # trailers
                     return b"".join(chunks)
                 total += size
                 if total > MAX_BODY_BYTES:
-                    raise _BadRequest("too large")
+                    raise _Refused(*_TOO_LARGE)
                 chunks.append(self.rfile.read(size))
                 self.rfile.readline()
         length = self.headers.get("Content-Length")
         if length is None:
             return b""
         if not length.isdigit():
-            raise _BadRequest("bad Content-Length")
+            raise _Refused(*_BAD)
         if int(length) > MAX_BODY_BYTES:
-            raise _BadRequest("too large")
+            raise _Refused(*_TOO_LARGE)
         return self.rfile.read(int(length))
 
     def _serve(self) -> None:
@@ -70,28 +83,30 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.track(self.connection, busy=True)
         try:
             try:
-                body = self._read_body()
-            except (_BadRequest, ValueError) as exc:
-                self.close_connection = True
-                too_large = str(exc) == "too large"
-                response = HttpResponse.message(
-                    413 if too_large else 400, "Request Entity Too Large" if too_large else "Bad Request"
-                )
-            else:
-                request = HttpRequest(
-                    method=self.command,
-                    target=self.path,
-                    headers=list(self.headers.items()),
-                    body=body,
-                    source_ip=self.client_address[0],
-                )
-                response = self.server.gateway_handle(request)
+                response = self._gateway_response(self._read_body())
+            except _Refused as refused:
+                self.close_connection = True  # the rest of the body is still unread
+                response = refused.response
             self._write(response)
             self.server.log_request_line(self.command, self.path, response.status, started)
         finally:
             if self.server.stopping:
                 self.close_connection = True
             self.server.track(self.connection, busy=False)
+
+    def _gateway_response(self, body: bytes) -> HttpResponse:
+        request = HttpRequest(
+            method=self.command,
+            target=self.path,
+            headers=list(self.headers.items()),
+            body=body,
+            source_ip=self.client_address[0],
+        )
+        try:
+            return self.server.gateway_handle(request)
+        except Exception:
+            logger.exception("the gateway failed on %s %s", self.command, self.path)
+            return HttpResponse.message(500, "Internal Server Error")
 
     def _write(self, response: HttpResponse) -> None:
         self.send_response(response.status)

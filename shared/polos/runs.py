@@ -19,7 +19,7 @@ from polos.events import EventStore
 from polos.fanout import deliver
 from polos.journal import BY_WORKFLOW_INDEX, RUN_SK, Journal, decode_run, now_iso, run_pk
 from polos.messages import WorkflowMessage
-from polos.records import EventRef, RunRecord, RunStatus, StepRecord
+from polos.records import EventRef, LoadedRun, RunRecord, RunStatus, StepRecord
 
 if TYPE_CHECKING:
     from polos.journal import Item
@@ -106,26 +106,30 @@ def _members(run: RunRecord, items: list[Item] | None = None) -> list[EventRef]:
     return batches.members(items) if items is not None else batches.load_members(run.run_id)
 
 
-def get_run(run_id: str) -> dict[str, Any] | None:
-    """The run with its steps (one Query), or ``None`` when there is no such run."""
+def _load(run_id: str) -> tuple[LoadedRun, list[Item]] | None:
+    """The run and the items of its partition (one Query), or ``None`` when there is no such run."""
     if not valid_run_id(run_id):
         return None
     items = Journal().query_partition(run_id)
     loaded = Journal.decode_partition(items)
-    if loaded is None:
+    return None if loaded is None else (loaded, items)
+
+
+def get_run(run_id: str) -> dict[str, Any] | None:
+    """The run with its steps, or ``None`` when there is no such run."""
+    found = _load(run_id)
+    if found is None:
         return None
+    loaded, items = found
     return run_view(loaded.run, _members(loaded.run, items), loaded.steps)
 
 
 def get_execution(run_id: str) -> dict[str, Any] | None:
     """The run in the shape of the Polos SDK's executions (its input as ``payload``)."""
-    if not valid_run_id(run_id):
+    found = _load(run_id)
+    if found is None:
         return None
-    items = Journal().query_partition(run_id)
-    loaded = Journal.decode_partition(items)
-    if loaded is None:
-        return None
-    run = loaded.run
+    run, items = found[0].run, found[1]
     return {
         "id": run.run_id,
         "workflow_id": run.workflow_id,

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers.dev_process import ROOT, DevProcess
+from helpers.dev_process import ROOT, DevProcess, clean_env
 from polos.app import App
 
 from infra.local.demo import Demo
@@ -43,6 +43,7 @@ def test_polos_demo_exits_zero() -> None:
         text=True,
         timeout=120,
         stdin=subprocess.DEVNULL,
+        env=clean_env(),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "All 13 runs completed as expected" in result.stdout

@@ -27,6 +27,12 @@ VISIBILITY_TIMEOUT = 4
 MAX_RECEIVE_COUNT = 3
 
 
+def clean_env() -> dict[str, str]:
+    """This environment without what other tests may have left in it (log levels, table names, endpoints)."""
+    foreign = ("AWS_", "POLOS_", "POWERTOOLS_")
+    return {k: v for k, v in os.environ.items() if not k.startswith(foreign)} | {"PYTHONUNBUFFERED": "1"}
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -66,9 +72,13 @@ class DevProcess:
             self.api_key,
             *args,
         ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
-            command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            command,
+            cwd=ROOT,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=clean_env(),
         )
         self.ready_seconds = 0.0
 

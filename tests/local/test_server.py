@@ -97,6 +97,8 @@ def test_bad_and_too_large_bodies(serve: Callable[[Handle], GatewayServer]) -> N
     server = serve(echo)
     bad = raw_exchange(server, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
     assert bad.startswith(b"HTTP/1.1 400")
+    chunked = raw_exchange(server, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+    assert chunked.startswith(b"HTTP/1.1 400")
     large = raw_exchange(
         server, f"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {MAX_BODY_BYTES + 1}\r\n\r\n".encode()
     )
@@ -140,3 +142,13 @@ def test_stop_finishes_requests_in_progress_and_closes_idle_connections(
     with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
         idle.request("GET", "/fast")  # the idle keep-alive connection was closed
         idle.getresponse()
+
+
+def test_a_failing_gateway_answers_500(serve: Callable[[Handle], GatewayServer]) -> None:
+    def broken(request: HttpRequest) -> HttpResponse:
+        raise RuntimeError("bug")
+
+    connection = connect(serve(broken))
+    connection.request("GET", "/")
+    response = connection.getresponse()
+    assert (response.status, response.read()) == (500, b'{"message": "Internal Server Error"}')

@@ -50,7 +50,8 @@ class Greeting(BaseModel):
 
 @workflow(id="tt-greet")
 async def greet(ctx: WorkflowContext, payload: Greeting) -> str:
-    return await ctx.step.run("greet", lambda: f"hello {payload.name}")
+    greeting: str = await ctx.step.run("greet", lambda: f"hello {payload.name}")
+    return greeting
 
 
 APP = App("polos-testing-tests", [steps, poison, batch, greet])
