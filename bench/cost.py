@@ -26,11 +26,6 @@ from bench.workload import APP_TARGET, SHAPES, Shape, app, sample_event
 from infra.model import AppModel
 
 SYSTEMS = ("polos", "powertools", "naive")
-SYSTEM_NAMES = {
-    "polos": "Polos",
-    "powertools": "Powertools idempotency + BatchProcessor (hand-written)",
-    "naive": "naive PutItem + SendMessage per event per subscriber",
-}
 PER_REQUEST = (1, 10, 100)
 
 
@@ -127,12 +122,12 @@ HANDLERS: dict[str, Callable[[AppModel], Handlers]] = {
 }
 
 
-def run(system: str, scenario: Scenario, events: int = 100, workdir: Path | None = None) -> Bill:
+def run(system: str, scenario: Scenario, events: int = 100) -> Bill:
     """Publish ``events`` events (rounded up to whole requests) and bill everything until they ran."""
     requests = -(-events // scenario.per_request)
     total = requests * scenario.per_request
     topic, workflow_ids = scenario.shape.topic, scenario.shape.workflow_ids()
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp, aws_in_process():
+    with tempfile.TemporaryDirectory() as tmp, aws_in_process():
         meter = Meter(shadow=boto3.client("dynamodb", region_name=prices.REGION))
         with MeteredStack(app(), Path(tmp), meter, HANDLERS[system], app_target=APP_TARGET) as stack:
             stack.publish(topic, [sample_event(0)])  # warm-up, not billed
@@ -148,12 +143,6 @@ def run(system: str, scenario: Scenario, events: int = 100, workdir: Path | None
             if delivered != expected:
                 raise RuntimeError(f"{system} {scenario.label}: {delivered} deliveries, expected {expected}")
             return Bill.of(system, scenario, total, list(meter.calls), stack.usage)
-
-
-def run_all(
-    scenarios: tuple[Scenario, ...] = SCENARIOS, events: int = 100, systems: tuple[str, ...] = SYSTEMS
-) -> list[Bill]:
-    return [run(system, scenario, events) for scenario in scenarios for system in systems]
 
 
 def durable_functions_usd_per_million(shape: Shape) -> float:

@@ -63,7 +63,8 @@ def test_payload_models() -> None:
     payload = EventPayload.model_validate(EVENT.model_dump(mode="json"))
     assert payload.model_dump() == EVENT.model_dump()
     naive = EventItem.model_validate({**EVENT.model_dump(), "created_at": "2025-01-28T10:30:00"})
-    assert naive.created_at.tzinfo is not None and utc_iso(naive.created_at) == "2025-01-28T10:30:00Z"
+    # fixed width (microseconds always): timestamps sort as text
+    assert naive.created_at.tzinfo is not None and utc_iso(naive.created_at) == "2025-01-28T10:30:00.000000Z"
     later = EVENT.model_copy(update={"sequence_id": 8, "id": "evt_2"})
     batch = BatchEventPayload(events=[later, EVENT])
     assert [event.sequence_id for event in batch.events] == [7, 8]
