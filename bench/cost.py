@@ -23,6 +23,7 @@ from bench.baselines import NaiveSystem, PowertoolsSystem
 from bench.meter import Call, Meter
 from bench.stack import Handlers, MeteredStack, Usage, aws_in_process, polos_handlers
 from bench.workload import APP_TARGET, SHAPES, Shape, app, sample_event
+from infra.local.stack import StackOptions
 from infra.model import AppModel
 
 SYSTEMS = ("polos", "powertools", "naive")
@@ -44,6 +45,9 @@ SCENARIOS: tuple[Scenario, ...] = tuple(Scenario(n, shape) for n in PER_REQUEST 
 TARGET = Scenario(10, Shape(1, 1, False))
 SMOKE_SCENARIOS = (TARGET, Scenario(10, Shape(3, 5, True)))
 TARGET_USD_PER_MILLION = 3.00
+# A run's lease is the visibility timeout less a second: long enough that a slow machine never lets one
+# lapse mid-run (which would leave records for redelivery and bill them twice).
+OPTIONS = StackOptions(visibility_timeout=900)
 TARGET_VS_POWERTOOLS = 0.5
 
 
@@ -129,7 +133,9 @@ def run(system: str, scenario: Scenario, events: int = 100) -> Bill:
     topic, workflow_ids = scenario.shape.topic, scenario.shape.workflow_ids()
     with tempfile.TemporaryDirectory() as tmp, aws_in_process():
         meter = Meter(shadow=boto3.client("dynamodb", region_name=prices.REGION))
-        with MeteredStack(app(), Path(tmp), meter, HANDLERS[system], app_target=APP_TARGET) as stack:
+        with MeteredStack(
+            app(), Path(tmp), meter, HANDLERS[system], app_target=APP_TARGET, options=OPTIONS
+        ) as stack:
             stack.publish(topic, [sample_event(0)])  # warm-up, not billed
             stack.drain(workflow_ids)
             stack.reset_usage()

@@ -266,7 +266,11 @@ class MeteredStack:
                 if delivery is None:
                     continue
                 if delivery.error is not None or delivery.failed:
-                    raise RuntimeError(f"delivery to {mapping.spec.workflow_id} failed: {delivery.error!r}")
+                    raise RuntimeError(
+                        f"{len(delivery.failed)} of {len(delivery.messages)} records to "
+                        f"{mapping.spec.workflow_id} were left for redelivery (error: {delivery.error!r}); "
+                        "the worker's log says why"
+                    )
                 delivered += len(delivery.messages)
             if delivered == before:
                 return delivered

@@ -37,7 +37,7 @@ from bench.workload import sample_event
 from infra.local.devserver import DevServer
 from infra.local.resources import LocalNames, create_resources
 from infra.local.stack import StackOptions
-from infra.model import DEFAULT_QUEUE_NAME_PREFIX, build_model
+from infra.model import DEFAULT_QUEUE_NAME_PREFIX, WORKER_TIMEOUT_SECONDS, build_model
 
 REPLAY_PREFIX = "replay-"
 POLL_SECONDS = 0.05
@@ -137,7 +137,9 @@ def measure(
     """Run the stack, then the replay; both against one moto server in this process."""
     saved = dict(os.environ)  # the dev server points the process at its moto server
     forget_worker_app()
-    server = DevServer(app_target=throughput_app.__name__, port=0, options=StackOptions())
+    # Leases as long as the cloud's worker timeout (the template's): a slow machine never lets one lapse.
+    options = StackOptions(visibility_timeout=WORKER_TIMEOUT_SECONDS)
+    server = DevServer(app_target=throughput_app.__name__, port=0, options=options)
     server.start()
     try:
         assert server.stack is not None

@@ -122,6 +122,13 @@ def _parameters() -> Doc:
             "AllowedValues": ["DEBUG", "INFO", "WARNING", "ERROR"],
             "Description": "Log level of the functions (Powertools Logger).",
         },
+        "Tracing": {
+            "Type": "String",
+            "Default": "PassThrough",
+            "AllowedValues": ["Active", "PassThrough"],
+            "Description": "X-Ray tracing of the functions (Active: a subsegment per step; off by default "
+            "for cold start and cost).",
+        },
         "LogRetentionDays": {
             "Type": "Number",
             "Default": 30,
@@ -153,6 +160,7 @@ def _environment(model: AppModel, app_module: str) -> Doc:
             settings.ENV_RETENTION_DAYS: _ref("RetentionDays"),
             settings.ENV_LEASE_SECONDS: str(WORKER_TIMEOUT_SECONDS),
             settings.ENV_APP: app_module,
+            settings.ENV_TRACING: _ref("Tracing"),
         }
     )
     return {"Variables": variables}
@@ -164,7 +172,7 @@ def _globals(model: AppModel, app_module: str) -> Doc:
             "Runtime": RUNTIME,
             "Architectures": [ARCHITECTURE],
             "CodeUri": "functions/",
-            "Tracing": "Active",
+            "Tracing": _ref("Tracing"),
             "Layers": [_ref("PolosLayer")],
             "Environment": _environment(model, app_module),
             "Tags": _stage_tags(),

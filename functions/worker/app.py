@@ -11,7 +11,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from polos import settings, worker
 from polos.app import App, load_app
-from polos.observability import logger, tracer
+from polos.observability import logger, traced
 
 
 @functools.cache
@@ -21,6 +21,6 @@ def app() -> App:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
+@traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return dict(worker.handle(event, app()))

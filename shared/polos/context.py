@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_lambda_powertools import Logger
 
-from polos import serde
+from polos import observability, serde
 from polos.errors import (
     NonRetryableError,
     RunLeaseLostError,
@@ -180,12 +180,7 @@ class StepRunner:
             return StepRecord(key, index, status, prior_calls + calls, started_at, now_iso(), **fields)
 
         failed: _StepFailed | None = None
-        # The worker's tracer, imported on the first step call: X-Ray's SDK costs ~0.3 s to import, which
-        # every handler importing `polos` would otherwise pay.
-        from polos.observability import tracer
-
-        with tracer.provider.in_subsegment(f"## step {key}") as subsegment:
-            subsegment.put_annotation("step_key", key)
+        with observability.step_segment(key):
             try:
                 value, calls = await self._call_with_retries(key, fn, args, kwargs, backoff)
             except _StepFailed as exc:
@@ -245,9 +240,7 @@ class StepRunner:
                     "step call failed; retrying",
                     extra={"step_key": key, "call": call, "retry_in_s": round(pause, 3), "error": repr(exc)},
                 )
-                from polos.observability import count  # loaded with the tracer by the first step
-
-                count("StepRetries")
+                observability.count("StepRetries")
                 await self._sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -7,14 +7,23 @@ logs its own run's keys without seeing another run's.
 
 from __future__ import annotations
 
+import functools
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from polos import settings
+
 if TYPE_CHECKING:
+    from aws_lambda_powertools import Tracer
+
     from polos.executor import AttemptResult
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 # Powertools' own variable (set in the template); Polos is the namespace when it is unset.
 METRICS_NAMESPACE_ENV = "POWERTOOLS_METRICS_NAMESPACE"
@@ -22,10 +31,48 @@ DEFAULT_METRICS_NAMESPACE = "Polos"
 MAX_LOGGED_EVENT_IDS = 100
 
 logger = Logger(service="polos")
-tracer = Tracer(service="polos")
 metrics = Metrics(
     namespace=os.environ.get(METRICS_NAMESPACE_ENV) or DEFAULT_METRICS_NAMESPACE, service="polos"
 )
+
+
+@functools.cache
+def tracer() -> Tracer | None:
+    """Powertools' Tracer when X-Ray tracing is on (``POLOS_TRACING=Active``), else ``None``.
+
+    Built on first use: constructing it imports the X-Ray SDK (~0.5 s), which a handler with tracing off
+    must not pay at cold start.
+    """
+    if not settings.get_settings().tracing:
+        return None
+    from aws_lambda_powertools import Tracer
+
+    return Tracer(service="polos")
+
+
+def traced(handler: Handler) -> Handler:
+    """``handler`` under ``Tracer.capture_lambda_handler`` when tracing is on; unchanged otherwise."""
+
+    @functools.wraps(handler)
+    def run(event: Any, context: Any) -> Any:
+        active = tracer()
+        if active is None:
+            return handler(event, context)
+        return active.capture_lambda_handler(handler, capture_response=False)(event, context)
+
+    return run  # type: ignore[return-value]
+
+
+@contextmanager
+def step_segment(key: str) -> Iterator[None]:
+    """An X-Ray subsegment around one step's calls (a no-op when tracing is off)."""
+    active = tracer()
+    if active is None:
+        yield
+        return
+    with active.provider.in_subsegment(f"## step {key}") as subsegment:
+        subsegment.put_annotation("step_key", key)
+        yield
 
 
 def bind_run(run_id: str, workflow_id: str, event_ids: list[str]) -> None:

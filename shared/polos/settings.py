@@ -31,6 +31,7 @@ ENV_MAX_RECEIVE_COUNT = "POLOS_MAX_RECEIVE_COUNT"
 ENV_RETENTION_DAYS = "POLOS_RETENTION_DAYS"
 ENV_LEASE_SECONDS = "POLOS_LEASE_SECONDS"
 ENV_APP = "POLOS_APP"
+ENV_TRACING = "POLOS_TRACING"
 
 
 class ConfigurationError(RuntimeError):
@@ -64,6 +65,7 @@ class Settings:
     retention_days: int
     lease_seconds: int
     app_module: str
+    tracing: bool
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -78,6 +80,9 @@ class Settings:
             retention_days=_int_env(ENV_RETENTION_DAYS, 30),
             lease_seconds=_int_env(ENV_LEASE_SECONDS, 900),
             app_module=os.environ.get(ENV_APP, "workflows"),
+            # The template's ``Tracing`` parameter: X-Ray costs ~0.5 s of import and $5 per million traces,
+            # so it is opt-in.
+            tracing=os.environ.get(ENV_TRACING, "PassThrough") == "Active",
         )
 
     @property

@@ -12,6 +12,8 @@ from bench import report
 from bench.cost import SMOKE_SCENARIOS, TARGET, Bill
 from bench.report import Results
 
+pytestmark = pytest.mark.timeout(900)
+
 
 @pytest.fixture(scope="module")
 def results() -> Results:
