@@ -336,7 +336,8 @@ def test_functions_get_the_runtime_layer_and_settings(stack: Stack, translated: 
         assert (config["Runtime"], config["Handler"]) == ("python3.12", spec.handler)
         properties = translated["test-app"]["Resources"][spec.logical_id]["Properties"]
         # moto's CloudFormation drops the architecture and the tracing mode
-        assert properties["Architectures"] == ["arm64"] and properties["TracingConfig"] == {"Mode": {"Ref": "Tracing"}}
+        assert properties["Architectures"] == ["arm64"]
+        assert properties["TracingConfig"] == {"Mode": {"Ref": "Tracing"}}
         assert properties["Layers"] == [
             {"Ref": next(k for k in translated["test-app"]["Resources"] if k.startswith("PolosLayer"))}
         ]

@@ -21,7 +21,9 @@ def _imports_xray(handler: str, tracing: str | None) -> bool:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "functions"), str(ROOT / "shared")])
     module = handler.removesuffix(".py").replace("/", ".")
     probe = f"import sys, {module} as m; m.handler; print('aws_xray_sdk' in sys.modules)"
-    answer = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    answer = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
     return answer.stdout.strip() == "True"
 
 
