@@ -233,18 +233,19 @@ class Meter:
 
     def _dynamodb_units(self, call: Call, pending: _Pending, parsed: Json) -> None:
         op, api = call.operation, pending.params
-        if op in ("GetItem",):
-            call.read_units = read_units(
-                item_size(parsed.get("Item")), consistent=bool(api.get("ConsistentRead"))
-            )
+        # Reads are billed on whole items, whatever a ProjectionExpression leaves out of the answer.
+        if op == "GetItem":
+            size = item_size(parsed.get("Item"))
+            if "ProjectionExpression" in api:
+                size = self._size_at(api["TableName"], api["Key"])
+            call.read_units = read_units(size, consistent=bool(api.get("ConsistentRead")))
         elif op in ("Query", "Scan"):
             call.read_units = self._query_units(api, parsed)
         elif op == "BatchGetItem":
             for table, request in api["RequestItems"].items():
-                found = parsed.get("Responses", {}).get(table, [])
                 consistent = bool(request.get("ConsistentRead"))
-                call.read_units += sum(read_units(item_size(item), consistent=consistent) for item in found)
-                call.read_units += (len(request["Keys"]) - len(found)) * read_units(0, consistent=consistent)
+                sizes = [self._size_at(table, key) for key in request["Keys"]]  # missing items: 0, 1 unit
+                call.read_units += sum(read_units(size, consistent=consistent) for size in sizes)
         elif op == "TransactGetItems":
             for answer in parsed.get("Responses", []):
                 call.read_units += read_units(
