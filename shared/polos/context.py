@@ -224,9 +224,13 @@ class StepRunner:
             try:
                 if _hooks is not None:
                     _hooks.before_call(self._run_id, key, call)
-                value = fn(*args, **kwargs)
-                if inspect.isawaitable(value):
-                    value = await value
+                if _is_async(fn):
+                    value = await fn(*args, **kwargs)
+                else:
+                    # A thread, so that a blocking call does not stall the other runs of the invocation.
+                    value = await asyncio.to_thread(fn, *args, **kwargs)
+                    if inspect.isawaitable(value):
+                        value = await value
                 return value, call
             except NonRetryableError as exc:
                 raise _StepFailed(exc, call) from exc
@@ -261,6 +265,11 @@ class _Backoff:
 
 
 _ONCE = _Backoff(0, 0.0, 0.0)
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    """Whether calling ``fn`` gives a coroutine (async functions, partials of them, async ``__call__``)."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
 
 
 def _cause_of(exc: BaseException) -> ErrorInfo:

@@ -482,3 +482,32 @@ def test_a_crash_is_not_journaled_and_propagates() -> None:
     with pytest.raises(Crash):
         run(make_runner(journal).run("a", crash))
     assert journal.steps == {}
+
+
+def test_blocking_sync_steps_of_concurrent_runs_overlap() -> None:
+    """Sync step functions run in threads: two runs' blocking steps proceed together, not one by one."""
+    import threading
+
+    both_inside = threading.Barrier(2, timeout=5)  # broken (an error) if the calls never overlap
+
+    def blocking_call() -> str:
+        both_inside.wait()
+        return "done"
+
+    async def two_runs() -> list[Any]:
+        runners = [make_runner(MemoryJournal()), make_runner(MemoryJournal())]
+        return await asyncio.gather(*(runner.run("io", blocking_call, max_retries=0) for runner in runners))
+
+    assert asyncio.run(two_runs()) == ["done", "done"]
+
+
+def test_async_callables_run_on_the_event_loop() -> None:
+    class AsyncCallable:
+        async def __call__(self) -> str:
+            asyncio.get_running_loop()  # raises outside a running loop, i.e. in a worker thread
+            return "ok"
+
+    async def go() -> Any:
+        return await make_runner(MemoryJournal()).run("a", AsyncCallable())
+
+    assert asyncio.run(go()) == "ok"
