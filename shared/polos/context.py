@@ -269,7 +269,7 @@ _ONCE = _Backoff(0, 0.0, 0.0)
 
 def _is_async(fn: Callable[..., Any]) -> bool:
     """Whether calling ``fn`` gives a coroutine (async functions, partials of them, async ``__call__``)."""
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
 
 def _cause_of(exc: BaseException) -> ErrorInfo:
