@@ -27,7 +27,7 @@ from polos.app import App
 from bench import prices
 from bench.meter import Call, Meter
 from infra.local.apigw import ApiGateway, HttpRequest, HttpResponse
-from infra.local.aws import apply_environment, fake_credentials
+from infra.local.aws import apply_environment, fake_credentials, one_request_at_a_time
 from infra.local.functions import LocalContext, load_handler
 from infra.local.mapping import EventSourceMapping
 from infra.local.stack import LocalStack, StackOptions
@@ -137,7 +137,7 @@ def aws_in_process() -> Iterator[None]:
 
     previous = apply_environment(fake_credentials(None))
     try:
-        with mock_aws():
+        with mock_aws(), one_request_at_a_time():
             settings.reset()
             yield
     finally:

@@ -16,6 +16,8 @@ from helpers.stack import provision  # noqa: E402
 from polos import settings  # noqa: E402
 from polos.app import App, load_app  # noqa: E402
 
+from infra.local.aws import one_request_at_a_time  # noqa: E402
+
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
@@ -25,7 +27,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
+    with mock_aws(), one_request_at_a_time():
         settings.reset()
         yield
     settings.reset()

@@ -6,7 +6,8 @@ import http.client
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 REGION = "us-east-1"
@@ -47,6 +48,30 @@ def apply_environment(env: dict[str, str | None]) -> dict[str, str | None]:
         else:
             os.environ[name] = value
     return previous
+
+
+@contextmanager
+def one_request_at_a_time() -> Iterator[None]:
+    """moto's in-process mock answers one AWS request at a time while the block runs.
+
+    AWS applies each request atomically; in-process moto mutates plain dicts in several Python steps, so two
+    threads (the worker's concurrent runs, the mapping emulator) can interleave inside it and fail with
+    errors AWS never gives ("dictionary changed size during iteration", a condition passed twice).
+    """
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    original = BotocoreStubber.__call__
+    lock = threading.RLock()
+
+    def answer(self: BotocoreStubber, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return original(self, *args, **kwargs)
+
+    BotocoreStubber.__call__ = answer  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        BotocoreStubber.__call__ = original  # type: ignore[method-assign]
 
 
 class _AtomicDynamoDB:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import secrets
 import shutil
@@ -347,7 +348,7 @@ def local_stack(
     """
     from moto import mock_aws
 
-    from infra.local.aws import apply_environment, fake_credentials
+    from infra.local.aws import apply_environment, fake_credentials, one_request_at_a_time
     from infra.local.stack import LocalStack, StackOptions, resolve_app
     from polos import worker
     from polos.app import App
@@ -355,28 +356,22 @@ def local_stack(
     options = StackOptions(visibility_timeout=visibility_timeout, max_receive_count=max_receive_count)
     previous = apply_environment(fake_credentials(None))
     state_dir = Path(tempfile.mkdtemp(prefix="polos-test-"))
-    mock = mock_aws()
-    mock.start()
-    local: LocalStack | None = None
-    stack: Stack | None = None
     try:
-        loaded = app if isinstance(app, App) else resolve_app(app)[0]
-        local = LocalStack.create(
-            loaded,
-            state_dir=state_dir,
-            endpoint_url=None,
-            options=options,
-            worker=lambda event: worker.handle(event, loaded),
-            prefix=f"pt{secrets.token_hex(4)}-",  # unique, should the test run inside an outer mock
-        )
-        stack = Stack(local, local.create_api_key(api_key, name="polos.testing"), skip_batch_windows)
-        yield stack
+        with mock_aws(), one_request_at_a_time(), contextlib.ExitStack() as cleanup:
+            loaded = app if isinstance(app, App) else resolve_app(app)[0]
+            local = LocalStack.create(
+                loaded,
+                state_dir=state_dir,
+                endpoint_url=None,
+                options=options,
+                worker=lambda event: worker.handle(event, loaded),
+                prefix=f"pt{secrets.token_hex(4)}-",  # unique, should the test run inside an outer mock
+            )
+            cleanup.callback(local.close)
+            stack = Stack(local, local.create_api_key(api_key, name="polos.testing"), skip_batch_windows)
+            cleanup.callback(stack.close)
+            yield stack
     finally:
-        if stack is not None:
-            stack.close()
-        if local is not None:
-            local.close()
-        mock.stop()
         apply_environment(previous)
         settings.reset()
         shutil.rmtree(state_dir, ignore_errors=True)
