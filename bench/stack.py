@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import json
 import math
+import secrets
 import sys
 import threading
 import time
@@ -178,7 +179,7 @@ class MeteredStack:
             app_target=app_target,
             options=options,
             worker=self._metered(worker_spec, lambda: self.handlers.worker),
-            prefix="bench-",
+            prefix=f"b{secrets.token_hex(3)}-",  # unique: several stacks may share one moto
         )
         handlers = self.handlers
         self.api_key = self.local.create_api_key(name="bench") if handlers.authorizer is not None else ""

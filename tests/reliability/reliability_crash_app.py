@@ -1,10 +1,12 @@
 """The crash matrix's app: one topic, a single-event subscriber that publishes an event of its own, a batch
 subscriber, and the subscriber of the published event. Every step function counts its calls in
-``EFFECTS`` (this process runs the worker), keyed by workflow, run, step key and the events it handled.
+``EFFECTS`` (this process runs the worker), keyed by workflow, run, step key and the events it handled,
+and when each call started in ``CALLS``.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from threading import Lock
 from typing import Any
@@ -14,13 +16,17 @@ from polos.app import App
 
 TOPIC = "crash/orders"
 NOTIFIED_TOPIC = "crash/notified"
-EFFECTS: Counter[tuple[str, str, str, tuple[str, ...]]] = Counter()
+Effect = tuple[str, str, str, tuple[str, ...]]
+EFFECTS: Counter[Effect] = Counter()
+CALLS: list[tuple[Effect, float]] = []  # and time.perf_counter() at the call
 _LOCK = Lock()
 
 
 def effect(workflow_id: str, run_id: str, key: str, event_ids: list[str]) -> dict[str, Any]:
+    called = (workflow_id, run_id, key, tuple(sorted(event_ids)))
     with _LOCK:
-        EFFECTS[(workflow_id, run_id, key, tuple(sorted(event_ids)))] += 1
+        EFFECTS[called] += 1
+        CALLS.append((called, time.perf_counter()))
     return {"key": key, "events": len(event_ids)}
 
 
