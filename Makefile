@@ -16,8 +16,10 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# ruff, then the import layers of pyproject.toml ([tool.importlinter]): a new cycle or forbidden import fails.
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy shared/polos infra functions/api functions/authorizer functions/worker bench

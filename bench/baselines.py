@@ -27,7 +27,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
-from polos import settings
+from polos.aws import settings
 
 from bench.workload import SHAPE_OF, Shape, effect
 

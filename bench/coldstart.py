@@ -63,7 +63,7 @@ def targets() -> list[Target]:
 
 def lambda_env() -> dict[str, str]:
     """The environment a deployed function sees (names are placeholders; nothing is called)."""
-    from polos import settings
+    from polos.aws import settings
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POLOS_", "POWERTOOLS_"))}
     env.update(

@@ -16,7 +16,6 @@ import json
 import math
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -56,7 +55,6 @@ class Call:
     write_units: float = 0.0
     # A ReceiveMessage that found nothing: an idle poll (billed per queue and month, not per event).
     empty: bool = False
-    retries: int = 0  # botocore's own retries of this request (ResponseMetadata.RetryAttempts)
 
 
 @dataclass
@@ -126,16 +124,10 @@ class Meter:
             self._by_tag.clear()
 
     # -- queries ------------------------------------------------------------------------------------
-    def count(self, service: str | None = None, tag: str | None = None) -> int:
-        return len(self.select(service, tag))
-
     def select(self, service: str | None = None, tag: str | None = None) -> list[Call]:
         with self._lock:
             chosen = self.calls if tag is None else self._by_tag.get(tag, [])
             return [call for call in chosen if service is None or call.service == service]
-
-    def operations(self, tag: str | None = None) -> Counter[str]:
-        return Counter(f"{call.service}.{call.operation}" for call in self.select(tag=tag))
 
     # -- hooks --------------------------------------------------------------------------------------
     def _before(self, model: Any, params: Json, context: Json, **_: Any) -> None:
@@ -161,7 +153,6 @@ class Meter:
             seconds=time.perf_counter() - pending.started,
             tag=_TAG.get(),
             thread=threading.get_ident(),
-            retries=int(parsed.get("ResponseMetadata", {}).get("RetryAttempts", 0)),
         )
         if call.service == "sqs":
             call.billed_requests = _sqs_billed_requests(call.operation, pending.params, parsed)

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from polos import settings
 from polos.app import App
+from polos.aws import settings
 
 from bench import prices
 from bench.meter import Call, Meter

@@ -27,7 +27,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from polos import settings
+from polos.aws import settings
 from polos.client import PolosClient
 
 from bench import throughput_app

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from polos.app import App
-from polos.workflow import Workflow
+from polos.definition import Workflow
 
 from bench.workload import Shape, make_workflow
 

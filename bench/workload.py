@@ -12,7 +12,7 @@ from typing import Any
 
 from polos import BatchEventPayload, EventPayload, WorkflowContext, workflow
 from polos.app import App
-from polos.workflow import Workflow
+from polos.definition import Workflow
 
 APP_TARGET = "bench.workload"  # what the worker imports (POLOS_APP)
 BATCH_SIZE = 10

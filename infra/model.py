@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from polos import settings
 from polos.app import App
-from polos.manifest import Manifest, WorkflowEntry
+from polos.aws import settings
+from polos.publish.manifest import Manifest, WorkflowEntry
 
 TTL_ATTRIBUTE = "expires_at"
 SINGLE_EVENT_BATCH_SIZE = 10

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from polos import settings
+from polos.aws import settings
 
 from infra.model import (
     DEFAULT_MAX_RECEIVE_COUNT,

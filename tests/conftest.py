@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "functions"))  # the example app is the package `workflows`
 
 from helpers.stack import provision  # noqa: E402
-from polos import settings  # noqa: E402
 from polos.app import App, load_app  # noqa: E402
+from polos.aws import settings  # noqa: E402
 
 from infra.local.aws import one_request_at_a_time  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Lambda entry point of the worker: the SQS event source mappings of the workflow queues invoke it.
 
-See :mod:`polos.worker`; the answer is the partial batch response (``batchItemFailures``).
+See :mod:`polos.runtime.worker`; the answer is the partial batch response (``batchItemFailures``).
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from typing import Any
 # already loaded, for type hints only; imported before pydantic, it skips them. Keep this import first.
 import aws_lambda_powertools.utilities.batch  # noqa: F401  # isort: skip
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from polos import settings, worker
 from polos.app import App, load_app
-from polos.observability import logger, traced
+from polos.aws import settings
+from polos.aws.observability import logger, traced
+from polos.runtime import worker
 
 
 @functools.cache

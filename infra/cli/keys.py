@@ -10,8 +10,8 @@ import sys
 from collections.abc import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
-from polos import settings
-from polos.auth import KeyStore
+from polos.api.keys import KeyStore
+from polos.aws import settings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -27,7 +27,7 @@ class LocalNames:
         return f"{self.prefix}{spec.logical_id}"
 
     def env(self, model: AppModel) -> dict[str, str]:
-        from polos import settings
+        from polos.aws import settings
 
         names = {spec.env_var: self.table(spec) for spec in model.tables}
         names[settings.ENV_QUEUE_URL_PREFIX] = self.queue_url_prefix

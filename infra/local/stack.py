@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from polos import settings
+from polos.api.keys import KeyStore
 from polos.app import App, load_app
-from polos.auth import KeyStore
+from polos.aws import settings
 from polos.errors import WorkflowDefinitionError
 
 from infra.local.apigw import ApiGateway

@@ -1,12 +1,37 @@
-"""Polos Serverless: event-triggered durable workflows on your own AWS account."""
+"""Polos Serverless: event-triggered durable workflows on your own AWS account.
 
-from polos.client import PolosClient, WorkflowHandle
-from polos.context import WorkflowContext
-from polos.errors import NonRetryableError, StepExecutionError, WorkflowRunError
-from polos.payloads import BatchEventPayload, EventItem, EventPayload, PayloadEvent
-from polos.workflow import Workflow, workflow
+The public names load on first use (module ``__getattr__``), so a Lambda handler that imports one part of
+the package does not pay for the others at cold start.
+"""
 
-__all__ = [
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from polos.client import PolosClient, WorkflowHandle
+    from polos.context import WorkflowContext
+    from polos.definition import Workflow, workflow
+    from polos.errors import NonRetryableError, StepExecutionError, WorkflowRunError
+    from polos.payloads import BatchEventPayload, EventItem, EventPayload, PayloadEvent
+
+_HOMES: dict[str, str] = {
+    "BatchEventPayload": "polos.payloads",
+    "EventItem": "polos.payloads",
+    "EventPayload": "polos.payloads",
+    "PayloadEvent": "polos.payloads",
+    "NonRetryableError": "polos.errors",
+    "StepExecutionError": "polos.errors",
+    "WorkflowRunError": "polos.errors",
+    "PolosClient": "polos.client",
+    "WorkflowHandle": "polos.client",
+    "WorkflowContext": "polos.context",
+    "Workflow": "polos.definition",
+    "workflow": "polos.definition",
+}
+
+__all__ = [  # a literal list, so linters and type checkers see the names; a test keeps it equal to _HOMES
     "BatchEventPayload",
     "EventItem",
     "EventPayload",
@@ -20,3 +45,16 @@ __all__ = [
     "WorkflowRunError",
     "workflow",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'polos' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
+from polos.definition import Workflow, registry
 from polos.errors import WorkflowDefinitionError
-from polos.workflow import Workflow, registry
 
 
 class App:

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from helpers.apigw import ApiAnswer, call_api, gateway_call, http_event
 from helpers.aws_state import snapshot
-from polos.auth import KeyStore
-from polos.events import EventStore
+from polos.api.keys import KeyStore
+from polos.publish.events import EventStore
 
 PUBLISH = "/api/v1/events/publish"
 EVENTS = "/api/v1/events"

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 from helpers.apigw import LambdaContext, authorizer_event, gateway_call, http_event, load_function
-from polos import settings
-from polos.auth import CONTEXT_DENIED, CONTEXT_KEY_ID, KeyStore, parse_key
+from polos.api.keys import CONTEXT_DENIED, CONTEXT_KEY_ID, KeyStore, parse_key
+from polos.aws import settings
 
 from infra.cli.main import main
 

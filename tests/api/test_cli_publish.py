@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 from helpers.http_gateway import serve
-from polos.auth import KeyStore
-from polos.events import EventStore
+from polos.api.keys import KeyStore
+from polos.publish.events import EventStore
 
 from infra.cli.main import main
 

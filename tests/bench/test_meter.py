@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from polos import settings
+from polos.aws import settings
 
 from bench.meter import Crash, Meter
 

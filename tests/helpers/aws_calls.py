@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from polos import settings
+from polos.aws import settings
 
 
 class Crash(BaseException):

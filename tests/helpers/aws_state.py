@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from polos import settings
+from polos.aws import settings
 
 
 def snapshot() -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import pytest
 from polos import PolosClient
-from polos.auth import new_key
+from polos.api.keys import new_key
 
 ROOT = Path(__file__).resolve().parents[2]
 E2E_APP = ROOT / "tests" / "e2e" / "apps" / "e2e_app.py"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
-from polos.auth import KeyStore
+from polos.api.keys import KeyStore
 from polos.client import PolosClient
 from polos.errors import PolosAPIError
 

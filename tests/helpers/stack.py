@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from polos import settings
 from polos.app import App
+from polos.aws import settings
 
 from infra.local.resources import LocalNames, create_resources
 from infra.model import build_model

@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from polos import settings, worker
 from polos.app import App
-from polos.publishing import NewEvent, publish_events
+from polos.aws import settings
+from polos.publish.publishing import NewEvent, publish_events
+from polos.runtime import worker
 
 from helpers.apigw import LambdaContext, load_function
 from infra.local.mapping import Delivery, EventSourceMapping, MappingSpec, drain

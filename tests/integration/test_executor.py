@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 from moto.dynamodb.responses import DynamoHandler
-from polos import EventPayload, NonRetryableError, WorkflowContext, settings, workflow
+from polos import EventPayload, NonRetryableError, WorkflowContext, workflow
 from polos.app import App
-from polos.context import set_step_hooks
-from polos.executor import Attempt, AttemptResult, execute
-from polos.journal import Journal, run_pk
-from polos.records import EventRef, RunRecord
-from polos.workflow import Workflow
+from polos.aws import settings
+from polos.definition import Workflow
+from polos.runtime.executor import Attempt, AttemptResult, execute
+from polos.runtime.journal import Journal, run_pk
+from polos.runtime.records import EventRef, RunRecord
+from polos.runtime.steps import set_step_hooks
 from pydantic import BaseModel
 
 CALLS: Counter[str] = Counter()

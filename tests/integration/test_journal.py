@@ -5,12 +5,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from polos import settings, workflow
+from polos import workflow
 from polos.app import App
+from polos.aws import settings
 from polos.context import WorkflowContext
 from polos.errors import RunLeaseLostError
-from polos.journal import Acquired, Journal, NotAcquired, decode_run, encode_run, run_pk
-from polos.records import ErrorInfo, EventRef, RunRecord, StepRecord
+from polos.runtime.journal import Acquired, Journal, NotAcquired, decode_run, encode_run, run_pk
+from polos.runtime.records import ErrorInfo, EventRef, RunRecord, StepRecord
 
 
 @workflow(id="journal-probe")

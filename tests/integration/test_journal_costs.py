@@ -6,10 +6,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from polos import WorkflowContext, settings, workflow
+from polos import WorkflowContext, workflow
 from polos.app import App
-from polos.executor import Attempt, execute
-from polos.workflow import Workflow
+from polos.aws import settings
+from polos.definition import Workflow
+from polos.runtime.executor import Attempt, execute
 
 READS = {"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"}
 WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}

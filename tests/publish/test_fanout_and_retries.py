@@ -12,13 +12,14 @@ import pytest
 from botocore.exceptions import ClientError
 from fanapp import SUBSCRIBERS, TOPIC, provision_fan_app
 from helpers.aws_state import drain
-from polos import chunking, events, fanout, settings
-from polos.events import EventStore
-from polos.fanout import FanoutError, deliver
-from polos.messages import WorkflowMessage
+from polos.aws import chunking, settings
 from polos.payloads import EventItem
-from polos.publishing import NewEvent, publish_events
-from polos.records import EventRef
+from polos.publish import events, fanout
+from polos.publish.events import EventStore
+from polos.publish.fanout import FanoutError, deliver
+from polos.publish.messages import WorkflowMessage
+from polos.publish.publishing import NewEvent, publish_events
+from polos.runtime.records import EventRef
 
 KB = 1024
 

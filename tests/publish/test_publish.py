@@ -13,16 +13,16 @@ import pytest
 from fanapp import SUBSCRIBERS, TOPIC, provision_fan_app
 from helpers.aws_calls import count_calls
 from helpers.aws_state import drain, snapshot
-from polos import settings
-from polos.context import StepRunner
+from polos.aws import settings
 from polos.errors import NonRetryableError
-from polos.events import EventStore
-from polos.idempotency import IdempotencyConflictError
-from polos.journal import Journal
-from polos.messages import WorkflowMessage
 from polos.payloads import EventItem
-from polos.publishing import NewEvent, publish_events
-from polos.records import EventRef, RunRecord
+from polos.publish.events import EventStore
+from polos.publish.idempotency import IdempotencyConflictError
+from polos.publish.messages import WorkflowMessage
+from polos.publish.publishing import NewEvent, publish_events
+from polos.runtime.journal import Journal
+from polos.runtime.records import EventRef, RunRecord
+from polos.runtime.steps import StepRunner
 
 
 @pytest.fixture

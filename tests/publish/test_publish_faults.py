@@ -11,10 +11,10 @@ from fanapp import SUBSCRIBERS, TOPIC, provision_fan_app
 from helpers.apigw import call_api, http_event
 from helpers.aws_calls import Crash, count_calls, crash_after
 from helpers.aws_state import drain
-from polos.events import EventStore
-from polos.messages import WorkflowMessage
 from polos.payloads import EventItem
-from polos.publishing import NewEvent, publish_events
+from polos.publish.events import EventStore
+from polos.publish.messages import WorkflowMessage
+from polos.publish.publishing import NewEvent, publish_events
 
 PLAIN, CLAIMED = 8, 2
 

@@ -19,13 +19,13 @@ if str(ROOT) not in sys.path:
 @pytest.fixture
 def lease_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[ShiftedClock]:
     """The clock of the modules that take, check and compute leases, shifted together."""
-    import polos.batches
-    import polos.context
-    import polos.journal
+    import polos.runtime.batches
+    import polos.runtime.journal
+    import polos.runtime.steps
 
     clock = ShiftedClock()
     shifted = SimpleNamespace(**{name: getattr(time, name) for name in dir(time) if not name.startswith("_")})
     shifted.time = clock.time
-    for module in (polos.journal, polos.context, polos.batches):
+    for module in (polos.runtime.journal, polos.runtime.steps, polos.runtime.batches):
         monkeypatch.setattr(module, "time", shifted)
     yield clock

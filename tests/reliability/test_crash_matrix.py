@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import reliability_crash_app as crash_app
-from polos import settings
+from polos.aws import settings
 from polos.testing import Stack as Reader
 from reliability_support import SOAK, ShiftedClock
 

@@ -12,7 +12,7 @@ from helpers.stack import provision
 from helpers.worker import Pump, dlq_url, publish, queue_depth
 from polos import NonRetryableError, WorkflowContext, workflow
 from polos.app import App
-from polos.runs import event_run_id
+from polos.runtime.runs import event_run_id
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 RUN_KEYS = [
@@ -203,7 +203,7 @@ def test_idempotency_key_gives_the_same_run_and_a_different_payload_is_409(
 
 
 def test_a_failed_send_stores_no_run(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    from polos import runs
+    from polos.runtime import runs
 
     def broken(messages: Any) -> None:
         raise RuntimeError("SQS is unreachable")

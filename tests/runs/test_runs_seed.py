@@ -13,7 +13,7 @@ import pytest
 from helpers.inprocess import Api, InProcessClient
 from helpers.worker import Pump, example_invoke
 from polos.app import App
-from polos.runs import event_run_id
+from polos.runtime.runs import event_run_id
 
 from infra.cli import runs as runs_cli
 from infra.cli.main import main

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from helpers.apigw import LambdaContext, authorizer_event, http_event, load_function
 from helpers.worker import Pump
-from polos import settings
+from polos.api.keys import KeyStore
 from polos.app import App
-from polos.auth import KeyStore
+from polos.aws import settings
 
 from infra.model import FUNCTIONS, AppModel, FunctionSpec, build_model
 

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 import yaml
-from polos import EventPayload, WorkflowContext, settings, workflow
+from polos import EventPayload, WorkflowContext, workflow
 from polos.app import App
+from polos.aws import settings
 from polos.errors import WorkflowDefinitionError
-from polos.manifest import Manifest
+from polos.publish.manifest import Manifest
 
 from infra.cli.main import main
 from infra.model import WORKER_TIMEOUT_SECONDS, build_model

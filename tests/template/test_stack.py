@@ -22,8 +22,9 @@ import pytest
 import yaml
 from cfnlint.api import lint
 from moto import mock_aws
-from polos import BatchEventPayload, EventPayload, WorkflowContext, settings, workflow
+from polos import BatchEventPayload, EventPayload, WorkflowContext, workflow
 from polos.app import App
+from polos.aws import settings
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from polos import observability, settings
+from polos.aws import observability, settings
 
 ROOT = Path(__file__).resolve().parents[2]
 HANDLERS = ["api/app.py", "authorizer/app.py", "worker/app.py"]

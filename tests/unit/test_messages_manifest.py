@@ -5,9 +5,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from polos.manifest import Manifest, WorkflowEntry
-from polos.messages import MESSAGE_VERSION, WorkflowMessage
 from polos.payloads import BatchEventPayload, EventItem, EventPayload, utc_iso
+from polos.publish.manifest import Manifest, WorkflowEntry
+from polos.publish.messages import MESSAGE_VERSION, WorkflowMessage
 from pydantic import ValidationError
 
 EVENT = EventItem(

@@ -8,8 +8,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from polos import context
-from polos.context import MAX_LEASE_SAFETY_SECONDS, StepRunner, lease_margin, set_step_hooks
 from polos.errors import (
     NonRetryableError,
     RunLeaseLostError,
@@ -18,7 +16,9 @@ from polos.errors import (
     StepKeyReusedError,
     StepResultError,
 )
-from polos.records import StepRecord
+from polos.runtime import steps
+from polos.runtime.records import StepRecord
+from polos.runtime.steps import MAX_LEASE_SAFETY_SECONDS, StepRunner, lease_margin, set_step_hooks
 from pydantic import BaseModel
 
 
@@ -34,7 +34,7 @@ class Point:
 
 
 class MemoryJournal:
-    """Stands in for ``polos.journal.Journal``: keeps the steps a runner journals."""
+    """Stands in for ``polos.runtime.journal.Journal``: keeps the steps a runner journals."""
 
     def __init__(self) -> None:
         self.steps: dict[str, StepRecord] = {}
@@ -441,7 +441,7 @@ def test_a_retry_is_not_called_past_the_lease(monkeypatch: pytest.MonkeyPatch) -
             return self.now
 
     clock = Clock()
-    monkeypatch.setattr(context, "time", clock)
+    monkeypatch.setattr(steps, "time", clock)
 
     async def long_pause(seconds: float) -> None:
         clock.now += 60  # the pause outlives the lease

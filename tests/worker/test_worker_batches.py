@@ -10,13 +10,15 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from helpers.stack import provision
 from helpers.worker import Pump, atomic_dynamodb, count_requests, dlq_url, publish, queue_depth
-from polos import BatchEventPayload, WorkflowContext, batches, settings, workflow
+from polos import BatchEventPayload, WorkflowContext, workflow
 from polos.app import App
-from polos.fanout import deliver, event_messages
-from polos.journal import BY_WORKFLOW_INDEX, Journal
+from polos.aws import settings
 from polos.payloads import EventItem
-from polos.records import EventRef
-from polos.worker import ref_of
+from polos.publish.fanout import deliver, event_messages
+from polos.runtime import batches
+from polos.runtime.journal import BY_WORKFLOW_INDEX, Journal
+from polos.runtime.records import EventRef
+from polos.runtime.worker import ref_of
 
 MAX_RECEIVES = 3
 seen: list[list[int]] = []  # the sequence ids each call of a batch step got
@@ -65,7 +67,7 @@ def receive_all(url: str) -> list[Any]:
 
 
 def event_in(message: Any) -> EventItem:
-    from polos.messages import WorkflowMessage
+    from polos.publish.messages import WorkflowMessage
 
     event = WorkflowMessage.from_json(message["Body"]).event
     assert event is not None

@@ -13,7 +13,7 @@ from helpers.stack import provision
 from helpers.worker import Pump, count_requests, publish
 from polos import BatchEventPayload, EventPayload, WorkflowContext, workflow
 from polos.app import App
-from polos.fanout import deliver, event_messages
+from polos.publish.fanout import deliver, event_messages
 
 
 def double(value: int) -> int:

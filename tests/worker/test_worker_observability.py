@@ -14,7 +14,7 @@ from helpers.stack import provision
 from helpers.worker import Pump, publish
 from polos import BatchEventPayload, EventPayload, WorkflowContext, workflow
 from polos.app import App
-from polos.runs import event_run_id
+from polos.runtime.runs import event_run_id
 
 failures_left: dict[str, int] = {}
 

@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 from helpers.stack import provision
 from helpers.worker import Pump, atomic_dynamodb, dlq_url, publish, queue_arn, queue_depth
-from polos import EventPayload, NonRetryableError, WorkflowContext, settings, worker, workflow
+from polos import EventPayload, NonRetryableError, WorkflowContext, workflow
 from polos.app import App
-from polos.fanout import deliver, event_messages
-from polos.journal import Journal
-from polos.messages import WorkflowMessage
-from polos.runs import event_run_id
+from polos.aws import settings
+from polos.publish.fanout import deliver, event_messages
+from polos.publish.messages import WorkflowMessage
+from polos.runtime import worker
+from polos.runtime.journal import Journal
+from polos.runtime.runs import event_run_id
 
 from infra.local.mapping import sqs_record
 

@@ -24,7 +24,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from polos import auth, observability
+from polos.api import keys
 from polos.api.errors import (
     ApiError,
     IdempotencyConflict,
@@ -35,9 +35,10 @@ from polos.api.errors import (
 )
 from polos.api.events import router as events_router
 from polos.api.runs import router as runs_router
+from polos.aws import observability
 from polos.errors import InvalidTopicError
-from polos.idempotency import IdempotencyConflictError
-from polos.publishing import EventTooLargeError, InvalidPublishError
+from polos.publish.idempotency import IdempotencyConflictError
+from polos.publish.publishing import EventTooLargeError, InvalidPublishError
 
 logger = Logger(service="polos")
 
@@ -178,7 +179,7 @@ def _refuse(error: ApiError) -> dict[str, Any]:
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Answer one HTTP API (payload 2.0) request: key verdict and body size first, then the routes."""
     http = (event.get("requestContext") or {}).get("http") or {}
-    denied = auth.denial(event)
+    denied = keys.denial(event)
     if denied is not None:
         answer = _refuse(Unauthorized(denied))
     elif (size := _body_size(event)) > MAX_BODY_BYTES:

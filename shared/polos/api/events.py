@@ -1,7 +1,7 @@
 """The events API: ``POST /api/v1/events/publish`` and ``GET /api/v1/events``.
 
 The request models check the body's shape (types, unknown fields); the rules (counts, sizes, ids, topic)
-are :mod:`polos.publishing`'s, so the API and ``ctx.step.publish_event`` answer alike.
+are :mod:`polos.publish.publishing`'s, so the API and ``ctx.step.publish_event`` answer alike.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from pydantic import BaseModel, ConfigDict
 
-from polos import idempotency
-from polos.events import SEQUENCE_DIGITS, EventStore
-from polos.publishing import NewEvent, publish_events
+from polos.publish import idempotency
+from polos.publish.events import SEQUENCE_DIGITS, EventStore
+from polos.publish.publishing import NewEvent, publish_events
 from polos.topics import canonical_topic
 
 router = Router()  # type: ignore[no-untyped-call]

@@ -13,10 +13,11 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from pydantic import BaseModel, ConfigDict
 
-from polos import idempotency, manifest, runs
 from polos.api.errors import IdempotencyConflict, NotFound, PayloadTooLarge, ValidationFailed
-from polos.records import RunRecord, RunStatus
-from polos.workflow import WORKFLOW_ID
+from polos.definition import WORKFLOW_ID
+from polos.publish import idempotency, manifest
+from polos.runtime import runs
+from polos.runtime.records import RunRecord, RunStatus
 
 router = Router()  # type: ignore[no-untyped-call]
 

@@ -21,10 +21,9 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from polos import settings
-from polos.chunking import MAX_ATTEMPTS, chunked, pause
+from polos.aws import settings
+from polos.aws.chunking import MAX_ATTEMPTS, chunked, pause
 from polos.payloads import EventItem, utc_iso
-from polos.records import EventRef
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -36,6 +35,22 @@ if TYPE_CHECKING:
     )
 
 logger = Logger(service="polos")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class EventRef:
+    """Where a stored event lives: its canonical topic and sequence id (unique together), and its id."""
+
+    topic: str
+    sequence_id: int
+    id: str
+
+    def to_list(self) -> list[Any]:
+        return [self.topic, self.sequence_id, self.id]
+
+    @classmethod
+    def from_list(cls, raw: list[Any]) -> EventRef:
+        return cls(topic=str(raw[0]), sequence_id=int(raw[1]), id=str(raw[2]))
 
 Item = dict[str, "AttributeValueTypeDef"]
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
+
+from polos.publish.events import EventRef
 
 RunStatus = Literal["queued", "running", "completed", "failed"]
 StepStatus = Literal["completed", "failed"]
@@ -37,22 +39,6 @@ class ErrorInfo:
             return None
         raw = json.loads(text)
         return cls(type=raw["type"], message=raw["message"])
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class EventRef:
-    """Where a stored event lives: its canonical topic and sequence id (unique together), and its id."""
-
-    topic: str
-    sequence_id: int
-    id: str
-
-    def to_list(self) -> list[Any]:
-        return [self.topic, self.sequence_id, self.id]
-
-    @classmethod
-    def from_list(cls, raw: list[Any]) -> EventRef:
-        return cls(topic=str(raw[0]), sequence_id=int(raw[1]), id=str(raw[2]))
 
 
 @dataclass(slots=True)

@@ -11,14 +11,17 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools import Logger
 
-from polos import serde, settings
-from polos.context import StepRunner, WorkflowContext, lease_margin
+from polos import serde
+from polos.aws import settings
+from polos.context import WorkflowContext
 from polos.errors import NonRetryableError, RunLeaseLostError
-from polos.journal import Acquired, Item, Journal
-from polos.records import ErrorInfo, EventRef, RunRecord, TriggerType
+from polos.publish.events import EventRef
+from polos.runtime.journal import Acquired, Item, Journal
+from polos.runtime.records import ErrorInfo, RunRecord, TriggerType
+from polos.runtime.steps import StepRunner, lease_margin
 
 if TYPE_CHECKING:
-    from polos.workflow import Workflow
+    from polos.definition import Workflow
 
 logger = Logger(service="polos")
 

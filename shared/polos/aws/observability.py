@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from polos import settings
+from polos.aws import settings
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer
 
-    from polos.executor import AttemptResult
+    from polos.runtime.executor import AttemptResult
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 

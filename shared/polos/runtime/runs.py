@@ -14,15 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from polos import batches, settings
-from polos.events import EventStore
-from polos.fanout import deliver
-from polos.journal import BY_WORKFLOW_INDEX, RUN_SK, Journal, decode_run, now_iso, run_pk
-from polos.messages import WorkflowMessage
-from polos.records import EventRef, LoadedRun, RunRecord, RunStatus, StepRecord
+from polos.aws import settings
+from polos.publish.events import EventRef, EventStore
+from polos.publish.fanout import deliver
+from polos.publish.messages import WorkflowMessage
+from polos.runtime import batches
+from polos.runtime.journal import BY_WORKFLOW_INDEX, RUN_SK, Journal, decode_run, now_iso, run_pk
+from polos.runtime.records import LoadedRun, RunRecord, RunStatus, StepRecord
 
 if TYPE_CHECKING:
-    from polos.journal import Item
+    from polos.runtime.journal import Item
 
 RUN_ID = re.compile(r"run_[A-Za-z0-9_-]{1,124}")
 CURSOR_VERSION = 1

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 
-from polos import settings
+from polos.aws import settings
 from polos.errors import PolosError
 
 if TYPE_CHECKING:

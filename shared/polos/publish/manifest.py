@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from polos import settings
+from polos.aws import settings
 
 MANIFEST_VERSION = 1
 

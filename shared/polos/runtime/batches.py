@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from polos import settings
-from polos.chunking import MAX_ATTEMPTS, chunked, pause
-from polos.journal import Item, encode_run, now_iso, run_pk
-from polos.records import EventRef, RunRecord
+from polos.aws import settings
+from polos.aws.chunking import MAX_ATTEMPTS, chunked, pause
+from polos.publish.events import EventRef
+from polos.runtime.journal import Item, encode_run, now_iso, run_pk
+from polos.runtime.records import RunRecord
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

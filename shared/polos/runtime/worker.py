@@ -7,8 +7,8 @@ attempt holds the run. On the last delivery (``ApproximateReceiveCount`` reached
 count) a failure fails the run and the record is left too, so SQS moves it to the dead-letter queue.
 
 Single-event and invoked runs go through Powertools' ``AsyncBatchProcessor`` (records run concurrently).
-Events of batch workflows are grouped first: the group's runs are formed once (see ``polos.batches``) and
-every record of the group awaits the outcome of the run that holds its event.
+Events of batch workflows are grouped first: the group's runs are formed once (see
+``polos.runtime.batches``) and every record of the group awaits the outcome of the run that holds its event.
 """
 
 from __future__ import annotations
@@ -26,20 +26,20 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from polos import batches, observability, settings
-from polos.events import EventStore
-from polos.executor import Attempt, AttemptResult, execute
-from polos.journal import Journal
-from polos.messages import WorkflowMessage
+from polos.aws import observability, settings
 from polos.payloads import EventItem
-from polos.records import EventRef
-from polos.runs import event_run_id, new_run_id
+from polos.publish.events import EventRef, EventStore
+from polos.publish.messages import WorkflowMessage
+from polos.runtime import batches
+from polos.runtime.executor import Attempt, AttemptResult, execute
+from polos.runtime.journal import Journal
+from polos.runtime.runs import event_run_id, new_run_id
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 
     from polos.app import App
-    from polos.workflow import Workflow
+    from polos.definition import Workflow
 
 logger = observability.logger
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from polos import settings
+from polos.aws import settings
 from polos.payloads import utc_iso
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ Every rule is checked before the first AWS call, so a rejected publish stores an
 1. client-given ids are looked up (BatchGetItem): an id already stored answers with the stored event;
 2. the new events' sequence ids are reserved in one UpdateItem (consecutive, in request order);
 3. with an ``Idempotency-Key``, the plan (ids, sequence ids, ``created_at``) is claimed under the key
-   (see :mod:`polos.idempotency`); the key is read before step 1, so a retry answers the completed
+   (see :mod:`polos.publish.idempotency`); the key is read before step 1, so a retry answers the completed
    response, or finishes the first attempt's plan, without reserving anything;
 4. events are written (BatchWriteItem, 25 per call; client-id events with their claim in transactions);
 5. every event of the request, stored before or now, goes to every subscriber's queue;
@@ -29,11 +29,12 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from polos import fanout, idempotency, observability, serde
+from polos import serde
+from polos.aws import observability
 from polos.errors import NonRetryableError, StepResultError
-from polos.events import EventStore, EventStoreError
 from polos.payloads import EventItem, utc_iso
-from polos.records import EventRef
+from polos.publish import fanout, idempotency
+from polos.publish.events import EventRef, EventStore, EventStoreError
 from polos.topics import canonical_topic
 
 logger = Logger(service="polos")

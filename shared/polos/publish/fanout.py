@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
-from polos import manifest, settings
-from polos.chunking import MAX_ATTEMPTS, chunked, pause
-from polos.messages import WorkflowMessage
+from polos.aws import settings
+from polos.aws.chunking import MAX_ATTEMPTS, chunked, pause
 from polos.payloads import EventItem
+from polos.publish import manifest
+from polos.publish.messages import WorkflowMessage
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef

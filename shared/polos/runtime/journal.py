@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 
-from polos import settings
+from polos.aws import settings
 from polos.errors import RunLeaseLostError
 from polos.payloads import utc_iso
-from polos.records import ErrorInfo, EventRef, LoadedRun, RunRecord, RunStatus, StepRecord
+from polos.publish.events import EventRef
+from polos.runtime.records import ErrorInfo, LoadedRun, RunRecord, RunStatus, StepRecord
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -1,0 +1,1 @@
+"""AWS plumbing: settings and clients, chunked batch calls with retries, logs and metrics."""

@@ -1,0 +1,283 @@
+"""``ctx.step``: the durable step methods, journaled through the run's :class:`Journal`."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import random as _random
+import time
+import uuid as _uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aws_lambda_powertools import Logger
+
+from polos import serde
+from polos.aws import observability
+from polos.errors import (
+    NonRetryableError,
+    RunLeaseLostError,
+    StepExecutionError,
+    StepKeyError,
+    StepKeyReusedError,
+    StepResultError,
+)
+from polos.payloads import EventItem
+from polos.runtime.journal import now_iso
+from polos.runtime.records import ErrorInfo, StepRecord, StepStatus
+from polos.topics import canonical_topic
+
+if TYPE_CHECKING:
+    from polos.runtime.journal import Journal
+
+logger = Logger(service="polos")
+
+MAX_STEP_KEY_LENGTH = 512
+# An attempt calls no step function once its lease has less than this left: the next attempt may start
+# then. A tenth of the lease, at most 5 s (short leases in tests and local runs keep most of their time).
+MAX_LEASE_SAFETY_SECONDS = 5.0
+
+
+def lease_margin(lease_seconds: float) -> float:
+    """How long before its lease lapses an attempt stops calling step functions."""
+    return min(MAX_LEASE_SAFETY_SECONDS, lease_seconds / 10)
+
+
+class StepHooks(Protocol):
+    """Failure injection points (``polos.testing`` sets them; production leaves them unset)."""
+
+    def before_call(self, run_id: str, key: str, call: int) -> None: ...
+
+    def after_journal(self, run_id: str, key: str) -> None: ...
+
+
+_hooks: StepHooks | None = None
+
+
+def set_step_hooks(hooks: StepHooks | None) -> None:
+    """Install (or remove, with ``None``) the process-wide failure injection hooks."""
+    global _hooks
+    _hooks = hooks
+
+
+class _StepFailed(Exception):
+    """Internal: a step's function failed for good after ``calls`` calls (``error`` is what to raise)."""
+
+    def __init__(self, error: Exception, calls: int) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.calls = calls
+
+
+class StepRunner:
+    """``ctx.step``: every method journals its result under a key unique within the run."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        journal: Journal,
+        steps: list[StepRecord],
+        lease_until: float,
+        lease_margin: float = MAX_LEASE_SAFETY_SECONDS,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._run_id = run_id
+        self._journal = journal
+        self._journaled = {step.key: step for step in steps}
+        self._next_index = max((step.index for step in steps), default=-1) + 1
+        self._used: set[str] = set()
+        self._call_deadline = lease_until - lease_margin
+        self._sleep = sleep
+
+    async def run(
+        self,
+        key: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        max_retries: int = 2,
+        base_delay: float = 1.0,
+        max_delay: float = 10.0,
+        **kwargs: Any,
+    ) -> Any:
+        """Run ``fn(*args, **kwargs)`` once per run (retried in-process), journal and return its result."""
+        if not callable(fn):
+            raise TypeError(f"step {key!r}: fn must be callable, got {type(fn).__name__}")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"step {key!r}: max_retries must be an integer >= 0, got {max_retries!r}")
+        if base_delay < 0 or max_delay < 0:
+            raise ValueError(f"step {key!r}: base_delay and max_delay must be >= 0")
+        return await self._durable(key, fn, args, kwargs, _Backoff(max_retries, base_delay, max_delay))
+
+    async def publish_event(
+        self, key: str, topic: str, data: dict[str, Any], event_type: str | None = None
+    ) -> EventItem:
+        """Publish one event like the HTTP API does; stored once however often the run is replayed."""
+        canonical = canonical_topic(topic)
+        # A deterministic client-given id: the event store keeps one event per id and topic.
+        event_id = "evt_" + hashlib.sha256(f"{self._run_id}\x00{key}".encode()).hexdigest()[:26]
+
+        def publish() -> EventItem:
+            from polos.publish.publishing import (  # the publish side loads on first use
+                NewEvent,
+                publish_events,
+            )
+
+            result = publish_events(canonical, [NewEvent(id=event_id, data=data, event_type=event_type)])
+            event: EventItem = result.events[0]
+            return event
+
+        event: EventItem = await self._durable(key, publish, (), {}, _Backoff(2, 0.2, 2.0), EventItem)
+        return event
+
+    async def uuid(self, key: str) -> str:
+        """A random UUID (string), the same on every replay."""
+        value: str = await self._durable(key, lambda: str(_uuid.uuid4()), (), {}, _ONCE, str)
+        return value
+
+    async def now(self, key: str) -> datetime:
+        """The current UTC time, the same on every replay."""
+        value: datetime = await self._durable(key, lambda: datetime.now(UTC), (), {}, _ONCE, datetime)
+        return value
+
+    async def random(self, key: str) -> float:
+        """A random float in [0, 1), the same on every replay."""
+        value: float = await self._durable(key, _random.random, (), {}, _ONCE, float)
+        return value
+
+    def _claim_key(self, key: str) -> None:
+        if not isinstance(key, str) or not key:
+            raise StepKeyError(f"step key must be a non-empty string, got {key!r}")
+        if len(key) > MAX_STEP_KEY_LENGTH:
+            raise StepKeyError(f"step key {key[:40]!r}… is longer than {MAX_STEP_KEY_LENGTH} characters")
+        if key in self._used:
+            raise StepKeyReusedError(
+                f"step key {key!r} is used twice in run {self._run_id}; keys must be unique within a run"
+            )
+        self._used.add(key)
+
+    async def _durable(
+        self,
+        key: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        backoff: _Backoff,
+        result_type: Any = None,
+    ) -> Any:
+        self._claim_key(key)
+        what = f"result of step {key!r}"
+        declared = result_type if result_type is not None else serde.declared_type(fn)
+        previous = self._journaled.get(key)
+        if previous is not None and previous.status == "completed" and previous.result_json is not None:
+            logger.debug("step replayed from the journal", extra={"step_key": key})
+            rebuild_as = declared or serde.resolve_tag(previous.result_tag)
+            return serde.from_json(previous.result_json, rebuild_as, what=what)
+        index = previous.index if previous is not None else self._claim_index()
+        prior_calls = previous.attempts if previous is not None else 0
+        started_at = now_iso()
+
+        def record(status: StepStatus, calls: int, **fields: Any) -> StepRecord:
+            return StepRecord(key, index, status, prior_calls + calls, started_at, now_iso(), **fields)
+
+        failed: _StepFailed | None = None
+        with observability.step_segment(key):
+            try:
+                value, calls = await self._call_with_retries(key, fn, args, kwargs, backoff)
+            except _StepFailed as exc:
+                failed = exc
+        if failed is not None:  # raised outside the handler so the error's context stays its own
+            await self._journal_step(record("failed", failed.calls, error=_cause_of(failed.error)))
+            raise failed.error
+        tag = None if declared is not None else serde.type_tag(value)
+        try:
+            text = serde.to_json(value, what=what)
+            # Rebuilt now, exactly as a replay will: the first run sees what every replay sees.
+            restored = serde.from_json(text, declared or serde.resolve_tag(tag), what=what)
+        except StepResultError as exc:
+            await self._journal_step(record("failed", calls, error=ErrorInfo.of(exc)))
+            raise
+        await self._journal_step(record("completed", calls, result_json=text, result_tag=tag))
+        return restored
+
+    def _claim_index(self) -> int:
+        index = self._next_index
+        self._next_index += 1
+        return index
+
+    async def _journal_step(self, step: StepRecord) -> None:
+        await asyncio.to_thread(self._journal.record_step, self._run_id, step)
+        if _hooks is not None:
+            _hooks.after_journal(self._run_id, step.key)
+
+    async def _call_with_retries(
+        self,
+        key: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        backoff: _Backoff,
+    ) -> tuple[Any, int]:
+        """``(value, calls)``; :class:`_StepFailed` when the function fails for good."""
+        for call in range(1, backoff.max_retries + 2):
+            if time.time() > self._call_deadline:
+                raise RunLeaseLostError(f"run {self._run_id}: lease about to lapse; step {key!r} not called")
+            try:
+                if _hooks is not None:
+                    _hooks.before_call(self._run_id, key, call)
+                if _is_async(fn):
+                    value = await fn(*args, **kwargs)
+                else:
+                    # A thread, so that a blocking call does not stall the other runs of the invocation.
+                    value = await asyncio.to_thread(fn, *args, **kwargs)
+                    if inspect.isawaitable(value):
+                        value = await value
+                return value, call
+            except NonRetryableError as exc:
+                raise _StepFailed(exc, call) from exc
+            except Exception as exc:
+                if call > backoff.max_retries:
+                    failure = StepExecutionError(key, call, exc)
+                    failure.__cause__ = exc
+                    raise _StepFailed(failure, call) from exc
+                pause = backoff.pause(call)
+                logger.warning(
+                    "step call failed; retrying",
+                    extra={"step_key": key, "call": call, "retry_in_s": round(pause, 3), "error": repr(exc)},
+                )
+                observability.count("StepRetries")
+                await self._sleep(pause)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class _Backoff:
+    """In-process retries of one step: exponential backoff with equal jitter, capped at ``max_delay``."""
+
+    max_retries: int
+    base_delay: float
+    max_delay: float
+
+    def pause(self, call: int) -> float:
+        """Seconds to wait after failed call number ``call`` (1-based)."""
+        delay = min(self.max_delay, self.base_delay * 2.0 ** (call - 1))
+        # Equal jitter: at least half the backoff, so retries never bunch up at zero.
+        return delay / 2 + _random.uniform(0, delay / 2)
+
+
+_ONCE = _Backoff(0, 0.0, 0.0)
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    """Whether calling ``fn`` gives a coroutine (async functions, partials of them, async ``__call__``)."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+
+
+def _cause_of(exc: BaseException) -> ErrorInfo:
+    """What a failed step shows: the step function's own exception when it was wrapped."""
+    if isinstance(exc, StepExecutionError) and exc.__cause__ is not None:
+        return ErrorInfo.of(exc.__cause__)
+    return ErrorInfo.of(exc)
