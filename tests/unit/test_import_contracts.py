@@ -17,9 +17,10 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 def clean_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The packages the contracts cover and the config, copied, so a test may break them."""
     base = tmp_path_factory.mktemp("layers")
-    shutil.copytree(ROOT / "shared" / "polos", base / "shared" / "polos", ignore=shutil.ignore_patterns("__pycache__"))
+    skip = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(ROOT / "shared" / "polos", base / "shared" / "polos", ignore=skip)
     for package in ("infra", "bench"):
-        shutil.copytree(ROOT / package, base / package, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(ROOT / package, base / package, ignore=skip)
     shutil.copy(ROOT / "pyproject.toml", base / "pyproject.toml")
     return base
 
