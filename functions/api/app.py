@@ -1,4 +1,4 @@
-"""Lambda entry point of the HTTP API (API Gateway HTTP API, payload 2.0): see :mod:`polos.api`."""
+"""Lambda entry point of the HTTP API (API Gateway HTTP API, payload 2.0): see :mod:`polos.api.app`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from polos.api import handle, logger
+from polos.api.app import handle, logger
 from polos.aws.observability import traced
 
 

@@ -1,0 +1,198 @@
+"""The HTTP API: one Powertools resolver holding each area's router; every error is DESIGN §2 JSON.
+
+:func:`handle` is the whole request path: the API key verdict (from the authorizer) and the body size are
+checked before routing, then the resolver routes, validates (pydantic) and answers. Every answer other than
+success is ``{"error": "<message naming the field or limit>", "error_type": "<code>"}``; unexpected failures
+are logged with their traceback and answered ``500`` without it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from polos.api import keys
+from polos.api.errors import (
+    ApiError,
+    IdempotencyConflict,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    ValidationFailed,
+)
+from polos.api.events import router as events_router
+from polos.api.runs import router as runs_router
+from polos.aws import observability
+from polos.errors import InvalidTopicError
+from polos.publish.idempotency import IdempotencyConflictError
+from polos.publish.publishing import EventTooLargeError, InvalidPublishError
+
+logger = Logger(service="polos")
+
+MAX_BODY_BYTES = 6 * 1024 * 1024
+MAX_REPORTED_ERRORS = 5
+_ERROR_TYPES = {
+    400: "validation_error",
+    401: "unauthorized",
+    404: "not_found",
+    409: "idempotency_conflict",
+    413: "payload_too_large",
+}
+
+
+def _strict_json(text: str | bytes) -> Any:
+    """``json.loads`` that refuses ``NaN``/``Infinity`` and reports deep nesting as bad JSON."""
+
+    def refuse(name: str) -> Any:
+        raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
+
+    try:
+        return json.loads(text, parse_constant=refuse)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", "", 0) from None
+
+
+app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=_strict_json)
+app.include_router(events_router)
+app.include_router(runs_router)
+
+
+def _respond(status: int, error_type: str, message: str) -> Response[dict[str, str]]:
+    body = {"error": message, "error_type": error_type}
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+def _field(loc: Sequence[Any]) -> str:
+    """``("body", "events", 3, "data")`` → ``events[3].data``; headers and query parameters by name."""
+    source, *path = loc or ("body",)
+    if source == "header" and path:
+        return "-".join(part.capitalize() for part in str(path[0]).split("-")) + " header"
+    name = ""
+    for part in path:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or ("body" if source == "body" else str(source))
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    kind = error.get("type")
+    loc = error.get("loc") or ("body",)
+    if kind == "json_invalid":
+        detail = (error.get("ctx") or {}).get("error", "malformed")
+        return f"body is not valid JSON: {detail} (at character {loc[-1]})"
+    field = _field(loc)
+    if kind == "extra_forbidden":
+        return f"{field}: unknown field"
+    if kind == "missing":
+        return f"{field}: field required"
+    if kind == "model_attributes_type" and field == "body":
+        return "body must be a JSON object"
+    return f"{field}: {error.get('msg', 'invalid')}"
+
+
+def _as_api_error(exc: Exception) -> ApiError:
+    """The answer for an error a route (or the request validation before it) raised on purpose."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, RequestUnsupportedContentType):
+        return ValidationFailed("body must be JSON (Content-Type: application/json)")
+    if isinstance(exc, RequestValidationError):
+        errors = list(exc.errors())
+        message = "; ".join(_describe(error) for error in errors[:MAX_REPORTED_ERRORS])
+        if len(errors) > MAX_REPORTED_ERRORS:
+            message += f"; and {len(errors) - MAX_REPORTED_ERRORS} more"
+        return ValidationFailed(message or "invalid request")
+    if isinstance(exc, UnicodeDecodeError):
+        return ValidationFailed("body is not UTF-8 text")
+    if isinstance(exc, EventTooLargeError):
+        return PayloadTooLarge(str(exc))
+    if isinstance(exc, IdempotencyConflictError):
+        return IdempotencyConflict(str(exc))
+    return ValidationFailed(str(exc))  # InvalidTopicError, InvalidPublishError
+
+
+def _expected(exc: Exception) -> Response[dict[str, str]]:
+    if isinstance(exc, ServiceError):  # Powertools' own HTTP errors, should a route raise one
+        return _respond(exc.status_code, _ERROR_TYPES.get(exc.status_code, "error"), str(exc.msg))
+    error = _as_api_error(exc)
+    return _respond(error.status, error.error_type, error.message)
+
+
+def _unexpected(exc: Exception) -> Response[dict[str, str]]:
+    logger.exception("request failed")
+    return _respond(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "internal error; see the API logs")
+
+
+def _no_route(exc: NotFoundError) -> Response[dict[str, str]]:
+    event = app.current_event
+    return _respond(NotFound.status, NotFound.error_type, f"no route for {event.http_method} {event.path}")
+
+
+app.exception_handler(
+    [
+        ApiError,
+        RequestValidationError,
+        RequestUnsupportedContentType,
+        UnicodeDecodeError,
+        InvalidTopicError,
+        InvalidPublishError,
+        IdempotencyConflictError,
+        ServiceError,
+    ]
+)(_expected)
+app.exception_handler(Exception)(_unexpected)
+app.not_found(_no_route)
+
+
+def _body_size(event: Mapping[str, Any]) -> int:
+    body = event.get("body") or ""
+    if not event.get("isBase64Encoded"):
+        return len(body.encode())
+    try:
+        return len(base64.b64decode(body))
+    except (binascii.Error, ValueError):
+        return len(body)
+
+
+def _refuse(error: ApiError) -> dict[str, Any]:
+    """A gate's answer, built directly: no route has run, so there is no resolver response to build on."""
+    return {
+        "statusCode": error.status,
+        "headers": {"Content-Type": content_types.APPLICATION_JSON},
+        "body": json.dumps(error.body(), separators=(",", ":")),
+        "isBase64Encoded": False,
+    }
+
+
+def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Answer one HTTP API (payload 2.0) request: key verdict and body size first, then the routes."""
+    http = (event.get("requestContext") or {}).get("http") or {}
+    denied = keys.denial(event)
+    if denied is not None:
+        answer = _refuse(Unauthorized(denied))
+    elif (size := _body_size(event)) > MAX_BODY_BYTES:
+        answer = _refuse(
+            PayloadTooLarge(f"body is {size} bytes; at most {MAX_BODY_BYTES} (6 MB) are allowed")
+        )
+    else:
+        try:
+            answer = app.resolve(event, context)
+        finally:
+            observability.flush()
+    status = answer.get("statusCode")
+    logger.info(
+        "request", extra={"method": http.get("method"), "path": event.get("rawPath"), "status": status}
+    )
+    return answer
