@@ -150,6 +150,7 @@ class FunctionSpec:
     consumes_queues: bool = False  # the event source mappings of the workflow queues invoke it
     serves_api: bool = False  # every HTTP API route invokes it
     authorizes_api: bool = False  # the HTTP API's Lambda authorizer
+    sweeps_timers: bool = False  # invoked every minute to send the wake-ups of due timers
 
 
 API_FUNCTION = FunctionSpec(
@@ -213,7 +214,22 @@ WORKER_FUNCTION = FunctionSpec(
     sends_to_queues=True,
     consumes_queues=True,
 )
-FUNCTIONS: tuple[FunctionSpec, ...] = (API_FUNCTION, AUTHORIZER_FUNCTION, WORKER_FUNCTION)
+TIMERS_FUNCTION = FunctionSpec(
+    "TimersFunction",
+    "timers/app.handler",
+    "Polos timers: every minute, wakes the runs whose waits are due",
+    timeout_seconds=60,
+    memory_mb=256,
+    tables=(
+        TableAccess(
+            RUNS_TABLE,
+            ("dynamodb:Query", "dynamodb:BatchWriteItem"),
+        ),
+    ),
+    sends_to_queues=True,
+    sweeps_timers=True,
+)
+FUNCTIONS: tuple[FunctionSpec, ...] = (API_FUNCTION, AUTHORIZER_FUNCTION, WORKER_FUNCTION, TIMERS_FUNCTION)
 
 
 @dataclass(frozen=True)

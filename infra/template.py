@@ -291,6 +291,11 @@ def _function(spec: FunctionSpec, model: AppModel) -> Doc:
         # Any other method or path reaches the API too, so it answers with the JSON errors of DESIGN §2.
         events["AnyOtherRoute"] = {"Type": "HttpApi", "Properties": {"ApiId": _ref("HttpApi")}}
         properties["Events"] = events
+    if spec.sweeps_timers:
+        # EventBridge Scheduler (SAM makes it a role that may invoke this function only).
+        properties["Events"] = {
+            "EveryMinute": {"Type": "ScheduleV2", "Properties": {"ScheduleExpression": "rate(1 minute)"}}
+        }
     return {"Type": "AWS::Serverless::Function", "Properties": properties}
 
 

@@ -11,6 +11,8 @@ from moto import mock_aws
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "functions"))  # the example app is the package `workflows`
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # `bench` (its meter injects crashes) sits at the top of the repository
 
 from helpers.stack import provision  # noqa: E402
 from polos.app import App, load_app  # noqa: E402

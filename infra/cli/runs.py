@@ -18,7 +18,7 @@ from polos.errors import PolosAPIError
 
 T = TypeVar("T")
 
-STATUSES = ("queued", "running", "completed", "failed")
+STATUSES = ("queued", "running", "waiting", "completed", "failed")
 MAX_CELL = 60
 
 
@@ -107,14 +107,15 @@ def list_command(args: argparse.Namespace) -> int:
             run["trigger"]["type"]
             + (f" ({len(run['trigger']['event_ids'])})" if run["trigger"]["event_ids"] else ""),
             run["created_at"],
-            _error(run["error"]) or _compact(run["result"]),
+            _waiting(run.get("waiting_for")) or _error(run["error"]) or _compact(run["result"]),
         ]
         for run in page["runs"]
     ]
     if not rows:
         print("no runs")
         return 0
-    print(table(["RUN", "WORKFLOW", "STATUS", "ATTEMPTS", "TRIGGER", "CREATED", "RESULT / ERROR"], rows))
+    headers = ["RUN", "WORKFLOW", "STATUS", "ATTEMPTS", "TRIGGER", "CREATED", "RESULT / ERROR / WAIT"]
+    print(table(headers, rows))
     if page.get("next_cursor"):
         print("(more runs follow; raise --limit to see them)")
     return 0
@@ -140,6 +141,8 @@ def show_command(args: argparse.Namespace) -> int:
         ["created", run["created_at"]],
         ["updated", run["updated_at"]],
     ]
+    if run.get("waiting_for"):
+        facts.append(["waiting for", _waiting(run["waiting_for"])])
     if run["error"]:
         facts.append(["error", _error(run["error"])])
     else:
@@ -152,8 +155,10 @@ def show_command(args: argparse.Namespace) -> int:
             step["status"],
             str(step["attempts"]),
             step["started_at"],
-            step["finished_at"],
-            _error(step.get("error")) if step["status"] == "failed" else _compact(step.get("result")),
+            step["finished_at"] or "",
+            _error(step.get("error"))
+            if step["status"] == "failed"
+            else _waiting(step.get("waiting_for")) or _compact(step.get("result")),
         ]
         for step in run["steps"]
     ]
@@ -164,3 +169,13 @@ def show_command(args: argparse.Namespace) -> int:
         else "no steps"
     )
     return 0
+
+
+def _waiting(waiting_for: dict[str, Any] | None) -> str:
+    """``waits for timer until 2026-12-01T03:00:00.000000Z`` (empty when the run does not wait)."""
+    if not waiting_for:
+        return ""
+    shown = f"waits for {waiting_for['kind']} (step {waiting_for['step']})"
+    if waiting_for.get("until"):
+        shown += f" until {waiting_for['until']}"
+    return shown

@@ -14,6 +14,7 @@ from infra.local.aws import MotoServer, apply_environment, fake_credentials
 from infra.local.mapping import Pollers
 from infra.local.server import GatewayServer, RequestLog
 from infra.local.stack import LocalStack, StackError, StackOptions, resolve_app
+from infra.local.ticker import Ticker
 
 STOP_TIMEOUT_SECONDS = 5.0
 
@@ -43,6 +44,7 @@ class DevServer:
         self.stack: LocalStack | None = None
         self._gateway: GatewayServer | None = None
         self._pollers: Pollers | None = None
+        self._timers: Ticker | None = None
         self.url = ""
         self.api_key = ""
         self.startup_seconds = 0.0
@@ -71,6 +73,9 @@ class DevServer:
                     f"cannot listen on {self._address[0]}:{self._address[1]}: {exc.strerror}"
                 ) from exc
             self._pollers = Pollers(self.stack.mappings)
+            timers = self.stack.timers
+            # Each second (the cloud: each minute): waits resume within 1 s of their time.
+            self._timers = Ticker("polos-timers", lambda: timers.invoke({}), interval=1.0)
         except BaseException:
             self.stop()
             raise
@@ -81,6 +86,7 @@ class DevServer:
             self._before_serving()
         self._gateway.start()
         self._pollers.start()
+        self._timers.start()
         self.url = self._gateway.url
         self.startup_seconds = time.perf_counter() - started
         return self.stack
@@ -93,6 +99,9 @@ class DevServer:
         if self._gateway is not None:
             clean = self._gateway.stop(timeout=max(0.0, deadline - time.monotonic())) and clean
             self._gateway = None
+        if self._timers is not None:
+            clean = self._timers.stop(timeout=max(0.0, deadline - time.monotonic())) and clean
+            self._timers = None
         if self._pollers is not None:
             clean = self._pollers.stop(timeout=max(0.0, deadline - time.monotonic())) and clean
             self._pollers = None

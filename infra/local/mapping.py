@@ -222,14 +222,11 @@ class EventSourceMapping:
             )
 
     def pending(self) -> int:
-        """Messages on the queue, visible or in flight."""
+        """Messages on the queue, visible or in flight (not delayed ones: a wake-up set for later is
+        the future, not work in progress)."""
         attributes = self._sqs.get_queue_attributes(
             QueueUrl=self.spec.queue_url,
-            AttributeNames=[
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-                "ApproximateNumberOfMessagesDelayed",
-            ],
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
         return sum(int(value) for value in attributes.values())
 

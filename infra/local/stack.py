@@ -117,6 +117,7 @@ class LocalStack:
         self._previous_env = previous_env
         self.api = LocalFunction.load(model.function("serves_api"), serial=True)
         self.authorizer = LocalFunction.load(model.function("authorizes_api"), serial=True)
+        self.timers = LocalFunction.load(model.function("sweeps_timers"), serial=True)
         self.gateway = ApiGateway(
             model.routes,
             authorizer=self.authorizer.invoke,

@@ -222,9 +222,12 @@ class Stack:
         once, as if the visibility timeout (and so every run's lease) had passed; the max receive count and
         the dead-letter queue still apply. ``TimeoutError`` if the queues are still busy after ``timeout`` s.
         """
+        from polos.runtime import timers
+
         from infra.local.mapping import drain
 
         flush = self.skip_batch_windows if skip_batch_windows is None else skip_batch_windows
+        _off_the_event_loop(timers.sweep)  # wake-ups of timers whose time has come (see advance())
 
         def on_delivery(delivery: Delivery) -> None:
             if skip_visibility_timeouts and delivery.failed:
@@ -240,6 +243,20 @@ class Stack:
             )
         )
         return len(deliveries)
+
+    def advance(
+        self, *, seconds: float = 0, minutes: float = 0, hours: float = 0, days: float = 0
+    ) -> None:
+        """Skip time: waits (and the queues' delays) see the clock moved forward by this much.
+
+        A run waiting ``hours=2`` resumes on the next :meth:`drain` after ``advance(hours=2)``; nothing
+        sleeps. Leases and timestamps keep the real clock.
+        """
+        from polos.runtime import clock
+
+        total = seconds + 60 * minutes + 3600 * hours + 86400 * days
+        clock.advance(total)
+        _sqs_clock.shift(total)
 
     def dead_letters(self, workflow_id: str) -> list[dict[str, Any]]:
         """The messages in a workflow's dead-letter queue (decoded bodies), left in place."""
@@ -321,6 +338,37 @@ def _lapse_leases() -> None:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+class _SqsClock:
+    """moto's SQS clock (delays, visibility), moved forward with the waits' clock by ``Stack.advance``."""
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+        self._patched: list[tuple[Any, str, Any]] = []
+
+    def shift(self, seconds: float) -> None:
+        import moto.sqs.models as sqs_models
+
+        if not self._patched:
+            for name in ("unix_time", "unix_time_millis"):
+                real = getattr(sqs_models, name)
+                self._patched.append((sqs_models, name, real))
+                scale = 1000.0 if name.endswith("millis") else 1.0
+                setattr(sqs_models, name, self._shifted(real, scale))
+        self._offset += seconds
+
+    def _shifted(self, real: Callable[..., float], scale: float) -> Callable[..., float]:
+        return lambda *args: real(*args) + self._offset * scale
+
+    def reset(self) -> None:
+        for module, name, real in self._patched:
+            setattr(module, name, real)
+        self._patched.clear()
+        self._offset = 0.0
+
+
+_sqs_clock = _SqsClock()
+
+
 @contextmanager
 def local_stack(
     app: str | App,
@@ -361,6 +409,10 @@ def local_stack(
             cleanup.callback(stack.close)
             yield stack
     finally:
+        from polos.runtime import clock
+
+        clock.reset()
+        _sqs_clock.reset()
         apply_environment(previous)
         settings.reset()
         shutil.rmtree(state_dir, ignore_errors=True)

@@ -41,6 +41,10 @@ class StepKeyReusedError(StepKeyError):
     """Two step calls in one run used the same key."""
 
 
+class StepArgumentError(NonRetryableError, ValueError):
+    """A step method got an argument it cannot take (a wait of -1 s, a naive string instead of a time)."""
+
+
 class StepResultError(NonRetryableError):
     """A step's (or workflow's) result cannot be journaled: not JSON-serialisable or too large."""
 

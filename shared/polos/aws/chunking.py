@@ -10,11 +10,17 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import WriteRequestTypeDef
 
 T = TypeVar("T")
 
 MAX_ATTEMPTS = 8
+BATCH_WRITE_MAX_ITEMS = 25  # DynamoDB BatchWriteItem: 25 requests and 16 MB per call
+BATCH_WRITE_MAX_BYTES = 16 * 1024 * 1024
 BASE_DELAY_SECONDS = 0.05
 MAX_DELAY_SECONDS = 2.0
 
@@ -43,3 +49,20 @@ def pause(attempt: int) -> None:
     """Sleep before retry ``attempt`` (1-based): exponential backoff with full jitter, capped."""
     delay = min(MAX_DELAY_SECONDS, BASE_DELAY_SECONDS * 2 ** (attempt - 1))
     time.sleep(random.uniform(0, delay))
+
+
+class UnprocessedWritesError(RuntimeError):
+    """``BatchWriteItem`` left items unprocessed after every retry."""
+
+
+def write_all(client: DynamoDBClient, table: str, requests: list[WriteRequestTypeDef]) -> None:
+    """One ``BatchWriteItem`` call's worth of ``requests`` (≤ 25, ≤ 16 MB), retrying unprocessed items."""
+    pending = requests
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        answer = client.batch_write_item(RequestItems={table: pending})
+        pending = answer.get("UnprocessedItems", {}).get(table, [])  # type: ignore[assignment]
+        if not pending:
+            return
+        if attempt < MAX_ATTEMPTS:
+            pause(attempt)
+    raise UnprocessedWritesError(f"{len(pending)} item(s) stayed unprocessed after {MAX_ATTEMPTS} attempts")

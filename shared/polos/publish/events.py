@@ -22,7 +22,15 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from polos.aws import settings
-from polos.aws.chunking import MAX_ATTEMPTS, chunked, pause
+from polos.aws.chunking import (
+    BATCH_WRITE_MAX_BYTES,
+    BATCH_WRITE_MAX_ITEMS,
+    MAX_ATTEMPTS,
+    UnprocessedWritesError,
+    chunked,
+    pause,
+    write_all,
+)
 from polos.payloads import EventItem, utc_iso
 
 if TYPE_CHECKING:
@@ -56,8 +64,6 @@ Item = dict[str, "AttributeValueTypeDef"]
 
 SEQUENCE_DIGITS = 20
 COUNTER_SK = "seq"
-BATCH_WRITE_MAX_ITEMS = 25
-BATCH_WRITE_MAX_BYTES = 16 * 1024 * 1024
 BATCH_GET_MAX_KEYS = 100
 TRANSACTION_MAX_ACTIONS = 100
 TRANSACTION_MAX_BYTES = 4 * 1024 * 1024
@@ -151,17 +157,11 @@ class EventStore:
         expires_at = self.expires_at()
         items = [encode_event(event, expires_at) for event in events]
         for chunk in chunked(items, BATCH_WRITE_MAX_ITEMS, BATCH_WRITE_MAX_BYTES, _size):
-            pending: list[WriteRequestTypeDef] = [{"PutRequest": {"Item": item}} for item in chunk]
-            for attempt in range(1, MAX_ATTEMPTS + 1):
-                answer = self._client.batch_write_item(RequestItems={self._table: pending})
-                pending = answer.get("UnprocessedItems", {}).get(self._table, [])  # type: ignore[assignment]
-                if not pending:
-                    break
-                if attempt == MAX_ATTEMPTS:
-                    raise EventStoreError(
-                        f"{len(pending)} event(s) stayed unprocessed after {attempt} attempts"
-                    )
-                pause(attempt)
+            requests: list[WriteRequestTypeDef] = [{"PutRequest": {"Item": item}} for item in chunk]
+            try:
+                write_all(self._client, self._table, requests)
+            except UnprocessedWritesError as exc:
+                raise EventStoreError(f"events not stored: {exc}") from exc
 
     def put_claimed(self, events: list[EventItem]) -> dict[str, int]:
         """Store events whose ids are client-given, each with its id claim in one transaction.

@@ -44,7 +44,7 @@ def event_messages(topic: str, events: Iterable[EventItem]) -> list[WorkflowMess
 def deliver(messages: list[WorkflowMessage]) -> None:
     """Send every message to its workflow's queue, in order per queue; raises :class:`FanoutError`."""
     config = settings.get_settings()
-    by_queue: dict[str, list[str]] = {}
+    by_queue: dict[str, list[tuple[str, int]]] = {}
     for message in messages:
         body = message.to_json()
         if len(body.encode()) > BATCH_MAX_BYTES:
@@ -52,15 +52,16 @@ def deliver(messages: list[WorkflowMessage]) -> None:
                 f"message for workflow {message.workflow_id!r} is {len(body.encode())} bytes; "
                 f"SQS takes at most {BATCH_MAX_BYTES}"
             )
-        by_queue.setdefault(config.queue_url(message.workflow_id), []).append(body)
-    for queue_url, bodies in by_queue.items():
-        for chunk in chunked(bodies, BATCH_MAX_MESSAGES, BATCH_MAX_BYTES, lambda body: len(body.encode())):
+        by_queue.setdefault(config.queue_url(message.workflow_id), []).append((body, message.delay_seconds))
+    for queue_url, entries in by_queue.items():
+        for chunk in chunked(entries, BATCH_MAX_MESSAGES, BATCH_MAX_BYTES, lambda e: len(e[0].encode())):
             _send(queue_url, chunk)
 
 
-def _send(queue_url: str, bodies: list[str]) -> None:
+def _send(queue_url: str, entries: list[tuple[str, int]]) -> None:
     pending: list[SendMessageBatchRequestEntryTypeDef] = [
-        {"Id": str(index), "MessageBody": body} for index, body in enumerate(bodies)
+        {"Id": str(index), "MessageBody": body, "DelaySeconds": delay}
+        for index, (body, delay) in enumerate(entries)
     ]
     for attempt in range(1, MAX_ATTEMPTS + 1):
         answer = settings.sqs().send_message_batch(QueueUrl=queue_url, Entries=pending)

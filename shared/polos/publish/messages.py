@@ -1,4 +1,4 @@
-"""The SQS message body a workflow's queue carries: one event, or one directly invoked run."""
+"""The SQS message body a workflow's queue carries: one event, a directly invoked run, or a wake-up."""
 
 from __future__ import annotations
 
@@ -13,12 +13,16 @@ MESSAGE_VERSION = 1
 
 @dataclass(frozen=True)
 class WorkflowMessage:
-    """``kind="event"`` carries the stored event; ``kind="invoke"`` names a run created by the API."""
+    """``kind="event"`` carries the stored event; ``kind="invoke"`` names a run created by the API;
+    ``kind="resume"`` wakes run ``run_id`` waiting in step ``step``. ``delay_seconds`` is not part of the
+    body: it is the SQS delay the message is sent with (a timer's wake-up)."""
 
     workflow_id: str
-    kind: Literal["event", "invoke"]
+    kind: Literal["event", "invoke", "resume"]
     event: EventItem | None = None
     run_id: str | None = None
+    step: str | None = None
+    delay_seconds: int = 0
 
     def to_json(self) -> str:
         body: dict[str, Any] = {"v": MESSAGE_VERSION, "kind": self.kind, "workflow_id": self.workflow_id}
@@ -26,6 +30,8 @@ class WorkflowMessage:
             body["event"] = self.event.model_dump(mode="json")
         if self.run_id is not None:
             body["run_id"] = self.run_id
+        if self.step is not None:
+            body["step"] = self.step
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
@@ -46,4 +52,6 @@ class WorkflowMessage:
             return cls(workflow_id=workflow_id, kind="event", event=event)
         if kind == "invoke" and isinstance(body.get("run_id"), str):
             return cls(workflow_id=workflow_id, kind="invoke", run_id=body["run_id"])
+        if kind == "resume" and isinstance(body.get("run_id"), str) and isinstance(body.get("step"), str):
+            return cls(workflow_id=workflow_id, kind="resume", run_id=body["run_id"], step=body["step"])
         raise ValueError(f"message body has an unknown kind {kind!r} or lacks its fields")

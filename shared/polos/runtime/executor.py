@@ -12,20 +12,23 @@ from typing import TYPE_CHECKING, Any, Literal
 from aws_lambda_powertools import Logger
 
 from polos import serde
-from polos.aws import settings
+from polos.aws import observability, settings
 from polos.context import WorkflowContext
 from polos.errors import NonRetryableError, RunLeaseLostError
 from polos.publish.events import EventRef
+from polos.runtime import clock, timers
 from polos.runtime.journal import Acquired, Item, Journal
 from polos.runtime.records import ErrorInfo, RunRecord, TriggerType
+from polos.runtime.runs import stored_payload
 from polos.runtime.steps import StepRunner, lease_margin
+from polos.runtime.waits import RunSuspended, WaitingFor, is_due
 
 if TYPE_CHECKING:
     from polos.definition import Workflow
 
 logger = Logger(service="polos")
 
-Outcome = Literal["completed", "failed", "retry", "busy", "finished"]
+Outcome = Literal["completed", "failed", "retry", "busy", "finished", "waiting"]
 _NO_PAYLOAD: Any = object()
 
 
@@ -46,11 +49,14 @@ class Attempt:
     # Set when the caller created the run already leased to this owner (a new batch run, created with its
     # membership in one transaction): the attempt uses that lease instead of acquiring one.
     lease_owner: str | None = None
+    # Set when the delivery is a wake-up of the run waiting in this step (a ``resume`` message).
+    resume_step: str | None = None
 
 
 @dataclass(frozen=True)
 class AttemptResult:
-    """How the attempt ended. ``retry`` and ``busy`` leave the message for SQS to deliver again."""
+    """How the attempt ended. ``retry`` and ``busy`` leave the message for SQS to deliver again;
+    ``waiting`` (the run waits, or still waits) acknowledges it like ``completed`` does."""
 
     outcome: Outcome
     run: RunRecord | None = None
@@ -71,9 +77,19 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
     if items is None:
         items = await asyncio.to_thread(journal.query_partition, attempt.run_id)
     loaded = Journal.decode_partition(items)
+    if loaded is None and attempt.resume_step is not None:
+        logger.warning("wake-up of a run that does not exist; acknowledged", extra=log)
+        return AttemptResult("finished")
     if loaded is not None and loaded.run.finished:
         logger.info("run already finished; delivery acknowledged", extra={**log, "status": loaded.run.status})
         return AttemptResult("finished", loaded.run)
+    if loaded is not None and loaded.run.waiting_for_json is not None and loaded.run.status == "waiting":
+        waiting = WaitingFor.from_json(loaded.run.waiting_for_json)
+        if not is_due(waiting, clock.now()):
+            if attempt.resume_step == waiting.step:  # woken early (clock skew): set the same wake-up again
+                await asyncio.to_thread(timers.arm, wf.id, attempt.run_id, waiting)
+            logger.info("run still waiting; delivery acknowledged", extra={**log, "until": waiting.until})
+            return AttemptResult("waiting", loaded.run)
     lease_seconds = settings.get_settings().lease_seconds
     given_owner = attempt.lease_owner
     if given_owner is not None and loaded is not None and loaded.run.lease_owner == given_owner:
@@ -115,11 +131,13 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
         step=runner,
     )
     raw = attempt.payload
-    if raw is _NO_PAYLOAD:
-        raw = json.loads(run.payload_json) if run.payload_json is not None else None
+    if raw is _NO_PAYLOAD:  # an invocation, or a wake-up: the input is stored with the run
+        raw = await asyncio.to_thread(stored_payload, run, items)
     try:
         result = await wf(ctx, wf.build_payload(raw))
         text = serde.to_json(result, what=f"result of workflow {wf.id!r}")
+    except RunSuspended as suspended:
+        return await _suspend(journal, run, owner, suspended.waiting, log)
     except RunLeaseLostError as exc:
         logger.warning("attempt stopped: lease lost", extra={**log, "error": str(exc)})
         return AttemptResult("busy", run)
@@ -139,24 +157,41 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
     return AttemptResult("completed", run, result=json.loads(text))
 
 
+async def _suspend(
+    journal: Journal, run: RunRecord, owner: str, waiting: WaitingFor, log: dict[str, Any]
+) -> AttemptResult:
+    """End the attempt with the run ``waiting``: its wake-up is set first, so none is ever lost."""
+    await asyncio.to_thread(timers.arm, run.workflow_id, run.run_id, waiting)
+    if not await _finish(journal, run, owner, "waiting", log, waiting_for=waiting):
+        return AttemptResult("busy", run)
+    logger.info("run waiting", extra={**log, "waiting_for": waiting.view()})
+    observability.count("WaitsStarted")
+    return AttemptResult("waiting", run)
+
+
 async def _finish(
     journal: Journal,
     run: RunRecord,
     owner: str,
-    status: Literal["completed", "failed", "queued"],
+    status: Literal["completed", "failed", "queued", "waiting"],
     log: dict[str, Any],
     *,
     result_json: str | None = None,
     error: ErrorInfo | None = None,
+    waiting_for: WaitingFor | None = None,
 ) -> bool:
     """Record the attempt's outcome and mirror it on ``run``; ``False`` when the lease was lost meanwhile."""
+    waiting_json = waiting_for.to_json() if waiting_for is not None else None
     try:
         await asyncio.to_thread(
-            lambda: journal.finish(run.run_id, owner, status, result_json=result_json, error=error)
+            lambda: journal.finish(
+                run.run_id, owner, status, result_json=result_json, error=error, waiting_for_json=waiting_json
+            )
         )
     except RunLeaseLostError as exc:
         logger.warning("attempt outcome dropped: lease lost", extra={**log, "error": str(exc)})
         return False
     run.status, run.result_json, run.error = status, result_json, error
     run.lease_owner = run.lease_until = None
+    run.waiting_for_json = waiting_json
     return True

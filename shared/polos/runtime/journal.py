@@ -75,6 +75,7 @@ def encode_run(run: RunRecord, expires_at: int) -> Item:
         "result": run.result_json,
         "error": run.error.to_json() if run.error else None,
         "lease_owner": run.lease_owner,
+        "waiting_for": run.waiting_for_json,
     }
     for name, value in optional.items():
         if value is not None:
@@ -102,6 +103,7 @@ def decode_run(item: Item) -> RunRecord:
         error=ErrorInfo.from_json(_s(item, "error")),
         lease_owner=_s(item, "lease_owner"),
         lease_until=_n(item, "lease_until"),
+        waiting_for_json=_s(item, "waiting_for"),
     )
 
 
@@ -122,6 +124,8 @@ def _encode_step(run_id: str, step: StepRecord, expires_at: int) -> Item:
         item["result_tag"] = {"S": step.result_tag}
     if step.error is not None:
         item["error"] = {"S": step.error.to_json()}
+    if step.wait_json is not None:
+        item["wait"] = {"S": step.wait_json}
     return item
 
 
@@ -136,6 +140,7 @@ def _decode_step(item: Item) -> StepRecord:
         result_json=_s(item, "result"),
         result_tag=_s(item, "result_tag"),
         error=ErrorInfo.from_json(_s(item, "error")),
+        wait_json=_s(item, "wait"),
     )
 
 
@@ -235,6 +240,7 @@ class Journal:
             ":wf": {"S": workflow_id},
             ":running": {"S": "running"},
             ":queued": {"S": "queued"},
+            ":waiting": {"S": "waiting"},
             ":owner": {"S": owner},
             ":until": {"N": repr(moment + lease_seconds)},
             ":now": {"N": repr(moment)},
@@ -258,7 +264,7 @@ class Journal:
                     "expires_at = if_not_exists(expires_at, :expires)" + set_refs + " ADD attempts :one"
                 ),
                 ConditionExpression=(
-                    "attribute_not_exists(pk) OR ((#status = :queued OR #status = :running) AND "
+                    "attribute_not_exists(pk) OR ((#status IN (:queued, :running, :waiting)) AND "
                     "(attribute_not_exists(lease_until) OR lease_until < :now))"
                 ),
                 ExpressionAttributeNames={"#status": "status"},
@@ -279,9 +285,9 @@ class Journal:
             self._client.put_item(
                 TableName=self._table,
                 Item=_encode_step(run_id, step, self.expires_at()),
-                ConditionExpression="attribute_not_exists(pk) OR #status = :failed",
+                ConditionExpression="attribute_not_exists(pk) OR #status <> :completed",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":failed": {"S": "failed"}},
+                ExpressionAttributeValues={":completed": {"S": "completed"}},
             )
         except ClientError as exc:
             if _condition_failed(exc):
@@ -298,8 +304,10 @@ class Journal:
         *,
         result_json: str | None = None,
         error: ErrorInfo | None = None,
+        waiting_for_json: str | None = None,
     ) -> None:
-        """End this attempt (one UpdateItem): ``completed``/``failed`` for good, or ``queued`` to retry."""
+        """End this attempt (one UpdateItem): ``completed``/``failed`` for good, ``queued`` to retry, or
+        ``waiting`` (with ``waiting_for_json``) until a wake-up."""
         values: dict[str, AttributeValueTypeDef] = {
             ":status": {"S": status},
             ":stamp": {"S": now_iso()},
@@ -308,6 +316,11 @@ class Journal:
         names = {"#status": "status", "#error": "error"}
         assignments = ["#status = :status", "updated_at = :stamp"]
         removals = ["lease_owner", "lease_until"]
+        if waiting_for_json is not None:
+            values[":waiting_for"] = {"S": waiting_for_json}
+            assignments.append("waiting_for = :waiting_for")
+        else:
+            removals.append("waiting_for")
         if result_json is not None:
             values[":result"] = {"S": result_json}
             names["#result"] = "result"

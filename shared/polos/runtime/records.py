@@ -8,8 +8,8 @@ from typing import Literal
 
 from polos.publish.events import EventRef
 
-RunStatus = Literal["queued", "running", "completed", "failed"]
-StepStatus = Literal["completed", "failed"]
+RunStatus = Literal["queued", "running", "waiting", "completed", "failed"]
+StepStatus = Literal["completed", "failed", "waiting"]
 TriggerType = Literal["event", "batch", "invoke"]
 FINISHED: frozenset[str] = frozenset({"completed", "failed"})
 # Error messages are cut to this many characters: a huge message must not push an item past 400 KB.
@@ -54,6 +54,8 @@ class StepRecord:
     result_json: str | None = None
     result_tag: str | None = None
     error: ErrorInfo | None = None
+    # What a ``waiting`` step waits for (JSON of :class:`polos.runtime.waits.WaitingFor`).
+    wait_json: str | None = None
 
 
 @dataclass(slots=True)
@@ -73,6 +75,8 @@ class RunRecord:
     error: ErrorInfo | None = None
     lease_owner: str | None = None
     lease_until: float | None = None
+    # While ``waiting``: what the run waits for (JSON of :class:`polos.runtime.waits.WaitingFor`).
+    waiting_for_json: str | None = None
 
     @property
     def finished(self) -> bool:

@@ -21,6 +21,7 @@ from polos.publish.messages import WorkflowMessage
 from polos.runtime import batches
 from polos.runtime.journal import BY_WORKFLOW_INDEX, RUN_SK, Journal, decode_run, now_iso, run_pk
 from polos.runtime.records import LoadedRun, RunRecord, RunStatus, StepRecord
+from polos.runtime.waits import WaitingFor
 
 if TYPE_CHECKING:
     from polos.runtime.journal import Item
@@ -73,6 +74,10 @@ def step_view(step: StepRecord) -> dict[str, Any]:
     }
     if step.status == "completed":
         view["result"] = _json_or_none(step.result_json)
+    elif step.status == "waiting":
+        view["finished_at"] = None
+        if step.wait_json is not None:
+            view["waiting_for"] = WaitingFor.from_json(step.wait_json).view()
     else:
         view["error"] = (
             None if step.error is None else {"type": step.error.type, "message": step.error.message}
@@ -95,6 +100,8 @@ def run_view(
         "updated_at": run.updated_at,
         "trigger": {"type": run.trigger_type, "event_ids": [ref.id for ref in members]},
     }
+    if run.status == "waiting" and run.waiting_for_json is not None:
+        view["waiting_for"] = WaitingFor.from_json(run.waiting_for_json).view()
     if steps is not None:
         view["steps"] = [step_view(step) for step in steps]
     return view
@@ -135,7 +142,7 @@ def get_execution(run_id: str) -> dict[str, Any] | None:
         "id": run.run_id,
         "workflow_id": run.workflow_id,
         "status": run.status,
-        "payload": _payload(run, items),
+        "payload": stored_payload(run, items),
         "result": _json_or_none(run.result_json),
         "error": None if run.error is None else {"type": run.error.type, "message": run.error.message},
         "created_at": run.created_at,
@@ -144,7 +151,7 @@ def get_execution(run_id: str) -> dict[str, Any] | None:
     }
 
 
-def _payload(run: RunRecord, items: list[Item]) -> Any:
+def stored_payload(run: RunRecord, items: list[Item]) -> Any:
     """What the handler received: the stored input of an invoked run, else its event(s) from the store."""
     if run.trigger_type == "invoke":
         return _json_or_none(run.payload_json)

@@ -20,14 +20,17 @@ from polos.aws import observability
 from polos.errors import (
     NonRetryableError,
     RunLeaseLostError,
+    StepArgumentError,
     StepExecutionError,
     StepKeyError,
     StepKeyReusedError,
     StepResultError,
 )
 from polos.payloads import EventItem
+from polos.runtime import clock
 from polos.runtime.journal import now_iso
 from polos.runtime.records import ErrorInfo, StepRecord, StepStatus
+from polos.runtime.waits import IN_ATTEMPT_MAX_SECONDS, MAX_WAIT_SECONDS, RunSuspended, WaitingFor, is_due
 from polos.topics import canonical_topic
 
 if TYPE_CHECKING:
@@ -158,6 +161,71 @@ class StepRunner:
                 f"step key {key!r} is used twice in run {self._run_id}; keys must be unique within a run"
             )
         self._used.add(key)
+
+    async def wait_for(
+        self,
+        key: str,
+        seconds: float = 0,
+        minutes: float = 0,
+        hours: float = 0,
+        days: float = 0,
+        weeks: float = 0,
+    ) -> None:
+        """Wait durably: the run ends its attempt and resumes after this long (short waits sleep in place)."""
+        parts = {"seconds": seconds, "minutes": minutes, "hours": hours, "days": days, "weeks": weeks}
+        for name, value in parts.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise StepArgumentError(f"step {key!r}: {name} must be a number, got {value!r}")
+        total = seconds + 60 * minutes + 3600 * hours + 86400 * days + 604800 * weeks
+        if not 0 <= total <= MAX_WAIT_SECONDS:
+            raise StepArgumentError(
+                f"step {key!r}: a wait must last from 0 to 365 days; got {total} seconds in all"
+            )
+        await self._wait(key, lambda now: now + total)
+
+    async def wait_until(self, key: str, timestamp: datetime) -> None:
+        """Wait durably until ``timestamp`` (aware; naive means UTC); a past time returns at once."""
+        if not isinstance(timestamp, datetime):
+            raise StepArgumentError(
+                f"step {key!r}: timestamp must be a datetime, got {type(timestamp).__name__}"
+            )
+        moment = (timestamp if timestamp.tzinfo is not None else timestamp.replace(tzinfo=UTC)).timestamp()
+
+        def until(now: float) -> float:
+            if moment - now > MAX_WAIT_SECONDS:
+                raise StepArgumentError(f"step {key!r}: {timestamp.isoformat()} is more than 365 days ahead")
+            return moment
+
+        await self._wait(key, until)
+
+    async def _wait(self, key: str, deadline: Callable[[float], float]) -> None:
+        """The wait step: its deadline is computed once and journaled, so a replay never waits longer."""
+        self._claim_key(key)
+        previous = self._journaled.get(key)
+        if previous is not None and previous.status == "completed":
+            return
+        now = clock.now()
+        if previous is not None and previous.wait_json is not None:
+            waiting = WaitingFor.from_json(previous.wait_json)
+        else:
+            waiting = WaitingFor(step=key, kind="timer", until=deadline(now))
+        index = previous.index if previous is not None else self._claim_index()
+        started_at = previous.started_at if previous is not None else now_iso()
+        left = (waiting.until or now) - now
+        if is_due(waiting, now) or (
+            left <= IN_ATTEMPT_MAX_SECONDS and time.time() + left < self._call_deadline
+        ):
+            if left > 0:
+                await self._sleep(left)
+            await self._journal_step(
+                StepRecord(key, index, "completed", 0, started_at, now_iso(), result_json="null")
+            )
+            return
+        if previous is None:
+            await self._journal_step(
+                StepRecord(key, index, "waiting", 0, started_at, "", wait_json=waiting.to_json())
+            )
+        raise RunSuspended(waiting)
 
     async def _durable(
         self,

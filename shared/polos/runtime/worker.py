@@ -113,7 +113,7 @@ def _check_queue(source_arn: str | None, workflow_id: str) -> None:
 def acknowledged(result: AttemptResult, final: bool) -> bool:
     """Whether the records behind an attempt are done with (``False``: SQS delivers them again)."""
     observability.record_outcome(result)
-    if result.outcome in ("completed", "finished"):
+    if result.outcome in ("completed", "finished", "waiting"):
         return True
     # A failure before the last delivery was final at once (non-retryable); on the last delivery the record
     # is left so that SQS moves it to the dead-letter queue.
@@ -170,6 +170,9 @@ class Invocation:
         observability.bind_run(first.run_id, wf.id, [ref.id for ref in refs])
         if message.event is not None:
             attempt = Attempt(wf, first.run_id, "event", refs, payload=payload, final=final)
+        elif message.kind == "resume":
+            # A wake-up never creates its run (the trigger type given here is not used): the stored one is.
+            attempt = Attempt(wf, first.run_id, "invoke", final=final, resume_step=message.step)
         else:
             attempt = Attempt(wf, first.run_id, "invoke", final=final)
         if acknowledged(await execute(attempt, self._journal), final):
