@@ -264,13 +264,16 @@ class BatchGroup:
         members = created.members
         observability.bind_run(created.run_id, self._wf.id, [ref.id for ref in members])
         logger.info("batch run created", extra={"batch_size": len(members)})
+        events = await self._member_events(members)  # the membership records, not the events in hand
+        if events is None:
+            return False
         final = self._final(members)
         attempt = Attempt(
             self._wf,
             created.run_id,
             "batch",
             members,
-            payload=_batch_payload([self._events[ref] for ref in members]),
+            payload=_batch_payload(events),
             final=final,
             preloaded=created.items,
             lease_owner=created.owner,
@@ -291,19 +294,25 @@ class BatchGroup:
             return True
         members = batches.members(items)
         observability.bind_run(run_id, self._wf.id, [ref.id for ref in members])
-        missing = [ref for ref in members if ref not in self._events]
-        fetched = await asyncio.to_thread(EventStore().get_many, missing) if missing else []
-        found = {**self._events, **{ref_of(event): event for event in fetched}}
-        events = [found.get(ref) for ref in members]
-        present = [event for event in events if event is not None]
-        if len(present) < len(members):
-            logger.error("member events of the batch run are gone; records left for redelivery")
+        present = await self._member_events(members)
+        if present is None:
             return False
         final = self._final(delivered)
         attempt = Attempt(
             self._wf, run_id, "batch", members, payload=_batch_payload(present), final=final, preloaded=items
         )
         return acknowledged(await execute(attempt, self._journal), final)
+
+    async def _member_events(self, members: list[EventRef]) -> list[EventItem] | None:
+        """The run's member events: those delivered now, the others from the event store (``None``: gone)."""
+        missing = [ref for ref in members if ref not in self._events]
+        fetched = await asyncio.to_thread(EventStore().get_many, missing) if missing else []
+        found = {**self._events, **{ref_of(event): event for event in fetched}}
+        present = [event for event in (found.get(ref) for ref in members) if event is not None]
+        if len(present) < len(members):
+            logger.error("member events of the batch run are gone; records left for redelivery")
+            return None
+        return present
 
 
 def _batch_payload(events: list[EventItem]) -> dict[str, Any]:
