@@ -106,6 +106,7 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
         steps=loaded.steps if loaded is not None else [],
         lease_until=run.lease_until or 0.0,
         lease_margin=lease_margin(lease_seconds),
+        lease_owner=owner,
     )
     ctx = WorkflowContext(
         workflow_id=wf.id,

@@ -2,13 +2,17 @@
 
 Layout (runs table, keys ``pk``/``sk``): a run lives in partition ``run#<run_id>``; its run item has sort
 key ``run`` and each step ``step#<key>``, so loading a run's whole journal is ONE Query. Journaling a step
-is ONE PutItem, taking and finishing an attempt one UpdateItem each. Run items (not steps) carry ``wf`` and
+is ONE PutItem (a fenced TransactWriteItems when the attempt's lease is at risk), taking and finishing an
+attempt one UpdateItem each. Run items (not steps) carry ``wf`` and
 ``created_at``, the keys of the sparse ``by_workflow`` index the runs API lists from.
 
 The lease: an attempt executes only while it holds ``lease_owner``/``lease_until`` on the run item, taken
 with a conditional write that no other live attempt can win. A Lambda invocation cannot outlive its
 timeout and the lease lasts that long, so an attempt that still runs can never overlap the next holder;
-the executor also stops before any step once its own lease is about to lapse.
+the executor also stops before any step once its own lease is about to lapse. Writes are fenced by the
+lease owner: ``finish`` is conditional on it, and a step write made once the lease is about to lapse (a
+slow step, a local run whose lease is shorter than the attempt) checks it in the same transaction, so a
+zombie attempt's write is refused and it stops.
 """
 
 from __future__ import annotations
@@ -273,21 +277,50 @@ class Journal:
             return NotAcquired(run=current, outcome="finished" if current.finished else "busy")
         return Acquired(run=decode_run(answer["Attributes"]))
 
-    def record_step(self, run_id: str, step: StepRecord) -> None:
-        """Journal a step (one PutItem). A completed step is never overwritten."""
+    def record_step(self, run_id: str, step: StepRecord, *, fence_owner: str | None = None) -> None:
+        """Journal a step. A completed step is never overwritten.
+
+        Plain: one PutItem (1 write unit per KB). Fenced (``fence_owner`` given): one TransactWriteItems
+        that also checks the run item's ``lease_owner`` is still ``fence_owner``, so an attempt whose lease
+        another attempt has taken writes nothing (``RunLeaseLostError``); it costs 2 write units per KB
+        for the step and 2 for the check, so the step runner fences only writes made when the attempt's
+        lease is at risk (see ``polos.runtime.steps``).
+        """
+        put: dict[str, Any] = {
+            "TableName": self._table,
+            "Item": _encode_step(run_id, step, self.expires_at()),
+            "ConditionExpression": "attribute_not_exists(pk) OR #status = :failed",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":failed": {"S": "failed"}},
+        }
+        journaled_elsewhere = f"step {step.key!r} of run {run_id} was journaled by another attempt"
+        if fence_owner is None:
+            try:
+                self._client.put_item(**put)
+            except ClientError as exc:
+                if _condition_failed(exc):
+                    raise RunLeaseLostError(journaled_elsewhere) from exc
+                raise
+            return
+        check: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
+            "ConditionExpression": "lease_owner = :owner",
+            "ExpressionAttributeValues": {":owner": {"S": fence_owner}},
+        }
         try:
-            self._client.put_item(
-                TableName=self._table,
-                Item=_encode_step(run_id, step, self.expires_at()),
-                ConditionExpression="attribute_not_exists(pk) OR #status = :failed",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":failed": {"S": "failed"}},
-            )
+            self._client.transact_write_items(TransactItems=[{"ConditionCheck": check}, {"Put": put}])
         except ClientError as exc:
-            if _condition_failed(exc):
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            reasons = exc.response.get("CancellationReasons", [])  # type: ignore[typeddict-item]
+            codes = [reason.get("Code") for reason in reasons]
+            if codes[:1] == ["ConditionalCheckFailed"]:
                 raise RunLeaseLostError(
-                    f"step {step.key!r} of run {run_id} was journaled by another attempt"
+                    f"run {run_id}: this attempt lost its lease; step {step.key!r} not journaled"
                 ) from exc
+            if codes[1:2] == ["ConditionalCheckFailed"]:
+                raise RunLeaseLostError(journaled_elsewhere) from exc
             raise
 
     def finish(
