@@ -29,14 +29,27 @@ from polos.aws import settings
 from polos.errors import RunLeaseLostError
 from polos.payloads import utc_iso
 from polos.publish.events import EventRef
-from polos.runtime.records import ErrorInfo, LoadedRun, RunRecord, RunStatus, StepRecord
+from polos.runtime.records import (
+    RUN_ITEM_BUDGET,
+    ErrorInfo,
+    LoadedRun,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+    from mypy_boto3_dynamodb.type_defs import (
+        AttributeValueTypeDef,
+        ConditionCheckTypeDef,
+        PutTypeDef,
+        UpdateTypeDef,
+    )
 
 Item = dict[str, "AttributeValueTypeDef"]
 RUN_SK = "run"
+RESULT_SK = "result"
 STEP_PREFIX = "step#"
 BY_WORKFLOW_INDEX = "by_workflow"
 
@@ -85,6 +98,8 @@ def encode_run(run: RunRecord, expires_at: int) -> Item:
             item[name] = {"S": value}
     if run.lease_until is not None:
         item["lease_until"] = {"N": repr(run.lease_until)}
+    if run.result_apart:
+        item["result_apart"] = {"BOOL": True}
     return item
 
 
@@ -106,7 +121,12 @@ def decode_run(item: Item) -> RunRecord:
         error=ErrorInfo.from_json(_s(item, "error")),
         lease_owner=_s(item, "lease_owner"),
         lease_until=_n(item, "lease_until"),
+        result_apart=bool(item.get("result_apart", {}).get("BOOL", False)),
     )
+
+
+def _utf8_len(text: str | None) -> int:
+    return 0 if text is None else len(text.encode("utf-8", "surrogatepass"))
 
 
 def _encode_step(run_id: str, step: StepRecord, expires_at: int) -> Item:
@@ -204,7 +224,22 @@ class Journal:
             return None
         steps = [_decode_step(item) for item in items if (_s(item, "sk") or "").startswith(STEP_PREFIX)]
         steps.sort(key=lambda step: step.index)
-        return LoadedRun(run=decode_run(run_item), steps=steps)
+        run = decode_run(run_item)
+        if run.result_apart:
+            result_item = next((item for item in items if _s(item, "sk") == RESULT_SK), None)
+            run.result_json = None if result_item is None else _s(result_item, "result")
+        return LoadedRun(run=run, steps=steps)
+
+    def load_result(self, run: RunRecord) -> RunRecord:
+        """``run`` with its result filled in when it is kept in its own item (one GetItem then)."""
+        if run.result_apart and run.result_json is None:
+            answer = self._client.get_item(
+                TableName=self._table,
+                Key={"pk": {"S": run_pk(run.run_id)}, "sk": {"S": RESULT_SK}},
+                ConsistentRead=True,
+            )
+            run.result_json = _s(answer.get("Item", {}), "result")
+        return run
 
     def create_queued(self, run: RunRecord) -> RunRecord:
         """Store a new ``queued`` run (direct invocation); returns the existing one if the id is taken."""
@@ -286,7 +321,7 @@ class Journal:
         for the step and 2 for the check, so the step runner fences only writes made when the attempt's
         lease is at risk (see ``polos.runtime.steps``).
         """
-        put: dict[str, Any] = {
+        put: PutTypeDef = {
             "TableName": self._table,
             "Item": _encode_step(run_id, step, self.expires_at()),
             "ConditionExpression": "attribute_not_exists(pk) OR #status = :failed",
@@ -302,7 +337,7 @@ class Journal:
                     raise RunLeaseLostError(journaled_elsewhere) from exc
                 raise
             return
-        check: dict[str, Any] = {
+        check: ConditionCheckTypeDef = {
             "TableName": self._table,
             "Key": {"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
             "ConditionExpression": "lease_owner = :owner",
@@ -313,7 +348,7 @@ class Journal:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                 raise
-            reasons = exc.response.get("CancellationReasons", [])  # type: ignore[typeddict-item]
+            reasons = exc.response.get("CancellationReasons", [])
             codes = [reason.get("Code") for reason in reasons]
             if codes[:1] == ["ConditionalCheckFailed"]:
                 raise RunLeaseLostError(
@@ -331,8 +366,14 @@ class Journal:
         *,
         result_json: str | None = None,
         error: ErrorInfo | None = None,
+        payload_bytes: int = 0,
     ) -> None:
-        """End this attempt (one UpdateItem): ``completed``/``failed`` for good, or ``queued`` to retry."""
+        """End this attempt: ``completed``/``failed`` for good, or ``queued`` to retry.
+
+        One UpdateItem conditional on the lease owner. When the run item's payload (``payload_bytes``) and
+        the result would pass ``RUN_ITEM_BUDGET``, the result goes to its own item, written in one
+        transaction with the run item's update (so both or neither are written).
+        """
         values: dict[str, AttributeValueTypeDef] = {
             ":status": {"S": status},
             ":stamp": {"S": now_iso()},
@@ -341,26 +382,45 @@ class Journal:
         names = {"#status": "status", "#error": "error"}
         assignments = ["#status = :status", "updated_at = :stamp"]
         removals = ["lease_owner", "lease_until"]
-        if result_json is not None:
+        apart = result_json is not None and payload_bytes + _utf8_len(result_json) > RUN_ITEM_BUDGET
+        if result_json is not None and not apart:
             values[":result"] = {"S": result_json}
             names["#result"] = "result"
             assignments.append("#result = :result")
+        if apart:
+            values[":apart"] = {"BOOL": True}
+            assignments.append("result_apart = :apart")
         if error is not None:
             values[":error"] = {"S": error.to_json()}
             assignments.append("#error = :error")
         else:
             removals.append("#error")
+        update: UpdateTypeDef = {
+            "TableName": self._table,
+            "Key": {"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
+            "UpdateExpression": f"SET {', '.join(assignments)} REMOVE {', '.join(removals)}",
+            "ConditionExpression": "lease_owner = :owner",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        lost = f"run {run_id}: this attempt lost its lease before finishing"
         try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
-                UpdateExpression=f"SET {', '.join(assignments)} REMOVE {', '.join(removals)}",
-                ConditionExpression="lease_owner = :owner",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
+            if not apart:
+                self._client.update_item(**update)
+                return
+            result_item: Item = {
+                "pk": {"S": run_pk(run_id)},
+                "sk": {"S": RESULT_SK},
+                "result": {"S": str(result_json)},
+                "expires_at": {"N": str(self.expires_at())},
+            }
+            self._client.transact_write_items(
+                TransactItems=[{"Update": update}, {"Put": {"TableName": self._table, "Item": result_item}}]
             )
         except ClientError as exc:
             if _condition_failed(exc):
-                message = f"run {run_id}: this attempt lost its lease before finishing"
-                raise RunLeaseLostError(message) from exc
+                raise RunLeaseLostError(lost) from exc
+            reasons = exc.response.get("CancellationReasons", [])
+            if [reason.get("Code") for reason in reasons][:1] == ["ConditionalCheckFailed"]:
+                raise RunLeaseLostError(lost) from exc
             raise

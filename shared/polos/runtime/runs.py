@@ -250,7 +250,8 @@ def list_runs(workflow_ids: list[str], status: RunStatus | None, limit: int, cur
             positions[wf] = _Position(done=True)
         else:
             more = True
-    views = [run_view(run, _members(run)) for run, _ in page]
+    journal = Journal()
+    views = [run_view(journal.load_result(run), _members(run)) for run, _ in page]
     return RunPage(views, _encode_cursor({wf: positions[wf] for wf in workflow_ids}) if more else None)
 
 
