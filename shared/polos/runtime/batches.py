@@ -29,7 +29,7 @@ from botocore.exceptions import ClientError
 from polos.aws import settings
 from polos.aws.chunking import MAX_ATTEMPTS, chunked, pause
 from polos.publish.events import EventRef
-from polos.runtime.journal import Item, Journal, encode_run, now_iso, run_pk
+from polos.runtime.journal import RUN_SK, Item, Journal, encode_run, now_iso, run_pk
 from polos.runtime.records import RunRecord
 
 if TYPE_CHECKING:
@@ -74,21 +74,46 @@ def _client() -> DynamoDBClient:
 
 def read_claims(workflow_id: str, refs: list[EventRef]) -> dict[EventRef, str]:
     """The batch run that claimed each of ``refs`` (unclaimed ones are absent); strongly consistent."""
+    return read_owners(workflow_id, refs, {}).claims
+
+
+@dataclass
+class Owners:
+    """Who holds each event already: a batch run's claim, or a single-event run of the same workflow."""
+
+    claims: dict[EventRef, str] = field(default_factory=dict)
+    singles: dict[EventRef, str] = field(default_factory=dict)
+
+
+def read_owners(workflow_id: str, refs: list[EventRef], single_runs: dict[EventRef, str]) -> Owners:
+    """The claims of ``refs`` and which of the ``single_runs`` (event → run id) exist (strongly consistent).
+
+    A workflow changed from single-event to batch while its messages were queued may hold an event in a
+    single-event run already: that run, not a new batch, must finish it. Both are read in the same
+    BatchGetItem calls (100 keys each).
+    """
     table = settings.get_settings().runs_table
-    by_pk = {claim_pk(workflow_id, ref): ref for ref in refs}
-    owners: dict[EventRef, str] = {}
-    for chunk in chunked(list(by_pk), MAX_KEYS_PER_BATCH_GET, MAX_KEYS_PER_BATCH_GET, lambda _: 1):
+    wanted: dict[tuple[str, str], tuple[EventRef, bool]] = {
+        (claim_pk(workflow_id, ref), CLAIM_SK): (ref, True) for ref in refs
+    }
+    wanted.update({(run_pk(run_id), RUN_SK): (ref, False) for ref, run_id in single_runs.items()})
+    owners = Owners()
+    for chunk in chunked(list(wanted), MAX_KEYS_PER_BATCH_GET, MAX_KEYS_PER_BATCH_GET, lambda _: 1):
         request: dict[str, KeysAndAttributesTypeDef] = {
             table: {
-                "Keys": [{"pk": {"S": pk}, "sk": {"S": CLAIM_SK}} for pk in chunk],
+                "Keys": [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in chunk],
                 "ConsistentRead": True,
-                "ProjectionExpression": "pk, run_id",
+                "ProjectionExpression": "pk, sk, run_id",
             }
         }
         for attempt in range(1, MAX_ATTEMPTS + 1):
             answer = _client().batch_get_item(RequestItems=request)
             for item in answer.get("Responses", {}).get(table, []):
-                owners[by_pk[item["pk"]["S"]]] = item["run_id"]["S"]
+                ref, is_claim = wanted[(item["pk"]["S"], item["sk"]["S"])]
+                if is_claim:
+                    owners.claims[ref] = item["run_id"]["S"]
+                else:
+                    owners.singles[ref] = single_runs[ref]
             request = answer.get("UnprocessedKeys") or {}  # type: ignore[assignment]
             if not request:
                 break
