@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 from helpers.stack import provision
@@ -87,7 +86,7 @@ def test_single_to_batch_finishes_old_single_runs_and_batches_the_rest(urls: dic
     new = Pump(as_batch_app(), urls)  # redeployed as a batch workflow
     new.drain("wsc-flow")
     assert queue_depth(urls["wsc-flow"]) == 0
-    assert WORK == {done: 1, half: 1, fresh: 1}, "no event ran twice"
+    assert {done: 1, half: 1, fresh: 1} == WORK, "no event ran twice"
     runs = all_runs()
     assert {run.status for run in runs} == {"completed"}
     by_type = Counter(run.trigger_type for run in runs)
@@ -114,7 +113,7 @@ def test_batch_to_single_finishes_or_fails_old_batch_runs(urls: dict[str, str]) 
     new = Pump(SINGLE, urls)  # redeployed as a single-event workflow
     new.drain("wsc-flow")
     assert queue_depth(urls["wsc-flow"]) == 0
-    assert WORK == dict.fromkeys(seq, 1), "no event ran twice"
+    assert dict.fromkeys(seq, 1) == WORK, "no event ran twice"
     runs = all_runs()
     assert all(run.trigger_type == "batch" for run in runs) and len(runs) == 3
     statuses = {tuple(r.sequence_id for r in batches.load_members(run.run_id)): run for run in runs}
