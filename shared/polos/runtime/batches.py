@@ -1,11 +1,11 @@
 """Batch membership: each event belongs to exactly one batch run of each batch workflow.
 
 A new batch run is created together with its membership in ONE ``TransactWriteItems`` per chunk of events:
-the run item (already leased to the creating attempt, in the first chunk only), a *member chunk* item in the
-run's partition (``sk=member#<nnnn>``, the chunk's ``EventRef`` list) and one conditional *claim* per event
-in its own partition (``pk=claim#<workflow_id>#<topic>#<sequence_id>``, ``sk=claim``, ``run_id``). A claim
-that exists already cancels the transaction; the cancellation reasons name the claim and its owner, and the
-chunk is retried without that event. So an event is claimed at most once, and a claimed event's run lists
+the run item (already leased to the creating attempt, in the first chunk only), a *member chunk* item in
+the run's partition (``sk=member#<nnnn>``, the chunk's ``EventRef`` list) and one conditional *claim*
+per event in the partition of the event's single-event run (``pk=run#<event run id>``, ``sk=claim``,
+``run_id``). A claim that exists already cancels the transaction; the cancellation reasons name the
+claim and its owner, and the chunk is retried without that event. So an event is claimed at most once, and a claimed event's run lists
 it. A crash between chunks leaves the later events unclaimed: they form a new batch run when redelivered.
 
 Unclear answers: each transaction carries a ``ClientRequestToken`` derived from the run, the chunk and its
@@ -29,7 +29,15 @@ from botocore.exceptions import ClientError
 from polos.aws import settings
 from polos.aws.chunking import MAX_ATTEMPTS, chunked, pause
 from polos.publish.events import EventRef
-from polos.runtime.journal import RUN_SK, Item, Journal, encode_run, now_iso, run_pk
+from polos.runtime.journal import (
+    RUN_SK,
+    Item,
+    Journal,
+    encode_run,
+    event_run_id,
+    now_iso,
+    run_pk,
+)
 from polos.runtime.records import RunRecord
 
 if TYPE_CHECKING:
@@ -64,8 +72,15 @@ def claim_token(run_id: str, chunk: int, refs: list[EventRef], round_: int) -> s
 
 
 def claim_pk(workflow_id: str, ref: EventRef) -> str:
-    """Topics and workflow ids never contain ``#``, so the key is unambiguous."""
-    return f"claim#{workflow_id}#{ref.topic}#{ref.sequence_id}"
+    """The event's claim lives in the partition of the event's single-event run (``sk=claim``), so a
+    delivery of the event to the workflow turned single-event sees the claim in the one Query it makes."""
+    return run_pk(event_run_id(workflow_id, ref.topic, ref.sequence_id))
+
+
+def claim_owner(items: list[Item]) -> str | None:
+    """The batch run named by a claim item among a partition's ``items``, if any."""
+    claim = next((item for item in items if item["sk"]["S"] == CLAIM_SK), None)
+    return None if claim is None else claim["run_id"]["S"]
 
 
 def _client() -> DynamoDBClient:

@@ -17,6 +17,7 @@ zombie attempt's write is refused and it stops.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -56,6 +57,15 @@ BY_WORKFLOW_INDEX = "by_workflow"
 
 def run_pk(run_id: str) -> str:
     return f"run#{run_id}"
+
+
+def hashed_run_id(*parts: str) -> str:
+    return "run_" + hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:26]
+
+
+def event_run_id(workflow_id: str, topic: str, sequence_id: int) -> str:
+    """The run of ``workflow_id`` for one event: every delivery of the event maps to it."""
+    return hashed_run_id(workflow_id, topic, str(sequence_id))
 
 
 def now_iso() -> str:

@@ -32,9 +32,9 @@ from polos.publish.events import EventRef, EventStore
 from polos.publish.messages import WorkflowMessage
 from polos.runtime import batches
 from polos.runtime.executor import Attempt, AttemptResult, execute
-from polos.runtime.journal import Acquired, Journal
+from polos.runtime.journal import Acquired, Journal, event_run_id
 from polos.runtime.records import ErrorInfo
-from polos.runtime.runs import event_run_id, new_run_id
+from polos.runtime.runs import new_run_id
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -171,11 +171,12 @@ class Invocation:
         observability.bind_run(first.run_id, wf.id, [ref.id for ref in refs])
         if message.event is not None:
             items = await asyncio.to_thread(self._journal.query_partition, first.run_id)
-            if not items:  # a first delivery: a batch run may hold the event (the workflow was batch)
-                claims = await asyncio.to_thread(batches.read_claims, wf.id, refs)
-                if refs[0] in claims:
-                    done = await self._finish_batch(wf, claims[refs[0]], message.event, final)
-                    return set() if done else {delivery.message_id for delivery in deliveries}
+            # The event's batch claim shares this partition: a batch run holds the event when the
+            # workflow was a batch workflow at its first delivery.
+            batch_run = batches.claim_owner(items)
+            if batch_run is not None and Journal.decode_partition(items) is None:
+                done = await self._finish_batch(wf, batch_run, message.event, final)
+                return set() if done else {delivery.message_id for delivery in deliveries}
             attempt = Attempt(wf, first.run_id, "event", refs, payload=payload, final=final, preloaded=items)
         else:
             attempt = Attempt(wf, first.run_id, "invoke", final=final)
