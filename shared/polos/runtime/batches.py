@@ -1,18 +1,18 @@
 """Batch membership: each event belongs to exactly one batch run of each batch workflow.
 
-A new batch run is created together with its membership in ONE ``TransactWriteItems`` per chunk of events:
-the run item (already leased to the creating attempt, in the first chunk only), a *member chunk* item in
-the run's partition (``sk=member#<nnnn>``, the chunk's ``EventRef`` list) and one conditional *claim*
-per event in the partition of the event's single-event run (``pk=run#<event run id>``, ``sk=claim``,
-``run_id``). A claim that exists already cancels the transaction; the cancellation reasons name the
-claim and its owner, and the chunk is retried without that event. So an event is claimed at most once,
-and a claimed event's run lists it. A crash between chunks leaves the later events unclaimed: they form a new batch run when redelivered.
+A new batch run is created together with its membership in ONE ``TransactWriteItems`` per chunk of events: the
+run item (already leased to the creating attempt, in the first chunk only), a *member chunk* item in the run's
+partition (``sk=member#<nnnn>``, the chunk's ``EventRef`` list) and one conditional *claim* per event in the
+partition of the event's single-event run (``pk=run#<event run id>``, ``sk=claim``, ``run_id``). A claim that
+exists already cancels the transaction; the cancellation reasons name the claim and its owner, and the chunk
+is retried without that event. So an event is claimed at most once, and a claimed event's run lists it. A
+crash between chunks leaves the later events unclaimed: they form a new batch run when redelivered.
 
 Unclear answers: each transaction carries a ``ClientRequestToken`` derived from the run, the chunk and its
 events, so botocore's retry of a transaction that was applied but whose answer was lost is answered as the
-first one (DynamoDB's 10-minute idempotency window). Where the retry fails anyway (the member item exists,
-the token expired), the run's partition is read again and its member chunk items are the truth: the
-run's members (and so its payload) are always its membership records, never the events in hand.
+first one (DynamoDB's 10-minute idempotency window). Where the retry fails anyway (the member item exists, the
+token expired), the run's partition is read again and its member chunk items are the truth: the run's members
+(and so its payload) are always its membership records, never the events in hand.
 """
 
 from __future__ import annotations
