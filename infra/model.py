@@ -95,11 +95,13 @@ TABLES: tuple[TableSpec, ...] = (EVENTS_TABLE, RUNS_TABLE, KEYS_TABLE, IDEMPOTEN
 
 @dataclass(frozen=True)
 class Route:
-    """An HTTP API route (DESIGN §2); every route goes to the API function behind the authorizer."""
+    """An HTTP API route (DESIGN §2); every route goes to the API function, behind the authorizer unless
+    ``public`` (the dashboard's static files: they hold no data, the page asks for the key itself)."""
 
     name: str
     method: str
     path: str
+    public: bool = False
 
 
 ROUTES: tuple[Route, ...] = (
@@ -109,6 +111,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GetRun", "GET", "/api/v1/runs/{run_id}"),
     Route("ListRuns", "GET", "/api/v1/runs"),
     Route("GetExecution", "GET", "/api/v1/executions/{id}"),
+    Route("Dashboard", "GET", "/ui", public=True),
+    Route("DashboardAsset", "GET", "/ui/{asset}", public=True),
 )
 
 

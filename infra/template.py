@@ -284,7 +284,12 @@ def _function(spec: FunctionSpec, model: AppModel) -> Doc:
         events: Doc = {
             route.name: {
                 "Type": "HttpApi",
-                "Properties": {"ApiId": _ref("HttpApi"), "Method": route.method, "Path": route.path},
+                "Properties": {
+                    "ApiId": _ref("HttpApi"),
+                    "Method": route.method,
+                    "Path": route.path,
+                    **({"Auth": {"Authorizer": "NONE"}} if route.public else {}),
+                },
             }
             for route in model.routes
         }

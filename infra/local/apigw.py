@@ -225,6 +225,7 @@ class ApiGateway:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._routes = RouteTable(routes)
+        self._public = {f"{route.method} {route.path}" for route in routes if route.public}
         self._authorizer = authorizer
         self._api = api
         self._cache_seconds = cache_seconds
@@ -237,15 +238,16 @@ class ApiGateway:
         path = urlsplit(request.target).path or "/"
         route_key, params = self._routes.match(request.method, path)
         event = request_event(request, route_key, params, request_id=request_id, now=datetime.now(UTC))
-        identity = event["headers"].get(IDENTITY_HEADER, "")
-        if not identity:
-            return HttpResponse.message(401, "Unauthorized")  # the identity source is missing
-        decision = self._authorize(event, identity, request_id)
-        if decision is None:
-            return HttpResponse.message(500, "Internal Server Error")
-        if not decision["isAuthorized"]:
-            return HttpResponse.message(403, "Forbidden")
-        event["requestContext"]["authorizer"] = {"lambda": decision.get("context") or {}}
+        if route_key not in self._public:  # a public route has no authorizer
+            identity = event["headers"].get(IDENTITY_HEADER, "")
+            if not identity:
+                return HttpResponse.message(401, "Unauthorized")  # the identity source is missing
+            decision = self._authorize(event, identity, request_id)
+            if decision is None:
+                return HttpResponse.message(500, "Internal Server Error")
+            if not decision["isAuthorized"]:
+                return HttpResponse.message(403, "Forbidden")
+            event["requestContext"]["authorizer"] = {"lambda": decision.get("context") or {}}
         try:
             result = self._api(event, request_id)
         except Exception:

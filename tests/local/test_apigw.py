@@ -202,3 +202,17 @@ def test_authorizer_results_are_cached_per_identity() -> None:
     now[0] = 301
     gw.handle(get("Bearer a"))
     assert len(functions.authorizer_events) == 3
+
+
+def test_public_routes_skip_the_authorizer() -> None:
+    """The dashboard's files (public routes) reach the API without a key; a key route still needs one."""
+    functions = Functions()
+    gw = gateway(functions)
+    for path in ("/ui", "/ui/app.js"):
+        answer = gw.handle(HttpRequest("GET", path))
+        assert answer.status == 200, path
+    assert functions.authorizer_events == []
+    assert [event["routeKey"] for event in functions.api_events] == ["GET /ui", "GET /ui/{asset}"]
+    assert all("authorizer" not in event["requestContext"] for event in functions.api_events)
+    assert gw.handle(HttpRequest("GET", "/ui/x/y")).status == 401  # not a dashboard route: $default
+    assert gw.handle(HttpRequest("POST", "/ui")).status == 401

@@ -1,7 +1,7 @@
 """The HTTP API: one Powertools resolver holding each area's router; every error is DESIGN §2 JSON.
 
 :func:`handle` is the whole request path: the API key verdict (from the authorizer) and the body size are
-checked before routing, then the resolver routes, validates (pydantic) and answers. Every answer other than
+checked before routing (the dashboard's static files, :mod:`polos.api.dashboard`, need no key), then the resolver routes, validates (pydantic) and answers. Every answer other than
 success is ``{"error": "<message naming the field or limit>", "error_type": "<code>"}``; unexpected failures
 are logged with their traceback and answered ``500`` without it.
 """
@@ -24,7 +24,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from polos.api import keys
+from polos.api import dashboard, keys
 from polos.api.errors import (
     ApiError,
     IdempotencyConflict,
@@ -68,6 +68,7 @@ def _strict_json(text: str | bytes) -> Any:
 app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=_strict_json)
 app.include_router(events_router)
 app.include_router(runs_router)
+app.include_router(dashboard.router)
 
 
 def _respond(status: int, error_type: str, message: str) -> Response[dict[str, str]]:
@@ -179,7 +180,8 @@ def _refuse(error: ApiError) -> dict[str, Any]:
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Answer one HTTP API (payload 2.0) request: key verdict and body size first, then the routes."""
     http = (event.get("requestContext") or {}).get("http") or {}
-    denied = keys.denial(event)
+    # The dashboard's static files hold no data: the page asks for the key and sends it with each API call.
+    denied = None if dashboard.is_public(http.get("method"), event.get("rawPath")) else keys.denial(event)
     if denied is not None:
         answer = _refuse(Unauthorized(denied))
     elif (size := _body_size(event)) > MAX_BODY_BYTES:
