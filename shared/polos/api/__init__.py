@@ -1,9 +1,10 @@
 """The HTTP API: one Powertools resolver holding each area's router; every error is DESIGN §2 JSON.
 
 :func:`handle` is the whole request path: the API key verdict (from the authorizer) and the body size are
-checked before routing (the dashboard's static files, :mod:`polos.api.dashboard`, need no key), then the resolver routes, validates (pydantic) and answers. Every answer other than
-success is ``{"error": "<message naming the field or limit>", "error_type": "<code>"}``; unexpected failures
-are logged with their traceback and answered ``500`` without it.
+checked before routing (the dashboard's static files, :mod:`polos.api.dashboard`, need no key), then the
+resolver routes, validates (pydantic) and answers. Every answer other than success is
+``{"error": "<message naming the field or limit>", "error_type": "<code>"}``; unexpected failures are
+logged with their traceback and answered ``500`` without it.
 """
 
 from __future__ import annotations

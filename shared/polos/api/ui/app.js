@@ -380,8 +380,8 @@
             badge(step.status),
             h("span", { class: "muted" }, `${step.attempts} attempt${step.attempts === 1 ? "" : "s"}`),
             h("span", { class: "num" }, Number.isFinite(start) ? duration(end - start) : "—"),
-            h("span", { class: "muted num" }, time(step.started_at))),
-          h("div", { class: "bar-track", "aria-hidden": "true" }, h("div", { class: `bar s-${step.status}`, style: `left:${left.toFixed(2)}%;width:${width.toFixed(2)}%` })),
+            h("div", { class: "bar-track", title: `started ${time(step.started_at)}, finished ${time(step.finished_at)}` },
+              h("div", { class: `bar s-${step.status}`, style: `left:${left.toFixed(2)}%;width:${width.toFixed(2)}%` }))),
           detail),
       );
     });
