@@ -109,6 +109,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GetRun", "GET", "/api/v1/runs/{run_id}"),
     Route("ListRuns", "GET", "/api/v1/runs"),
     Route("GetExecution", "GET", "/api/v1/executions/{id}"),
+    # The dashboard's static files: they hold no data, so the API function serves them without a key.
+    Route("Dashboard", "GET", "/ui"),
+    Route("DashboardAsset", "GET", "/ui/{asset}"),
 )
 
 

@@ -283,7 +283,11 @@ def _function(spec: FunctionSpec, model: AppModel) -> Doc:
         events: Doc = {
             route.name: {
                 "Type": "HttpApi",
-                "Properties": {"ApiId": _ref("HttpApi"), "Method": route.method, "Path": route.path},
+                "Properties": {
+                    "ApiId": _ref("HttpApi"),
+                    "Method": route.method,
+                    "Path": route.path,
+                },
             }
             for route in model.routes
         }

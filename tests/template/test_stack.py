@@ -44,6 +44,8 @@ ROUTES = {
     ("get", "/api/v1/runs"),
     ("get", "/api/v1/executions/{id}"),
 }
+# The dashboard's static files: no authorizer (they hold no data; the page sends the key with its API calls).
+PUBLIC_ROUTES = {("get", "/ui"), ("get", "/ui/{asset}")}
 # cfn-lint findings ignored (rule id → reason). Errors and warnings are checked; none is ignored today.
 IGNORED_LINT_RULES: dict[str, str] = {}
 assert len(PREFIX) == QUEUE_NAME_PREFIX_MAX
@@ -163,7 +165,7 @@ def test_http_api_routes_no_authorizer_and_no_cors(translated: dict[str, dict[st
     (api,) = _resources(doc, "AWS::ApiGatewayV2::Api").values()
     body = api["Body"]
     routes = {(method, path) for path, methods in body["paths"].items() for method in methods}
-    assert routes == ROUTES | {("x-amazon-apigateway-any-method", "$default")}
+    assert routes == ROUTES | PUBLIC_ROUTES | {("x-amazon-apigateway-any-method", "$default")}
     for methods in body["paths"].values():
         for operation in methods.values():
             assert "security" not in operation

@@ -1,10 +1,10 @@
 """The HTTP API: one Powertools resolver holding each area's router; every error is DESIGN §2 JSON.
 
 :func:`handle` is the whole request path: the API key (:func:`polos.api.keys.authenticate`, on every
-request) and the body size are checked before routing, then the resolver routes, validates (pydantic)
-and answers. Every answer other than success is ``{"error": "<message naming the field or limit>",
-"error_type": "<code>"}``; unexpected failures are logged with their traceback and answered ``500``
-without it.
+request; the dashboard's static files, :mod:`polos.api.dashboard`, need none) and the body size are
+checked before routing, then the resolver routes, validates (pydantic) and answers. Every answer other
+than success is ``{"error": "<message naming the field or limit>", "error_type": "<code>"}``; unexpected
+failures are logged with their traceback and answered ``500`` without it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from polos.api import keys
+from polos.api import dashboard, keys
 from polos.api.errors import (
     ApiError,
     IdempotencyConflict,
@@ -70,6 +70,7 @@ def _strict_json(text: str | bytes) -> Any:
 app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=_strict_json)
 app.include_router(events_router)
 app.include_router(runs_router)
+app.include_router(dashboard.router)
 
 
 def _respond(status: int, error_type: str, message: str) -> Response[dict[str, str]]:
@@ -190,7 +191,9 @@ def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     http = (event.get("requestContext") or {}).get("http") or {}
     key_id = None
     try:
-        key_id = keys.authenticate(event)
+        # The dashboard's static files hold no data: the page asks for the key and sends it with each call.
+        if not dashboard.is_public(http.get("method"), event.get("rawPath")):
+            key_id = keys.authenticate(event)
     except keys.KeyDenied as denied:
         answer = _refuse(Unauthorized(str(denied)))
     except Exception:  # the keys table did not answer: a JSON 500, never Lambda's own error
