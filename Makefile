@@ -6,7 +6,7 @@ SAM_VENV ?= .sam-venv
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY = 0
 
-.PHONY: install test lint typecheck demo dev template sam-check bench soak clean
+.PHONY: install browser test lint typecheck demo dev template sam-check bench soak screenshot clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,16 +16,24 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# Debian's chromium and chromium-driver for the dashboard's browser tests (tests/browser), installed when
+# missing and apt-get can run (root on Debian, as on CI); elsewhere those tests skip and say why.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else echo "note: chromium/chromium-driver missing and apt-get needs root: the browser tests will skip"; fi
+
 # ruff, then the import layers of pyproject.toml ([tool.importlinter]): a new cycle or forbidden import fails.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
 typecheck: install
-	$(BIN)/mypy shared/polos infra functions/api functions/authorizer functions/worker bench
+	$(BIN)/mypy shared/polos infra functions/api functions/worker bench
 
 # pytest exits 5 when no test ran; make treats that as the failure it is.
-test: lint typecheck
+test: lint typecheck browser
 	$(BIN)/pytest
 
 demo: install
@@ -44,6 +52,10 @@ bench: install
 # The reliability suite at full size: 10,000-event load test and the whole crash matrix.
 soak: install
 	POLOS_SOAK=1 $(BIN)/pytest tests/reliability -o timeout=3600
+
+# The README's picture of the dashboard (docs/dashboard.png), taken by its browser test.
+screenshot: install browser
+	POLOS_SCREENSHOT=$(CURDIR)/docs/dashboard.png $(BIN)/pytest tests/browser -k published_run_live
 
 $(SAM_VENV)/.installed:
 	$(PYTHON) -m venv $(SAM_VENV)

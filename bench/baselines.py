@@ -11,7 +11,7 @@
 (b) ``NaiveSystem`` — one PutItem and one SendMessage per event per subscriber; the worker calls the step
     functions with no journal at all (a retry re-runs every step).
 
-Neither has an authorizer (their API Gateway requests are still billed).
+Neither checks API keys (their API Gateway requests are still billed).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HANDLERS = ("api", "authorizer", "worker")
+HANDLERS = ("api", "worker")
 BASELINE = "boto3"
 
 _PROBE = (
@@ -51,7 +51,7 @@ class ImportTime:
 
 
 def targets() -> list[Target]:
-    """``import boto3`` and the three handler modules (``functions/<name>/app.py``)."""
+    """``import boto3`` and the handler modules (``functions/<name>/app.py``)."""
     shared, functions = str(ROOT / "shared"), str(ROOT / "functions")
     found = [Target(BASELINE, "boto3", ())]
     for name in HANDLERS:

@@ -33,7 +33,6 @@ from infra.local.functions import LocalContext, load_handler
 from infra.local.mapping import EventSourceMapping
 from infra.local.stack import LocalStack, StackOptions
 from infra.model import WORKER_FUNCTION, AppModel, FunctionSpec, build_model
-from infra.template import AUTHORIZER_CACHE_SECONDS
 
 # Lambda time spent waiting on an AWS request in the cloud (an in-region DynamoDB or SQS round trip);
 # stands in for the time moto took in-process, which says nothing about the cloud.
@@ -94,11 +93,11 @@ class Usage:
 @dataclass(frozen=True)
 class Handlers:
     """A system's Lambda handlers ``(event, context)``, made once the stack's environment is set.
-    ``authorizer`` ``None``: requests pass the gateway without one (the baselines)."""
+    ``checks_keys``: the API handler refuses requests without a valid API key (Polos; not the baselines)."""
 
     api: Handler
     worker: Handler
-    authorizer: Handler | None = None
+    checks_keys: bool = False
 
 
 def forget_worker_app() -> Handler:
@@ -116,7 +115,7 @@ def polos_handlers(model: AppModel) -> Handlers:
     return Handlers(
         api=_serial(load_handler(model.function("serves_api"))),
         worker=forget_worker_app(),
-        authorizer=_serial(load_handler(model.function("authorizes_api"))),
+        checks_keys=True,
     )
 
 
@@ -144,11 +143,6 @@ def aws_in_process() -> Iterator[None]:
     finally:
         apply_environment(previous)
         settings.reset()
-
-
-def _allow_all(event: dict[str, Any], request_id: str) -> dict[str, Any]:
-    """The gateway of a system without an authorizer: every request passes, unbilled."""
-    return {"isAuthorized": True, "context": {}}
 
 
 class MeteredStack:
@@ -182,16 +176,9 @@ class MeteredStack:
             prefix=f"b{secrets.token_hex(3)}-",  # unique: several stacks may share one moto
         )
         handlers = self.handlers
-        self.api_key = self.local.create_api_key(name="bench") if handlers.authorizer is not None else ""
-        authorizer: Callable[[dict[str, Any], str], Any] = _allow_all
-        if handlers.authorizer is not None:
-            auth_handler = handlers.authorizer
-            authorizer = self._metered(model.function("authorizes_api"), lambda: auth_handler)
+        self.api_key = self.local.create_api_key(name="bench") if handlers.checks_keys else ""
         self.local.gateway = ApiGateway(
-            model.routes,
-            authorizer=authorizer,
-            api=self._metered(model.function("serves_api"), lambda: self.handlers.api),
-            cache_seconds=AUTHORIZER_CACHE_SECONDS,
+            model.routes, api=self._metered(model.function("serves_api"), lambda: self.handlers.api)
         )
         meter.attach(settings.dynamodb(), settings.sqs())
 

@@ -95,7 +95,7 @@ TABLES: tuple[TableSpec, ...] = (EVENTS_TABLE, RUNS_TABLE, KEYS_TABLE, IDEMPOTEN
 
 @dataclass(frozen=True)
 class Route:
-    """An HTTP API route (DESIGN §2); every route goes to the API function behind the authorizer."""
+    """An HTTP API route (DESIGN §2); every route goes to the API function, which checks the API key."""
 
     name: str
     method: str
@@ -109,12 +109,15 @@ ROUTES: tuple[Route, ...] = (
     Route("GetRun", "GET", "/api/v1/runs/{run_id}"),
     Route("ListRuns", "GET", "/api/v1/runs"),
     Route("GetExecution", "GET", "/api/v1/executions/{id}"),
+    # The dashboard's static files: they hold no data, so the API function serves them without a key.
+    Route("Dashboard", "GET", "/ui"),
+    Route("DashboardAsset", "GET", "/ui/{asset}"),
 )
 
 
 @dataclass(frozen=True)
 class TableAccess:
-    """DynamoDB actions a function may call on one table (and on its indexes when ``indexes``).
+    """DynamoDB actions a function may call on one table, and on each of its indexes (``index_actions``).
 
     There is no IAM action for transactions: ``TransactWriteItems`` is authorised item by item as ``PutItem``
     / ``UpdateItem`` / ``DeleteItem`` / ``ConditionCheckItem`` (and ``TransactGetItems`` as ``GetItem``).
@@ -122,18 +125,24 @@ class TableAccess:
 
     table: TableSpec
     actions: tuple[str, ...]
-    indexes: bool = False
+    index_actions: tuple[str, ...] = ()
 
 
-_EVENT_STORE_ACTIONS = (
-    "dynamodb:GetItem",
-    "dynamodb:PutItem",
+# Publishing: reserve sequence ids (UpdateItem), store events (BatchWriteItem, or PutItem in the claim
+# transactions of client-given ids), read claimed ids and stored events (BatchGetItem).
+_PUBLISH_ACTIONS = (
     "dynamodb:UpdateItem",
     "dynamodb:BatchWriteItem",
+    "dynamodb:PutItem",
     "dynamodb:BatchGetItem",
-    "dynamodb:Query",
-    "dynamodb:ConditionCheckItem",
 )
+
+
+# sqs:SendMessage also authorises SendMessageBatch. The consuming function's role is what Lambda's event
+# source mapping uses to poll its queues: exactly these three actions (AWSLambdaSQSQueueExecutionRole);
+# the code itself never receives, deletes or changes visibility.
+SEND_ACTIONS = ("sqs:SendMessage",)
+CONSUME_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
 
 
 @dataclass(frozen=True)
@@ -146,11 +155,17 @@ class FunctionSpec:
     timeout_seconds: int
     memory_mb: int
     tables: tuple[TableAccess, ...]
-    sends_to_queues: bool = False  # sqs:SendMessage (also covers SendMessageBatch) on the workflow queues
-    consumes_queues: bool = False  # the event source mappings of the workflow queues invoke it
-    serves_api: bool = False  # every HTTP API route invokes it
-    authorizes_api: bool = False  # the HTTP API's Lambda authorizer
+    sends_to_queues: bool = False  # SEND_ACTIONS on each workflow queue (by ARN)
+    consumes_queues: bool = False  # the workflow queues' event source mappings invoke it (CONSUME_ACTIONS)
+    serves_api: bool = False  # every HTTP API route invokes it; it checks the API key on every request
     sweeps_timers: bool = False  # invoked every minute to send the wake-ups of due timers
+
+    @property
+    def queue_actions(self) -> tuple[str, ...]:
+        """The SQS actions granted on each workflow queue (none: no queue statement at all)."""
+        return (SEND_ACTIONS if self.sends_to_queues else ()) + (
+            CONSUME_ACTIONS if self.consumes_queues else ()
+        )
 
 
 API_FUNCTION = FunctionSpec(
@@ -160,35 +175,18 @@ API_FUNCTION = FunctionSpec(
     timeout_seconds=29,  # an HTTP API integration times out after 30 s
     memory_mb=512,
     tables=(
-        TableAccess(EVENTS_TABLE, _EVENT_STORE_ACTIONS),
-        TableAccess(
-            IDEMPOTENCY_TABLE,
-            ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
-        ),
+        TableAccess(KEYS_TABLE, ("dynamodb:GetItem",)),  # the API key check of every request
+        TableAccess(EVENTS_TABLE, (*_PUBLISH_ACTIONS, "dynamodb:Query")),  # + listing a topic
+        TableAccess(IDEMPOTENCY_TABLE, ("dynamodb:GetItem", "dynamodb:PutItem")),
         TableAccess(
             RUNS_TABLE,
             # DeleteItem: a queued run whose message could not be sent is removed (runs.discard_queued)
-            (
-                "dynamodb:GetItem",
-                "dynamodb:PutItem",
-                "dynamodb:Query",
-                "dynamodb:UpdateItem",
-                "dynamodb:DeleteItem",
-            ),
-            indexes=True,
+            ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:DeleteItem"),
+            index_actions=("dynamodb:Query",),
         ),
     ),
     sends_to_queues=True,
     serves_api=True,
-)
-AUTHORIZER_FUNCTION = FunctionSpec(
-    "AuthorizerFunction",
-    "authorizer/app.handler",
-    "Polos API key authorizer",
-    timeout_seconds=10,
-    memory_mb=256,
-    tables=(TableAccess(KEYS_TABLE, ("dynamodb:GetItem",)),),
-    authorizes_api=True,
 )
 WORKER_FUNCTION = FunctionSpec(
     "WorkerFunction",
@@ -199,17 +197,11 @@ WORKER_FUNCTION = FunctionSpec(
     tables=(
         TableAccess(
             RUNS_TABLE,
-            (
-                "dynamodb:GetItem",
-                "dynamodb:PutItem",
-                "dynamodb:UpdateItem",
-                "dynamodb:Query",
-                "dynamodb:BatchGetItem",
-                "dynamodb:ConditionCheckItem",
-                "dynamodb:BatchWriteItem",
-            ),
+            ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:BatchGetItem"),
         ),
-        TableAccess(EVENTS_TABLE, _EVENT_STORE_ACTIONS),  # ctx.step.publish_event publishes like the API
+        # ctx.step.publish_event publishes like the API, always with a client-given (deterministic) id: its
+        # events are stored in claim transactions (PutItem), never by BatchWriteItem.
+        TableAccess(EVENTS_TABLE, ("dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:BatchGetItem")),
     ),
     sends_to_queues=True,
     consumes_queues=True,
@@ -229,7 +221,7 @@ TIMERS_FUNCTION = FunctionSpec(
     sends_to_queues=True,
     sweeps_timers=True,
 )
-FUNCTIONS: tuple[FunctionSpec, ...] = (API_FUNCTION, AUTHORIZER_FUNCTION, WORKER_FUNCTION, TIMERS_FUNCTION)
+FUNCTIONS: tuple[FunctionSpec, ...] = (API_FUNCTION, WORKER_FUNCTION, TIMERS_FUNCTION)
 
 
 @dataclass(frozen=True)
@@ -264,7 +256,7 @@ class AppModel:
     routes: tuple[Route, ...] = field(default=ROUTES)
 
     def function(self, role: str) -> FunctionSpec:
-        """The function flagged ``role`` (``serves_api``, ``authorizes_api`` or ``consumes_queues``)."""
+        """The function flagged ``role`` (``serves_api`` or ``consumes_queues``)."""
         (spec,) = (spec for spec in self.functions if getattr(spec, role))
         return spec
 

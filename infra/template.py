@@ -7,6 +7,7 @@ are written long-form (``Fn::Sub``, ``Ref``, ``Fn::GetAtt``) so plain YAML tools
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -33,26 +34,35 @@ TEMPLATE_PATH = "template.yaml"
 MANIFEST_PATH = "functions/polos_manifest.json"  # the API function reads it from its package (/var/task)
 RUNTIME = "python3.12"
 ARCHITECTURE = "arm64"
-AUTHORIZER = "ApiKeyAuthorizer"
-AUTHORIZER_CACHE_SECONDS = 300
 # Retention periods CloudWatch Logs accepts (up to 7 years).
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557)
 # X-Ray's write actions accept no resource but "*"; AWS's managed policy holds that one statement so that
 # every statement this template writes names its resources.
 XRAY_POLICY = "arn:${AWS::Partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"
 # CloudFormation's per-template quotas. The SAM transform adds to the resources written here the API's
-# stage and Lambda permissions: at most one per route and one for the authorizer.
+# stage and Lambda permissions: at most one per route.
 MAX_RESOURCES = 500
 MAX_OUTPUTS = 200
 
 QUEUE_URL_PREFIX = {
     "Fn::Sub": "https://sqs.${AWS::Region}.${AWS::URLSuffix}/${AWS::AccountId}/${QueueNamePrefix}"
 }
-QUEUE_ARN_PATTERN = {
-    "Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${QueueNamePrefix}*"
-}
+# IAM's quota on a role's inline policies, white space not counted. Each workflow queue is named by its own
+# ARN in the roles that touch it (a prefix wildcard could reach another stack's queues), so the policy grows
+# with the workflows; its resolved size is bounded from above before deploying (_check_policy_sizes).
+MAX_ROLE_POLICY_CHARS = 10_240
+# "arn:" + partition (aws-us-gov, 10) + ":sqs:" + region (ap-southeast-2, 14) + ":" + account (12) + ":"
+QUEUE_ARN_HEAD_MAX = 4 + 10 + 5 + 14 + 1 + 12 + 1
+# Any other resolved intrinsic (a generated table or log group ARN: stack name ≤ 128 + logical id + suffix).
+OTHER_INTRINSIC_MAX = 256
 
 Doc = dict[str, Any]
+
+# A workflow's queue and dead-letter queue may still hold messages (runs not yet done, dead letters not yet
+# redriven) when the workflow is removed from the app or a change replaces the queue: CloudFormation keeps
+# them (and their messages) instead of deleting them; `polos template` names the queues so left behind.
+RETAIN = {"DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"}
+WORKFLOW_TAG = "polos:workflow"
 
 
 class TemplateError(ValueError):
@@ -191,15 +201,10 @@ def _table(spec: TableSpec) -> Doc:
         }
     )
     # Events and runs are the product's data: deleting or replacing the stack must not delete them.
-    return {
-        "Type": "AWS::DynamoDB::Table",
-        "DeletionPolicy": "Retain",
-        "UpdateReplacePolicy": "Retain",
-        "Properties": properties,
-    }
+    return {"Type": "AWS::DynamoDB::Table", **RETAIN, "Properties": properties}
 
 
-def _statements(spec: FunctionSpec) -> list[Doc]:
+def _statements(spec: FunctionSpec, queues: tuple[WorkflowQueue, ...], names: dict[str, str]) -> list[Doc]:
     statements: list[Doc] = [
         {
             "Sid": "WriteOwnLogs",
@@ -210,41 +215,32 @@ def _statements(spec: FunctionSpec) -> list[Doc]:
     ]
     for access in spec.tables:
         table = access.table.logical_id
-        resources: list[Any] = [_arn(table)]
-        if access.indexes:
-            resources += [
-                {"Fn::Sub": f"${{{table}.Arn}}/index/{index.name}"} for index in access.table.indexes
-            ]
         statements.append(
-            {"Sid": table, "Effect": "Allow", "Action": list(access.actions), "Resource": resources}
+            {"Sid": table, "Effect": "Allow", "Action": list(access.actions), "Resource": [_arn(table)]}
         )
-    if spec.sends_to_queues:
+        if access.index_actions and access.table.indexes:
+            indexes = [{"Fn::Sub": f"${{{table}.Arn}}/index/{index.name}"} for index in access.table.indexes]
+            statements.append(
+                {
+                    "Sid": f"{table}Indexes",
+                    "Effect": "Allow",
+                    "Action": list(access.index_actions),
+                    "Resource": indexes,
+                }
+            )
+    if spec.queue_actions and queues:
         statements.append(
             {
-                "Sid": "SendToWorkflowQueues",
+                "Sid": "WorkflowQueues",
                 "Effect": "Allow",
-                "Action": ["sqs:SendMessage"],
-                "Resource": QUEUE_ARN_PATTERN,
-            }
-        )
-    if spec.consumes_queues:
-        statements.append(
-            {
-                "Sid": "ConsumeWorkflowQueues",
-                "Effect": "Allow",
-                "Action": [
-                    "sqs:ReceiveMessage",
-                    "sqs:DeleteMessage",
-                    "sqs:GetQueueAttributes",
-                    "sqs:ChangeMessageVisibility",
-                ],
-                "Resource": QUEUE_ARN_PATTERN,
+                "Action": list(spec.queue_actions),
+                "Resource": [_arn(f"Queue{names[queue.workflow_id]}") for queue in queues],
             }
         )
     return statements
 
 
-def _role(spec: FunctionSpec) -> Doc:
+def _role(spec: FunctionSpec, queues: tuple[WorkflowQueue, ...], names: dict[str, str]) -> Doc:
     return {
         "Type": "AWS::IAM::Role",
         "Properties": {
@@ -263,7 +259,10 @@ def _role(spec: FunctionSpec) -> Doc:
             "Policies": [
                 {
                     "PolicyName": "polos",
-                    "PolicyDocument": {"Version": "2012-10-17", "Statement": _statements(spec)},
+                    "PolicyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": _statements(spec, queues, names),
+                    },
                 }
             ],
             "Tags": _stage_tag_list(),
@@ -284,7 +283,11 @@ def _function(spec: FunctionSpec, model: AppModel) -> Doc:
         events: Doc = {
             route.name: {
                 "Type": "HttpApi",
-                "Properties": {"ApiId": _ref("HttpApi"), "Method": route.method, "Path": route.path},
+                "Properties": {
+                    "ApiId": _ref("HttpApi"),
+                    "Method": route.method,
+                    "Path": route.path,
+                },
             }
             for route in model.routes
         }
@@ -299,31 +302,12 @@ def _function(spec: FunctionSpec, model: AppModel) -> Doc:
     return {"Type": "AWS::Serverless::Function", "Properties": properties}
 
 
-def _http_api(model: AppModel) -> Doc:
-    # A missing Authorization header is refused by API Gateway (401) before the authorizer runs; every
-    # header that is present reaches the authorizer, which lets the request through with the key's
-    # validity in its context so that the API answers an invalid key with its own 401 JSON.
+def _http_api() -> Doc:
+    # No authorizer: the API function checks the key of every request itself (polos.api.keys), so that every
+    # refusal is our 401 JSON (a missing header too) and a revoked key is refused from the next request.
     return {
         "Type": "AWS::Serverless::HttpApi",
-        "Properties": {
-            "Description": "Polos HTTP API",
-            "Auth": {
-                "DefaultAuthorizer": AUTHORIZER,
-                "Authorizers": {
-                    AUTHORIZER: {
-                        "FunctionArn": _arn(model.function("authorizes_api").logical_id),
-                        "AuthorizerPayloadFormatVersion": "2.0",
-                        "EnableSimpleResponses": True,
-                        "EnableFunctionDefaultPermissions": True,
-                        "Identity": {
-                            "Headers": ["Authorization"],
-                            "ReauthorizeEvery": AUTHORIZER_CACHE_SECONDS,
-                        },
-                    }
-                },
-            },
-            "Tags": _stage_tags(),
-        },
+        "Properties": {"Description": "Polos HTTP API", "Tags": _stage_tags()},
     }
 
 
@@ -354,15 +338,17 @@ def _queue_resources(queue: WorkflowQueue, name: str, worker: FunctionSpec) -> D
     return {
         dlq: {
             "Type": "AWS::SQS::Queue",
+            **RETAIN,
             "Properties": {
                 "QueueName": {"Fn::Sub": "${QueueNamePrefix}" + queue.workflow_id + "-dlq"},
                 "SqsManagedSseEnabled": True,
                 "MessageRetentionPeriod": DLQ_RETENTION_SECONDS,
-                "Tags": [{"Key": "polos:workflow", "Value": queue.workflow_id}],
+                "Tags": [{"Key": WORKFLOW_TAG, "Value": queue.workflow_id}],
             },
         },
         f"Queue{name}": {
             "Type": "AWS::SQS::Queue",
+            **RETAIN,
             "Properties": {
                 "QueueName": {"Fn::Sub": "${QueueNamePrefix}" + queue.workflow_id},
                 "SqsManagedSseEnabled": True,
@@ -372,7 +358,7 @@ def _queue_resources(queue: WorkflowQueue, name: str, worker: FunctionSpec) -> D
                     "deadLetterTargetArn": _arn(dlq),
                     "maxReceiveCount": _ref("MaxReceiveCount"),
                 },
-                "Tags": [{"Key": "polos:workflow", "Value": queue.workflow_id}],
+                "Tags": [{"Key": WORKFLOW_TAG, "Value": queue.workflow_id}],
             },
         },
         f"EventSource{name}": {"Type": "AWS::Lambda::EventSourceMapping", "Properties": mapping},
@@ -380,10 +366,10 @@ def _queue_resources(queue: WorkflowQueue, name: str, worker: FunctionSpec) -> D
 
 
 def _resources(model: AppModel, names: dict[str, str]) -> Doc:
-    resources: Doc = {"HttpApi": _http_api(model), "PolosLayer": _layer()}
+    resources: Doc = {"HttpApi": _http_api(), "PolosLayer": _layer()}
     for spec in model.functions:
         resources[spec.logical_id] = _function(spec, model)
-        resources[f"{spec.logical_id}Role"] = _role(spec)
+        resources[f"{spec.logical_id}Role"] = _role(spec, model.queues, names)
         resources[f"{spec.logical_id}LogGroup"] = {
             "Type": "AWS::Logs::LogGroup",
             "Properties": {"RetentionInDays": _ref("LogRetentionDays")},
@@ -425,9 +411,7 @@ def _outputs(model: AppModel, names: dict[str, str]) -> Doc:
 
 
 def _check_quotas(doc: Doc, model: AppModel) -> None:
-    generated = (
-        1 + len(model.routes) + 2
-    )  # the API stage, a permission per route (+ any other), the authorizer's
+    generated = 1 + len(model.routes) + 1  # the API stage, a permission per route (+ any other)
     resources = len(doc["Resources"]) + generated
     if resources > MAX_RESOURCES or len(doc["Outputs"]) > MAX_OUTPUTS:
         raise TemplateError(
@@ -435,6 +419,37 @@ def _check_quotas(doc: Doc, model: AppModel) -> None:
             f"one CloudFormation stack holds at most {MAX_RESOURCES} resources and {MAX_OUTPUTS} outputs "
             "(3 resources and 2 outputs per workflow): split the app into several stacks"
         )
+
+
+def _resolved_size_bound(node: Any, lengths: dict[str, int]) -> int:
+    """An upper bound of ``node``'s compact JSON size once CloudFormation has resolved its intrinsics;
+    ``lengths``: resolved length of ``Fn::GetAtt [X, Arn]`` by logical id (else OTHER_INTRINSIC_MAX)."""
+    if isinstance(node, dict) and len(node) == 1 and next(iter(node)) in ("Ref", "Fn::GetAtt", "Fn::Sub"):
+        kind, value = next(iter(node.items()))
+        resolved = lengths.get(value[0], OTHER_INTRINSIC_MAX) if kind == "Fn::GetAtt" else OTHER_INTRINSIC_MAX
+        return resolved + 2 + (len(value) if kind == "Fn::Sub" else 0)  # quotes; a Sub's own text
+    if isinstance(node, dict):
+        return 2 + sum(len(json.dumps(k)) + 2 + _resolved_size_bound(v, lengths) for k, v in node.items())
+    if isinstance(node, list):
+        return 2 + sum(_resolved_size_bound(item, lengths) + 1 for item in node)
+    return len(json.dumps(node))
+
+
+def _check_policy_sizes(doc: Doc, model: AppModel, names: dict[str, str]) -> None:
+    """Refuse an app whose roles could exceed IAM's inline policy quota once deployed."""
+    lengths = {
+        f"Queue{names[q.workflow_id]}": QUEUE_ARN_HEAD_MAX + QUEUE_NAME_PREFIX_MAX + len(q.workflow_id)
+        for q in model.queues
+    }
+    for spec in model.functions:
+        policies = doc["Resources"][f"{spec.logical_id}Role"]["Properties"]["Policies"]
+        size = sum(_resolved_size_bound(policy["PolicyDocument"], lengths) for policy in policies)
+        if size > MAX_ROLE_POLICY_CHARS:
+            raise TemplateError(
+                f"{len(model.queues)} workflows: the role of {spec.logical_id} names each workflow queue and "
+                f"may reach {size} characters once deployed; IAM allows {MAX_ROLE_POLICY_CHARS} per role "
+                "(shorter workflow ids fit more): split the app into several stacks"
+            )
 
 
 def render_template(model: AppModel, app_module: str) -> Doc:
@@ -450,6 +465,7 @@ def render_template(model: AppModel, app_module: str) -> Doc:
         "Outputs": _outputs(model, names),
     }
     _check_quotas(doc, model)
+    _check_policy_sizes(doc, model, names)
     return doc
 
 
@@ -477,6 +493,39 @@ def render_files(model: AppModel, app_module: str) -> dict[str, str]:
         TEMPLATE_PATH: to_yaml(render_template(model, app_module)),
         MANIFEST_PATH: model.manifest.to_json(),
     }
+
+
+def queued_workflows(template_text: str) -> set[str]:
+    """The workflows that have queues in a rendered template (``template.yaml`` as checked in)."""
+    try:
+        doc = yaml.safe_load(template_text) if template_text else None
+    except yaml.YAMLError:
+        return set()
+    resources = (doc or {}).get("Resources") or {}
+    return {
+        tag["Value"]
+        for resource in resources.values()
+        if isinstance(resource, dict) and resource.get("Type") == "AWS::SQS::Queue"
+        for tag in (resource.get("Properties") or {}).get("Tags") or []
+        if tag.get("Key") == WORKFLOW_TAG
+    }
+
+
+def retained_queues_notice(root: Path, files: dict[str, str]) -> str | None:
+    """What deploying ``files`` leaves behind: the queues of workflows the checked-in template has and the
+    rendered one no longer has (they are retained with their messages, never deleted)."""
+    path = root / TEMPLATE_PATH
+    before = queued_workflows(path.read_text()) if path.is_file() else set()
+    removed = sorted(before - queued_workflows(files[TEMPLATE_PATH]))
+    if not removed:
+        return None
+    names = ", ".join(f"<QueueNamePrefix>{wf} and <QueueNamePrefix>{wf}-dlq" for wf in removed)
+    return (
+        f"workflow(s) {', '.join(removed)} removed: deploying keeps their queues ({names}) and any messages "
+        "in them (DeletionPolicy Retain), but nothing consumes them any more. Let them drain first (deploy "
+        "the removal once they are empty), or read or move the messages yourself, then delete the queues "
+        "(aws sqs delete-queue); adding a workflow of the same id again needs its old queues deleted first."
+    )
 
 
 def stale_diffs(root: Path, files: dict[str, str]) -> list[str]:

@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
             f"started in {server.startup_seconds:.1f} s\n"
             f"  API URL   {server.url}\n"
             f"  API key   {server.api_key}\n"
+            f"  Dashboard {server.url}/ui (asks for the API key)\n"
             f"  Logs      {LOG_FILE} (the functions' JSON logs)\n"
             f"  Try it:\n    {curl_line(server.url, server.api_key)}\n"
             f"  export POLOS_API_URL={server.url} POLOS_API_KEY={server.api_key}\n"

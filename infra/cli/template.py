@@ -11,7 +11,15 @@ from polos.app import App, load_app
 from polos.errors import WorkflowDefinitionError
 
 from infra.model import build_model
-from infra.template import MANIFEST_PATH, TEMPLATE_PATH, TemplateError, render_files, stale_diffs, write_files
+from infra.template import (
+    MANIFEST_PATH,
+    TEMPLATE_PATH,
+    TemplateError,
+    render_files,
+    retained_queues_notice,
+    stale_diffs,
+    write_files,
+)
 
 DEFAULT_APP = "workflows"
 FUNCTIONS_DIR = Path(MANIFEST_PATH).parent.name  # the Lambda code package: handlers and the app
@@ -61,10 +69,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"polos template: {exc}", file=sys.stderr)
         return 2
     names = " and ".join(files)
+    notice = retained_queues_notice(root, files)
     if args.check:
         diffs = stale_diffs(root, files)
         if diffs:
             sys.stdout.write("".join(diffs))
+            if notice:
+                print(f"polos template: note: {notice}", file=sys.stderr)
             print(
                 f"polos template: {names} are stale; run `polos template` and commit the result",
                 file=sys.stderr,
@@ -75,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     changed = write_files(root, files)
     print(f"wrote {' and '.join(changed)}" if changed else f"{names} were already up to date", end="")
     print(f" ({len(model.queues)} workflows)")
+    if notice:
+        print(f"polos template: note: {notice}", file=sys.stderr)
     return 0
 
 

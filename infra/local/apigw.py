@@ -1,9 +1,8 @@
-"""API Gateway (HTTP API) in front of the local functions: routes, the Lambda authorizer, payload v2.
+"""API Gateway (HTTP API) in front of the local API function: routes and payload format 2.0.
 
-An HTTP request becomes the event API Gateway would send (payload format 2.0): the authorizer is called
-first (REQUEST authorizer, simple responses, results cached per ``Authorization`` value like the
-template's ``ReauthorizeEvery``), then the API function with the authorizer's context in
-``requestContext.authorizer.lambda``; the function's answer becomes the HTTP response.
+An HTTP request becomes the event API Gateway would send (payload format 2.0) and goes to the API function,
+whose answer becomes the HTTP response. As deployed, the HTTP API has no authorizer: every request reaches
+the function, which checks its API key first (a missing header included), on every request.
 """
 
 from __future__ import annotations
@@ -13,8 +12,6 @@ import contextlib
 import json
 import logging
 import re
-import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from infra.local.aws import ACCOUNT_ID, REGION
+from infra.local.aws import ACCOUNT_ID
 from infra.model import Route
 
 logger = logging.getLogger(__name__)
@@ -31,7 +28,6 @@ API_ID = "local"
 STAGE = "$default"
 DEFAULT_ROUTE = "$default"
 MAX_BODY_BYTES = 10 * 1024 * 1024  # an HTTP API's payload limit
-IDENTITY_HEADER = "authorization"
 _TEXT_TYPES = (
     "text/",
     "application/json",
@@ -64,7 +60,7 @@ class HttpResponse:
 
     @classmethod
     def message(cls, status: int, text: str) -> HttpResponse:
-        """API Gateway's own answers (``{"message": ...}``), e.g. when the authorizer is not passed."""
+        """API Gateway's own answers (``{"message": ...}``), e.g. when the function fails."""
         return cls(status, [("content-type", "application/json")], json.dumps({"message": text}).encode())
 
 
@@ -109,7 +105,7 @@ def request_event(
     request_id: str,
     now: datetime,
 ) -> dict[str, Any]:
-    """The payload format 2.0 event of ``request`` (without the authorizer's context)."""
+    """The payload format 2.0 event of ``request``."""
     url = urlsplit(request.target)
     headers: dict[str, str] = {}
     cookies: list[str] = []
@@ -167,33 +163,6 @@ def request_event(
     return event
 
 
-def authorizer_event(event: dict[str, Any], identity: str) -> dict[str, Any]:
-    """The REQUEST authorizer event (payload format 2.0) for the request ``event``."""
-    http = event["requestContext"]["http"]
-    route_arn = f"arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{API_ID}/{STAGE}/{http['method']}{http['path']}"
-    copied: dict[str, Any] = {
-        key: event[key]
-        for key in (
-            "routeKey",
-            "rawPath",
-            "rawQueryString",
-            "cookies",
-            "headers",
-            "queryStringParameters",
-            "pathParameters",
-            "requestContext",
-        )
-        if key in event
-    }
-    return {
-        "version": "2.0",
-        "type": "REQUEST",
-        "routeArn": route_arn,
-        "identitySource": [identity],
-        **copied,
-    }
-
-
 def response_of(result: Any) -> HttpResponse:
     """The HTTP response API Gateway makes of a payload-2.0 function result."""
     if not (isinstance(result, dict) and "statusCode" in result):
@@ -213,39 +182,17 @@ Invoke = Callable[[dict[str, Any], str], Any]
 
 
 class ApiGateway:
-    """Routes a request through the authorizer and the API function, as API Gateway does."""
+    """Routes a request to the API function, as API Gateway does."""
 
-    def __init__(
-        self,
-        routes: Sequence[Route],
-        *,
-        authorizer: Invoke,
-        api: Invoke,
-        cache_seconds: float = 0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, routes: Sequence[Route], *, api: Invoke) -> None:
         self._routes = RouteTable(routes)
-        self._authorizer = authorizer
         self._api = api
-        self._cache_seconds = cache_seconds
-        self._clock = clock
-        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
-        self._cache_lock = threading.Lock()
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         request_id = uuid.uuid4().hex[:16]
         path = urlsplit(request.target).path or "/"
         route_key, params = self._routes.match(request.method, path)
         event = request_event(request, route_key, params, request_id=request_id, now=datetime.now(UTC))
-        identity = event["headers"].get(IDENTITY_HEADER, "")
-        if not identity:
-            return HttpResponse.message(401, "Unauthorized")  # the identity source is missing
-        decision = self._authorize(event, identity, request_id)
-        if decision is None:
-            return HttpResponse.message(500, "Internal Server Error")
-        if not decision["isAuthorized"]:
-            return HttpResponse.message(403, "Forbidden")
-        event["requestContext"]["authorizer"] = {"lambda": decision.get("context") or {}}
         try:
             result = self._api(event, request_id)
         except Exception:
@@ -255,23 +202,3 @@ class ApiGateway:
         return HttpResponse(
             response.status, [*response.headers, ("apigw-requestid", request_id)], response.body
         )
-
-    def _authorize(self, event: dict[str, Any], identity: str, request_id: str) -> dict[str, Any] | None:
-        """The authorizer's simple response (cached per identity), or ``None`` when it failed."""
-        now = self._clock()
-        with self._cache_lock:
-            cached = self._cache.get(identity)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        try:
-            decision = self._authorizer(authorizer_event(event, identity), request_id)
-        except Exception:
-            logger.exception("authorizer failed (request %s)", request_id)
-            return None
-        if not isinstance(decision, dict) or not isinstance(decision.get("isAuthorized"), bool):
-            logger.error("authorizer answered without a boolean isAuthorized: %r", decision)
-            return None
-        if self._cache_seconds > 0:
-            with self._cache_lock:
-                self._cache[identity] = (now + self._cache_seconds, decision)
-        return decision

@@ -24,7 +24,6 @@ from infra.local.functions import FUNCTIONS_DIR, LocalFunction
 from infra.local.mapping import EventSourceMapping, MappingSpec
 from infra.local.resources import LocalNames, create_resources
 from infra.model import DEFAULT_MAX_RECEIVE_COUNT, DEFAULT_QUEUE_NAME_PREFIX, AppModel, build_model
-from infra.template import AUTHORIZER_CACHE_SECONDS
 
 DEFAULT_APP = "workflows"  # the example app, functions/workflows/
 DEFAULT_VISIBILITY_TIMEOUT = 30
@@ -116,14 +115,8 @@ class LocalStack:
         self.worker = worker
         self._previous_env = previous_env
         self.api = LocalFunction.load(model.function("serves_api"), serial=True)
-        self.authorizer = LocalFunction.load(model.function("authorizes_api"), serial=True)
+        self.gateway = ApiGateway(model.routes, api=self.api.invoke)
         self.timers = LocalFunction.load(model.function("sweeps_timers"), serial=True)
-        self.gateway = ApiGateway(
-            model.routes,
-            authorizer=self.authorizer.invoke,
-            api=self.api.invoke,
-            cache_seconds=AUTHORIZER_CACHE_SECONDS,
-        )
         sqs = settings.sqs()
         self.mappings = [
             EventSourceMapping(

@@ -1,8 +1,8 @@
 """The harness behind :mod:`polos.testing`: the whole product in-process on moto, with failure injection.
 
 ``local_stack(app)`` creates the app's tables and queues in moto's in-process AWS mock, exactly as the
-template would deploy them, and gives a :class:`Stack`: publish and invoke through the real authorizer
-and API handler, ``drain()`` the queues through the real worker (the event source mapping emulation of
+template would deploy them, and gives a :class:`Stack`: publish and invoke through the real API
+handler, ``drain()`` the queues through the real worker (the event source mapping emulation of
 ``polos dev``), read runs and events as the HTTP API shows them, and inject failures.
 """
 
@@ -114,7 +114,7 @@ def _off_the_event_loop(fn: Callable[[], T]) -> T:
 
 
 class Stack:
-    """An app on moto: its API (authorizer + API handler), queues and worker. See :func:`local_stack`."""
+    """An app on moto: its API handler (it checks the key), queues and worker. See :func:`local_stack`."""
 
     def __init__(self, local: LocalStack, api_key: str, skip_batch_windows: bool) -> None:
         self._local = local
@@ -132,7 +132,7 @@ class Stack:
     def request(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
     ) -> Response:
-        """One HTTP API request through the authorizer and the API handler (``Authorization`` added)."""
+        """One HTTP API request through the API handler (``Authorization`` added)."""
         from infra.local.apigw import HttpRequest
 
         sent = {"authorization": f"Bearer {self.api_key}", "content-type": "application/json"}

@@ -18,6 +18,42 @@ ENV_API_URL = "POLOS_API_URL"
 ENV_API_KEY = "POLOS_API_KEY"
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to the same scheme, host and port, and refuses any other.
+
+    urllib copies every header of a request, ``Authorization`` included, onto the request it follows a
+    redirect with, whatever its host: left alone it would hand the API key to any server the API (or
+    something posing as it) redirects to. The HTTP API never redirects, so refusing is the clear answer.
+    """
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if _origin(newurl) != _origin(req.full_url):
+            fp.close()
+            raise PolosAPIError(
+                code,
+                "redirect_refused",
+                f"the API answered {code} redirecting to {newurl}, another origin; the client does not send "
+                "its API key there: set base_url to the API's own URL",
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_SameOriginRedirects)
+
+
 class PolosClient:
     """Talks to a Polos HTTP API (deployed or ``polos dev``). Reads ``POLOS_API_URL`` / ``POLOS_API_KEY``."""
 
@@ -53,7 +89,7 @@ class PolosClient:
             },
         )
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:  # nosec B310
+            with _OPENER.open(request, timeout=self._timeout) as response:  # nosec B310
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
             raw = exc.read()

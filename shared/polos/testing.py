@@ -1,7 +1,7 @@
 """Test your workflows in pytest: the whole product in-process on moto, with failure injection.
 
 ``local_stack(app)`` creates the app's tables and queues in moto's in-process AWS mock, exactly as the
-template would deploy them, and gives a ``Stack``: publish and invoke through the real authorizer and API
+template would deploy them, and gives a ``Stack``: publish and invoke through the real API
 handler, ``drain()`` the queues through the real worker (the event source mapping emulation of
 ``polos dev``), read runs and events as the HTTP API shows them, and inject failures::
 

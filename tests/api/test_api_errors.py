@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from helpers.apigw import ApiAnswer, call_api, gateway_call, http_event
+from helpers.apigw import ApiAnswer, gateway_call, http_event
 from helpers.aws_state import snapshot
 from polos.api.keys import KeyStore
 from polos.publish.events import EventStore
@@ -279,12 +279,6 @@ def test_bad_requests_are_refused_with_the_field_named_and_change_nothing(api_ke
     assert len(cases) >= 30
     assert snapshot() == before
     print(f"{len(cases)} bad requests refused, store and queues unchanged")
-
-
-def test_api_handler_refuses_a_request_the_authorizer_did_not_see(stack: dict[str, str]) -> None:
-    answer = call_api(http_event("POST", PUBLISH, body=body_of(ONE), api_key="pk_whatever"))
-    assert answer.status == 401
-    assert answer.json == {"error": "missing or invalid API key", "error_type": "unauthorized"}
 
 
 def test_valid_unusual_data_is_stored_faithfully(api_key: str) -> None:

@@ -1,4 +1,4 @@
-"""API keys: the authorizer's verdicts, hashes-only storage, and ``polos keys create|list|revoke``."""
+"""API keys: the API handler's verdicts on every request, hashes-only storage, ``polos keys``."""
 
 from __future__ import annotations
 
@@ -6,27 +6,33 @@ import hashlib
 from typing import Any
 
 import pytest
-from helpers.apigw import LambdaContext, authorizer_event, gateway_call, http_event, load_function
-from polos.api.keys import CONTEXT_DENIED, CONTEXT_KEY_ID, KeyStore, parse_key
+from helpers.apigw import gateway_call, http_event
+from helpers.aws_calls import count_calls
+from polos.api.keys import KeyStore, parse_key
+from polos.app import App
 from polos.aws import settings
+from polos.testing import local_stack
 
 from infra.cli.main import main
+from infra.local.apigw import HttpRequest
 
 
-def verdict(headers: dict[str, str]) -> dict[str, Any]:
-    request = http_event("GET", "/api/v1/events", query={"topic": "a"}, headers=headers)
-    answer: dict[str, Any] = load_function("authorizer").handler(authorizer_event(request), LambdaContext())
-    assert answer["isAuthorized"] is True  # denials are shaped by the API handler, never by API Gateway
-    context: dict[str, Any] = answer["context"]
-    return context
+def verdict(headers: dict[str, str]) -> tuple[int, Any]:
+    """The API handler's answer to a listing request with ``headers`` (nothing else in front of it)."""
+    answer = gateway_call(http_event("GET", "/api/v1/events", query={"topic": "a"}, headers=headers))
+    return answer.status, answer.json
 
 
-def test_authorizer_verdicts(stack: dict[str, str]) -> None:
+def refused(reason: str) -> tuple[int, dict[str, str]]:
+    return 401, {"error": reason, "error_type": "unauthorized"}
+
+
+def test_key_verdicts_are_the_api_handlers(stack: dict[str, str]) -> None:
     record, key = KeyStore().create("ci")
     key_id, secret = parse_key(key) or ("", "")
     other_id = "f" * 16 if key_id != "f" * 16 else "e" * 16
-    assert verdict({"Authorization": f"Bearer {key}"}) == {CONTEXT_KEY_ID: record.key_id}
-    assert verdict({"authorization": f"bearer   {key}  "}) == {CONTEXT_KEY_ID: record.key_id}
+    assert verdict({"Authorization": f"Bearer {key}"})[0] == 200
+    assert verdict({"authorization": f"bearer   {key}  "})[0] == 200
     cases = {
         "wrong secret": ({"Authorization": f"Bearer pk_{key_id}_{'0' * 64}"}, "invalid API key"),
         "unknown id": ({"Authorization": f"Bearer pk_{other_id}_{secret}"}, "invalid API key"),
@@ -41,9 +47,62 @@ def test_authorizer_verdicts(stack: dict[str, str]) -> None:
         "bearer only": ({"Authorization": "Bearer"}, "Authorization header must be 'Bearer <api key>'"),
     }
     for name, (headers, reason) in cases.items():
-        assert verdict(headers) == {CONTEXT_DENIED: reason}, name
+        assert verdict(headers) == refused(reason), name
     KeyStore().revoke(record.key_id)
-    assert verdict({"Authorization": f"Bearer {key}"}) == {CONTEXT_DENIED: "API key has been revoked"}
+    assert verdict({"Authorization": f"Bearer {key}"}) == refused("API key has been revoked")
+
+
+def test_the_key_is_read_strongly_consistent_and_a_refused_request_calls_nothing_else(
+    stack: dict[str, str],
+) -> None:
+    """A finished revoke is seen by the next read; a bad key costs one GetItem and stores nothing."""
+    _, key = KeyStore().create("consistency")
+    key_id, _ = parse_key(key) or ("", "")
+    reads: list[dict[str, Any]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        reads.append(params)
+
+    client = settings.dynamodb()
+    client.meta.events.register("provide-client-params.dynamodb.GetItem", record)
+    try:
+        assert verdict({"Authorization": f"Bearer {key}"})[0] == 200
+        with count_calls() as calls:
+            body = {"topic": "a", "events": [{"data": {}}]}
+            wrong = f"Bearer pk_{key_id}_{'0' * 64}"
+            event = http_event("POST", "/api/v1/events/publish", body=body, headers={"Authorization": wrong})
+            assert gateway_call(event).status == 401
+    finally:
+        client.meta.events.unregister("provide-client-params.dynamodb.GetItem", record)
+    keys_table = settings.get_settings().keys_table
+    key_reads = [params for params in reads if params["TableName"] == keys_table]
+    assert len(key_reads) == 2
+    assert all(params.get("ConsistentRead") is True for params in key_reads)
+    assert dict(calls) == {"dynamodb": 1, "dynamodb.GetItem": 1}
+
+
+def test_a_revoked_key_is_refused_on_the_very_next_request(example_app: App) -> None:
+    """Through the local stack's API Gateway (the path ``polos dev`` serves), no cache in between."""
+    with local_stack(example_app) as stack:
+        assert stack.request("GET", "/api/v1/runs").status == 200
+        key_id = (parse_key(stack.api_key) or ("", ""))[0]
+        KeyStore().revoke(key_id)
+        answer = stack.request("GET", "/api/v1/runs")
+        assert (answer.status, answer.body) == refused("API key has been revoked")
+
+
+def test_a_request_without_authorization_gets_the_json_401(example_app: App) -> None:
+    with local_stack(example_app) as stack:
+        gateway = stack._local.gateway
+        for request in (
+            HttpRequest("GET", "/api/v1/runs"),
+            HttpRequest("POST", "/api/v1/events/publish", [("content-type", "application/json")], b"{"),
+            HttpRequest("GET", "/nowhere"),
+        ):
+            answer = gateway.handle(request)
+            assert (answer.status, answer.json()) == refused(
+                "missing Authorization header; send 'Authorization: Bearer <api key>'"
+            ), request
 
 
 def test_keys_are_stored_as_sha256_of_the_secret_only(stack: dict[str, str]) -> None:

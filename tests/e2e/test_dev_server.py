@@ -135,6 +135,13 @@ def test_http_keep_alive_auth_and_routes(e2e_server: DevProcess) -> None:
         connection.request("GET", "/api/v1/runs", headers={"Authorization": "Bearer pk_wrong"})
         response = connection.getresponse()
         assert (response.status, json.loads(response.read())["error_type"]) == (401, "unauthorized")
+        connection.request("POST", "/api/v1/events/publish", body=b"{")  # no Authorization at all
+        response = connection.getresponse()
+        missing = "missing Authorization header; send 'Authorization: Bearer <api key>'"
+        assert (response.status, json.loads(response.read())) == (
+            401,
+            {"error": missing, "error_type": "unauthorized"},
+        )
         connection.request("GET", "/api/v1/nowhere", headers=auth)
         response = connection.getresponse()
         assert (response.status, json.loads(response.read())["error_type"]) == (404, "not_found")

@@ -1,7 +1,7 @@
 """API Gateway HTTP API (payload 2.0) events for calling the real Lambda handlers in tests.
 
-``gateway_call`` does what API Gateway does: runs the authorizer handler on the request, puts its context
-where the API handler finds it, then calls the API handler and decodes the answer.
+``gateway_call`` does what API Gateway does: calls the API handler (which checks the API key itself) and
+decodes the answer.
 """
 
 from __future__ import annotations
@@ -94,21 +94,6 @@ def http_event(
     }
 
 
-def authorizer_event(request: dict[str, Any]) -> dict[str, Any]:
-    """The payload-2.0 authorizer event API Gateway sends for ``request``."""
-    return {
-        "version": "2.0",
-        "type": "REQUEST",
-        "routeArn": "arn:aws:execute-api:us-east-1:123456789012:api/$default/ANY/",
-        "identitySource": [request["headers"].get("authorization", "")],
-        "routeKey": "$default",
-        "rawPath": request["rawPath"],
-        "rawQueryString": request["rawQueryString"],
-        "headers": dict(request["headers"]),
-        "requestContext": request["requestContext"],
-    }
-
-
 @dataclass
 class ApiAnswer:
     status: int
@@ -116,21 +101,10 @@ class ApiAnswer:
     headers: dict[str, str]
 
 
-def call_api(event: dict[str, Any]) -> ApiAnswer:
-    """Call ``functions/api/app.handler`` with ``event`` as it stands (authorizer context included or not)."""
+def gateway_call(event: dict[str, Any]) -> ApiAnswer:
+    """Call ``functions/api/app.handler`` with ``event``, as API Gateway does; the decoded answer."""
     answer = load_function("api").handler(event, LambdaContext())
     body = answer.get("body") or "null"
     if answer.get("isBase64Encoded"):
         body = base64.b64decode(body).decode()
     return ApiAnswer(answer["statusCode"], json.loads(body), answer.get("headers") or {})
-
-
-def gateway_call(event: dict[str, Any]) -> ApiAnswer:
-    """Authorizer, then API handler, as API Gateway runs them."""
-    verdict = load_function("authorizer").handler(authorizer_event(event), LambdaContext())
-    assert verdict["isAuthorized"] is True
-    event = {
-        **event,
-        "requestContext": {**event["requestContext"], "authorizer": {"lambda": verdict["context"]}},
-    }
-    return call_api(event)

@@ -1,4 +1,4 @@
-"""A minimal HTTP server in a thread that hands requests to the real authorizer and API handlers.
+"""A minimal HTTP server in a thread that hands requests to the real API handler.
 
 For tests of HTTP clients (``PolosClient``, ``polos publish``) without the local stack's gateway.
 """

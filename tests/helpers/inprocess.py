@@ -1,6 +1,6 @@
 """The whole product in one process: HTTP API handlers, SQS queues on moto, and the worker between them.
 
-:class:`Api` calls the real API Gateway path (authorizer, then ``functions/api/app.handler``) with a fresh
+`Api` calls the real API Gateway path (``functions/api/app.handler``, which checks the key) with a fresh
 API key. :class:`InProcessClient` is a ``PolosClient`` whose requests take that path instead of the
 network; before each read it lets the worker drain the queues, as the deployed event source mappings
 would in the background, so ``wf.run(client, ...)`` and ``handle.result()`` finish.
@@ -20,7 +20,7 @@ from helpers.worker import Pump
 
 
 class Api:
-    """HTTP API requests with a valid key, through the authorizer and the API handler."""
+    """HTTP API requests with a valid key, through the API handler."""
 
     def __init__(self) -> None:
         _, self.key = KeyStore().create("tests")

@@ -166,3 +166,31 @@ def atomic_dynamodb() -> Iterator[None]:
         yield
     finally:
         events.unregister("before-send.dynamodb", answer)
+
+
+@contextmanager
+def answer_lost(operation: str, nth: int) -> Iterator[list[int]]:
+    """The ``nth`` ``operation`` request reaches moto and is applied, then its answer is lost.
+
+    The request raises ``ConnectionClosedError`` after moto answered, exactly as a connection dropped on the
+    way back would: botocore's retry handler sends the same request again. Yields the calls seen so far.
+    """
+    from botocore.exceptions import ConnectionClosedError
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    original = BotocoreStubber.__call__
+    seen = [0]
+
+    def answer(self: BotocoreStubber, event_name: str, request: Any, **kwargs: Any) -> Any:
+        response = original(self, event_name, request, **kwargs)
+        if event_name.endswith("." + operation):
+            seen[0] += 1
+            if seen[0] == nth:
+                raise ConnectionClosedError(endpoint_url=request.url)
+        return response
+
+    BotocoreStubber.__call__ = answer  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        BotocoreStubber.__call__ = original  # type: ignore[method-assign]

@@ -136,6 +136,24 @@ async def b_dies_once(ctx: WorkflowContext) -> list[str]:
     return [await ctx.step.run("a", effect("a", "A")), await ctx.step.run("b", b_then_crash_once)]
 
 
+SLOW_STEP_RELEASE = threading.Event()
+SLOW_STEP_STARTED = threading.Event()
+
+
+def slow_once() -> str:
+    """Blocks its first call until released (a step outliving its attempt's lease)."""
+    CALLS["slow"] += 1
+    if CALLS["slow"] == 1:
+        SLOW_STEP_STARTED.set()
+        assert SLOW_STEP_RELEASE.wait(30)
+    return "S"
+
+
+@workflow(id="slow-then-next")
+async def slow_then_next(ctx: WorkflowContext) -> list[str]:
+    return [await ctx.step.run("slow", slow_once), await ctx.step.run("next", effect("next", "N"))]
+
+
 class Crash(BaseException):
     """A Lambda dying mid-invocation: nothing after it runs, not even the executor's clean-up."""
 
@@ -153,6 +171,7 @@ APP = App(
         on_event,
         steps_a_b,
         b_dies_once,
+        slow_then_next,
     ],
 )
 
@@ -468,3 +487,29 @@ def test_a_step_that_ran_but_was_not_journaled_runs_again(short_lease: Journal) 
         "a": 1,
         "b": 2,
     }  # at-least-once for the interrupted step, exactly once for the journaled one
+
+
+def test_a_zombie_attempts_step_write_is_refused_and_it_calls_no_further_step(short_lease: Journal) -> None:
+    SLOW_STEP_STARTED.clear()
+    SLOW_STEP_RELEASE.clear()
+    outcome: list[AttemptResult] = []
+    zombie = threading.Thread(target=lambda: outcome.append(attempt(slow_then_next, "r1")))
+    zombie.start()  # attempt A takes the lease and calls the slow step
+    assert SLOW_STEP_STARTED.wait(10)
+    wait_for_lease_to_lapse("r1")
+    taken = short_lease.acquire(
+        run_id="r1",
+        workflow_id="slow-then-next",
+        trigger_type="invoke",
+        event_refs=[],
+        owner="B",
+        lease_seconds=60,
+    )
+    assert taken.outcome == "acquired"  # attempt B holds the run now
+    SLOW_STEP_RELEASE.set()
+    zombie.join(10)
+    assert outcome and outcome[0].outcome == "busy"
+    loaded = short_lease.load("r1")
+    assert loaded is not None and loaded.steps == [], "the zombie's step write was refused"
+    assert (loaded.run.status, loaded.run.lease_owner) == ("running", "B")
+    assert CALLS == {"slow": 1}, "the zombie called no further step"

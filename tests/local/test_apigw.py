@@ -1,4 +1,4 @@
-"""API Gateway emulation: payload 2.0 events, the authorizer step and responses (fake functions)."""
+"""API Gateway emulation: payload 2.0 events, routing to the API function and responses (fake functions)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,10 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
-
 from infra.local.apigw import (
     ApiGateway,
     HttpRequest,
     RouteTable,
-    authorizer_event,
     request_event,
     response_of,
 )
@@ -97,16 +94,6 @@ def test_route_table_methods_and_default() -> None:
     assert routes.match("GET", "/api/v1/runs/a/b") == ("$default", {})
 
 
-def test_authorizer_event() -> None:
-    event = event_of(HttpRequest("GET", "/api/v1/runs?limit=1", [("Authorization", "Bearer k")]))
-    auth = authorizer_event(event, "Bearer k")
-    assert auth["type"] == "REQUEST" and auth["version"] == "2.0"
-    assert auth["identitySource"] == ["Bearer k"]
-    assert auth["routeArn"] == "arn:aws:execute-api:us-east-1:123456789012:local/$default/GET/api/v1/runs"
-    assert auth["headers"] == event["headers"] and auth["requestContext"] == event["requestContext"]
-    assert auth["queryStringParameters"] == {"limit": "1"}
-
-
 def test_responses() -> None:
     answer = response_of(
         {
@@ -125,23 +112,15 @@ def test_responses() -> None:
 
 
 class Functions:
-    """A fake authorizer and API function recording their events."""
+    """A fake API function recording its events."""
 
-    def __init__(self, decision: Any = None, fail: str | None = None) -> None:
-        self.decision = decision if decision is not None else {"isAuthorized": True, "context": {"who": "k1"}}
+    def __init__(self, fail: bool = False) -> None:
         self.fail = fail
-        self.authorizer_events: list[dict[str, Any]] = []
         self.api_events: list[dict[str, Any]] = []
-
-    def authorizer(self, event: dict[str, Any], request_id: str) -> Any:
-        self.authorizer_events.append(event)
-        if self.fail == "authorizer":
-            raise RuntimeError("authorizer down")
-        return self.decision
 
     def api(self, event: dict[str, Any], request_id: str) -> Any:
         self.api_events.append(event)
-        if self.fail == "api":
+        if self.fail:
             raise RuntimeError("api down")
         return {
             "statusCode": 200,
@@ -150,55 +129,26 @@ class Functions:
         }
 
 
-def gateway(functions: Functions, cache_seconds: float = 0, clock: Any = None) -> ApiGateway:
-    extra = {"clock": clock} if clock is not None else {}
-    return ApiGateway(
-        ROUTES, authorizer=functions.authorizer, api=functions.api, cache_seconds=cache_seconds, **extra
-    )
-
-
 def get(key: str | None = "Bearer k") -> HttpRequest:
     return HttpRequest("GET", "/api/v1/runs", [("Authorization", key)] if key is not None else [])
 
 
-def test_authorizer_context_reaches_the_api() -> None:
+def test_every_request_reaches_the_api_function_which_checks_keys() -> None:
+    """No authorizer and no cache in front: a missing header and a repeated key reach the function."""
     functions = Functions()
-    answer = gateway(functions).handle(get())
-    assert answer.status == 200 and answer.json() == {"n": 1}
-    assert functions.api_events[0]["requestContext"]["authorizer"] == {"lambda": {"who": "k1"}}
-    assert ("apigw-requestid", functions.api_events[0]["requestContext"]["requestId"]) in answer.headers
+    gateway = ApiGateway(ROUTES, api=functions.api)
+    for request in (get(), get(), get(key=None)):
+        answer = gateway.handle(request)
+        assert answer.status == 200 and answer.json() == {"n": 1}
+    assert [event["headers"].get("authorization") for event in functions.api_events] == [
+        "Bearer k",
+        "Bearer k",
+        None,
+    ]
+    assert ("apigw-requestid", functions.api_events[-1]["requestContext"]["requestId"]) in answer.headers
+    assert "authorizer" not in functions.api_events[0]["requestContext"]
 
 
-def test_missing_identity_source_is_refused_before_the_authorizer() -> None:
-    functions = Functions()
-    answer = gateway(functions).handle(get(key=None))
-    assert (answer.status, answer.json()) == (401, {"message": "Unauthorized"})
-    assert functions.authorizer_events == [] and functions.api_events == []
-
-
-@pytest.mark.parametrize(
-    ("functions", "status", "message"),
-    [
-        (Functions(decision={"isAuthorized": False}), 403, "Forbidden"),
-        (Functions(decision={"allow": True}), 500, "Internal Server Error"),
-        (Functions(fail="authorizer"), 500, "Internal Server Error"),
-        (Functions(fail="api"), 500, "Internal Server Error"),
-    ],
-)
-def test_gateway_errors(functions: Functions, status: int, message: str) -> None:
-    answer = gateway(functions).handle(get())
-    assert (answer.status, answer.json()) == (status, {"message": message})
-    if status == 403:
-        assert functions.api_events == []
-
-
-def test_authorizer_results_are_cached_per_identity() -> None:
-    functions = Functions()
-    now = [0.0]
-    gw = gateway(functions, cache_seconds=300, clock=lambda: now[0])
-    for key in ("Bearer a", "Bearer a", "Bearer b", "Bearer a"):
-        assert gw.handle(get(key)).status == 200
-    assert [e["identitySource"] for e in functions.authorizer_events] == [["Bearer a"], ["Bearer b"]]
-    now[0] = 301
-    gw.handle(get("Bearer a"))
-    assert len(functions.authorizer_events) == 3
+def test_a_failing_function_is_api_gateways_500() -> None:
+    answer = ApiGateway(ROUTES, api=Functions(fail=True).api).handle(get())
+    assert (answer.status, answer.json()) == (500, {"message": "Internal Server Error"})

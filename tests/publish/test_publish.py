@@ -209,7 +209,9 @@ def test_publish_event_step_republished_after_a_lost_journal_write_is_stored_onc
     queues: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     journal = Journal()
-    monkeypatch.setattr(Journal, "record_step", lambda self, run_id, step: None)  # journal writes are lost
+    monkeypatch.setattr(
+        Journal, "record_step", lambda self, run_id, step, **_: None
+    )  # journal writes are lost
     first = run_publish_step("run-9", journal)
     again = run_publish_step("run-9", journal)
     assert again == first

@@ -3,14 +3,16 @@ and in every subscriber's queue (duplicates in a queue are allowed: the worker t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fanapp import SUBSCRIBERS, TOPIC, provision_fan_app
-from helpers.apigw import call_api, http_event
+from helpers.apigw import gateway_call, http_event
 from helpers.aws_calls import Crash, count_calls, crash_after
 from helpers.aws_state import drain
+from polos.api.keys import KeyStore
 from polos.payloads import EventItem
 from polos.publish.events import EventStore
 from polos.publish.messages import WorkflowMessage
@@ -35,12 +37,21 @@ def request_body(tag: int) -> dict[str, Any]:
     return {"topic": "fan.out", "events": events}
 
 
-def publish(tag: int, key: str) -> Any:
-    event = http_event(
-        "POST", "/api/v1/events/publish", body=request_body(tag), headers={"Idempotency-Key": key}
-    )
-    event["requestContext"]["authorizer"] = {"lambda": {"polos_key_id": "test"}}
-    return call_api(event)
+Publish = Callable[[int, str], Any]
+
+
+@pytest.fixture
+def publish(queues: dict[str, str]) -> Publish:
+    """``publish(tag, idempotency key)`` through the API handler, with a valid API key."""
+    _, api_key = KeyStore().create("faults")
+
+    def call(tag: int, key: str) -> Any:
+        headers = {"Idempotency-Key": key}
+        event = http_event("POST", "/api/v1/events/publish", body=request_body(tag), headers=headers)
+        event["headers"]["authorization"] = f"Bearer {api_key}"
+        return gateway_call(event)
+
+    return call
 
 
 def stored_events() -> list[EventItem]:
@@ -63,7 +74,7 @@ def assert_published_once_and_delivered(tag: int, response: dict[str, Any], queu
 
 
 def test_a_crash_after_any_aws_call_then_a_retry_with_the_key_publishes_everything_once(
-    queues: dict[str, str],
+    queues: dict[str, str], publish: Publish
 ) -> None:
     with count_calls() as calls:
         clean = publish(-1, "clean-run")
@@ -85,7 +96,7 @@ def test_a_crash_after_any_aws_call_then_a_retry_with_the_key_publishes_everythi
 
 
 def test_a_crash_while_finishing_an_interrupted_publish_is_finished_by_the_next_retry(
-    queues: dict[str, str],
+    queues: dict[str, str], publish: Publish
 ) -> None:
     with count_calls() as calls:
         publish(-1, "clean-run")

@@ -212,3 +212,32 @@ def test_crash_after_each_aws_request_of_a_run(
         assert not matrix.meter.crash_pending, f"no crash at point {n} ({point})"
         matrix.check(events)
     _report(capsys, f"crash matrix (runs of {RUN_EVENTS} event(s)): {len(points)} crash points: {points}")
+
+
+def _claim_transaction(call: Call) -> bool:
+    return _in("WorkerFunction")(call) and call.operation == "TransactWriteItems"
+
+
+def test_crash_after_each_claim_transaction_of_a_batch(
+    matrices: Matrices, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch claimed in several transactions (one event each): the process dies after each of them."""
+    from polos.runtime import batches
+
+    monkeypatch.setattr(batches, "MAX_CLAIMS_PER_TRANSACTION", 1)
+    count = max(RUN_EVENTS, 3)
+    probe = matrices.new()
+    events = probe.publish(probe.events(count), "probe")
+    probe.meter.reset()
+    probe.drain()
+    points = [c for c in probe.meter.calls if _claim_transaction(c)]
+    probe.check(events)
+    assert len(points) >= count
+    for n in range(1, len(points) + 1):
+        matrix = matrices.new()
+        events = matrix.publish(matrix.events(count), f"claim-{n}")
+        matrix.meter.crash_after(n, where=_claim_transaction)
+        matrix.drain()
+        assert not matrix.meter.crash_pending, f"no crash at claim transaction {n}"
+        matrix.check(events)
+    _report(capsys, f"crash matrix (batch of {count} claimed one per transaction): {len(points)} points")

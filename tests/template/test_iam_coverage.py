@@ -1,11 +1,13 @@
-"""Least privilege that still works: every AWS call the real handlers make is granted to their function.
+"""Least privilege, both ways: every AWS call the real handlers make is granted to their function, and
+every grant is used by some call.
 
-The example app runs end to end on moto through the very handlers the template deploys (authorizer, API,
-worker). A botocore hook records each DynamoDB and SQS call with the function it was made in; each call,
-translated into the IAM actions and resources AWS authorises it as, must be granted by that function's
-``FunctionSpec`` in the infrastructure model, which is what the template's roles are rendered from.
+The example app runs end to end on moto through the very handlers the template deploys (API, worker),
+SQS refusing one invoke's send. A botocore hook records each DynamoDB and SQS call with the function it
+was made in; each call, translated into the IAM actions and resources AWS authorises it as, must be
+granted by that function's ``FunctionSpec`` in the infrastructure model, which the roles are rendered from.
 Calls made outside any function (the test's set-up, the emulated event source mappings) are Lambda's
-own or the operator's and are not checked.
+own or the operator's and are not checked; the other way round, the queue actions Lambda's event source
+mapping needs from the worker's role (``CONSUME_ACTIONS``) are the one grant no handler calls.
 """
 
 from __future__ import annotations
@@ -13,16 +15,17 @@ from __future__ import annotations
 import contextvars
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from helpers.apigw import LambdaContext, authorizer_event, http_event, load_function
+from helpers.apigw import LambdaContext, http_event, load_function
 from helpers.worker import Pump
 from polos.api.keys import KeyStore
 from polos.app import App
 from polos.aws import settings
 
-from infra.model import FUNCTIONS, AppModel, FunctionSpec, build_model
+from infra.model import CONSUME_ACTIONS, FUNCTIONS, AppModel, FunctionSpec, build_model
 
 CURRENT: contextvars.ContextVar[str | None] = contextvars.ContextVar("polos_function", default=None)
 Call = tuple[str, str, str]  # (function, IAM action, resource: table name, "table/index/name" or queue URL)
@@ -71,6 +74,25 @@ def calls(stack: dict[str, str]) -> Iterator[list[Call]]:
         client.meta.events.unregister("before-parameter-build.*.*", record)
 
 
+@contextmanager
+def sqs_refuses_sends() -> Iterator[None]:
+    """SQS answers every send with a 500 error (no retry: the answer short-circuits the HTTP request)."""
+
+    def refuse(**_: Any) -> tuple[Any, dict[str, Any]]:
+        error = {"Code": "InternalError", "Message": "injected by the test"}
+        return None, {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 500}}
+
+    events = settings.sqs().meta.events
+    names = ("before-call.sqs.SendMessage", "before-call.sqs.SendMessageBatch")
+    for name in names:
+        events.register(name, refuse)
+    try:
+        yield
+    finally:
+        for name in names:
+            events.unregister(name, refuse)
+
+
 def invoke(spec: FunctionSpec, event: dict[str, Any]) -> Any:
     """Call the function's handler as Lambda would, with its calls attributed to it."""
     token = CURRENT.set(spec.logical_id)
@@ -81,33 +103,33 @@ def invoke(spec: FunctionSpec, event: dict[str, Any]) -> Any:
 
 
 def request(model: AppModel, method: str, path: str, key: str, **options: Any) -> Any:
-    """Authorizer, then API, as API Gateway runs them; returns the API's status."""
+    """The API function, as API Gateway invokes it; returns its status."""
     event = http_event(method, path, api_key=key, **options)
-    verdict = invoke(model.function("authorizes_api"), authorizer_event(event))
-    event["requestContext"]["authorizer"] = {"lambda": verdict["context"]}
     return invoke(model.function("serves_api"), event)["statusCode"]
 
 
-def allowed(model: AppModel, names: dict[str, str], function: str, action: str, resource: str) -> bool:
-    """Whether ``function``'s role grants ``action`` on ``resource`` (as the template renders it)."""
-    spec = next(f for f in model.functions if f.logical_id == function)
-    if action.startswith("sqs:"):
-        granted = {"sqs:SendMessage"} if spec.sends_to_queues else set()
-        if spec.consumes_queues:
+QUEUES = "workflow queues"
+
+
+def _resource(resource: str) -> str:
+    """A call's resource as the grants name it: table names as they are, any workflow queue as QUEUES."""
+    return QUEUES if resource.startswith(settings.get_settings().queue_url_prefix) else resource
+
+
+def grants(model: AppModel, names: dict[str, str]) -> set[Call]:
+    """Every (function, action, resource) the template's roles grant, rendered from the model."""
+    granted: set[Call] = set()
+    for spec in model.functions:
+        granted |= {(spec.logical_id, action, QUEUES) for action in spec.queue_actions}
+        for access in spec.tables:
+            table = names[access.table.env_var]
+            granted |= {(spec.logical_id, action, table) for action in access.actions}
             granted |= {
-                "sqs:ReceiveMessage",
-                "sqs:DeleteMessage",
-                "sqs:GetQueueAttributes",
-                "sqs:ChangeMessageVisibility",
+                (spec.logical_id, action, f"{table}/index/{index.name}")
+                for action in access.index_actions
+                for index in access.table.indexes
             }
-        return action in granted and resource.startswith(settings.get_settings().queue_url_prefix)
-    table, _, index = resource.partition("/index/")
-    return any(
-        names[access.table.env_var] == table
-        and action in access.actions
-        and (not index or (access.indexes and index in {i.name for i in access.table.indexes}))
-        for access in spec.tables
-    )
+    return granted
 
 
 def test_every_call_of_every_function_is_granted(
@@ -132,6 +154,8 @@ def test_every_call_of_every_function_is_granted(
         assert request(model, "POST", "/api/v1/events/publish", key, body=body) == 200
     run = {"payload": {"email": "ada@example.com", "name": "Ada"}}
     assert request(model, "POST", "/api/v1/workflows/create_user/run", key, body=run) == 202
+    with sqs_refuses_sends():  # the queued run of a run whose message SQS refused is removed again
+        assert request(model, "POST", "/api/v1/workflows/create_user/run", key, body=run) == 500
 
     worker = model.function("consumes_queues")
     Pump(example_app, stack, invoke=lambda event: invoke(worker, event)).drain(timeout=60)
@@ -144,7 +168,13 @@ def test_every_call_of_every_function_is_granted(
     assert request(model, "GET", "/api/v1/runs", "pk_wrong.secret") == 401
 
     names = {spec.env_var: os.environ[spec.env_var] for spec in model.tables}  # set by the `stack` fixture
-    denied = sorted({c for c in calls if not allowed(model, names, *c)})
-    assert denied == [], "calls the deployed roles would refuse (add them to infra/model.py FUNCTIONS)"
+    used = {(function, action, _resource(resource)) for function, action, resource in calls}
+    granted = grants(model, names)
+    refused = used - granted
+    assert not refused, f"calls the roles would refuse (add them to infra/model.py): {sorted(refused)}"
+    worker = model.function("consumes_queues").logical_id
+    event_source_mapping = {(worker, action, QUEUES) for action in CONSUME_ACTIONS}
+    unused = granted - used - event_source_mapping
+    assert not unused, f"grants no handler uses (remove them from infra/model.py): {sorted(unused)}"
     assert {function for function, _, _ in calls} == {spec.logical_id for spec in FUNCTIONS}
 

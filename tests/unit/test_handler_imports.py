@@ -14,7 +14,7 @@ import pytest
 from polos.aws import observability, settings
 
 ROOT = Path(__file__).resolve().parents[2]
-HANDLERS = ["api/app.py", "authorizer/app.py", "worker/app.py"]
+HANDLERS = ["api/app.py", "worker/app.py"]
 
 
 HEAVY = ("aws_xray_sdk", "aws_lambda_powertools.utilities.parser.models")

@@ -40,7 +40,7 @@ class MemoryJournal:
         self.steps: dict[str, StepRecord] = {}
         self.writes = 0
 
-    def record_step(self, run_id: str, step: StepRecord) -> None:
+    def record_step(self, run_id: str, step: StepRecord, *, fence_owner: str | None = None) -> None:
         self.writes += 1
         self.steps[step.key] = step
 

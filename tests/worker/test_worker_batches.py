@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from helpers.stack import provision
-from helpers.worker import Pump, atomic_dynamodb, count_requests, dlq_url, publish, queue_depth
+from helpers.worker import (
+    Pump,
+    answer_lost,
+    atomic_dynamodb,
+    count_requests,
+    dlq_url,
+    publish,
+    queue_depth,
+)
 from polos import BatchEventPayload, WorkflowContext, workflow
 from polos.app import App
 from polos.aws import settings
@@ -167,7 +175,7 @@ def test_events_claimed_meanwhile_by_another_run_are_left_to_it(
     assert not first.failed
     [(first_run, _)] = runs_of("wb-batch").items()
     # The second worker read the claims before the first one's transaction committed: it saw none.
-    monkeypatch.setattr(batches, "read_claims", lambda workflow_id, refs: {})
+    monkeypatch.setattr(batches, "read_owners", lambda workflow_id, refs, singles: batches.Owners())
     deliver(event_messages("wb/batch", events[1:3]))  # SQS delivers the second and third events again
     again = [*receive_all(urls["wb-batch"]), by_seq[events[3].sequence_id]]
     assert len(again) == 3
@@ -213,6 +221,45 @@ def test_a_crash_between_chunks_leaves_the_later_events_for_a_new_run(
     assert len(set(owners.values())) == 2
     assert seen == [sequence_ids[:4], sequence_ids[4:]]
     assert queue_depth(urls["wb-batch"]) == 0
+
+
+def test_a_claim_transaction_applied_but_unanswered_keeps_its_events_in_the_payload(
+    pump: Pump, urls: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batches, "MAX_CLAIMS_PER_TRANSACTION", 4)
+    events = publish("wb/batch", *[{"n": n} for n in range(10)])
+    # The 2nd claim transaction is applied, its answer lost; botocore sends it again (the member item and
+    # the claims exist by then), and the 3rd goes through.
+    with answer_lost("TransactWriteItems", 2) as seen_calls:
+        delivery = pump.once("wb-batch", redeliver=False)
+    assert seen_calls[0] >= 3
+    assert delivery is not None and len(delivery.messages) == 10 and not delivery.failed
+    sequence_ids = [event.sequence_id for event in events]
+    [(run_id, state)] = runs_of("wb-batch").items()
+    assert state == ("completed", 1, sequence_ids)
+    assert seen == [sequence_ids], "the payload is the run's membership: every claimed event"
+    assert set(assert_each_event_in_exactly_one_run("wb-batch", events).values()) == {run_id}
+    assert queue_depth(urls["wb-batch"]) == 0
+
+
+def test_claim_transactions_carry_a_client_request_token_derived_from_run_and_chunk(
+    urls: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batches, "MAX_CLAIMS_PER_TRANSACTION", 2)
+    refs = [EventRef("wb/batch", n, f"evt_{n}") for n in range(1, 5)]
+    tokens: list[str] = []
+
+    def token_of(params: dict[str, Any], **_: Any) -> None:
+        tokens.append(params["ClientRequestToken"])
+
+    hooks = settings.dynamodb().meta.events
+    hooks.register("before-parameter-build.dynamodb.TransactWriteItems", token_of)
+    try:
+        batches.create_batch_run("wb-batch", "run_tokens", refs, "owner-1")
+    finally:
+        hooks.unregister("before-parameter-build.dynamodb.TransactWriteItems", token_of)
+    assert len(tokens) == 2 and len(set(tokens)) == 2 and all(len(t) <= 36 for t in tokens)
+    assert tokens[0] == batches.claim_token("run_tokens", 0, refs[:2], 0)
 
 
 def test_a_batch_run_claims_its_events_in_transactions_of_at_most_100_actions(urls: dict[str, str]) -> None:

@@ -1,2 +1,2 @@
 """The HTTP API: the resolver and request path (`app`), routes per area (`events`, `runs`), API keys (`keys`)
-and error types (`errors`). Importing the package loads none of them: the key check alone stays light."""
+and error types (`errors`). Importing the package loads none of them."""

@@ -1,9 +1,10 @@
 """The HTTP API: one Powertools resolver holding each area's router; every error is DESIGN §2 JSON.
 
-:func:`handle` is the whole request path: the API key verdict (from the authorizer) and the body size are
-checked before routing, then the resolver routes, validates (pydantic) and answers. Every answer other than
-success is ``{"error": "<message naming the field or limit>", "error_type": "<code>"}``; unexpected failures
-are logged with their traceback and answered ``500`` without it.
+:func:`handle` is the whole request path: the API key (:func:`polos.api.keys.authenticate`, on every
+request; the dashboard's static files, :mod:`polos.api.dashboard`, need none) and the body size are
+checked before routing, then the resolver routes, validates (pydantic) and answers. Every answer other
+than success is ``{"error": "<message naming the field or limit>", "error_type": "<code>"}``; unexpected
+failures are logged with their traceback and answered ``500`` without it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from polos.api import keys
+from polos.api import dashboard, keys
 from polos.api.errors import (
     ApiError,
     IdempotencyConflict,
@@ -44,6 +45,7 @@ logger = Logger(service="polos")
 
 MAX_BODY_BYTES = 6 * 1024 * 1024
 MAX_REPORTED_ERRORS = 5
+INTERNAL_ERROR = "internal error; see the API logs"
 _ERROR_TYPES = {
     400: "validation_error",
     401: "unauthorized",
@@ -68,6 +70,7 @@ def _strict_json(text: str | bytes) -> Any:
 app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=_strict_json)
 app.include_router(events_router)
 app.include_router(runs_router)
+app.include_router(dashboard.router)
 
 
 def _respond(status: int, error_type: str, message: str) -> Response[dict[str, str]]:
@@ -132,7 +135,7 @@ def _expected(exc: Exception) -> Response[dict[str, str]]:
 
 def _unexpected(exc: Exception) -> Response[dict[str, str]]:
     logger.exception("request failed")
-    return _respond(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "internal error; see the API logs")
+    return _respond(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", INTERNAL_ERROR)
 
 
 def _no_route(exc: NotFoundError) -> Response[dict[str, str]]:
@@ -166,33 +169,54 @@ def _body_size(event: Mapping[str, Any]) -> int:
         return len(body)
 
 
-def _refuse(error: ApiError) -> dict[str, Any]:
+def _answer(status: int, error_type: str, message: str) -> dict[str, Any]:
     """A gate's answer, built directly: no route has run, so there is no resolver response to build on."""
     return {
-        "statusCode": error.status,
+        "statusCode": status,
         "headers": {"Content-Type": content_types.APPLICATION_JSON},
-        "body": json.dumps(error.body(), separators=(",", ":")),
+        "body": json.dumps({"error": message, "error_type": error_type}, separators=(",", ":")),
         "isBase64Encoded": False,
     }
 
 
+def _refuse(error: ApiError) -> dict[str, Any]:
+    return _answer(error.status, error.error_type, error.message)
+
+
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Answer one HTTP API (payload 2.0) request: key verdict and body size first, then the routes."""
+    """Answer one HTTP API (payload 2.0) request: API key and body size first, then the routes.
+
+    A refused key answers before anything else is read or stored, so a bad key learns nothing.
+    """
     http = (event.get("requestContext") or {}).get("http") or {}
-    denied = keys.denial(event)
-    if denied is not None:
-        answer = _refuse(Unauthorized(denied))
-    elif (size := _body_size(event)) > MAX_BODY_BYTES:
-        answer = _refuse(
-            PayloadTooLarge(f"body is {size} bytes; at most {MAX_BODY_BYTES} (6 MB) are allowed")
-        )
+    key_id = None
+    try:
+        # The dashboard's static files hold no data: the page asks for the key and sends it with each call.
+        if not dashboard.is_public(http.get("method"), event.get("rawPath")):
+            key_id = keys.authenticate(event)
+    except keys.KeyDenied as denied:
+        answer = _refuse(Unauthorized(str(denied)))
+    except Exception:  # the keys table did not answer: a JSON 500, never Lambda's own error
+        logger.exception("API key check failed")
+        answer = _answer(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", INTERNAL_ERROR)
     else:
-        try:
-            answer = app.resolve(event, context)
-        finally:
-            observability.flush()
+        if (size := _body_size(event)) > MAX_BODY_BYTES:
+            answer = _refuse(
+                PayloadTooLarge(f"body is {size} bytes; at most {MAX_BODY_BYTES} (6 MB) are allowed")
+            )
+        else:
+            try:
+                answer = app.resolve(event, context)
+            finally:
+                observability.flush()
     status = answer.get("statusCode")
     logger.info(
-        "request", extra={"method": http.get("method"), "path": event.get("rawPath"), "status": status}
+        "request",
+        extra={
+            "method": http.get("method"),
+            "path": event.get("rawPath"),
+            "status": status,
+            "key_id": key_id,
+        },
     )
     return answer

@@ -1,16 +1,23 @@
 """Batch membership: each event belongs to exactly one batch run of each batch workflow.
 
-A new batch run is created together with its membership in ONE ``TransactWriteItems`` per chunk of events:
-the run item (already leased to the creating attempt, in the first chunk only), a *member chunk* item in the
-run's partition (``sk=member#<nnnn>``, the chunk's ``EventRef`` list) and one conditional *claim* per event
-in its own partition (``pk=claim#<workflow_id>#<topic>#<sequence_id>``, ``sk=claim``, ``run_id``). A claim
-that exists already cancels the transaction; the cancellation reasons name the claim and its owner, and the
-chunk is retried without that event. So an event is claimed at most once, and a claimed event's run lists
-it. A crash between chunks leaves the later events unclaimed: they form a new batch run when redelivered.
+A new batch run is created together with its membership in ONE ``TransactWriteItems`` per chunk of events: the
+run item (already leased to the creating attempt, in the first chunk only), a *member chunk* item in the run's
+partition (``sk=member#<nnnn>``, the chunk's ``EventRef`` list) and one conditional *claim* per event in the
+partition of the event's single-event run (``pk=run#<event run id>``, ``sk=claim``, ``run_id``). A claim that
+exists already cancels the transaction; the cancellation reasons name the claim and its owner, and the chunk
+is retried without that event. So an event is claimed at most once, and a claimed event's run lists it. A
+crash between chunks leaves the later events unclaimed: they form a new batch run when redelivered.
+
+Unclear answers: each transaction carries a ``ClientRequestToken`` derived from the run, the chunk and its
+events, so botocore's retry of a transaction that was applied but whose answer was lost is answered as the
+first one (DynamoDB's 10-minute idempotency window). Where the retry fails anyway (the member item exists, the
+token expired), the run's partition is read again and its member chunk items are the truth: the run's members
+(and so its payload) are always its membership records, never the events in hand.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -22,7 +29,15 @@ from botocore.exceptions import ClientError
 from polos.aws import settings
 from polos.aws.chunking import MAX_ATTEMPTS, chunked, pause
 from polos.publish.events import EventRef
-from polos.runtime.journal import Item, encode_run, now_iso, run_pk
+from polos.runtime.journal import (
+    RUN_SK,
+    Item,
+    Journal,
+    encode_run,
+    event_run_id,
+    now_iso,
+    run_pk,
+)
 from polos.runtime.records import RunRecord
 
 if TYPE_CHECKING:
@@ -42,9 +57,30 @@ class BatchCreationError(RuntimeError):
     """A batch run could not be created (the records are left for SQS to deliver again)."""
 
 
+class _UnclearOutcome(Exception):
+    """A claim transaction may have been applied (its answer was lost); the partition tells."""
+
+
+def claim_token(run_id: str, chunk: int, refs: list[EventRef], round_: int) -> str:
+    """The ``ClientRequestToken`` of one claim transaction (at most 36 characters, DynamoDB's limit).
+
+    The same run, chunk, events and round (a new round after a conflict or lost claims changes the
+    request) always give the same token, so a resent request is recognised as the one already applied.
+    """
+    text = json.dumps([run_id, chunk, [ref.to_list() for ref in refs], round_], separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:36]
+
+
 def claim_pk(workflow_id: str, ref: EventRef) -> str:
-    """Topics and workflow ids never contain ``#``, so the key is unambiguous."""
-    return f"claim#{workflow_id}#{ref.topic}#{ref.sequence_id}"
+    """The event's claim lives in the partition of the event's single-event run (``sk=claim``), so a
+    delivery of the event to the workflow turned single-event sees the claim in the one Query it makes."""
+    return run_pk(event_run_id(workflow_id, ref.topic, ref.sequence_id))
+
+
+def claim_owner(items: list[Item]) -> str | None:
+    """The batch run named by a claim item among a partition's ``items``, if any."""
+    claim = next((item for item in items if item["sk"]["S"] == CLAIM_SK), None)
+    return None if claim is None else claim["run_id"]["S"]
 
 
 def _client() -> DynamoDBClient:
@@ -53,21 +89,46 @@ def _client() -> DynamoDBClient:
 
 def read_claims(workflow_id: str, refs: list[EventRef]) -> dict[EventRef, str]:
     """The batch run that claimed each of ``refs`` (unclaimed ones are absent); strongly consistent."""
+    return read_owners(workflow_id, refs, {}).claims
+
+
+@dataclass
+class Owners:
+    """Who holds each event already: a batch run's claim, or a single-event run of the same workflow."""
+
+    claims: dict[EventRef, str] = field(default_factory=dict)
+    singles: dict[EventRef, str] = field(default_factory=dict)
+
+
+def read_owners(workflow_id: str, refs: list[EventRef], single_runs: dict[EventRef, str]) -> Owners:
+    """The claims of ``refs`` and which of the ``single_runs`` (event → run id) exist (strongly consistent).
+
+    A workflow changed from single-event to batch while its messages were queued may hold an event in a
+    single-event run already: that run, not a new batch, must finish it. Both are read in the same
+    BatchGetItem calls (100 keys each).
+    """
     table = settings.get_settings().runs_table
-    by_pk = {claim_pk(workflow_id, ref): ref for ref in refs}
-    owners: dict[EventRef, str] = {}
-    for chunk in chunked(list(by_pk), MAX_KEYS_PER_BATCH_GET, MAX_KEYS_PER_BATCH_GET, lambda _: 1):
+    wanted: dict[tuple[str, str], tuple[EventRef, bool]] = {
+        (claim_pk(workflow_id, ref), CLAIM_SK): (ref, True) for ref in refs
+    }
+    wanted.update({(run_pk(run_id), RUN_SK): (ref, False) for ref, run_id in single_runs.items()})
+    owners = Owners()
+    for chunk in chunked(list(wanted), MAX_KEYS_PER_BATCH_GET, MAX_KEYS_PER_BATCH_GET, lambda _: 1):
         request: dict[str, KeysAndAttributesTypeDef] = {
             table: {
-                "Keys": [{"pk": {"S": pk}, "sk": {"S": CLAIM_SK}} for pk in chunk],
+                "Keys": [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in chunk],
                 "ConsistentRead": True,
-                "ProjectionExpression": "pk, run_id",
+                "ProjectionExpression": "pk, sk, run_id",
             }
         }
         for attempt in range(1, MAX_ATTEMPTS + 1):
             answer = _client().batch_get_item(RequestItems=request)
             for item in answer.get("Responses", {}).get(table, []):
-                owners[by_pk[item["pk"]["S"]]] = item["run_id"]["S"]
+                ref, is_claim = wanted[(item["pk"]["S"], item["sk"]["S"])]
+                if is_claim:
+                    owners.claims[ref] = item["run_id"]["S"]
+                else:
+                    owners.singles[ref] = single_runs[ref]
             request = answer.get("UnprocessedKeys") or {}  # type: ignore[assignment]
             if not request:
                 break
@@ -150,9 +211,18 @@ def create_batch_run(workflow_id: str, run_id: str, refs: list[EventRef], owner:
     writer = _ChunkWriter(config.runs_table, workflow_id, run, expires_at)
     ordered = sorted(set(refs))
     for start in range(0, len(ordered), MAX_CLAIMS_PER_TRANSACTION):
+        chunks_before = writer.chunks
         try:
             writer.claim(ordered[start : start + MAX_CLAIMS_PER_TRANSACTION])
         except Exception as exc:
+            # Applied or not, the answer is unclear: the run's partition says what was written.
+            writer.reload()
+            if writer.chunks > chunks_before:
+                logger.warning(
+                    "claim transaction applied though its answer was lost",
+                    extra={"run_id": run_id, "workflow_id": workflow_id, "error": repr(exc)},
+                )
+                continue
             if not writer.outcome.items:
                 raise
             # The run exists with the chunks claimed so far; the rest stays unclaimed for a later run.
@@ -175,14 +245,27 @@ class _ChunkWriter:
         self._expires_at = expires_at
         self.outcome = NewBatch(run_id=run.run_id, owner=str(run.lease_owner))
 
+    @property
+    def chunks(self) -> int:
+        """Member chunk items written so far."""
+        return sum(1 for item in self.outcome.items if item["sk"]["S"].startswith(MEMBER_PREFIX))
+
+    def reload(self) -> None:
+        """Take the run's items and members from its partition (one strongly consistent Query)."""
+        items = Journal(_client(), self._table).query_partition(self.outcome.run_id)
+        self.outcome.items = items
+        self.outcome.members = members(items)
+
     def claim(self, chunk: list[EventRef]) -> None:
         """Claim ``chunk`` in one transaction, retried without the events other runs claimed first."""
         remaining = list(chunk)
-        conflicts = 0
+        conflicts = rounds = 0
         while remaining:
             actions, first_claim = self._actions(remaining)
+            token = claim_token(self.outcome.run_id, self.chunks, remaining, rounds)
+            rounds += 1
             try:
-                _client().transact_write_items(TransactItems=actions)
+                _client().transact_write_items(TransactItems=actions, ClientRequestToken=token)
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                     raise
@@ -213,8 +296,7 @@ class _ChunkWriter:
             actions.append(
                 {"Put": {"TableName": self._table, "Item": self._run_item, "ConditionExpression": new_item}}
             )
-        chunk_number = max(len(self.outcome.items) - 1, 0)
-        member = member_item(self.outcome.run_id, chunk_number, refs, self._expires_at)
+        member = member_item(self.outcome.run_id, self.chunks, refs, self._expires_at)
         actions.append({"Put": {"TableName": self._table, "Item": member, "ConditionExpression": new_item}})
         first_claim = len(actions)
         for ref in refs:
@@ -244,10 +326,12 @@ class _ChunkWriter:
         for index, reason in enumerate(reasons):
             if reason.get("Code") != "ConditionalCheckFailed":
                 continue
-            if index < first_claim:
-                raise BatchCreationError(f"batch run {self.outcome.run_id} exists already")
+            if index < first_claim:  # our own run or member item: an earlier send of ours was applied
+                raise _UnclearOutcome(f"batch run {self.outcome.run_id}: its items exist already")
             ref = refs[index - first_claim]
             owner = (reason.get("Item") or {}).get("run_id", {}).get("S")
+            if owner == self.outcome.run_id:
+                raise _UnclearOutcome(f"batch run {self.outcome.run_id}: {ref} is claimed by it already")
             if owner:
                 self.outcome.taken[ref] = owner
             else:  # the claim's owner is unknown here; a redelivery reads it

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
 
 from polos import serde
 from polos.aws import observability, settings
@@ -18,7 +19,7 @@ from polos.errors import NonRetryableError, RunLeaseLostError
 from polos.publish.events import EventRef
 from polos.runtime import clock, timers
 from polos.runtime.journal import Acquired, Item, Journal
-from polos.runtime.records import ErrorInfo, RunRecord, TriggerType
+from polos.runtime.records import ErrorInfo, RunRecord, RunStatus, TriggerType
 from polos.runtime.runs import stored_payload
 from polos.runtime.steps import StepRunner, lease_margin
 from polos.runtime.waits import RunSuspended, WaitingFor, is_due
@@ -122,6 +123,7 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
         steps=loaded.steps if loaded is not None else [],
         lease_until=run.lease_until or 0.0,
         lease_margin=lease_margin(lease_seconds),
+        lease_owner=owner,
     )
     ctx = WorkflowContext(
         workflow_id=wf.id,
@@ -150,9 +152,11 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
         )
         if not await _finish(journal, run, owner, "failed" if final else "queued", log, error=error):
             return AttemptResult("busy", run)
-        return AttemptResult("failed" if final else "retry", run, error)
+        return AttemptResult("failed" if run.status == "failed" else "retry", run, run.error)
     if not await _finish(journal, run, owner, "completed", log, result_json=text):
         return AttemptResult("busy", run)
+    if run.status == "failed":  # the result could not be stored (see ``_finish``)
+        return AttemptResult("failed", run, run.error)
     logger.info("run completed", extra=log)
     return AttemptResult("completed", run, result=json.loads(text))
 
@@ -180,14 +184,39 @@ async def _finish(
     error: ErrorInfo | None = None,
     waiting_for: WaitingFor | None = None,
 ) -> bool:
-    """Record the attempt's outcome and mirror it on ``run``; ``False`` when the lease was lost meanwhile."""
+    """Record the attempt's outcome and mirror it on ``run``; ``False`` when the lease was lost meanwhile.
+
+    An outcome DynamoDB refuses (``ValidationException``: too large, whatever the budget missed) fails
+    the run with an error saying so, rather than leaving it ``running`` to be executed again and again.
+    """
+    stored = len((run.payload_json or "").encode("utf-8", "surrogatepass"))
     waiting_json = waiting_for.to_json() if waiting_for is not None else None
-    try:
-        await asyncio.to_thread(
-            lambda: journal.finish(
-                run.run_id, owner, status, result_json=result_json, error=error, waiting_for_json=waiting_json
-            )
+
+    def write(status: RunStatus, result_json: str | None, error: ErrorInfo | None) -> None:
+        journal.finish(
+            run.run_id,
+            owner,
+            status,
+            result_json=result_json,
+            error=error,
+            payload_bytes=stored,
+            waiting_for_json=waiting_json,
         )
+
+    try:
+        try:
+            await asyncio.to_thread(write, status, result_json, error)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ValidationException":
+                raise
+            logger.exception("attempt outcome refused by DynamoDB; run failed", extra=log)
+            status, result_json = "failed", None
+            error = ErrorInfo(
+                "RunOutcomeTooLargeError",
+                f"run {run.run_id}: its {'result' if error is None else 'error'} could not be stored "
+                f"({ErrorInfo.of(exc).message})",
+            )
+            await asyncio.to_thread(write, status, None, error)
     except RunLeaseLostError as exc:
         logger.warning("attempt outcome dropped: lease lost", extra={**log, "error": str(exc)})
         return False

@@ -2,17 +2,22 @@
 
 Layout (runs table, keys ``pk``/``sk``): a run lives in partition ``run#<run_id>``; its run item has sort
 key ``run`` and each step ``step#<key>``, so loading a run's whole journal is ONE Query. Journaling a step
-is ONE PutItem, taking and finishing an attempt one UpdateItem each. Run items (not steps) carry ``wf`` and
+is ONE PutItem (a fenced TransactWriteItems when the attempt's lease is at risk), taking and finishing an
+attempt one UpdateItem each. Run items (not steps) carry ``wf`` and
 ``created_at``, the keys of the sparse ``by_workflow`` index the runs API lists from.
 
 The lease: an attempt executes only while it holds ``lease_owner``/``lease_until`` on the run item, taken
 with a conditional write that no other live attempt can win. A Lambda invocation cannot outlive its
 timeout and the lease lasts that long, so an attempt that still runs can never overlap the next holder;
-the executor also stops before any step once its own lease is about to lapse.
+the executor also stops before any step once its own lease is about to lapse. Writes are fenced by the
+lease owner: ``finish`` is conditional on it, and a step write made once the lease is about to lapse (a
+slow step, a local run whose lease is shorter than the attempt) checks it in the same transaction, so a
+zombie attempt's write is refused and it stops.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -25,20 +30,42 @@ from polos.aws import settings
 from polos.errors import RunLeaseLostError
 from polos.payloads import utc_iso
 from polos.publish.events import EventRef
-from polos.runtime.records import ErrorInfo, LoadedRun, RunRecord, RunStatus, StepRecord
+from polos.runtime.records import (
+    RUN_ITEM_BUDGET,
+    ErrorInfo,
+    LoadedRun,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+    from mypy_boto3_dynamodb.type_defs import (
+        AttributeValueTypeDef,
+        ConditionCheckTypeDef,
+        PutTypeDef,
+        UpdateTypeDef,
+    )
 
 Item = dict[str, "AttributeValueTypeDef"]
 RUN_SK = "run"
+RESULT_SK = "result"
 STEP_PREFIX = "step#"
 BY_WORKFLOW_INDEX = "by_workflow"
 
 
 def run_pk(run_id: str) -> str:
     return f"run#{run_id}"
+
+
+def hashed_run_id(*parts: str) -> str:
+    return "run_" + hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:26]
+
+
+def event_run_id(workflow_id: str, topic: str, sequence_id: int) -> str:
+    """The run of ``workflow_id`` for one event: every delivery of the event maps to it."""
+    return hashed_run_id(workflow_id, topic, str(sequence_id))
 
 
 def now_iso() -> str:
@@ -82,6 +109,8 @@ def encode_run(run: RunRecord, expires_at: int) -> Item:
             item[name] = {"S": value}
     if run.lease_until is not None:
         item["lease_until"] = {"N": repr(run.lease_until)}
+    if run.result_apart:
+        item["result_apart"] = {"BOOL": True}
     return item
 
 
@@ -103,8 +132,13 @@ def decode_run(item: Item) -> RunRecord:
         error=ErrorInfo.from_json(_s(item, "error")),
         lease_owner=_s(item, "lease_owner"),
         lease_until=_n(item, "lease_until"),
+        result_apart=bool(item.get("result_apart", {}).get("BOOL", False)),
         waiting_for_json=_s(item, "waiting_for"),
     )
+
+
+def _utf8_len(text: str | None) -> int:
+    return 0 if text is None else len(text.encode("utf-8", "surrogatepass"))
 
 
 def _encode_step(run_id: str, step: StepRecord, expires_at: int) -> Item:
@@ -205,7 +239,22 @@ class Journal:
             return None
         steps = [_decode_step(item) for item in items if (_s(item, "sk") or "").startswith(STEP_PREFIX)]
         steps.sort(key=lambda step: step.index)
-        return LoadedRun(run=decode_run(run_item), steps=steps)
+        run = decode_run(run_item)
+        if run.result_apart:
+            result_item = next((item for item in items if _s(item, "sk") == RESULT_SK), None)
+            run.result_json = None if result_item is None else _s(result_item, "result")
+        return LoadedRun(run=run, steps=steps)
+
+    def load_result(self, run: RunRecord) -> RunRecord:
+        """``run`` with its result filled in when it is kept in its own item (one GetItem then)."""
+        if run.result_apart and run.result_json is None:
+            answer = self._client.get_item(
+                TableName=self._table,
+                Key={"pk": {"S": run_pk(run.run_id)}, "sk": {"S": RESULT_SK}},
+                ConsistentRead=True,
+            )
+            run.result_json = _s(answer.get("Item", {}), "result")
+        return run
 
     def create_queued(self, run: RunRecord) -> RunRecord:
         """Store a new ``queued`` run (direct invocation); returns the existing one if the id is taken."""
@@ -279,21 +328,51 @@ class Journal:
             return NotAcquired(run=current, outcome="finished" if current.finished else "busy")
         return Acquired(run=decode_run(answer["Attributes"]))
 
-    def record_step(self, run_id: str, step: StepRecord) -> None:
-        """Journal a step (one PutItem). A completed step is never overwritten."""
+    def record_step(self, run_id: str, step: StepRecord, *, fence_owner: str | None = None) -> None:
+        """Journal a step. A completed step is never overwritten.
+
+        Plain: one PutItem (1 write unit per KB). Fenced (``fence_owner`` given): one TransactWriteItems
+        that also checks the run item's ``lease_owner`` is still ``fence_owner``, so an attempt whose lease
+        another attempt has taken writes nothing (``RunLeaseLostError``); it costs 2 write units per KB
+        for the step and 2 for the check, so the step runner fences only writes made when the attempt's
+        lease is at risk (see ``polos.runtime.steps``).
+        """
+        put: PutTypeDef = {
+            "TableName": self._table,
+            "Item": _encode_step(run_id, step, self.expires_at()),
+            # a failed or waiting step is overwritten (retried, or its wait is over); a completed one never
+            "ConditionExpression": "attribute_not_exists(pk) OR #status <> :completed",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":completed": {"S": "completed"}},
+        }
+        journaled_elsewhere = f"step {step.key!r} of run {run_id} was journaled by another attempt"
+        if fence_owner is None:
+            try:
+                self._client.put_item(**put)
+            except ClientError as exc:
+                if _condition_failed(exc):
+                    raise RunLeaseLostError(journaled_elsewhere) from exc
+                raise
+            return
+        check: ConditionCheckTypeDef = {
+            "TableName": self._table,
+            "Key": {"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
+            "ConditionExpression": "lease_owner = :owner",
+            "ExpressionAttributeValues": {":owner": {"S": fence_owner}},
+        }
         try:
-            self._client.put_item(
-                TableName=self._table,
-                Item=_encode_step(run_id, step, self.expires_at()),
-                ConditionExpression="attribute_not_exists(pk) OR #status <> :completed",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":completed": {"S": "completed"}},
-            )
+            self._client.transact_write_items(TransactItems=[{"ConditionCheck": check}, {"Put": put}])
         except ClientError as exc:
-            if _condition_failed(exc):
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            reasons = exc.response.get("CancellationReasons", [])
+            codes = [reason.get("Code") for reason in reasons]
+            if codes[:1] == ["ConditionalCheckFailed"]:
                 raise RunLeaseLostError(
-                    f"step {step.key!r} of run {run_id} was journaled by another attempt"
+                    f"run {run_id}: this attempt lost its lease; step {step.key!r} not journaled"
                 ) from exc
+            if codes[1:2] == ["ConditionalCheckFailed"]:
+                raise RunLeaseLostError(journaled_elsewhere) from exc
             raise
 
     def finish(
@@ -304,10 +383,16 @@ class Journal:
         *,
         result_json: str | None = None,
         error: ErrorInfo | None = None,
+        payload_bytes: int = 0,
         waiting_for_json: str | None = None,
     ) -> None:
-        """End this attempt (one UpdateItem): ``completed``/``failed`` for good, ``queued`` to retry, or
-        ``waiting`` (with ``waiting_for_json``) until a wake-up."""
+        """End this attempt: ``completed``/``failed`` for good, ``queued`` to retry, or ``waiting`` (with
+        ``waiting_for_json``) until a wake-up.
+
+        One UpdateItem conditional on the lease owner. When the run item's payload (``payload_bytes``) and
+        the result would pass ``RUN_ITEM_BUDGET``, the result goes to its own item, written in one
+        transaction with the run item's update (so both or neither are written).
+        """
         values: dict[str, AttributeValueTypeDef] = {
             ":status": {"S": status},
             ":stamp": {"S": now_iso()},
@@ -321,26 +406,45 @@ class Journal:
             assignments.append("waiting_for = :waiting_for")
         else:
             removals.append("waiting_for")
-        if result_json is not None:
+        apart = result_json is not None and payload_bytes + _utf8_len(result_json) > RUN_ITEM_BUDGET
+        if result_json is not None and not apart:
             values[":result"] = {"S": result_json}
             names["#result"] = "result"
             assignments.append("#result = :result")
+        if apart:
+            values[":apart"] = {"BOOL": True}
+            assignments.append("result_apart = :apart")
         if error is not None:
             values[":error"] = {"S": error.to_json()}
             assignments.append("#error = :error")
         else:
             removals.append("#error")
+        update: UpdateTypeDef = {
+            "TableName": self._table,
+            "Key": {"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
+            "UpdateExpression": f"SET {', '.join(assignments)} REMOVE {', '.join(removals)}",
+            "ConditionExpression": "lease_owner = :owner",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        lost = f"run {run_id}: this attempt lost its lease before finishing"
         try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
-                UpdateExpression=f"SET {', '.join(assignments)} REMOVE {', '.join(removals)}",
-                ConditionExpression="lease_owner = :owner",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
+            if not apart:
+                self._client.update_item(**update)
+                return
+            result_item: Item = {
+                "pk": {"S": run_pk(run_id)},
+                "sk": {"S": RESULT_SK},
+                "result": {"S": str(result_json)},
+                "expires_at": {"N": str(self.expires_at())},
+            }
+            self._client.transact_write_items(
+                TransactItems=[{"Update": update}, {"Put": {"TableName": self._table, "Item": result_item}}]
             )
         except ClientError as exc:
             if _condition_failed(exc):
-                message = f"run {run_id}: this attempt lost its lease before finishing"
-                raise RunLeaseLostError(message) from exc
+                raise RunLeaseLostError(lost) from exc
+            reasons = exc.response.get("CancellationReasons", [])
+            if [reason.get("Code") for reason in reasons][:1] == ["ConditionalCheckFailed"]:
+                raise RunLeaseLostError(lost) from exc
             raise

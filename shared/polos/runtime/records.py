@@ -14,6 +14,11 @@ TriggerType = Literal["event", "batch", "invoke"]
 FINISHED: frozenset[str] = frozenset({"completed", "failed"})
 # Error messages are cut to this many characters: a huge message must not push an item past 400 KB.
 MAX_ERROR_MESSAGE = 4000
+# DynamoDB's item limit is 400 KB. A run item keeps its payload and result inline while together they fit
+# this budget (the rest of the item: keys, event refs, an error of at most 16 KB, stays under 40 KB); a
+# larger result goes to its own item in the run's partition (an invoked run: payload <= 256 KB, result <=
+# 350 KB).
+RUN_ITEM_BUDGET = 360 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,8 @@ class RunRecord:
     error: ErrorInfo | None = None
     lease_owner: str | None = None
     lease_until: float | None = None
+    # The result is in its own item (``sk=result``); ``result_json`` holds it once that item is read.
+    result_apart: bool = False
     # While ``waiting``: what the run waits for (JSON of :class:`polos.runtime.waits.WaitingFor`).
     waiting_for_json: str | None = None
 

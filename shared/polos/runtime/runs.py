@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import heapq
 import json
 import re
@@ -19,7 +18,16 @@ from polos.publish.events import EventRef, EventStore
 from polos.publish.fanout import deliver
 from polos.publish.messages import WorkflowMessage
 from polos.runtime import batches
-from polos.runtime.journal import BY_WORKFLOW_INDEX, RUN_SK, Journal, decode_run, now_iso, run_pk
+from polos.runtime.journal import (
+    BY_WORKFLOW_INDEX,
+    RUN_SK,
+    Journal,
+    decode_run,
+    event_run_id,  # noqa: F401  (re-exported: run ids are the runs module's vocabulary)
+    hashed_run_id,
+    now_iso,
+    run_pk,
+)
 from polos.runtime.records import LoadedRun, RunRecord, RunStatus, StepRecord
 from polos.runtime.waits import WaitingFor
 
@@ -38,18 +46,9 @@ def valid_run_id(run_id: str) -> bool:
     return RUN_ID.fullmatch(run_id) is not None
 
 
-def _hashed_run_id(*parts: str) -> str:
-    return "run_" + hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:26]
-
-
-def event_run_id(workflow_id: str, topic: str, sequence_id: int) -> str:
-    """The run of ``workflow_id`` for one event: every delivery of the event maps to it."""
-    return _hashed_run_id(workflow_id, topic, str(sequence_id))
-
-
 def keyed_run_id(workflow_id: str, idempotency_key: str) -> str:
     """The run an ``Idempotency-Key`` stands for: the same key always names the same run of a workflow."""
-    return _hashed_run_id(workflow_id, idempotency_key)
+    return hashed_run_id(workflow_id, idempotency_key)
 
 
 def new_run_id() -> str:
@@ -257,7 +256,8 @@ def list_runs(workflow_ids: list[str], status: RunStatus | None, limit: int, cur
             positions[wf] = _Position(done=True)
         else:
             more = True
-    views = [run_view(run, _members(run)) for run, _ in page]
+    journal = Journal()
+    views = [run_view(journal.load_result(run), _members(run)) for run, _ in page]
     return RunPage(views, _encode_cursor({wf: positions[wf] for wf in workflow_ids}) if more else None)
 
 

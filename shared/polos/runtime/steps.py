@@ -86,6 +86,7 @@ class StepRunner:
         steps: list[StepRecord],
         lease_until: float,
         lease_margin: float = MAX_LEASE_SAFETY_SECONDS,
+        lease_owner: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._run_id = run_id
@@ -94,6 +95,7 @@ class StepRunner:
         self._next_index = max((step.index for step in steps), default=-1) + 1
         self._used: set[str] = set()
         self._call_deadline = lease_until - lease_margin
+        self._lease_owner = lease_owner
         self._sleep = sleep
 
     async def run(
@@ -277,7 +279,13 @@ class StepRunner:
         return index
 
     async def _journal_step(self, step: StepRecord) -> None:
-        await asyncio.to_thread(self._journal.record_step, self._run_id, step)
+        # While the lease has more than its margin left (the margin covers clock skew and the request's
+        # flight), no other attempt can hold it: a plain PutItem. Past that point another attempt may have
+        # taken the run over: the write is fenced by the lease owner (a transaction, 4 write units instead
+        # of 1), so a zombie attempt writes nothing and stops (``RunLeaseLostError``).
+        at_risk = time.time() >= self._call_deadline
+        fence = self._lease_owner if at_risk else None
+        await asyncio.to_thread(lambda: self._journal.record_step(self._run_id, step, fence_owner=fence))
         if _hooks is not None:
             _hooks.after_journal(self._run_id, step.key)
 

@@ -32,8 +32,9 @@ from polos.publish.events import EventRef, EventStore
 from polos.publish.messages import WorkflowMessage
 from polos.runtime import batches
 from polos.runtime.executor import Attempt, AttemptResult, execute
-from polos.runtime.journal import Journal
-from polos.runtime.runs import event_run_id, new_run_id
+from polos.runtime.journal import Acquired, Journal, event_run_id
+from polos.runtime.records import ErrorInfo
+from polos.runtime.runs import new_run_id
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -169,7 +170,14 @@ class Invocation:
         payload = message.event.model_dump(mode="json") if message.event is not None else None
         observability.bind_run(first.run_id, wf.id, [ref.id for ref in refs])
         if message.event is not None:
-            attempt = Attempt(wf, first.run_id, "event", refs, payload=payload, final=final)
+            items = await asyncio.to_thread(self._journal.query_partition, first.run_id)
+            # The event's batch claim shares this partition: a batch run holds the event when the
+            # workflow was a batch workflow at its first delivery.
+            batch_run = batches.claim_owner(items)
+            if batch_run is not None and Journal.decode_partition(items) is None:
+                done = await self._finish_batch(wf, batch_run, message.event, final)
+                return set() if done else {delivery.message_id for delivery in deliveries}
+            attempt = Attempt(wf, first.run_id, "event", refs, payload=payload, final=final, preloaded=items)
         elif message.kind == "resume":
             # A wake-up never creates its run (the trigger type given here is not used): the stored one is.
             attempt = Attempt(wf, first.run_id, "invoke", final=final, resume_step=message.step)
@@ -178,6 +186,51 @@ class Invocation:
         if acknowledged(await execute(attempt, self._journal), final):
             return set()
         return {delivery.message_id for delivery in deliveries}
+
+    async def _finish_batch(self, wf: Workflow, run_id: str, event: EventItem, final: bool) -> bool:
+        """An event a batch run claimed, delivered to the workflow now single-event: that run ends it.
+
+        A batch run of this one event is resumed with it as the payload. A batch run of several events
+        cannot be resumed by a single-event handler, and running its events again could run them twice: it
+        is failed with an error saying so. ``True`` when the delivery is done with.
+        """
+        observability.bind_run(run_id, wf.id, [event.id])
+        items = await asyncio.to_thread(self._journal.query_partition, run_id)
+        loaded = Journal.decode_partition(items)
+        if loaded is None:
+            logger.error("batch run of a claimed event not found; record left for redelivery")
+            return False
+        if loaded.run.finished:
+            logger.info("event finished in a batch run; delivery acknowledged")
+            return True
+        members = batches.members(items)
+        if members == [ref_of(event)]:
+            logger.info("event held by a batch run of one; that run finishes it")
+            payload = event.model_dump(mode="json")
+            attempt = Attempt(wf, run_id, "batch", members, payload=payload, final=final, preloaded=items)
+            return acknowledged(await execute(attempt, self._journal), final)
+        owner = uuid.uuid4().hex
+        taken = await asyncio.to_thread(
+            lambda: self._journal.acquire(
+                run_id=run_id,
+                workflow_id=wf.id,
+                trigger_type="batch",
+                event_refs=[],
+                owner=owner,
+                lease_seconds=settings.get_settings().lease_seconds,
+            )
+        )
+        if not isinstance(taken, Acquired):
+            return taken.outcome == "finished"
+        error = ErrorInfo(
+            "WorkflowShapeChangedError",
+            f"workflow {wf.id!r} became single-event while this batch run of {len(members)} events was "
+            "unfinished; a single-event workflow cannot resume it, and its events are not run again "
+            "(they may have run in part)",
+        )
+        logger.warning("unfinished batch run failed: its workflow is single-event now")
+        await asyncio.to_thread(lambda: self._journal.finish(run_id, owner, "failed", error=error))
+        return True
 
 
 class BatchGroup:
@@ -204,19 +257,26 @@ class BatchGroup:
     async def run(self) -> set[str]:
         """Message ids to leave for redelivery."""
         refs = sorted(self._deliveries)
+        singles = {ref: event_run_id(self._wf.id, ref.topic, ref.sequence_id) for ref in refs}
         try:
-            owners = await asyncio.to_thread(batches.read_claims, self._wf.id, refs)
+            found = await asyncio.to_thread(batches.read_owners, self._wf.id, refs, singles)
         except Exception:
             logger.exception(
                 "batch claims unreadable; records left for redelivery", extra={"workflow_id": self._wf.id}
             )
             return self._message_ids(refs)
+        owners = found.claims
         by_run: dict[str, list[EventRef]] = {}
         for ref, run_id in owners.items():
             by_run.setdefault(run_id, []).append(ref)
         jobs: list[tuple[list[EventRef], Awaitable[bool]]] = []
         left: set[str] = set()
-        unclaimed = [ref for ref in refs if ref not in owners]
+        # Events a single-event run holds (the workflow was single-event when they were first delivered)
+        # finish in that run: the batch handler gets them as a batch of one.
+        held = {ref: run_id for ref, run_id in found.singles.items() if ref not in owners}
+        for ref, run_id in held.items():
+            jobs.append(([ref], self._finish_single(run_id, ref)))
+        unclaimed = [ref for ref in refs if ref not in owners and ref not in held]
         if unclaimed:
             created = await self._create(unclaimed)
             if created is None:
@@ -267,17 +327,28 @@ class BatchGroup:
         members = created.members
         observability.bind_run(created.run_id, self._wf.id, [ref.id for ref in members])
         logger.info("batch run created", extra={"batch_size": len(members)})
+        events = await self._member_events(members)  # the membership records, not the events in hand
+        if events is None:
+            return False
         final = self._final(members)
         attempt = Attempt(
             self._wf,
             created.run_id,
             "batch",
             members,
-            payload=_batch_payload([self._events[ref] for ref in members]),
+            payload=_batch_payload(events),
             final=final,
             preloaded=created.items,
             lease_owner=created.owner,
         )
+        return acknowledged(await execute(attempt, self._journal), final)
+
+    async def _finish_single(self, run_id: str, ref: EventRef) -> bool:
+        observability.bind_run(run_id, self._wf.id, [ref.id])
+        logger.info("event held by a single-event run; that run finishes it as a batch of one")
+        final = self._final([ref])
+        payload = _batch_payload([self._events[ref]])
+        attempt = Attempt(self._wf, run_id, "event", [ref], payload=payload, final=final)
         return acknowledged(await execute(attempt, self._journal), final)
 
     async def _resume(self, run_id: str, delivered: list[EventRef]) -> bool:
@@ -294,19 +365,25 @@ class BatchGroup:
             return True
         members = batches.members(items)
         observability.bind_run(run_id, self._wf.id, [ref.id for ref in members])
-        missing = [ref for ref in members if ref not in self._events]
-        fetched = await asyncio.to_thread(EventStore().get_many, missing) if missing else []
-        found = {**self._events, **{ref_of(event): event for event in fetched}}
-        events = [found.get(ref) for ref in members]
-        present = [event for event in events if event is not None]
-        if len(present) < len(members):
-            logger.error("member events of the batch run are gone; records left for redelivery")
+        present = await self._member_events(members)
+        if present is None:
             return False
         final = self._final(delivered)
         attempt = Attempt(
             self._wf, run_id, "batch", members, payload=_batch_payload(present), final=final, preloaded=items
         )
         return acknowledged(await execute(attempt, self._journal), final)
+
+    async def _member_events(self, members: list[EventRef]) -> list[EventItem] | None:
+        """The run's member events: those delivered now, the others from the event store (``None``: gone)."""
+        missing = [ref for ref in members if ref not in self._events]
+        fetched = await asyncio.to_thread(EventStore().get_many, missing) if missing else []
+        found = {**self._events, **{ref_of(event): event for event in fetched}}
+        present = [event for event in (found.get(ref) for ref in members) if event is not None]
+        if len(present) < len(members):
+            logger.error("member events of the batch run are gone; records left for redelivery")
+            return None
+        return present
 
 
 def _batch_payload(events: list[EventItem]) -> dict[str, Any]:
