@@ -8,6 +8,7 @@ from typing import Any
 from polos.app import App
 from polos.aws import settings
 from polos.publish.manifest import Manifest, WorkflowEntry
+from polos.schedules import Schedule
 
 TTL_ATTRIBUTE = "expires_at"
 SINGLE_EVENT_BATCH_SIZE = 10
@@ -233,6 +234,7 @@ class WorkflowQueue:
     batch: bool
     batch_size: int
     batching_window_seconds: int | None
+    schedule: Schedule | None = None  # fired by an EventBridge Scheduler schedule onto this queue
 
     def queue_name(self, prefix: str) -> str:
         return prefix + self.workflow_id
@@ -279,6 +281,7 @@ def build_model(app: App) -> AppModel:
             batch=wf.is_batch,
             batch_size=wf.batch_size if wf.is_batch else SINGLE_EVENT_BATCH_SIZE,
             batching_window_seconds=wf.batch_timeout_seconds,
+            schedule=wf.schedule,
         )
         for wf in app
     )

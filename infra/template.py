@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 from polos.aws import settings
+from polos.publish.messages import WorkflowMessage
 
 from infra.model import (
     DEFAULT_MAX_RECEIVE_COUNT,
@@ -294,11 +295,6 @@ def _function(spec: FunctionSpec, model: AppModel) -> Doc:
         # Any other method or path reaches the API too, so it answers with the JSON errors of DESIGN §2.
         events["AnyOtherRoute"] = {"Type": "HttpApi", "Properties": {"ApiId": _ref("HttpApi")}}
         properties["Events"] = events
-    if spec.sweeps_timers:
-        # EventBridge Scheduler (SAM makes it a role that may invoke this function only).
-        properties["Events"] = {
-            "EveryMinute": {"Type": "ScheduleV2", "Properties": {"ScheduleExpression": "rate(1 minute)"}}
-        }
     return {"Type": "AWS::Serverless::Function", "Properties": properties}
 
 
@@ -378,7 +374,93 @@ def _resources(model: AppModel, names: dict[str, str]) -> Doc:
         resources[table.logical_id] = _table(table)
     for queue in model.queues:
         resources.update(_queue_resources(queue, names[queue.workflow_id], model.function("consumes_queues")))
+    scheduled = [queue for queue in model.queues if queue.schedule is not None]
+    timers = model.function("sweeps_timers").logical_id
+    resources[SCHEDULER_ROLE] = _scheduler_role(timers, scheduled, names)
+    resources["TimersSchedule"] = {
+        "Type": "AWS::Scheduler::Schedule",
+        "Properties": {
+            "Description": "Every minute: the timers function sends the wake-ups of waits that are due",
+            "ScheduleExpression": "rate(1 minute)",
+            "FlexibleTimeWindow": {"Mode": "OFF"},
+            "State": "ENABLED",
+            "Target": {"Arn": _arn(timers), "RoleArn": _arn(SCHEDULER_ROLE)},
+        },
+    }
+    for queue in scheduled:
+        resources[f"Schedule{names[queue.workflow_id]}"] = _schedule(queue, names[queue.workflow_id])
     return resources
+
+
+SCHEDULER_ROLE = "SchedulerRole"
+
+
+def _schedule(queue: WorkflowQueue, name: str) -> Doc:
+    """An EventBridge Scheduler schedule putting a ``schedule`` message on the workflow's queue at each
+    firing (the firing time filled in by Scheduler, so a firing delivered twice is one run)."""
+    assert queue.schedule is not None
+    message = WorkflowMessage(queue.workflow_id, "schedule", scheduled_time="<aws.scheduler.scheduled-time>")
+    return {
+        "Type": "AWS::Scheduler::Schedule",
+        "Properties": {
+            "Description": f"Runs {queue.workflow_id} at {queue.schedule.cron} ({queue.schedule.timezone})",
+            "ScheduleExpression": queue.schedule.aws_expression(),
+            "ScheduleExpressionTimezone": queue.schedule.timezone,
+            "FlexibleTimeWindow": {"Mode": "OFF"},
+            "State": "ENABLED",
+            "Target": {
+                "Arn": _arn(f"Queue{name}"),
+                "RoleArn": _arn(SCHEDULER_ROLE),
+                "Input": message.to_json(),
+            },
+        },
+    }
+
+
+def _scheduler_role(timers: str, scheduled: list[WorkflowQueue], names: dict[str, str]) -> Doc:
+    """What EventBridge Scheduler may do: invoke the timers function and send to the scheduled workflows'
+    queues, nothing else."""
+    statements: list[Doc] = [
+        {
+            "Sid": "InvokeTimers",
+            "Effect": "Allow",
+            "Action": ["lambda:InvokeFunction"],
+            "Resource": [_arn(timers)],
+        }
+    ]
+    if scheduled:
+        statements.append(
+            {
+                "Sid": "SendFirings",
+                "Effect": "Allow",
+                "Action": ["sqs:SendMessage"],
+                "Resource": [_arn(f"Queue{names[q.workflow_id]}") for q in scheduled],
+            }
+        )
+    return {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "Description": "EventBridge Scheduler: the timers function, and scheduled workflows' firings",
+            "AssumeRolePolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "scheduler.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                        "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
+                    }
+                ],
+            },
+            "Policies": [
+                {
+                    "PolicyName": "polos-scheduler",
+                    "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
+                }
+            ],
+            "Tags": _stage_tag_list(),
+        },
+    }
 
 
 def _outputs(model: AppModel, names: dict[str, str]) -> Doc:

@@ -73,9 +73,13 @@ class DevServer:
                     f"cannot listen on {self._address[0]}:{self._address[1]}: {exc.strerror}"
                 ) from exc
             self._pollers = Pollers(self.stack.mappings)
-            timers = self.stack.timers
-            # Each second (the cloud: each minute): waits resume within 1 s of their time.
-            self._timers = Ticker("polos-timers", lambda: timers.invoke({}), interval=1.0)
+            stack = self.stack
+
+            def tick() -> None:  # each second (the cloud: timers each minute): on time within 1 s
+                stack.timers.invoke({})
+                stack.schedules.tick()
+
+            self._timers = Ticker("polos-timers", tick, interval=1.0)
         except BaseException:
             self.stop()
             raise

@@ -23,6 +23,7 @@ from infra.local.aws import ACCOUNT_ID, REGION, apply_environment
 from infra.local.functions import FUNCTIONS_DIR, LocalFunction
 from infra.local.mapping import EventSourceMapping, MappingSpec
 from infra.local.resources import LocalNames, create_resources
+from infra.local.schedules import LocalSchedules
 from infra.model import DEFAULT_MAX_RECEIVE_COUNT, DEFAULT_QUEUE_NAME_PREFIX, AppModel, build_model
 
 DEFAULT_APP = "workflows"  # the example app, functions/workflows/
@@ -117,6 +118,7 @@ class LocalStack:
         self.api = LocalFunction.load(model.function("serves_api"), serial=True)
         self.gateway = ApiGateway(model.routes, api=self.api.invoke)
         self.timers = LocalFunction.load(model.function("sweeps_timers"), serial=True)
+        self.schedules = LocalSchedules(model)
         sqs = settings.sqs()
         self.mappings = [
             EventSourceMapping(

@@ -227,7 +227,9 @@ class Stack:
         from infra.local.mapping import drain
 
         flush = self.skip_batch_windows if skip_batch_windows is None else skip_batch_windows
-        _off_the_event_loop(timers.sweep)  # wake-ups of timers whose time has come (see advance())
+        # Wake-ups of timers, and schedules' firings, whose time has come (see advance()).
+        _off_the_event_loop(timers.sweep)
+        _off_the_event_loop(self._local.schedules.tick)
 
         def on_delivery(delivery: Delivery) -> None:
             if skip_visibility_timeouts and delivery.failed:

@@ -14,13 +14,14 @@ if TYPE_CHECKING:
     from polos.context import WorkflowContext
     from polos.definition import Workflow, workflow
     from polos.errors import NonRetryableError, StepExecutionError, WorkflowRunError
-    from polos.payloads import BatchEventPayload, EventItem, EventPayload, PayloadEvent
+    from polos.payloads import BatchEventPayload, EventItem, EventPayload, PayloadEvent, SchedulePayload
 
 _HOMES: dict[str, str] = {
     "BatchEventPayload": "polos.payloads",
     "EventItem": "polos.payloads",
     "EventPayload": "polos.payloads",
     "PayloadEvent": "polos.payloads",
+    "SchedulePayload": "polos.payloads",
     "NonRetryableError": "polos.errors",
     "StepExecutionError": "polos.errors",
     "WorkflowRunError": "polos.errors",
@@ -38,6 +39,7 @@ __all__ = [  # a literal list, so linters and type checkers see the names; a tes
     "NonRetryableError",
     "PayloadEvent",
     "PolosClient",
+    "SchedulePayload",
     "StepExecutionError",
     "Workflow",
     "WorkflowContext",

@@ -11,13 +11,15 @@ from typing import TYPE_CHECKING, Any, overload
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from polos import schedules
 from polos.errors import (
     InvalidTopicError,
     PayloadValidationError,
     WorkflowDefinitionError,
     validation_summary,
 )
-from polos.payloads import BatchEventPayload, EventItem, EventPayload
+from polos.payloads import BatchEventPayload, EventItem, EventPayload, SchedulePayload
+from polos.schedules import Schedule
 from polos.topics import canonical_topic
 
 if TYPE_CHECKING:
@@ -43,6 +45,7 @@ class Workflow:
     topic: str | None
     batch_size: int
     batch_timeout_seconds: int | None
+    schedule: Schedule | None = None
     takes_payload: bool = True
     _payload_type: Any = field(default=None, repr=False)
     _adapter: TypeAdapter[Any] | None = field(default=None, repr=False)
@@ -124,7 +127,7 @@ registry = _Registry()
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
-def _payload_type(fn: Handler, wf_id: str, is_batch: bool, event_triggered: bool) -> Any:
+def _payload_type(fn: Handler, wf_id: str, is_batch: bool, event_triggered: bool, scheduled: bool) -> Any:
     params = list(inspect.signature(fn).parameters.values())
     if not 1 <= len(params) <= 2 or any(param.kind not in _POSITIONAL for param in params):
         raise WorkflowDefinitionError(
@@ -142,6 +145,8 @@ def _payload_type(fn: Handler, wf_id: str, is_batch: bool, event_triggered: bool
     if annotation is inspect.Parameter.empty or annotation is Any:
         if is_batch:
             return BatchEventPayload
+        if scheduled:
+            return SchedulePayload
         return EventPayload if event_triggered else None
     payload_cls = annotation if isinstance(annotation, type) else typing.get_origin(annotation)
     is_batch_type = isinstance(payload_cls, type) and issubclass(payload_cls, BatchEventPayload)
@@ -196,6 +201,7 @@ def _define(
     trigger_on_event: str | None,
     batch_size: int,
     batch_timeout_seconds: int | None,
+    schedule: str | dict[str, str] | None = None,
 ) -> Workflow:
     if not callable(fn):
         raise WorkflowDefinitionError(
@@ -223,7 +229,15 @@ def _define(
             f"workflow {resolved_id!r}: batch_size/batch_timeout_seconds need trigger_on_event "
             "(batches are of events)"
         )
-    payload_type = _payload_type(fn, resolved_id, is_batch, topic is not None)
+    parsed_schedule = None
+    if schedule is not None:
+        if topic is not None:
+            raise WorkflowDefinitionError(
+                f"workflow {resolved_id!r}: a scheduled workflow is not also event-triggered; "
+                "give it schedule or trigger_on_event, not both"
+            )
+        parsed_schedule = schedules.parse(schedule, resolved_id)
+    payload_type = _payload_type(fn, resolved_id, is_batch, topic is not None, parsed_schedule is not None)
     wf = Workflow(
         fn=fn,
         id=resolved_id,
@@ -231,6 +245,7 @@ def _define(
         topic=topic,
         batch_size=batch_size,
         batch_timeout_seconds=batch_timeout_seconds,
+        schedule=parsed_schedule,
         takes_payload=len(inspect.signature(fn).parameters) == 2,
         _payload_type=payload_type,
         _adapter=None if payload_type is None else TypeAdapter(payload_type),
@@ -251,6 +266,7 @@ def workflow(
     trigger_on_event: str | None = None,
     batch_size: int = 1,
     batch_timeout_seconds: int | None = None,
+    schedule: str | dict[str, str] | None = None,
 ) -> Callable[[Handler], Workflow]: ...
 
 
@@ -263,12 +279,15 @@ def workflow(
     trigger_on_event: str | None = None,
     batch_size: int = 1,
     batch_timeout_seconds: int | None = None,
+    schedule: str | dict[str, str] | None = None,
 ) -> Workflow | Callable[[Handler], Workflow]:
     """Declare a durable workflow: ``@workflow`` or ``@workflow(id=..., trigger_on_event=..., ...)``."""
     if fn is not None:
         return _define(fn, None, None, None, 1, None)
 
     def decorate(handler: Handler) -> Workflow:
-        return _define(handler, id, description, trigger_on_event, batch_size, batch_timeout_seconds)
+        return _define(
+            handler, id, description, trigger_on_event, batch_size, batch_timeout_seconds, schedule
+        )
 
     return decorate

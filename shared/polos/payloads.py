@@ -1,4 +1,4 @@
-"""What event-triggered workflows receive."""
+"""What event-triggered and scheduled workflows receive."""
 
 from __future__ import annotations
 
@@ -54,3 +54,25 @@ class BatchEventPayload(BaseModel):
     @classmethod
     def _in_sequence_order(cls, events: list[EventItem]) -> list[EventItem]:
         return sorted(events, key=lambda event: (event.topic, event.sequence_id))
+
+
+class SchedulePayload(BaseModel):
+    """The payload of a scheduled workflow: this firing's time, the one before it, and the schedule."""
+
+    model_config = ConfigDict(frozen=True)
+
+    timestamp: datetime
+    last_timestamp: datetime | None = None
+    timezone: str
+    schedule: str
+
+    @field_validator("timestamp", "last_timestamp")
+    @classmethod
+    def _as_utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @field_serializer("timestamp", "last_timestamp")
+    def _serialize_times(self, value: datetime | None) -> str | None:
+        return None if value is None else utc_iso(value)

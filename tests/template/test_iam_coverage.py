@@ -24,6 +24,9 @@ from helpers.worker import Pump
 from polos.api.keys import KeyStore
 from polos.app import App
 from polos.aws import settings
+from polos.publish.fanout import deliver
+from polos.publish.messages import WorkflowMessage
+from polos.runtime import clock
 
 from infra.model import CONSUME_ACTIONS, FUNCTIONS, AppModel, FunctionSpec, build_model
 
@@ -157,8 +160,19 @@ def test_every_call_of_every_function_is_granted(
     with sqs_refuses_sends():  # the queued run of a run whose message SQS refused is removed again
         assert request(model, "POST", "/api/v1/workflows/create_user/run", key, body=run) == 500
 
+    trial = {"payload": {"user_id": "u1", "trial_seconds": 3600}}  # a wait long enough for a timer item
+    assert request(model, "POST", "/api/v1/workflows/trial-reminder/run", key, body=trial) == 202
+    deliver([WorkflowMessage("nightly-report", "schedule", scheduled_time="2026-11-30T02:00:00Z")])
+
     worker = model.function("consumes_queues")
-    Pump(example_app, stack, invoke=lambda event: invoke(worker, event)).drain(timeout=60)
+    pump = Pump(example_app, stack, invoke=lambda event: invoke(worker, event))
+    pump.drain(timeout=60)
+    clock.advance(3600)  # the trial is over: the timers function wakes the waiting run
+    try:
+        assert invoke(model.function("sweeps_timers"), {}) == {"woken": 1}
+        pump.drain(timeout=60)
+    finally:
+        clock.reset()
 
     assert request(model, "GET", "/api/v1/runs", key, query={"workflow_id": "user-signup-handler"}) == 200
     assert request(model, "GET", "/api/v1/runs", key) == 200

@@ -14,14 +14,16 @@ MESSAGE_VERSION = 1
 @dataclass(frozen=True)
 class WorkflowMessage:
     """``kind="event"`` carries the stored event; ``kind="invoke"`` names a run created by the API;
-    ``kind="resume"`` wakes run ``run_id`` waiting in step ``step``. ``delay_seconds`` is not part of the
+    ``kind="resume"`` wakes run ``run_id`` waiting in step ``step``; ``kind="schedule"`` is a schedule's
+    firing at ``scheduled_time`` (EventBridge Scheduler fills it in). ``delay_seconds`` is not part of the
     body: it is the SQS delay the message is sent with (a timer's wake-up)."""
 
     workflow_id: str
-    kind: Literal["event", "invoke", "resume"]
+    kind: Literal["event", "invoke", "resume", "schedule"]
     event: EventItem | None = None
     run_id: str | None = None
     step: str | None = None
+    scheduled_time: str | None = None
     delay_seconds: int = 0
 
     def to_json(self) -> str:
@@ -32,6 +34,8 @@ class WorkflowMessage:
             body["run_id"] = self.run_id
         if self.step is not None:
             body["step"] = self.step
+        if self.scheduled_time is not None:
+            body["scheduled_time"] = self.scheduled_time
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
@@ -54,4 +58,6 @@ class WorkflowMessage:
             return cls(workflow_id=workflow_id, kind="invoke", run_id=body["run_id"])
         if kind == "resume" and isinstance(body.get("run_id"), str) and isinstance(body.get("step"), str):
             return cls(workflow_id=workflow_id, kind="resume", run_id=body["run_id"], step=body["step"])
+        if kind == "schedule" and isinstance(body.get("scheduled_time"), str):
+            return cls(workflow_id=workflow_id, kind="schedule", scheduled_time=body["scheduled_time"])
         raise ValueError(f"message body has an unknown kind {kind!r} or lacks its fields")

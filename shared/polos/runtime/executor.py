@@ -105,6 +105,7 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
                 event_refs=attempt.event_refs if attempt.trigger_type == "event" else [],
                 owner=owner,
                 lease_seconds=lease_seconds,
+                payload_json=json.dumps(attempt.payload) if attempt.trigger_type == "schedule" else None,
             )
         )
         if not isinstance(taken, Acquired):

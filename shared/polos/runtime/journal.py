@@ -68,6 +68,12 @@ def event_run_id(workflow_id: str, topic: str, sequence_id: int) -> str:
     return hashed_run_id(workflow_id, topic, str(sequence_id))
 
 
+def scheduled_run_id(workflow_id: str, scheduled_time: str) -> str:
+    """The run of one firing of a workflow's schedule: a firing delivered twice maps to it."""
+    fired = datetime.fromisoformat(scheduled_time.replace("Z", "+00:00"))
+    return hashed_run_id(workflow_id, "schedule", utc_iso(fired))
+
+
 def now_iso() -> str:
     return utc_iso(datetime.now(UTC))
 
@@ -281,8 +287,10 @@ class Journal:
         owner: str,
         lease_seconds: float,
         now: float | None = None,
+        payload_json: str | None = None,
     ) -> Acquired | NotAcquired:
-        """Take the run's lease for one attempt, creating the run item on its first delivery."""
+        """Take the run's lease for one attempt, creating the run item on its first delivery (with
+        ``payload_json`` when the run's input is not stored elsewhere: a scheduled run's)."""
         moment = time.time() if now is None else now
         stamp = now_iso()
         values: dict[str, AttributeValueTypeDef] = {
@@ -302,6 +310,9 @@ class Journal:
         if event_refs:
             values[":refs"] = {"S": json.dumps([ref.to_list() for ref in event_refs])}
             set_refs = ", event_refs = if_not_exists(event_refs, :refs)"
+        if payload_json is not None:
+            values[":payload"] = {"S": payload_json}
+            set_refs += ", payload = if_not_exists(payload, :payload)"
         try:
             answer = self._client.update_item(
                 TableName=self._table,

@@ -10,7 +10,7 @@ from polos.publish.events import EventRef
 
 RunStatus = Literal["queued", "running", "waiting", "completed", "failed"]
 StepStatus = Literal["completed", "failed", "waiting"]
-TriggerType = Literal["event", "batch", "invoke"]
+TriggerType = Literal["event", "batch", "invoke", "schedule"]
 FINISHED: frozenset[str] = frozenset({"completed", "failed"})
 # Error messages are cut to this many characters: a huge message must not push an item past 400 KB.
 MAX_ERROR_MESSAGE = 4000

@@ -152,7 +152,7 @@ def get_execution(run_id: str) -> dict[str, Any] | None:
 
 def stored_payload(run: RunRecord, items: list[Item]) -> Any:
     """What the handler received: the stored input of an invoked run, else its event(s) from the store."""
-    if run.trigger_type == "invoke":
+    if run.trigger_type in ("invoke", "schedule"):
         return _json_or_none(run.payload_json)
     events = [event.model_dump(mode="json") for event in EventStore().get_many(_members(run, items))]
     if run.trigger_type == "batch":

@@ -17,6 +17,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import (
@@ -32,7 +33,7 @@ from polos.publish.events import EventRef, EventStore
 from polos.publish.messages import WorkflowMessage
 from polos.runtime import batches
 from polos.runtime.executor import Attempt, AttemptResult, execute
-from polos.runtime.journal import Acquired, Journal, event_run_id
+from polos.runtime.journal import Acquired, Journal, event_run_id, scheduled_run_id
 from polos.runtime.records import ErrorInfo
 from polos.runtime.runs import new_run_id
 
@@ -70,10 +71,13 @@ class Delivery:
 
     @property
     def run_id(self) -> str:
-        """The run of a single event (derived from it) or of an invocation (named by the message)."""
+        """The run of a single event or of a schedule's firing (derived from them, so a duplicate finds the
+        same run), or of an invocation or wake-up (named by the message)."""
         event = self.message.event
         if event is not None:
             return event_run_id(self.workflow.id, event.topic, event.sequence_id)
+        if self.message.scheduled_time is not None:
+            return scheduled_run_id(self.workflow.id, self.message.scheduled_time)
         return str(self.message.run_id)
 
     @property
@@ -178,6 +182,13 @@ class Invocation:
                 done = await self._finish_batch(wf, batch_run, message.event, final)
                 return set() if done else {delivery.message_id for delivery in deliveries}
             attempt = Attempt(wf, first.run_id, "event", refs, payload=payload, final=final, preloaded=items)
+        elif message.kind == "schedule" and message.scheduled_time is not None:
+            if wf.schedule is None:  # the schedule was removed by a redeploy since this firing
+                logger.warning("firing of a workflow that has no schedule now; acknowledged")
+                return set()
+            fired = datetime.fromisoformat(message.scheduled_time.replace("Z", "+00:00"))
+            payload = wf.schedule.payload(fired)
+            attempt = Attempt(wf, first.run_id, "schedule", payload=payload, final=final)
         elif message.kind == "resume":
             # A wake-up never creates its run (the trigger type given here is not used): the stored one is.
             attempt = Attempt(wf, first.run_id, "invoke", final=final, resume_step=message.step)
