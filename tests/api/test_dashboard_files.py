@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from helpers.apigw import LambdaContext, call_api, http_event, load_function
+from helpers.apigw import LambdaContext, gateway_call, http_event, load_function
 from polos.api import dashboard
 
 
@@ -42,7 +42,7 @@ def test_only_the_listed_files_and_only_get(stack: dict[str, str]) -> None:
     assert missing["statusCode"] == 404
     assert json.loads(missing["body"])["error_type"] == "not_found"
     for path, method in (("/ui", "POST"), ("/uix", "GET"), ("/api/v1/runs", "GET")):
-        answer = call_api(http_event(method, path))
+        answer = gateway_call(http_event(method, path))
         assert (answer.status, answer.json["error_type"]) == (401, "unauthorized"), (method, path)
 
 

@@ -79,7 +79,7 @@ def normalised(text: str) -> str:
 
 def registered_routes() -> list[str]:
     """``METHOD /path`` of every route of the API resolver (from its OpenAPI schema)."""
-    from polos.api import app
+    from polos.api.app import app
 
     schema = app.get_openapi_schema()
     return sorted(
