@@ -18,6 +18,7 @@ from polos import PolosClient
 from polos.app import App
 
 WAIT_SECONDS = 60.0
+DEMO_TRIAL_SECONDS = 12  # past the 10 s a wait may sleep in its attempt: the run really waits
 POLL_SECONDS = 0.2
 
 
@@ -145,6 +146,19 @@ class Demo:
             Expected("low_priority event (skipped)", "high-priority-handler", "event", 0, [low])
         )
 
+    async def trial_reminder(self) -> None:
+        self.say(
+            f"invoke trial-reminder with a {DEMO_TRIAL_SECONDS} s trial: the run waits without holding "
+            "anything (status waiting) and is woken when the trial is over"
+        )
+        workflow = self.app.get("trial-reminder")
+        if workflow is None:
+            raise RuntimeError(f"app {self.app.name!r} has no workflow 'trial-reminder'")
+        trial = {"user_id": "u_ada", "trial_seconds": DEMO_TRIAL_SECONDS}
+        handle = await workflow.invoke(self.client, trial)
+        what = f"waits {DEMO_TRIAL_SECONDS} s, then resumes"
+        self.expected.append(Expected(what, "trial-reminder", "invoke", 3, run_id=handle.run_id))
+
     async def external_publish(self) -> None:
         self.say(
             "publish from an external system with httpx (the documentation's snippet) to order.completed"
@@ -181,6 +195,7 @@ class Demo:
             self.orders,
             self.high_priority,
             self.external_publish,
+            self.trial_reminder,
         ]
         for scenario in scenarios:
             await scenario()

@@ -222,6 +222,8 @@ class StepRunner:
             await self._journal_step(
                 StepRecord(key, index, "completed", 0, started_at, now_iso(), result_json="null")
             )
+            if previous is not None:
+                observability.count("WaitsResumed")
             return
         if previous is None:
             await self._journal_step(
