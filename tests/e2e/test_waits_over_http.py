@@ -1,4 +1,4 @@
-"""A waiting run over HTTP against ``polos dev``: it parks as ``waiting`` and resumes within 1 s of its time."""
+"""A waiting run over HTTP against ``polos dev``: parked as ``waiting``, resumed within 1 s of its time."""
 
 from __future__ import annotations
 
