@@ -156,3 +156,23 @@ def test_bad_waits_fail_the_run_with_a_clear_error(stack: Stack, wait: dict[str,
 def _until(stack: Stack, run_id: str) -> float:
     waiting = stack.run(run_id)["waiting_for"]
     return datetime.fromisoformat(waiting["until"].replace("Z", "+00:00")).timestamp()
+
+
+def test_a_wait_longer_than_the_retention_keeps_its_run(stack: Stack) -> None:
+    """Run items expire after the retention (30 days by default); a 60-day wait must not lose its run."""
+    from polos.aws import settings
+
+    run_id = stack.invoke("sleeper", {"wait": {"days": 60}})
+    stack.drain()
+    config = settings.get_settings()
+    items = settings.dynamodb().query(
+        TableName=config.runs_table,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": f"run#{run_id}"}},
+    )["Items"]
+    until = _until(stack, run_id)
+    kept_until = until + config.retention_seconds - 1
+    assert items and all(int(item["expires_at"]["N"]) >= kept_until for item in items)
+    stack.advance(days=60)
+    stack.drain()
+    assert stack.run(run_id)["status"] == "completed"

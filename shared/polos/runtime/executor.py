@@ -165,7 +165,10 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
 async def _suspend(
     journal: Journal, run: RunRecord, owner: str, waiting: WaitingFor, log: dict[str, Any]
 ) -> AttemptResult:
-    """End the attempt with the run ``waiting``: its wake-up is set first, so none is ever lost."""
+    """End the attempt with the run ``waiting``: its wake-up is set first, so none is ever lost; a run
+    kept for its retention period is kept past its wake-up too (a wait may be longer than the retention)."""
+    if waiting.until is not None:
+        await asyncio.to_thread(journal.keep_until, run, waiting.until)
     await asyncio.to_thread(timers.arm, run.workflow_id, run.run_id, waiting)
     if not await _finish(journal, run, owner, "waiting", log, waiting_for=waiting):
         return AttemptResult("busy", run)

@@ -53,6 +53,7 @@ RUN_SK = "run"
 RESULT_SK = "result"
 STEP_PREFIX = "step#"
 BY_WORKFLOW_INDEX = "by_workflow"
+KEEP_MARGIN_SECONDS = 86_400  # a waiting run's items are extended when they would expire within a day of it
 
 
 def run_pk(run_id: str) -> str:
@@ -338,6 +339,27 @@ class Journal:
             current = decode_run(exc.response["Item"])  # type: ignore[typeddict-item]
             return NotAcquired(run=current, outcome="finished" if current.finished else "busy")
         return Acquired(run=decode_run(answer["Attributes"]))
+
+    def keep_until(self, run: RunRecord, moment: float) -> int:
+        """Keep every item of ``run`` until a retention period after ``moment`` (a wait's end), so a wait
+        longer than the retention does not lose its run. Free while the wait ends a day or more before the
+        run's oldest item expires (every item was written at or after ``created_at``); else one Query and
+        one UpdateItem per item that would expire sooner. Returns how many items were extended."""
+        retention = settings.get_settings().retention_seconds
+        oldest_expiry = datetime.fromisoformat(run.created_at.replace("Z", "+00:00")).timestamp() + retention
+        if moment + KEEP_MARGIN_SECONDS < oldest_expiry:
+            return 0
+        expires = int(moment) + retention
+        items = self.query_partition(run.run_id)
+        stale = [item for item in items if int(_n(item, "expires_at") or 0) < expires]
+        for item in stale:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": item["pk"], "sk": item["sk"]},
+                UpdateExpression="SET expires_at = :expires",
+                ExpressionAttributeValues={":expires": {"N": str(expires)}},
+            )
+        return len(stale)
 
     def record_step(self, run_id: str, step: StepRecord, *, fence_owner: str | None = None) -> None:
         """Journal a step. A completed step is never overwritten.
