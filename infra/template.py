@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from polos.aws import settings
 from polos.publish.messages import WorkflowMessage
+from polos.schedules import Schedule
 
 from infra.model import (
     DEFAULT_MAX_RECEIVE_COUNT,
@@ -388,24 +389,25 @@ def _resources(model: AppModel, names: dict[str, str]) -> Doc:
         },
     }
     for queue in scheduled:
-        resources[f"Schedule{names[queue.workflow_id]}"] = _schedule(queue, names[queue.workflow_id])
+        if queue.schedule is not None:
+            name = names[queue.workflow_id]
+            resources[f"Schedule{name}"] = _schedule(queue, queue.schedule, name)
     return resources
 
 
 SCHEDULER_ROLE = "SchedulerRole"
 
 
-def _schedule(queue: WorkflowQueue, name: str) -> Doc:
+def _schedule(queue: WorkflowQueue, schedule: Schedule, name: str) -> Doc:
     """An EventBridge Scheduler schedule putting a ``schedule`` message on the workflow's queue at each
     firing (the firing time filled in by Scheduler, so a firing delivered twice is one run)."""
-    assert queue.schedule is not None
     message = WorkflowMessage(queue.workflow_id, "schedule", scheduled_time="<aws.scheduler.scheduled-time>")
     return {
         "Type": "AWS::Scheduler::Schedule",
         "Properties": {
-            "Description": f"Runs {queue.workflow_id} at {queue.schedule.cron} ({queue.schedule.timezone})",
-            "ScheduleExpression": queue.schedule.aws_expression(),
-            "ScheduleExpressionTimezone": queue.schedule.timezone,
+            "Description": f"Runs {queue.workflow_id} at {schedule.cron} ({schedule.timezone})",
+            "ScheduleExpression": schedule.aws_expression(),
+            "ScheduleExpressionTimezone": schedule.timezone,
             "FlexibleTimeWindow": {"Mode": "OFF"},
             "State": "ENABLED",
             "Target": {

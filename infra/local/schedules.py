@@ -14,37 +14,31 @@ from polos.publish.fanout import deliver
 from polos.publish.messages import WorkflowMessage
 from polos.runtime import clock
 
-from infra.model import AppModel, WorkflowQueue
+from infra.model import AppModel
 
 
 class LocalSchedules:
     """Call :meth:`tick` often (``polos dev``: every second; ``polos.testing``: every drain)."""
 
     def __init__(self, model: AppModel) -> None:
-        self._scheduled = [queue for queue in model.queues if queue.schedule is not None]
+        self._schedules = {q.workflow_id: q.schedule for q in model.queues if q.schedule is not None}
         started = self._now()
-        self._next = {queue.workflow_id: self._after(queue, started) for queue in self._scheduled}
+        self._next = {wf: schedule.next_after(started) for wf, schedule in self._schedules.items()}
 
     @staticmethod
     def _now() -> datetime:
         return datetime.fromtimestamp(clock.now(), UTC)
 
-    @staticmethod
-    def _after(queue: WorkflowQueue, moment: datetime) -> datetime:
-        assert queue.schedule is not None
-        return queue.schedule.next_after(moment)
-
     def tick(self) -> int:
         """Fire each schedule whose time has come (its latest missed firing only); returns how many."""
         now = self._now()
         firings: list[WorkflowMessage] = []
-        for queue in self._scheduled:
-            if now < self._next[queue.workflow_id]:
+        for workflow_id, schedule in self._schedules.items():
+            if now < self._next[workflow_id]:
                 continue
-            assert queue.schedule is not None
-            latest = queue.schedule.previous_before(now + timedelta(microseconds=1))
-            firings.append(WorkflowMessage(queue.workflow_id, "schedule", scheduled_time=utc_iso(latest)))
-            self._next[queue.workflow_id] = self._after(queue, now)
+            latest = schedule.previous_before(now + timedelta(microseconds=1))
+            firings.append(WorkflowMessage(workflow_id, "schedule", scheduled_time=utc_iso(latest)))
+            self._next[workflow_id] = schedule.next_after(now)
         if firings:
             deliver(firings)
         return len(firings)
