@@ -107,11 +107,13 @@ def run_view(
         view["parent_run_id"] = run.parent.run_id
     if steps is not None:
         view["steps"] = [step_view(step) for step in steps]
-        view["children"] = [
+        children = [
             child
             for child in (WaitingFor.from_json(step.wait_json).child for step in steps if step.wait_json)
             if child is not None
         ]
+        if children:  # runs started by invoke / invoke_and_wait, in step order
+            view["children"] = children
     return view
 
 
