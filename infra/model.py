@@ -177,12 +177,14 @@ API_FUNCTION = FunctionSpec(
     memory_mb=512,
     tables=(
         TableAccess(KEYS_TABLE, ("dynamodb:GetItem",)),  # the API key check of every request
-        TableAccess(EVENTS_TABLE, (*_PUBLISH_ACTIONS, "dynamodb:Query")),  # + listing a topic
+        # + listing a topic and matching its event waiters (Query); DeleteItem: a matched waiter's removal
+        TableAccess(EVENTS_TABLE, (*_PUBLISH_ACTIONS, "dynamodb:Query", "dynamodb:DeleteItem")),
         TableAccess(IDEMPOTENCY_TABLE, ("dynamodb:GetItem", "dynamodb:PutItem")),
         TableAccess(
             RUNS_TABLE,
-            # DeleteItem: a queued run whose message could not be sent is removed (runs.discard_queued)
-            ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:DeleteItem"),
+            # DeleteItem: a queued run whose message could not be sent is removed (runs.discard_queued);
+            # UpdateItem: cancel, and completing a waiting step (resume, a matched event)
+            ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:DeleteItem", "dynamodb:UpdateItem"),
             index_actions=("dynamodb:Query",),
         ),
     ),
@@ -198,11 +200,30 @@ WORKER_FUNCTION = FunctionSpec(
     tables=(
         TableAccess(
             RUNS_TABLE,
-            ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:BatchGetItem"),
+            # GetItem: the cancel check at step boundaries, a completed waiting step read back
+            (
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:Query",
+                "dynamodb:BatchGetItem",
+                "dynamodb:GetItem",
+            ),
         ),
         # ctx.step.publish_event publishes like the API, always with a client-given (deterministic) id: its
-        # events are stored in claim transactions (PutItem), never by BatchWriteItem.
-        TableAccess(EVENTS_TABLE, ("dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:BatchGetItem")),
+        # events are stored in claim transactions (PutItem), never by BatchWriteItem. wait_for_event/suspend:
+        # the topic's anchor (GetItem), waiter registration/removal (PutItem/DeleteItem/UpdateItem in
+        # transactions), the look-back and the waiters of a published topic (Query).
+        TableAccess(
+            EVENTS_TABLE,
+            (
+                "dynamodb:UpdateItem",
+                "dynamodb:PutItem",
+                "dynamodb:BatchGetItem",
+                "dynamodb:GetItem",
+                "dynamodb:Query",
+                "dynamodb:DeleteItem",
+            ),
+        ),
     ),
     sends_to_queues=True,
     consumes_queues=True,

@@ -18,7 +18,7 @@ from polos.errors import PolosAPIError
 
 T = TypeVar("T")
 
-STATUSES = ("queued", "running", "waiting", "completed", "failed")
+STATUSES = ("queued", "running", "waiting", "completed", "failed", "cancelled")
 MAX_CELL = 60
 
 
@@ -30,9 +30,50 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--limit", type=_limit, default=20, metavar="N", help="at most N runs (1-100, default 20)"
     )
     runs.set_defaults(handler=list_command)
+    actions = runs.add_subparsers(dest="action", metavar="{cancel,resume}")
+    cancel = actions.add_parser("cancel", help="cancel a run")
+    cancel.add_argument("run_id", metavar="RUN_ID")
+    cancel.set_defaults(handler=cancel_command)
+    resume = actions.add_parser("resume", help="resume a run's suspend step")
+    resume.add_argument("run_id", metavar="RUN_ID")
+    resume.add_argument("key", metavar="KEY", help="the suspend step's key")
+    resume.add_argument("--data", type=_json_object, default=None, metavar="JSON", help="the step's result")
+    resume.set_defaults(handler=resume_command)
     run = subparsers.add_parser("run", help="show one run and its steps")
     run.add_argument("run_id", metavar="RUN_ID")
     run.set_defaults(handler=show_command)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def cancel_command(args: argparse.Namespace) -> int:
+    client = _client("runs cancel")
+    if client is None:
+        return 2
+    run = _call("runs cancel", client.cancel(args.run_id))
+    if isinstance(run, int):
+        return run
+    print(f"{run['run_id']}  {run['status']}")
+    return 0
+
+
+def resume_command(args: argparse.Namespace) -> int:
+    client = _client("runs resume")
+    if client is None:
+        return 2
+    run = _call("runs resume", client.resume(args.run_id, args.key, args.data))
+    if isinstance(run, int):
+        return run
+    print(f"{run['run_id']}  {run['status']}")
+    return 0
 
 
 def _limit(text: str) -> int:

@@ -246,9 +246,7 @@ class Stack:
         )
         return len(deliveries)
 
-    def advance(
-        self, *, seconds: float = 0, minutes: float = 0, hours: float = 0, days: float = 0
-    ) -> None:
+    def advance(self, *, seconds: float = 0, minutes: float = 0, hours: float = 0, days: float = 0) -> None:
         """Skip time: waits (and the queues' delays) see the clock moved forward by this much.
 
         A run waiting ``hours=2`` resumes on the next :meth:`drain` after ``advance(hours=2)``; nothing

@@ -145,6 +145,22 @@ class PolosClient:
         answer: dict[str, Any] = await self._call("GET", f"/api/v1/runs?{params}")
         return answer
 
+    async def cancel(self, run_id: str) -> dict[str, Any]:
+        """Cancel a run (``409`` when it is finished); returns the run."""
+        answer: dict[str, Any] = await self._call(
+            "POST", f"/api/v1/runs/{urllib.parse.quote(run_id, safe='')}/cancel"
+        )
+        return answer
+
+    async def resume(self, run_id: str, key: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume the run's ``suspend`` step ``key`` with ``data``; returns the run."""
+        answer: dict[str, Any] = await self._call(
+            "POST",
+            f"/api/v1/runs/{urllib.parse.quote(run_id, safe='')}/resume",
+            {"step_key": key, "data": data},
+        )
+        return answer
+
     async def list_events(self, topic: str, after_sequence_id: int = 0, limit: int = 100) -> dict[str, Any]:
         """One page of a topic's events in sequence order."""
         params = urllib.parse.urlencode(

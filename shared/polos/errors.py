@@ -33,6 +33,10 @@ class StepExecutionError(PolosError):
         self.attempts = attempts
 
 
+class WaitTimeoutError(PolosError):
+    """A wait for an event, a resume or a child run passed its timeout (the cause of the step's error)."""
+
+
 class StepKeyError(NonRetryableError):
     """A step key is not a non-empty string of at most 512 characters."""
 

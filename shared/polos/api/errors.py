@@ -40,3 +40,10 @@ class IdempotencyConflict(ApiError):
 class PayloadTooLarge(ApiError):
     status = 413
     error_type = "payload_too_large"
+
+
+class Conflict(ApiError):
+    """The run is not in a state that allows the request (finished, already resumed)."""
+
+    status = 409
+    error_type = "conflict"

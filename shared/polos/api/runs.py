@@ -11,12 +11,12 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from polos.api.errors import IdempotencyConflict, NotFound, PayloadTooLarge, ValidationFailed
+from polos.api.errors import Conflict, IdempotencyConflict, NotFound, PayloadTooLarge, ValidationFailed
 from polos.definition import WORKFLOW_ID
 from polos.publish import idempotency, manifest
-from polos.runtime import runs
+from polos.runtime import control, runs
 from polos.runtime.records import RunRecord, RunStatus
 
 router = Router()  # type: ignore[no-untyped-call]
@@ -131,3 +131,49 @@ def get_execution(execution_id: str) -> dict[str, Any]:
     if view is None:
         raise NotFound(f"execution {execution_id!r} does not exist")
     return view
+
+
+class ResumeRequest(BaseModel):
+    """The body of ``POST /api/v1/runs/{run_id}/resume``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step_key: str = Field(min_length=1, max_length=512)
+    data: dict[str, Any] | None = None
+
+
+def _cancel(run_id: str, what: str) -> dict[str, Any]:
+    found = control.cancel(run_id) if runs.valid_run_id(run_id) else None
+    if found is None:
+        raise NotFound(f"{what} {run_id!r} does not exist")
+    run, changed = found
+    if not changed:
+        raise Conflict(f"{what} {run_id!r} is {run.status}; only an unfinished run can be cancelled")
+    view = runs.get_run(run_id)
+    return view if view is not None else {}
+
+
+@router.post("/api/v1/runs/<run_id>/cancel")
+def cancel_run(run_id: str) -> dict[str, Any]:
+    """Cancel a run: at once when ``queued`` or ``waiting``, at its next step boundary when ``running``."""
+    return _cancel(run_id, "run")
+
+
+@router.post("/api/v1/executions/<execution_id>/cancel")
+def cancel_execution(execution_id: str) -> dict[str, Any]:
+    """The Polos SDK's ``cancel_execution``: the same as cancelling the run."""
+    return _cancel(execution_id, "execution")
+
+
+@router.post("/api/v1/runs/<run_id>/resume")
+def resume_run(run_id: str, body: ResumeRequest) -> dict[str, Any]:
+    """Resume the run's ``suspend`` step ``step_key`` with ``data`` (the step's result)."""
+    outcome = control.resume(run_id, body.step_key, body.data) if runs.valid_run_id(run_id) else "no_run"
+    if outcome == "no_run":
+        raise NotFound(f"run {run_id!r} does not exist")
+    if outcome == "no_step":
+        raise NotFound(f"step_key: run {run_id!r} has no suspended step {body.step_key!r}")
+    if outcome == "conflict":
+        raise Conflict(f"step_key: step {body.step_key!r} of run {run_id!r} was already resumed or ended")
+    view = runs.get_run(run_id)
+    return view if view is not None else {}

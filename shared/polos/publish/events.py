@@ -60,6 +60,7 @@ class EventRef:
     def from_list(cls, raw: list[Any]) -> EventRef:
         return cls(topic=str(raw[0]), sequence_id=int(raw[1]), id=str(raw[2]))
 
+
 Item = dict[str, "AttributeValueTypeDef"]
 
 SEQUENCE_DIGITS = 20
@@ -139,18 +140,20 @@ class EventStore:
     def expires_at() -> int:
         return int(time.time()) + settings.get_settings().retention_seconds
 
-    def reserve(self, topic: str, count: int) -> int:
-        """Reserve ``count`` consecutive sequence ids of ``topic`` (one UpdateItem); returns the first."""
+    def reserve(self, topic: str, count: int) -> tuple[int, bool]:
+        """Reserve ``count`` consecutive sequence ids of ``topic`` (one UpdateItem); returns the first, and
+        whether the topic has event waiters (the counter counts them: :mod:`polos.publish.waiters`)."""
         answer = self._client.update_item(
             TableName=self._table,
             Key={"pk": {"S": f"seq#{topic}"}, "sk": {"S": COUNTER_SK}},
             UpdateExpression="ADD #last :count",
             ExpressionAttributeNames={"#last": "last"},
             ExpressionAttributeValues={":count": {"N": str(count)}},
-            ReturnValues="UPDATED_NEW",
+            ReturnValues="ALL_NEW",
         )
         last = int(answer["Attributes"]["last"]["N"])
-        return last - count + 1
+        waiters = answer["Attributes"].get("waiters")
+        return last - count + 1, waiters is not None and int(str(waiters["N"])) > 0
 
     def put_many(self, events: list[EventItem]) -> None:
         """Store events (BatchWriteItem, 25 per call), retrying unprocessed items with backoff."""

@@ -33,7 +33,7 @@ from polos import serde
 from polos.aws import observability
 from polos.errors import NonRetryableError, StepResultError
 from polos.payloads import EventItem, utc_iso
-from polos.publish import fanout, idempotency
+from polos.publish import fanout, idempotency, waiters
 from polos.publish.events import EventRef, EventStore, EventStoreError
 from polos.topics import canonical_topic
 
@@ -94,6 +94,9 @@ class _Plan:
     topic: str
     created_at: str
     entries: list[_Entry]
+    # Whether the topic had event waiters when the ids were reserved (``None``: unknown, e.g. a plan
+    # finished after a crash; then they are looked up). Not part of the key's record.
+    waiters: bool | None = None
 
     def to_json(self) -> str:
         body = {
@@ -196,6 +199,8 @@ def _carry_out(
 ) -> PublishResult:
     """Store the plan, send every event of it to the subscribers, complete the key."""
     stored = _execute(store, plan, events, known)
+    if plan.waiters is not False:  # after the events are stored: see polos.publish.waiters
+        waiters.match_published(plan.topic, stored)
     fanout.deliver(fanout.event_messages(plan.topic, stored))
     if keyed is not None:
         keyed.records.complete(keyed.key, keyed.digest, plan.to_json())
@@ -267,7 +272,7 @@ def _nested_deeper_than(data: dict[str, Any], limit: int) -> bool:
 def _plan(store: EventStore, topic: str, events: list[NewEvent], known: dict[str, EventItem]) -> _Plan:
     """Ids and sequence ids for ``events``: stored ones keep theirs, new ones get a reserved range."""
     fresh = sum(1 for event in events if event.id is None or event.id not in known)
-    next_sequence = store.reserve(topic, fresh) if fresh else 0
+    next_sequence, has_waiters = store.reserve(topic, fresh) if fresh else (0, None)
     entries: list[_Entry] = []
     for event in events:
         stored = known.get(event.id) if event.id is not None else None
@@ -276,7 +281,7 @@ def _plan(store: EventStore, topic: str, events: list[NewEvent], known: dict[str
         else:
             entries.append(_Entry(event.id or f"evt_{uuid.uuid4().hex[:26]}", next_sequence, new=True))
             next_sequence += 1
-    return _Plan(topic, utc_iso(datetime.now(UTC)), entries)
+    return _Plan(topic, utc_iso(datetime.now(UTC)), entries, has_waiters)
 
 
 def _execute(

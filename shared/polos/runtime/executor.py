@@ -17,19 +17,19 @@ from polos.aws import observability, settings
 from polos.context import WorkflowContext
 from polos.errors import NonRetryableError, RunLeaseLostError
 from polos.publish.events import EventRef
-from polos.runtime import clock, timers
+from polos.runtime import clock, control, timers
 from polos.runtime.journal import Acquired, Item, Journal
 from polos.runtime.records import ErrorInfo, RunRecord, RunStatus, TriggerType
 from polos.runtime.runs import stored_payload
 from polos.runtime.steps import StepRunner, lease_margin
-from polos.runtime.waits import RunSuspended, WaitingFor, is_due
+from polos.runtime.waits import RunCancelled, RunSuspended, WaitingFor, is_due
 
 if TYPE_CHECKING:
     from polos.definition import Workflow
 
 logger = Logger(service="polos")
 
-Outcome = Literal["completed", "failed", "retry", "busy", "finished", "waiting"]
+Outcome = Literal["completed", "failed", "retry", "busy", "finished", "waiting", "cancelled"]
 _NO_PAYLOAD: Any = object()
 
 
@@ -83,10 +83,13 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
         return AttemptResult("finished")
     if loaded is not None and loaded.run.finished:
         logger.info("run already finished; delivery acknowledged", extra={**log, "status": loaded.run.status})
+        if loaded.run.parent is not None:  # its end may not have reached its parent (a crash in between)
+            await asyncio.to_thread(control.report_end, loaded.run, journal=journal)
         return AttemptResult("finished", loaded.run)
     if loaded is not None and loaded.run.waiting_for_json is not None and loaded.run.status == "waiting":
         waiting = WaitingFor.from_json(loaded.run.waiting_for_json)
-        if not is_due(waiting, clock.now()):
+        step = next((step for step in loaded.steps if step.key == waiting.step), None)
+        if not is_due(waiting, step, clock.now()):
             if attempt.resume_step == waiting.step:  # woken early (clock skew): set the same wake-up again
                 await asyncio.to_thread(timers.arm, wf.id, attempt.run_id, waiting)
             logger.info("run still waiting; delivery acknowledged", extra={**log, "until": waiting.until})
@@ -125,7 +128,10 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
         lease_until=run.lease_until or 0.0,
         lease_margin=lease_margin(lease_seconds),
         lease_owner=owner,
+        workflow_id=wf.id,
     )
+    if run.cancel_requested:  # asked for while no attempt ran (a crashed one): ends here, no step called
+        return await _cancelled(journal, run, owner, log)
     ctx = WorkflowContext(
         workflow_id=wf.id,
         run_id=run.run_id,
@@ -141,6 +147,8 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
         text = serde.to_json(result, what=f"result of workflow {wf.id!r}")
     except RunSuspended as suspended:
         return await _suspend(journal, run, owner, suspended.waiting, log)
+    except RunCancelled:
+        return await _cancelled(journal, run, owner, log)
     except RunLeaseLostError as exc:
         logger.warning("attempt stopped: lease lost", extra={**log, "error": str(exc)})
         return AttemptResult("busy", run)
@@ -162,6 +170,14 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
     return AttemptResult("completed", run, result=json.loads(text))
 
 
+async def _cancelled(journal: Journal, run: RunRecord, owner: str, log: dict[str, Any]) -> AttemptResult:
+    """End the attempt with the run ``cancelled`` (a cancel was asked for while it ran)."""
+    if not await _finish(journal, run, owner, "cancelled", log):
+        return AttemptResult("busy", run)
+    logger.info("run cancelled at a step boundary", extra=log)
+    return AttemptResult("cancelled", run)
+
+
 async def _suspend(
     journal: Journal, run: RunRecord, owner: str, waiting: WaitingFor, log: dict[str, Any]
 ) -> AttemptResult:
@@ -181,7 +197,7 @@ async def _finish(
     journal: Journal,
     run: RunRecord,
     owner: str,
-    status: Literal["completed", "failed", "queued", "waiting"],
+    status: Literal["completed", "failed", "queued", "waiting", "cancelled"],
     log: dict[str, Any],
     *,
     result_json: str | None = None,
@@ -196,8 +212,8 @@ async def _finish(
     stored = len((run.payload_json or "").encode("utf-8", "surrogatepass"))
     waiting_json = waiting_for.to_json() if waiting_for is not None else None
 
-    def write(status: RunStatus, result_json: str | None, error: ErrorInfo | None) -> None:
-        journal.finish(
+    def write(status: RunStatus, result_json: str | None, error: ErrorInfo | None) -> bool:
+        return journal.finish(
             run.run_id,
             owner,
             status,
@@ -207,9 +223,10 @@ async def _finish(
             waiting_for_json=waiting_json,
         )
 
+    cancel_asked = False
     try:
         try:
-            await asyncio.to_thread(write, status, result_json, error)
+            cancel_asked = await asyncio.to_thread(write, status, result_json, error)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ValidationException":
                 raise
@@ -227,4 +244,10 @@ async def _finish(
     run.status, run.result_json, run.error = status, result_json, error
     run.lease_owner = run.lease_until = None
     run.waiting_for_json = waiting_json
+    if cancel_asked and status in ("queued", "waiting"):  # asked for during the attempt: cancelled now
+        cancelled = await asyncio.to_thread(control.cancel, run.run_id, journal)
+        if cancelled is not None:
+            run.status = cancelled[0].status
+    elif run.finished and run.parent is not None:
+        await asyncio.to_thread(control.report_end, run, journal=journal)
     return True

@@ -31,9 +31,11 @@ from polos.errors import RunLeaseLostError
 from polos.payloads import utc_iso
 from polos.publish.events import EventRef
 from polos.runtime.records import (
+    FINISHED,
     RUN_ITEM_BUDGET,
     ErrorInfo,
     LoadedRun,
+    ParentRef,
     RunRecord,
     RunStatus,
     StepRecord,
@@ -110,6 +112,7 @@ def encode_run(run: RunRecord, expires_at: int) -> Item:
         "error": run.error.to_json() if run.error else None,
         "lease_owner": run.lease_owner,
         "waiting_for": run.waiting_for_json,
+        "parent": run.parent.to_json() if run.parent else None,
     }
     for name, value in optional.items():
         if value is not None:
@@ -141,6 +144,8 @@ def decode_run(item: Item) -> RunRecord:
         lease_until=_n(item, "lease_until"),
         result_apart=bool(item.get("result_apart", {}).get("BOOL", False)),
         waiting_for_json=_s(item, "waiting_for"),
+        cancel_requested=bool(item.get("cancel_requested", {}).get("BOOL", False)),
+        parent=ParentRef.from_json(_s(item, "parent")),
     )
 
 
@@ -418,9 +423,10 @@ class Journal:
         error: ErrorInfo | None = None,
         payload_bytes: int = 0,
         waiting_for_json: str | None = None,
-    ) -> None:
-        """End this attempt: ``completed``/``failed`` for good, ``queued`` to retry, or ``waiting`` (with
-        ``waiting_for_json``) until a wake-up.
+    ) -> bool:
+        """End this attempt: ``completed``/``failed``/``cancelled`` for good, ``queued`` to retry, or
+        ``waiting`` (with ``waiting_for_json``) until a wake-up. Returns whether a cancel was asked for
+        meanwhile (the run item's ``cancel_requested``, read by the same request).
 
         One UpdateItem conditional on the lease owner. When the run item's payload (``payload_bytes``) and
         the result would pass ``RUN_ITEM_BUDGET``, the result goes to its own item, written in one
@@ -434,6 +440,8 @@ class Journal:
         names = {"#status": "status", "#error": "error"}
         assignments = ["#status = :status", "updated_at = :stamp"]
         removals = ["lease_owner", "lease_until"]
+        if status in FINISHED:
+            removals.append("cancel_requested")
         if waiting_for_json is not None:
             values[":waiting_for"] = {"S": waiting_for_json}
             assignments.append("waiting_for = :waiting_for")
@@ -463,8 +471,8 @@ class Journal:
         lost = f"run {run_id}: this attempt lost its lease before finishing"
         try:
             if not apart:
-                self._client.update_item(**update)
-                return
+                answer = self._client.update_item(**update, ReturnValues="ALL_NEW")
+                return bool(answer.get("Attributes", {}).get("cancel_requested", {}).get("BOOL", False))
             result_item: Item = {
                 "pk": {"S": run_pk(run_id)},
                 "sk": {"S": RESULT_SK},
@@ -474,6 +482,7 @@ class Journal:
             self._client.transact_write_items(
                 TransactItems=[{"Update": update}, {"Put": {"TableName": self._table, "Item": result_item}}]
             )
+            return False  # only a completed run keeps its result apart: a cancel no longer matters
         except ClientError as exc:
             if _condition_failed(exc):
                 raise RunLeaseLostError(lost) from exc
@@ -481,3 +490,76 @@ class Journal:
             if [reason.get("Code") for reason in reasons][:1] == ["ConditionalCheckFailed"]:
                 raise RunLeaseLostError(lost) from exc
             raise
+
+    def cancel(self, run_id: str) -> tuple[RunRecord, bool] | None:
+        """Cancel a run: ``queued``/``waiting`` become ``cancelled`` at once; a ``running`` one gets
+        ``cancel_requested`` (its attempt ends it at its next step boundary). One conditional UpdateItem
+        (a second one only when the run changed status in between). Returns the run and whether this call
+        changed it (``False``: it was finished already); ``None`` when there is no such run. A cancelled
+        run keeps its ``waiting_for``, so what follows the cancel can be done again after a crash."""
+        key: Item = {"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}}
+        names = {"#status": "status"}
+        for _ in range(3):  # the run may move between statuses while we ask; each try reads its state
+            try:
+                answer = self._client.update_item(
+                    TableName=self._table,
+                    Key=key,
+                    UpdateExpression="SET #status = :cancelled, updated_at = :stamp",
+                    ConditionExpression="#status IN (:queued, :waiting)",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues={
+                        ":cancelled": {"S": "cancelled"},
+                        ":queued": {"S": "queued"},
+                        ":waiting": {"S": "waiting"},
+                        ":stamp": {"S": now_iso()},
+                    },
+                    ReturnValues="ALL_OLD",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+                cancelled = decode_run(answer["Attributes"])
+                cancelled.status = "cancelled"
+                return cancelled, True
+            except ClientError as exc:
+                if not _condition_failed(exc):
+                    raise
+                old = exc.response.get("Item")
+            if old is None:
+                return None
+            current = decode_run(old)  # type: ignore[arg-type]
+            if current.status != "running":
+                return current, False  # finished
+            try:
+                answer = self._client.update_item(
+                    TableName=self._table,
+                    Key=key,
+                    UpdateExpression="SET cancel_requested = :yes",
+                    ConditionExpression="#status = :running",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues={":yes": {"BOOL": True}, ":running": {"S": "running"}},
+                    ReturnValues="ALL_NEW",
+                )
+                return decode_run(answer["Attributes"]), True
+            except ClientError as exc:
+                if not _condition_failed(exc):
+                    raise
+        raise RuntimeError(f"run {run_id} kept changing status while being cancelled; try again")
+
+    def cancel_requested(self, run_id: str) -> bool:
+        """Whether a cancel was asked for while this attempt runs (one strongly consistent GetItem)."""
+        answer = self._client.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
+            ProjectionExpression="cancel_requested",
+            ConsistentRead=True,
+        )
+        return bool(answer.get("Item", {}).get("cancel_requested", {}).get("BOOL", False))
+
+    def get_step(self, run_id: str, key: str) -> StepRecord | None:
+        """One journaled step (one strongly consistent GetItem)."""
+        answer = self._client.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": run_pk(run_id)}, "sk": {"S": STEP_PREFIX + key}},
+            ConsistentRead=True,
+        )
+        item = answer.get("Item")
+        return None if item is None else _decode_step(item)

@@ -8,10 +8,10 @@ from typing import Literal
 
 from polos.publish.events import EventRef
 
-RunStatus = Literal["queued", "running", "waiting", "completed", "failed"]
+RunStatus = Literal["queued", "running", "waiting", "completed", "failed", "cancelled"]
 StepStatus = Literal["completed", "failed", "waiting"]
 TriggerType = Literal["event", "batch", "invoke", "schedule"]
-FINISHED: frozenset[str] = frozenset({"completed", "failed"})
+FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 # Error messages are cut to this many characters: a huge message must not push an item past 400 KB.
 MAX_ERROR_MESSAGE = 4000
 # DynamoDB's item limit is 400 KB. A run item keeps its payload and result inline while together they fit
@@ -63,6 +63,25 @@ class StepRecord:
     wait_json: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ParentRef:
+    """The run (and its waiting step) a child run reports its end to."""
+
+    run_id: str
+    workflow_id: str
+    step: str
+
+    def to_json(self) -> str:
+        return json.dumps([self.run_id, self.workflow_id, self.step])
+
+    @classmethod
+    def from_json(cls, text: str | None) -> ParentRef | None:
+        if not text:
+            return None
+        run_id, workflow_id, step = json.loads(text)
+        return cls(str(run_id), str(workflow_id), str(step))
+
+
 @dataclass(slots=True)
 class RunRecord:
     """A run as the journal holds it."""
@@ -84,6 +103,10 @@ class RunRecord:
     result_apart: bool = False
     # While ``waiting``: what the run waits for (JSON of :class:`polos.runtime.waits.WaitingFor`).
     waiting_for_json: str | None = None
+    # Set by a cancel while an attempt runs: that attempt ends the run ``cancelled`` at a step boundary.
+    cancel_requested: bool = False
+    # A child run started by ``invoke_and_wait``: its end completes this step of that parent run.
+    parent: ParentRef | None = None
 
     @property
     def finished(self) -> bool:

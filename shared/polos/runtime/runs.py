@@ -28,7 +28,7 @@ from polos.runtime.journal import (
     now_iso,
     run_pk,
 )
-from polos.runtime.records import LoadedRun, RunRecord, RunStatus, StepRecord
+from polos.runtime.records import LoadedRun, ParentRef, RunRecord, RunStatus, StepRecord
 from polos.runtime.waits import WaitingFor
 
 if TYPE_CHECKING:
@@ -73,6 +73,8 @@ def step_view(step: StepRecord) -> dict[str, Any]:
     }
     if step.status == "completed":
         view["result"] = _json_or_none(step.result_json)
+        if step.wait_json is not None and WaitingFor.from_json(step.wait_json).child is not None:
+            view["child_run_id"] = WaitingFor.from_json(step.wait_json).child
     elif step.status == "waiting":
         view["finished_at"] = None
         if step.wait_json is not None:
@@ -101,8 +103,17 @@ def run_view(
     }
     if run.status == "waiting" and run.waiting_for_json is not None:
         view["waiting_for"] = WaitingFor.from_json(run.waiting_for_json).view()
+    if run.parent is not None:
+        view["parent_run_id"] = run.parent.run_id
     if steps is not None:
         view["steps"] = [step_view(step) for step in steps]
+        children = [
+            child
+            for child in (WaitingFor.from_json(step.wait_json).child for step in steps if step.wait_json)
+            if child is not None
+        ]
+        if children:  # runs started by invoke / invoke_and_wait, in step order
+            view["children"] = children
     return view
 
 
@@ -265,10 +276,17 @@ def list_runs(workflow_ids: list[str], status: RunStatus | None, limit: int, cur
 
 
 def create_invoked(
-    workflow_id: str, payload_json: str, idempotency_key: str | None
+    workflow_id: str,
+    payload_json: str,
+    idempotency_key: str | None,
+    *,
+    run_id: str | None = None,
+    parent: ParentRef | None = None,
 ) -> tuple[RunRecord, bool]:
-    """Store a ``queued`` run; returns it and ``True``, or the run the key created before and ``False``."""
-    run_id = keyed_run_id(workflow_id, idempotency_key) if idempotency_key is not None else new_run_id()
+    """Store a ``queued`` run; returns it and ``True``, or the run the key (or ``run_id``: a child run's)
+    created before and ``False``."""
+    if run_id is None:
+        run_id = keyed_run_id(workflow_id, idempotency_key) if idempotency_key is not None else new_run_id()
     stamp = now_iso()
     run = RunRecord(
         run_id=run_id,
@@ -279,6 +297,7 @@ def create_invoked(
         created_at=stamp,
         updated_at=stamp,
         payload_json=payload_json,
+        parent=parent,
     )
     stored = Journal().create_queued(run)
     return stored, stored is run

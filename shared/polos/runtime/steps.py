@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
+import json
 import random as _random
 import time
 import uuid as _uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from aws_lambda_powertools import Logger
 
@@ -25,12 +26,22 @@ from polos.errors import (
     StepKeyError,
     StepKeyReusedError,
     StepResultError,
+    WaitTimeoutError,
+    WorkflowRunError,
 )
-from polos.payloads import EventItem
-from polos.runtime import clock
-from polos.runtime.journal import now_iso
-from polos.runtime.records import ErrorInfo, StepRecord, StepStatus
-from polos.runtime.waits import IN_ATTEMPT_MAX_SECONDS, MAX_WAIT_SECONDS, RunSuspended, WaitingFor, is_due
+from polos.payloads import EventItem, EventPayload
+from polos.publish import waiters
+from polos.runtime import clock, control
+from polos.runtime.journal import hashed_run_id, now_iso
+from polos.runtime.records import ErrorInfo, ParentRef, RunRecord, StepRecord, StepStatus
+from polos.runtime.waits import (
+    IN_ATTEMPT_MAX_SECONDS,
+    MAX_WAIT_SECONDS,
+    RunCancelled,
+    RunSuspended,
+    WaitingFor,
+    is_due,
+)
 from polos.topics import canonical_topic
 
 if TYPE_CHECKING:
@@ -42,6 +53,10 @@ MAX_STEP_KEY_LENGTH = 512
 # An attempt calls no step function once its lease has less than this left: the next attempt may start
 # then. A tenth of the lease, at most 5 s (short leases in tests and local runs keep most of their time).
 MAX_LEASE_SAFETY_SECONDS = 5.0
+# A running attempt reads its run's ``cancel_requested`` (one GetItem) before calling a step function when
+# its last look (the lease acquire counts as one) is at least this old: a cancel stops a running run at
+# its first step boundary this long after it was asked for, and a run of short steps pays one read a second.
+CANCEL_CHECK_SECONDS = 1.0
 
 
 def lease_margin(lease_seconds: float) -> float:
@@ -88,8 +103,11 @@ class StepRunner:
         lease_margin: float = MAX_LEASE_SAFETY_SECONDS,
         lease_owner: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        workflow_id: str = "",
     ) -> None:
         self._run_id = run_id
+        self._workflow_id = workflow_id
+        self._cancel_checked = time.time()
         self._journal = journal
         self._journaled = {step.key: step for step in steps}
         self._next_index = max((step.index for step in steps), default=-1) + 1
@@ -214,7 +232,7 @@ class StepRunner:
         index = previous.index if previous is not None else self._claim_index()
         started_at = previous.started_at if previous is not None else now_iso()
         left = (waiting.until or now) - now
-        if is_due(waiting, now) or (
+        if is_due(waiting, None, now) or (
             left <= IN_ATTEMPT_MAX_SECONDS and time.time() + left < self._call_deadline
         ):
             if left > 0:
@@ -230,6 +248,202 @@ class StepRunner:
                 StepRecord(key, index, "waiting", 0, started_at, "", wait_json=waiting.to_json())
             )
         raise RunSuspended(waiting)
+
+    async def _check_cancel(self) -> None:
+        """Stop (``RunCancelled``) before a step function when a cancel was asked for; see
+        :data:`CANCEL_CHECK_SECONDS` for how often this reads the run item."""
+        if time.time() - self._cancel_checked < CANCEL_CHECK_SECONDS:
+            return
+        requested = await asyncio.to_thread(self._journal.cancel_requested, self._run_id)
+        self._cancel_checked = time.time()
+        if requested:
+            raise RunCancelled(f"run {self._run_id} cancelled")
+
+    async def wait_for_event(
+        self,
+        key: str,
+        topic: str,
+        timeout: float | None = None,  # noqa: ASYNC109  (the Polos SDK's name: a durable timeout)
+        *,
+        event_type: str | None = None,
+        match: dict[str, Any] | None = None,
+    ) -> EventPayload:
+        """The first event on ``topic`` published after this step was first reached (of ``event_type``,
+        whose data holds every key/value of ``match``); ``StepExecutionError`` once ``timeout`` s pass."""
+        canonical = canonical_topic(topic)
+        if match is not None and not isinstance(match, dict):
+            raise StepArgumentError(f"step {key!r}: match must be a dict, got {type(match).__name__}")
+        if event_type is not None and not isinstance(event_type, str):
+            raise StepArgumentError(f"step {key!r}: event_type must be a string")
+        step = await self._wait_for_completion(
+            key, "event", timeout, topic=canonical, event_type=event_type, match=match
+        )
+        return EventPayload.model_validate_json(step.result_json or "null")
+
+    async def suspend(
+        self,
+        key: str,
+        data: dict[str, Any] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> dict[str, Any]:
+        """Pause until resumed (``POST /api/v1/runs/{run_id}/resume``, or a ``resume_<key>`` event on the
+        run's topic); returns the resume's data. ``data`` is shown with the waiting step."""
+        topic = waiters.run_topic(self._workflow_id, self._run_id)
+        step = await self._wait_for_completion(
+            key, "resume", timeout, topic=topic, event_type=waiters.resume_event_type(key), shown=data
+        )
+        value: dict[str, Any] = serde.from_json(step.result_json or "null", None, what=f"data of {key!r}")
+        return value
+
+    async def invoke(self, key: str, workflow: Any, payload: Any = None) -> dict[str, str]:
+        """Start a child run of ``workflow`` (an object or id) once, however often this run replays;
+        returns its handle ``{"run_id", "workflow_id"}``."""
+        self._claim_key(key)
+        previous = self._journaled.get(key)
+        if previous is not None and previous.status == "completed":
+            handle: dict[str, str] = json.loads(previous.result_json or "{}")
+            return handle
+        child = await asyncio.to_thread(self._start_child, key, workflow, payload, False)
+        handle = {"run_id": child.run_id, "workflow_id": child.workflow_id}
+        index = previous.index if previous is not None else self._claim_index()
+        description = WaitingFor(step=key, kind="child", child=child.run_id).to_json()
+        await self._journal_step(
+            StepRecord(
+                key, index, "completed", 1, now_iso(), now_iso(), json.dumps(handle), wait_json=description
+            )
+        )
+        return handle
+
+    async def invoke_and_wait(
+        self,
+        key: str,
+        workflow: Any,
+        payload: Any = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> Any:
+        """Start a child run once and wait, durably, for its end: its result, or ``StepExecutionError``
+        when it failed or was cancelled."""
+        step = await self._wait_for_completion(key, "child", timeout, child_of=(workflow, payload))
+        return json.loads(step.result_json or "null")
+
+    def _start_child(self, key: str, workflow: Any, payload: Any, wait: bool) -> RunRecord:
+        from polos.runtime import runs  # the runs module creates and enqueues invoked runs
+
+        workflow_id = workflow if isinstance(workflow, str) else getattr(workflow, "id", None)
+        if not isinstance(workflow_id, str):
+            raise StepArgumentError(f"step {key!r}: workflow must be a workflow or its id, got {workflow!r}")
+        text = serde.to_json(payload, what=f"payload of step {key!r}")
+        parent = ParentRef(self._run_id, self._workflow_id, key) if wait else None
+        run_id = hashed_run_id(self._run_id, "child", key)
+        child, _ = runs.create_invoked(workflow_id, text, None, run_id=run_id, parent=parent)
+        if child.status == "queued":
+            runs.enqueue(child)  # again on a replay: a duplicate invoke message is turned away
+        return child
+
+    async def _wait_for_completion(
+        self,
+        key: str,
+        kind: Literal["event", "resume", "child"],
+        timeout: float | None,  # noqa: ASYNC109
+        *,
+        topic: str | None = None,
+        event_type: str | None = None,
+        match: dict[str, Any] | None = None,
+        shown: dict[str, Any] | None = None,
+        child_of: tuple[Any, Any] | None = None,
+    ) -> StepRecord:
+        """A wait that something else completes (an event, a resume, a child's end): journal the step
+        ``waiting``, register what completes it, look back for what already happened, else suspend the
+        run. Returns the completed step; raises ``StepExecutionError`` when it failed or timed out."""
+        self._claim_key(key)
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 < timeout <= MAX_WAIT_SECONDS
+        ):
+            raise StepArgumentError(f"step {key!r}: timeout must be a number of seconds in (0, 365 days]")
+        previous = self._journaled.get(key)
+        if previous is not None and previous.status != "waiting":
+            return self._outcome(key, previous)
+        now = clock.now()
+        if previous is not None and previous.wait_json is not None:
+            waiting = WaitingFor.from_json(previous.wait_json)
+        else:
+            after = (
+                await asyncio.to_thread(waiters.WaiterStore().anchor, topic) if topic is not None else None
+            )
+            child = hashed_run_id(self._run_id, "child", key) if kind == "child" else None
+            until = now + timeout if timeout is not None else None
+            waiting = WaitingFor(key, kind, until, topic, event_type, match, child, after)
+            index = self._claim_index()
+            started = StepRecord(key, index, "waiting", 0, now_iso(), "", wait_json=waiting.to_json())
+            if shown is not None:
+                started.result_json = serde.to_json(shown, what=f"data of step {key!r}")
+            await self._journal_step(started)
+        if waiting.until is not None and now >= waiting.until:
+            error = ErrorInfo.of(WaitTimeoutError(f"step {key!r}: no {kind} came within its timeout"))
+            await asyncio.to_thread(waiters.complete_step, self._run_id, key, error_json=error.to_json())
+            await asyncio.to_thread(self._unregister, waiting)
+            return self._outcome(key, await self._reread(key))
+        if waiting.topic is not None:
+            found = await asyncio.to_thread(self._register_and_look_back, waiting)
+            if found:
+                return self._outcome(key, await self._reread(key))
+        elif child_of is not None:
+            run = await asyncio.to_thread(self._start_child, key, child_of[0], child_of[1], True)
+            if run.finished:  # it ended before this attempt (a replay): its end is this step's result
+                await asyncio.to_thread(control.report_end, run, wake=False)
+                return self._outcome(key, await self._reread(key))
+        raise RunSuspended(waiting)
+
+    def _register_and_look_back(self, waiting: WaitingFor) -> bool:
+        """Register the event waiter, then look at the events published since the step was first reached
+        (the registration race, see :mod:`polos.publish.waiters`); ``True`` when the step is completed."""
+        store = waiters.WaiterStore()
+        waiter = waiters.Waiter(
+            topic=str(waiting.topic),
+            workflow_id=self._workflow_id,
+            run_id=self._run_id,
+            step=waiting.step,
+            after=waiting.after or 0,
+            kind="resume" if waiting.kind == "resume" else "event",
+            event_type=waiting.event_type,
+            match=waiting.match,
+        )
+        store.register(waiter, waiting.until)
+        events = store.look_back(waiter.topic, waiter.after)
+        event = next((e for e in events if waiter.matches(e)), None)
+        if event is None:
+            return False
+        waiters.complete_step(self._run_id, waiting.step, result_json=waiter.result_json(event))
+        store.remove(waiter.topic, self._run_id, waiting.step)
+        return True
+
+    def _unregister(self, waiting: WaitingFor) -> None:
+        if waiting.topic is not None:
+            waiters.WaiterStore().remove(waiting.topic, self._run_id, waiting.step)
+
+    async def _reread(self, key: str) -> StepRecord:
+        step = await asyncio.to_thread(self._journal.get_step, self._run_id, key)
+        if step is None or step.status == "waiting":
+            raise RunLeaseLostError(f"step {key!r} of run {self._run_id} is not completed as expected")
+        self._journaled[key] = step
+        return step
+
+    @staticmethod
+    def _outcome(key: str, step: StepRecord) -> StepRecord:
+        """The completed step, or its error raised as ``StepExecutionError``."""
+        if step.status == "completed":
+            return step
+        info = step.error or ErrorInfo("WaitError", "the wait failed")
+        cause: Exception = (
+            WaitTimeoutError(info.message)
+            if info.type == "WaitTimeoutError"
+            else WorkflowRunError(key, info.type, info.message)
+        )
+        failure = StepExecutionError(key, 1, cause)
+        failure.__cause__ = cause
+        raise failure
 
     async def _durable(
         self,
@@ -300,6 +514,7 @@ class StepRunner:
         backoff: _Backoff,
     ) -> tuple[Any, int]:
         """``(value, calls)``; :class:`_StepFailed` when the function fails for good."""
+        await self._check_cancel()
         for call in range(1, backoff.max_retries + 2):
             if time.time() > self._call_deadline:
                 raise RunLeaseLostError(f"run {self._run_id}: lease about to lapse; step {key!r} not called")

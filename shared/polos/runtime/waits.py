@@ -4,6 +4,13 @@ A wait is a step. Reaching it journals the step as ``waiting`` with a :class:`Wa
 ends with the run ``waiting`` (see :class:`RunSuspended`), holding no Lambda, receive or poll. A wake-up
 puts a ``resume`` message on the workflow's queue; the next attempt replays the journal and the waiting
 step asks :func:`is_due` whether it may complete. Every kind of wait goes through this module.
+
+Kinds: ``timer`` (``wait_for``/``wait_until``: over at ``until``), ``event`` (``wait_for_event``), ``resume``
+(``suspend``: an event of type ``resume_<key>`` on the run's own topic, or the resume route) and ``child``
+(``invoke_and_wait``). For the last three, ``until`` is the optional timeout, and whatever completes the
+wait (a matched event, a resume call, the child's end) records the step's result on the waiting step item
+itself, conditionally (only while it is still ``waiting``: exactly one completer wins), then sends the
+run a ``resume`` message (see :mod:`polos.runtime.completion`).
 """
 
 from __future__ import annotations
@@ -11,11 +18,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from polos.payloads import utc_iso
 
-WaitKind = Literal["timer"]
+if TYPE_CHECKING:
+    from polos.runtime.records import StepRecord
+
+WaitKind = Literal["timer", "event", "resume", "child"]
 # Waits this short (seconds left) sleep inside the attempt instead of ending it.
 IN_ATTEMPT_MAX_SECONDS = 10.0
 MAX_WAIT_SECONDS = 365 * 24 * 3600
@@ -23,30 +33,65 @@ MAX_WAIT_SECONDS = 365 * 24 * 3600
 
 @dataclass(frozen=True, slots=True)
 class WaitingFor:
-    """What the waiting step ``step`` waits for: a timer until ``until`` (epoch seconds)."""
+    """What the waiting step ``step`` waits for; ``until`` (epoch seconds) ends a timer, or times out
+    the other kinds. ``topic``/``event_type``/``match`` describe the event awaited, ``child`` the child."""
 
     step: str
     kind: WaitKind
     until: float | None = None
+    topic: str | None = None
+    event_type: str | None = None
+    match: dict[str, Any] | None = None
+    child: str | None = None
+    # ``event``/``resume``: the topic's last sequence id when the step was first reached.
+    after: int | None = None
 
     def to_json(self) -> str:
-        return json.dumps({"step": self.step, "kind": self.kind, "until": self.until}, ensure_ascii=False)
+        raw: dict[str, Any] = {"step": self.step, "kind": self.kind, "until": self.until}
+        extra = {
+            "topic": self.topic,
+            "event_type": self.event_type,
+            "match": self.match,
+            "child": self.child,
+            "after": self.after,
+        }
+        raw.update({name: value for name, value in extra.items() if value is not None})
+        return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> WaitingFor:
         raw = json.loads(text)
-        return cls(step=raw["step"], kind=raw["kind"], until=raw.get("until"))
+        return cls(
+            step=raw["step"],
+            kind=raw["kind"],
+            until=raw.get("until"),
+            topic=raw.get("topic"),
+            event_type=raw.get("event_type"),
+            match=raw.get("match"),
+            child=raw.get("child"),
+            after=raw.get("after"),
+        )
 
     def view(self) -> dict[str, Any]:
-        """As the runs API shows it: ``{"step", "kind", "until"?}`` with ``until`` an ISO UTC time."""
+        """As the runs API shows it: ``{"step", "kind", "until"?, "topic"?, "child"?}`` (ISO UTC time)."""
         shown: dict[str, Any] = {"step": self.step, "kind": self.kind}
         if self.until is not None:
             shown["until"] = utc_iso(datetime.fromtimestamp(self.until, UTC))
+        if self.topic is not None:
+            shown["topic"] = self.topic
+        if self.child is not None:
+            shown["child"] = self.child
         return shown
 
 
-def is_due(waiting: WaitingFor, now: float) -> bool:
-    """Whether the wait is over at ``now``: the one place that turns a waiting run runnable."""
+def is_due(waiting: WaitingFor, step: StepRecord | None, now: float) -> bool:
+    """Whether the wait is over at ``now``: the one place that turns a waiting run runnable.
+
+    Over when a completer recorded the step's result (``step`` is the journaled waiting step), or when
+    ``until`` passed (a timer's time, or another kind's timeout).
+    """
+    if step is not None and step.status != "waiting":
+        return True
     return waiting.until is not None and now >= waiting.until
 
 
@@ -57,3 +102,8 @@ class RunSuspended(BaseException):
     def __init__(self, waiting: WaitingFor) -> None:
         super().__init__(f"run waits: {waiting.kind} of step {waiting.step!r}")
         self.waiting = waiting
+
+
+class RunCancelled(BaseException):
+    """Ends the attempt with the run ``cancelled``: raised at a step boundary once a cancel was asked for
+    (a BaseException, so a workflow's ``except Exception`` cannot swallow it)."""

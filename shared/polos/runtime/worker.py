@@ -118,7 +118,7 @@ def _check_queue(source_arn: str | None, workflow_id: str) -> None:
 def acknowledged(result: AttemptResult, final: bool) -> bool:
     """Whether the records behind an attempt are done with (``False``: SQS delivers them again)."""
     observability.record_outcome(result)
-    if result.outcome in ("completed", "finished", "waiting"):
+    if result.outcome in ("completed", "finished", "waiting", "cancelled"):
         return True
     # A failure before the last delivery was final at once (non-retryable); on the last delivery the record
     # is left so that SQS moves it to the dead-letter queue.

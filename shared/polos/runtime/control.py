@@ -1,0 +1,86 @@
+"""Run control: cancelling runs, and child runs reporting their end to the parent waiting for them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from aws_lambda_powertools import Logger
+
+from polos.publish import waiters
+from polos.runtime.journal import Journal
+from polos.runtime.records import ErrorInfo, RunRecord
+from polos.runtime.waits import WaitingFor
+
+logger = Logger(service="polos")
+
+
+def report_end(run: RunRecord, *, wake: bool = True, journal: Journal | None = None) -> None:
+    """A finished child run completes its parent's waiting step (only while that step waits, so a
+    redelivered or replayed report changes nothing) and, with ``wake``, wakes the parent."""
+    parent = run.parent
+    if parent is None or not run.finished:
+        return
+    if run.status == "completed":
+        finished = (journal or Journal()).load_result(run)
+        won = waiters.complete_step(parent.run_id, parent.step, result_json=finished.result_json or "null")
+    else:
+        error = (
+            ErrorInfo("RunCancelledError", f"child run {run.run_id} was cancelled")
+            if run.status == "cancelled"
+            else ErrorInfo(
+                run.error.type if run.error else "RunFailedError",
+                f"child run {run.run_id} failed: {run.error.message if run.error else 'no error recorded'}",
+            )
+        )
+        won = waiters.complete_step(parent.run_id, parent.step, error_json=error.to_json())
+    if wake:
+        waiters.wake(parent.workflow_id, parent.run_id, parent.step)
+    logger.info("child run reported its end", extra={"parent_run_id": parent.run_id, "recorded": won})
+
+
+def ended_cancelled(run: RunRecord, journal: Journal | None = None) -> None:
+    """What follows a run becoming ``cancelled``: its event waiter goes, the child it waited for is
+    cancelled too, and its own parent hears of its end."""
+    if run.waiting_for_json is not None:
+        waiting = WaitingFor.from_json(run.waiting_for_json)
+        if waiting.topic is not None:
+            waiters.WaiterStore().remove(waiting.topic, run.run_id, waiting.step)
+        if waiting.kind == "child" and waiting.child is not None:
+            cancel(waiting.child, journal)
+    report_end(run, journal=journal)
+
+
+def cancel(run_id: str, journal: Journal | None = None) -> tuple[RunRecord, bool] | None:
+    """Cancel a run (see :meth:`Journal.cancel`): the run and whether this call changed it; ``None`` when
+    there is no such run. What follows a cancel is done again for a run already cancelled (a retried
+    request after a crash finishes it)."""
+    journal = journal or Journal()
+    found = journal.cancel(run_id)
+    if found is not None and found[0].status == "cancelled":
+        ended_cancelled(found[0], journal)
+    return found
+
+
+ResumeOutcome = Literal["resumed", "no_run", "no_step", "conflict"]
+
+
+def resume(run_id: str, key: str, data: dict[str, Any] | None) -> ResumeOutcome:
+    """Resume the run's ``suspend`` step ``key`` with ``data`` (its result): one Query to find the step,
+    one conditional UpdateItem (exactly one resume wins), one SendMessageBatch, one transaction removing
+    the step's event waiter."""
+    journal = Journal()
+    loaded = journal.load(run_id)
+    if loaded is None:
+        return "no_run"
+    step = next((step for step in loaded.steps if step.key == key), None)
+    waiting = WaitingFor.from_json(step.wait_json) if step is not None and step.wait_json else None
+    if step is None or waiting is None or waiting.kind != "resume":
+        return "no_step"
+    if step.status != "waiting" or loaded.run.finished:
+        return "conflict"
+    text = json.dumps(data if data is not None else {}, separators=(",", ":"), ensure_ascii=False)
+    won = waiters.complete(loaded.run.workflow_id, run_id, key, result_json=text)
+    if waiting.topic is not None:
+        waiters.WaiterStore().remove(waiting.topic, run_id, key)
+    return "resumed" if won else "conflict"
