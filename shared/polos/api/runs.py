@@ -101,9 +101,12 @@ def run_workflow(
 
 
 @router.get("/api/v1/runs/<run_id>")
-def get_run(run_id: str) -> dict[str, Any]:
-    """The run with its steps."""
-    view = runs.get_run(run_id)
+def get_run(run_id: str, step: Annotated[str | None, Query(min_length=1)] = None) -> dict[str, Any]:
+    """The run with its steps (results past the byte budget omitted); ``step=KEY``: that step, in full."""
+    try:
+        view = runs.get_run(run_id, step)
+    except runs.NoSuchStepError as exc:
+        raise NotFound(str(exc)) from None
     if view is None:
         raise NotFound(f"run {run_id!r} does not exist")
     return view

@@ -312,9 +312,11 @@ def _execute(
     if plain:
         store.put_many(plain)
     taken = store.put_claimed(claimed) if claimed else {}
-    for entry in plan.entries:
-        if entry.new and entry.id in taken:
-            entry.sequence_id, entry.new = taken[entry.id], False
+    lost = [entry for entry in plan.entries if entry.new and entry.id in taken]
+    if lost:  # their reserved sequence ids stay empty: mark them so listings need not wait for them
+        store.mark_gaps(plan.topic, [entry.sequence_id for entry in lost])
+    for entry in lost:
+        entry.sequence_id, entry.new = taken[entry.id], False
     new_events = {item.sequence_id: item for item in plain + claimed}
     stored = {(event.id, event.sequence_id): event for event in known.values()}
     missing = [
