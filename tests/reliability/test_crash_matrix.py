@@ -76,7 +76,7 @@ class Matrix:
         journaled = self._journaled()
         again = [(called, at) for called, at in crash_app.CALLS if at > journaled.get(called[1:3], at)]
         assert not again, f"a step ran again after it was journaled: {again[:3]}"
-        if RUN_EVENTS == 1:
+        if len(event_ids) == 1:
             # One record per invocation: a crash can never cut a step between its call and its journal
             # write (the write is the next request), so every step function ran exactly once. With records
             # running concurrently, a crash in one may stop another after its step ran but before the
