@@ -8,6 +8,7 @@ from typing import Any
 from polos.app import App
 from polos.aws import settings
 from polos.publish.manifest import Manifest, WorkflowEntry
+from polos.publish.messages import MAX_MESSAGE_BYTES
 from polos.schedules import Schedule
 
 TTL_ATTRIBUTE = "expires_at"
@@ -18,6 +19,8 @@ DEFAULT_MAX_RECEIVE_COUNT = 5
 DEFAULT_RETENTION_DAYS = 30
 QUEUE_RETENTION_SECONDS = 7 * 86_400  # a run whose worker is broken waits a week for a fix
 DLQ_RETENTION_SECONDS = 14 * 86_400  # SQS's maximum, so dead letters outlive their source messages
+# Set explicitly on every queue and dead-letter queue (a redriven message must fit back): SQS's maximum.
+QUEUE_MAX_MESSAGE_BYTES = MAX_MESSAGE_BYTES
 
 # The worker's Lambda timeout is also a run's lease (POLOS_LEASE_SECONDS): an attempt that still holds its
 # lease may still be running, so no duplicate delivery may take the run over before the timeout has passed.

@@ -22,6 +22,7 @@ from infra.model import (
     DEFAULT_QUEUE_NAME_PREFIX,
     DEFAULT_RETENTION_DAYS,
     DLQ_RETENTION_SECONDS,
+    QUEUE_MAX_MESSAGE_BYTES,
     QUEUE_NAME_PREFIX_MAX,
     QUEUE_RETENTION_SECONDS,
     TTL_ATTRIBUTE,
@@ -340,6 +341,7 @@ def _queue_resources(queue: WorkflowQueue, name: str, worker: FunctionSpec) -> D
                 "QueueName": {"Fn::Sub": "${QueueNamePrefix}" + queue.workflow_id + "-dlq"},
                 "SqsManagedSseEnabled": True,
                 "MessageRetentionPeriod": DLQ_RETENTION_SECONDS,
+                "MaximumMessageSize": QUEUE_MAX_MESSAGE_BYTES,
                 "Tags": [{"Key": WORKFLOW_TAG, "Value": queue.workflow_id}],
             },
         },
@@ -351,6 +353,7 @@ def _queue_resources(queue: WorkflowQueue, name: str, worker: FunctionSpec) -> D
                 "SqsManagedSseEnabled": True,
                 "VisibilityTimeout": queue.visibility_timeout_seconds,
                 "MessageRetentionPeriod": QUEUE_RETENTION_SECONDS,
+                "MaximumMessageSize": QUEUE_MAX_MESSAGE_BYTES,
                 "RedrivePolicy": {
                     "deadLetterTargetArn": _arn(dlq),
                     "maxReceiveCount": _ref("MaxReceiveCount"),

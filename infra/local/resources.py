@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from infra.model import DLQ_RETENTION_SECONDS, TTL_ATTRIBUTE, AppModel, TableSpec
+from infra.model import DLQ_RETENTION_SECONDS, QUEUE_MAX_MESSAGE_BYTES, TTL_ATTRIBUTE, AppModel, TableSpec
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -64,7 +64,10 @@ def create_resources(
     for queue in model.queues:
         dlq_url = sqs.create_queue(
             QueueName=queue.dlq_name(names.prefix),
-            Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)},
+            Attributes={
+                "MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS),
+                "MaximumMessageSize": str(QUEUE_MAX_MESSAGE_BYTES),
+            },
         )["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
             "QueueArn"
@@ -73,6 +76,7 @@ def create_resources(
             QueueName=queue.queue_name(names.prefix),
             Attributes={
                 "VisibilityTimeout": str(overrides.get(queue.workflow_id, visibility_timeout)),
+                "MaximumMessageSize": str(QUEUE_MAX_MESSAGE_BYTES),
                 "RedrivePolicy": json.dumps(
                     {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}
                 ),

@@ -34,11 +34,31 @@ def to_json(value: Any, *, what: str, limit: int = MAX_RESULT_BYTES) -> str:
         plain = to_jsonable_python(value, by_alias=True)  # models validate back from their aliases
         text = json.dumps(plain, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (PydanticSerializationError, TypeError, ValueError) as exc:
+        if "surrogates not allowed" in str(exc):  # pydantic met a lone surrogate in a dict key
+            raise StepResultError(f"{what} contains a lone surrogate; text must be valid Unicode") from exc
         raise StepResultError(f"{what} is not JSON-serialisable: {exc}") from exc
+    problem = unicode_problem(text)
+    if problem is not None:
+        raise StepResultError(f"{what} {problem}")
     size = len(text.encode())
     if size > limit:
         raise StepResultError(f"{what} is {size} bytes serialised; at most {limit} bytes can be journaled")
     return text
+
+
+def unicode_problem(text: str) -> str | None:
+    """Why ``text`` is not Unicode that UTF-8 (DynamoDB, SQS, HTTP) can carry, or ``None`` when it is.
+
+    Python strings may hold lone surrogates (JSON's ``"\\ud800"`` parses to one); no AWS service stores them.
+    """
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        return (
+            f"contains a lone surrogate U+{ord(text[exc.start]):04X} (at character {exc.start}); "
+            "text must be valid Unicode"
+        )
+    return None
 
 
 def declared_type(fn: Callable[..., Any]) -> Any:

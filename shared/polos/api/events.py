@@ -12,6 +12,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from pydantic import BaseModel, ConfigDict
 
+from polos.aws.responses import RESPONSE_BUDGET_BYTES, wire_size
 from polos.publish import idempotency
 from polos.publish.events import SEQUENCE_DIGITS, EventStore
 from polos.publish.publishing import NewEvent, publish_events
@@ -67,8 +68,14 @@ def list_events(
     after_sequence_id: Annotated[int, Query(ge=0, le=MAX_SEQUENCE_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
 ) -> dict[str, Any]:
-    """A page of the topic's events in sequence order."""
-    page = EventStore().list_topic(canonical_topic(topic), after_sequence_id, limit)
+    """A page of the topic's events in sequence order, stopping early at the response byte budget."""
+    page = EventStore().list_topic(
+        canonical_topic(topic),
+        after_sequence_id,
+        limit,
+        max_bytes=RESPONSE_BUDGET_BYTES,
+        size=lambda event: wire_size(event.model_dump(mode="json")),
+    )
     return {
         "events": [event.model_dump(mode="json") for event in page.events],
         "next_after_sequence_id": page.next_after_sequence_id,

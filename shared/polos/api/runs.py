@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from polos import serde
 from polos.api.errors import Conflict, IdempotencyConflict, NotFound, PayloadTooLarge, ValidationFailed
 from polos.definition import WORKFLOW_ID
 from polos.publish import idempotency, manifest
@@ -74,6 +75,8 @@ def run_workflow(
         payload_json = json.dumps(body.payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except ValueError as exc:
         raise ValidationFailed(f"payload is not valid JSON: {exc}") from None
+    if (problem := serde.unicode_problem(payload_json)) is not None:
+        raise ValidationFailed(f"payload {problem}")
     size = len(payload_json.encode())
     if size > MAX_PAYLOAD_BYTES:
         raise PayloadTooLarge(
@@ -98,9 +101,12 @@ def run_workflow(
 
 
 @router.get("/api/v1/runs/<run_id>")
-def get_run(run_id: str) -> dict[str, Any]:
-    """The run with its steps."""
-    view = runs.get_run(run_id)
+def get_run(run_id: str, step: Annotated[str | None, Query(min_length=1)] = None) -> dict[str, Any]:
+    """The run with its steps (results past the byte budget omitted); ``step=KEY``: that step, in full."""
+    try:
+        view = runs.get_run(run_id, step)
+    except runs.NoSuchStepError as exc:
+        raise NotFound(str(exc)) from None
     if view is None:
         raise NotFound(f"run {run_id!r} does not exist")
     return view

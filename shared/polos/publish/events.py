@@ -4,6 +4,8 @@ Layout (events table, keys ``pk``/``sk``, TTL ``expires_at``):
 
 - event: ``pk=topic#<topic>``, ``sk=<sequence id, 20 digits>``; ``id``, ``data`` (compact JSON string, so
   numbers and nesting survive untouched), ``event_type``, ``created_at``, ``expires_at``.
+- gap marker: an event's key with ``gap`` = true (and ``expires_at``): a reserved sequence id that will never
+  hold an event (its client id was stored by another publish meanwhile); listings pass it at once.
 - counter: ``pk=seq#<topic>``, ``sk=seq``; ``last`` = the highest sequence id handed out. It has no TTL:
   a counter that expired would hand out sequence ids again.
 - client id claim: ``pk=id#<topic>``, ``sk=<id>``; ``seq`` of the event holding that id. It is written in
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -69,6 +72,12 @@ BATCH_GET_MAX_KEYS = 100
 TRANSACTION_MAX_ACTIONS = 100
 TRANSACTION_MAX_BYTES = 4 * 1024 * 1024
 _ITEM_OVERHEAD_BYTES = 1024  # attribute names, keys, ids, timestamps: a generous bound beside the data
+SCAN_PAGE_ITEMS = 100  # events read per Query while listing (a page of the API stops at its byte budget)
+# A publish writes the events it reserved within its function's timeout (API 29 s, worker 120 s) or never:
+# a missing sequence id followed by an event older than this is a gap that stays (DESIGN §2 allows them).
+GAP_SETTLE_SECONDS = 300
+GAP_ATTRIBUTE = "gap"  # on an item at a sequence id whose reservation was given up (a lost id race)
+GAP_WAIT_SECONDS = 2.0  # how long one listing request waits for an in-flight write before stopping
 
 
 class EventStoreError(RuntimeError):
@@ -159,12 +168,16 @@ class EventStore:
         """Store events (BatchWriteItem, 25 per call), retrying unprocessed items with backoff."""
         expires_at = self.expires_at()
         items = [encode_event(event, expires_at) for event in events]
+        self._batch_put(items, "event(s)")
+
+    def _batch_put(self, items: list[Item], what: str) -> None:
+        """BatchWriteItem, 25 per call, retrying unprocessed items with backoff."""
         for chunk in chunked(items, BATCH_WRITE_MAX_ITEMS, BATCH_WRITE_MAX_BYTES, _size):
             requests: list[WriteRequestTypeDef] = [{"PutRequest": {"Item": item}} for item in chunk]
             try:
                 write_all(self._client, self._table, requests)
             except UnprocessedWritesError as exc:
-                raise EventStoreError(f"events not stored: {exc}") from exc
+                raise EventStoreError(f"{what} not stored: {exc}") from exc
 
     def put_claimed(self, events: list[EventItem]) -> dict[str, int]:
         """Store events whose ids are client-given, each with its id claim in one transaction.
@@ -280,9 +293,57 @@ class EventStore:
                 pause(attempt)
         return found
 
-    def list_topic(self, topic: str, after_sequence_id: int, limit: int) -> EventPage:
-        """Up to ``limit`` events of ``topic`` with sequence ids above ``after_sequence_id``, in order."""
+    def list_topic(
+        self,
+        topic: str,
+        after_sequence_id: int,
+        limit: int,
+        *,
+        max_bytes: int | None = None,
+        size: Callable[[EventItem], int] = lambda _: 0,
+        gap_wait_seconds: float = GAP_WAIT_SECONDS,
+    ) -> EventPage:
+        """Up to ``limit`` events of ``topic`` with sequence ids above ``after_sequence_id``, in order.
+
+        The page never skips an event: sequence ids are reserved before their events are written, so a
+        missing id followed by a stored one may be a write still in flight. The page waits for it (at most
+        ``gap_wait_seconds`` per request) and otherwise stops before it, its ``next_after_sequence_id``
+        pointing there. A missing id is skipped only once it is settled: the event stored after it was
+        created more than :data:`GAP_SETTLE_SECONDS` ago, longer than any publish may take to write what
+        it reserved (a crashed publisher, or events past their retention, leave such gaps). The page also
+        stops before its events' ``size`` would pass ``max_bytes`` (the first event always fits).
+        """
         events: list[EventItem] = []
+        used = 0
+        deadline = time.monotonic() + gap_wait_seconds
+        position = after_sequence_id  # every id up to here is listed, a marked gap or a settled one
+        while True:
+            refill = False
+            for sequence_id, event in self._scan(topic, position, min(limit + 1, SCAN_PAGE_ITEMS)):
+                if event is None:  # a gap marker: this id never holds an event
+                    position = sequence_id
+                    continue
+                missing = position + 1
+                if sequence_id != missing and not self._gap_settled(topic, missing, event, deadline):
+                    if not self._stored(topic, missing):
+                        return EventPage(events, position)  # an in-flight write: stop before it
+                    refill = True  # the missing event landed meanwhile: read on from before it
+                    break
+                if len(events) == limit:
+                    return EventPage(events, position)
+                cost = size(event)
+                if events and max_bytes is not None and used + cost > max_bytes:
+                    return EventPage(events, position)
+                events.append(event)
+                used += cost
+                position = sequence_id
+            if not refill:
+                return EventPage(events, None)
+
+    def _scan(
+        self, topic: str, after_sequence_id: int, page_items: int
+    ) -> Iterator[tuple[int, EventItem | None]]:
+        """Sequence ids of ``topic`` after ``after_sequence_id`` with their event (``None``: a gap marker)."""
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk AND sk > :after",
@@ -291,18 +352,46 @@ class EventStore:
                 ":after": {"S": sequence_sk(after_sequence_id)},
             },
             "ConsistentRead": True,
+            "Limit": page_items,
         }
-        # One item beyond the page tells whether anything follows.
-        while len(events) <= limit:
-            kwargs["Limit"] = limit + 1 - len(events)
+        while True:
             page = self._client.query(**kwargs)
-            events.extend(decode_event(item) for item in page.get("Items", []))
+            for item in page.get("Items", []):
+                yield int(item["sk"]["S"]), None if GAP_ATTRIBUTE in item else decode_event(item)
             if "LastEvaluatedKey" not in page:
-                break
+                return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        if len(events) > limit:
-            return EventPage(events[:limit], events[limit - 1].sequence_id)
-        return EventPage(events, None)
+
+    def mark_gaps(self, topic: str, sequence_ids: list[int]) -> None:
+        """Mark reserved sequence ids that will never hold an event, so listings pass them at once."""
+        expires_at = str(self.expires_at())
+        markers: list[Item] = [
+            {**_event_key(topic, sequence_id), GAP_ATTRIBUTE: {"BOOL": True}, "expires_at": {"N": expires_at}}
+            for sequence_id in sequence_ids
+        ]
+        self._batch_put(markers, "gap marker(s)")
+
+    def _gap_settled(self, topic: str, missing: int, after_gap: EventItem, deadline: float) -> bool:
+        """Whether ``missing`` (stored events follow it) is a settled gap; waits until ``deadline`` if not."""
+        delay = 0.02
+        while True:
+            age = time.time() - after_gap.created_at.timestamp()
+            if age > GAP_SETTLE_SECONDS:
+                logger.info("skipping a settled gap", extra={"topic": topic, "sequence_id": missing})
+                return True
+            if self._stored(topic, missing) or time.monotonic() + delay > deadline:
+                return False
+            time.sleep(delay)  # waiting on another writer: no condition to subscribe to, so poll
+            delay = min(delay * 2, 0.2)
+
+    def _stored(self, topic: str, sequence_id: int) -> bool:
+        answer = self._client.get_item(
+            TableName=self._table,
+            Key=_event_key(topic, sequence_id),
+            ConsistentRead=True,
+            ProjectionExpression="pk",
+        )
+        return "Item" in answer
 
 
 def _event_size(event: EventItem) -> int:

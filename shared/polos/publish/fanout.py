@@ -16,7 +16,7 @@ from polos.aws import settings
 from polos.aws.chunking import MAX_ATTEMPTS, chunked, pause
 from polos.payloads import EventItem
 from polos.publish import manifest
-from polos.publish.messages import WorkflowMessage
+from polos.publish.messages import MAX_MESSAGE_BYTES, WorkflowMessage
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 logger = Logger(service="polos")
 
 BATCH_MAX_MESSAGES = 10
-BATCH_MAX_BYTES = 1024 * 1024  # SQS: 1 MiB per message and per SendMessageBatch call
+BATCH_MAX_BYTES = MAX_MESSAGE_BYTES  # SQS: 1 MiB per message and per SendMessageBatch call
 
 
 class FanoutError(RuntimeError):

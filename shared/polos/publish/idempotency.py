@@ -53,7 +53,8 @@ class IdempotencyRecord:
 def request_hash(body: Any) -> str:
     """SHA-256 of the canonical JSON of a request body (keys sorted, compact)."""
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    # ``surrogatepass``: a body with a lone surrogate is hashed, then refused naming its field.
+    return hashlib.sha256(text.encode(errors="surrogatepass")).hexdigest()
 
 
 def _record(item: Mapping[str, Any]) -> IdempotencyRecord:

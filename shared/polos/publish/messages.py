@@ -1,4 +1,12 @@
-"""The SQS message body a workflow's queue carries: one event, a directly invoked run, or a wake-up."""
+"""The SQS message body a workflow's queue carries: an event, an invoked run, a wake-up or a schedule's firing.
+
+Bodies are pure ASCII (``ensure_ascii``): SQS refuses or alters characters outside its set (#x9 | #xA | #xD |
+#x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF; U+FFFE and U+FFFF are valid JSON but not in it), so every
+non-ASCII character travels as a JSON escape and comes back exact. Escaping costs at most 3x the UTF-8
+size (a 2-byte character becomes 6 bytes, a 4-byte one 12): an event of the maximal 256 KB of data is
+at most 768 KB of escaped data plus its envelope (< 8 KB: topic, ids, event type), under
+:data:`MAX_MESSAGE_BYTES` (1 MiB).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,8 @@ from typing import Any, Literal
 from polos.payloads import EventItem
 
 MESSAGE_VERSION = 1
+# The queues' MaximumMessageSize (SQS's maximum, 1 MiB since 2025); the infrastructure sets it explicitly.
+MAX_MESSAGE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -36,7 +46,7 @@ class WorkflowMessage:
             body["step"] = self.step
         if self.scheduled_time is not None:
             body["scheduled_time"] = self.scheduled_time
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=True)
 
     @classmethod
     def from_json(cls, text: str) -> WorkflowMessage:

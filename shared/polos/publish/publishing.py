@@ -226,7 +226,9 @@ def _validate(events: list[NewEvent]) -> list[NewEvent]:
             raise InvalidPublishError(f"{field}.data", f"is nested more than {MAX_DATA_DEPTH} levels deep")
         try:
             text = serde.to_json(event.data, what=f"{field}.data", limit=sys.maxsize)
-        except (StepResultError, RecursionError) as exc:
+        except StepResultError as exc:  # its message starts with the field it names
+            raise InvalidPublishError(f"{field}.data", str(exc).removeprefix(f"{field}.data ")) from None
+        except RecursionError as exc:
             raise InvalidPublishError(f"{field}.data", f"is not JSON: {exc}") from None
         size = len(text.encode())
         if size > MAX_DATA_BYTES:
@@ -240,6 +242,8 @@ def _validate(events: list[NewEvent]) -> list[NewEvent]:
             raise InvalidPublishError(
                 f"{field}.event_type", f"must be a string of 1 to {MAX_EVENT_TYPE_LENGTH} characters"
             )
+        if event.event_type is not None and (problem := serde.unicode_problem(event.event_type)):
+            raise InvalidPublishError(f"{field}.event_type", problem)
         if event.id is not None:
             if not isinstance(event.id, str) or not _EVENT_ID.fullmatch(event.id):
                 raise InvalidPublishError(f"{field}.id", f"must be {EVENT_ID_RULE}")
@@ -313,9 +317,11 @@ def _execute(
     if plain:
         store.put_many(plain)
     taken = store.put_claimed(claimed) if claimed else {}
-    for entry in plan.entries:
-        if entry.new and entry.id in taken:
-            entry.sequence_id, entry.new = taken[entry.id], False
+    lost = [entry for entry in plan.entries if entry.new and entry.id in taken]
+    if lost:  # their reserved sequence ids stay empty: mark them so listings need not wait for them
+        store.mark_gaps(plan.topic, [entry.sequence_id for entry in lost])
+    for entry in lost:
+        entry.sequence_id, entry.new = taken[entry.id], False
     new_events = {item.sequence_id: item for item in plain + claimed}
     stored = {(event.id, event.sequence_id): event for event in known.values()}
     missing = [

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from polos.aws import settings
+from polos.aws.responses import RESPONSE_BUDGET_BYTES, wire_size
 from polos.publish.events import EventRef, EventStore
 from polos.publish.fanout import deliver
 from polos.publish.messages import WorkflowMessage
@@ -63,7 +64,8 @@ def _json_or_none(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def step_view(step: StepRecord) -> dict[str, Any]:
+def step_view(step: StepRecord, with_result: bool = True) -> dict[str, Any]:
+    """A step as the runs API shows it; without its result (marked omitted) unless ``with_result``."""
     view: dict[str, Any] = {
         "key": step.key,
         "status": step.status,
@@ -71,10 +73,10 @@ def step_view(step: StepRecord) -> dict[str, Any]:
         "started_at": step.started_at,
         "finished_at": step.finished_at,
     }
-    if step.status == "completed":
+    if step.status == "completed" and with_result:
         view["result"] = _json_or_none(step.result_json)
-        if step.wait_json is not None and WaitingFor.from_json(step.wait_json).child is not None:
-            view["child_run_id"] = WaitingFor.from_json(step.wait_json).child
+    elif step.status == "completed":
+        view["result"], view["result_omitted"] = None, True
     elif step.status == "waiting":
         view["finished_at"] = None
         if step.wait_json is not None:
@@ -83,13 +85,50 @@ def step_view(step: StepRecord) -> dict[str, Any]:
         view["error"] = (
             None if step.error is None else {"type": step.error.type, "message": step.error.message}
         )
+    child = WaitingFor.from_json(step.wait_json).child if step.wait_json is not None else None
+    if child is not None:
+        view["child_run_id"] = child
     return view
 
 
+def _budget_steps(steps: list[StepRecord], budget: int) -> tuple[list[dict[str, Any]], bool]:
+    """Step views within ``budget`` bytes, and whether the list was cut.
+
+    Every step's status, attempts and times come first; results then fill what is left, in first-call
+    order; a result past the budget is left out (``"result": null, "result_omitted": true``; read it with
+    ``?step=<key>``). Should the steps alone pass the budget (tens of thousands of steps), the list stops.
+    """
+    views: list[dict[str, Any]] = []
+    for step in steps:
+        view = step_view(step, with_result=False)
+        cost = wire_size(view) + 1
+        if cost > budget:
+            return views, True
+        budget -= cost
+        views.append(view)
+    for index, (view, step) in enumerate(zip(views, steps, strict=False)):
+        # A result's JSON text is a lower bound of its share of the response: no need to parse it to
+        # know that it does not fit.
+        if not view.get("result_omitted") or len(step.result_json or "") > budget:
+            continue
+        full = step_view(step)
+        extra = wire_size(full) - wire_size(view)
+        if extra <= budget:
+            budget -= extra
+            views[index] = full
+    return views, False
+
+
 def run_view(
-    run: RunRecord, members: list[EventRef], steps: list[StepRecord] | None = None
+    run: RunRecord,
+    members: list[EventRef],
+    steps: list[StepRecord] | None = None,
+    budget: int = RESPONSE_BUDGET_BYTES,
 ) -> dict[str, Any]:
-    """The run as ``GET /api/v1/runs/{run_id}`` shows it (without ``steps`` when ``steps`` is ``None``)."""
+    """The run as ``GET /api/v1/runs/{run_id}`` shows it (without ``steps`` when ``steps`` is ``None``).
+
+    With ``steps``, the view stays within ``budget`` bytes of response (see :func:`_budget_steps`).
+    """
     view: dict[str, Any] = {
         "run_id": run.run_id,
         "workflow_id": run.workflow_id,
@@ -106,7 +145,9 @@ def run_view(
     if run.parent is not None:
         view["parent_run_id"] = run.parent.run_id
     if steps is not None:
-        view["steps"] = [step_view(step) for step in steps]
+        view["steps"], truncated = _budget_steps(steps, budget - wire_size(view))
+        if truncated:
+            view["steps_truncated"] = True
         children = [
             child
             for child in (WaitingFor.from_json(step.wait_json).child for step in steps if step.wait_json)
@@ -133,13 +174,22 @@ def _load(run_id: str) -> tuple[LoadedRun, list[Item]] | None:
     return None if loaded is None else (loaded, items)
 
 
-def get_run(run_id: str) -> dict[str, Any] | None:
-    """The run with its steps, or ``None`` when there is no such run."""
+class NoSuchStepError(LookupError):
+    """The run has no step under the key asked for."""
+
+
+def get_run(run_id: str, step_key: str | None = None) -> dict[str, Any] | None:
+    """The run with its steps (only ``step_key``'s, result included, when given), or ``None``."""
     found = _load(run_id)
     if found is None:
         return None
     loaded, items = found
-    return run_view(loaded.run, _members(loaded.run, items), loaded.steps)
+    steps = loaded.steps
+    if step_key is not None:
+        steps = [step for step in steps if step.key == step_key]
+        if not steps:
+            raise NoSuchStepError(f"run {run_id!r} has no step {step_key!r}")
+    return run_view(loaded.run, _members(loaded.run, items), steps)
 
 
 def get_execution(run_id: str) -> dict[str, Any] | None:
@@ -148,27 +198,50 @@ def get_execution(run_id: str) -> dict[str, Any] | None:
     if found is None:
         return None
     run, items = found[0].run, found[1]
-    return {
+    view: dict[str, Any] = {
         "id": run.run_id,
         "workflow_id": run.workflow_id,
         "status": run.status,
-        "payload": stored_payload(run, items),
+        "payload": None,
         "result": _json_or_none(run.result_json),
         "error": None if run.error is None else {"type": run.error.type, "message": run.error.message},
         "created_at": run.created_at,
         "completed_at": run.updated_at if run.finished else None,
         "retry_count": max(run.attempts - 1, 0),
     }
+    view.update(_payload(run, items, RESPONSE_BUDGET_BYTES - wire_size(view)))
+    return view
 
 
 def stored_payload(run: RunRecord, items: list[Item]) -> Any:
-    """What the handler received: the stored input of an invoked run, else its event(s) from the store."""
+    """What the handler received: the stored input of an invoked or scheduled run, else its event(s) from
+    the store (the executor rebuilds a woken run's input from it)."""
     if run.trigger_type in ("invoke", "schedule"):
         return _json_or_none(run.payload_json)
     events = [event.model_dump(mode="json") for event in EventStore().get_many(_members(run, items))]
-    if run.trigger_type == "batch":
-        return {"events": events}
-    return events[0] if events else None
+    if run.trigger_type != "batch":
+        return events[0] if events else None
+    return {"events": events}
+
+
+def _payload(run: RunRecord, items: list[Item], budget: int) -> dict[str, Any]:
+    """``stored_payload`` within ``budget`` bytes: a batch's events past it are left out of ``payload`` and
+    named by id in ``payload_omitted_event_ids`` (``GET /api/v1/events`` reads them)."""
+    payload = stored_payload(run, items)
+    if run.trigger_type != "batch":
+        return {"payload": payload}
+    events: list[dict[str, Any]] = payload["events"]
+    kept: list[dict[str, Any]] = []
+    for index, event in enumerate(events):
+        cost = wire_size(event) + 1
+        if cost > budget:
+            return {
+                "payload": {"events": kept},
+                "payload_omitted_event_ids": [e["id"] for e in events[index:]],
+            }
+        budget -= cost
+        kept.append(event)
+    return {"payload": {"events": kept}}
 
 
 # --- listing -----------------------------------------------------------------------------------------
@@ -256,7 +329,20 @@ def list_runs(workflow_ids: list[str], status: RunStatus | None, limit: int, cur
         fetched[wf] = ([], True) if position.done else _query_workflow(wf, status, position, limit)
     streams = [[(run, wf) for run in runs] for wf, (runs, _) in fetched.items()]
     merged = heapq.merge(*streams, key=lambda entry: entry[0].created_at, reverse=True)
-    page = [entry for _, entry in zip(range(limit), merged, strict=False)]
+    page: list[tuple[RunRecord, str]] = []
+    views: list[dict[str, Any]] = []
+    budget = RESPONSE_BUDGET_BYTES
+    journal = Journal()
+    for run, wf in merged:
+        if len(page) == limit:
+            break
+        view = run_view(journal.load_result(run), _members(run))
+        cost = wire_size(view) + 1
+        if page and cost > budget:  # the page stops at the byte budget; the cursor continues it
+            break
+        budget -= cost
+        page.append((run, wf))
+        views.append(view)
     taken: dict[str, int] = {}
     for run, wf in page:
         taken[wf] = taken.get(wf, 0) + 1
@@ -267,8 +353,6 @@ def list_runs(workflow_ids: list[str], status: RunStatus | None, limit: int, cur
             positions[wf] = _Position(done=True)
         else:
             more = True
-    journal = Journal()
-    views = [run_view(journal.load_result(run), _members(run)) for run, _ in page]
     return RunPage(views, _encode_cursor({wf: positions[wf] for wf in workflow_ids}) if more else None)
 
 
