@@ -1,4 +1,4 @@
-"""The SQS message body a workflow's queue carries: an event, an invoked run, a wake-up or a schedule's firing.
+"""The SQS message body a workflow's queue carries: an event, an invoked run, a wake-up or a firing.
 
 Bodies are pure ASCII (``ensure_ascii``): SQS refuses or alters characters outside its set (#x9 | #xA | #xD |
 #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF; U+FFFE and U+FFFF are valid JSON but not in it), so every
