@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from fanapp import TOPIC, provision_fan_app
-from helpers.apigw import call_api, http_event
+from helpers.apigw import gateway_call, http_event
 from polos.payloads import EventItem
 from polos.publish import events as event_store
 from polos.publish.events import EventStore
@@ -37,7 +37,7 @@ def event(sequence_id: int, age_seconds: float = 0) -> EventItem:
 def list_api(after: int) -> dict[str, Any]:
     request = http_event("GET", "/api/v1/events", query={"topic": TOPIC, "after_sequence_id": str(after)})
     request["requestContext"]["authorizer"] = {"lambda": {"polos_key_id": "test"}}
-    answer = call_api(request)
+    answer = gateway_call(request)
     assert answer.status == 200, answer.json
     return dict(answer.json)
 
