@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fanapp import TOPIC, provision_fan_app
 from helpers.apigw import gateway_call, http_event
+from polos.api.keys import KeyStore
 from polos.payloads import EventItem
 from polos.publish import events as event_store
 from polos.publish.events import EventStore
@@ -35,9 +36,9 @@ def event(sequence_id: int, age_seconds: float = 0) -> EventItem:
 
 
 def list_api(after: int) -> dict[str, Any]:
-    request = http_event("GET", "/api/v1/events", query={"topic": TOPIC, "after_sequence_id": str(after)})
-    request["requestContext"]["authorizer"] = {"lambda": {"polos_key_id": "test"}}
-    answer = gateway_call(request)
+    _, key = KeyStore().create("listing-gaps")
+    query = {"topic": TOPIC, "after_sequence_id": str(after)}
+    answer = gateway_call(http_event("GET", "/api/v1/events", query=query, api_key=key))
     assert answer.status == 200, answer.json
     return dict(answer.json)
 
