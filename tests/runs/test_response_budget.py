@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from helpers.apigw import LambdaContext, http_event, load_function
+from polos.api.keys import KeyStore
 from polos.aws.responses import RESPONSE_BUDGET_BYTES
 from polos.publish.publishing import NewEvent, publish_events
 from polos.runtime.journal import Journal, now_iso
@@ -24,8 +25,8 @@ def quotes(size: int) -> str:
 
 def get(path: str, query: dict[str, str] | None = None) -> tuple[int, Any, int, int]:
     """Status, decoded body, body bytes and Lambda response bytes of one API request."""
-    request = http_event("GET", path, query=query)
-    request["requestContext"]["authorizer"] = {"lambda": {"polos_key_id": "test"}}
+    _, key = KeyStore().create("budget")
+    request = http_event("GET", path, query=query, api_key=key)
     answer = load_function("api").handler(request, LambdaContext())
     body = answer["body"]
     return answer["statusCode"], json.loads(body), len(body.encode()), len(json.dumps(answer).encode())
