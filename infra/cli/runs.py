@@ -155,7 +155,7 @@ def list_command(args: argparse.Namespace) -> int:
     if not rows:
         print("no runs")
         return 0
-    headers = ["RUN", "WORKFLOW", "STATUS", "ATTEMPTS", "TRIGGER", "CREATED", "RESULT / ERROR / WAIT"]
+    headers = ["RUN", "WORKFLOW", "STATUS", "ATTEMPTS", "TRIGGER", "CREATED", "RESULT / ERROR"]
     print(table(headers, rows))
     if page.get("next_cursor"):
         print("(more runs follow; raise --limit to see them)")

@@ -45,7 +45,7 @@ def list_api(after: int) -> dict[str, Any]:
 
 def test_a_page_stops_before_a_reserved_id_whose_event_is_not_written_yet(queues: dict[str, str]) -> None:
     store = EventStore()
-    slow = store.reserve(TOPIC, 1)  # publisher A reserved 1 and has not written it yet
+    slow, _ = store.reserve(TOPIC, 1)  # publisher A reserved 1 and has not written it yet
     publish_events(TOPIC, [NewEvent(id=None, data={"n": 2})])  # publisher B: 2, written
     page = store.list_topic(TOPIC, 0, 10, gap_wait_seconds=0)
     assert (page.events, page.next_after_sequence_id) == ([], 0)
@@ -59,7 +59,7 @@ def test_a_write_landing_during_the_bounded_wait_is_in_the_page(
     queues: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = EventStore()
-    slow = store.reserve(TOPIC, 1)
+    slow, _ = store.reserve(TOPIC, 1)
     publish_events(TOPIC, [NewEvent(id=None, data={"n": 2})])
     stored = EventStore._stored
     checks: list[int] = []
