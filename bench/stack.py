@@ -45,6 +45,8 @@ ASSUMED_AWS_CALL_MS = 8.0
 # (https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html). Compute measured here on one
 # core of this machine takes 1769 / memory times as long below that (a single thread gains nothing above).
 FULL_VCPU_MB = 1769
+TRACE_ENV = "_X_AMZN_TRACE_ID"
+LAMBDA_TRACE_HEADER = "Root=1-6745a1b2-0123456789abcdef01234567;Parent=0123456789abcdef;Sampled=0;Lineage=1"
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -221,6 +223,10 @@ class MeteredStack:
         # Metrics as deployed: Powertools prints one EMF document per flush to stdout, i.e. the log. (The
         # local stack turns them off for its concurrent mapping threads; the bench drains one at a time.)
         os.environ["POWERTOOLS_METRICS_DISABLED"] = "false"
+        # Lambda sets the X-Ray trace header for every invocation, traced or not; Powertools' Logger puts its
+        # root on every line (``xray_trace_id``), so the bench's lines carry one too.
+        self._trace_before = os.environ.get(TRACE_ENV)
+        os.environ[TRACE_ENV] = LAMBDA_TRACE_HEADER
         tap_loggers()
 
     @property
@@ -242,6 +248,10 @@ class MeteredStack:
     def close(self) -> None:
         self.meter.detach()
         self.local.close()
+        if self._trace_before is None:
+            os.environ.pop(TRACE_ENV, None)
+        else:
+            os.environ[TRACE_ENV] = self._trace_before
 
     def reset_usage(self) -> None:
         """Forget what was billed so far (e.g. a warm-up)."""

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from polos.api.keys import authorize, logger
+from polos.api.keys import authorize
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+# No `logger.inject_lambda_context`: Lambda's own START/REPORT lines already name the function and request.
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return authorize(event)
