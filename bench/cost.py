@@ -2,13 +2,13 @@
 
 A scenario publishes ``events`` events to one topic, ``per_request`` per HTTP request, then drains the
 subscribers' queues through the event source mapping model (so batches are full: a busy steady state). A
-*sparse* scenario drains after every request instead (one message per delivered batch). One warm-up
-event runs first and is not counted (cold starts are amortised away). The bill: HTTP API requests (512 KB
-increments), Lambda invocations and GB-seconds (see ``bench.stack.LambdaCall``), SQS requests (64 KB chunks; the mapping's ReceiveMessage per
-delivered batch and DeleteMessageBatch included; empty polls are per queue, not per event, and are priced
-separately), DynamoDB read/write units (index writes included), DynamoDB storage and point-in-time
-recovery for the retention period (``bench.storage``), CloudWatch Logs ingestion at the template's log
-level with metrics on (``bench.logs``).
+*sparse* scenario drains after every request instead (one message per delivered batch). One warm-up event
+runs first and is not counted (cold starts are amortised away). The bill: HTTP API requests (512 KB
+increments), Lambda invocations and GB-seconds (see ``bench.stack.LambdaCall``), SQS requests (64 KB chunks;
+the mapping's ReceiveMessage per delivered batch and DeleteMessageBatch included; empty polls are per queue,
+not per event, and are priced separately), DynamoDB read/write units (index writes included), DynamoDB
+storage and point-in-time recovery for the retention period (``bench.storage``), CloudWatch Logs ingestion
+at the template's log level with metrics on (``bench.logs``).
 """
 
 from __future__ import annotations
