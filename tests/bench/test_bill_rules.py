@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 
@@ -15,7 +16,7 @@ from bench import storage
 from bench.logs import EVENT_OVERHEAD_BYTES, TAP, LogVolume, platform_lines, tap_loggers, tapped, volume_of
 from bench.meter import Meter
 from bench.stack import FULL_VCPU_MB, LambdaCall
-from infra.model import AUTHORIZER_FUNCTION, WORKER_FUNCTION
+from infra.model import WORKER_FUNCTION
 
 
 def test_the_tap_counts_each_invocations_lines_and_bytes() -> None:
@@ -60,7 +61,11 @@ def test_lambda_writes_start_end_and_report_per_invocation() -> None:
 
 
 @pytest.mark.parametrize(
-    ("spec", "factor"), [(WORKER_FUNCTION, FULL_VCPU_MB / 512), (AUTHORIZER_FUNCTION, FULL_VCPU_MB / 256)]
+    ("spec", "factor"),
+    [
+        (WORKER_FUNCTION, FULL_VCPU_MB / 512),
+        (dataclasses.replace(WORKER_FUNCTION, memory_mb=256), FULL_VCPU_MB / 256),
+    ],
 )
 def test_compute_is_scaled_to_the_cpu_share_of_the_memory_size(spec: object, factor: float) -> None:
     call = LambdaCall.of(spec, wall_seconds=0.010, calls=[], log=LogVolume(0, 0))  # type: ignore[arg-type]
