@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,13 +14,6 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "docs" / "benchmarks.md"
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Handlers print metrics documents (EMF) to stdout, as in Lambda; keep them out of the table."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        yield
 
 
 def _progress(message: str) -> None:
@@ -46,26 +37,41 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
+def deployed_log_level() -> str:
+    """The template's ``LogLevel`` default (the level a deployed stack logs at)."""
+    from infra.template import _parameters  # the template's own parameter table: the bench cannot drift
+
+    return str(_parameters()["LogLevel"]["Default"])
+
+
 def measure(args: argparse.Namespace) -> Results:
     """Run every benchmark once."""
-    # Before any handler module is imported: their loggers read the level once.
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from bench import coldstart, cost, report, throughput
+    from bench import coldstart, cost, memory, report, throughput
+    from bench.logs import tapped
+
+    # The level the template deploys, before any handler module is imported (their loggers read it once).
+    os.environ["POWERTOOLS_LOG_LEVEL"] = deployed_log_level()
 
     results = report.Results(command=args.command)
     _progress(f"cold start: {args.import_runs} fresh imports of boto3 and of each handler ...")
     results.imports = coldstart.measure(runs=args.import_runs)
+    results.first_calls = coldstart.measure(runs=args.import_runs, invoke=True)
     for target in coldstart.targets()[1:]:
         results.import_profiles[target.label] = coldstart.heaviest(coldstart.profile(target))
     for scenario in cost.SMOKE_SCENARIOS if args.smoke else cost.SCENARIOS:
         events = max(args.events, scenario.per_request)
         _progress(f"cost: {scenario.label}, {events} events ...")
-        with _quiet():
+        with tapped():  # handlers' logs and metrics (stdout, as in Lambda) are counted, not printed
             results.bills += [cost.run(system, scenario, events) for system in cost.SYSTEMS]
+    _progress("request budgets: first delivery and a duplicate of 1-step and 5-step runs ...")
+    with tapped():
+        results.budgets = cost.budgets()
+    _progress("memory: API on a 6 MB publish, worker on its largest batch (subprocesses) ...")
+    results.memory = memory.measure(smoke=args.smoke)
     _progress(f"throughput: {args.throughput_events} events through the local stack, then the replay ...")
-    with _quiet():
+    with tapped():
         results.throughput = throughput.measure(
             events=args.throughput_events,
             publishers=2 if args.smoke else 4,
@@ -79,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = measure(args)
     from bench import report
 
-    print(report.table(report.rows(results)))
+    print(report.text(results))
     if not args.no_write:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(report.markdown(results))

@@ -11,7 +11,10 @@
 (b) ``NaiveSystem`` — one PutItem and one SendMessage per event per subscriber; the worker calls the step
     functions with no journal at all (a retry re-runs every step).
 
-Neither checks API keys (their API Gateway requests are still billed).
+Neither checks API keys (their API Gateway requests are still billed). Both keep what they store as
+long as Polos does (the retention period). (a) logs as a careful engineer would at the same level:
+Powertools' Logger with the Lambda context injected, one INFO line per request and one per run; (b) logs
+nothing of its own (Lambda's START/END/REPORT lines are counted for every system).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import (
@@ -36,6 +40,8 @@ if TYPE_CHECKING:
 
 BATCH_WRITE_MAX = 25
 SEND_BATCH_MAX = 10
+
+logger = Logger(service="baseline")
 
 
 def _answer(events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -76,7 +82,8 @@ class PowertoolsSystem:
             key_attr="pk",
             boto3_client=settings.dynamodb(),
         )
-        self._config = IdempotencyConfig()
+        # Records kept for the retention period, like Polos's journal (Powertools' default is one hour).
+        self._config = IdempotencyConfig(expires_after_seconds=settings.get_settings().retention_seconds)
         self._step = idempotent_function(
             data_keyword_argument="task", persistence_store=persistence, config=self._config
         )(self._run_step)
@@ -86,6 +93,9 @@ class PowertoolsSystem:
         return effect(task["step"], task["events"])
 
     def api(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return logger.inject_lambda_context(self._api)(event, context)
+
+    def _api(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         topic, events = _request(event)
         table = settings.get_settings().events_table
         for start in range(0, len(events), BATCH_WRITE_MAX):
@@ -118,21 +128,27 @@ class PowertoolsSystem:
                 )
                 if failed:
                     raise RuntimeError(f"SendMessageBatch failed for {failed}")
+        logger.info("published", extra={"topic": topic, "events": len(events)})
         return _answer([{"id": e["id"]} for e in events])
 
     def worker(self, event: dict[str, Any], context: Any) -> Any:
+        return logger.inject_lambda_context(self._worker)(event, context)
+
+    def _worker(self, event: dict[str, Any], context: Any) -> Any:
         self._config.register_lambda_context(context)
         workflow_id, shape, bodies = _shape_of_records(event)
         if shape.batch:  # one run of the steps for the delivered batch
             ids = sorted(body["event"]["id"] for body in bodies)
             for step in range(shape.steps):
                 self._step(task={"workflow": workflow_id, "events": ids, "step": step})
+            logger.info("run completed", extra={"workflow_id": workflow_id, "events": len(ids)})
             return {"batchItemFailures": []}
 
         def record_handler(record: SQSRecord) -> None:
             body = json.loads(record.body)
             for step in range(shape.steps):
                 self._step(task={"workflow": workflow_id, "events": [body["event"]["id"]], "step": step})
+            logger.info("run completed", extra={"workflow_id": workflow_id, "event_id": body["event"]["id"]})
 
         processor = BatchProcessor(event_type=EventType.SQS)
         return process_partial_response(

@@ -4,10 +4,16 @@ Each sample is a new interpreter that puts the function's directory, ``functions
 layer) on ``sys.path`` as Lambda does, sets the functions' environment, and times only the ``import``
 statement (interpreter start-up is the same for every row and is left out). Samples of all modules are
 interleaved so drift on a busy machine hits each alike; the figure is the median.
+
+*Import + first invocation* times the import and then one call of the handler with a typical event (a
+publish, an SQS record, a bearer key), every AWS request answered ``{}`` at once by a botocore
+``before-send`` hook (no network, no moto): an import merely deferred to the first call is not a saving.
+Handlers that do not exist (e.g. an authorizer folded into the API) are skipped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import statistics
@@ -27,15 +33,92 @@ _PROBE = (
     "import {module}\n"
     "print(time.perf_counter() - started)\n"
 )
+# The same, then one invocation with AWS answered "{{}}" (botocore's before-send hook short-circuits the
+# request). The hook is registered on botocore's built-in handlers, so every session made later has it.
+_INVOKE_PROBE = (
+    "import sys, time, json\n"
+    "sys.path[:0] = {paths!r}\n"
+    "started = time.perf_counter()\n"
+    "import {module}\n"
+    "import botocore.handlers\n"
+    "from botocore.awsrequest import AWSResponse\n"
+    "class Raw:\n"
+    "    def stream(self, **kw):\n"
+    "        yield b'{{}}'\n"
+    "def answer(request, **kw):\n"
+    "    return AWSResponse(request.url, 200, {{'content-type': 'application/x-amz-json-1.0'}}, Raw())\n"
+    "botocore.handlers.BUILTIN_HANDLERS.append(('before-send', answer))\n"
+    "class Context:\n"
+    "    function_name = 'polos-bench'; function_version = '$LATEST'; memory_limit_in_mb = 512\n"
+    "    invoked_function_arn = 'arn:aws:lambda:us-east-1:123456789012:function:polos-bench'\n"
+    "    aws_request_id = 'bench'; log_group_name = 'g'; log_stream_name = 's'\n"
+    "    def get_remaining_time_in_millis(self): return 10000\n"
+    "try:\n"
+    "    {module}.handler(json.loads({event!r}), Context())\n"
+    "except Exception as exc:  # an answer of {{}} may not satisfy the handler: the path ran up to here\n"
+    "    print('first call raised', repr(exc), file=sys.stderr)\n"
+    "print(time.perf_counter() - started)\n"
+)
 
 
 @dataclass(frozen=True)
 class Target:
-    """What to import and from where."""
+    """What to import and from where; ``event``: the JSON of its first invocation, timed when ``invoke``."""
 
     label: str
     module: str
     paths: tuple[str, ...]
+    event: str = "{}"
+    invoke: bool = False
+
+    @property
+    def invoking(self) -> Target:
+        """This target timed to the end of its first invocation."""
+        return dataclasses.replace(self, label=f"{self.label} + 1st call", invoke=True)
+
+
+def first_events() -> dict[str, dict[str, object]]:
+    """A typical first event of each handler (payload 2.0 HTTP requests, an SQS record of the example app)."""
+    from polos.payloads import EventItem
+    from polos.publish.messages import WorkflowMessage
+
+    key = "pk_" + "0" * 16 + "_" + "1" * 64
+    http = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": "/api/v1/events/publish",
+        "rawQueryString": "",
+        "headers": {"authorization": f"Bearer {key}", "content-type": "application/json"},
+        "requestContext": {
+            "http": {"method": "POST", "path": "/api/v1/events/publish", "sourceIp": "192.0.2.1"},
+            "requestId": "bench",
+            "routeKey": "$default",
+            "stage": "$default",
+            "authorizer": {"lambda": {"polos_key_id": "0" * 16}},
+        },
+        "body": json.dumps({"topic": "order/created", "events": [{"data": {"order_id": "o-1"}}]}),
+        "isBase64Encoded": False,
+    }
+    stored = EventItem(
+        id="evt_bench",
+        sequence_id=1,
+        topic="order/created",
+        data={"order_id": "o-1"},
+        created_at="2026-01-01T00:00:00Z",
+    )
+    body = WorkflowMessage(workflow_id="immediate-handler", kind="event", event=stored).to_json()
+    record = {
+        "messageId": "m-1",
+        "receiptHandle": "r-1",
+        "body": body,
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "0"},
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:polos-immediate-handler",
+        "awsRegion": "us-east-1",
+    }
+    return {"api": http, "authorizer": {**http, "type": "REQUEST"}, "worker": {"Records": [record]}}
 
 
 @dataclass(frozen=True)
@@ -53,11 +136,11 @@ class ImportTime:
 def targets() -> list[Target]:
     """``import boto3`` and the handler modules (``functions/<name>/app.py``)."""
     shared, functions = str(ROOT / "shared"), str(ROOT / "functions")
+    events = first_events()
     found = [Target(BASELINE, "boto3", ())]
     for name in HANDLERS:
-        found.append(
-            Target(f"functions/{name}/app.py", "app", (str(ROOT / "functions" / name), functions, shared))
-        )
+        paths = (str(ROOT / "functions" / name), functions, shared)
+        found.append(Target(f"functions/{name}/app.py", "app", paths, json.dumps(events[name])))
     return found
 
 
@@ -72,6 +155,10 @@ def lambda_env() -> dict[str, str]:
             "AWS_REGION": "us-east-1",
             "AWS_LAMBDA_FUNCTION_NAME": "polos-bench",
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+            # Lambda gives every function its role's session credentials in the environment.
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_SESSION_TOKEN": "bench",
             "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
             "POWERTOOLS_SERVICE_NAME": "polos",
             "POWERTOOLS_METRICS_NAMESPACE": "Polos",
@@ -89,7 +176,10 @@ def lambda_env() -> dict[str, str]:
 
 
 def _run(target: Target, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
-    code = _PROBE.format(paths=list(target.paths), module=target.module)
+    if not target.invoke:
+        code = _PROBE.format(paths=list(target.paths), module=target.module)
+    else:
+        code = _INVOKE_PROBE.format(paths=list(target.paths), module=target.module, event=target.event)
     # -I: no user site, no PYTHON* variables, and the working directory is not on sys.path.
     return subprocess.run(
         [sys.executable, "-I", *extra, "-c", code],
@@ -109,10 +199,13 @@ def sample(target: Target, env: dict[str, str]) -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def measure(runs: int = 11, chosen: list[Target] | None = None) -> list[ImportTime]:
-    """Median import times, ``runs`` interleaved samples each. Targets that do not exist yet are skipped."""
+def measure(runs: int = 11, chosen: list[Target] | None = None, invoke: bool = False) -> list[ImportTime]:
+    """Median import times, ``runs`` interleaved samples each (``invoke``: to the end of the first call).
+    Targets that do not exist are skipped."""
     env = lambda_env()
     present = [t for t in (chosen or targets()) if not t.paths or Path(t.paths[0], "app.py").is_file()]
+    if invoke:
+        present = [t if not t.paths else t.invoking for t in present]
     samples: dict[str, list[float]] = {t.label: [] for t in present}
     for _ in range(runs):
         for target in present:
@@ -157,8 +250,9 @@ def heaviest(costs: list[ImportCost], limit: int = 8, max_depth: int = 2) -> lis
 
 
 def main() -> None:  # pragma: no cover - convenience: python -m bench.coldstart
-    for result in measure(runs=5):
-        print(json.dumps({"target": result.target.label, "median_ms": round(result.median * 1000, 1)}))
+    for invoke in (False, True):
+        for result in measure(runs=5, invoke=invoke):
+            print(json.dumps({"target": result.target.label, "median_ms": round(result.median * 1000, 1)}))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,27 +1,34 @@
 """Cost per million events: the real handlers (and the two baselines) on moto, every request counted.
 
 A scenario publishes ``events`` events to one topic, ``per_request`` per HTTP request, then drains the
-subscribers' queues through the event source mapping model (so batches are full: a busy steady state).
-One warm-up event runs first and is not counted (cold starts are amortised away). The bill: HTTP API
-requests (512 KB increments), Lambda invocations and GB-seconds (see ``bench.stack.LambdaCall``), SQS
-requests (64 KB chunks; the mapping's ReceiveMessage per delivered batch and DeleteMessageBatch
-included; empty polls are per queue, not per event, and are priced separately), DynamoDB read/write units.
+subscribers' queues through the event source mapping model (so batches are full: a busy steady state). A
+*sparse* scenario drains after every request instead (one message per delivered batch). One warm-up event
+runs first and is not counted (cold starts are amortised away). The bill: HTTP API requests (512 KB
+increments), Lambda invocations and GB-seconds (see ``bench.stack.LambdaCall``), SQS requests (64 KB chunks;
+the mapping's ReceiveMessage per delivered batch and DeleteMessageBatch included; empty polls are per queue,
+not per event, and are priced separately), DynamoDB read/write units (index writes included), DynamoDB
+storage and point-in-time recovery for the retention period (``bench.storage``), CloudWatch Logs ingestion
+at the template's log level with metrics on (``bench.logs``).
 """
 
 from __future__ import annotations
 
+import math
 import tempfile
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
+from polos.aws import settings
 
-from bench import prices
+from bench import prices, storage
 from bench.baselines import NaiveSystem, PowertoolsSystem
 from bench.meter import Call, Meter
 from bench.stack import Handlers, MeteredStack, Usage, aws_in_process, polos_handlers
+from bench.storage import Stored
+from bench.units import write_units
 from bench.workload import APP_TARGET, SHAPES, Shape, app, sample_event
 from infra.local.stack import StackOptions
 from infra.model import AppModel
@@ -34,21 +41,44 @@ PER_REQUEST = (1, 10, 100)
 class Scenario:
     per_request: int
     shape: Shape
+    sparse: bool = False  # drain after every request: one message per delivered batch
 
     @property
     def label(self) -> str:
         mode = "batch(10)" if self.shape.batch else "single"
-        return f"{self.per_request}/req, {self.shape.subscribers} sub, {self.shape.steps}-step, {mode}"
+        traffic = ", sparse" if self.sparse else ""
+        return (
+            f"{self.per_request}/req, {self.shape.subscribers} sub, {self.shape.steps}-step, {mode}{traffic}"
+        )
 
 
-SCENARIOS: tuple[Scenario, ...] = tuple(Scenario(n, shape) for n in PER_REQUEST for shape in SHAPES)
+# The headline: 10 events per request, 1 subscriber, a 1-step single-event workflow, 1 KB events.
 TARGET = Scenario(10, Shape(1, 1, False))
-SMOKE_SCENARIOS = (TARGET, Scenario(10, Shape(3, 5, True)))
-TARGET_USD_PER_MILLION = 3.00
+SPARSE = Scenario(1, Shape(1, 1, False), sparse=True)
+SCENARIOS: tuple[Scenario, ...] = (
+    *(Scenario(n, shape) for n in PER_REQUEST for shape in SHAPES),
+    SPARSE,
+)
+SMOKE_SCENARIOS = (TARGET, Scenario(10, Shape(3, 5, True)), SPARSE)
 # A run's lease is the visibility timeout less a second: long enough that a slow machine never lets one
 # lapse mid-run (which would leave records for redelivery and bill them twice).
 OPTIONS = StackOptions(visibility_timeout=900)
-TARGET_VS_POWERTOOLS = 0.5
+
+# Issue 12's targets: the headline in dollars; two shapes against the Powertools baseline (10/req, 1 sub).
+TARGET_USD_PER_MILLION = 2.50
+RATIO_TARGETS: dict[Scenario, float] = {
+    Scenario(10, Shape(1, 5, False)): 0.6,
+    Scenario(10, Shape(1, 1, True)): 2.0,
+}
+
+
+@dataclass(frozen=True)
+class Lever:
+    """A change not made yet, and what the meter says it would save (dollars per million events)."""
+
+    name: str
+    usd_per_million: float
+    how: str
 
 
 @dataclass
@@ -64,15 +94,33 @@ class Bill:
     sqs_requests: int
     dynamodb_requests: int
     read_units: float
-    write_units: float
+    write_units: float  # index writes included
+    index_write_units: float
     idle_receives: int
+    log_bytes: int = 0
+    log_events: int = 0
+    log_bytes_by_function: Counter[str] = field(default_factory=Counter)
+    stored: Stored = field(default_factory=Stored)
+    retention_days: int = 30
     operations: Counter[str] = field(default_factory=Counter)
+    levers: list[Lever] = field(default_factory=list)
 
     @classmethod
-    def of(cls, system: str, scenario: Scenario, events: int, calls: list[Call], usage: Usage) -> Bill:
+    def of(
+        cls,
+        system: str,
+        scenario: Scenario,
+        events: int,
+        calls: list[Call],
+        usage: Usage,
+        stored: Stored,
+    ) -> Bill:
         billed = [c for c in calls if not c.empty]
         ddb = [c for c in billed if c.service == "dynamodb"]
-        return cls(
+        logs: Counter[str] = Counter()
+        for call in usage.lambdas:
+            logs[call.function] += call.log.billed_bytes
+        bill = cls(
             system=system,
             scenario=scenario,
             events=events,
@@ -83,9 +131,17 @@ class Bill:
             dynamodb_requests=len(ddb),
             read_units=sum(c.read_units for c in ddb),
             write_units=sum(c.write_units for c in ddb),
+            index_write_units=sum(c.index_write_units for c in ddb),
             idle_receives=len(calls) - len(billed),
+            log_bytes=sum(logs.values()),
+            log_events=sum(call.log.events for call in usage.lambdas),
+            log_bytes_by_function=logs,
+            stored=stored,
+            retention_days=settings.get_settings().retention_days,
             operations=Counter(f"{c.service}.{c.operation}" for c in billed),
         )
+        bill.levers = storage_levers(bill, ddb)
+        return bill
 
     @property
     def lambda_invocations(self) -> int:
@@ -94,19 +150,96 @@ class Bill:
     def per_event(self, value: float) -> float:
         return value / self.events
 
-    def usd(self) -> dict[str, float]:
-        """Dollars of this run by service."""
+    def usd_lines(self) -> dict[str, float]:
+        """Dollars of this run, line by line (the per-service breakdown)."""
+        months = storage.retention_months(self.retention_days)
         return {
-            "HTTP API": self.http_requests * prices.HTTP_API_REQUEST.usd,
-            "Lambda": self.lambda_invocations * prices.LAMBDA_REQUEST.usd
-            + self.gb_seconds * prices.LAMBDA_GB_SECOND_ARM.usd,
-            "SQS": self.sqs_requests * prices.SQS_REQUEST.usd,
-            "DynamoDB": self.write_units * prices.DYNAMODB_WRITE_UNIT.usd
-            + self.read_units * prices.DYNAMODB_READ_UNIT.usd,
+            "HTTP-API requests": self.http_requests * prices.HTTP_API_REQUEST.usd,
+            "Lambda requests": self.lambda_invocations * prices.LAMBDA_REQUEST.usd,
+            "Lambda duration": self.gb_seconds * prices.LAMBDA_GB_SECOND_ARM.usd,
+            "SQS requests": self.sqs_requests * prices.SQS_REQUEST.usd,
+            "DynamoDB writes (tables)": (self.write_units - self.index_write_units)
+            * prices.DYNAMODB_WRITE_UNIT.usd,
+            "DynamoDB writes (index)": self.index_write_units * prices.DYNAMODB_WRITE_UNIT.usd,
+            "DynamoDB reads": self.read_units * prices.DYNAMODB_READ_UNIT.usd,
+            "DynamoDB storage (tables)": self.stored.table_bytes * months * prices.DYNAMODB_STORAGE.usd,
+            "DynamoDB storage (index)": self.stored.index_bytes * months * prices.DYNAMODB_STORAGE.usd,
+            "DynamoDB PITR": self.stored.table_bytes * months * prices.DYNAMODB_PITR.usd,
+            "CloudWatch Logs ingestion": self.log_bytes * prices.CLOUDWATCH_LOGS_INGESTION.usd,
         }
 
+    def usd(self) -> dict[str, float]:
+        """Dollars of this run by service."""
+        by_service: dict[str, float] = defaultdict(float)
+        for line, usd in self.usd_lines().items():
+            by_service[line.split(" ")[0]] += usd
+        return dict(by_service)
+
     def usd_per_million(self) -> float:
-        return sum(self.usd().values()) / self.events * prices.MILLION
+        return sum(self.usd_lines().values()) / self.events * prices.MILLION
+
+    def line_per_million(self, line: str) -> float:
+        return self.usd_lines()[line] / self.events * prices.MILLION
+
+
+def _per_million(bill: Bill, usd: float) -> float:
+    return usd / bill.events * prices.MILLION
+
+
+def storage_levers(bill: Bill, ddb: list[Call]) -> list[Lever]:
+    """What the storage levers of issue 12 would save on this bill, from what the meter saw (not built yet:
+    the write paths are being changed elsewhere)."""
+    wru, rru = prices.DYNAMODB_WRITE_UNIT.usd, prices.DYNAMODB_READ_UNIT.usd
+    months = storage.retention_months(bill.retention_days)
+    keys_only = sum(c.index_write_units - c.index_write_units_keys_only for c in ddb) * wru
+    keys_only += (
+        (bill.stored.index_bytes - bill.stored.index_bytes_keys_only) * months * prices.DYNAMODB_STORAGE.usd
+    )
+    worker = [c for c in ddb if (c.tag or "").startswith("WorkerFunction")]
+    journal_reads = sum(c.read_units for c in worker if c.operation == "Query") * rru
+    # Last step with the outcome: per run, its last journal entry's write joins the outcome's update.
+    last_step: dict[str, int] = {}
+    run_size: dict[str, int] = {}
+    for call in worker:
+        for item in call.items:
+            if item.kind.endswith("/step#"):
+                last_step[item.key] = item.size
+            elif item.kind.endswith("/run"):
+                run_size[item.key] = item.size
+    merged = 0
+    for key, step_size in last_step.items():
+        after = run_size.get(key, 0)
+        grown = write_units(after + step_size) - write_units(after)  # the outcome item grows (and its copy)
+        merged += write_units(step_size) - grown * 2
+    # Fewer, larger event items: one request's event items (one BatchWriteItem of the API) in one item.
+    packed = 0
+    for call in ddb:
+        events = [item for item in call.items if item.kind.startswith("events:topic#")]
+        if (call.tag or "").startswith("ApiFunction") and len(events) > 1:
+            packed += sum(i.units for i in events) - math.ceil(sum(i.size for i in events) / 1024)
+    return [
+        Lever(
+            "keys-only runs index",
+            _per_million(bill, keys_only),
+            "index writes and copies as if by_workflow projected keys only (list pages then need a "
+            "BatchGetItem, not counted: no listing in this workload)",
+        ),
+        Lever(
+            "lease first, journal Query only after an earlier attempt",
+            _per_million(bill, journal_reads),
+            "the worker's Query read units (every delivery here is a first attempt)",
+        ),
+        Lever(
+            "last step's journal entry written with the outcome",
+            _per_million(bill, merged * wru),
+            "per run, the last step's item units less the units the outcome item (and its index copy) gains",
+        ),
+        Lever(
+            "one item per request's events",
+            _per_million(bill, packed * wru),
+            "event items of one publish in one item: their units less ceil(total size / 1 KB)",
+        ),
+    ]
 
 
 def _powertools_handlers(model: AppModel) -> Handlers:
@@ -126,29 +259,45 @@ HANDLERS: dict[str, Callable[[AppModel], Handlers]] = {
 }
 
 
+def _tables() -> list[str]:
+    names = settings.get_settings()
+    return [names.events_table, names.runs_table, names.keys_table, names.idempotency_table]
+
+
 def run(system: str, scenario: Scenario, events: int = 100) -> Bill:
     """Publish ``events`` events (rounded up to whole requests) and bill everything until they ran."""
     requests = -(-events // scenario.per_request)
     total = requests * scenario.per_request
     topic, workflow_ids = scenario.shape.topic, scenario.shape.workflow_ids()
     with tempfile.TemporaryDirectory() as tmp, aws_in_process():
-        meter = Meter(shadow=boto3.client("dynamodb", region_name=prices.REGION))
+        shadow = boto3.client("dynamodb", region_name=prices.REGION)
+        meter = Meter(shadow=shadow)
         with MeteredStack(
-            app(), Path(tmp), meter, HANDLERS[system], app_target=APP_TARGET, options=OPTIONS
+            app(),
+            Path(tmp),
+            meter,
+            HANDLERS[system],
+            app_target=APP_TARGET,
+            options=OPTIONS,
         ) as stack:
             stack.publish(topic, [sample_event(0)])  # warm-up, not billed
             stack.drain(workflow_ids)
             stack.reset_usage()
+            before = storage.measure(shadow, _tables())
+            delivered = 0
             for r in range(requests):
                 stack.publish(
                     topic,
                     [sample_event(1 + r * scenario.per_request + i) for i in range(scenario.per_request)],
                 )
-            delivered = stack.drain(workflow_ids)
+                if scenario.sparse:
+                    delivered += stack.drain(workflow_ids)
+            delivered += stack.drain(workflow_ids)
             expected = total * len(workflow_ids)
             if delivered != expected:
                 raise RuntimeError(f"{system} {scenario.label}: {delivered} deliveries, expected {expected}")
-            return Bill.of(system, scenario, total, list(meter.calls), stack.usage)
+            stored = storage.measure(shadow, _tables()) - before
+            return Bill.of(system, scenario, total, list(meter.calls), stack.usage, stored)
 
 
 def durable_functions_usd_per_million(shape: Shape) -> float:
@@ -160,3 +309,67 @@ def durable_functions_usd_per_million(shape: Shape) -> float:
 def eventbridge_usd_per_million() -> float:
     """Reference: EventBridge's charge just to route each event (one custom event, under 64 KB)."""
     return prices.EVENTBRIDGE_EVENT.usd * prices.MILLION
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Issue 12's request budget of one worker delivery, measured."""
+
+    case: str
+    read_requests: int
+    write_units: float  # index writes included
+    requests: int
+    target: str
+    met: bool
+
+
+_READS = ("GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems")
+
+
+def _worker_calls(meter: Meter) -> list[Call]:
+    return [c for c in meter.select("dynamodb") if (c.tag or "").startswith("WorkerFunction")]
+
+
+def budgets(steps: tuple[int, ...] = (1, 5)) -> list[Budget]:
+    """A first delivery of a k-step single-event run (target: 0 reads, <= k + 2 write units with index
+    writes) and a duplicate delivery of the finished run (target: 1 request)."""
+    found = []
+    for k in steps:
+        shape = Shape(1, k, False)
+        with tempfile.TemporaryDirectory() as tmp, aws_in_process():
+            meter = Meter(shadow=boto3.client("dynamodb", region_name=prices.REGION))
+            with MeteredStack(
+                app(), Path(tmp), meter, polos_handlers, app_target=APP_TARGET, options=OPTIONS
+            ) as stack:
+                stack.publish(shape.topic, [sample_event(0)])
+                stack.drain(shape.workflow_ids())
+                meter.reset()
+                stack.publish(shape.topic, [sample_event(1)])
+                stack.drain(shape.workflow_ids())
+                first = _worker_calls(meter)
+                reads = sum(1 for c in first if c.operation in _READS)
+                units = sum(c.write_units for c in first)
+                found.append(
+                    Budget(
+                        f"first delivery, {k}-step single-event run",
+                        reads,
+                        units,
+                        len(first),
+                        f"0 reads, <= {k + 2} WRU",
+                        reads == 0 and units <= k + 2,
+                    )
+                )
+                meter.reset()
+                stack.invoke_again("WorkerFunction")
+                again = _worker_calls(meter)
+                found.append(
+                    Budget(
+                        f"duplicate of a finished {k}-step run",
+                        sum(1 for c in again if c.operation in _READS),
+                        sum(c.write_units for c in again),
+                        len(again),
+                        "1 request",
+                        len(again) == 1,
+                    )
+                )
+    return found

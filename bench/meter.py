@@ -4,8 +4,10 @@
 system (``settings.dynamodb()``, ``settings.sqs()`` or any other client). Each finished request becomes a
 :class:`Call` with its billed SQS requests (64 KB chunks) and DynamoDB read/write units. DynamoDB units
 need item sizes before and after a write; the meter reads them through an un-metered *shadow* client
-(give none, e.g. against a shared server, and units stay 0). The same hook injects crashes: after the
-N-th request took effect, :class:`Crash` is raised before its caller sees the answer.
+(give none, e.g. against a shared server, and units stay 0). Global secondary index writes are counted by
+DynamoDB's rules (:func:`index_writes`), for the table's real projection and, to price the keys-only lever,
+as if the index projected keys only. The same hook injects crashes: after the N-th request took effect,
+:class:`Crash` is raised before its caller sees the answer.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ _STATE = "polos_bench"  # key of this meter's state in botocore's per-request co
 _TAG: contextvars.ContextVar[str | None] = contextvars.ContextVar("bench_tag", default=None)
 
 
+def current_tag() -> str | None:
+    """The tag of the invocation running in this context (``None`` outside any)."""
+    return _TAG.get()
+
+
 class Crash(BaseException):
     """An injected crash: the process stops right after an AWS request took effect (a BaseException, so
     no ``except Exception`` in the code under test can swallow it)."""
@@ -55,6 +62,102 @@ class Call:
     write_units: float = 0.0
     # A ReceiveMessage that found nothing: an idle poll (billed per queue and month, not per event).
     empty: bool = False
+    # Write units of global secondary indexes (included in ``write_units``), and what they would be if
+    # every index projected keys only.
+    index_write_units: float = 0.0
+    index_write_units_keys_only: float = 0.0
+    items: list[ItemWrite] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ItemWrite:
+    """One item a write request wrote: its kind (``runs:run#/step#``), partition key, size after, table
+    units."""
+
+    kind: str
+    key: str
+    size: int
+    units: int
+
+
+@dataclass(frozen=True)
+class Index:
+    """A global secondary index: its key attributes and projection (``ALL``, ``KEYS_ONLY``, ``INCLUDE``)."""
+
+    name: str
+    keys: tuple[str, ...]
+    projection: str
+    included: tuple[str, ...] = ()
+
+
+def _projected(item: Json, index: Index, table_keys: list[str], projection: str) -> Json:
+    if projection == "ALL":
+        return item
+    names = {*table_keys, *index.keys, *(index.included if projection == "INCLUDE" else ())}
+    return {name: value for name, value in item.items() if name in names}
+
+
+def index_writes(
+    old: Json | None, new: Json | None, index: Index, table_keys: list[str], projection: str | None = None
+) -> list[int]:
+    """Sizes of the index writes one item write causes, by DynamoDB's rules (developer guide, "Provisioned
+    throughput considerations for global secondary indexes"): an item enters or leaves the index (1
+    write), changes an index key value (a delete and a put: 2 writes), or changes an attribute the index
+    projects (1 write); an item without all the index's key attributes is not in it (sparse index)."""
+    projection = projection or index.projection
+    was = old is not None and all(name in old for name in index.keys)
+    now = new is not None and all(name in new for name in index.keys)
+    if not was and not now:
+        return []
+    if was and not now:
+        assert old is not None
+        return [item_size(_projected(old, index, table_keys, projection))]
+    assert new is not None
+    size = item_size(_projected(new, index, table_keys, projection))
+    if not was:
+        return [size]
+    assert old is not None
+    if any(old[name] != new[name] for name in index.keys):
+        return [item_size(_projected(old, index, table_keys, projection)), size]
+    if _projected(old, index, table_keys, projection) != _projected(new, index, table_keys, projection):
+        return [size]
+    return []
+
+
+def table_layout(client: DynamoDBClient, table: str) -> tuple[list[str], list[Index]]:
+    """A table's key attribute names and its global secondary indexes."""
+    answer: Any = client.describe_table(TableName=table)["Table"]
+    indexes = [
+        Index(
+            name=index["IndexName"],
+            keys=tuple(part["AttributeName"] for part in index["KeySchema"]),
+            projection=index.get("Projection", {}).get("ProjectionType", "ALL"),
+            included=tuple(index.get("Projection", {}).get("NonKeyAttributes", ())),
+        )
+        for index in answer.get("GlobalSecondaryIndexes", [])
+    ]
+    return [part["AttributeName"] for part in answer["KeySchema"]], indexes
+
+
+def index_item_size(item: Json, index: Index, table_keys: list[str], projection: str | None = None) -> int:
+    """Bytes of an item's copy in ``index`` (0 when it lacks an index key: not in a sparse index)."""
+    if not all(name in item for name in index.keys):
+        return 0
+    return item_size(_projected(item, index, table_keys, projection or index.projection))
+
+
+def item_kind(table: str, key: Json) -> str:
+    """``runs:run#/step#``: the table's last name part (``b1c2-RunsTable``: ``runs``) and each key's prefix
+    (numbers and ids as ``*``)."""
+
+    def prefix(value: Json) -> str:
+        text = str(next(iter(value.values())))
+        if "#" in text:
+            return text.split("#", 1)[0] + "#"
+        return "*" if any(ch.isdigit() for ch in text) or len(text) > 16 else text
+
+    name = table.rsplit("-", 1)[-1].removesuffix("Table").lower()
+    return name + ":" + "/".join(prefix(value) for value in key.values())
 
 
 @dataclass
@@ -63,7 +166,7 @@ class _Pending:
     service: str
     operation: str
     params: Json
-    before: dict[str, int] = field(default_factory=dict)
+    before: dict[str, Json | None] = field(default_factory=dict)
 
 
 class Meter:
@@ -72,6 +175,7 @@ class Meter:
     def __init__(self, shadow: DynamoDBClient | None = None) -> None:
         self._shadow = shadow
         self._keys: dict[str, list[str]] = {}
+        self._indexes: dict[str, list[Index]] = {}
         self._lock = threading.Lock()
         self._attached: list[Any] = []
         self.calls: list[Call] = []
@@ -172,18 +276,28 @@ class Meter:
             raise Crash(f"crash injected after {call.service}.{call.operation} (tag {call.tag})")
 
     # -- DynamoDB units -----------------------------------------------------------------------------
-    def _key_names(self, table: str) -> list[str]:
-        names = self._keys.get(table)
-        if names is None:
-            assert self._shadow is not None
-            schema = self._shadow.describe_table(TableName=table)["Table"]["KeySchema"]
-            names = self._keys[table] = [part["AttributeName"] for part in schema]
-        return names
+    def _describe(self, table: str) -> None:
+        assert self._shadow is not None
+        self._keys[table], self._indexes[table] = table_layout(self._shadow, table)
 
-    def _size_at(self, table: str, key: Json) -> int:
+    def _key_names(self, table: str) -> list[str]:
+        if table not in self._keys:
+            self._describe(table)
+        return self._keys[table]
+
+    def _index_list(self, table: str) -> list[Index]:
+        if table not in self._indexes:
+            self._describe(table)
+        return self._indexes[table]
+
+    def _item_at(self, table: str, key: Json) -> Json | None:
         assert self._shadow is not None
         answer = self._shadow.get_item(TableName=table, Key=key, ConsistentRead=True)
-        return item_size(answer.get("Item"))
+        item: Json | None = answer.get("Item")
+        return item
+
+    def _size_at(self, table: str, key: Json) -> int:
+        return item_size(self._item_at(table, key))
 
     def _key_of(self, table: str, item: Json) -> Json:
         return {name: item[name] for name in self._key_names(table)}
@@ -216,9 +330,9 @@ class Meter:
             return targets
         return []
 
-    def _sizes_of_targets(self, operation: str, api: Json) -> dict[str, int]:
+    def _sizes_of_targets(self, operation: str, api: Json) -> dict[str, Json | None]:
         return {
-            json.dumps([table, key], sort_keys=True): self._size_at(table, key)
+            json.dumps([table, key], sort_keys=True): self._item_at(table, key)
             for _, table, key, _ in self._write_targets(operation, api)
         }
 
@@ -255,18 +369,35 @@ class Meter:
         return read_units(size, consistent=consistent)
 
     def _write_units(self, call: Call, pending: _Pending) -> None:
+        """Table units of every item written (transactions double them), then the index writes those items
+        cause (standard writes: DynamoDB propagates index updates itself, outside the transaction)."""
         transactional = call.operation == "TransactWriteItems"
         for kind, table, key, new in self._write_targets(call.operation, pending.params):
-            old = pending.before.get(json.dumps([table, key], sort_keys=True), 0)
-            if not call.ok or kind in ("DeleteItem", "Delete"):
-                size = old  # a failed condition still costs the existing item's size (at least 1 unit)
+            old = pending.before.get(json.dumps([table, key], sort_keys=True))
+            after: Json | None = old
+            if not call.ok or kind in ("DeleteItem", "Delete", "ConditionCheck"):
+                # A failed condition costs the existing item's size (at least 1 unit); a ConditionCheck is
+                # priced like a transactional write of the checked item (pessimistic).
+                size = item_size(old)
+                after = None if call.ok and kind in ("DeleteItem", "Delete") else old
             elif kind in ("PutItem", "Put"):
-                size = max(old, item_size(new))
-            elif kind in ("UpdateItem", "Update"):
-                size = max(old, self._size_at(table, key))
-            else:  # ConditionCheck: priced like a transactional write of the checked item (pessimistic)
-                size = old
-            call.write_units += write_units(size, transactional=transactional)
+                after = new
+                size = max(item_size(old), item_size(new))
+            else:  # UpdateItem / Update
+                after = self._item_at(table, key)
+                size = max(item_size(old), item_size(after))
+            units = write_units(size, transactional=transactional)
+            call.write_units += units
+            table_keys = self._key_names(table)
+            partition = str(next(iter(key[table_keys[0]].values())))
+            call.items.append(ItemWrite(item_kind(table, key), partition, item_size(after), units))
+            for index in self._index_list(table):
+                sizes = index_writes(old, after, index, table_keys)
+                keys_only = index_writes(old, after, index, table_keys, "KEYS_ONLY")
+                index_units = sum(write_units(size) for size in sizes)
+                call.index_write_units += index_units
+                call.write_units += index_units
+                call.index_write_units_keys_only += sum(write_units(size) for size in keys_only)
 
 
 def _sqs_payload(operation: str, api: Json, parsed: Json) -> int:

@@ -1,6 +1,8 @@
 """The price table: US East (N. Virginia) list prices, each with its source. The one place prices live.
 
-Every figure is per unit (not per million) so the arithmetic elsewhere is a plain product.
+Every figure is per unit (not per million) so the arithmetic elsewhere is a plain product. Prices as
+listed on ``PRICES_DATE`` (the storage and logs lines were added then; the others date from the first bench,
+2026-11-25, unchanged since). Free tiers are left out: the figures are the marginal price of a million events.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from dataclasses import dataclass
 
 REGION = "us-east-1"
 MILLION = 1_000_000
+GB = 1024**3
+PRICES_DATE = "2026-11-30"
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,25 @@ DURABLE_OPERATION = Price(
     '("Durable Functions operations (example rate): $8.00/M")',
 )
 
+DYNAMODB_STORAGE = Price(
+    "DynamoDB storage (Standard table class)",
+    0.25 / GB,
+    "byte-month (items + 100 bytes each, in the table and in every index holding them)",
+    "https://aws.amazon.com/dynamodb/pricing/on-demand/ (Data storage: $0.25 per GB-month after 25 GB)",
+)
+DYNAMODB_PITR = Price(
+    "DynamoDB point-in-time recovery",
+    0.20 / GB,
+    "byte-month of table size (continuous backups; indexes not included)",
+    "https://aws.amazon.com/dynamodb/pricing/on-demand/ (Continuous backups (PITR): $0.20 per GB-month)",
+)
+CLOUDWATCH_LOGS_INGESTION = Price(
+    "CloudWatch Logs ingestion (Standard class)",
+    0.50 / GB,
+    "byte ingested (each log event: its UTF-8 bytes + 26)",
+    "https://aws.amazon.com/cloudwatch/pricing/ (Logs, Standard: collect (data ingestion) $0.50 per GB)",
+)
+
 ALL: tuple[Price, ...] = (
     HTTP_API_REQUEST,
     LAMBDA_REQUEST,
@@ -82,6 +105,9 @@ ALL: tuple[Price, ...] = (
     SQS_REQUEST,
     DYNAMODB_WRITE_UNIT,
     DYNAMODB_READ_UNIT,
+    DYNAMODB_STORAGE,
+    DYNAMODB_PITR,
+    CLOUDWATCH_LOGS_INGESTION,
     EVENTBRIDGE_EVENT,
     DURABLE_OPERATION,
 )

@@ -10,9 +10,11 @@ the same gateway and mappings.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import math
+import os
 import secrets
 import sys
 import threading
@@ -26,6 +28,7 @@ from polos.app import App
 from polos.aws import settings
 
 from bench import prices
+from bench.logs import TAP, LogVolume, platform_lines, tap_loggers, volume_of
 from bench.meter import Call, Meter
 from infra.local.apigw import ApiGateway, HttpRequest, HttpResponse
 from infra.local.aws import apply_environment, fake_credentials, one_request_at_a_time
@@ -37,6 +40,12 @@ from infra.model import WORKER_FUNCTION, AppModel, FunctionSpec, build_model
 # Lambda time spent waiting on an AWS request in the cloud (an in-region DynamoDB or SQS round trip);
 # stands in for the time moto took in-process, which says nothing about the cloud.
 ASSUMED_AWS_CALL_MS = 8.0
+# Lambda gives a function CPU in proportion to its memory: one full vCPU at 1,769 MB
+# (https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html). Compute measured here on one
+# core of this machine takes 1769 / memory times as long below that (a single thread gains nothing above).
+FULL_VCPU_MB = 1769
+TRACE_ENV = "_X_AMZN_TRACE_ID"
+LAMBDA_TRACE_HEADER = "Root=1-6745a1b2-0123456789abcdef01234567;Parent=0123456789abcdef;Sampled=0;Lineage=1"
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -57,9 +66,10 @@ class LambdaCall:
     aws_busy_seconds: float
     aws_calls: int
     aws_waves: int
+    log: LogVolume = field(default_factory=lambda: LogVolume(0, 0))
 
     @classmethod
-    def of(cls, spec: FunctionSpec, wall_seconds: float, calls: list[Call]) -> LambdaCall:
+    def of(cls, spec: FunctionSpec, wall_seconds: float, calls: list[Call], log: LogVolume) -> LambdaCall:
         spans = sorted((call.started, call.started + call.seconds) for call in calls)
         busy, end, in_flight, most = 0.0, float("-inf"), 0, 0
         for start, stop in spans:
@@ -69,13 +79,26 @@ class LambdaCall:
             in_flight += change
             most = max(most, in_flight)
         waves = math.ceil(len(calls) / most) if most else 0
-        return cls(spec.logical_id, spec.memory_mb, wall_seconds, busy, len(calls), waves)
+        made = cls(spec.logical_id, spec.memory_mb, wall_seconds, busy, len(calls), waves)
+        platform = volume_of(platform_lines(spec.memory_mb, made.duration_ms, made.billed_ms))
+        total = LogVolume(log.events + platform.events, log.message_bytes + platform.message_bytes)
+        return dataclasses.replace(made, log=total)
+
+    @property
+    def cpu_factor(self) -> float:
+        """How much longer compute takes at this memory size than on one full core."""
+        return max(1.0, FULL_VCPU_MB / self.memory_mb)
+
+    @property
+    def duration_ms(self) -> float:
+        """Modelled cloud duration: own compute at this memory's CPU share, plus the AWS round trips."""
+        own = max(0.0, self.wall_seconds - self.aws_busy_seconds) * 1000 * self.cpu_factor
+        return own + self.aws_waves * ASSUMED_AWS_CALL_MS
 
     @property
     def billed_ms(self) -> int:
         """Modelled cloud duration, rounded up to Lambda's 1 ms billing granularity."""
-        own = max(0.0, self.wall_seconds - self.aws_busy_seconds) * 1000
-        return max(1, math.ceil(own + self.aws_waves * ASSUMED_AWS_CALL_MS))
+        return max(1, math.ceil(self.duration_ms))
 
     @property
     def gb_seconds(self) -> float:
@@ -162,6 +185,8 @@ class MeteredStack:
         self.meter = meter
         self.usage = Usage()
         self._counter = itertools.count(1)
+        self._invokers: dict[str, Callable[..., Any]] = {}
+        self.last_events: dict[str, dict[str, Any]] = {}
         model = self.model = build_model(app)
         self._handlers: Handlers | None = None
         self._make_handlers = make_handlers
@@ -181,6 +206,14 @@ class MeteredStack:
             model.routes, api=self._metered(model.function("serves_api"), lambda: self.handlers.api)
         )
         meter.attach(settings.dynamodb(), settings.sqs())
+        # Metrics as deployed: Powertools prints one EMF document per flush to stdout, i.e. the log. (The
+        # local stack turns them off for its concurrent mapping threads; the bench drains one at a time.)
+        os.environ["POWERTOOLS_METRICS_DISABLED"] = "false"
+        # Lambda sets the X-Ray trace header for every invocation, traced or not; Powertools' Logger puts its
+        # root on every line (``xray_trace_id``), so the bench's lines carry one too.
+        self._trace_before = os.environ.get(TRACE_ENV)
+        os.environ[TRACE_ENV] = LAMBDA_TRACE_HEADER
+        tap_loggers()
 
     @property
     def handlers(self) -> Handlers:
@@ -201,6 +234,10 @@ class MeteredStack:
     def close(self) -> None:
         self.meter.detach()
         self.local.close()
+        if self._trace_before is None:
+            os.environ.pop(TRACE_ENV, None)
+        else:
+            os.environ[TRACE_ENV] = self._trace_before
 
     def reset_usage(self) -> None:
         """Forget what was billed so far (e.g. a warm-up)."""
@@ -211,15 +248,22 @@ class MeteredStack:
     def _metered(self, spec: FunctionSpec, handler: Callable[[], Handler]) -> Callable[..., Any]:
         def invoke(event: dict[str, Any], request_id: str | None = None) -> Any:
             tag = f"{spec.logical_id}:{next(self._counter)}"
+            self.last_events[spec.logical_id] = event
             started = time.perf_counter()
             try:
                 with self.meter.tag(tag):
                     return handler()(event, LocalContext(spec, request_id))
             finally:
                 wall = time.perf_counter() - started
-                self.usage.lambdas.append(LambdaCall.of(spec, wall, self.meter.select(tag=tag)))
+                call = LambdaCall.of(spec, wall, self.meter.select(tag=tag), TAP.take(tag))
+                self.usage.lambdas.append(call)
 
+        self._invokers[spec.logical_id] = invoke
         return invoke
+
+    def invoke_again(self, function: str) -> Any:
+        """Deliver ``function``'s last event once more (e.g. a duplicate SQS delivery), metered."""
+        return self._invokers[function](self.last_events[function])
 
     # -- HTTP API -----------------------------------------------------------------------------------
     def request(

@@ -7,6 +7,7 @@ exactly the same work per event. ``POLOS_APP=bench.workload`` makes the worker l
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,10 +44,15 @@ def effect(step: int, event_ids: list[str]) -> dict[str, Any]:
 
 
 def make_workflow(
-    workflow_id: str, shape: Shape, topic: str | None = None, module: str = __name__
+    workflow_id: str,
+    shape: Shape,
+    topic: str | None = None,
+    module: str = __name__,
+    batch_size: int = BATCH_SIZE,
+    batch_timeout_seconds: int | None = None,
 ) -> Workflow:
     """A workflow of ``shape`` on ``topic`` (default: the shape's), registered as defined in ``module``
-    (an app is the workflows its module defines)."""
+    (an app is the workflows its module defines); batch workflows take ``batch_size`` events."""
     topic = topic or shape.topic
     if shape.batch:
 
@@ -57,7 +63,12 @@ def make_workflow(
             return {"events": len(ids)}
 
         run_batch.__module__ = module
-        return workflow(id=workflow_id, trigger_on_event=topic, batch_size=BATCH_SIZE)(run_batch)
+        return workflow(
+            id=workflow_id,
+            trigger_on_event=topic,
+            batch_size=batch_size,
+            batch_timeout_seconds=batch_timeout_seconds,
+        )(run_batch)
 
     async def run_single(ctx: WorkflowContext, payload: EventPayload) -> dict[str, Any]:
         for step in range(shape.steps):
@@ -82,18 +93,21 @@ def app() -> App:
     return App(APP_TARGET, WORKFLOWS)
 
 
+EVENT_DATA_BYTES = 1024
+
+
 def sample_event(n: int) -> dict[str, Any]:
-    """The event every scenario publishes: an order of about 250 bytes of JSON."""
-    return {
-        "event_type": "order_created",
-        "data": {
-            "order_id": f"ord-{n:08d}",
-            "customer": {"id": f"cus-{n % 997:05d}", "email": f"customer{n % 997}@example.com"},
-            "items": [
-                {"sku": "SKU-1042", "qty": 2, "price_cents": 1299},
-                {"sku": "SKU-2210", "qty": 1, "price_cents": 4550},
-            ],
-            "total_cents": 7148,
-            "currency": "EUR",
-        },
+    """The event every scenario publishes: an order whose ``data`` is ``EVENT_DATA_BYTES`` of JSON."""
+    data: dict[str, Any] = {
+        "order_id": f"ord-{n:08d}",
+        "customer": {"id": f"cus-{n % 997:05d}", "email": f"customer{n % 997}@example.com"},
+        "items": [
+            {"sku": "SKU-1042", "qty": 2, "price_cents": 1299},
+            {"sku": "SKU-2210", "qty": 1, "price_cents": 4550},
+        ],
+        "total_cents": 7148,
+        "currency": "EUR",
+        "note": "",
     }
+    data["note"] = "x" * (EVENT_DATA_BYTES - len(json.dumps(data, separators=(",", ":"))))
+    return {"event_type": "order_created", "data": data}

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from polos.api.app import handle, logger
+from polos.api.app import handle
 from polos.aws.observability import traced
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+# No `logger.inject_lambda_context`: its keys (function name, ARN, memory, request id, cold start) would
+# repeat on every line what Lambda's own START/REPORT lines already say (CloudWatch Logs bills each byte).
 @traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return handle(event, context)

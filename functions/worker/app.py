@@ -14,7 +14,7 @@ import aws_lambda_powertools.utilities.batch  # noqa: F401  # isort: skip
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from polos.app import App, load_app
 from polos.aws import settings
-from polos.aws.observability import logger, traced
+from polos.aws.observability import traced
 from polos.runtime import worker
 
 
@@ -24,7 +24,8 @@ def app() -> App:
     return load_app(settings.get_settings().app_module)
 
 
-@logger.inject_lambda_context(clear_state=True)
+# No `logger.inject_lambda_context`: its keys would repeat on every run's line what Lambda's own START/REPORT
+# lines already say (one compact line per run, issue 12); a run's lines carry its run id (`bind_run`).
 @traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return dict(worker.handle(event, app()))

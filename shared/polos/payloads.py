@@ -7,10 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
-
-def utc_iso(moment: datetime) -> str:
-    """``2025-01-28T10:30:00.123456Z`` — the one timestamp format on the wire and in the store."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+from polos.timestamps import utc_iso as utc_iso  # re-exported: its old home
 
 
 class EventItem(BaseModel):

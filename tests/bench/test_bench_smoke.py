@@ -9,7 +9,7 @@ import pytest
 
 import bench.__main__ as bench_main
 from bench import report
-from bench.cost import SMOKE_SCENARIOS, TARGET, Bill
+from bench.cost import SMOKE_SCENARIOS, SPARSE, TARGET, Bill
 from bench.report import Results
 
 pytestmark = pytest.mark.timeout(900)
@@ -31,7 +31,11 @@ def test_every_system_ran_every_smoke_scenario(results: Results) -> None:
     }
     for bill in results.bills:
         assert bill.usd_per_million() > 0
-        assert set(bill.usd()) == {"HTTP API", "Lambda", "SQS", "DynamoDB"}
+        assert set(bill.usd()) == {"HTTP-API", "Lambda", "SQS", "DynamoDB", "CloudWatch"}
+        assert sum(bill.usd().values()) == pytest.approx(sum(bill.usd_lines().values()))
+        # Lambda's START / END / REPORT lines at least, for every invocation.
+        assert bill.log_events >= 3 * bill.lambda_invocations and bill.log_bytes > 0
+        assert bill.stored.table_bytes > 0
 
 
 def test_naive_baseline_counts_what_it_does(results: Results) -> None:
@@ -43,7 +47,7 @@ def test_naive_baseline_counts_what_it_does(results: Results) -> None:
         "sqs.ReceiveMessage": 1,
         "sqs.DeleteMessageBatch": 1,
     }
-    assert naive.write_units == 10 and naive.read_units == 0
+    assert naive.write_units == 10 * 2 and naive.read_units == 0  # a 1 KB event and its keys: 2 units
     assert naive.invocations == {"ApiFunction": 1, "WorkerFunction": 1}
     assert naive.http_requests == 1
 
@@ -51,7 +55,8 @@ def test_naive_baseline_counts_what_it_does(results: Results) -> None:
 def test_powertools_baseline_writes_twice_per_step(results: Results) -> None:
     powertools = _bill(results, "powertools")
     assert powertools.operations["dynamodb.PutItem"] == powertools.operations["dynamodb.UpdateItem"] == 10
-    assert powertools.write_units == 10 + 2 * 10  # events, then INPROGRESS + COMPLETED per step
+    # 2-unit event items, then INPROGRESS + COMPLETED per step
+    assert powertools.write_units == 10 * 2 + 2 * 10
 
 
 def test_polos_stays_within_its_request_budget(results: Results) -> None:
@@ -61,7 +66,7 @@ def test_polos_stays_within_its_request_budget(results: Results) -> None:
     assert polos.dynamodb_requests <= math.ceil(10 / 25) + 2 + 10 * 4
     assert publish >= 1
     assert polos.read_units <= 10 * 1 + 1  # + the API key check: one strongly consistent read per request
-    assert polos.write_units <= 10 * (1 + 3) + 1
+    assert polos.index_write_units > 0  # every write of a run item is also an index write
     assert polos.invocations == {"ApiFunction": 1, "WorkerFunction": 1}  # no authorizer: the API checks keys
     assert polos.idle_receives >= 1  # the last poll found the queue empty, and was left out
 
@@ -72,6 +77,33 @@ def test_batch_scenario_invokes_the_worker_once_per_batch_and_subscriber(results
         assert _bill(results, system, batch).invocations["WorkerFunction"] == batch.shape.subscribers
 
 
+def test_sparse_traffic_delivers_one_message_per_batch(results: Results) -> None:
+    sparse = _bill(results, "polos", SPARSE)
+    assert sparse.invocations["WorkerFunction"] == sparse.events  # one message per delivered batch
+    assert sparse.invocations["AuthorizerFunction"] == sparse.events  # its cached answer has expired
+
+
+def test_headline_breakdown_and_levers(results: Results) -> None:
+    text = report.text(results)
+    assert "DynamoDB writes (index)" in text and "CloudWatch Logs ingestion" in text
+    levers = _bill(results, "polos").levers
+    assert levers[0].name == "keys-only runs index"
+    assert levers[0].usd_per_million > 0  # the index is written on every run item write
+    assert all(lever.usd_per_million >= 0 for lever in levers)
+
+
+def test_budgets_and_memory_measured(results: Results) -> None:
+    assert [b.case for b in results.budgets] == [
+        "first delivery, 1-step single-event run",
+        "duplicate of a finished 1-step run",
+        "first delivery, 5-step single-event run",
+        "duplicate of a finished 5-step run",
+    ]
+    assert all(b.requests >= 1 for b in results.budgets)
+    assert [use.function for use in results.memory] == ["API", "worker"]
+    assert all(use.import_mb > 10 and use.invocation_peak_mb > 0 for use in results.memory)
+
+
 def test_cold_start_and_throughput_measured(results: Results) -> None:
     labels = [timing.target.label for timing in results.imports]
     assert labels == [
@@ -79,7 +111,11 @@ def test_cold_start_and_throughput_measured(results: Results) -> None:
         "functions/api/app.py",
         "functions/worker/app.py",
     ]
-    assert all(timing.median > 0 for timing in results.imports)
+    assert [timing.target.label for timing in results.first_calls] == [
+        labels[0],
+        *(f"{label} + 1st call" for label in labels[1:]),
+    ]
+    assert all(timing.median > 0 for timing in results.imports + results.first_calls)
     assert set(results.import_profiles) == set(labels[1:])
     assert all(results.import_profiles.values())
     throughput = results.throughput
@@ -92,9 +128,16 @@ def test_table_has_every_figure_and_a_verdict_per_target(results: Results) -> No
     rows = report.rows(results)
     assert all(row.result for row in rows)
     targets = [row for row in rows if row.target]
-    assert len(targets) == 1 + 2 + 1  # cost, two handler imports (API, worker), throughput
+    assert len(targets) == 1 + 3 + 4 + 2 + 1  # cost, handler imports, budgets, memory, throughput
     assert all(row.verdict in ("PASS", "FAIL") for row in targets)
-    assert {row.benchmark for row in rows} == {"cost", "reference", "cold start", "throughput"}
+    assert {row.benchmark for row in rows} == {
+        "cost",
+        "reference",
+        "cold start",
+        "request budget",
+        "memory",
+        "throughput",
+    }
 
 
 def test_main_prints_the_table_and_writes_the_report(
@@ -104,7 +147,7 @@ def test_main_prints_the_table_and_writes_the_report(
     out = tmp_path / "benchmarks.md"
     assert bench_main.main(["--smoke", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert printed.strip() == report.table(report.rows(results))
+    assert printed.strip() == report.text(results)
     text = out.read_text()
     assert "Generated by `" in text and "Machine: " in text and " CPUs " in text
     assert report.table(report.rows(results)) in text

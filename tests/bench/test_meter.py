@@ -10,7 +10,8 @@ import pytest
 from botocore.exceptions import ClientError
 from polos.aws import settings
 
-from bench.meter import Crash, Meter
+from bench.meter import Crash, Index, Meter, index_writes
+from bench.units import item_size
 
 TABLE = "metered"
 
@@ -147,3 +148,75 @@ def test_a_crash_comes_after_the_nth_selected_call_took_effect(meter: Meter) -> 
     assert not meter.crash_pending
     client.put_item(TableName=TABLE, Item=_item("c", 10))  # one crash only
     assert issubclass(Crash, BaseException) and not issubclass(Crash, Exception)
+
+
+INDEXED = "indexed"
+
+
+@pytest.fixture
+def indexed(meter: Meter) -> str:
+    """A table like the runs table: ``by_workflow`` on (wf, created_at), all attributes projected."""
+    settings.dynamodb().create_table(
+        TableName=INDEXED,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "wf", "AttributeType": "S"},
+            {"AttributeName": "created_at", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by_workflow",
+                "KeySchema": [
+                    {"AttributeName": "wf", "KeyType": "HASH"},
+                    {"AttributeName": "created_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+    meter.reset()
+    return INDEXED
+
+
+def _set(key: str, name: str, value: str) -> None:
+    settings.dynamodb().update_item(
+        TableName=INDEXED,
+        Key={"pk": {"S": key}},
+        UpdateExpression="SET #n = :v",
+        ExpressionAttributeNames={"#n": name},
+        ExpressionAttributeValues={":v": {"S": value}},
+    )
+
+
+def test_index_writes_follow_dynamodbs_rules(meter: Meter, indexed: str) -> None:
+    client = settings.dynamodb()
+    client.put_item(TableName=indexed, Item={"pk": {"S": "free"}, "v": {"S": "x"}})  # no index keys
+    run = {"pk": {"S": "r1"}, "wf": {"S": "w"}, "created_at": {"S": "t1"}, "v": {"S": "x" * 1500}}
+    client.put_item(TableName=indexed, Item=run)  # enters the index: 1 write of the 2-KB item
+    _set("r1", "status", "done")  # a projected attribute changes (ALL): 1 write
+    _set("r1", "created_at", "t2")  # an index key changes: delete + put, 2 writes
+    _set("r1", "status", "done")  # nothing changes: no index write
+    client.delete_item(TableName=indexed, Key={"pk": {"S": "r1"}})  # leaves the index: 1 write
+    assert [c.index_write_units for c in meter.calls] == [0, 2, 2, 4, 0, 2]
+    assert [c.write_units - c.index_write_units for c in meter.calls] == [1, 2, 2, 2, 2, 2]
+    # A keys-only index is written only when an item enters, leaves or moves (1 KB or less each time).
+    assert [c.index_write_units_keys_only for c in meter.calls] == [0, 1, 0, 2, 0, 1]
+
+
+def test_transactions_double_table_units_not_index_units(meter: Meter, indexed: str) -> None:
+    item = {"pk": {"S": "r2"}, "wf": {"S": "w"}, "created_at": {"S": "t"}}
+    settings.dynamodb().transact_write_items(TransactItems=[{"Put": {"TableName": indexed, "Item": item}}])
+    (call,) = meter.calls
+    assert (call.write_units, call.index_write_units) == (2 + 1, 1)
+    assert [(i.kind, i.units) for i in call.items] == [("indexed:*", 2)]
+
+
+def test_index_writes_count_projected_bytes_only() -> None:
+    index = Index("i", ("wf",), "INCLUDE", included=("small",))
+    old = {"pk": {"S": "a"}, "wf": {"S": "w"}, "small": {"S": "s"}, "big": {"S": "x" * 5000}}
+    new = {**old, "big": {"S": "y" * 5000}}
+    assert index_writes(old, new, index, ["pk"]) == []  # an unprojected attribute changed
+    assert index_writes(old, new, index, ["pk"], "ALL") == [item_size(new)]
+    assert index_writes(None, new, index, ["pk"]) == [item_size({k: new[k] for k in ("pk", "wf", "small")})]

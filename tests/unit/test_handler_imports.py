@@ -1,4 +1,5 @@
-"""What handlers import at cold start: not the X-Ray SDK unless tracing is on, not Powertools' parser models.
+"""What handlers import at cold start: not the X-Ray SDK unless tracing is on, not Powertools' parser models,
+not boto3 (clients come from botocore alone: boto3 drags in s3transfer), and the worker not the HTTP API.
 
 X-Ray tracing is opt-in; on, steps get subsegments.
 """
@@ -17,16 +18,18 @@ ROOT = Path(__file__).resolve().parents[2]
 HANDLERS = ["api/app.py", "worker/app.py"]
 
 
-HEAVY = ("aws_xray_sdk", "aws_lambda_powertools.utilities.parser.models")
+HEAVY = ("aws_xray_sdk", "aws_lambda_powertools.utilities.parser.models", "boto3", "s3transfer")
+# What one handler needs and another must not pay for.
+NOT_IN = {"worker/app.py": ("polos.api", "aws_lambda_powertools.event_handler")}
 
 
-def _heavy_imports(handler: str, tracing: str | None) -> list[str]:
+def _heavy_imports(handler: str, tracing: str | None, heavy: tuple[str, ...] = HEAVY) -> list[str]:
     env = {k: v for k, v in os.environ.items() if k != settings.ENV_TRACING}
     if tracing is not None:
         env[settings.ENV_TRACING] = tracing
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "functions"), str(ROOT / "shared")])
     module = handler.removesuffix(".py").replace("/", ".")
-    probe = f"import sys, {module} as m; m.handler; print(*[n for n in {HEAVY!r} if n in sys.modules])"
+    probe = f"import sys, {module} as m; m.handler; print(*[n for n in {heavy!r} if n in sys.modules])"
     answer = subprocess.run(
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
     )
@@ -37,6 +40,27 @@ def _heavy_imports(handler: str, tracing: str | None) -> list[str]:
 def test_handlers_import_no_heavy_module_when_tracing_is_off(handler: str) -> None:
     assert _heavy_imports(handler, None) == []
     assert _heavy_imports(handler, "PassThrough") == []
+
+
+@pytest.mark.parametrize("handler", sorted(NOT_IN))
+def test_handlers_import_only_what_they_need(handler: str) -> None:
+    assert _heavy_imports(handler, None, NOT_IN[handler]) == []
+
+
+def test_the_keys_module_does_not_need_the_payload_models() -> None:
+    """The authorizer's path checks a key: its module imports neither pydantic nor the payload models (the
+    package it lives in may; see docs/benchmarks.md)."""
+    source = (ROOT / "shared" / "polos" / "api" / "keys.py").read_text()
+    assert "polos.payloads" not in source and "pydantic" not in source
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "shared")}
+    probe = (
+        "import sys, polos.timestamps, polos.aws.settings\n"
+        "print(*[m in sys.modules for m in ('pydantic', 'boto3')])"
+    )
+    answer = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    assert answer.stdout.split() == ["False", "False"]
 
 
 def test_tracer_exists_only_when_tracing_is_active(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,9 @@ from helpers.worker import Pump, publish
 from polos import BatchEventPayload, EventPayload, WorkflowContext, workflow
 from polos.app import App
 from polos.runtime.runs import event_run_id
+
+from infra.local.functions import LocalContext, load_handler
+from infra.model import WORKER_FUNCTION
 
 failures_left: dict[str, int] = {}
 
@@ -92,11 +96,43 @@ def test_concurrent_runs_log_their_own_keys_on_every_line(
     assert {line["run_id"] for line in run_lines} == set(by_run)
     for line in run_lines:
         assert line["workflow_id"] == "wo-single"
-        assert line["event_ids"] == [by_run[line["run_id"]]], line
+        assert line["event_id"] == by_run[line["run_id"]], line
     step_bodies = [line for line in lines if line["message"].startswith("step body of")]
     assert len(step_bodies) == 4 and all("run_id" in line for line in step_bodies)
     [retry] = [line for line in lines if line["message"] == "step call failed; retrying"]
-    assert retry["step_key"] == "flaky" and retry["event_ids"] == [events[1].id]
+    assert retry["step_key"] == "flaky" and retry["event_id"] == events[1].id
+
+
+LAMBDA_CONTEXT_KEYS = {
+    "cold_start",
+    "function_name",
+    "function_arn",
+    "function_memory_size",
+    "function_request_id",
+}
+
+
+def test_a_run_logs_one_compact_line_at_info_through_the_lambda_handler(
+    aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_lines: Callable[[], list[dict[str, Any]]]
+) -> None:
+    handler = load_handler(WORKER_FUNCTION)
+    monkeypatch.setattr(sys.modules[handler.__module__], "app", lambda: APP)
+    pump = Pump(
+        APP,
+        provision(APP, tmp_path, monkeypatch),
+        lambda event: handler(event, LocalContext(WORKER_FUNCTION)),
+    )
+    single_events = publish("wo/single", {}, {})
+    publish("wo/batch", *[{"n": n} for n in range(3)])
+    assert pump.once("wo-single") is not None and pump.once("wo-batch") is not None
+    lines = log_lines()
+    assert not [line for line in lines if LAMBDA_CONTEXT_KEYS & line.keys()]
+    info = [line for line in lines if line["level"] == "INFO" and "step body" not in line["message"]]
+    assert sorted(line["message"] for line in info if "run_id" in line) == ["run completed"] * 3
+    by_event = {line.get("event_id"): line for line in info if line.get("workflow_id") == "wo-single"}
+    assert set(by_event) == {event.id for event in single_events}
+    [batch_line] = [line for line in info if line.get("workflow_id") == "wo-batch"]
+    assert batch_line["event_count"] == 3 and "event_ids" not in batch_line
 
 
 def test_one_emf_document_per_invocation_counts_runs_retries_and_batch_sizes(

@@ -28,7 +28,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from polos.aws import settings
-from polos.payloads import utc_iso
+from polos.timestamps import utc_iso
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -28,7 +28,6 @@ Handler = TypeVar("Handler", bound=Callable[..., Any])
 # Powertools' own variable (set in the template); Polos is the namespace when it is unset.
 METRICS_NAMESPACE_ENV = "POWERTOOLS_METRICS_NAMESPACE"
 DEFAULT_METRICS_NAMESPACE = "Polos"
-MAX_LOGGED_EVENT_IDS = 100
 
 logger = Logger(service="polos")
 metrics = Metrics(
@@ -76,14 +75,17 @@ def step_segment(key: str) -> Iterator[None]:
 
 
 def bind_run(run_id: str, workflow_id: str, event_ids: list[str]) -> None:
-    """Log ``run_id``, ``workflow_id`` and ``event_ids`` on every line of the current task from now on.
+    """Log ``run_id``, ``workflow_id`` and the event (``event_id``, or ``event_count`` for a batch run) on
+    every line of the current task from now on.
 
-    A batch of thousands of events would make every line huge: past ``MAX_LOGGED_EVENT_IDS`` the ids are
-    cut, and ``event_count`` says how many there are.
+    Compact on purpose (CloudWatch Logs bills every byte of every line): a batch run's event ids are on its
+    run item (``GET /api/v1/runs/{id}``), not repeated on each line.
     """
-    keys: dict[str, object] = {"run_id": run_id, "workflow_id": workflow_id, "event_ids": event_ids}
-    if len(event_ids) > MAX_LOGGED_EVENT_IDS:
-        keys.update(event_ids=event_ids[:MAX_LOGGED_EVENT_IDS], event_count=len(event_ids))
+    keys: dict[str, object] = {"run_id": run_id, "workflow_id": workflow_id}
+    if len(event_ids) == 1:
+        keys["event_id"] = event_ids[0]
+    elif event_ids:
+        keys["event_count"] = len(event_ids)
     logger.thread_safe_append_keys(**keys)
 
 

@@ -1,8 +1,9 @@
 """The one place that reads the environment and makes AWS clients.
 
 Every table name, queue address and limit the runtime uses comes from here, so nothing is tied to one
-account, region or stage. boto3 itself honours ``AWS_ENDPOINT_URL`` (and the per-service variants), which
-is how the local stack and tests point the very same code at moto.
+account, region or stage. botocore itself honours ``AWS_ENDPOINT_URL`` (and the per-service variants),
+which is how the local stack and tests point the very same code at moto. Clients come from botocore alone:
+boto3 adds nothing the runtime uses and its import drags in s3transfer (cold start, issue 12).
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-import boto3
 import botocore.loaders
 import botocore.session
 from botocore.config import Config
@@ -115,22 +115,22 @@ def _model_loader() -> botocore.loaders.Loader:
 
 
 @functools.cache
-def _session() -> boto3.session.Session:
+def _session() -> botocore.session.Session:
     core = botocore.session.get_session()
     core.register_component("data_loader", _model_loader())
-    return boto3.session.Session(botocore_session=core)
+    return core
 
 
 @functools.cache
 def dynamodb() -> DynamoDBClient:
     """The process-wide DynamoDB client."""
-    return _session().client("dynamodb", config=_CLIENT_CONFIG)
+    return cast("DynamoDBClient", _session().create_client("dynamodb", config=_CLIENT_CONFIG))
 
 
 @functools.cache
 def sqs() -> SQSClient:
     """The process-wide SQS client."""
-    return _session().client("sqs", config=_CLIENT_CONFIG)
+    return cast("SQSClient", _session().create_client("sqs", config=_CLIENT_CONFIG))
 
 
 def reset() -> None:

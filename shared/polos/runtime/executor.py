@@ -69,11 +69,7 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
     """Drive one attempt of a run to completed, failed or retry-later (see :class:`AttemptResult`)."""
     journal = journal or Journal()
     wf = attempt.workflow
-    log: dict[str, Any] = {
-        "run_id": attempt.run_id,
-        "workflow_id": wf.id,
-        "event_ids": [ref.id for ref in attempt.event_refs],
-    }
+    log: dict[str, Any] = {"run_id": attempt.run_id, "workflow_id": wf.id}  # the events: `bind_run`
     items = attempt.preloaded
     if items is None:
         items = await asyncio.to_thread(journal.query_partition, attempt.run_id)
@@ -120,7 +116,7 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
             # read again (only in this race), so no journaled step runs twice.
             loaded = await asyncio.to_thread(journal.load, attempt.run_id)
     log["attempt"] = run.attempts
-    logger.info("run attempt started", extra=log)
+    logger.debug("run attempt started", extra=log)  # one INFO line per run: its outcome
     runner = StepRunner(
         run_id=run.run_id,
         journal=journal,

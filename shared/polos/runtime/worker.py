@@ -337,7 +337,7 @@ class BatchGroup:
     async def _start(self, created: batches.NewBatch) -> bool:
         members = created.members
         observability.bind_run(created.run_id, self._wf.id, [ref.id for ref in members])
-        logger.info("batch run created", extra={"batch_size": len(members)})
+        logger.debug("batch run created", extra={"batch_size": len(members)})  # INFO: its outcome
         events = await self._member_events(members)  # the membership records, not the events in hand
         if events is None:
             return False
