@@ -48,7 +48,7 @@ def measure(args: argparse.Namespace) -> Results:
     """Run every benchmark once."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from bench import coldstart, cost, memory, report, throughput
+    from bench import coldstart, cost, memory, report, throughput, waits
     from bench.logs import tapped
 
     # The level the template deploys, before any handler module is imported (their loggers read it once).
@@ -68,6 +68,9 @@ def measure(args: argparse.Namespace) -> Results:
     _progress("request budgets: first delivery and a duplicate of 1-step and 5-step runs ...")
     with tapped():
         results.budgets = cost.budgets()
+    _progress("waits: a 1-step run with and without a 1-hour wait ...")
+    with tapped():
+        results.wait = waits.measure()
     _progress("memory: API on a 6 MB publish, worker on its largest batch (subprocesses) ...")
     results.memory = memory.measure(smoke=args.smoke)
     _progress(f"throughput: {args.throughput_events} events through the local stack, then the replay ...")

@@ -98,6 +98,13 @@ CLOUDWATCH_LOGS_INGESTION = Price(
     "https://aws.amazon.com/cloudwatch/pricing/ (Logs, Standard: collect (data ingestion) $0.50 per GB)",
 )
 
+STEP_FUNCTIONS_TRANSITION = Price(
+    "Step Functions Standard state transition",
+    25.00 / MILLION,
+    "state transition (a Wait state is one)",
+    "https://aws.amazon.com/step-functions/pricing/ (Standard workflows: $0.025 per 1,000 state transitions)",
+)
+
 ALL: tuple[Price, ...] = (
     HTTP_API_REQUEST,
     LAMBDA_REQUEST,
@@ -110,6 +117,7 @@ ALL: tuple[Price, ...] = (
     CLOUDWATCH_LOGS_INGESTION,
     EVENTBRIDGE_EVENT,
     DURABLE_OPERATION,
+    STEP_FUNCTIONS_TRANSITION,
 )
 
 # Billing granularity of request payloads.

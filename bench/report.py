@@ -25,6 +25,7 @@ from bench.memory import MemoryUse
 from bench.stack import ASSUMED_AWS_CALL_MS, FULL_VCPU_MB
 from bench.storage import ITEM_OVERHEAD_BYTES
 from bench.throughput import Throughput
+from bench.waits import WaitCost
 from infra.model import FUNCTIONS
 
 # Issue 12: fresh-process import of each handler as a ratio to `import boto3` in the same run.
@@ -86,6 +87,7 @@ class Results:
     memory: list[MemoryUse] = field(default_factory=list)
     import_profiles: dict[str, list[ImportCost]] = field(default_factory=dict)
     throughput: Throughput | None = None
+    wait: WaitCost | None = None
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -235,6 +237,36 @@ def throughput_rows(result: Throughput | None) -> list[Row]:
     ]
 
 
+def wait_rows(wait: WaitCost | None) -> list[Row]:
+    if wait is None:
+        return []
+    case = "1-step run + one 1-hour wait"
+    usd = wait.usd_per_million()
+    return [
+        Row(
+            "waits",
+            case,
+            "Polos",
+            result=f"+{wait.requests} requests, ${usd:.2f} per million waits; $0 per second waited",
+            relative=f"{wait.write_units:g} WRU, {wait.read_units:g} RRU, {wait.sqs_requests} SQS",
+        ),
+        Row(
+            "waits",
+            case,
+            "Lambda durable functions",
+            result=f"${prices.DURABLE_OPERATION.usd * prices.MILLION:.2f} per million waits (1 operation)",
+            relative=f"{usd / (prices.DURABLE_OPERATION.usd * prices.MILLION):.2f}x" if usd else "",
+        ),
+        Row(
+            "waits",
+            case,
+            "Step Functions Standard",
+            result=f"${prices.STEP_FUNCTIONS_TRANSITION.usd * prices.MILLION:.2f} per million waits (1 step)",
+            relative=f"{usd / (prices.STEP_FUNCTIONS_TRANSITION.usd * prices.MILLION):.2f}x" if usd else "",
+        ),
+    ]
+
+
 def rows(results: Results) -> list[Row]:
     return (
         cost_rows(results.bills)
@@ -243,6 +275,7 @@ def rows(results: Results) -> list[Row]:
         + budget_rows(results.budgets)
         + memory_rows(results.memory)
         + throughput_rows(results.throughput)
+        + wait_rows(results.wait)
     )
 
 
