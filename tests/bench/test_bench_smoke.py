@@ -80,7 +80,7 @@ def test_batch_scenario_invokes_the_worker_once_per_batch_and_subscriber(results
 def test_sparse_traffic_delivers_one_message_per_batch(results: Results) -> None:
     sparse = _bill(results, "polos", SPARSE)
     assert sparse.invocations["WorkerFunction"] == sparse.events  # one message per delivered batch
-    assert sparse.invocations["AuthorizerFunction"] == sparse.events  # its cached answer has expired
+    assert sparse.invocations["ApiFunction"] == sparse.events  # one request per event, each checks its key
 
 
 def test_headline_breakdown_and_levers(results: Results) -> None:
@@ -128,7 +128,7 @@ def test_table_has_every_figure_and_a_verdict_per_target(results: Results) -> No
     rows = report.rows(results)
     assert all(row.result for row in rows)
     targets = [row for row in rows if row.target]
-    assert len(targets) == 1 + 3 + 4 + 2 + 1  # cost, handler imports, budgets, memory, throughput
+    assert len(targets) == 1 + 2 + 4 + 2 + 1  # cost, handler imports (API, worker), budgets, memory, throughput
     assert all(row.verdict in ("PASS", "FAIL") for row in targets)
     assert {row.benchmark for row in rows} == {
         "cost",
