@@ -128,7 +128,7 @@ def test_table_has_every_figure_and_a_verdict_per_target(results: Results) -> No
     rows = report.rows(results)
     assert all(row.result for row in rows)
     targets = [row for row in rows if row.target]
-    assert len(targets) == 1 + 2 + 4 + 2 + 1  # cost, handler imports (API, worker), budgets, memory, throughput
+    assert len(targets) == 1 + 2 + 4 + 2 + 1  # cost, imports (API, worker), budgets, memory, throughput
     assert all(row.verdict in ("PASS", "FAIL") for row in targets)
     assert {row.benchmark for row in rows} == {
         "cost",
