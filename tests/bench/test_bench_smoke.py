@@ -87,13 +87,14 @@ def test_cold_start_and_throughput_measured(results: Results) -> None:
     assert throughput is not None and throughput.events == 12
     assert throughput.events_per_second > 0 and throughput.limit_events_per_second > 0
     assert throughput.aws_calls >= 12 * 3  # at least one request per run
+    assert throughput.history >= 48 and throughput.history_events_per_second > 0
 
 
 def test_table_has_every_figure_and_a_verdict_per_target(results: Results) -> None:
     rows = report.rows(results)
     assert all(row.result for row in rows)
     targets = [row for row in rows if row.target]
-    assert len(targets) == 1 + 3 + 1  # cost, three handler imports, throughput
+    assert len(targets) == 1 + 3 + 3  # cost, three handler imports, throughput: rate, ratio, with history
     assert all(row.verdict in ("PASS", "FAIL") for row in targets)
     assert {row.benchmark for row in rows} == {"cost", "reference", "cold start", "throughput"}
 
