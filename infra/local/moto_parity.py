@@ -24,7 +24,14 @@ CACHE = ROOT / ".moto-parity"
 PATCH_VARIABLE = "POLOS_MOTO_PATCH"
 OUTCOMES_VARIABLE = "POLOS_MOTO_OUTCOMES"
 # What moto's DynamoDB tests import from its test tree, besides their own directory.
-SUPPORT_FILES = ("tests/__init__.py", "tests/conftest.py", "tests/markers.py", "tests/test_s3/__init__.py")
+# pyproject.toml: moto's pytest settings (its markers).
+SUPPORT_FILES = (
+    "pyproject.toml",
+    "tests/__init__.py",
+    "tests/conftest.py",
+    "tests/markers.py",
+    "tests/test_s3/__init__.py",
+)
 SUITE = "tests/test_dynamodb"
 
 _outcomes: dict[str, str] = {}
@@ -60,7 +67,7 @@ def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
 def fetch(version: str) -> Path:
     """moto's test tree for ``version``, extracted under :data:`CACHE` (downloaded once)."""
     target = CACHE / f"moto-{version}"
-    if (target / SUITE).is_dir():
+    if (target / SUITE).is_dir() and all((target / path).is_file() for path in SUPPORT_FILES):
         return target
     CACHE.mkdir(exist_ok=True)
     archive = CACHE / f"moto-{version}.tar.gz"
@@ -80,9 +87,6 @@ def fetch(version: str) -> Path:
             and any(member.name[len(prefix) :].startswith(path) for path in wanted)
         ]
         tar.extractall(CACHE, members=members, filter="data")
-    for package in ("tests/test_s3",):  # support packages that are not in the archive's selection
-        (target / package).mkdir(parents=True, exist_ok=True)
-        (target / package / "__init__.py").touch()
     return target
 
 
