@@ -128,9 +128,10 @@ class MotoServer:
         from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
-        from infra.local import moto_query
+        from infra.local import moto_expressions, moto_query
 
         moto_query.install()  # moto's Query reads the whole table; the stack's must not slow down as it grows
+        moto_expressions.install()  # nor parse and count the same update expressions on every UpdateItem
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per AWS call
         app = _AtomicDynamoDB(_dispatcher(create_backend_app))
         self._server = make_server(self._host, 0, app, threaded=True, request_handler=MotoRequestHandler)

@@ -1,4 +1,5 @@
-"""``make moto-parity``: moto's own DynamoDB test suite, run without and with :mod:`infra.local.moto_query`.
+"""``make moto-parity``: moto's own DynamoDB test suite, run without and with the local stack's patches of
+moto (:mod:`infra.local.moto_query`, :mod:`infra.local.moto_expressions`).
 
 Fetches the source distribution of the installed moto version (``pip download --no-binary``; cached in
 ``.moto-parity/``), extracts ``tests/test_dynamodb`` and what it imports, runs it twice with pytest
@@ -42,9 +43,10 @@ _outcomes: dict[str, str] = {}
 
 def pytest_configure(config: Any) -> None:
     if os.environ.get(PATCH_VARIABLE) == "1":
-        from infra.local import moto_query
+        from infra.local import moto_expressions, moto_query
 
         moto_query.install()
+        moto_expressions.install()
 
 
 def pytest_runtest_logreport(report: Any) -> None:
