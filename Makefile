@@ -6,7 +6,7 @@ SAM_VENV ?= .sam-venv
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY = 0
 
-.PHONY: install browser test lint typecheck demo dev template sam-check bench soak screenshot clean
+.PHONY: install browser test lint typecheck demo dev template sam-check bench soak screenshot moto-parity clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ template: install
 bench: install
 	$(BIN)/python -m bench
 
+# moto's own DynamoDB tests (from the installed version's sdist), run with moto's Query and with the local
+# stack's partition-indexed one (infra/local/moto_query.py); fails on any difference or failure.
+moto-parity: install
+	$(BIN)/python -m infra.local.moto_parity
+
 # The reliability suite at full size: 10,000-event load test and the whole crash matrix.
 soak: install
 	POLOS_SOAK=1 $(BIN)/pytest tests/reliability -o timeout=3600
@@ -71,4 +76,4 @@ sam-check: $(SAM_VENV)/.installed
 		sh -c '$(SAM_VENV)/bin/sam validate --lint && $(SAM_VENV)/bin/sam build'
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .moto-parity

@@ -25,6 +25,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=20, help="events per cost scenario (100/req: 100)")
     parser.add_argument("--import-runs", type=int, default=11, help="fresh processes per import time")
     parser.add_argument("--throughput-events", type=int, default=300, help="events of the throughput run")
+    parser.add_argument(
+        "--history", type=int, default=10_000, help="stored events before the throughput run is repeated"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the Markdown report goes")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     parser.add_argument(
@@ -32,7 +35,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.smoke:
-        args.events, args.import_runs, args.throughput_events = 10, 1, 12
+        args.events, args.import_runs, args.throughput_events, args.history = 10, 1, 12, 48
     args.command = "make bench" if not argv else " ".join(["python -m bench", *argv])
     return args
 
@@ -73,12 +76,16 @@ def measure(args: argparse.Namespace) -> Results:
         results.wait = waits.measure()
     _progress("memory: API on a 6 MB publish, worker on its largest batch (subprocesses) ...")
     results.memory = memory.measure(smoke=args.smoke)
-    _progress(f"throughput: {args.throughput_events} events through the local stack, then the replay ...")
+    _progress(
+        f"throughput: {args.throughput_events} events through the local stack, then the replay, "
+        f"then again with {args.history:,} events stored ..."
+    )
     with tapped():
         results.throughput = throughput.measure(
             events=args.throughput_events,
             publishers=2 if args.smoke else 4,
             per_request=4 if args.smoke else 10,
+            history=args.history,
         )
     return results
 

@@ -10,6 +10,9 @@ same AWS requests issued directly with boto3 against the same moto server, in th
    its own, all at once. Receives that found nothing (idle polls) are left out and long polls do not wait;
    requests that fail in replay (a receipt handle of the first run, a condition) count: moto answered them.
    Both choices can only make the limit faster, i.e. the ratio harder to reach.
+3. With history: the stack's tables are grown to ``history`` stored events (each stored event, run and step
+   item copied under new keys, straight into moto's backend in this process), then the same number of
+   events is published again and timed: the rate must not fall as the tables grow.
 """
 
 from __future__ import annotations
@@ -34,13 +37,16 @@ from bench import throughput_app
 from bench.meter import Call, Meter
 from bench.stack import forget_worker_app
 from bench.workload import sample_event
+from infra.local.aws import ACCOUNT_ID, REGION
 from infra.local.devserver import DevServer
 from infra.local.resources import LocalNames, create_resources
 from infra.local.stack import StackOptions
 from infra.model import DEFAULT_QUEUE_NAME_PREFIX, WORKER_TIMEOUT_SECONDS, build_model
 
 REPLAY_PREFIX = "replay-"
-POLL_SECONDS = 0.05
+# The watcher asks moto for 3 queue depths per poll; every 50 ms that was as many requests as the stack made.
+POLL_SECONDS = 0.25
+HISTORY_EVENTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,12 @@ class Throughput:
     aws_calls: int
     replay_threads: int
     replay_seconds: float
+    history: int = 0  # stored events before the second, timed run
+    history_seconds: float = 0.0  # that run's time
+
+    @property
+    def history_events_per_second(self) -> float:
+        return self.events / self.history_seconds if self.history_seconds else 0.0
 
     @property
     def events_per_second(self) -> float:
@@ -131,10 +143,38 @@ def _replay(calls: list[Call], endpoint: str) -> tuple[int, float]:
     return len(threads), time.perf_counter() - started
 
 
+def _grow_history(table_names: list[str], stored_events: int, target_events: int) -> int:
+    """Copy every item of ``table_names`` under new keys until they hold ``target_events`` events' worth
+    (events, runs, steps, counters alike). Written into moto's backend directly: tens of thousands of
+    PutItem calls over HTTP would take longer than the benchmark. Returns the events now stored."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    backend = dynamodb_backends[ACCOUNT_ID][REGION]
+    copies = max(0, -(-target_events // max(1, stored_events)) - 1)  # at least target_events in all
+    for name in table_names:
+        table = backend.get_table(name)
+        originals = [item.to_json()["Attributes"] for item in table.all_items()]
+        for copy in range(copies):
+            for attributes in originals:
+                key = {"S": f"{attributes['pk']['S']}~history{copy}"}
+                table.put_item({**attributes, "pk": key})
+    return stored_events * (copies + 1)
+
+
+def _timed_run(server: DevServer, watcher: Any, events: int, publishers: int, per_request: int) -> float:
+    assert server.stack is not None
+    urls = list(server.stack.urls.values())
+    started = time.perf_counter()
+    _publish_all(server.url, server.api_key, events, publishers, per_request)
+    _wait(lambda: _queues_empty(watcher, urls), timeout=max(600.0, events * 2.0))
+    return time.perf_counter() - started
+
+
 def measure(
-    events: int = 600, publishers: int = 4, per_request: int = 10, timeout: float = 600
+    events: int = 600, publishers: int = 4, per_request: int = 10, history: int = HISTORY_EVENTS
 ) -> Throughput:
-    """Run the stack, then the replay; both against one moto server in this process."""
+    """Run the stack, then the replay, then the stack again with ``history`` events stored (0: skip it);
+    all against one moto server in this process."""
     saved = dict(os.environ)  # the dev server points the process at its moto server
     forget_worker_app()
     # Leases as long as the cloud's worker timeout (the template's): a slow machine never lets one lapse.
@@ -143,21 +183,26 @@ def measure(
     server.start()
     try:
         assert server.stack is not None
-        urls = list(server.stack.urls.values())
         watcher = boto3.session.Session().client("sqs")  # not metered: watching is not the stack's work
         meter = Meter()
         meter.attach(settings.dynamodb(), settings.sqs())
-        started = time.perf_counter()
-        _publish_all(server.url, server.api_key, events, publishers, per_request)
-        _wait(lambda: _queues_empty(watcher, urls), timeout)
-        seconds = time.perf_counter() - started
+        seconds = _timed_run(server, watcher, events, publishers, per_request)
         meter.detach()
         calls = [call for call in meter.calls if not call.empty]
         endpoint = watcher.meta.endpoint_url
         threads, replay_seconds = _replay(calls, endpoint)
+        stored, history_seconds = events, 0.0
+        if history:
+            stack = server.stack
+            keys = settings.ENV_KEYS_TABLE
+            tables = [stack.names.table(t) for t in stack.model.tables if t.env_var != keys]
+            stored = _grow_history(tables, events, history)
+            history_seconds = _timed_run(server, watcher, events, publishers, per_request)
     finally:
         server.stop()
         os.environ.clear()
         os.environ.update(saved)
         settings.reset()
-    return Throughput(events, publishers, per_request, seconds, len(calls), threads, replay_seconds)
+    return Throughput(
+        events, publishers, per_request, seconds, len(calls), threads, replay_seconds, stored, history_seconds
+    )

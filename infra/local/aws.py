@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import http.client
 import logging
 import os
@@ -90,6 +91,24 @@ class _AtomicDynamoDB:
         return self._app(environ, start_response)
 
 
+def _dispatcher(create_app: Callable[..., Any]) -> WsgiApp:
+    """moto's ``DomainDispatcherApplication`` remembering which backend serves which host.
+
+    moto works the backend out again on every request: it lists its package directory (``os.listdir``) and
+    tries every backend's URL patterns, ~2 ms per request. Both are fixed for the life of the process, so the
+    answer for a host never changes.
+    """
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    class Dispatcher(DomainDispatcherApplication):
+        @functools.lru_cache(maxsize=256)  # noqa: B019 (one per server, lives as long as it)
+        def get_backend_for_host(self, host: str | None) -> Any:
+            return super().get_backend_for_host(host)
+
+    dispatcher: WsgiApp = Dispatcher(create_app)
+    return dispatcher
+
+
 class MotoServer:
     """moto in server mode, threaded, on ``host`` and a free port. ``start()`` returns the endpoint URL."""
 
@@ -106,15 +125,15 @@ class MotoServer:
 
     def start(self) -> str:
         # moto.server's own ThreadedMotoServer takes no WSGI middleware, so build the same server here.
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
-        )
+        from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
+        from infra.local import moto_expressions, moto_query
+
+        moto_query.install()  # moto's Query reads the whole table; the stack's must not slow down as it grows
+        moto_expressions.install()  # nor parse and count the same update expressions on every UpdateItem
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per AWS call
-        app = _AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
+        app = _AtomicDynamoDB(_dispatcher(create_backend_app))
         self._server = make_server(self._host, 0, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="moto-server", daemon=True
