@@ -263,3 +263,55 @@ def test_render_time_at_a_thousand_runs(browser: Any, ui_server: DevProcess) -> 
     assert page_of_100 < 500 and thousand < 1500
     page = float(browser.execute_script("return document.body.dataset.renderMs || 'nan'"))
     assert page == page and page < 200  # the live page's last render (not NaN)
+
+
+def _badge(browser: Any) -> str:
+    """The run page's status badge ("" while the page re-renders it: the page polls every 1.5 s)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        badges = css(browser, ".run-head .badge")
+        return str(badges[0].text) if badges else ""
+    except StaleElementReferenceException:
+        return ""
+
+
+def _click(browser: Any, selector: str) -> None:
+    """Click ``selector``, again if a re-render replaced it between finding and clicking."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def clicked(b: Any) -> bool:
+        try:
+            css(b, selector)[0].click()
+        except (StaleElementReferenceException, IndexError):
+            return False
+        return True
+
+    wait(browser, clicked, f"a click on {selector}")
+
+
+def test_cancel_a_waiting_run_from_its_page(browser: Any, ui_server: DevProcess) -> None:
+    event_id = publish(ui_server, "ui/wait", {})
+    run = wait(browser, lambda b: run_of(ui_server, "ui-wait", event_id), "the run")
+    connect(browser, ui_server, f"#/runs/{run['run_id']}")
+    wait(browser, lambda b: _badge(b) == "waiting", "the run to wait")
+    _click(browser, "#cancel-run")
+    wait(browser, lambda b: _badge(b) == "cancelled", "the run to be cancelled")
+    wait(browser, lambda b: not css(b, "#cancel-run"), "the cancel button to go")
+    shown = get_json(ui_server, f"/api/v1/runs/{run['run_id']}")
+    assert shown["status"] == "cancelled"
+    assert [step["key"] for step in shown["steps"]] == ["nap"]  # no step after the wait ever ran
+
+
+def test_resume_a_suspended_run_from_its_page(browser: Any, ui_server: DevProcess) -> None:
+    event_id = publish(ui_server, "ui/approval", {})
+    run = wait(browser, lambda b: run_of(ui_server, "ui-approval", event_id), "the run")
+    connect(browser, ui_server, f"#/runs/{run['run_id']}")
+    wait(browser, lambda b: _badge(b) == "waiting" and css(b, "#resume-run"), "the resume button")
+    _click(browser, "#resume-run")
+    data = css(browser, "#resume-data")[0]  # the dialog is not re-rendered
+    data.clear()
+    data.send_keys('{"approved": true}')
+    _click(browser, "#resume-form button[type=submit]")
+    wait(browser, lambda b: _badge(b) == "completed", "the resumed run to complete")
+    assert get_json(ui_server, f"/api/v1/runs/{run['run_id']}")["result"] == {"approved": True}

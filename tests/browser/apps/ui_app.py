@@ -50,3 +50,16 @@ async def echo(ctx: WorkflowContext, payload: EventPayload) -> dict[str, Any]:
 async def slow(ctx: WorkflowContext, payload: EventPayload) -> str:
     await ctx.step.run("nap", _work, float(payload.data["seconds"]), "rested")
     return "rested"
+
+
+@workflow(id="ui-wait", trigger_on_event="ui/wait")
+async def wait_then_work(ctx: WorkflowContext, payload: EventPayload) -> str:
+    await ctx.step.wait_for("nap", hours=1)
+    await ctx.step.run("after-nap", _work, 0.0, "after")
+    return "woke"
+
+
+@workflow(id="ui-approval", trigger_on_event="ui/approval")
+async def approval(ctx: WorkflowContext, payload: EventPayload) -> dict[str, Any]:
+    decision = await ctx.step.suspend("approve")
+    return {"approved": bool(decision.get("approved"))}
