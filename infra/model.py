@@ -13,7 +13,10 @@ TTL_ATTRIBUTE = "expires_at"
 SINGLE_EVENT_BATCH_SIZE = 10
 QUEUE_NAME_PREFIX_MAX = 12  # 12 + a 64-character workflow id + "-dlq" = SQS's 80-character limit
 DEFAULT_QUEUE_NAME_PREFIX = "polos-dev-"
-DEFAULT_MAX_RECEIVE_COUNT = 5
+# SQS's maxReceiveCount: receives of a message before it is dead-lettered. The last receive runs nothing: it
+# fails a run whose last attempt died without an outcome (see polos.runtime.dead_letters).
+DEFAULT_MAX_RECEIVE_COUNT = settings.DEFAULT_MAX_RECEIVE_COUNT
+MIN_MAX_RECEIVE_COUNT = 2
 DEFAULT_RETENTION_DAYS = 30
 QUEUE_RETENTION_SECONDS = 7 * 86_400  # a run whose worker is broken waits a week for a fix
 DLQ_RETENTION_SECONDS = 14 * 86_400  # SQS's maximum, so dead letters outlive their source messages
@@ -109,6 +112,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GetRun", "GET", "/api/v1/runs/{run_id}"),
     Route("ListRuns", "GET", "/api/v1/runs"),
     Route("GetExecution", "GET", "/api/v1/executions/{id}"),
+    Route("ListDeadLetters", "GET", "/api/v1/workflows/{workflow_id}/dead-letters"),
+    Route("RedriveDeadLetters", "POST", "/api/v1/workflows/{workflow_id}/dead-letters/redrive"),
 )
 
 
@@ -147,6 +152,9 @@ class FunctionSpec:
     memory_mb: int
     tables: tuple[TableAccess, ...]
     sends_to_queues: bool = False  # sqs:SendMessage (also covers SendMessageBatch) on the workflow queues
+    # Lists and redrives the dead-letter queues: ReceiveMessage, ChangeMessageVisibility (listing shows the
+    # messages again), DeleteMessage (redrive), GetQueueAttributes (their count).
+    manages_dead_letters: bool = False
     consumes_queues: bool = False  # the event source mappings of the workflow queues invoke it
     serves_api: bool = False  # every HTTP API route invokes it
     authorizes_api: bool = False  # the HTTP API's Lambda authorizer
@@ -178,6 +186,7 @@ API_FUNCTION = FunctionSpec(
         ),
     ),
     sends_to_queues=True,
+    manages_dead_letters=True,
     serves_api=True,
 )
 AUTHORIZER_FUNCTION = FunctionSpec(

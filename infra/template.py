@@ -19,6 +19,7 @@ from infra.model import (
     DEFAULT_QUEUE_NAME_PREFIX,
     DEFAULT_RETENTION_DAYS,
     DLQ_RETENTION_SECONDS,
+    MIN_MAX_RECEIVE_COUNT,
     QUEUE_NAME_PREFIX_MAX,
     QUEUE_RETENTION_SECONDS,
     TTL_ATTRIBUTE,
@@ -50,6 +51,10 @@ QUEUE_URL_PREFIX = {
 }
 QUEUE_ARN_PATTERN = {
     "Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${QueueNamePrefix}*"
+}
+DEAD_LETTER_QUEUE_ARN_PATTERN = {
+    "Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${QueueNamePrefix}*"
+    + settings.DEAD_LETTER_SUFFIX
 }
 
 Doc = dict[str, Any]
@@ -112,9 +117,10 @@ def _parameters() -> Doc:
         "MaxReceiveCount": {
             "Type": "Number",
             "Default": DEFAULT_MAX_RECEIVE_COUNT,
-            "MinValue": 1,
+            "MinValue": MIN_MAX_RECEIVE_COUNT,
             "MaxValue": 1000,
-            "Description": "Deliveries of a run before it fails and its message is dead-lettered",
+            "Description": "Receives of a message before it is dead-lettered (SQS maxReceiveCount): all "
+            "but the last run the run; the last fails a run whose last attempt died",
         },
         "LogLevel": {
             "Type": "String",
@@ -225,6 +231,20 @@ def _statements(spec: FunctionSpec) -> list[Doc]:
                 "Effect": "Allow",
                 "Action": ["sqs:SendMessage"],
                 "Resource": QUEUE_ARN_PATTERN,
+            }
+        )
+    if spec.manages_dead_letters:
+        statements.append(
+            {
+                "Sid": "ManageDeadLetterQueues",
+                "Effect": "Allow",
+                "Action": [
+                    "sqs:ReceiveMessage",
+                    "sqs:ChangeMessageVisibility",
+                    "sqs:DeleteMessage",
+                    "sqs:GetQueueAttributes",
+                ],
+                "Resource": DEAD_LETTER_QUEUE_ARN_PATTERN,
             }
         )
     if spec.consumes_queues:

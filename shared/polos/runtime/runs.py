@@ -51,6 +51,13 @@ def keyed_run_id(workflow_id: str, idempotency_key: str) -> str:
     return _hashed_run_id(workflow_id, idempotency_key)
 
 
+def single_run_id(message: WorkflowMessage) -> str:
+    """The run a message names outside batching: its invoked run, or the run derived from its event."""
+    if message.event is None:
+        return str(message.run_id)
+    return event_run_id(message.workflow_id, message.event.topic, message.event.sequence_id)
+
+
 def new_run_id() -> str:
     """A random run id (batch runs, invoked runs without an ``Idempotency-Key``)."""
     return "run_" + secrets.token_hex(13)
