@@ -7,13 +7,14 @@ have a max receive count of 3: two receives run the run, the third settles it.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.inprocess import Api
+from helpers.inprocess import Api, InProcessClient
 from helpers.stack import provision
 from helpers.worker import Pump, publish, queue_depth
 from polos import BatchEventPayload, EventPayload, NonRetryableError, WorkflowContext, workflow
@@ -203,6 +204,40 @@ def test_non_retryable_error_on_the_last_delivery_is_acknowledged_not_dead_lette
     failed = run(api, event_run_id("dl-single", "dl/single", event.sequence_id))
     assert (failed["status"], failed["error"]["type"]) == ("failed", "NonRetryableError")
     assert dead(api, "dl-single") == [] and queue_depth(urls["dl-single"] + "-dlq") == 0
+
+
+def test_polos_dlq_list_and_redrive(
+    api: Api,
+    worker: Worker,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import infra.cli.dlq
+    from infra.cli.main import main
+
+    dying.add("dl-single")
+    [event] = publish("dl/single", {"n": 1})
+    worker.drain("dl-single")
+    dying.clear()
+    client = InProcessClient(worker.pump, api)
+    monkeypatch.setattr(infra.cli.dlq, "_client", lambda name: client)
+    run_id = event_run_id("dl-single", "dl/single", event.sequence_id)
+
+    def printed() -> str:  # what the command printed, without the handlers' JSON log and metric lines
+        return "\n".join(line for line in capsys.readouterr().out.splitlines() if not line.startswith("{"))
+
+    capsys.readouterr()
+    assert main(["dlq", "list", "dl-single"]) == 0
+    listed = printed().splitlines()
+    assert listed[0].split() == ["MESSAGE", "KIND", "RUN", "EVENT", "SENT"]
+    assert listed[2].split()[1:4] == ["event", run_id, event.id]
+    assert main(["dlq", "redrive", "dl-single"]) == 0
+    assert "moved 1 message(s) of dl-single" in printed()
+    assert asyncio.run(client.get_run(run_id))["status"] == "completed"  # the GET drains the queue first
+    assert main(["dlq", "list", "dl-single"]) == 0
+    assert printed().strip() == "no dead letters for dl-single"
+    assert main(["dlq", "list", "nope"]) == 1
+    assert "workflow 'nope' does not exist (404 not_found)" in capsys.readouterr().err
 
 
 def test_dead_letter_routes_name_unknown_workflows_and_bad_limits(api: Api) -> None:
