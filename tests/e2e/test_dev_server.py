@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.dev_process import E2E_APP, MAX_RECEIVE_COUNT, ROOT, DevProcess, get_json, wait_until
+from helpers.dev_process import E2E_APP, MAX_RECEIVE_COUNT, ROOT, DevProcess, get_json
+from helpers.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -147,4 +147,3 @@ def test_every_call_of_every_function_is_granted(
     denied = sorted({c for c in calls if not allowed(model, names, *c)})
     assert denied == [], "calls the deployed roles would refuse (add them to infra/model.py FUNCTIONS)"
     assert {function for function, _, _ in calls} == {spec.logical_id for spec in FUNCTIONS}
-
