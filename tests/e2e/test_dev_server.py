@@ -100,6 +100,20 @@ def test_poison_run_fails_after_max_receive_count(
     assert run["error"]["type"] == "ValueError"
     assert "always fails" in run["error"]["message"]
 
+    # Its message reaches the dead-letter queue at its next receive; list it and redrive it over HTTP.
+    def letters() -> list[dict[str, Any]]:
+        return list(get_json(e2e_server, "/api/v1/workflows/e2e-poison/dead-letters")["dead_letters"])
+
+    [letter] = wait_until(letters, 30, "the poison message in the dead-letter queue")
+    assert (letter["run_id"], letter["event"]["id"]) == (run["run_id"], redelivered["poison"])
+    assert asyncio.run(e2e_server.client().redrive("e2e-poison")) == 1
+
+    def failed_again() -> dict[str, Any] | None:
+        again = run_of_poison()
+        return again if again and again["attempts"] == 2 * (MAX_RECEIVE_COUNT - 1) else None
+
+    wait_until(failed_again, 40, "the redriven poison run (same run id) to fail again")
+
 
 def test_fifty_concurrent_publishes_each_run_once(e2e_server: DevProcess) -> None:
     client = e2e_server.client()
