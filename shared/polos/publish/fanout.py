@@ -54,8 +54,13 @@ def deliver(messages: list[WorkflowMessage]) -> None:
             )
         by_queue.setdefault(config.queue_url(message.workflow_id), []).append(body)
     for queue_url, bodies in by_queue.items():
-        for chunk in chunked(bodies, BATCH_MAX_MESSAGES, BATCH_MAX_BYTES, lambda body: len(body.encode())):
-            _send(queue_url, chunk)
+        send_bodies(queue_url, bodies)
+
+
+def send_bodies(queue_url: str, bodies: list[str]) -> None:
+    """Send message bodies as they are to one queue, in order (redrive re-sends dead letters with it)."""
+    for chunk in chunked(bodies, BATCH_MAX_MESSAGES, BATCH_MAX_BYTES, lambda body: len(body.encode())):
+        _send(queue_url, chunk)
 
 
 def _send(queue_url: str, bodies: list[str]) -> None:
