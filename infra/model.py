@@ -15,7 +15,10 @@ TTL_ATTRIBUTE = "expires_at"
 SINGLE_EVENT_BATCH_SIZE = 10
 QUEUE_NAME_PREFIX_MAX = 12  # 12 + a 64-character workflow id + "-dlq" = SQS's 80-character limit
 DEFAULT_QUEUE_NAME_PREFIX = "polos-dev-"
-DEFAULT_MAX_RECEIVE_COUNT = 5
+# SQS's maxReceiveCount: receives of a message before it is dead-lettered. The last receive runs nothing: it
+# fails a run whose last attempt died without an outcome (see polos.runtime.dead_letters).
+DEFAULT_MAX_RECEIVE_COUNT = settings.DEFAULT_MAX_RECEIVE_COUNT
+MIN_MAX_RECEIVE_COUNT = 2
 DEFAULT_RETENTION_DAYS = 30
 QUEUE_RETENTION_SECONDS = 7 * 86_400  # a run whose worker is broken waits a week for a fix
 DLQ_RETENTION_SECONDS = 14 * 86_400  # SQS's maximum, so dead letters outlive their source messages
@@ -116,6 +119,8 @@ ROUTES: tuple[Route, ...] = (
     # The dashboard's static files: they hold no data, so the API function serves them without a key.
     Route("Dashboard", "GET", "/ui"),
     Route("DashboardAsset", "GET", "/ui/{asset}"),
+    Route("ListDeadLetters", "GET", "/api/v1/workflows/{workflow_id}/dead-letters"),
+    Route("RedriveDeadLetters", "POST", "/api/v1/workflows/{workflow_id}/dead-letters/redrive"),
 )
 
 
@@ -147,6 +152,13 @@ _PUBLISH_ACTIONS = (
 # the code itself never receives, deletes or changes visibility.
 SEND_ACTIONS = ("sqs:SendMessage",)
 CONSUME_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+# Listing dead letters receives them and makes them visible again; redrive deletes them; their count.
+DEAD_LETTER_ACTIONS = (
+    "sqs:ReceiveMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+)
 
 
 @dataclass(frozen=True)
@@ -163,6 +175,8 @@ class FunctionSpec:
     consumes_queues: bool = False  # the workflow queues' event source mappings invoke it (CONSUME_ACTIONS)
     serves_api: bool = False  # every HTTP API route invokes it; it checks the API key on every request
     sweeps_timers: bool = False  # invoked every minute to send the wake-ups of due timers
+    # Lists and redrives the dead-letter queues (DEAD_LETTER_ACTIONS on each one, by ARN).
+    manages_dead_letters: bool = False
 
     @property
     def queue_actions(self) -> tuple[str, ...]:
@@ -192,6 +206,7 @@ API_FUNCTION = FunctionSpec(
         ),
     ),
     sends_to_queues=True,
+    manages_dead_letters=True,
     serves_api=True,
 )
 WORKER_FUNCTION = FunctionSpec(

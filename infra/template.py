@@ -18,10 +18,12 @@ from polos.publish.messages import WorkflowMessage
 from polos.schedules import Schedule
 
 from infra.model import (
+    DEAD_LETTER_ACTIONS,
     DEFAULT_MAX_RECEIVE_COUNT,
     DEFAULT_QUEUE_NAME_PREFIX,
     DEFAULT_RETENTION_DAYS,
     DLQ_RETENTION_SECONDS,
+    MIN_MAX_RECEIVE_COUNT,
     QUEUE_MAX_MESSAGE_BYTES,
     QUEUE_NAME_PREFIX_MAX,
     QUEUE_RETENTION_SECONDS,
@@ -125,9 +127,10 @@ def _parameters() -> Doc:
         "MaxReceiveCount": {
             "Type": "Number",
             "Default": DEFAULT_MAX_RECEIVE_COUNT,
-            "MinValue": 1,
+            "MinValue": MIN_MAX_RECEIVE_COUNT,
             "MaxValue": 1000,
-            "Description": "Deliveries of a run before it fails and its message is dead-lettered",
+            "Description": "Receives of a message before it is dead-lettered (SQS maxReceiveCount): all "
+            "but the last run the run; the last fails a run whose last attempt died",
         },
         "LogLevel": {
             "Type": "String",
@@ -238,6 +241,15 @@ def _statements(spec: FunctionSpec, queues: tuple[WorkflowQueue, ...], names: di
                 "Effect": "Allow",
                 "Action": list(spec.queue_actions),
                 "Resource": [_arn(f"Queue{names[queue.workflow_id]}") for queue in queues],
+            }
+        )
+    if spec.manages_dead_letters and queues:
+        statements.append(
+            {
+                "Sid": "DeadLetterQueues",
+                "Effect": "Allow",
+                "Action": list(DEAD_LETTER_ACTIONS),
+                "Resource": [_arn(f"DeadLetterQueue{names[queue.workflow_id]}") for queue in queues],
             }
         )
     return statements
@@ -526,6 +538,10 @@ def _check_policy_sizes(doc: Doc, model: AppModel, names: dict[str, str]) -> Non
     """Refuse an app whose roles could exceed IAM's inline policy quota once deployed."""
     lengths = {
         f"Queue{names[q.workflow_id]}": QUEUE_ARN_HEAD_MAX + QUEUE_NAME_PREFIX_MAX + len(q.workflow_id)
+        for q in model.queues
+    }
+    lengths |= {
+        f"DeadLetterQueue{names[q.workflow_id]}": lengths[f"Queue{names[q.workflow_id]}"] + len("-dlq")
         for q in model.queues
     }
     for spec in model.functions:

@@ -51,8 +51,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=int,
         default=DEFAULT_MAX_RECEIVE_COUNT,
         metavar="N",
-        help="deliveries of a run before it fails and goes to the dead-letter queue "
-        f"(default: {DEFAULT_MAX_RECEIVE_COUNT})",
+        help="receives of a message before it goes to the dead-letter queue; all but the last run the "
+        f"run (default: {DEFAULT_MAX_RECEIVE_COUNT})",
     )
     parser.set_defaults(handler=run)
 

@@ -24,7 +24,13 @@ from infra.local.functions import FUNCTIONS_DIR, LocalFunction
 from infra.local.mapping import EventSourceMapping, MappingSpec
 from infra.local.resources import LocalNames, create_resources
 from infra.local.schedules import LocalSchedules
-from infra.model import DEFAULT_MAX_RECEIVE_COUNT, DEFAULT_QUEUE_NAME_PREFIX, AppModel, build_model
+from infra.model import (
+    DEFAULT_MAX_RECEIVE_COUNT,
+    DEFAULT_QUEUE_NAME_PREFIX,
+    MIN_MAX_RECEIVE_COUNT,
+    AppModel,
+    build_model,
+)
 
 DEFAULT_APP = "workflows"  # the example app, functions/workflows/
 DEFAULT_VISIBILITY_TIMEOUT = 30
@@ -42,7 +48,8 @@ class StackError(ValueError):
 
 @dataclass(frozen=True)
 class StackOptions:
-    """Failed deliveries come back after ``visibility_timeout`` s, at most ``max_receive_count`` times."""
+    """Failed deliveries come back after ``visibility_timeout`` s; a message is received at most
+    ``max_receive_count`` times (the last receive runs nothing, see ``polos.runtime.dead_letters``)."""
 
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
     max_receive_count: int = DEFAULT_MAX_RECEIVE_COUNT
@@ -53,9 +60,10 @@ class StackOptions:
                 f"visibility timeout must be {MIN_VISIBILITY_TIMEOUT} to {MAX_VISIBILITY_TIMEOUT} seconds, "
                 f"got {self.visibility_timeout} (a run's lease is 1 s shorter, so it ends before redelivery)"
             )
-        if not 1 <= self.max_receive_count <= MAX_RECEIVE_COUNT:
+        if not MIN_MAX_RECEIVE_COUNT <= self.max_receive_count <= MAX_RECEIVE_COUNT:
             raise StackError(
-                f"max receive count must be 1 to {MAX_RECEIVE_COUNT}, got {self.max_receive_count}"
+                f"max receive count must be {MIN_MAX_RECEIVE_COUNT} to {MAX_RECEIVE_COUNT}, got "
+                f"{self.max_receive_count} (the last receive only fails a run whose last attempt died)"
             )
 
     @property

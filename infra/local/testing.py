@@ -375,7 +375,7 @@ def local_stack(
     *,
     skip_batch_windows: bool = True,
     visibility_timeout: int = 30,
-    max_receive_count: int = 5,
+    max_receive_count: int = 6,
     api_key: str | None = None,
 ) -> Iterator[Stack]:
     """The app's stack on moto's in-process AWS mock, for the duration of the ``with`` block.

@@ -161,6 +161,18 @@ class PolosClient:
         )
         return answer
 
+    async def dead_letters(self, workflow_id: str, limit: int = 50) -> dict[str, Any]:
+        """The workflow's dead-lettered messages (``dead_letters``, ``approximate_count``)."""
+        path = f"/api/v1/workflows/{urllib.parse.quote(workflow_id, safe='')}/dead-letters?limit={limit}"
+        answer: dict[str, Any] = await self._call("GET", path)
+        return answer
+
+    async def redrive(self, workflow_id: str) -> int:
+        """Move the workflow's dead letters back to its queue (their runs run again); how many moved."""
+        path = f"/api/v1/workflows/{urllib.parse.quote(workflow_id, safe='')}/dead-letters/redrive"
+        answer = await self._call("POST", path)
+        return int(answer["moved"])
+
     async def list_events(self, topic: str, after_sequence_id: int = 0, limit: int = 100) -> dict[str, Any]:
         """One page of a topic's events in sequence order."""
         params = urllib.parse.urlencode(

@@ -50,7 +50,7 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevProcess]:
             "--visibility-timeout",
             "2",
             "--max-receive-count",
-            "1",
+            "2",  # one executing delivery: a failing run fails at once (the last receive runs nothing)
         )
         try:
             server.wait_ready()

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.dev_process import E2E_APP, MAX_RECEIVE_COUNT, ROOT, DevProcess, get_json, wait_until
+from helpers.dev_process import E2E_APP, MAX_RECEIVE_COUNT, ROOT, DevProcess, get_json
+from helpers.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -95,9 +96,23 @@ def test_poison_run_fails_after_max_receive_count(
         return runs[0] if runs and runs[0]["status"] == "failed" else None
 
     run = wait_until(run_of_poison, 40, "the poison run to fail for good")
-    assert run["attempts"] == MAX_RECEIVE_COUNT
+    assert run["attempts"] == MAX_RECEIVE_COUNT - 1
     assert run["error"]["type"] == "ValueError"
     assert "always fails" in run["error"]["message"]
+
+    # Its message reaches the dead-letter queue at its next receive; list it and redrive it over HTTP.
+    def letters() -> list[dict[str, Any]]:
+        return list(get_json(e2e_server, "/api/v1/workflows/e2e-poison/dead-letters")["dead_letters"])
+
+    [letter] = wait_until(letters, 30, "the poison message in the dead-letter queue")
+    assert (letter["run_id"], letter["event"]["id"]) == (run["run_id"], redelivered["poison"])
+    assert asyncio.run(e2e_server.client().redrive("e2e-poison")) == 1
+
+    def failed_again() -> dict[str, Any] | None:
+        again = run_of_poison()
+        return again if again and again["attempts"] == 2 * (MAX_RECEIVE_COUNT - 1) else None
+
+    wait_until(failed_again, 40, "the redriven poison run (same run id) to fail again")
 
 
 def test_fifty_concurrent_publishes_each_run_once(e2e_server: DevProcess) -> None:

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from helpers.runs import store_invoked
 from moto.dynamodb.responses import DynamoHandler
 from polos import EventPayload, NonRetryableError, WorkflowContext, workflow
 from polos.app import App
@@ -186,9 +187,10 @@ def runs(provision_app: Callable[..., Any]) -> Iterator[Journal]:
 
 
 def attempt(wf: Workflow, run_id: str, payload: Any = None, **options: Any) -> AttemptResult:
-    return asyncio.run(
-        execute(Attempt(wf, run_id, options.pop("trigger_type", "invoke"), payload=payload, **options))
-    )
+    trigger_type = options.pop("trigger_type", "invoke")
+    if trigger_type == "invoke":
+        store_invoked(wf.id, run_id, payload)
+    return asyncio.run(execute(Attempt(wf, run_id, trigger_type, payload=payload, **options)))
 
 
 def run_item(run_id: str) -> dict[str, Any]:
@@ -279,6 +281,7 @@ def test_two_concurrent_attempts_execute_each_step_once(
             return items
 
     outcomes: list[str] = []
+    store_invoked(two_steps.id, "r1", {"cents": 9})
 
     def deliver() -> None:
         result = asyncio.run(execute(Attempt(two_steps, "r1", "invoke", payload={"cents": 9}), Overlapping()))
@@ -345,7 +348,7 @@ def test_failures_retry_until_the_final_attempt_marks_the_run_failed(runs: Journ
         assert "lease_owner" not in item and "lease_until" not in item
     FAIL_ONCE.add("flaky")
     final = attempt(always_fails, "r1", final=True)
-    assert final.outcome == "failed"
+    assert final.outcome == "exhausted"  # failed, and its message is left for the dead-letter queue
     item = run_item("r1")
     assert item["status"] == "failed" and item["attempts"] == "3"
     assert json.loads(item["error"]) == {

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from helpers.runs import store_invoked
 from polos import WorkflowContext, workflow
 from polos.app import App
 from polos.aws import settings
@@ -68,6 +69,8 @@ def requests(provision_app: Callable[..., Any]) -> Iterator[Requests]:
 def test_first_attempt_costs_one_read_and_at_most_k_plus_2_writes(
     requests: Requests, wf: Workflow, k: int
 ) -> None:
+    store_invoked(wf.id, "run-1")
+    requests.reset()
     result = asyncio.run(execute(Attempt(wf, "run-1", "invoke")))
     assert result.outcome == "completed" and len(result.result) == k
     assert requests.reads == 1, requests.ops
@@ -79,6 +82,7 @@ def test_first_attempt_costs_one_read_and_at_most_k_plus_2_writes(
 def test_replaying_a_completed_run_costs_one_read_and_nothing_else(
     requests: Requests, wf: Workflow, k: int
 ) -> None:
+    store_invoked(wf.id, "run-1")
     asyncio.run(execute(Attempt(wf, "run-1", "invoke")))
     requests.reset()
     STEP_CALLS.clear()
@@ -90,6 +94,7 @@ def test_replaying_a_completed_run_costs_one_read_and_nothing_else(
 
 def test_a_retry_reads_once_and_writes_only_new_steps(requests: Requests) -> None:
     """Steps journaled by an earlier attempt cost nothing more than the one Query that loads them."""
+    store_invoked(five_steps.id, "run-1")
     asyncio.run(execute(Attempt(five_steps, "run-1", "invoke")))
     # Pretend the run's finish was lost: put it back to queued and deliver it again.
     settings.dynamodb().update_item(

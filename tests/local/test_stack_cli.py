@@ -23,7 +23,7 @@ def test_options_are_checked() -> None:
     assert StackOptions(visibility_timeout=10).lease_seconds == 9
     with pytest.raises(StackError, match="visibility timeout must be 2 to 43200 seconds, got 1"):
         StackOptions(visibility_timeout=1)
-    with pytest.raises(StackError, match="max receive count must be 1 to 1000, got 0"):
+    with pytest.raises(StackError, match="max receive count must be 2 to 1000, got 0"):
         StackOptions(max_receive_count=0)
 
 

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 import boto3
 import pytest
 import reliability_load_app as load_app
+from helpers.waiting import wait_until
 from polos.aws import settings
 from polos.client import PolosClient
 from reliability_support import SOAK
@@ -59,6 +60,13 @@ def _pages(client: PolosClient, path: str, query: dict[str, Any], items: str, cu
         query = {**query, cursor.removeprefix("next_"): page[cursor]}
 
 
+def _depth(sqs: Any, queue: str) -> int:
+    """Messages on a queue, visible or in flight."""
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    counts = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=names)["Attributes"]
+    return sum(int(value) for value in counts.values())
+
+
 def test_every_delivery_accounted_for(server: DevServer, capsys: pytest.CaptureFixture[str]) -> None:
     client = PolosClient(base_url=server.url, api_key=server.api_key, timeout=60)
     started = time.monotonic()
@@ -85,9 +93,27 @@ def test_every_delivery_accounted_for(server: DevServer, capsys: pytest.CaptureF
     assert len(published) == len(set(published)) == EVENTS
 
     expected = 3 * EVENTS
-    deadline = time.monotonic() + (6000 if SOAK else 400)
-    while load_app.delivered() < expected and time.monotonic() < deadline:
-        time.sleep(0.2)  # the runs happen on the stack's own threads; poll their count
+    # The runs happen on the stack's own threads. A step's effect is recorded before its run is finished,
+    # so wait for what is asserted below: every run finished and every queue empty, not the effects.
+    wait = 6000 if SOAK else 400
+    wait_until(lambda: load_app.delivered() >= expected, wait, f"{expected} deliveries", interval=0.2)
+    assert server.stack is not None
+    sqs = boto3.session.Session().client("sqs")
+    queues = [queue for url in server.stack.urls.values() for queue in (url, url + "-dlq")]
+
+    def settled() -> dict[str, list[dict[str, Any]]] | None:
+        if any(_depth(sqs, queue) for queue in queues):
+            return None
+        runs = {
+            workflow_id: _pages(
+                client, "/api/v1/runs", {"workflow_id": workflow_id, "limit": 100}, "runs", "next_cursor"
+            )
+            for workflow_id in (*load_app.SINGLE, load_app.BATCHED)
+        }
+        finished = all(run["status"] in ("completed", "failed") for found in runs.values() for run in found)
+        return runs if finished else None
+
+    listed = wait_until(settled, wait, "every run finished and every queue empty", interval=0.2)
     seconds = time.monotonic() - started
 
     effects = dict(load_app.EFFECTS)
@@ -108,20 +134,9 @@ def test_every_delivery_accounted_for(server: DevServer, capsys: pytest.CaptureF
     assert Counter(event["id"] for event in stored) == Counter(published), "each event stored once"
     sequence_ids = [event["sequence_id"] for event in stored]
     assert sequence_ids == sorted(set(sequence_ids)), "sequence ids strictly increasing"
-    for workflow_id in (*load_app.SINGLE, load_app.BATCHED):
-        runs = _pages(
-            client, "/api/v1/runs", {"workflow_id": workflow_id, "limit": 100}, "runs", "next_cursor"
-        )
+    for workflow_id, runs in listed.items():
         assert {run["status"] for run in runs} == {"completed"}, workflow_id
         assert len(runs) == (EVENTS if workflow_id in load_app.SINGLE else len(batch_runs)), workflow_id
-
-    assert server.stack is not None
-    sqs = boto3.session.Session().client("sqs")
-    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    for url in server.stack.urls.values():
-        for queue in (url, url + "-dlq"):
-            counts = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=names)["Attributes"]
-            assert not any(int(v) for v in counts.values()), f"{queue} not empty: {counts}"
     with capsys.disabled():
         print(
             f"\nload: {EVENTS} events x 3 subscribers = {expected} deliveries accounted for, 0 lost, "

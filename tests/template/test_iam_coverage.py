@@ -191,4 +191,3 @@ def test_every_call_of_every_function_is_granted(
     unused = granted - used - event_source_mapping
     assert not unused, f"grants no handler uses (remove them from infra/model.py): {sorted(unused)}"
     assert {function for function, _, _ in calls} == {spec.logical_id for spec in FUNCTIONS}
-

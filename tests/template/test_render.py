@@ -155,11 +155,13 @@ def test_workflows_sharing_a_logical_name_are_refused() -> None:
 
 
 def test_apps_beyond_one_stack_are_refused() -> None:
-    """97 workflows fit CloudFormation's 200 outputs; the 98th does not, and says so before deploying."""
-    ids = [f"render-{i:03d}" for i in range(98)]
-    doc = render_template(build_model(_app(*ids[:97])), "app")
-    assert len(doc["Outputs"]) == 200
-    with pytest.raises(TemplateError, match=r"98 workflows need .* 202 outputs.*split the app"):
+    """The quota that binds first says so before deploying: IAM's 10,240 characters of inline policy per
+    role (the API's role names each workflow queue and each dead-letter queue by ARN): 51 workflows with
+    10-character ids fit, the 52nd does not. CloudFormation's 200 outputs would bind at 98."""
+    ids = [f"render-{i:03d}" for i in range(52)]
+    render_template(build_model(_app(*ids[:51])), "app")
+    refused = r"52 workflows: the role of ApiFunction .* 10240 per role.*split the app"
+    with pytest.raises(TemplateError, match=refused):
         render_template(build_model(_app(*ids)), "app")
 
 

@@ -28,7 +28,15 @@ from polos.aws import settings
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
-from infra.model import QUEUE_NAME_PREFIX_MAX, RUNS_TABLE, TABLES, TTL_ATTRIBUTE, AppModel, build_model
+from infra.model import (
+    DEAD_LETTER_ACTIONS,
+    QUEUE_NAME_PREFIX_MAX,
+    RUNS_TABLE,
+    TABLES,
+    TTL_ATTRIBUTE,
+    AppModel,
+    build_model,
+)
 from infra.template import TEMPLATE_PATH, XRAY_POLICY, render_template, to_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +51,8 @@ ROUTES = {
     ("get", "/api/v1/runs/{run_id}"),
     ("get", "/api/v1/runs"),
     ("get", "/api/v1/executions/{id}"),
+    ("get", "/api/v1/workflows/{workflow_id}/dead-letters"),
+    ("post", "/api/v1/workflows/{workflow_id}/dead-letters/redrive"),
 }
 # The dashboard's static files: no authorizer (they hold no data; the page sends the key with its API calls).
 PUBLIC_ROUTES = {("get", "/ui"), ("get", "/ui/{asset}")}
@@ -386,6 +396,8 @@ def _expected_grants(stack: Stack, model: AppModel, function: str) -> dict[str, 
             grants[f"{table}/index/{index.name}"] = set(access.index_actions)
     for queue in MODEL.queues if spec.queue_actions else ():
         grants[arn.format("sqs", queue.queue_name(PREFIX))] = set(spec.queue_actions)
+    for queue in MODEL.queues if spec.manages_dead_letters else ():
+        grants[arn.format("sqs", queue.dlq_name(PREFIX))] = set(DEAD_LETTER_ACTIONS)
     return grants
 
 

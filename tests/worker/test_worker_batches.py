@@ -284,10 +284,10 @@ def test_poison_batch_fails_its_run_after_max_receive_count_and_reaches_the_dlq(
     deliveries = pump.drain("wb-poison")
     assert [len(d.failed) for d in deliveries] == [3] * MAX_RECEIVES
     [(run_id, state)] = runs_of("wb-poison").items()
-    assert state == ("failed", MAX_RECEIVES, [e.sequence_id for e in events])
+    assert state == ("failed", MAX_RECEIVES - 1, [e.sequence_id for e in events])
     loaded = Journal().load(run_id)
     assert loaded is not None and loaded.run.error is not None
-    assert loaded.run.error.message == f"poisoned batch of 3, attempt {MAX_RECEIVES}"
+    assert loaded.run.error.message == f"poisoned batch of 3, attempt {MAX_RECEIVES - 1}"
     assert queue_depth(dlq_url(urls["wb-poison"])) == 3
     assert queue_depth(urls["wb-poison"]) == 0
 

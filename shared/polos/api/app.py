@@ -26,6 +26,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from polos.api import dashboard, keys
+from polos.api.dead_letters import router as dead_letters_router
 from polos.api.errors import (
     ApiError,
     IdempotencyConflict,
@@ -70,6 +71,7 @@ def _strict_json(text: str | bytes) -> Any:
 app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=_strict_json)
 app.include_router(events_router)
 app.include_router(runs_router)
+app.include_router(dead_letters_router)
 app.include_router(dashboard.router)
 
 

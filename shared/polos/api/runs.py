@@ -17,6 +17,7 @@ from polos import serde
 from polos.api.errors import Conflict, IdempotencyConflict, NotFound, PayloadTooLarge, ValidationFailed
 from polos.definition import WORKFLOW_ID
 from polos.publish import idempotency, manifest
+from polos.publish.fanout import FanoutError
 from polos.runtime import control, runs
 from polos.runtime.records import RunRecord, RunStatus
 
@@ -94,8 +95,16 @@ def run_workflow(
         return _started(run), 202
     try:
         runs.enqueue(run)
+    except FanoutError:
+        runs.discard_queued(run.run_id)  # SQS answered that the message was not taken: store nothing
+        raise
     except Exception:
-        runs.discard_queued(run.run_id)
+        # Unclear (e.g. the answer was lost): the message may be on the queue. With an Idempotency-Key the
+        # run stays, so the caller's retry gets it and sends again (a duplicate message names the same run).
+        # Without one there is no retry to wait for: the run goes, and a message that did arrive finds no
+        # run and is acknowledged unexecuted.
+        if idempotency_key is None:
+            runs.discard_queued(run.run_id)
         raise
     return _started(run), 202
 

@@ -95,12 +95,12 @@ def count(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count) -> N
 
 def record_outcome(result: AttemptResult) -> None:
     """RunsStarted / RunsCompleted / RunsFailed for one attempt."""
-    executed = result.outcome in ("completed", "failed", "retry")
+    executed = result.outcome in ("completed", "failed", "exhausted", "retry")
     if executed and result.run is not None and result.run.attempts == 1:
         count("RunsStarted")
     if result.outcome == "completed":
         count("RunsCompleted")
-    elif result.outcome == "failed":
+    elif result.outcome in ("failed", "exhausted"):
         count("RunsFailed")
 
 

@@ -34,6 +34,12 @@ ENV_APP = "POLOS_APP"
 ENV_TRACING = "POLOS_TRACING"
 
 
+# SQS's maxReceiveCount: the first ``count - 1`` receives run the run; the last one only fails a run that
+# nobody finished (its last attempt died) before the message moves to the dead-letter queue.
+DEFAULT_MAX_RECEIVE_COUNT = 6
+DEAD_LETTER_SUFFIX = "-dlq"
+
+
 class ConfigurationError(RuntimeError):
     """A required setting is missing or malformed."""
 
@@ -76,7 +82,7 @@ class Settings:
             idempotency_table=os.environ.get(ENV_IDEMPOTENCY_TABLE, "polos-idempotency"),
             queue_url_prefix=os.environ.get(ENV_QUEUE_URL_PREFIX, ""),
             manifest_path=os.environ.get(ENV_MANIFEST_PATH, "polos_manifest.json"),
-            max_receive_count=_int_env(ENV_MAX_RECEIVE_COUNT, 5),
+            max_receive_count=_int_env(ENV_MAX_RECEIVE_COUNT, DEFAULT_MAX_RECEIVE_COUNT, minimum=2),
             retention_days=_int_env(ENV_RETENTION_DAYS, 30),
             lease_seconds=_int_env(ENV_LEASE_SECONDS, 900),
             app_module=os.environ.get(ENV_APP, "workflows"),
@@ -94,6 +100,10 @@ class Settings:
         if not self.queue_url_prefix:
             raise ConfigurationError(f"{ENV_QUEUE_URL_PREFIX} is not set; cannot address workflow queues")
         return self.queue_url_prefix + workflow_id
+
+    def dead_letter_queue_url(self, workflow_id: str) -> str:
+        """The URL of a workflow's dead-letter queue (its queue's name + ``-dlq``)."""
+        return self.queue_url(workflow_id) + DEAD_LETTER_SUFFIX
 
 
 # Standard retry mode: throttling and transient errors are retried with backoff inside botocore, so our

@@ -54,8 +54,14 @@ def deliver(messages: list[WorkflowMessage]) -> None:
             )
         by_queue.setdefault(config.queue_url(message.workflow_id), []).append((body, message.delay_seconds))
     for queue_url, entries in by_queue.items():
-        for chunk in chunked(entries, BATCH_MAX_MESSAGES, BATCH_MAX_BYTES, lambda e: len(e[0].encode())):
-            _send(queue_url, chunk)
+        send_bodies(queue_url, entries)
+
+
+def send_bodies(queue_url: str, entries: list[tuple[str, int]]) -> None:
+    """Send ``(body, delay seconds)`` entries as they are to one queue, in order (redrive re-sends dead
+    letters with it)."""
+    for chunk in chunked(entries, BATCH_MAX_MESSAGES, BATCH_MAX_BYTES, lambda e: len(e[0].encode())):
+        _send(queue_url, chunk)
 
 
 def _send(queue_url: str, entries: list[tuple[str, int]]) -> None:

@@ -29,7 +29,14 @@ if TYPE_CHECKING:
 
 logger = Logger(service="polos")
 
-Outcome = Literal["completed", "failed", "retry", "busy", "finished", "waiting", "cancelled"]
+# completed / failed: the run is finished for good. exhausted: it failed on its last delivery with an error
+# that a later delivery might not hit (its message goes to the dead-letter queue, to be redriven). retry /
+# busy: SQS delivers it again. finished: it was finished before. missing: an invoked run that the API never
+# stored (or removed after a failed request): nothing to run. waiting: the run waits (or still waits) for a
+# wake-up; cancelled: the run was cancelled. Both acknowledge the message.
+Outcome = Literal[
+    "completed", "failed", "exhausted", "retry", "busy", "finished", "missing", "waiting", "cancelled"
+]
 _NO_PAYLOAD: Any = object()
 
 
@@ -56,8 +63,8 @@ class Attempt:
 
 @dataclass(frozen=True)
 class AttemptResult:
-    """How the attempt ended. ``retry`` and ``busy`` leave the message for SQS to deliver again;
-    ``waiting`` (the run waits, or still waits) acknowledges it like ``completed`` does."""
+    """How the attempt ended. ``retry``, ``busy`` and ``exhausted`` leave the message on the queue;
+    ``waiting`` and ``cancelled`` acknowledge it like ``completed`` does."""
 
     outcome: Outcome
     run: RunRecord | None = None
@@ -105,11 +112,15 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
                 owner=owner,
                 lease_seconds=lease_seconds,
                 payload_json=json.dumps(attempt.payload) if attempt.trigger_type == "schedule" else None,
+                # An invoked run exists before its message is sent: one that does not is never created here
+                # (a message whose request failed must not run with no payload).
+                create=attempt.trigger_type != "invoke",
             )
         )
         if not isinstance(taken, Acquired):
-            logger.info(f"run is {taken.outcome}; delivery left for later", extra=log)
-            return AttemptResult("finished" if taken.outcome == "finished" else "busy", taken.run)
+            logger.info(f"run is {taken.outcome}; delivery done with or left for later", extra=log)
+            outcome: Outcome = "busy" if taken.outcome == "busy" else taken.outcome
+            return AttemptResult(outcome, taken.run)
         run = taken.run
         if run.attempts != (loaded.run.attempts if loaded is not None else 0) + 1:
             # Another attempt held the lease between our read and our acquire and may have journaled steps:
@@ -150,14 +161,17 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
         return AttemptResult("busy", run)
     except Exception as exc:
         error = ErrorInfo.of(exc)
-        final = attempt.final or isinstance(exc, NonRetryableError)
+        retryable = not isinstance(exc, NonRetryableError)
+        final = attempt.final or not retryable
         logger.exception(  # the traceback goes to the log only, never to the run item
             "run attempt failed" + ("; run failed" if final else "; SQS will deliver it again"),
             extra={**log, "error_type": error.type, "error": error.message},
         )
         if not await _finish(journal, run, owner, "failed" if final else "queued", log, error=error):
             return AttemptResult("busy", run)
-        return AttemptResult("failed" if run.status == "failed" else "retry", run, run.error)
+        if not final and run.status != "failed":  # failed anyway: its outcome could not be stored
+            return AttemptResult("retry", run, error)
+        return AttemptResult("exhausted" if retryable and final else "failed", run, run.error)
     if not await _finish(journal, run, owner, "completed", log, result_json=text):
         return AttemptResult("busy", run)
     if run.status == "failed":  # the result could not be stored (see ``_finish``)

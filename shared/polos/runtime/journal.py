@@ -190,6 +190,13 @@ def _decode_step(item: Item) -> StepRecord:
     )
 
 
+# A run an attempt may take (or that may be failed for exhausted deliveries): unfinished, and no live lease.
+_LEASE_FREE = (
+    "((#status = :queued OR #status = :running) AND "
+    "(attribute_not_exists(lease_until) OR lease_until < :now))"
+)
+
+
 def _condition_failed(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
@@ -204,10 +211,10 @@ class Acquired:
 
 @dataclass(frozen=True, slots=True)
 class NotAcquired:
-    """The run is finished, or another live attempt holds its lease."""
+    """The run is finished, another live attempt holds its lease, or (``create=False``) it does not exist."""
 
-    run: RunRecord
-    outcome: Literal["finished", "busy"]
+    run: RunRecord | None
+    outcome: Literal["finished", "busy", "missing"]
 
 
 class Journal:
@@ -294,9 +301,15 @@ class Journal:
         lease_seconds: float,
         now: float | None = None,
         payload_json: str | None = None,
+        create: bool = True,
     ) -> Acquired | NotAcquired:
         """Take the run's lease for one attempt, creating the run item on its first delivery (with
-        ``payload_json`` when the run's input is not stored elsewhere: a scheduled run's)."""
+        ``payload_json`` when the run's input is not stored elsewhere: a scheduled run's).
+
+        With ``create=False`` (invoked runs, stored by the API before their message is sent) a run that does
+        not exist is not created: the answer is ``missing``. A ``waiting`` run is taken too: the executor
+        only gets here when its wait is over.
+        """
         moment = time.time() if now is None else now
         stamp = now_iso()
         values: dict[str, AttributeValueTypeDef] = {
@@ -329,10 +342,8 @@ class Journal:
                     "trigger_type = if_not_exists(trigger_type, :trigger), "
                     "expires_at = if_not_exists(expires_at, :expires)" + set_refs + " ADD attempts :one"
                 ),
-                ConditionExpression=(
-                    "attribute_not_exists(pk) OR ((#status IN (:queued, :running, :waiting)) AND "
-                    "(attribute_not_exists(lease_until) OR lease_until < :now))"
-                ),
+                ConditionExpression=("attribute_not_exists(pk) OR " if create else "")
+                + "(" + _LEASE_FREE + " OR (#status = :waiting AND attribute_not_exists(lease_until)))",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
@@ -341,6 +352,8 @@ class Journal:
         except ClientError as exc:
             if not _condition_failed(exc):
                 raise
+            if "Item" not in exc.response:
+                return NotAcquired(run=None, outcome="missing")
             current = decode_run(exc.response["Item"])  # type: ignore[typeddict-item]
             return NotAcquired(run=current, outcome="finished" if current.finished else "busy")
         return Acquired(run=decode_run(answer["Attributes"]))
@@ -365,6 +378,59 @@ class Journal:
                 ExpressionAttributeValues={":expires": {"N": str(expires)}},
             )
         return len(stale)
+
+    def fail_exhausted(self, run_id: str, error: ErrorInfo, now: float | None = None) -> RunRecord | None:
+        """Fail a run whose deliveries ran out while it was neither finished nor held by a live attempt.
+
+        One conditional UpdateItem; returns the run as it now is (``None`` when there is no run). A run that
+        is finished, or whose lease a live attempt holds, is returned unchanged.
+        """
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
+                UpdateExpression="SET #status = :failed, #error = :error, updated_at = :stamp "
+                "REMOVE lease_owner, lease_until",
+                ConditionExpression="attribute_exists(pk) AND " + _LEASE_FREE,
+                ExpressionAttributeNames={"#status": "status", "#error": "error"},
+                ExpressionAttributeValues={
+                    ":failed": {"S": "failed"},
+                    ":error": {"S": error.to_json()},
+                    ":stamp": {"S": now_iso()},
+                    ":queued": {"S": "queued"},
+                    ":running": {"S": "running"},
+                    ":now": {"N": repr(time.time() if now is None else now)},
+                },
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not _condition_failed(exc):
+                raise
+            item = exc.response.get("Item")
+            return None if item is None else decode_run(item)  # type: ignore[arg-type]
+        return decode_run(answer["Attributes"])
+
+    def reopen(self, run_id: str) -> bool:
+        """Make a ``failed`` run ``queued`` again (its message is being redriven); ``False`` if not failed."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
+                UpdateExpression="SET #status = :queued, updated_at = :stamp REMOVE #error",
+                ConditionExpression="#status = :failed",
+                ExpressionAttributeNames={"#status": "status", "#error": "error"},
+                ExpressionAttributeValues={
+                    ":queued": {"S": "queued"},
+                    ":failed": {"S": "failed"},
+                    ":stamp": {"S": now_iso()},
+                },
+            )
+        except ClientError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
 
     def record_step(self, run_id: str, step: StepRecord, *, fence_owner: str | None = None) -> None:
         """Journal a step. A completed step is never overwritten.

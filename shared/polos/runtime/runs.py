@@ -24,7 +24,7 @@ from polos.runtime.journal import (
     RUN_SK,
     Journal,
     decode_run,
-    event_run_id,  # noqa: F401  (re-exported: run ids are the runs module's vocabulary)
+    event_run_id,
     hashed_run_id,
     now_iso,
     run_pk,
@@ -50,6 +50,13 @@ def valid_run_id(run_id: str) -> bool:
 def keyed_run_id(workflow_id: str, idempotency_key: str) -> str:
     """The run an ``Idempotency-Key`` stands for: the same key always names the same run of a workflow."""
     return hashed_run_id(workflow_id, idempotency_key)
+
+
+def single_run_id(message: WorkflowMessage) -> str:
+    """The run a message names outside batching: its invoked run, or the run derived from its event."""
+    if message.event is None:
+        return str(message.run_id)
+    return event_run_id(message.workflow_id, message.event.topic, message.event.sequence_id)
 
 
 def new_run_id() -> str:

@@ -1,10 +1,11 @@
 """SQS records → runs: one run per event, exact batch runs, and directly invoked runs.
 
 Each record's outcome is reported on its own (``batchItemFailures``): a record is acknowledged when its run
-completed, was already finished, or failed for good before the last delivery (``NonRetryableError``,
-an invalid payload); it is left for SQS to deliver again when the attempt should be retried or another
-attempt holds the run. On the last delivery (``ApproximateReceiveCount`` reached the queue's max receive
-count) a failure fails the run and the record is left too, so SQS moves it to the dead-letter queue.
+completed, was already finished, failed for good (``NonRetryableError``, an invalid payload, on any
+delivery), or is an invocation whose run does not exist; it is left for SQS to deliver again when the
+attempt should be retried or another attempt holds the run. On the last executing delivery (receive count
+``maxReceiveCount - 1``) a failure fails the run and the record is left; its last receive runs nothing
+(see ``polos.runtime.dead_letters``) and SQS then moves it to the dead-letter queue.
 
 Single-event and invoked runs go through Powertools' ``AsyncBatchProcessor`` (records run concurrently).
 Events of batch workflows are grouped first: the group's runs are formed once (see
@@ -31,11 +32,11 @@ from polos.aws import observability, settings
 from polos.payloads import EventItem
 from polos.publish.events import EventRef, EventStore
 from polos.publish.messages import WorkflowMessage
-from polos.runtime import batches
+from polos.runtime import batches, dead_letters
 from polos.runtime.executor import Attempt, AttemptResult, execute
 from polos.runtime.journal import Acquired, Journal, event_run_id, scheduled_run_id
 from polos.runtime.records import ErrorInfo
-from polos.runtime.runs import new_run_id
+from polos.runtime.runs import new_run_id, single_run_id
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -62,7 +63,8 @@ class Delivery:
     message_id: str
     message: WorkflowMessage
     workflow: Workflow
-    final: bool
+    final: bool  # the last delivery that executes the run
+    exhausted: bool = False  # the message's last receive: settle its run, run nothing
 
     @property
     def batched(self) -> bool:
@@ -73,12 +75,9 @@ class Delivery:
     def run_id(self) -> str:
         """The run of a single event or of a schedule's firing (derived from them, so a duplicate finds the
         same run), or of an invocation or wake-up (named by the message)."""
-        event = self.message.event
-        if event is not None:
-            return event_run_id(self.workflow.id, event.topic, event.sequence_id)
         if self.message.scheduled_time is not None:
             return scheduled_run_id(self.workflow.id, self.message.scheduled_time)
-        return str(self.message.run_id)
+        return single_run_id(self.message)
 
     @property
     def work_key(self) -> str:
@@ -101,7 +100,10 @@ def parse_record(record: dict[str, Any], app: App) -> Delivery:
             f"event of topic {message.event.topic!r} for workflow {wf.id!r}, triggered by {wf.topic!r}"
         )
     received = int(sqs.raw_event.get("attributes", {}).get("ApproximateReceiveCount") or 1)
-    return Delivery(sqs.message_id, message, wf, final=received >= settings.get_settings().max_receive_count)
+    receives = settings.get_settings().max_receive_count
+    return Delivery(
+        sqs.message_id, message, wf, final=received >= receives - 1, exhausted=received >= receives
+    )
 
 
 def _check_queue(source_arn: str | None, workflow_id: str) -> None:
@@ -115,14 +117,14 @@ def _check_queue(source_arn: str | None, workflow_id: str) -> None:
         raise ValueError(f"message for workflow {workflow_id!r} arrived on queue {queue!r}, not {expected!r}")
 
 
-def acknowledged(result: AttemptResult, final: bool) -> bool:
-    """Whether the records behind an attempt are done with (``False``: SQS delivers them again)."""
+def acknowledged(result: AttemptResult) -> bool:
+    """Whether the records behind an attempt are done with (``False``: SQS delivers them again).
+
+    ``exhausted`` (a retryable failure on the last executing delivery) is left, so that its message ends in
+    the dead-letter queue where it can be redriven; ``failed`` (non-retryable) is done with.
+    """
     observability.record_outcome(result)
-    if result.outcome in ("completed", "finished", "waiting", "cancelled"):
-        return True
-    # A failure before the last delivery was final at once (non-retryable); on the last delivery the record
-    # is left so that SQS moves it to the dead-letter queue.
-    return result.outcome == "failed" and not final
+    return result.outcome in ("completed", "finished", "failed", "missing", "waiting", "cancelled")
 
 
 class Invocation:
@@ -149,13 +151,16 @@ class Invocation:
                 self._parsed[message_id] = exc
                 continue
             self._parsed[message_id] = delivery
-            self._shared.setdefault(delivery.work_key, []).append(delivery)
+            if not delivery.exhausted:
+                self._shared.setdefault(delivery.work_key, []).append(delivery)
 
     async def process(self, record: SQSRecord) -> str:
         """Powertools' record handler: returns when the record is done with, raises to leave it."""
         delivery = self._parsed[record.message_id]
         if isinstance(delivery, Exception):
             raise delivery
+        if delivery.exhausted:
+            return await self._settle(delivery)
         task = self._tasks.get(delivery.work_key)
         if task is None:
             deliveries = self._shared[delivery.work_key]
@@ -163,6 +168,14 @@ class Invocation:
             task = self._tasks[delivery.work_key] = asyncio.ensure_future(work)
         if delivery.message_id in await task:
             raise _LeftForRedelivery(f"message {delivery.message_id} is left for SQS to deliver again")
+        return "acknowledged"
+
+    async def _settle(self, delivery: Delivery) -> str:
+        """A message's last receive: fail its run if nobody finished it; leave the message unless done."""
+        batch = delivery.workflow.is_batch
+        done = await asyncio.to_thread(dead_letters.settle_exhausted, delivery.message, batch, self._journal)
+        if not done:
+            raise _LeftForRedelivery(f"message {delivery.message_id} is left for the dead-letter queue")
         return "acknowledged"
 
     async def _run(self, deliveries: list[Delivery]) -> set[str]:
@@ -194,7 +207,7 @@ class Invocation:
             attempt = Attempt(wf, first.run_id, "invoke", final=final, resume_step=message.step)
         else:
             attempt = Attempt(wf, first.run_id, "invoke", final=final)
-        if acknowledged(await execute(attempt, self._journal), final):
+        if acknowledged(await execute(attempt, self._journal)):
             return set()
         return {delivery.message_id for delivery in deliveries}
 
@@ -219,7 +232,7 @@ class Invocation:
             logger.info("event held by a batch run of one; that run finishes it")
             payload = event.model_dump(mode="json")
             attempt = Attempt(wf, run_id, "batch", members, payload=payload, final=final, preloaded=items)
-            return acknowledged(await execute(attempt, self._journal), final)
+            return acknowledged(await execute(attempt, self._journal))
         owner = uuid.uuid4().hex
         taken = await asyncio.to_thread(
             lambda: self._journal.acquire(
@@ -352,7 +365,7 @@ class BatchGroup:
             preloaded=created.items,
             lease_owner=created.owner,
         )
-        return acknowledged(await execute(attempt, self._journal), final)
+        return acknowledged(await execute(attempt, self._journal))
 
     async def _finish_single(self, run_id: str, ref: EventRef) -> bool:
         observability.bind_run(run_id, self._wf.id, [ref.id])
@@ -360,7 +373,7 @@ class BatchGroup:
         final = self._final([ref])
         payload = _batch_payload([self._events[ref]])
         attempt = Attempt(self._wf, run_id, "event", [ref], payload=payload, final=final)
-        return acknowledged(await execute(attempt, self._journal), final)
+        return acknowledged(await execute(attempt, self._journal))
 
     async def _resume(self, run_id: str, delivered: list[EventRef]) -> bool:
         observability.bind_run(run_id, self._wf.id, [ref.id for ref in delivered])
@@ -383,7 +396,7 @@ class BatchGroup:
         attempt = Attempt(
             self._wf, run_id, "batch", members, payload=_batch_payload(present), final=final, preloaded=items
         )
-        return acknowledged(await execute(attempt, self._journal), final)
+        return acknowledged(await execute(attempt, self._journal))
 
     async def _member_events(self, members: list[EventRef]) -> list[EventItem] | None:
         """The run's member events: those delivered now, the others from the event store (``None``: gone)."""
