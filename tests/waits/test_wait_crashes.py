@@ -26,48 +26,48 @@ def count(name: str) -> str:
 
 @workflow(id="napper")
 async def napper(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
-    await ctx.step.run("before", count, "before")
+    tag = payload["tag"]  # one run per crash point, on one stack: each counts its own calls
+    await ctx.step.run("before", count, f"{tag}:before")
     await ctx.step.wait_for("nap", minutes=payload["minutes"])
-    return await ctx.step.run("after", count, "after")
+    return await ctx.step.run("after", count, f"{tag}:after")
 
 
 APP = App("wait-crashes", [napper])
 ROUNDS = 8
 
 
-def lifecycle(minutes: int, crash_at: int | None) -> int:
+def lifecycle(stack: Stack, minutes: int, crash_at: int | None) -> int:
     """Invoke, wait, wake and finish one run, crashing after request ``crash_at``; the requests made."""
-    calls.clear()
-    with local_stack(APP, max_receive_count=50) as stack:
-        meter = Meter()
-        meter.attach(settings.dynamodb(), settings.sqs())
-        run_id = stack.invoke("napper", {"minutes": minutes})
+    tag = f"point-{crash_at}"
+    meter = Meter()
+    meter.attach(settings.dynamodb(), settings.sqs())
+    run_id = stack.invoke("napper", {"minutes": minutes, "tag": tag})
 
-        def status() -> str:
-            with meter.tag("test"):  # the test's own reads of the run are not crash points
-                return str(stack.run(run_id)["status"])
+    def status() -> str:
+        with meter.tag("test"):  # the test's own reads of the run are not crash points
+            return str(stack.run(run_id)["status"])
 
-        meter.reset()
-        meter.crash_after(crash_at, where=lambda call: call.tag != "test")
-        for _ in range(ROUNDS):
-            try:
-                stack.drain()
-            except Crash:  # the timers function died mid-sweep; it runs again next time
-                continue
-            if status() == "completed":
-                break
-            stack.advance(minutes=minutes + 1)
-        made = len([call for call in meter.calls if call.tag != "test"])
-        meter.detach()
-        assert not meter.crash_pending, f"no crash happened at request {crash_at}"
-        check(stack, run_id)
-        return made
+    meter.reset()
+    meter.crash_after(crash_at, where=lambda call: call.tag != "test")
+    for _ in range(ROUNDS):
+        try:
+            stack.drain()
+        except Crash:  # the timers function died mid-sweep; it runs again next time
+            continue
+        if status() == "completed":
+            break
+        stack.advance(minutes=minutes + 1)
+    made = len([call for call in meter.calls if call.tag != "test"])
+    meter.detach()
+    assert not meter.crash_pending, f"no crash happened at request {crash_at}"
+    check(stack, run_id, tag)
+    return made
 
 
-def check(stack: Stack, run_id: str) -> None:
+def check(stack: Stack, run_id: str, tag: str) -> None:
     run = stack.run(run_id)
     assert run["status"] == "completed", run
-    assert calls == {"before": 1, "after": 1}, "a journaled step ran again"
+    assert {calls.get(f"{tag}:before"), calls.get(f"{tag}:after")} == {1}, "a journaled step ran again"
     assert [step["status"] for step in run["steps"]] == ["completed"] * 3
     assert not stack.dead_letters("napper")
     for shard in range(SHARDS):  # every timer was fired and removed
@@ -82,7 +82,9 @@ def check(stack: Stack, run_id: str) -> None:
 @pytest.mark.timeout(900)  # a fresh stack per crash point: ~20 points, a second or two each
 @pytest.mark.parametrize("minutes", [5, 20], ids=["delayed-message", "timer-item"])
 def test_a_crash_after_any_request_of_waiting_waking_or_resuming_loses_nothing(minutes: int) -> None:
-    points = lifecycle(minutes, crash_at=None)
-    assert points >= 8  # load, lease, journal, wait step, timer, finish; sweep, resume: load, lease, ...
-    for n in range(1, points + 1):
-        lifecycle(minutes, crash_at=n)
+    calls.clear()
+    with local_stack(APP, max_receive_count=50) as stack:  # one stack: each crash point runs its own run
+        points = lifecycle(stack, minutes, crash_at=None)
+        assert points >= 8  # load, lease, journal, wait step, timer, finish; sweep, resume: load, lease, ...
+        for n in range(1, points + 1):
+            lifecycle(stack, minutes, crash_at=n)
