@@ -6,8 +6,8 @@ from .effects import insert_analytics
 @workflow(
     id="batch-processor",
     trigger_on_event="analytics/events",
-    batch_size=10,  # Process up to 10 events
-    batch_timeout_seconds=30,  # Or wait max 30 seconds
+    batch_size=10, # Process up to 10 events
+    batch_timeout_seconds=30 # Or wait max 30 seconds
 )
 async def batch_processor(ctx: WorkflowContext, payload: BatchEventPayload):
     # Multiple events in the payload

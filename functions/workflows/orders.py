@@ -3,7 +3,10 @@ from polos import BatchEventPayload, EventPayload, WorkflowContext, workflow
 from .effects import send_order_confirmation, update_analytics
 
 
-@workflow(id="immediate-handler", trigger_on_event="order/created")
+@workflow(
+    id="immediate-handler",
+    trigger_on_event="order/created"
+)
 async def immediate_handler(ctx: WorkflowContext, payload: EventPayload):
     """Process each order immediately."""
     order_id = payload.data["order_id"]
@@ -11,7 +14,12 @@ async def immediate_handler(ctx: WorkflowContext, payload: EventPayload):
     return {"handler": "immediate"}
 
 
-@workflow(id="batched-handler", trigger_on_event="order/created", batch_size=5, batch_timeout_seconds=60)
+@workflow(
+    id="batched-handler",
+    trigger_on_event="order/created",
+    batch_size=5,
+    batch_timeout_seconds=60
+)
 async def batched_handler(ctx: WorkflowContext, payload: BatchEventPayload):
     """Process orders in batches for analytics."""
     events = payload.events

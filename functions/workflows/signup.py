@@ -3,7 +3,10 @@ from polos import EventPayload, WorkflowContext, workflow
 from .effects import create_sample_data, send_welcome_email
 
 
-@workflow(id="user-signup-handler", trigger_on_event="user/signup")
+@workflow(
+    id="user-signup-handler",
+    trigger_on_event="user/signup"
+)
 async def user_signup_handler(ctx: WorkflowContext, payload: EventPayload):
     # Triggered when event published to "user.signup" topic
     user_id = payload.data["user_id"]

@@ -11,7 +11,11 @@ async def create_user(ctx: WorkflowContext, input: CreateUserInput):
     await ctx.step.publish_event(
         "publish_signup",
         topic="user/signup",
-        data={"user_id": user.id, "email": user.email, "name": user.name},
-        event_type="user_created",
+        data={
+            "user_id": user.id,
+            "email": user.email,
+            "name": user.name
+        },
+        event_type="user_created"
     )
     return {"user_id": user.id}
