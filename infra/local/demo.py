@@ -159,6 +159,68 @@ class Demo:
         what = f"waits {DEMO_TRIAL_SECONDS} s, then resumes"
         self.expected.append(Expected(what, "trial-reminder", "invoke", 3, run_id=handle.run_id))
 
+    def _workflow(self, workflow_id: str) -> Any:
+        workflow = self.app.get(workflow_id)
+        if workflow is None:
+            raise RuntimeError(f"app {self.app.name!r} has no workflow {workflow_id!r}")
+        return workflow
+
+    async def _until_waiting(self, run_id: str, step: str) -> None:
+        """Poll until the run waits in ``step`` (what comes earlier than that is not awaited by it)."""
+        deadline = time.monotonic() + WAIT_SECONDS
+        while True:
+            run = await self.client.get_run(run_id)
+            if run["status"] == "waiting" and run.get("waiting_for", {}).get("step") == step:
+                return
+            if run["status"] not in ("queued", "running") or time.monotonic() > deadline:
+                raise RuntimeError(f"run {run_id} does not wait in step {step!r}: {run}")
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def approval(self) -> None:
+        self.say(
+            "invoke expense-approval: the run suspends (status waiting) until it is resumed over HTTP "
+            "with POST /api/v1/runs/{run_id}/resume; the resume data is the step's result"
+        )
+        request = {"request_id": "exp_42", "amount": 120.0}
+        handle = await self._workflow("expense-approval").invoke(self.client, request)
+        await self._until_waiting(handle.run_id, "approval")
+        await self.client.resume(handle.run_id, "approval", {"approved": True, "by": "bob"})
+        what = "suspended, approved by a resume"
+        self.expected.append(Expected(what, "expense-approval", "invoke", 3, run_id=handle.run_id))
+
+    async def payment(self) -> None:
+        self.say(
+            "invoke order-fulfillment: the run waits for a payment/succeeded event with its order_id; "
+            "a payment of another order does not wake it, its own does; then it waits for a child run "
+            "(send-receipt)"
+        )
+        handle = await self._workflow("order-fulfillment").invoke(self.client, {"order_id": "ord_77"})
+        await self._until_waiting(handle.run_id, "payment")
+        await self.client.publish(
+            "payment/succeeded",
+            [
+                {"data": {"order_id": "ord_76", "amount": 5.0}},
+                {"data": {"order_id": "ord_77", "amount": 42.0}},
+            ],
+        )
+        what = "waits for its payment event"
+        self.expected.append(Expected(what, "order-fulfillment", "invoke", 3, run_id=handle.run_id))
+        child = await self._child_of(handle.run_id)
+        self.expected.append(
+            Expected("child run of the order run", "send-receipt", "invoke", 1, run_id=child)
+        )
+
+    async def _child_of(self, run_id: str) -> str:
+        """The first child run the run started (its view lists them once started)."""
+        deadline = time.monotonic() + WAIT_SECONDS
+        while True:
+            run = await self.client.get_run(run_id)
+            if run.get("children"):
+                return str(run["children"][0])
+            if run["status"] not in ("queued", "running", "waiting") or time.monotonic() > deadline:
+                raise RuntimeError(f"run {run_id} started no child run: {run}")
+            await asyncio.sleep(POLL_SECONDS)
+
     async def external_publish(self) -> None:
         self.say(
             "publish from an external system with httpx (the documentation's snippet) to order.completed"
@@ -196,6 +258,8 @@ class Demo:
             self.high_priority,
             self.external_publish,
             self.trial_reminder,
+            self.approval,
+            self.payment,
         ]
         for scenario in scenarios:
             await scenario()

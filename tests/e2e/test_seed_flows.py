@@ -23,7 +23,9 @@ def test_every_seed_flow_completes(seed_server: DevProcess, example_app: App) ->
     by_what = {expected.what: expected for expected in demo.expected}
     not_ok = {what: expected.run for what, expected in by_what.items() if not expected.ok}
     assert not not_ok, not_ok
-    assert len(demo.expected) == 14  # the 13 runs of the documentation's examples, and a waiting run
+    assert (
+        len(demo.expected) == 17
+    )  # the documentation's 13 runs; waiting for a time, an approval, a payment (+ its child)
     signup = by_what["signup published by create_user"].run
     invoked = by_what["direct invocation"].run
     assert signup is not None and invoked is not None
@@ -32,6 +34,13 @@ def test_every_seed_flow_completes(seed_server: DevProcess, example_app: App) ->
     assert by_what["5 orders"].run["result"] == {"handler": "batched", "count": 5}  # type: ignore[index]
     assert [s["key"] for s in by_what["high_priority event"].run["steps"]] == ["alert"]  # type: ignore[index]
     assert by_what["low_priority event (skipped)"].run["steps"] == []  # type: ignore[index]
+    approval = by_what["suspended, approved by a resume"].run
+    assert approval is not None and approval["result"] == {"request_id": "exp_42", "approved": True}
+    order = by_what["waits for its payment event"].run
+    child = by_what["child run of the order run"].run
+    assert order is not None and child is not None
+    assert order["result"]["receipt"] == {"order_id": "ord_77", "amount": 42.0}  # its own payment's
+    assert child["parent_run_id"] == order["run_id"] and order["children"] == [child["run_id"]]
 
 
 def test_polos_demo_exits_zero() -> None:
@@ -46,5 +55,5 @@ def test_polos_demo_exits_zero() -> None:
         env=clean_env(),
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "All 14 runs completed as expected" in result.stdout
+    assert "All 17 runs completed as expected" in result.stdout
     assert "triggers on its size" in result.stdout

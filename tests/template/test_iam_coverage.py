@@ -13,6 +13,7 @@ mapping needs from the worker's role (``CONSUME_ACTIONS``) are the one grant no 
 from __future__ import annotations
 
 import contextvars
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -105,10 +106,25 @@ def invoke(spec: FunctionSpec, event: dict[str, Any]) -> Any:
         CURRENT.reset(token)
 
 
-def request(model: AppModel, method: str, path: str, key: str, **options: Any) -> Any:
-    """The API function, as API Gateway invokes it; returns its status."""
+def answer(model: AppModel, method: str, path: str, key: str, **options: Any) -> tuple[int, Any]:
+    """The API function, as API Gateway invokes it; returns its status and JSON body."""
     event = http_event(method, path, api_key=key, **options)
-    return invoke(model.function("serves_api"), event)["statusCode"]
+    response = invoke(model.function("serves_api"), event)
+    return response["statusCode"], json.loads(response["body"]) if response.get("body") else None
+
+
+def request(model: AppModel, method: str, path: str, key: str, **options: Any) -> Any:
+    """The API function's status for one request."""
+    return answer(model, method, path, key, **options)[0]
+
+
+def started(model: AppModel, key: str, workflow_id: str, payload: dict[str, Any]) -> str:
+    """Run ``workflow_id`` through the API; its run id."""
+    status, body = answer(
+        model, "POST", f"/api/v1/workflows/{workflow_id}/run", key, body={"payload": payload}
+    )
+    assert status == 202, body
+    return str(body["run_id"])
 
 
 QUEUES = "workflow queues"
@@ -164,15 +180,44 @@ def test_every_call_of_every_function_is_granted(
     assert request(model, "POST", "/api/v1/workflows/trial-reminder/run", key, body=trial) == 202
     deliver([WorkflowMessage("nightly-report", "schedule", scheduled_time="2026-11-30T02:00:00Z")])
 
+    # Waits that something else ends: a human approval (resumed, or cancelled while waiting), a payment
+    # event (published through the API, or not in time), a child run.
+    approved = started(model, key, "expense-approval", {"request_id": "e1", "amount": 12.5})
+    cancelled = started(model, key, "expense-approval", {"request_id": "e2", "amount": 99})
+    paid = started(model, key, "order-fulfillment", {"order_id": "o-paid"})
+    unpaid = started(model, key, "order-fulfillment", {"order_id": "o-unpaid"})
+
     worker = model.function("consumes_queues")
     pump = Pump(example_app, stack, invoke=lambda event: invoke(worker, event))
     pump.drain(timeout=60)
-    clock.advance(3600)  # the trial is over: the timers function wakes the waiting run
+    payment = {"topic": "payment/succeeded", "events": [{"data": {"order_id": "o-paid", "amount": 30}}]}
+    assert request(model, "POST", "/api/v1/events/publish", key, body=payment) == 200
+    decision = {"step_key": "approval", "data": {"approved": True, "by": "bob"}}
+    assert request(model, "POST", f"/api/v1/runs/{approved}/resume", key, body=decision) == 200
+    assert request(model, "POST", f"/api/v1/runs/{approved}/resume", key, body=decision) == 409
+    assert request(model, "POST", f"/api/v1/executions/{cancelled}/cancel", key) == 200
+    assert request(model, "POST", f"/api/v1/runs/{cancelled}/cancel", key) == 409
+    pump.drain(timeout=60)
+    clock.advance(3600)  # the trial is over, and o-unpaid's hour to pay: the timers function wakes them
     try:
-        assert invoke(model.function("sweeps_timers"), {}) == {"woken": 1}
+        # + the paid order's timeout timer, whose wake-up the worker turns away (the run has ended)
+        assert invoke(model.function("sweeps_timers"), {}) == {"woken": 3}
         pump.drain(timeout=60)
     finally:
         clock.reset()
+    outcomes = {
+        run_id: answer(model, "GET", f"/api/v1/runs/{run_id}", key)[1]
+        for run_id in (approved, cancelled, paid, unpaid)
+    }
+    assert [outcomes[run_id]["status"] for run_id in (approved, cancelled, paid, unpaid)] == [
+        "completed",
+        "cancelled",
+        "completed",
+        "completed",
+    ], outcomes
+    assert outcomes[approved]["result"] == {"request_id": "e1", "approved": True}
+    assert outcomes[paid]["result"]["receipt"] == {"order_id": "o-paid", "amount": 30}
+    assert outcomes[unpaid]["result"] == {"order_id": "o-unpaid", "paid": False}
 
     assert request(model, "GET", "/api/v1/runs", key, query={"workflow_id": "user-signup-handler"}) == 200
     assert request(model, "GET", "/api/v1/runs", key) == 200

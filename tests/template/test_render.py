@@ -67,7 +67,7 @@ def write_app(project: Path, batch_size: int, topic: str = "orders/placed") -> N
 def test_checked_in_template_and_manifest_are_current(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
     monkeypatch.chdir(ROOT)
     assert main(["template", "--check"]) == 0
-    assert "up to date (9 workflows)" in capsys.readouterr().out
+    assert "up to date (12 workflows)" in capsys.readouterr().out
 
 
 def test_check_fails_with_a_diff_after_batch_size_changes(project: Path, capsys: Any) -> None:

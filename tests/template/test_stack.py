@@ -196,7 +196,7 @@ def test_queues_and_dead_letter_queues_are_retained_with_their_messages(
     translated: dict[str, dict[str, Any]], name: str
 ) -> None:
     queues = {k: r for k, r in translated[name]["Resources"].items() if r["Type"] == "AWS::SQS::Queue"}
-    assert len(queues) == 2 * (9 if name == "example" else len(MODEL.queues))
+    assert len(queues) == 2 * (12 if name == "example" else len(MODEL.queues))
     for queue in queues.values():
         assert queue["DeletionPolicy"] == queue["UpdateReplacePolicy"] == "Retain"
 

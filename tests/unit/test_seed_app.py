@@ -40,7 +40,13 @@ def test_public_api_names() -> None:
 
 
 def test_example_app_registers_every_seed_workflow(example_app: App) -> None:
-    beyond_the_docs = {"trial-reminder", "nightly-report"}  # functions/workflows/durable.py
+    beyond_the_docs = {
+        "trial-reminder",
+        "nightly-report",
+        "expense-approval",
+        "order-fulfillment",
+        "send-receipt",
+    }  # functions/workflows/durable.py
     assert {wf.id for wf in example_app} == set(SEED) | beyond_the_docs
     for wf_id, (topic, size, window, payload) in SEED.items():
         wf = example_app.get(wf_id)

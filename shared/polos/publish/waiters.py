@@ -18,6 +18,15 @@ The race between a publish and a registration is closed from both sides: a publi
 then (when the reserve saw waiters) reads the waiters; a registering step writes its waiter, then reads
 the topic's events after its anchor (:meth:`WaiterStore.look_back`). Both reads are strongly consistent,
 so whichever writes last sees the other's write.
+
+One gap is left by the order of a publish's own requests: it reserves its sequence ids (seeing no waiter
+yet), and stores its events only later. If a waiter registers and looks back in between, it misses them,
+and the publisher does not look for waiters. So after registering, the step reads the topic's counter
+(:meth:`WaiterStore.anchor`): ids up to it that the look-back did not see may still be held by a publisher.
+When there are any, the run is woken once more (its ``recheck``, a wake-up like a timer's) after
+:func:`recheck_delay` — the longest a publisher can live (the worker's Lambda timeout, which is also its
+lease; the API's is shorter) — and looks back again. Ids reserved after that read saw the waiter counted.
+A publish finished later by its client's retry looks the waiters up itself (its plan does not record them).
 """
 
 from __future__ import annotations
@@ -211,8 +220,9 @@ class WaiterStore:
         last = answer.get("Item", {}).get("last")
         return 0 if last is None else int(str(last["N"]))
 
-    def register(self, waiter: Waiter, until: float | None) -> None:
-        """Store the waiter and count it on the topic (one transaction; registering twice is a no-op)."""
+    def register(self, waiter: Waiter, until: float | None) -> bool:
+        """Store the waiter and count it on the topic (one transaction; registering twice is a no-op);
+        ``True`` when this call stored it."""
         expires = int(until if until is not None else time.time()) + settings.get_settings().retention_seconds
         try:
             self._client.transact_write_items(
@@ -236,7 +246,9 @@ class WaiterStore:
             )
         except ClientError as exc:
             if _cancelled_reasons(exc)[:1] != ["ConditionalCheckFailed"]:
-                raise  # registered by an earlier try otherwise
+                raise
+            return False  # registered by an earlier try
+        return True
 
     def remove(self, topic: str, run_id: str, step: str) -> None:
         """Delete the waiter and uncount it (one transaction; removing twice is a no-op)."""
@@ -289,6 +301,16 @@ class WaiterStore:
             if "LastEvaluatedKey" not in page:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def recheck_delay() -> float:
+    """How long after a registration no publisher can still hold a sequence id reserved before it."""
+    return float(settings.get_settings().lease_seconds)
+
+
+def unseen(after: int, reserved: int, events: list[EventItem]) -> int:
+    """How many of the sequence ids in ``(after, reserved]`` are not among the looked-back ``events``."""
+    return (reserved - after) - len({e.sequence_id for e in events if after < e.sequence_id <= reserved})
 
 
 def settle(store: WaiterStore, waiter: Waiter, events: list[EventItem]) -> EventItem | None:

@@ -77,10 +77,16 @@ def resume(run_id: str, key: str, data: dict[str, Any] | None) -> ResumeOutcome:
     waiting = WaitingFor.from_json(step.wait_json) if step is not None and step.wait_json else None
     if step is None or waiting is None or waiting.kind != "resume":
         return "no_step"
-    if step.status != "waiting" or loaded.run.finished:
+    if loaded.run.finished:
         return "conflict"
-    text = json.dumps(data if data is not None else {}, separators=(",", ":"), ensure_ascii=False)
-    won = waiters.complete(loaded.run.workflow_id, run_id, key, result_json=text)
+    if step.status != "waiting":
+        # Resumed already; a resume that died after recording it but before its wake-up would leave the
+        # run waiting forever: wake it again (a duplicate wake-up is turned away) and finish the removal.
+        waiters.wake(loaded.run.workflow_id, run_id, key)
+        won = False
+    else:
+        text = json.dumps(data if data is not None else {}, separators=(",", ":"), ensure_ascii=False)
+        won = waiters.complete(loaded.run.workflow_id, run_id, key, result_json=text)
     if waiting.topic is not None:
         waiters.WaiterStore().remove(waiting.topic, run_id, key)
     return "resumed" if won else "conflict"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -387,8 +388,10 @@ class StepRunner:
             return self._outcome(key, await self._reread(key))
         if waiting.topic is not None:
             found = await asyncio.to_thread(self._register_and_look_back, waiting)
-            if found:
+            if found is True:
                 return self._outcome(key, await self._reread(key))
+            if found is not None:
+                raise RunSuspended(dataclasses.replace(waiting, recheck=found))
         elif child_of is not None:
             run = await asyncio.to_thread(self._start_child, key, child_of[0], child_of[1], True)
             if run.finished:  # it ended before this attempt (a replay): its end is this step's result
@@ -396,9 +399,10 @@ class StepRunner:
                 return self._outcome(key, await self._reread(key))
         raise RunSuspended(waiting)
 
-    def _register_and_look_back(self, waiting: WaitingFor) -> bool:
+    def _register_and_look_back(self, waiting: WaitingFor) -> bool | float | None:
         """Register the event waiter, then look at the events published since the step was first reached
-        (the registration race, see :mod:`polos.publish.waiters`); ``True`` when the step is completed."""
+        (the registration race, see :mod:`polos.publish.waiters`): ``True`` when the step is completed,
+        else when to look back once more (``None``: no need)."""
         store = waiters.WaiterStore()
         waiter = waiters.Waiter(
             topic=str(waiting.topic),
@@ -410,11 +414,14 @@ class StepRunner:
             event_type=waiting.event_type,
             match=waiting.match,
         )
-        store.register(waiter, waiting.until)
+        stored = store.register(waiter, waiting.until)
+        reserved = store.anchor(waiter.topic) if stored else waiter.after
         events = store.look_back(waiter.topic, waiter.after)
         event = next((e for e in events if waiter.matches(e)), None)
         if event is None:
-            return False
+            if waiters.unseen(waiter.after, reserved, events):
+                return clock.now() + waiters.recheck_delay()
+            return None
         waiters.complete_step(self._run_id, waiting.step, result_json=waiter.result_json(event))
         store.remove(waiter.topic, self._run_id, waiting.step)
         return True

@@ -61,13 +61,14 @@ def resume_message(workflow_id: str, run_id: str, step: str, delay: float) -> Wo
 
 def arm(workflow_id: str, run_id: str, waiting: WaitingFor) -> None:
     """Make sure run ``run_id`` is woken when ``waiting`` is due (twice wakes it twice: harmless)."""
-    if waiting.until is None:
+    wake_at = waiting.wake_at
+    if wake_at is None:
         return
-    left = waiting.until - clock.now()
+    left = wake_at - clock.now()
     if left <= MAX_DELAY_SECONDS:
         deliver([resume_message(workflow_id, run_id, waiting.step, left)])
         return
-    arm_at = waiting.until - ARM_AHEAD_SECONDS
+    arm_at = wake_at - ARM_AHEAD_SECONDS
     settings.dynamodb().put_item(
         TableName=settings.get_settings().runs_table,
         Item={
@@ -76,8 +77,8 @@ def arm(workflow_id: str, run_id: str, waiting: WaitingFor) -> None:
             "wf": {"S": workflow_id},
             "run_id": {"S": run_id},
             "step": {"S": waiting.step},
-            "until": {"N": repr(waiting.until)},
-            "expires_at": {"N": str(int(waiting.until) + settings.get_settings().retention_seconds)},
+            "until": {"N": repr(wake_at)},
+            "expires_at": {"N": str(int(wake_at) + settings.get_settings().retention_seconds)},
         },
     )
 

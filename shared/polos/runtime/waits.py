@@ -45,6 +45,15 @@ class WaitingFor:
     child: str | None = None
     # ``event``/``resume``: the topic's last sequence id when the step was first reached.
     after: int | None = None
+    # ``event``/``resume``, on the run's copy only: when to look back once more for events whose sequence
+    # ids were reserved before the waiter was registered but not yet stored (see polos.publish.waiters).
+    recheck: float | None = None
+
+    @property
+    def wake_at(self) -> float | None:
+        """When the run must be woken whatever happens: the earlier of ``until`` and ``recheck``."""
+        times = [moment for moment in (self.until, self.recheck) if moment is not None]
+        return min(times) if times else None
 
     def to_json(self) -> str:
         raw: dict[str, Any] = {"step": self.step, "kind": self.kind, "until": self.until}
@@ -54,6 +63,7 @@ class WaitingFor:
             "match": self.match,
             "child": self.child,
             "after": self.after,
+            "recheck": self.recheck,
         }
         raw.update({name: value for name, value in extra.items() if value is not None})
         return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
@@ -70,6 +80,7 @@ class WaitingFor:
             match=raw.get("match"),
             child=raw.get("child"),
             after=raw.get("after"),
+            recheck=raw.get("recheck"),
         )
 
     def view(self) -> dict[str, Any]:
@@ -88,11 +99,13 @@ def is_due(waiting: WaitingFor, step: StepRecord | None, now: float) -> bool:
     """Whether the wait is over at ``now``: the one place that turns a waiting run runnable.
 
     Over when a completer recorded the step's result (``step`` is the journaled waiting step), or when
-    ``until`` passed (a timer's time, or another kind's timeout).
+    ``until`` passed (a timer's time, or another kind's timeout), or when a ``recheck`` is due (the
+    attempt looks back once more and, finding nothing, waits again).
     """
     if step is not None and step.status != "waiting":
         return True
-    return waiting.until is not None and now >= waiting.until
+    wake_at = waiting.wake_at
+    return wake_at is not None and now >= wake_at
 
 
 class RunSuspended(BaseException):

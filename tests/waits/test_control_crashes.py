@@ -1,0 +1,200 @@
+"""A crash right after any AWS request of cancelling, resuming, and starting or ending a child run: no step
+function runs after ``cancelled``, a cancel that died halfway is finished by its retry, a resume whose
+answer was lost resumes the run once, a child is started once and its parent resumed once.
+
+The API side dies as a request (its client retries it); the workflow side as a worker invocation (its
+message comes back)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from polos import WorkflowContext, workflow
+from polos.app import App
+from polos.aws import settings
+from polos.errors import StepExecutionError
+from polos.publish.events import COUNTER_SK
+from polos.testing import Stack, local_stack
+
+from bench.meter import Crash, Meter
+
+calls: dict[str, int] = {}
+
+
+def count(name: str) -> str:
+    calls[name] = calls.get(name, 0) + 1
+    return name
+
+
+@workflow(id="cc-approval")
+async def approval(ctx: WorkflowContext, payload: dict[str, Any]) -> dict[str, Any]:
+    await ctx.step.run("ask", count, "ask")
+    decision = await ctx.step.suspend("approve")
+    await ctx.step.run("after", count, "after")
+    return decision
+
+
+@workflow(id="cc-order")
+async def order(ctx: WorkflowContext, payload: dict[str, Any]) -> int:
+    paid = await ctx.step.wait_for_event("paid", "cc/paid", match={"id": payload["id"]})
+    await ctx.step.run("after", count, "after")
+    return int(paid.data["n"])
+
+
+@workflow(id="cc-child")
+async def child(ctx: WorkflowContext, payload: dict[str, Any]) -> int:
+    await ctx.step.run("child_step", count, "child_step")
+    if payload.get("wait"):
+        await ctx.step.wait_for("nap", days=1)
+        await ctx.step.run("child_after", count, "child_after")
+    return int(payload["n"]) * 2
+
+
+@workflow(id="cc-parent")
+async def parent(ctx: WorkflowContext, payload: dict[str, Any]) -> Any:
+    try:
+        doubled = await ctx.step.invoke_and_wait("kid", child, payload)
+    except StepExecutionError as exc:
+        return {"child_failed": str(exc)}
+    await ctx.step.run("after", count, "after")
+    return doubled
+
+
+APP = App("control-crashes", [approval, order, child, parent])
+NOT_THE_TEST: Callable[[Any], bool] = lambda call: call.tag != "test"  # noqa: E731
+
+
+def crashing(stack: Stack, crash_at: int | None, action: Callable[[], None], done: Callable[[], bool]) -> int:
+    """Do ``action`` (retried like a client retries a request that died), then drain until ``done``,
+    crashing after the ``crash_at``-th request; returns the number of requests made."""
+    meter = Meter()
+    meter.attach(settings.dynamodb(), settings.sqs())
+    meter.crash_after(crash_at, where=NOT_THE_TEST)
+    acted = False
+    for _ in range(12):
+        try:
+            if not acted:
+                action()
+                acted = True
+            stack.drain()
+        except Crash:
+            continue
+        with meter.tag("test"):
+            if done():
+                break
+    made = len([call for call in meter.calls if call.tag != "test"])
+    meter.detach()
+    assert not meter.crash_pending, f"no crash happened at request {crash_at}"
+    return made
+
+
+def waiters_of(topic: str) -> int:
+    """The topic's count of event waiters (a topic without any costs a publish nothing more)."""
+    item = settings.dynamodb().get_item(
+        TableName=settings.get_settings().events_table,
+        Key={"pk": {"S": f"seq#{topic}"}, "sk": {"S": COUNTER_SK}},
+        ConsistentRead=True,
+    )
+    return int(item.get("Item", {}).get("waiters", {}).get("N", "0"))
+
+
+def every_point(lifecycle: Callable[[int | None], int], at_least: int) -> None:
+    points = lifecycle(None)
+    assert points >= at_least
+    for n in range(1, points + 1):
+        lifecycle(n)
+
+
+def cancel_parent(crash_at: int | None) -> int:
+    calls.clear()
+    with local_stack(APP, max_receive_count=50) as stack:
+        run_id = stack.invoke("cc-parent", {"n": 1, "wait": True})
+        stack.drain()
+        (kid,) = stack.run(run_id)["children"]
+        answers: list[int] = []
+
+        def cancel() -> None:
+            answers.append(stack.request("POST", f"/api/v1/runs/{run_id}/cancel").status)
+
+        made = crashing(stack, crash_at, cancel, lambda: stack.run(kid)["status"] == "cancelled")
+        # a retry after a crash may find the run already cancelled (409), and finishes the cancel anyway
+        assert answers in ([200], [409]), answers
+        stack.advance(days=2)  # the child's timer fires: turned away, it is cancelled
+        stack.drain()
+        assert stack.run(run_id)["status"] == "cancelled" and stack.run(kid)["status"] == "cancelled"
+        assert calls == {"child_step": 1}  # no step function after cancelled, in parent or child
+        return made
+
+
+def cancel_event_waiter(crash_at: int | None) -> int:
+    calls.clear()
+    with local_stack(APP, max_receive_count=50) as stack:
+        run_id = stack.invoke("cc-order", {"id": "x"})
+        stack.drain()
+        assert waiters_of("cc/paid") == 1
+        answers: list[int] = []
+
+        def cancel() -> None:
+            answers.append(stack.request("POST", f"/api/v1/executions/{run_id}/cancel").status)
+
+        made = crashing(stack, crash_at, cancel, lambda: waiters_of("cc/paid") == 0)
+        assert answers in ([200], [409]), answers
+        assert waiters_of("cc/paid") == 0  # the retry removed the waiter the crashed cancel left
+        stack.publish("cc/paid", [{"data": {"id": "x", "n": 1}}])
+        stack.drain()
+        assert stack.run(run_id)["status"] == "cancelled" and calls == {}
+        return made
+
+
+def resume_approval(crash_at: int | None) -> int:
+    calls.clear()
+    with local_stack(APP, max_receive_count=50) as stack:
+        run_id = stack.invoke("cc-approval", {})
+        stack.drain()
+        answers: list[int] = []
+
+        def resume() -> None:
+            body = {"step_key": "approve", "data": {"ok": 1}}
+            answers.append(stack.request("POST", f"/api/v1/runs/{run_id}/resume", body).status)
+
+        made = crashing(stack, crash_at, resume, lambda: stack.run(run_id)["status"] == "completed")
+        # a retried resume whose first try took effect is a 409; either way the run resumed once
+        assert answers in ([200], [409]), answers
+        run = stack.run(run_id)
+        assert run["status"] == "completed" and run["result"] == {"ok": 1}, run
+        assert calls == {"ask": 1, "after": 1}
+        return made
+
+
+def child_run(crash_at: int | None) -> int:
+    calls.clear()
+    with local_stack(APP, max_receive_count=50) as stack:
+        run_id = stack.invoke("cc-parent", {"n": 21})
+        made = crashing(stack, crash_at, lambda: None, lambda: stack.run(run_id)["status"] == "completed")
+        run = stack.run(run_id)
+        assert run["status"] == "completed" and run["result"] == 42, run
+        assert [r["run_id"] for r in stack.runs("cc-child")] == run["children"]  # one child, never two
+        assert calls == {"child_step": 1, "after": 1}  # the parent resumed once
+        return made
+
+
+@pytest.mark.timeout(900)
+def test_a_crash_after_any_request_of_cancelling_a_waiting_parent_finishes_on_retry() -> None:
+    every_point(cancel_parent, at_least=4)
+
+
+@pytest.mark.timeout(900)
+def test_a_crash_after_any_request_of_cancelling_an_event_wait_removes_its_waiter_on_retry() -> None:
+    every_point(cancel_event_waiter, at_least=3)
+
+
+@pytest.mark.timeout(900)
+def test_a_resume_whose_answer_is_lost_and_retried_resumes_the_run_once() -> None:
+    every_point(resume_approval, at_least=5)
+
+
+@pytest.mark.timeout(900)
+def test_a_crash_after_any_request_of_a_child_run_starts_one_child_and_resumes_the_parent_once() -> None:
+    every_point(child_run, at_least=10)
