@@ -114,8 +114,6 @@ def test_the_cli_prints_runs_and_a_run_as_tables(
         "RESULT",
         "/",
         "ERROR",
-        "/",
-        "WAIT",
     ]
     assert set(listing[1]) <= {"-", " "}
     [row] = listing[2:]
