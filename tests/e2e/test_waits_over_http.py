@@ -10,7 +10,8 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from helpers.dev_process import ROOT, DevProcess, get_json, wait_until
+from helpers.dev_process import ROOT, DevProcess, get_json
+from helpers.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
