@@ -30,7 +30,7 @@ lint: install
 	$(BIN)/lint-imports
 
 typecheck: install
-	$(BIN)/mypy shared/polos infra functions/api functions/worker bench
+	$(BIN)/mypy shared/polos infra functions/api functions/worker functions/timers bench
 
 # pytest exits 5 when no test ran; make treats that as the failure it is.
 test: lint typecheck browser
