@@ -138,7 +138,10 @@ def test_table_has_every_figure_and_a_verdict_per_target(results: Results) -> No
         "request budget",
         "memory",
         "throughput",
+        "waits",
     }
+    wait = next(row for row in rows if row.benchmark == "waits" and row.system == "Polos")
+    assert "per million waits" in wait.result and "$0 per second waited" in wait.result
 
 
 def test_main_prints_the_table_and_writes_the_report(
