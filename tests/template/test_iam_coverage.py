@@ -29,7 +29,7 @@ from polos.publish.fanout import deliver
 from polos.publish.messages import WorkflowMessage
 from polos.runtime import clock
 
-from infra.model import CONSUME_ACTIONS, FUNCTIONS, AppModel, FunctionSpec, build_model
+from infra.model import CONSUME_ACTIONS, DEAD_LETTER_ACTIONS, FUNCTIONS, AppModel, FunctionSpec, build_model
 
 CURRENT: contextvars.ContextVar[str | None] = contextvars.ContextVar("polos_function", default=None)
 Call = tuple[str, str, str]  # (function, IAM action, resource: table name, "table/index/name" or queue URL)
@@ -38,7 +38,7 @@ Call = tuple[str, str, str]  # (function, IAM action, resource: table name, "tab
 def _iam(service: str, operation: str, params: dict[str, Any]) -> list[tuple[str, str]]:
     """The (action, resource) pairs IAM checks for one call (transactions item by item, batches per table)."""
     if service == "sqs":
-        action = "SendMessage" if operation == "SendMessageBatch" else operation
+        action = operation.removesuffix("Batch")  # IAM authorises SQS batch calls as their single action
         return [(f"sqs:{action}", params["QueueUrl"])]
     if operation == "TransactWriteItems":
         kinds = {
@@ -128,11 +128,15 @@ def started(model: AppModel, key: str, workflow_id: str, payload: dict[str, Any]
 
 
 QUEUES = "workflow queues"
+DEAD_LETTER_QUEUES = "dead-letter queues"
 
 
 def _resource(resource: str) -> str:
-    """A call's resource as the grants name it: table names as they are, any workflow queue as QUEUES."""
-    return QUEUES if resource.startswith(settings.get_settings().queue_url_prefix) else resource
+    """A call's resource as the grants name it: table names as they are, any workflow queue as QUEUES, any
+    dead-letter queue as DEAD_LETTER_QUEUES."""
+    if not resource.startswith(settings.get_settings().queue_url_prefix):
+        return resource
+    return DEAD_LETTER_QUEUES if resource.endswith(settings.DEAD_LETTER_SUFFIX) else QUEUES
 
 
 def grants(model: AppModel, names: dict[str, str]) -> set[Call]:
@@ -140,6 +144,8 @@ def grants(model: AppModel, names: dict[str, str]) -> set[Call]:
     granted: set[Call] = set()
     for spec in model.functions:
         granted |= {(spec.logical_id, action, QUEUES) for action in spec.queue_actions}
+        if spec.manages_dead_letters:
+            granted |= {(spec.logical_id, action, DEAD_LETTER_QUEUES) for action in DEAD_LETTER_ACTIONS}
         for access in spec.tables:
             table = names[access.table.env_var]
             granted |= {(spec.logical_id, action, table) for action in access.actions}
@@ -225,6 +231,16 @@ def test_every_call_of_every_function_is_granted(
     assert request(model, "GET", "/api/v1/runs/run_missing", key) == 404
     assert request(model, "GET", "/api/v1/executions/run_missing", key) == 404
     assert request(model, "GET", "/api/v1/runs", "pk_wrong.secret") == 401
+
+    # A dead letter (put there by hand: an invocation of a run that does not exist), listed and redriven.
+    letter = WorkflowMessage("create_user", "invoke", run_id="run_" + "0" * 26)
+    dlq = settings.get_settings().queue_url("create_user") + settings.DEAD_LETTER_SUFFIX
+    settings.sqs().send_message(QueueUrl=dlq, MessageBody=letter.to_json())
+    listed = answer(model, "GET", "/api/v1/workflows/create_user/dead-letters", key)[1]
+    assert listed["approximate_count"] == 1
+    redriven = answer(model, "POST", "/api/v1/workflows/create_user/dead-letters/redrive", key)[1]
+    assert redriven == {"moved": 1}
+    pump.drain(timeout=60)  # the worker acknowledges it: no such run, nothing to run
 
     names = {spec.env_var: os.environ[spec.env_var] for spec in model.tables}  # set by the `stack` fixture
     used = {(function, action, _resource(resource)) for function, action, resource in calls}
