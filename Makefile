@@ -54,9 +54,10 @@ bench: install
 moto-parity: install
 	$(BIN)/python -m infra.local.moto_parity
 
-# The reliability suite at full size: 10,000-event load test and the whole crash matrix.
+# The reliability suite at full size: 10,000-event load test, the whole crash matrix, and every crash point
+# of the waits crash tests (the suite visits 12 of each, spread evenly).
 soak: install
-	POLOS_SOAK=1 $(BIN)/pytest tests/reliability -o timeout=3600
+	POLOS_SOAK=1 $(BIN)/pytest tests/reliability tests/waits -o timeout=3600
 
 # The README's picture of the dashboard (docs/dashboard.png), taken by its browser test.
 screenshot: install browser

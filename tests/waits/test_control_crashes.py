@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from helpers.crash_points import crash_points
 from polos import WorkflowContext, workflow
 from polos.app import App
 from polos.aws import settings
@@ -103,7 +104,7 @@ def waiters_of(topic: str) -> int:
 def every_point(lifecycle: Callable[[int | None], int], at_least: int) -> None:
     points = lifecycle(None)
     assert points >= at_least
-    for n in range(1, points + 1):
+    for n in crash_points(points):
         lifecycle(n)
 
 

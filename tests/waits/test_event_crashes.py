@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from helpers.crash_points import crash_points
 from polos import WorkflowContext, workflow
 from polos.app import App
 from polos.aws import settings
@@ -67,5 +68,5 @@ def lifecycle(crash_at: int | None) -> int:
 def test_a_crash_after_any_request_of_registering_matching_or_resuming_loses_no_event() -> None:
     points = lifecycle(None)
     assert points >= 10
-    for n in range(1, points + 1):
+    for n in crash_points(points):
         lifecycle(n)

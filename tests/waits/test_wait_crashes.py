@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from helpers.crash_points import crash_points
 from polos import WorkflowContext, workflow
 from polos.app import App
 from polos.aws import settings
@@ -86,5 +87,5 @@ def test_a_crash_after_any_request_of_waiting_waking_or_resuming_loses_nothing(m
     with local_stack(APP, max_receive_count=50) as stack:  # one stack: each crash point runs its own run
         points = lifecycle(stack, minutes, crash_at=None)
         assert points >= 8  # load, lease, journal, wait step, timer, finish; sweep, resume: load, lease, ...
-        for n in range(1, points + 1):
+        for n in crash_points(points):
             lifecycle(stack, minutes, crash_at=n)
