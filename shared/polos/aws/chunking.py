@@ -1,4 +1,5 @@
-"""Splitting work into AWS batch-API calls and backing off between retries of their leftovers.
+"""Splitting work into AWS batch-API calls and backing off between retries of their leftovers; reading a
+``Query`` to its last page.
 
 The batch APIs (``BatchWriteItem``, ``BatchGetItem``, ``TransactWriteItems``, ``SendMessageBatch``) cap
 each call by entry count and total size, and report partial failures in their answers rather than as
@@ -10,7 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -66,3 +67,14 @@ def write_all(client: DynamoDBClient, table: str, requests: list[WriteRequestTyp
         if attempt < MAX_ATTEMPTS:
             pause(attempt)
     raise UnprocessedWritesError(f"{len(pending)} item(s) stayed unprocessed after {MAX_ATTEMPTS} attempts")
+
+
+def query_all(client: DynamoDBClient, **query: Any) -> list[dict[str, Any]]:
+    """Every item a DynamoDB ``Query`` answers, page after page (one request unless past 1 MB)."""
+    items: list[dict[str, Any]] = []
+    while True:
+        page = client.query(**query)
+        items.extend(page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return items
+        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]

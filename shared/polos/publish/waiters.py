@@ -41,6 +41,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from polos.aws import settings
+from polos.aws.chunking import query_all
 from polos.payloads import EventItem, utc_iso
 from polos.publish.events import COUNTER_SK, decode_event, event_pk, sequence_sk
 from polos.publish.fanout import deliver
@@ -285,22 +286,13 @@ class WaiterStore:
         return [decode_event(item) for item in self._query(event_pk(topic), sequence_sk(after))]
 
     def _query(self, pk: str, after_sk: str | None) -> list[Item]:
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk" + (" AND sk > :after" if after_sk is not None else ""),
-            "ExpressionAttributeValues": {
-                ":pk": {"S": pk},
-                **({":after": {"S": after_sk}} if after_sk else {}),
-            },
-            "ConsistentRead": True,
-        }
-        items: list[Item] = []
-        while True:
-            page = self._client.query(**kwargs)
-            items.extend(page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return query_all(
+            self._client,
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk" + (" AND sk > :after" if after_sk is not None else ""),
+            ExpressionAttributeValues={":pk": {"S": pk}, **({":after": {"S": after_sk}} if after_sk else {})},
+            ConsistentRead=True,
+        )
 
 
 def recheck_delay() -> float:

@@ -27,7 +27,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from polos.aws import settings
-from polos.aws.chunking import MAX_ATTEMPTS, chunked, pause
+from polos.aws.chunking import MAX_ATTEMPTS, chunked, pause, query_all
 from polos.publish.events import EventRef
 from polos.runtime.journal import (
     RUN_SK,
@@ -160,18 +160,13 @@ def members(items: list[Item]) -> list[EventRef]:
 
 def load_members(run_id: str) -> list[EventRef]:
     """The member events of a batch run (one Query of its member chunk items)."""
-    items: list[Item] = []
-    kwargs: dict[str, Any] = {
-        "TableName": settings.get_settings().runs_table,
-        "KeyConditionExpression": "pk = :pk AND begins_with(sk, :member)",
-        "ExpressionAttributeValues": {":pk": {"S": run_pk(run_id)}, ":member": {"S": MEMBER_PREFIX}},
-    }
-    while True:
-        page = _client().query(**kwargs)
-        items.extend(page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return members(items)
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    items = query_all(
+        _client(),
+        TableName=settings.get_settings().runs_table,
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :member)",
+        ExpressionAttributeValues={":pk": {"S": run_pk(run_id)}, ":member": {"S": MEMBER_PREFIX}},
+    )
+    return members(items)
 
 
 @dataclass

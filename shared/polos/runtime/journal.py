@@ -22,11 +22,12 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from botocore.exceptions import ClientError
 
 from polos.aws import settings
+from polos.aws.chunking import query_all
 from polos.errors import RunLeaseLostError
 from polos.payloads import utc_iso
 from polos.publish.events import EventRef
@@ -233,19 +234,13 @@ class Journal:
 
     def query_partition(self, run_id: str) -> list[Item]:
         """Every item of a run's partition (one strongly consistent Query, more only past 1 MB)."""
-        items: list[Item] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": run_pk(run_id)}},
-            "ConsistentRead": True,
-        }
-        while True:
-            page = self._client.query(**kwargs)
-            items.extend(page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return query_all(
+            self._client,
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": run_pk(run_id)}},
+            ConsistentRead=True,
+        )
 
     def load(self, run_id: str) -> LoadedRun | None:
         """The run and its steps in first-call order, or ``None`` when no run item exists."""

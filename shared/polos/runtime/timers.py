@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 
 from polos.aws import settings
-from polos.aws.chunking import BATCH_WRITE_MAX_BYTES, BATCH_WRITE_MAX_ITEMS, chunked, write_all
+from polos.aws.chunking import BATCH_WRITE_MAX_BYTES, BATCH_WRITE_MAX_ITEMS, chunked, query_all, write_all
 from polos.publish.fanout import deliver
 from polos.publish.messages import WorkflowMessage
 from polos.runtime import clock
@@ -93,18 +93,12 @@ def _fire(partition: str, now: float) -> int:
     """Send the resume messages of one shard's armed timers, then delete them."""
     config = settings.get_settings()
     client = settings.dynamodb()
-    items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {
-        "TableName": config.runs_table,
-        "KeyConditionExpression": "pk = :pk AND sk < :armed",
-        "ExpressionAttributeValues": {":pk": {"S": partition}, ":armed": {"S": _sort_key(now) + "$"}},
-    }
-    while True:
-        page = client.query(**kwargs)
-        items.extend(page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            break
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    items = query_all(
+        client,
+        TableName=config.runs_table,
+        KeyConditionExpression="pk = :pk AND sk < :armed",
+        ExpressionAttributeValues={":pk": {"S": partition}, ":armed": {"S": _sort_key(now) + "$"}},
+    )
     if not items:
         return 0
     deliver([_wake_up(item, now) for item in items])
