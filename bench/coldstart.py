@@ -148,6 +148,8 @@ def lambda_env() -> dict[str, str]:
     """The environment a deployed function sees (names are placeholders; nothing is called)."""
     from polos.aws import settings
 
+    from infra.template import FIXED_ENVIRONMENT
+
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POLOS_", "POWERTOOLS_"))}
     env.update(
         {
@@ -160,8 +162,7 @@ def lambda_env() -> dict[str, str]:
             "AWS_SECRET_ACCESS_KEY": "bench",
             "AWS_SESSION_TOKEN": "bench",
             "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
-            "POWERTOOLS_SERVICE_NAME": "polos",
-            "POWERTOOLS_METRICS_NAMESPACE": "Polos",
+            **FIXED_ENVIRONMENT,
             "LOG_LEVEL": "INFO",
             settings.ENV_EVENTS_TABLE: "polos-events",
             settings.ENV_RUNS_TABLE: "polos-runs",

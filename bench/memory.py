@@ -145,6 +145,7 @@ def _run(case: str, events: int) -> float:
     from bench.meter import Meter
     from bench.stack import Handlers, MeteredStack, aws_in_process, polos_handlers
     from bench.workload import sample_event
+    from infra.local.stack import MAX_VISIBILITY_TIMEOUT, StackOptions
 
     peak = _Peak()
 
@@ -159,11 +160,16 @@ def _run(case: str, events: int) -> float:
         sample["data"]["note"] += "x" * (data_bytes - 1024)
         return sample
 
+    # Collecting a batch this large takes moto minutes: with the default visibility timeout its first
+    # messages would come back (and be received again) before the batch is complete.
+    options = StackOptions(visibility_timeout=MAX_VISIBILITY_TIMEOUT)
     with (
         tempfile.TemporaryDirectory() as tmp,
         aws_in_process(),
         tapped(),
-        MeteredStack(app(), Path(tmp), Meter(), handlers, app_target="bench.memory_app") as stack,
+        MeteredStack(
+            app(), Path(tmp), Meter(), handlers, app_target="bench.memory_app", options=options
+        ) as stack,
     ):
         (mapping,) = stack.mappings
         if case == "api":
@@ -175,7 +181,11 @@ def _run(case: str, events: int) -> float:
                 )
             delivery = mapping.poll(wait_seconds=0, flush=True)
             if delivery is None or len(delivery.messages) != events or delivery.failed or delivery.error:
-                raise RuntimeError(f"the worker was not delivered {events} events in one batch: {delivery}")
+                got = "nothing"
+                if delivery is not None:
+                    got = f"{len(delivery.messages)} messages, {len(delivery.failed)} failed"
+                    got += f", error {delivery.error!r}"
+                raise RuntimeError(f"the worker was not delivered {events} events in one batch: {got}")
     return peak.bytes / 1024 / 1024
 
 
