@@ -77,4 +77,4 @@ sam-check: $(SAM_VENV)/.installed
 		sh -c '$(SAM_VENV)/bin/sam validate --lint && $(SAM_VENV)/bin/sam build'
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .moto-parity
+	rm -rf $(VENV) $(SAM_VENV) .sdk-venv .aws-sam .pytest_cache .mypy_cache .ruff_cache .moto-parity

@@ -33,7 +33,12 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--smoke", action="store_true", help="tiny sizes, two cost scenarios (the test suite)"
     )
+    parser.add_argument(
+        "--only", choices=["waits"], help="run one benchmark and print its rows (nothing is written)"
+    )
     args = parser.parse_args(argv)
+    if args.only:
+        args.no_write = True
     if args.smoke:
         args.events, args.import_runs, args.throughput_events, args.history = 10, 1, 12, 48
     args.command = "make bench" if not argv else " ".join(["python -m bench", *argv])
@@ -51,13 +56,16 @@ def measure(args: argparse.Namespace) -> Results:
     """Run every benchmark once."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from bench import coldstart, cost, memory, report, throughput, waits
+    from bench import coldstart, cost, memory, report, throughput
     from bench.logs import tapped
 
     # The level the template deploys, before any handler module is imported (their loggers read it once).
     os.environ["POWERTOOLS_LOG_LEVEL"] = deployed_log_level()
 
     results = report.Results(command=args.command)
+    if args.only == "waits":
+        _measure_waits(results)
+        return results
     _progress(f"cold start: {args.import_runs} fresh imports of boto3 and of each handler ...")
     results.imports = coldstart.measure(runs=args.import_runs)
     results.first_calls = coldstart.measure(runs=args.import_runs, invoke=True)
@@ -71,9 +79,7 @@ def measure(args: argparse.Namespace) -> Results:
     _progress("request budgets: first delivery and a duplicate of 1-step and 5-step runs ...")
     with tapped():
         results.budgets = cost.budgets()
-    _progress("waits: a 1-step run with and without a 1-hour wait ...")
-    with tapped():
-        results.wait = waits.measure()
+    _measure_waits(results)
     _progress("memory: API on a 6 MB publish, worker on its largest batch (subprocesses) ...")
     results.memory = memory.measure(smoke=args.smoke)
     _progress(
@@ -88,6 +94,18 @@ def measure(args: argparse.Namespace) -> Results:
             history=args.history,
         )
     return results
+
+
+def _measure_waits(results: Results) -> None:
+    from bench import waits
+    from bench.logs import tapped
+
+    _progress("waits: a 1-step run with and without a 1-hour wait ...")
+    with tapped():
+        results.wait = waits.measure()
+    _progress("waits: publishes with and without event waiters, a matched wait_for_event ...")
+    with tapped():
+        results.event_wait = waits.measure_event_wait()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

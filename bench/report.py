@@ -25,7 +25,7 @@ from bench.memory import MemoryUse
 from bench.stack import ASSUMED_AWS_CALL_MS, FULL_VCPU_MB
 from bench.storage import ITEM_OVERHEAD_BYTES
 from bench.throughput import Throughput
-from bench.waits import WaitCost
+from bench.waits import EventWaitCost, PublishCost, WaitCost
 from infra.model import FUNCTIONS
 
 # Issue 12: fresh-process import of each handler as a ratio to `import boto3` in the same run.
@@ -36,6 +36,9 @@ IMPORT_TARGET_RATIOS = {
 THROUGHPUT_TARGET_RATIO = 0.8  # of the raw replay
 THROUGHPUT_TARGET_EVENTS = 20.0  # events/s through `polos dev`
 HISTORY_TARGET_RATIO = 0.8  # of the rate at start, with the history stored
+# Issue 14: a publish to a topic without waiters adds no request; a matched wait_for_event at most 4.
+NO_WAITERS_TARGET_REQUESTS = 0
+MATCHED_WAIT_TARGET_REQUESTS = 4
 COLUMNS = (
     "Benchmark",
     "Case",
@@ -90,6 +93,7 @@ class Results:
     import_profiles: dict[str, list[ImportCost]] = field(default_factory=dict)
     throughput: Throughput | None = None
     wait: WaitCost | None = None
+    event_wait: EventWaitCost | None = None
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -142,6 +146,8 @@ def cost_rows(bills: Sequence[Bill]) -> list[Row]:
 
 
 def reference_rows(bills: Sequence[Bill]) -> list[Row]:
+    if not bills:  # e.g. `python -m bench --only waits`
+        return []
     shapes = sorted({bill.scenario.shape for bill in bills}, key=lambda s: (s.subscribers, s.steps, s.batch))
     rows = [
         Row(
@@ -292,6 +298,70 @@ def wait_rows(wait: WaitCost | None) -> list[Row]:
     ]
 
 
+def _operations(operations: dict[str, int]) -> str:
+    return ", ".join(f"{operation} {count}" for operation, count in operations.items()) or "none"
+
+
+def _no_waiters_row(case: str, publish: PublishCost, baseline: PublishCost) -> Row:
+    added = publish.requests - baseline.requests
+    return Row(
+        "waits",
+        case,
+        "Polos",
+        result=f"{added:+d} requests ({publish.requests} vs {baseline.requests} with the waiter path stubbed "
+        f"out: {_operations(dict(publish.operations))}); {publish.waiter_requests} on waiter items",
+        relative=f"{_figure(publish.write_units)} WRU, {_figure(publish.read_units)} RRU "
+        f"(stubbed: {_figure(baseline.write_units)}, {_figure(baseline.read_units)})",
+        target=f"+{NO_WAITERS_TARGET_REQUESTS} requests",
+        verdict=_verdict(
+            added <= NO_WAITERS_TARGET_REQUESTS
+            and publish.waiter_requests == 0
+            and publish.operations == baseline.operations
+        ),
+    )
+
+
+def event_wait_rows(cost: EventWaitCost | None) -> list[Row]:
+    if cost is None:
+        return []
+    added = cost.added_by_match
+    usd = cost.wait.usd_per_million()
+    callback = prices.DURABLE_OPERATION.usd * prices.MILLION
+    case = "1-step run + one wait_for_event, matched"
+    return [
+        _no_waiters_row(
+            "publish 1 event, topic never waited on", cost.quiet, cost.quiet_without_waiters_path
+        ),
+        _no_waiters_row(
+            "publish 1 event, topic whose waiters are gone", cost.emptied, cost.emptied_without_waiters_path
+        ),
+        Row(
+            "waits",
+            "publish 1 event matching a wait_for_event",
+            "Polos",
+            result=f"+{sum(added.values())} requests beyond the publish: {_operations(added)}",
+            relative=f"{cost.matched.requests} vs {cost.quiet.requests} requests on a topic without waiters",
+            target=f"<= +{MATCHED_WAIT_TARGET_REQUESTS} requests",
+            verdict=_verdict(sum(added.values()) <= MATCHED_WAIT_TARGET_REQUESTS),
+        ),
+        Row(
+            "waits",
+            case,
+            "Polos",
+            result=f"+{cost.wait.requests} requests, ${usd:.2f} per million waits",
+            relative=f"{cost.wait.write_units:g} WRU, {cost.wait.read_units:g} RRU, "
+            f"{cost.wait.sqs_requests} SQS",
+        ),
+        Row(
+            "waits",
+            case,
+            "Lambda durable functions",
+            result=f"${callback:.2f} per million callbacks (1 operation)",
+            relative=f"{usd / callback:.2f}x" if usd else "",
+        ),
+    ]
+
+
 def rows(results: Results) -> list[Row]:
     return (
         cost_rows(results.bills)
@@ -301,6 +371,7 @@ def rows(results: Results) -> list[Row]:
         + memory_rows(results.memory)
         + throughput_rows(results.throughput)
         + wait_rows(results.wait)
+        + event_wait_rows(results.event_wait)
     )
 
 
@@ -453,6 +524,16 @@ def markdown(results: Results) -> str:
         "  (every event, run and step copied under new keys) and the same events are published and timed",
         "  again. moto's own DynamoDB `Query` reads and sorts the whole table; the local stack installs a",
         "  partition-indexed one (`infra/local/moto_query.py`, proven equal by `make moto-parity`).",
+        "- **waits** (`bench/waits.py`, alone: `python -m bench --only waits`): a 1-step run with a 1-hour",
+        "  wait, or with one `wait_for_event` matched by a publish, next to the same run without it (the",
+        "  timers function's sweeps and the pollers' empty receives left out: not per wait). Publishes are",
+        "  one 1 KB event through the API handler, its key check included. *topic never waited on* / *whose",
+        "  waiters are gone*: the same publish again with the publish path's waiter matching",
+        "  (`waiters.match_published`) replaced by a stub, i.e. the publish as it was before",
+        "  `wait_for_event`; equal operations and no request naming a waiter item (`wait#<topic>`) pass.",
+        "  *matching a wait_for_event*: the requests that publish made beyond the same publish to a topic",
+        "  without waiters, by operation. Lambda durable functions: one callback = one durable operation",
+        "  (its completion call, data written and retained not counted: a lower bound).",
         "",
         f"## Prices (US East, N. Virginia, as listed on {prices.PRICES_DATE})",
         "",

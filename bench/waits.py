@@ -7,10 +7,25 @@ adds (its duration is taken as :data:`RESUME_MS`, an assumption: a replay with o
 function's fixed cost (16 Queries a minute, whatever the number of waits: about 691,000 a month) is not per
 wait and is left out; nothing is billed per second of waiting. Next to it: the per-operation price of a
 wait in Lambda durable functions and of a Wait state in Step Functions Standard.
+
+Event waits (:func:`measure_event_wait`) are measured on the publish path, one API request each (the API
+key check included), and whole:
+
+- a publish to a topic that never had waiters, next to the same publish with the publish path's only door
+  to the waiters (``polos.publish.waiters.match_published``) replaced by a stub: the request count and the
+  operations must be equal, and no request may name a waiter item (``wait#<topic>``);
+- the same for a topic whose waiters are all gone (its counter item keeps ``waiters = 0``);
+- a publish whose event matches one ``wait_for_event``, next to the publish to the topic without waiters:
+  the added requests, by operation;
+- the matched wait whole: a 1-step run with one ``wait_for_event`` (registered, matched by that publish,
+  resumed) next to the same run without it, like the 1-hour wait; next to it, the price of a callback (one
+  durable operation) in Lambda durable functions.
 """
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +38,9 @@ from bench.meter import Call, Meter
 WAIT_HOURS = 1
 RESUME_MS = 100  # assumed billed duration of the resumed attempt (a replay and one step)
 WORKER_MEMORY_GB = 0.5
+PAYMENT_TOPIC = "bench/payments"
+QUIET_TOPIC = "bench/quiet"
+EVENT_DATA_BYTES = 1024  # like the cost scenarios' events
 
 
 @workflow(id="bench-no-wait")
@@ -33,6 +51,12 @@ async def no_wait(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
 @workflow(id="bench-wait")
 async def with_wait(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
     await ctx.step.wait_for("pause", hours=WAIT_HOURS)
+    return str(await ctx.step.run("work", lambda: "done"))
+
+
+@workflow(id="bench-wait-event")
+async def with_event_wait(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
+    await ctx.step.wait_for_event("payment", PAYMENT_TOPIC, match={"order_id": payload["order_id"]})
     return str(await ctx.step.run("work", lambda: "done"))
 
 
@@ -79,6 +103,23 @@ def _billed_per_run(call: Call) -> bool:
     return not (call.operation == "Query" and key.startswith("timer#") and call.read_units <= 0.5)
 
 
+def _wait_cost(waited: list[Call], plain: list[Call]) -> WaitCost:
+    """What ``waited`` costs more than ``plain`` (the resumed attempt: one more Lambda invocation)."""
+
+    def total(calls: list[Call], attribute: str) -> float:
+        return sum(float(getattr(call, attribute)) for call in calls)
+
+    sqs = [call for call in waited if call.service == "sqs"]
+    sqs_plain = [call for call in plain if call.service == "sqs"]
+    return WaitCost(
+        requests=len(waited) - len(plain),
+        sqs_requests=int(total(sqs, "billed_requests") - total(sqs_plain, "billed_requests")),
+        read_units=total(waited, "read_units") - total(plain, "read_units"),
+        write_units=total(waited, "write_units") - total(plain, "write_units"),
+        lambda_invocations=1,  # the resumed attempt
+    )
+
+
 def measure() -> WaitCost:
     """The requests and units a 1-hour wait adds to a 1-step invoked run."""
     import boto3
@@ -92,15 +133,132 @@ def measure() -> WaitCost:
         waited = _run(stack, meter, "bench-wait")
         meter.detach()
 
-    def total(calls: list[Call], attribute: str) -> float:
-        return sum(float(getattr(call, attribute)) for call in calls)
+    return _wait_cost(waited, plain)
 
-    sqs = [call for call in waited if call.service == "sqs"]
-    sqs_plain = [call for call in plain if call.service == "sqs"]
-    return WaitCost(
-        requests=len(waited) - len(plain),
-        sqs_requests=int(total(sqs, "billed_requests") - total(sqs_plain, "billed_requests")),
-        read_units=total(waited, "read_units") - total(plain, "read_units"),
-        write_units=total(waited, "write_units") - total(plain, "write_units"),
-        lambda_invocations=1,  # the resumed attempt
+
+@dataclass(frozen=True)
+class PublishCost:
+    """The AWS requests of one ``POST /api/v1/events/publish`` of one event (its API key check included)."""
+
+    operations: tuple[tuple[str, int], ...]  # ("dynamodb.Query", 1), ... in first-seen order
+    read_units: float
+    write_units: float
+    sqs_requests: int
+    waiter_requests: int  # requests naming a waiter item (``wait#<topic>``)
+
+    @property
+    def requests(self) -> int:
+        return sum(count for _, count in self.operations)
+
+    def beyond(self, other: PublishCost) -> dict[str, int]:
+        """The operations this publish made more than ``other`` (only those added)."""
+        added = Counter(dict(self.operations))
+        added.subtract(Counter(dict(other.operations)))
+        return {operation: count for operation, count in added.items() if count > 0}
+
+
+def _publish_cost(calls: list[Call]) -> PublishCost:
+    operations = Counter(f"{call.service}.{call.operation}" for call in calls)
+    return PublishCost(
+        operations=tuple(operations.items()),
+        read_units=sum(call.read_units for call in calls),
+        write_units=sum(call.write_units for call in calls),
+        sqs_requests=sum(call.billed_requests for call in calls if call.service == "sqs"),
+        waiter_requests=sum(1 for call in calls if '"wait#' in json.dumps(call.params)),
+    )
+
+
+@dataclass(frozen=True)
+class EventWaitCost:
+    """Publishing with and without event waiters, and what one matched ``wait_for_event`` costs whole."""
+
+    quiet: PublishCost  # a topic that never had waiters
+    quiet_without_waiters_path: PublishCost  # the same publish, the waiter path stubbed out
+    emptied: PublishCost  # a topic whose one waiter was matched and removed
+    emptied_without_waiters_path: PublishCost
+    matched: PublishCost  # the event matches one waiting step
+    wait: WaitCost  # the matched wait, whole, next to the same run without it
+
+    @property
+    def added_by_match(self) -> dict[str, int]:
+        """The requests a matched ``wait_for_event`` adds to its publish, by operation."""
+        return self.matched.beyond(self.quiet)
+
+
+def _event(order_id: str) -> list[dict[str, Any]]:
+    pad = "x" * (EVENT_DATA_BYTES - len(order_id) - 30)
+    return [{"data": {"order_id": order_id, "pad": pad}}]
+
+
+def _waiters_path_stubbed() -> Any:
+    """The publish path without its waiter matching: what a publish did before ``wait_for_event``."""
+    from unittest import mock
+
+    from polos.publish import waiters
+
+    return mock.patch.object(waiters, "match_published", return_value=0)
+
+
+def _publish(stack: Any, meter: Meter, topic: str, order_id: str) -> PublishCost:
+    meter.reset()
+    stack.publish(topic, _event(order_id))
+    return _publish_cost(list(meter.calls))
+
+
+def _billed(meter: Meter) -> list[Call]:
+    return [call for call in meter.calls if _billed_per_run(call)]
+
+
+def measure_event_wait() -> EventWaitCost:
+    """Publishes to topics with and without waiters, and one ``wait_for_event`` matched by a publish."""
+    import boto3
+    from polos.aws import settings
+    from polos.testing import local_stack
+
+    with local_stack(App("bench-event-waits", [no_wait, with_event_wait])) as stack:
+        meter = Meter(shadow=boto3.client("dynamodb", region_name=prices.REGION))
+        meter.attach(settings.dynamodb(), settings.sqs())
+        quiet = _publish(stack, meter, QUIET_TOPIC, "o-0")
+        with _waiters_path_stubbed():
+            quiet_stubbed = _publish(stack, meter, QUIET_TOPIC, "o-0")
+
+        meter.reset()
+        plain_run = stack.invoke("bench-no-wait", {})
+        stack.drain()
+        plain = _billed(meter)
+
+        meter.reset()
+        run_id = stack.invoke("bench-wait-event", {"order_id": "o-1"})
+        stack.drain()
+        registered = _billed(meter)
+        if stack.run(run_id)["status"] != "waiting":
+            raise RuntimeError("the bench-wait-event run does not wait")
+        matched = _publish(stack, meter, PAYMENT_TOPIC, "o-1")
+        matched_calls = list(meter.calls)
+        meter.reset()
+        stack.drain()
+        resumed = _billed(meter)
+        if {stack.run(run)["status"] for run in (plain_run, run_id)} != {"completed"}:
+            raise RuntimeError("a bench-event-waits run did not complete")
+
+        emptied = _publish(stack, meter, PAYMENT_TOPIC, "o-2")  # its one waiter is gone
+        with _waiters_path_stubbed():
+            emptied_stubbed = _publish(stack, meter, PAYMENT_TOPIC, "o-2")
+        meter.detach()
+
+    # The publish itself (what the same publish costs on a topic without waiters) is not the wait's.
+    whole = _wait_cost(registered + matched_calls + resumed, plain)
+    return EventWaitCost(
+        quiet=quiet,
+        quiet_without_waiters_path=quiet_stubbed,
+        emptied=emptied,
+        emptied_without_waiters_path=emptied_stubbed,
+        matched=matched,
+        wait=WaitCost(
+            requests=whole.requests - quiet.requests,
+            sqs_requests=whole.sqs_requests - quiet.sqs_requests,
+            read_units=whole.read_units - quiet.read_units,
+            write_units=whole.write_units - quiet.write_units,
+            lambda_invocations=1,
+        ),
     )
