@@ -17,6 +17,7 @@ from polos.payloads import EventItem
 from polos.publish import events as event_store
 from polos.publish.events import EventStore
 from polos.publish.publishing import NewEvent, publish_events
+from polos.publish.waiters import WaiterStore
 
 
 @pytest.fixture
@@ -143,3 +144,11 @@ def test_a_reader_paging_while_publishers_race_never_misses_an_event(
     assert not errors and not read.is_alive()
     total = publishers * per_publisher
     assert seen == list(range(1, total + 1))
+
+
+def test_a_waiters_look_back_passes_gap_markers(queues: dict[str, str]) -> None:
+    store = EventStore()
+    lost, _ = store.reserve(TOPIC, 1)
+    store.mark_gaps(TOPIC, [lost])  # e.g. an id given up by a late Idempotency-Key retry
+    published = publish_events(TOPIC, [NewEvent(id=None, data={"n": 2})]).events
+    assert WaiterStore().look_back(TOPIC, 0) == published
