@@ -17,6 +17,7 @@ from polos.payloads import EventItem
 from polos.publish import events as event_store
 from polos.publish.events import EventStore
 from polos.publish.publishing import NewEvent, publish_events
+from polos.publish.waiters import WaiterStore
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ def test_a_page_stops_before_a_reserved_id_whose_event_is_not_written_yet(queues
     page = store.list_topic(TOPIC, 0, 10, gap_wait_seconds=0)
     assert (page.events, page.next_after_sequence_id) == ([], 0)
     assert list_api(0) == {"events": [], "next_after_sequence_id": 0}
-    store.put_many([event(slow)])  # A's write lands
+    store.put_many([event(slow)], time.time() + 60)  # A's write lands
     page = store.list_topic(TOPIC, 0, 10, gap_wait_seconds=0)
     assert [e.sequence_id for e in page.events] == [1, 2] and page.next_after_sequence_id is None
 
@@ -67,7 +68,7 @@ def test_a_write_landing_during_the_bounded_wait_is_in_the_page(
     def lands_while_waiting(self: EventStore, topic: str, sequence_id: int) -> bool:
         checks.append(sequence_id)
         if len(checks) == 2:  # the reader is waiting: A's write lands now
-            store.put_many([event(slow)])
+            store.put_many([event(slow)], time.time() + 60)
         return stored(self, topic, sequence_id)
 
     monkeypatch.setattr(EventStore, "_stored", lands_while_waiting)
@@ -79,7 +80,7 @@ def test_a_write_landing_during_the_bounded_wait_is_in_the_page(
 def test_a_settled_gap_is_skipped(queues: dict[str, str]) -> None:
     store = EventStore()
     store.reserve(TOPIC, 3)  # 1 and 2: a publisher that crashed; 3 written long ago
-    store.put_many([event(3, age_seconds=event_store.GAP_SETTLE_SECONDS + 5)])
+    store.put_many([event(3, age_seconds=event_store.GAP_SETTLE_SECONDS + 5)], time.time() + 60)
     publish_events(TOPIC, [NewEvent(id=None, data={"n": 4})])
     page = store.list_topic(TOPIC, 0, 10, gap_wait_seconds=0)
     assert [e.sequence_id for e in page.events] == [3, 4]
@@ -104,9 +105,9 @@ def test_a_reader_paging_while_publishers_race_never_misses_an_event(
     put_many = EventStore.put_many
     rng = random.Random(7)
 
-    def slow_write(self: EventStore, events: list[EventItem]) -> None:
+    def slow_write(self: EventStore, events: list[EventItem], write_by: float) -> None:
         time.sleep(rng.uniform(0, 0.03))  # widen the window between reserving and writing
-        put_many(self, events)
+        put_many(self, events, write_by)
 
     monkeypatch.setattr(EventStore, "put_many", slow_write)
     done = threading.Event()
@@ -143,3 +144,11 @@ def test_a_reader_paging_while_publishers_race_never_misses_an_event(
     assert not errors and not read.is_alive()
     total = publishers * per_publisher
     assert seen == list(range(1, total + 1))
+
+
+def test_a_waiters_look_back_passes_gap_markers(queues: dict[str, str]) -> None:
+    store = EventStore()
+    lost, _ = store.reserve(TOPIC, 1)
+    store.mark_gaps(TOPIC, [lost])  # e.g. an id given up by a late Idempotency-Key retry
+    published = publish_events(TOPIC, [NewEvent(id=None, data={"n": 2})]).events
+    assert WaiterStore().look_back(TOPIC, 0) == published

@@ -78,10 +78,30 @@ SCAN_PAGE_ITEMS = 100  # events read per Query while listing (a page of the API 
 GAP_SETTLE_SECONDS = 300
 GAP_ATTRIBUTE = "gap"  # on an item at a sequence id whose reservation was given up (a lost id race)
 GAP_WAIT_SECONDS = 2.0  # how long one listing request waits for an in-flight write before stopping
+# So that no event lands in a gap a listing already passed, writes into reserved ids are bounded in time:
+# a write at a plan's ids starts within WRITE_WINDOW_SECONDS of the plan's creation (checked before every
+# request) and lands within WRITE_LANDS_SECONDS of starting (the longest timeout of a function that
+# publishes: the worker's 120 s; Lambda stops it there). Past REPLAN_AFTER_SECONDS no write at the plan's
+# ids can land any more: a retry then takes fresh ids (see polos.publish.publishing). 30 s of it are left
+# below GAP_SETTLE_SECONDS for the clocks of two functions to differ.
+WRITE_WINDOW_SECONDS = 150
+WRITE_LANDS_SECONDS = 120
+REPLAN_AFTER_SECONDS = WRITE_WINDOW_SECONDS + WRITE_LANDS_SECONDS
 
 
 class EventStoreError(RuntimeError):
     """The store could not finish a write or read (after retrying what DynamoDB left unprocessed)."""
+
+
+class WriteWindowClosedError(EventStoreError):
+    """A write at reserved sequence ids would start after their write window closed."""
+
+
+def _check_window(write_by: float) -> None:
+    if time.time() >= write_by:
+        raise WriteWindowClosedError(
+            "the write window of these reserved sequence ids has closed; a listing may pass them"
+        )
 
 
 def event_pk(topic: str) -> str:
@@ -164,23 +184,27 @@ class EventStore:
         waiters = answer["Attributes"].get("waiters")
         return last - count + 1, waiters is not None and int(str(waiters["N"])) > 0
 
-    def put_many(self, events: list[EventItem]) -> None:
-        """Store events (BatchWriteItem, 25 per call), retrying unprocessed items with backoff."""
+    def put_many(self, events: list[EventItem], write_by: float) -> None:
+        """Store events (BatchWriteItem, 25 per call), retrying unprocessed items with backoff; no call
+        starts at or after ``write_by`` (epoch seconds: :class:`WriteWindowClosedError`)."""
         expires_at = self.expires_at()
         items = [encode_event(event, expires_at) for event in events]
-        self._batch_put(items, "event(s)")
+        self._batch_put(items, "event(s)", write_by)
 
-    def _batch_put(self, items: list[Item], what: str) -> None:
+    def _batch_put(self, items: list[Item], what: str, write_by: float | None = None) -> None:
         """BatchWriteItem, 25 per call, retrying unprocessed items with backoff."""
         for chunk in chunked(items, BATCH_WRITE_MAX_ITEMS, BATCH_WRITE_MAX_BYTES, _size):
+            if write_by is not None:
+                _check_window(write_by)
             requests: list[WriteRequestTypeDef] = [{"PutRequest": {"Item": item}} for item in chunk]
             try:
                 write_all(self._client, self._table, requests)
             except UnprocessedWritesError as exc:
                 raise EventStoreError(f"{what} not stored: {exc}") from exc
 
-    def put_claimed(self, events: list[EventItem]) -> dict[str, int]:
-        """Store events whose ids are client-given, each with its id claim in one transaction.
+    def put_claimed(self, events: list[EventItem], write_by: float) -> dict[str, int]:
+        """Store events whose ids are client-given, each with its id claim in one transaction; no
+        transaction starts at or after ``write_by`` (:class:`WriteWindowClosedError`).
 
         An id already claimed for another sequence id is not stored again: the answer maps such ids to
         the sequence id of the event that holds them. A claim with the event's own sequence id means
@@ -192,6 +216,7 @@ class EventStore:
         for chunk in chunked(events, TRANSACTION_MAX_ACTIONS // 2, TRANSACTION_MAX_BYTES, _event_size):
             pending = chunk
             for attempt in range(1, MAX_ATTEMPTS + 1):
+                _check_window(write_by)
                 pending = self._transact(pending, expires_at, now, taken)
                 if not pending:
                     break
@@ -275,6 +300,13 @@ class EventStore:
             gone = [ref.to_list() for ref in refs if (ref.topic, ref.sequence_id) not in by_ref]
             logger.warning("events not found (expired?)", extra={"missing": gone[:20], "count": len(gone)})
         return events
+
+    def stored_ids(self, topic: str, sequence_ids: list[int]) -> set[int]:
+        """Which of ``sequence_ids`` hold an event (BatchGetItem, strongly consistent; not a gap marker)."""
+        items = self._batch_get(
+            [_event_key(topic, sequence_id) for sequence_id in dict.fromkeys(sequence_ids)]
+        )
+        return {int(item["sk"]["S"]) for item in items if GAP_ATTRIBUTE not in item}
 
     def _batch_get(self, keys: list[Item]) -> list[Item]:
         found: list[Item] = []

@@ -10,7 +10,9 @@ PutItem before anything is written (the publisher reads the key first, so a repl
 - no record (or an expired one): ours, status ``pending``; the caller executes the plan, then completes it;
 - a record with another request hash: the key is in use for a different request (``409``);
 - a ``completed`` record with our hash: its plan is the answer; nothing is done again;
-- a ``pending`` record with our hash: an earlier attempt stopped midway; the caller executes *its* plan.
+- a ``pending`` record with our hash: an earlier attempt stopped midway; the caller executes *its* plan,
+  or, when that plan is too old to write, replaces it with a new one (conditional on the record still
+  holding the old plan, so that two concurrent retries agree on one).
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ Status = Literal["pending", "completed"]
 
 class IdempotencyConflictError(PolosError):
     """The ``Idempotency-Key`` was used before with a different request."""
+
+
+class IdempotencyInProgressError(IdempotencyConflictError):
+    """An earlier request with the ``Idempotency-Key`` may still be in progress: retry later."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,27 @@ class IdempotencyStore:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
             return _record(exc.response["Item"])  # type: ignore[typeddict-item]
+        return None
+
+    def replace(self, key: str, request_hash: str, old_plan: str, plan: str) -> IdempotencyRecord | None:
+        """Replace the pending ``old_plan`` of ``key`` by ``plan`` (one conditional PutItem): ``None`` if
+        replaced, else the record found (it may hold ``plan`` itself when an answer was lost)."""
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=self._item(key, request_hash, "pending", plan),
+                ConditionExpression="#status = :pending AND #plan = :old",
+                ExpressionAttributeNames={"#status": "status", "#plan": "plan"},
+                ExpressionAttributeValues={":pending": {"S": "pending"}, ":old": {"S": old_plan}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            item: Mapping[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
+            if item is None:  # past its retention (24 h) and removed meanwhile
+                raise IdempotencyConflictError("the Idempotency-Key's record expired while retried") from None
+            return _record(item)
         return None
 
     def complete(self, key: str, request_hash: str, plan: str) -> None:

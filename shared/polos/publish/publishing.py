@@ -11,6 +11,16 @@ Every rule is checked before the first AWS call, so a rejected publish stores an
 5. every event of the request, stored before or now, goes to every subscriber's queue;
 6. the key's record is marked completed.
 
+Writes at a plan's reserved sequence ids start within ``WRITE_WINDOW_SECONDS`` of the plan's creation
+(:mod:`polos.publish.events`), so that a listing passing a settled gap never passes an event written later.
+A retry under a key whose plan is older finishes it differently:
+
+- older than ``REPLAN_AFTER_SECONDS`` (no write at its ids can land any more): the plan's events already
+  stored keep their ids; the others take fresh sequence ids (the old ones are marked as gaps), and the new
+  plan replaces the old one in the key's record only if the record still holds the old one (a concurrent
+  retry that replaced it first is followed instead);
+- in between: an earlier attempt may still be writing, so the retry is refused (``409``, retry later).
+
 DynamoDB requests for N events: 1 (reserve) + ceil(N/25) (writes); with client ids + ceil(ids/100) (claim
 lookup, + as many again to load ids already stored) and one transaction per 50 client-id events; with an
 ``Idempotency-Key`` + 3 (read, claim, complete); a replay of a completed key costs 1 + the reads of
@@ -20,8 +30,10 @@ its events (BatchGetItem, 100 per call). SQS: ceil(N/10) SendMessageBatch per su
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,7 +46,13 @@ from polos.aws import observability
 from polos.errors import NonRetryableError, StepResultError
 from polos.payloads import EventItem, utc_iso
 from polos.publish import fanout, idempotency, waiters
-from polos.publish.events import EventRef, EventStore, EventStoreError
+from polos.publish.events import (
+    REPLAN_AFTER_SECONDS,
+    WRITE_WINDOW_SECONDS,
+    EventRef,
+    EventStore,
+    EventStoreError,
+)
 from polos.topics import canonical_topic
 
 logger = Logger(service="polos")
@@ -113,6 +131,10 @@ class _Plan:
             raw["topic"], raw["created_at"], [_Entry(str(i), int(s), bool(n)) for i, s, n in raw["events"]]
         )
 
+    def age(self) -> float:
+        """Seconds since the plan was made."""
+        return time.time() - datetime.fromisoformat(self.created_at).timestamp()
+
     def refs(self) -> list[EventRef]:
         return [EventRef(self.topic, entry.sequence_id, entry.id) for entry in self.entries]
 
@@ -190,8 +212,51 @@ def _follow(
     if record.status == "completed":
         logger.info("idempotent replay", extra=log)
         return PublishResult(store.get_many(plan.refs()), plan.response())
+    age = plan.age()
+    if age >= REPLAN_AFTER_SECONDS:
+        return _replan(store, plan, keyed, events)
+    if age >= WRITE_WINDOW_SECONDS:
+        raise idempotency.IdempotencyInProgressError(
+            "an earlier request with this Idempotency-Key may still be storing its events; "
+            f"retry in {math.ceil(REPLAN_AFTER_SECONDS - age)} seconds"
+        )
     logger.info("finishing an interrupted publish", extra=log)
     return _carry_out(store, plan, events, {}, keyed)
+
+
+def _replan(store: EventStore, plan: _Plan, keyed: _Keyed, events: list[NewEvent]) -> PublishResult:
+    """Finish a plan too old to write at its ids: what it stored stays, the rest takes fresh ids.
+
+    Nothing can write at the old ids any more (its write window closed and what started in it has
+    landed), so which of them hold an event is final; the empty ones are marked as gaps.
+    """
+    reserved = [entry.sequence_id for entry in plan.entries if entry.new]
+    written = store.stored_ids(plan.topic, reserved)
+    empty = [sequence_id for sequence_id in reserved if sequence_id not in written]
+    if empty:
+        store.mark_gaps(plan.topic, empty)
+    first, has_waiters = store.reserve(plan.topic, len(empty)) if empty else (0, None)
+    fresh = list(range(first, first + len(empty)))
+    moved = dict(zip(empty, fresh, strict=True))
+    entries = [
+        _Entry(entry.id, moved[entry.sequence_id], new=True)
+        if entry.new and entry.sequence_id in moved
+        else _Entry(entry.id, entry.sequence_id, new=False)
+        for entry in plan.entries
+    ]
+    replanned = _Plan(plan.topic, utc_iso(_now()), entries, has_waiters)
+    found = keyed.records.replace(keyed.key, keyed.digest, plan.to_json(), replanned.to_json())
+    if found is not None and found.plan != replanned.to_json():
+        # Another retry replaced the plan first: ours is in no record, so its fresh ids stay empty.
+        if fresh:
+            store.mark_gaps(plan.topic, fresh)
+        return _follow(found, keyed, store, events)
+    logger.info("a late retry takes fresh sequence ids", extra={"topic": plan.topic, "moved": len(fresh)})
+    return _carry_out(store, replanned, events, {}, keyed)
+
+
+def _now() -> datetime:
+    return datetime.fromtimestamp(time.time(), UTC)
 
 
 def _carry_out(
@@ -285,7 +350,7 @@ def _plan(store: EventStore, topic: str, events: list[NewEvent], known: dict[str
         else:
             entries.append(_Entry(event.id or f"evt_{uuid.uuid4().hex[:26]}", next_sequence, new=True))
             next_sequence += 1
-    return _Plan(topic, utc_iso(datetime.now(UTC)), entries, has_waiters)
+    return _Plan(topic, utc_iso(_now()), entries, has_waiters)
 
 
 def _execute(
@@ -301,6 +366,7 @@ def _execute(
             "Idempotency-Key was already used with a different request"
         )
     created_at = datetime.fromisoformat(plan.created_at)
+    write_by = created_at.timestamp() + WRITE_WINDOW_SECONDS
     plain: list[EventItem] = []
     claimed: list[EventItem] = []
     for entry, event in zip(plan.entries, events, strict=True):
@@ -315,8 +381,8 @@ def _execute(
             )
             (plain if event.id is None else claimed).append(item)
     if plain:
-        store.put_many(plain)
-    taken = store.put_claimed(claimed) if claimed else {}
+        store.put_many(plain, write_by)
+    taken = store.put_claimed(claimed, write_by) if claimed else {}
     lost = [entry for entry in plan.entries if entry.new and entry.id in taken]
     if lost:  # their reserved sequence ids stay empty: mark them so listings need not wait for them
         store.mark_gaps(plan.topic, [entry.sequence_id for entry in lost])

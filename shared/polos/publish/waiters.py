@@ -43,7 +43,7 @@ from botocore.exceptions import ClientError
 from polos.aws import settings
 from polos.aws.chunking import query_all
 from polos.payloads import EventItem, utc_iso
-from polos.publish.events import COUNTER_SK, decode_event, event_pk, sequence_sk
+from polos.publish.events import COUNTER_SK, GAP_ATTRIBUTE, decode_event, event_pk, sequence_sk
 from polos.publish.fanout import deliver
 from polos.publish.messages import WorkflowMessage
 
@@ -282,8 +282,10 @@ class WaiterStore:
         return [_decode(topic, item) for item in self._query(f"wait#{topic}", None)]
 
     def look_back(self, topic: str, after: int) -> list[EventItem]:
-        """The topic's stored events after sequence id ``after``, in order (strongly consistent)."""
-        return [decode_event(item) for item in self._query(event_pk(topic), sequence_sk(after))]
+        """The topic's stored events after sequence id ``after``, in order (strongly consistent; gap
+        markers are passed)."""
+        items = self._query(event_pk(topic), sequence_sk(after))
+        return [decode_event(item) for item in items if GAP_ATTRIBUTE not in item]
 
     def _query(self, pk: str, after_sk: str | None) -> list[Item]:
         return query_all(
