@@ -43,7 +43,7 @@ def free_port() -> int:
 class DevProcess:
     """One ``polos dev`` subprocess: its URL, its key, its output (a file, so the pipe never fills)."""
 
-    def __init__(self, output: IO[str], *args: str) -> None:
+    def __init__(self, output: IO[str], *args: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.api_key = new_key()
@@ -66,7 +66,7 @@ class DevProcess:
             stdout=output,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=clean_env(),
+            env=clean_env() | (env or {}),
         )
         self.ready_seconds = 0.0
 
