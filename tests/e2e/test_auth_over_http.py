@@ -41,12 +41,13 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def polos_keys(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``polos keys ARGS --dev`` in its own process, as a user types it in another terminal."""
+def polos_keys(server: DevProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    """``polos keys ARGS --dev`` in its own process, as a user types it in another terminal (with the same
+    temporary directory as the server, where it records itself)."""
     return subprocess.run(
         [sys.executable, "-m", "infra.cli.main", "keys", *args, "--dev"],
         cwd=ROOT,
-        env=clean_env() | {"TMPDIR": str(tmp)},
+        env=clean_env() | {"TMPDIR": str(server.temp_dir)},
         capture_output=True,
         text=True,
         timeout=30,
@@ -56,9 +57,9 @@ def polos_keys(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.timeout(60)
 def test_keys_created_and_revoked_with_polos_keys_dev_are_checked_on_every_request(tmp_path: Path) -> None:
-    state_file = tmp_path / STATE_FILE_NAME  # TMPDIR: this server's own, so no other polos dev interferes
     with (tmp_path / "dev.log").open("w") as log:
-        server = DevProcess(log, env={"TMPDIR": str(tmp_path)})
+        server = DevProcess(log)
+        state_file = server.temp_dir / STATE_FILE_NAME
         try:
             server.wait_ready()
             state = wait_until(lambda: state_file.exists() and read(state_file), 10, "the recorded state")
@@ -70,7 +71,7 @@ def test_keys_created_and_revoked_with_polos_keys_dev_are_checked_on_every_reque
             assert call(server, bearer(new_key())) == refused(INVALID)
             assert call(server, bearer("not-a-key")) == refused(INVALID)
 
-            created = polos_keys(tmp_path, "create", "--name", "e2e client")
+            created = polos_keys(server, "create", "--name", "e2e client")
             assert created.returncode == 0, created.stderr
             key = created.stdout.strip().splitlines()[-1]
             key_id = (parse_key(key) or ("", ""))[0]
@@ -78,11 +79,11 @@ def test_keys_created_and_revoked_with_polos_keys_dev_are_checked_on_every_reque
             status, _, body = call(server, bearer(key))
             assert status == 200 and "runs" in body, body
 
-            listed = polos_keys(tmp_path, "list")
+            listed = polos_keys(server, "list")
             assert listed.returncode == 0, listed.stderr
             assert any(line.split()[:2] == [key_id, "active"] for line in listed.stdout.splitlines())
 
-            revoked = polos_keys(tmp_path, "revoke", key_id)
+            revoked = polos_keys(server, "revoke", key_id)
             assert revoked.returncode == 0, revoked.stderr
             assert call(server, bearer(key)) == refused(REVOKED)  # the very next request
             assert call(server, bearer(server.api_key))[0] == 200  # the other key is untouched
@@ -90,5 +91,5 @@ def test_keys_created_and_revoked_with_polos_keys_dev_are_checked_on_every_reque
             code = server.terminate()
         assert code == 0, server.log()
     assert not state_file.exists()
-    after = polos_keys(tmp_path, "list")
+    after = polos_keys(server, "list")
     assert after.returncode == 2 and "no polos dev is running" in after.stderr
