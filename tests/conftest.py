@@ -14,6 +14,7 @@ sys.path.insert(0, str(ROOT / "functions"))  # the example app is the package `w
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # `bench` (its meter injects crashes) sits at the top of the repository
 
+from helpers.crash_points import same_requests_at_any_speed  # noqa: E402
 from helpers.stack import provision  # noqa: E402
 from polos.app import App, load_app  # noqa: E402
 from polos.aws import settings  # noqa: E402
@@ -33,6 +34,12 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         settings.reset()
         yield
     settings.reset()
+
+
+@pytest.fixture
+def steady_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For crash matrices: runs make the same AWS requests at any speed (see ``helpers.crash_points``)."""
+    same_requests_at_any_speed(monkeypatch)
 
 
 @pytest.fixture

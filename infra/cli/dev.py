@@ -13,6 +13,7 @@ from types import FrameType
 
 from infra.local.devlog import RequestLine, route_logs
 from infra.local.devserver import DevServer
+from infra.local.devstate import state_path
 from infra.local.stack import DEFAULT_VISIBILITY_TIMEOUT, StackError, StackOptions
 from infra.model import DEFAULT_MAX_RECEIVE_COUNT
 
@@ -24,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "dev",
         help="run the app locally (HTTP API, queues, workers) with no Docker and no AWS account",
         description="Serve the HTTP API of the app on HOST:PORT, with its tables and queues in an embedded "
-        "moto server and every event source mapping emulated around the real worker. Starts empty.",
+        "moto server and every event source mapping emulated around the real worker. Starts empty. "
+        f"While it runs, it records its AWS endpoint in {state_path()} for `polos keys ... --dev`.",
     )
     parser.add_argument(
         "--app",
@@ -81,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         options=options,
         request_log=RequestLine(sys.stdout),
         before_serving=lambda: route_logs(LOG_FILE),
+        state_file=state_path(),
     )
     stop = threading.Event()
 
@@ -101,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
             f"  API key   {server.api_key}\n"
             f"  Dashboard {server.url}/ui (asks for the API key)\n"
             f"  Logs      {LOG_FILE} (the functions' JSON logs)\n"
+            f"  AWS       {server.aws_endpoint_url} (the embedded moto server, recorded in {state_path()})\n"
+            "  Keys      polos keys create --name NAME --dev (also list --dev, revoke ID --dev)\n"
             f"  Try it:\n    {curl_line(server.url, server.api_key)}\n"
             f"  export POLOS_API_URL={server.url} POLOS_API_KEY={server.api_key}\n"
             "Ctrl-C stops.",

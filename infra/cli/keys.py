@@ -1,6 +1,8 @@
 """``polos keys create|list|revoke``: API keys in the keys table of the configured AWS endpoint.
 
-The table is ``POLOS_KEYS_TABLE``; boto3 picks the endpoint (``AWS_ENDPOINT_URL`` for a local stack).
+The table is ``POLOS_KEYS_TABLE``; boto3 picks the endpoint and credentials. With ``--dev``, the keys of
+the running ``polos dev`` instead: its embedded moto server, found in the file it records itself in
+(:mod:`infra.local.devstate`).
 """
 
 from __future__ import annotations
@@ -13,34 +15,84 @@ from botocore.exceptions import BotoCoreError, ClientError
 from polos.api.keys import KeyStore
 from polos.aws import settings
 
+from infra.local.aws import apply_environment
+from infra.local.devstate import DevState, NoDevServer, read, state_path
+
+DESCRIPTION = f"""\
+API keys of the HTTP API (only the SHA-256 of a key's secret is stored; a revoked key
+is refused from the next request).
+
+By default: the keys table named by POLOS_KEYS_TABLE, at the AWS account and endpoint
+boto3 is configured for (a deployed stack: its ApiKeysTableName output).
+With --dev: the keys of the running `polos dev`, which records its embedded AWS
+endpoint in {state_path()} while it runs."""
+
+
+EPILOG = """\
+examples:
+  polos keys create --name ci --dev     a key for the running polos dev
+  polos keys list --dev
+  polos keys revoke ID --dev            refused from the next request
+  POLOS_KEYS_TABLE=<table> polos keys list   a deployed stack's keys"""
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    keys = subparsers.add_parser("keys", help="create, list and revoke API keys")
+    keys = subparsers.add_parser(
+        "keys",
+        help="create, list and revoke API keys",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    target = argparse.ArgumentParser(add_help=False)
+    target.add_argument(
+        "--dev",
+        action="store_true",
+        help=f"the keys of the running `polos dev` (recorded in {state_path()}) instead of POLOS_KEYS_TABLE",
+    )
     actions = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    create = actions.add_parser("create", help="create a key and print it (shown only this once)")
+    create = actions.add_parser(
+        "create", parents=[target], help="create a key and print it (shown only this once)"
+    )
     create.add_argument("--name", required=True, help="what the key is for")
     create.set_defaults(handler=_guarded(create_key))
-    actions.add_parser("list", help="list keys (ids, names, status; never secrets)").set_defaults(
-        handler=_guarded(list_keys)
-    )
-    revoke = actions.add_parser("revoke", help="revoke a key by id")
+    actions.add_parser(
+        "list", parents=[target], help="list keys (ids, names, status; never secrets)"
+    ).set_defaults(handler=_guarded(list_keys))
+    revoke = actions.add_parser("revoke", parents=[target], help="revoke a key by id")
     revoke.add_argument("key_id", metavar="ID")
     revoke.set_defaults(handler=_guarded(revoke_key))
 
 
 def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Report AWS errors as one line naming the table, with exit status 1."""
+    """Point boto3 at ``polos dev`` for ``--dev``; report AWS errors as one line naming the table, with
+    exit status 1."""
 
     def run(args: argparse.Namespace) -> int:
+        dev: DevState | None = None
+        if args.dev:
+            try:
+                dev = read(state_path())
+            except NoDevServer as exc:
+                print(f"polos keys: {exc}", file=sys.stderr)
+                return 2
+            previous = apply_environment(dev.environment)
+            settings.reset()
         try:
             return command(args)
         except (BotoCoreError, ClientError) as exc:
             table = settings.get_settings().keys_table
-            print(
-                f"polos keys: cannot use the keys table {table!r} ({settings.ENV_KEYS_TABLE}): {exc}",
-                file=sys.stderr,
+            where = (
+                f"of polos dev (pid {dev.pid}, AWS endpoint {dev.aws_endpoint_url}; is it still running?)"
+                if dev is not None
+                else f"({settings.ENV_KEYS_TABLE})"
             )
+            print(f"polos keys: cannot use the keys table {table!r} {where}: {exc}", file=sys.stderr)
             return 1
+        finally:
+            if dev is not None:
+                apply_environment(previous)
+                settings.reset()
 
     return run
 

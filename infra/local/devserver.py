@@ -4,6 +4,7 @@ functions, the HTTP endpoint and the event source mappings, started and stopped 
 from __future__ import annotations
 
 import gc
+import os
 import shutil
 import tempfile
 import time
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from infra.local.aws import MotoServer, apply_environment, fake_credentials
+from infra.local.devstate import DevState
 from infra.local.mapping import Pollers
 from infra.local.server import GatewayServer, RequestLog
 from infra.local.stack import LocalStack, StackError, StackOptions, resolve_app
@@ -32,6 +34,7 @@ class DevServer:
         options: StackOptions | None = None,
         request_log: RequestLog | None = None,
         before_serving: Callable[[], None] | None = None,
+        state_file: Path | None = None,
     ) -> None:
         self._app_target = app_target
         self._address = (host, port)
@@ -39,6 +42,8 @@ class DevServer:
         self._options = options or StackOptions()
         self._request_log = request_log
         self._before_serving = before_serving  # e.g. routing the functions' logs, once they are imported
+        self._state_file = state_file  # where it records itself while serving (see infra.local.devstate)
+        self._state: DevState | None = None
         self._moto = MotoServer()
         self._state_dir = Path(tempfile.mkdtemp(prefix="polos-dev-"))  # the manifest; removed by stop()
         self.stack: LocalStack | None = None
@@ -47,6 +52,7 @@ class DevServer:
         self._timers: Ticker | None = None
         self.url = ""
         self.api_key = ""
+        self.aws_endpoint_url = ""
         self.startup_seconds = 0.0
         self._previous_env: dict[str, str | None] = {}
 
@@ -92,14 +98,35 @@ class DevServer:
         self._pollers.start()
         self._timers.start()
         self.url = self._gateway.url
+        self.aws_endpoint_url = endpoint
+        if self._state_file is not None:
+            self._record(self._state_file, self.stack)
         self.startup_seconds = time.perf_counter() - started
         return self.stack
+
+    def _record(self, path: Path, stack: LocalStack) -> None:
+        """Write the state file that ``polos keys --dev`` reads; ``StackError`` (all stopped) if it cannot."""
+        state = DevState(
+            pid=os.getpid(),
+            api_url=self.url,
+            aws_endpoint_url=self.aws_endpoint_url,
+            environment={**fake_credentials(self.aws_endpoint_url), **stack.names.env(stack.model)},
+        )
+        try:
+            state.write(path)
+        except OSError as exc:
+            self.stop()
+            raise StackError(f"cannot record this server in {path}: {exc}") from exc
+        self._state = state
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> bool:
         """Stop accepting requests, let requests and invocations in progress finish (up to ``timeout``),
         stop polling and moto. ``False`` when something was still running at the deadline."""
         deadline = time.monotonic() + timeout
         clean = True
+        if self._state is not None and self._state_file is not None:
+            self._state.remove(self._state_file)  # first: no other command targets a server going away
+            self._state = None
         if self._gateway is not None:
             clean = self._gateway.stop(timeout=max(0.0, deadline - time.monotonic())) and clean
             self._gateway = None

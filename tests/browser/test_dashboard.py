@@ -22,10 +22,32 @@ SCREENSHOT_ENV = "POLOS_SCREENSHOT"
 
 
 def wait(browser: Any, condition: Callable[[Any], Any], what: str, timeout: float = WAIT_SECONDS) -> Any:
-    """Poll the page (every 0.1 s) until ``condition`` holds; the failure names ``what``."""
+    """Poll the page (every 0.1 s) until ``condition`` holds; the failure names ``what``.
+
+    A live page replaces what it shows when its data changes (every 1.5 s at most): an element found by
+    ``condition`` may be gone by the time it is read. That read is not yet the state waited for, so it is
+    polled again (``StaleElementReferenceException``, like a missing element, counts as "not yet")."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser, timeout, poll_frequency=0.1).until(condition, f"waiting for {what}")
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    waiting = WebDriverWait(browser, timeout, poll_frequency=0.1, ignored_exceptions=ignored)
+    return waiting.until(condition, f"waiting for {what}")
+
+
+def test_a_wait_reads_again_when_a_re_render_replaced_the_element_it_found() -> None:
+    """The race of a live page (no browser needed): the element found is replaced before it is read."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    reads = iter(["stale", "running", "completed"])
+
+    def badge(_: Any) -> bool:
+        text = next(reads)
+        if text == "stale":
+            raise StaleElementReferenceException("the page re-rendered the badge")
+        return text == "completed"
+
+    assert wait(object(), badge, "the badge to read completed", timeout=5) is True
 
 
 def css(browser: Any, selector: str) -> list[Any]:
@@ -202,13 +224,8 @@ def test_cancel_button_only_where_the_run_allows_it(browser: Any, ui_server: Dev
     event_id = publish(ui_server, "ui/slow", {"seconds": 8})
     run = wait(browser, lambda b: run_of(ui_server, "ui-slow", event_id), "the run")
     connect(browser, ui_server, f"#/runs/{run['run_id']}")
-    wait(
-        browser,
-        lambda b: css(b, ".run-head .badge") and css(b, ".run-head .badge")[0].text == "running",
-        "running",
-    )
-    assert css(browser, "#cancel-run")
-    wait(browser, lambda b: css(b, ".run-head .badge")[0].text == "completed", "the run to finish", 30)
+    wait(browser, lambda b: _badge(b) == "running" and css(b, "#cancel-run"), "running, with a cancel button")
+    wait(browser, lambda b: _badge(b) == "completed", "the run to finish", 30)
     wait(browser, lambda b: not css(b, "#cancel-run"), "the cancel button to go")
     assert css(browser, "#resume-run") == []
 
@@ -266,14 +283,10 @@ def test_render_time_at_a_thousand_runs(browser: Any, ui_server: DevProcess) -> 
 
 
 def _badge(browser: Any) -> str:
-    """The run page's status badge ("" while the page re-renders it: the page polls every 1.5 s)."""
-    from selenium.common.exceptions import StaleElementReferenceException
-
-    try:
-        badges = css(browser, ".run-head .badge")
-        return str(badges[0].text) if badges else ""
-    except StaleElementReferenceException:
-        return ""
+    """The run page's status badge ("" before the page shows the run); read inside :func:`wait`, which
+    polls again when a re-render replaced the badge before it was read."""
+    badges = css(browser, ".run-head .badge")
+    return str(badges[0].text) if badges else ""
 
 
 def _click(browser: Any, selector: str) -> None:

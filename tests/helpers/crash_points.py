@@ -1,13 +1,23 @@
-"""Which crash points a crash-injection test visits.
+"""Which crash points a crash-injection test visits, and the same points on a slow machine.
 
 Under ``POLOS_SOAK=1`` (``make soak``) every one; otherwise an even spread of at most :data:`DEFAULT_POINTS`,
 always the first and the last, so that every phase (register, match, wake, resume, ...) is still hit while
 the suite stays fast.
+
+A crash test counts the AWS requests of a probe run, then crashes after the n-th request of fresh runs: the
+runs must make the same requests however fast the machine is. One request depends on time: an attempt
+reads its run's ``cancel_requested`` before a step call once its last look is ``CANCEL_CHECK_SECONDS`` old
+(1 s). On a loaded machine a probe that stalled that long made one request more than the runs it measures,
+so its last crash point lay past their end ("no crash happened at request N").
+:func:`same_requests_at_any_speed` makes that read before every step call instead.
 """
 
 from __future__ import annotations
 
+import math
 import os
+
+import pytest
 
 SOAK = os.environ.get("POLOS_SOAK", "") not in ("", "0")
 DEFAULT_POINTS = 12
@@ -19,3 +29,11 @@ def crash_points(total: int) -> list[int]:
         return list(range(1, total + 1))
     step = (total - 1) / (DEFAULT_POINTS - 1)
     return sorted({1 + round(i * step) for i in range(DEFAULT_POINTS)})
+
+
+def same_requests_at_any_speed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every attempt check for a cancel before each step call, whatever time has passed (see above):
+    a run's requests no longer depend on the machine's speed, and the check's read is a crash point too."""
+    from polos.runtime import steps
+
+    monkeypatch.setattr(steps, "CANCEL_CHECK_SECONDS", -math.inf)

@@ -45,6 +45,10 @@ class DevProcess:
 
     def __init__(self, output: IO[str], *args: str) -> None:
         self.port = free_port()
+        # Its own temporary directory (TMPDIR): its log file and the state file `polos keys --dev` reads stay
+        # apart from other servers', a `polos dev` the developer runs meanwhile included.
+        self.temp_dir = Path(output.name).with_suffix(".tmp")
+        self.temp_dir.mkdir(exist_ok=True)
         self.url = f"http://127.0.0.1:{self.port}"
         self.api_key = new_key()
         self.output = output
@@ -66,7 +70,7 @@ class DevProcess:
             stdout=output,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=clean_env(),
+            env=clean_env() | {"TMPDIR": str(self.temp_dir)},
         )
         self.ready_seconds = 0.0
 

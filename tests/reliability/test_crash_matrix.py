@@ -30,7 +30,7 @@ from bench.stack import MeteredStack, aws_in_process, polos_handlers
 from infra.local.mapping import drain
 from infra.local.stack import StackOptions
 
-pytestmark = pytest.mark.timeout(1800 if SOAK else 600)
+pytestmark = [pytest.mark.timeout(1800 if SOAK else 600), pytest.mark.usefixtures("steady_requests")]
 
 PUBLISH_EVENTS = 30 if SOAK else 3  # 30: two BatchWriteItem calls, three SendMessageBatch per subscriber
 RUN_EVENTS = 10 if SOAK else 1  # 10: a full batch, records of one invocation running concurrently

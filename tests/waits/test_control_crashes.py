@@ -21,6 +21,8 @@ from polos.testing import Stack, local_stack
 
 from bench.meter import Crash, Meter
 
+pytestmark = pytest.mark.usefixtures("steady_requests")
+
 calls: dict[str, int] = {}
 
 
