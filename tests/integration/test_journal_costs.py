@@ -66,20 +66,20 @@ def requests(provision_app: Callable[..., Any]) -> Iterator[Requests]:
 
 
 @pytest.mark.parametrize(("wf", "k"), [(one_step, 1), (five_steps, 5)])
-def test_first_attempt_costs_one_read_and_at_most_k_plus_2_writes(
+def test_first_attempt_costs_no_read_and_at_most_k_plus_2_writes(
     requests: Requests, wf: Workflow, k: int
 ) -> None:
     store_invoked(wf.id, "run-1")
     requests.reset()
     result = asyncio.run(execute(Attempt(wf, "run-1", "invoke")))
     assert result.outcome == "completed" and len(result.result) == k
-    assert requests.reads == 1, requests.ops
+    assert requests.reads == 0, requests.ops  # lease first: its answer says no earlier attempt ran
     assert requests.writes <= k + 2, requests.ops
     assert sum(STEP_CALLS.values()) == k
 
 
 @pytest.mark.parametrize(("wf", "k"), [(one_step, 1), (five_steps, 5)])
-def test_replaying_a_completed_run_costs_one_read_and_nothing_else(
+def test_a_duplicate_of_a_completed_run_costs_one_refused_write_and_nothing_else(
     requests: Requests, wf: Workflow, k: int
 ) -> None:
     store_invoked(wf.id, "run-1")
@@ -88,7 +88,7 @@ def test_replaying_a_completed_run_costs_one_read_and_nothing_else(
     STEP_CALLS.clear()
     again = asyncio.run(execute(Attempt(wf, "run-1", "invoke")))
     assert again.outcome == "finished"
-    assert (requests.reads, requests.writes) == (1, 0), requests.ops
+    assert (requests.reads, requests.writes) == (0, 1), requests.ops  # the lease's write, refused
     assert sum(STEP_CALLS.values()) == 0
 
 

@@ -19,7 +19,7 @@ from polos.errors import NonRetryableError, RunLeaseLostError
 from polos.publish.events import EventRef
 from polos.runtime import clock, control, timers
 from polos.runtime.journal import Acquired, Item, Journal
-from polos.runtime.records import ErrorInfo, RunRecord, RunStatus, TriggerType
+from polos.runtime.records import ErrorInfo, LoadedRun, RunRecord, RunStatus, TriggerType
 from polos.runtime.runs import stored_payload
 from polos.runtime.steps import StepRunner, lease_margin
 from polos.runtime.waits import RunCancelled, RunSuspended, WaitingFor, is_due
@@ -34,8 +34,18 @@ logger = Logger(service="polos")
 # busy: SQS delivers it again. finished: it was finished before. missing: an invoked run that the API never
 # stored (or removed after a failed request): nothing to run. waiting: the run waits (or still waits) for a
 # wake-up; cancelled: the run was cancelled. Both acknowledge the message.
+# claimed: a batch run claimed the event of this single-event delivery (``claimed_by``): that run ends it.
 Outcome = Literal[
-    "completed", "failed", "exhausted", "retry", "busy", "finished", "missing", "waiting", "cancelled"
+    "completed",
+    "failed",
+    "exhausted",
+    "retry",
+    "busy",
+    "finished",
+    "missing",
+    "waiting",
+    "cancelled",
+    "claimed",
 ]
 _NO_PAYLOAD: Any = object()
 
@@ -70,33 +80,42 @@ class AttemptResult:
     run: RunRecord | None = None
     error: ErrorInfo | None = None
     result: Any = None
+    claimed_by: str | None = None
 
 
 async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptResult:
-    """Drive one attempt of a run to completed, failed or retry-later (see :class:`AttemptResult`)."""
+    """Drive one attempt of a run to completed, failed or retry-later (see :class:`AttemptResult`).
+
+    Lease first: unless the caller read the run's partition already (batch runs) or the delivery wakes a
+    waiting run, the attempt starts with the lease's conditional write, whose answer says whether an earlier
+    attempt may have journaled steps (``attempts`` > 1): only then is the journal read (one Query). Steps
+    are written only by an attempt that holds the lease, and every acquire counts one attempt, so a run
+    taken for its first attempt has none: invoked and child runs (stored by the API with 0 attempts),
+    scheduled and event runs (created by this write). A run that waits is left to its wake-up.
+    """
     journal = journal or Journal()
     wf = attempt.workflow
     log: dict[str, Any] = {"run_id": attempt.run_id, "workflow_id": wf.id}  # the events: `bind_run`
     items = attempt.preloaded
-    if items is None:
-        items = await asyncio.to_thread(journal.query_partition, attempt.run_id)
-    loaded = Journal.decode_partition(items)
-    if loaded is None and attempt.resume_step is not None:
-        logger.warning("wake-up of a run that does not exist; acknowledged", extra=log)
-        return AttemptResult("finished")
-    if loaded is not None and loaded.run.finished:
-        logger.info("run already finished; delivery acknowledged", extra={**log, "status": loaded.run.status})
-        if loaded.run.parent is not None:  # its end may not have reached its parent (a crash in between)
-            await asyncio.to_thread(control.report_end, loaded.run, journal=journal)
-        return AttemptResult("finished", loaded.run)
-    if loaded is not None and loaded.run.waiting_for_json is not None and loaded.run.status == "waiting":
-        waiting = WaitingFor.from_json(loaded.run.waiting_for_json)
-        step = next((step for step in loaded.steps if step.key == waiting.step), None)
-        if not is_due(waiting, step, clock.now()):
-            if attempt.resume_step == waiting.step:  # woken early (clock skew): set the same wake-up again
-                await asyncio.to_thread(timers.arm, wf.id, attempt.run_id, waiting)
-            logger.info("run still waiting; delivery acknowledged", extra={**log, "until": waiting.until})
-            return AttemptResult("waiting", loaded.run)
+    lease_first = items is None and attempt.resume_step is None
+    loaded: LoadedRun | None = None
+    if not lease_first:
+        if items is None:
+            items = await asyncio.to_thread(journal.query_partition, attempt.run_id)
+        loaded = Journal.decode_partition(items)
+        if loaded is None and attempt.resume_step is not None:
+            logger.warning("wake-up of a run that does not exist; acknowledged", extra=log)
+            return AttemptResult("finished")
+        if loaded is not None and loaded.run.finished:
+            return await _already_finished(journal, loaded.run, log)
+        if loaded is not None and loaded.run.waiting_for_json is not None and loaded.run.status == "waiting":
+            waiting = WaitingFor.from_json(loaded.run.waiting_for_json)
+            step = next((step for step in loaded.steps if step.key == waiting.step), None)
+            if not is_due(waiting, step, clock.now()):
+                if attempt.resume_step == waiting.step:  # woken early (clock skew): the same wake-up again
+                    await asyncio.to_thread(timers.arm, wf.id, attempt.run_id, waiting)
+                logger.info("run still waiting; delivery acknowledged", extra={**log, "until": waiting.until})
+                return AttemptResult("waiting", loaded.run)
     lease_seconds = settings.get_settings().lease_seconds
     given_owner = attempt.lease_owner
     if given_owner is not None and loaded is not None and loaded.run.lease_owner == given_owner:
@@ -115,14 +134,25 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
                 # An invoked run exists before its message is sent: one that does not is never created here
                 # (a message whose request failed must not run with no payload).
                 create=attempt.trigger_type != "invoke",
+                # A waiting run is taken by its wake-up only (a duplicate of its first message acknowledges).
+                wake=not lease_first,
             )
         )
         if not isinstance(taken, Acquired):
+            if taken.outcome == "finished" and taken.run is not None:
+                return await _already_finished(journal, taken.run, log)
+            if taken.outcome == "claimed":
+                return AttemptResult("claimed", claimed_by=taken.claimed_by)
             logger.info(f"run is {taken.outcome}; delivery done with or left for later", extra=log)
-            outcome: Outcome = "busy" if taken.outcome == "busy" else taken.outcome
-            return AttemptResult(outcome, taken.run)
+            return AttemptResult(taken.outcome, taken.run)
         run = taken.run
-        if run.attempts != (loaded.run.attempts if loaded is not None else 0) + 1:
+        if lease_first:
+            if run.attempts > 1:  # an earlier attempt may have journaled steps: read them (one Query)
+                items = await asyncio.to_thread(journal.query_partition, attempt.run_id)
+                loaded = Journal.decode_partition(items)
+            else:
+                items = []
+        elif run.attempts != (loaded.run.attempts if loaded is not None else 0) + 1:
             # Another attempt held the lease between our read and our acquire and may have journaled steps:
             # read again (only in this race), so no journaled step runs twice.
             loaded = await asyncio.to_thread(journal.load, attempt.run_id)
@@ -148,7 +178,7 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
     )
     raw = attempt.payload
     if raw is _NO_PAYLOAD:  # an invocation, or a wake-up: the input is stored with the run
-        raw = await asyncio.to_thread(stored_payload, run, items)
+        raw = await asyncio.to_thread(stored_payload, run, items or [])
     try:
         result = await wf(ctx, wf.build_payload(raw))
         text = serde.to_json(result, what=f"result of workflow {wf.id!r}")
@@ -178,6 +208,13 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
         return AttemptResult("failed", run, run.error)
     logger.info("run completed", extra=log)
     return AttemptResult("completed", run, result=json.loads(text))
+
+
+async def _already_finished(journal: Journal, run: RunRecord, log: dict[str, Any]) -> AttemptResult:
+    logger.info("run already finished; delivery acknowledged", extra={**log, "status": run.status})
+    if run.parent is not None:  # its end may not have reached its parent (a crash in between)
+        await asyncio.to_thread(control.report_end, run, journal=journal)
+    return AttemptResult("finished", run)
 
 
 async def _cancelled(journal: Journal, run: RunRecord, owner: str, log: dict[str, Any]) -> AttemptResult:

@@ -56,6 +56,9 @@ RUN_SK = "run"
 RESULT_SK = "result"
 STEP_PREFIX = "step#"
 BY_WORKFLOW_INDEX = "by_workflow"
+# A batch run's claim of an event stands in the place of the run item of the event's single-event run
+# (see ``polos.runtime.batches``): an item with this attribute (the batch run's id) is a claim, not a run.
+CLAIMED_BY = "run_id"
 KEEP_MARGIN_SECONDS = 86_400  # a waiting run's items are extended when they would expire within a day of it
 
 
@@ -123,6 +126,11 @@ def encode_run(run: RunRecord, expires_at: int) -> Item:
     if run.result_apart:
         item["result_apart"] = {"BOOL": True}
     return item
+
+
+def is_claim(item: Item) -> bool:
+    """Whether a run item's place holds a batch run's claim of the event instead (no run of its own)."""
+    return CLAIMED_BY in item
 
 
 def decode_run(item: Item) -> RunRecord:
@@ -212,10 +220,12 @@ class Acquired:
 
 @dataclass(frozen=True, slots=True)
 class NotAcquired:
-    """The run is finished, another live attempt holds its lease, or (``create=False``) it does not exist."""
+    """The run is finished, another live attempt holds its lease, it waits (and the caller does not wake
+    it), (``create=False``) it does not exist, or a batch run claimed its event (``claimed_by``)."""
 
     run: RunRecord | None
-    outcome: Literal["finished", "busy", "missing"]
+    outcome: Literal["finished", "busy", "missing", "waiting", "claimed"]
+    claimed_by: str | None = None
 
 
 class Journal:
@@ -249,7 +259,7 @@ class Journal:
     @staticmethod
     def decode_partition(items: list[Item]) -> LoadedRun | None:
         run_item = next((item for item in items if _s(item, "sk") == RUN_SK), None)
-        if run_item is None:
+        if run_item is None or is_claim(run_item):
             return None
         steps = [_decode_step(item) for item in items if (_s(item, "sk") or "").startswith(STEP_PREFIX)]
         steps.sort(key=lambda step: step.index)
@@ -297,13 +307,16 @@ class Journal:
         now: float | None = None,
         payload_json: str | None = None,
         create: bool = True,
+        wake: bool = True,
     ) -> Acquired | NotAcquired:
         """Take the run's lease for one attempt, creating the run item on its first delivery (with
         ``payload_json`` when the run's input is not stored elsewhere: a scheduled run's).
 
         With ``create=False`` (invoked runs, stored by the API before their message is sent) a run that does
-        not exist is not created: the answer is ``missing``. A ``waiting`` run is taken too: the executor
-        only gets here when its wait is over.
+        not exist is not created: the answer is ``missing``. A ``waiting`` run is taken only with ``wake``
+        (the executor asks so when its wait is over); else the answer is ``waiting``. The answer (``ALL_NEW``,
+        or ``ALL_OLD`` when refused) tells the executor whether an earlier attempt may have journaled
+        steps (``attempts``), so a first delivery needs no read.
         """
         moment = time.time() if now is None else now
         stamp = now_iso()
@@ -311,7 +324,6 @@ class Journal:
             ":wf": {"S": workflow_id},
             ":running": {"S": "running"},
             ":queued": {"S": "queued"},
-            ":waiting": {"S": "waiting"},
             ":owner": {"S": owner},
             ":until": {"N": repr(moment + lease_seconds)},
             ":now": {"N": repr(moment)},
@@ -320,6 +332,10 @@ class Journal:
             ":expires": {"N": str(self.expires_at())},
             ":one": {"N": "1"},
         }
+        taken_when = _LEASE_FREE
+        if wake:
+            values[":waiting"] = {"S": "waiting"}
+            taken_when = f"({_LEASE_FREE} OR (#status = :waiting AND attribute_not_exists(lease_until)))"
         set_refs = ""
         if event_refs:
             values[":refs"] = {"S": json.dumps([ref.to_list() for ref in event_refs])}
@@ -337,8 +353,7 @@ class Journal:
                     "trigger_type = if_not_exists(trigger_type, :trigger), "
                     "expires_at = if_not_exists(expires_at, :expires)" + set_refs + " ADD attempts :one"
                 ),
-                ConditionExpression=("attribute_not_exists(pk) OR " if create else "")
-                + "(" + _LEASE_FREE + " OR (#status = :waiting AND attribute_not_exists(lease_until)))",
+                ConditionExpression=("attribute_not_exists(pk) OR " if create else "") + taken_when,
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
@@ -347,10 +362,16 @@ class Journal:
         except ClientError as exc:
             if not _condition_failed(exc):
                 raise
-            if "Item" not in exc.response:
+            old: Item | None = exc.response.get("Item")  # type: ignore[assignment]
+            if old is None:
                 return NotAcquired(run=None, outcome="missing")
-            current = decode_run(exc.response["Item"])  # type: ignore[typeddict-item]
-            return NotAcquired(run=current, outcome="finished" if current.finished else "busy")
+            if is_claim(old):
+                return NotAcquired(run=None, outcome="claimed", claimed_by=_s(old, CLAIMED_BY))
+            current = decode_run(old)
+            if current.finished:
+                return NotAcquired(run=current, outcome="finished")
+            waits = current.status == "waiting" and current.lease_until is None
+            return NotAcquired(run=current, outcome="waiting" if waits else "busy")
         return Acquired(run=decode_run(answer["Attributes"]))
 
     def keep_until(self, run: RunRecord, moment: float) -> int:
@@ -402,8 +423,8 @@ class Journal:
         except ClientError as exc:
             if not _condition_failed(exc):
                 raise
-            item = exc.response.get("Item")
-            return None if item is None else decode_run(item)  # type: ignore[arg-type]
+            item: Item | None = exc.response.get("Item")  # type: ignore[assignment]
+            return None if item is None or is_claim(item) else decode_run(item)
         return decode_run(answer["Attributes"])
 
     def reopen(self, run_id: str) -> bool:
@@ -583,10 +604,10 @@ class Journal:
             except ClientError as exc:
                 if not _condition_failed(exc):
                     raise
-                old = exc.response.get("Item")
-            if old is None:
+                old: Item | None = exc.response.get("Item")  # type: ignore[assignment]
+            if old is None or is_claim(old):
                 return None
-            current = decode_run(old)  # type: ignore[arg-type]
+            current = decode_run(old)
             if current.status != "running":
                 return current, False  # finished
             try:
