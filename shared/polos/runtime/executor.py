@@ -19,7 +19,7 @@ from polos.errors import NonRetryableError, RunLeaseLostError
 from polos.publish.events import EventRef
 from polos.runtime import clock, control, timers
 from polos.runtime.journal import Acquired, Item, Journal
-from polos.runtime.records import ErrorInfo, LoadedRun, RunRecord, RunStatus, TriggerType
+from polos.runtime.records import ErrorInfo, LoadedRun, RunRecord, RunStatus, StepRecord, TriggerType
 from polos.runtime.runs import stored_payload
 from polos.runtime.steps import StepRunner, lease_margin
 from polos.runtime.waits import RunCancelled, RunSuspended, WaitingFor, is_due
@@ -183,9 +183,9 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
         result = await wf(ctx, wf.build_payload(raw))
         text = serde.to_json(result, what=f"result of workflow {wf.id!r}")
     except RunSuspended as suspended:
-        return await _suspend(journal, run, owner, suspended.waiting, log)
+        return await _suspend(journal, run, owner, suspended.waiting, log, runner.take_pending())
     except RunCancelled:
-        return await _cancelled(journal, run, owner, log)
+        return await _cancelled(journal, run, owner, log, runner.take_pending())
     except RunLeaseLostError as exc:
         logger.warning("attempt stopped: lease lost", extra={**log, "error": str(exc)})
         return AttemptResult("busy", run)
@@ -197,12 +197,13 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
             "run attempt failed" + ("; run failed" if final else "; SQS will deliver it again"),
             extra={**log, "error_type": error.type, "error": error.message},
         )
-        if not await _finish(journal, run, owner, "failed" if final else "queued", log, error=error):
+        ended: Literal["failed", "queued"] = "failed" if final else "queued"
+        if not await _finish(journal, run, owner, ended, log, error=error, step=runner.take_pending()):
             return AttemptResult("busy", run)
         if not final and run.status != "failed":  # failed anyway: its outcome could not be stored
             return AttemptResult("retry", run, error)
         return AttemptResult("exhausted" if retryable and final else "failed", run, run.error)
-    if not await _finish(journal, run, owner, "completed", log, result_json=text):
+    if not await _finish(journal, run, owner, "completed", log, result_json=text, step=runner.take_pending()):
         return AttemptResult("busy", run)
     if run.status == "failed":  # the result could not be stored (see ``_finish``)
         return AttemptResult("failed", run, run.error)
@@ -217,23 +218,30 @@ async def _already_finished(journal: Journal, run: RunRecord, log: dict[str, Any
     return AttemptResult("finished", run)
 
 
-async def _cancelled(journal: Journal, run: RunRecord, owner: str, log: dict[str, Any]) -> AttemptResult:
+async def _cancelled(
+    journal: Journal, run: RunRecord, owner: str, log: dict[str, Any], step: StepRecord | None = None
+) -> AttemptResult:
     """End the attempt with the run ``cancelled`` (a cancel was asked for while it ran)."""
-    if not await _finish(journal, run, owner, "cancelled", log):
+    if not await _finish(journal, run, owner, "cancelled", log, step=step):
         return AttemptResult("busy", run)
     logger.info("run cancelled at a step boundary", extra=log)
     return AttemptResult("cancelled", run)
 
 
 async def _suspend(
-    journal: Journal, run: RunRecord, owner: str, waiting: WaitingFor, log: dict[str, Any]
+    journal: Journal,
+    run: RunRecord,
+    owner: str,
+    waiting: WaitingFor,
+    log: dict[str, Any],
+    step: StepRecord | None = None,
 ) -> AttemptResult:
     """End the attempt with the run ``waiting``: its wake-up is set first, so none is ever lost; a run
     kept for its retention period is kept past its wake-up too (a wait may be longer than the retention)."""
     if waiting.until is not None:
         await asyncio.to_thread(journal.keep_until, run, waiting.until)
     await asyncio.to_thread(timers.arm, run.workflow_id, run.run_id, waiting)
-    if not await _finish(journal, run, owner, "waiting", log, waiting_for=waiting):
+    if not await _finish(journal, run, owner, "waiting", log, waiting_for=waiting, step=step):
         return AttemptResult("busy", run)
     logger.info("run waiting", extra={**log, "waiting_for": waiting.view()})
     observability.count("WaitsStarted")
@@ -250,16 +258,21 @@ async def _finish(
     result_json: str | None = None,
     error: ErrorInfo | None = None,
     waiting_for: WaitingFor | None = None,
+    step: StepRecord | None = None,
 ) -> bool:
-    """Record the attempt's outcome and mirror it on ``run``; ``False`` when the lease was lost meanwhile.
+    """Record the attempt's outcome (with ``step``, its last completed step not journaled yet) and mirror
+    it on ``run``; ``False`` when the lease was lost meanwhile.
 
     An outcome DynamoDB refuses (``ValidationException``: too large, whatever the budget missed) fails
-    the run with an error saying so, rather than leaving it ``running`` to be executed again and again.
+    the run with an error saying so, rather than leaving it ``running`` to be executed again and again;
+    the step is then journaled in its own item, so the failed run still shows it.
     """
     stored = len((run.payload_json or "").encode("utf-8", "surrogatepass"))
     waiting_json = waiting_for.to_json() if waiting_for is not None else None
 
-    def write(status: RunStatus, result_json: str | None, error: ErrorInfo | None) -> bool:
+    def write(
+        status: RunStatus, result_json: str | None, error: ErrorInfo | None, step: StepRecord | None
+    ) -> bool:
         return journal.finish(
             run.run_id,
             owner,
@@ -268,12 +281,14 @@ async def _finish(
             error=error,
             payload_bytes=stored,
             waiting_for_json=waiting_json,
+            step=step,
+            kept_steps_bytes=run.kept_steps_bytes,
         )
 
     cancel_asked = False
     try:
         try:
-            cancel_asked = await asyncio.to_thread(write, status, result_json, error)
+            cancel_asked = await asyncio.to_thread(write, status, result_json, error, step)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ValidationException":
                 raise
@@ -284,7 +299,9 @@ async def _finish(
                 f"run {run.run_id}: its {'result' if error is None else 'error'} could not be stored "
                 f"({ErrorInfo.of(exc).message})",
             )
-            await asyncio.to_thread(write, status, None, error)
+            if step is not None:
+                await asyncio.to_thread(lambda: journal.record_step(run.run_id, step, fence_owner=owner))
+            await asyncio.to_thread(write, status, None, error, None)
     except RunLeaseLostError as exc:
         logger.warning("attempt outcome dropped: lease lost", extra={**log, "error": str(exc)})
         return False

@@ -155,7 +155,17 @@ def decode_run(item: Item) -> RunRecord:
         waiting_for_json=_s(item, "waiting_for"),
         cancel_requested=bool(item.get("cancel_requested", {}).get("BOOL", False)),
         parent=ParentRef.from_json(_s(item, "parent")),
+        kept_steps_bytes=sum(_step_bytes(step) for step in _kept_steps(item)),
     )
+
+
+def _kept_steps(run_item: Item) -> list[StepRecord]:
+    """The steps journaled in a run item (with a run's outcome, see ``Journal.finish``)."""
+    return [
+        _decode_step({**value["M"], "sk": {"S": name}})
+        for name, value in run_item.items()
+        if name.startswith(STEP_PREFIX) and "M" in value
+    ]
 
 
 def _utf8_len(text: str | None) -> int:
@@ -182,6 +192,21 @@ def _encode_step(run_id: str, step: StepRecord, expires_at: int) -> Item:
     if step.wait_json is not None:
         item["wait"] = {"S": step.wait_json}
     return item
+
+
+def _step_attribute(step: StepRecord) -> AttributeValueTypeDef:
+    """A step kept in its run item (attribute ``step#<key>``): the step item's fields, as a map."""
+    fields = _encode_step("", step, 0)
+    for name in ("pk", "sk", "expires_at"):
+        del fields[name]
+    return {"M": fields}
+
+
+def _step_bytes(step: StepRecord) -> int:
+    """About what a step adds to an item (its texts and key; 256 bytes for the rest)."""
+    error = step.error.to_json() if step.error is not None else None
+    texts = (step.key, step.result_json, step.result_tag, step.wait_json, error)
+    return sum(_utf8_len(text) for text in texts) + 256
 
 
 def _decode_step(item: Item) -> StepRecord:
@@ -261,8 +286,17 @@ class Journal:
         run_item = next((item for item in items if _s(item, "sk") == RUN_SK), None)
         if run_item is None or is_claim(run_item):
             return None
-        steps = [_decode_step(item) for item in items if (_s(item, "sk") or "").startswith(STEP_PREFIX)]
-        steps.sort(key=lambda step: step.index)
+        found = {
+            step.key: step
+            for step in (
+                _decode_step(item) for item in items if (_s(item, "sk") or "").startswith(STEP_PREFIX)
+            )
+        }
+        # A run's last step may be journaled in its run item, written with the run's outcome (``finish``).
+        for kept in _kept_steps(run_item):
+            if kept.key not in found or found[kept.key].status != "completed":
+                found[kept.key] = kept
+        steps = sorted(found.values(), key=lambda step: step.index)
         run = decode_run(run_item)
         if run.result_apart:
             result_item = next((item for item in items if _s(item, "sk") == RESULT_SK), None)
@@ -505,6 +539,8 @@ class Journal:
         error: ErrorInfo | None = None,
         payload_bytes: int = 0,
         waiting_for_json: str | None = None,
+        step: StepRecord | None = None,
+        kept_steps_bytes: int = 0,
     ) -> bool:
         """End this attempt: ``completed``/``failed``/``cancelled`` for good, ``queued`` to retry, or
         ``waiting`` (with ``waiting_for_json``) until a wake-up. Returns whether a cancel was asked for
@@ -513,6 +549,12 @@ class Journal:
         One UpdateItem conditional on the lease owner. When the run item's payload (``payload_bytes``) and
         the result would pass ``RUN_ITEM_BUDGET``, the result goes to its own item, written in one
         transaction with the run item's update (so both or neither are written).
+
+        ``step``: the attempt's last completed step, not journaled yet. It is kept in the run item
+        (attribute ``step#<key>``, merged back by ``decode_partition``) by the same UpdateItem, so the step
+        and the outcome are written together or not at all; when that would take the run item past
+        ``RUN_ITEM_BUDGET`` with the steps kept there already (``kept_steps_bytes``, by earlier attempts) or
+        the result goes apart, the step is journaled in its own item first.
         """
         values: dict[str, AttributeValueTypeDef] = {
             ":status": {"S": status},
@@ -542,6 +584,15 @@ class Journal:
             assignments.append("#error = :error")
         else:
             removals.append("#error")
+        if step is not None:
+            kept = payload_bytes + (0 if apart else _utf8_len(result_json)) + _utf8_len(waiting_for_json)
+            kept += kept_steps_bytes
+            if apart or kept + _step_bytes(step) > RUN_ITEM_BUDGET:
+                self.record_step(run_id, step, fence_owner=owner)
+            else:
+                names["#step"] = STEP_PREFIX + step.key
+                values[":step"] = _step_attribute(step)
+                assignments.append("#step = :step")
         update: UpdateTypeDef = {
             "TableName": self._table,
             "Key": {"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
