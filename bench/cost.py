@@ -201,7 +201,10 @@ def storage_levers(bill: Bill, ddb: list[Call]) -> list[Lever]:
     # Last step with the outcome: per run, its last journal entry's write joins the outcome's update.
     last_step: dict[str, int] = {}
     run_size: dict[str, int] = {}
+    merged_already: set[str] = set()  # runs whose outcome's update carried their last step
     for call in worker:
+        if "#step" in call.params.get("ExpressionAttributeNames", {}):
+            merged_already.add(call.params["Key"]["pk"]["S"])
         for item in call.items:
             if item.kind.endswith("/step#"):
                 last_step[item.key] = item.size
@@ -209,6 +212,8 @@ def storage_levers(bill: Bill, ddb: list[Call]) -> list[Lever]:
                 run_size[item.key] = item.size
     merged = 0
     for key, step_size in last_step.items():
+        if key in merged_already:
+            continue
         after = run_size.get(key, 0)
         grown = write_units(after + step_size) - write_units(after)  # the outcome item grows (and its copy)
         merged += write_units(step_size) - grown * 2
