@@ -17,7 +17,7 @@ from polos.aws import observability, settings
 from polos.context import WorkflowContext
 from polos.errors import NonRetryableError, RunLeaseLostError
 from polos.publish.events import EventRef
-from polos.runtime import clock, control, timers
+from polos.runtime import clock, control, steps, timers
 from polos.runtime.journal import Acquired, Item, Journal
 from polos.runtime.records import ErrorInfo, LoadedRun, RunRecord, RunStatus, StepRecord, TriggerType
 from polos.runtime.runs import stored_payload
@@ -305,6 +305,8 @@ async def _finish(
     except RunLeaseLostError as exc:
         logger.warning("attempt outcome dropped: lease lost", extra={**log, "error": str(exc)})
         return False
+    if step is not None:
+        steps.journaled(run.run_id, step.key)
     run.status, run.result_json, run.error = status, result_json, error
     run.lease_owner = run.lease_until = None
     run.waiting_for_json = waiting_json

@@ -82,6 +82,12 @@ def set_step_hooks(hooks: StepHooks | None) -> None:
     _hooks = hooks
 
 
+def journaled(run_id: str, key: str) -> None:
+    """Tell the hooks a step was journaled (by the executor: the last step, with the run's outcome)."""
+    if _hooks is not None:
+        _hooks.after_journal(run_id, key)
+
+
 class _StepFailed(Exception):
     """Internal: a step's function failed for good after ``calls`` calls (``error`` is what to raise)."""
 
@@ -533,8 +539,7 @@ class StepRunner:
         at_risk = time.time() >= self._call_deadline
         fence = self._lease_owner if at_risk else None
         await asyncio.to_thread(lambda: self._journal.record_step(self._run_id, step, fence_owner=fence))
-        if _hooks is not None:
-            _hooks.after_journal(self._run_id, step.key)
+        journaled(self._run_id, step.key)
 
     async def _call_with_retries(
         self,
