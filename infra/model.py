@@ -35,9 +35,14 @@ VISIBILITY_TIMEOUT_FACTOR = 6
 
 @dataclass(frozen=True)
 class IndexSpec:
+    """A global secondary index. ``KEYS_ONLY``: a write of an item that leaves the index's keys unchanged
+    writes nothing to the index (readers fetch the items by key). Changing the projection of a deployed
+    table makes CloudFormation replace the index (it is rebuilt from the table, meanwhile unavailable)."""
+
     name: str
     hash_key: str
     range_key: str
+    projection: str = "KEYS_ONLY"
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,7 @@ class TableSpec:
                         {"AttributeName": index.hash_key, "KeyType": "HASH"},
                         {"AttributeName": index.range_key, "KeyType": "RANGE"},
                     ],
-                    "Projection": {"ProjectionType": "ALL"},
+                    "Projection": {"ProjectionType": index.projection},
                 }
                 for index in self.indexes
             ]
@@ -200,8 +205,15 @@ API_FUNCTION = FunctionSpec(
         TableAccess(
             RUNS_TABLE,
             # DeleteItem: a queued run whose message could not be sent is removed (runs.discard_queued);
-            # UpdateItem: cancel, and completing a waiting step (resume, a matched event)
-            ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:DeleteItem", "dynamodb:UpdateItem"),
+            # UpdateItem: cancel, and completing a waiting step (resume, a matched event); BatchGetItem: the
+            # runs a list page names (the by_workflow index projects keys only)
+            (
+                "dynamodb:PutItem",
+                "dynamodb:Query",
+                "dynamodb:DeleteItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:BatchGetItem",
+            ),
             index_actions=("dynamodb:Query",),
         ),
     ),

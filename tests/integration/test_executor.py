@@ -275,10 +275,9 @@ def test_two_concurrent_attempts_execute_each_step_once(
     barrier = threading.Barrier(2, timeout=10)
 
     class Overlapping(Journal):
-        def query_partition(self, run_id: str) -> list[Any]:
-            items = super().query_partition(run_id)
-            barrier.wait()  # both attempts have read before either takes the lease
-            return items
+        def acquire(self, **kwargs: Any) -> Any:
+            barrier.wait()  # both attempts ask for the lease at once (lease first: nothing read before)
+            return super().acquire(**kwargs)
 
     outcomes: list[str] = []
     store_invoked(two_steps.id, "r1", {"cents": 9})

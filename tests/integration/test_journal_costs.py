@@ -36,6 +36,12 @@ async def five_steps(ctx: WorkflowContext) -> list[str]:
     return [await ctx.step.run(f"s{i}", step_fn(f"s{i}")) for i in range(5)]
 
 
+@workflow(id="waits-an-hour")
+async def waits_an_hour(ctx: WorkflowContext) -> str:
+    await ctx.step.wait_for("nap", hours=1)
+    return "awake"
+
+
 class Requests:
     """Counts the DynamoDB operations the process-wide client makes."""
 
@@ -60,26 +66,26 @@ class Requests:
 
 @pytest.fixture
 def requests(provision_app: Callable[..., Any]) -> Iterator[Requests]:
-    provision_app(App("cost-tests", [one_step, five_steps]))
+    provision_app(App("cost-tests", [one_step, five_steps, waits_an_hour]))
     STEP_CALLS.clear()
     yield Requests()
 
 
 @pytest.mark.parametrize(("wf", "k"), [(one_step, 1), (five_steps, 5)])
-def test_first_attempt_costs_one_read_and_at_most_k_plus_2_writes(
+def test_first_attempt_costs_no_read_and_at_most_k_plus_2_writes(
     requests: Requests, wf: Workflow, k: int
 ) -> None:
     store_invoked(wf.id, "run-1")
     requests.reset()
     result = asyncio.run(execute(Attempt(wf, "run-1", "invoke")))
     assert result.outcome == "completed" and len(result.result) == k
-    assert requests.reads == 1, requests.ops
+    assert requests.reads == 0, requests.ops  # lease first: its answer says no earlier attempt ran
     assert requests.writes <= k + 2, requests.ops
     assert sum(STEP_CALLS.values()) == k
 
 
 @pytest.mark.parametrize(("wf", "k"), [(one_step, 1), (five_steps, 5)])
-def test_replaying_a_completed_run_costs_one_read_and_nothing_else(
+def test_a_duplicate_of_a_completed_run_costs_one_refused_write_and_nothing_else(
     requests: Requests, wf: Workflow, k: int
 ) -> None:
     store_invoked(wf.id, "run-1")
@@ -88,7 +94,7 @@ def test_replaying_a_completed_run_costs_one_read_and_nothing_else(
     STEP_CALLS.clear()
     again = asyncio.run(execute(Attempt(wf, "run-1", "invoke")))
     assert again.outcome == "finished"
-    assert (requests.reads, requests.writes) == (1, 0), requests.ops
+    assert (requests.reads, requests.writes) == (0, 1), requests.ops  # the lease's write, refused
     assert sum(STEP_CALLS.values()) == 0
 
 
@@ -110,3 +116,21 @@ def test_a_retry_reads_once_and_writes_only_new_steps(requests: Requests) -> Non
     assert again.outcome == "completed"
     assert (requests.reads, requests.writes) == (1, 2), requests.ops  # acquire + finish
     assert sum(STEP_CALLS.values()) == 0
+
+
+def test_a_duplicate_delivery_of_a_waiting_run_is_acknowledged_by_the_refused_lease(
+    requests: Requests,
+) -> None:
+    """Lease first does not take a waiting run: only its wake-up does (it reads the journal first)."""
+    store_invoked(waits_an_hour.id, "run-1")
+    assert asyncio.run(execute(Attempt(waits_an_hour, "run-1", "invoke"))).outcome == "waiting"
+    requests.reset()
+    again = asyncio.run(execute(Attempt(waits_an_hour, "run-1", "invoke")))
+    assert again.outcome == "waiting" and again.run is not None and again.run.status == "waiting"
+    assert (requests.reads, requests.writes) == (0, 1), requests.ops
+    item = settings.dynamodb().get_item(
+        TableName=settings.get_settings().runs_table,
+        Key={"pk": {"S": "run#run-1"}, "sk": {"S": "run"}},
+        ConsistentRead=True,
+    )["Item"]
+    assert item["status"]["S"] == "waiting" and "lease_owner" not in item and item["attempts"]["N"] == "1"

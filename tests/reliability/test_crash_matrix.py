@@ -102,11 +102,17 @@ class Matrix:
         """When each step was journaled (its first completed step item written), by (run id, step key)."""
         written: dict[tuple[str, str], float] = {}
         for call in self.meter.select(service="dynamodb"):
+            if not call.ok:
+                continue
             item = call.params.get("Item", {})
             sk = item.get("sk", {}).get("S", "")
             completed = item.get("status", {}).get("S") == "completed"
-            if call.operation == "PutItem" and call.ok and sk.startswith("step#") and completed:
+            if call.operation == "PutItem" and sk.startswith("step#") and completed:
                 step = (item["pk"]["S"].removeprefix("run#"), sk.removeprefix("step#"))
+                written.setdefault(step, call.started + call.seconds)
+            kept = call.params.get("ExpressionAttributeNames", {}).get("#step", "")
+            if call.operation == "UpdateItem" and kept.startswith("step#"):  # the last step, with the outcome
+                step = (call.params["Key"]["pk"]["S"].removeprefix("run#"), kept.removeprefix("step#"))
                 written.setdefault(step, call.started + call.seconds)
         return written
 

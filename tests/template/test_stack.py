@@ -342,7 +342,7 @@ def test_tables_have_their_keys_and_indexes(stack: Stack) -> None:
             i["IndexName"]: ([k["AttributeName"] for k in i["KeySchema"]], i["Projection"]["ProjectionType"])
             for i in table.get("GlobalSecondaryIndexes", [])
         }
-        assert indexes == {i.name: ([i.hash_key, i.range_key], "ALL") for i in spec.indexes}
+        assert indexes == {i.name: ([i.hash_key, i.range_key], i.projection) for i in spec.indexes}
     assert RUNS_TABLE.indexes  # the one index the code queries (runs by workflow)
 
 

@@ -71,26 +71,49 @@ class Calls:
         return len(self.args)
 
 
+_ATTEMPTS: list[tuple[StepRunner, MemoryJournal]] = []
+
+
 def make_runner(
     journal: MemoryJournal, sleep: FakeSleep | None = None, lease_until: float | None = None
 ) -> StepRunner:
-    return StepRunner(
+    runner = StepRunner(
         run_id="run-1",
         journal=journal,  # type: ignore[arg-type]
         steps=list(journal.steps.values()),
         lease_until=time.time() + 900 if lease_until is None else lease_until,
         sleep=sleep or FakeSleep(),
     )
+    _ATTEMPTS.append((runner, journal))
+    return runner
+
+
+def end_attempts() -> None:
+    """What the executor does when an attempt ends (its handler returned or raised): the last completed
+    step, not journaled yet, is journaled with the run's outcome."""
+    for runner, journal in _ATTEMPTS:
+        pending = runner.take_pending()
+        if pending is not None:
+            journal.record_step("run-1", pending)
+            steps.journaled("run-1", pending.key)
+    _ATTEMPTS.clear()
 
 
 def run(coro: Any) -> Any:
-    return asyncio.run(coro)
+    try:
+        result = asyncio.run(coro)
+    except Exception:  # a handler's exception ends the attempt too; a crash (BaseException) does not
+        end_attempts()
+        raise
+    end_attempts()
+    return result
 
 
 @pytest.fixture(autouse=True)
 def _no_hooks() -> Iterator[None]:
     yield
     set_step_hooks(None)
+    _ATTEMPTS.clear()
 
 
 # ---- calling functions -----------------------------------------------------------------------------

@@ -175,7 +175,7 @@ def test_events_claimed_meanwhile_by_another_run_are_left_to_it(
     assert not first.failed
     [(first_run, _)] = runs_of("wb-batch").items()
     # The second worker read the claims before the first one's transaction committed: it saw none.
-    monkeypatch.setattr(batches, "read_owners", lambda workflow_id, refs, singles: batches.Owners())
+    monkeypatch.setattr(batches, "read_owners", lambda workflow_id, refs: batches.Owners())
     deliver(event_messages("wb/batch", events[1:3]))  # SQS delivers the second and third events again
     again = [*receive_all(urls["wb-batch"]), by_seq[events[3].sequence_id]]
     assert len(again) == 3

@@ -38,31 +38,32 @@ def pump(aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pump:
     return Pump(APP, provision(APP, tmp_path, monkeypatch))
 
 
-def test_a_single_event_run_of_one_step_costs_one_read_and_three_writes(pump: Pump) -> None:
+def test_a_single_event_run_of_one_step_costs_no_read_and_two_writes(pump: Pump) -> None:
     [event] = publish("wbud/single", {})
     with count_requests() as requests:
         delivery = pump.once("wbud-single")
     assert delivery is not None and len(delivery.messages) == 1 and not delivery.failed
-    # One Query reads the run and the event's batch claim (same partition: the workflow may have been a
-    # batch workflow when the event was first delivered).
-    assert requests.reads <= 1, requests.calls
-    assert requests.written_items <= 3, requests.calls
-    assert dict(requests.calls) == {"Query": 1, "UpdateItem": 2, "PutItem": 1}
-    # A duplicate of the finished run is acknowledged for one read.
+    # Lease first: its answer says no earlier attempt ran (and would name a batch run's claim of the
+    # event, kept in the run item's place), so nothing is read.
+    assert requests.reads == 0, requests.calls
+    # The lease, then the outcome with the step's journal entry (its last step) in the same UpdateItem.
+    assert requests.written_items <= 2, requests.calls
+    assert dict(requests.calls) == {"UpdateItem": 2}
+    # A duplicate of the finished run is acknowledged for one request (the lease's write, refused).
     deliver(event_messages("wbud/single", [event]))
     with count_requests() as requests:
         again = pump.once("wbud-single")
     assert again is not None and not again.failed
-    assert dict(requests.calls) == {"Query": 1}
+    assert dict(requests.calls) == {"UpdateItem": 1}
 
 
-def test_ten_events_into_one_batch_run_of_one_step_cost_two_reads_and_fourteen_writes(pump: Pump) -> None:
+def test_ten_events_into_one_batch_run_of_one_step_cost_one_read_and_thirteen_writes(pump: Pump) -> None:
     publish("wbud/batch", *[{"n": n} for n in range(10)])
     with count_requests() as requests:
         delivery = pump.once("wbud-batch")
     assert delivery is not None and len(delivery.messages) == 10 and not delivery.failed
-    assert requests.reads <= 2, requests.calls
-    assert requests.written_items <= 14, requests.calls
-    # Claims read (1); run + member chunk + 10 claims in one transaction (12); the step (1); the finish (1).
-    assert dict(requests.calls) == {"BatchGetItem": 1, "TransactWriteItems": 1, "PutItem": 1, "UpdateItem": 1}
-    assert requests.written_items == 14
+    assert requests.reads <= 1, requests.calls
+    assert requests.written_items <= 13, requests.calls
+    # Claims read (1); run + member chunk + 10 claims in one transaction (12); the finish with the step (1).
+    assert dict(requests.calls) == {"BatchGetItem": 1, "TransactWriteItems": 1, "UpdateItem": 1}
+    assert requests.written_items == 13

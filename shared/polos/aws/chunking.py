@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import WriteRequestTypeDef
+    from mypy_boto3_dynamodb.type_defs import KeysAndAttributesTypeDef, WriteRequestTypeDef
 
 T = TypeVar("T")
 
 MAX_ATTEMPTS = 8
 BATCH_WRITE_MAX_ITEMS = 25  # DynamoDB BatchWriteItem: 25 requests and 16 MB per call
 BATCH_WRITE_MAX_BYTES = 16 * 1024 * 1024
+BATCH_GET_MAX_KEYS = 100  # DynamoDB BatchGetItem: 100 keys (and 16 MB of answer) per call
 BASE_DELAY_SECONDS = 0.05
 MAX_DELAY_SECONDS = 2.0
 
@@ -56,6 +57,10 @@ class UnprocessedWritesError(RuntimeError):
     """``BatchWriteItem`` left items unprocessed after every retry."""
 
 
+class UnprocessedKeysError(RuntimeError):
+    """``BatchGetItem`` left keys unread after every retry."""
+
+
 def write_all(client: DynamoDBClient, table: str, requests: list[WriteRequestTypeDef]) -> None:
     """One ``BatchWriteItem`` call's worth of ``requests`` (≤ 25, ≤ 16 MB), retrying unprocessed items."""
     pending = requests
@@ -78,3 +83,41 @@ def query_all(client: DynamoDBClient, **query: Any) -> list[dict[str, Any]]:
         if "LastEvaluatedKey" not in page:
             return items
         query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+Key = tuple[str, str]
+
+
+def get_all(
+    client: DynamoDBClient,
+    table: str,
+    keys: Sequence[Key],
+    *,
+    consistent: bool = False,
+    projection: str | None = None,
+) -> dict[Key, dict[str, Any]]:
+    """The items of ``keys`` (``(pk, sk)`` pairs) that exist, by key: ``BatchGetItem`` calls of at most 100
+    keys, each retrying its ``UnprocessedKeys`` (too much throughput, or past 16 MB of answer) with
+    :func:`pause`, at most :data:`MAX_ATTEMPTS` times (then :class:`UnprocessedKeysError`)."""
+    found: dict[Key, dict[str, Any]] = {}
+    unique = list(dict.fromkeys(keys))
+    for chunk in chunked(unique, BATCH_GET_MAX_KEYS, BATCH_GET_MAX_KEYS, lambda _: 1):
+        wanted: KeysAndAttributesTypeDef = {
+            "Keys": [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in chunk],
+            "ConsistentRead": consistent,
+        }
+        if projection is not None:
+            wanted["ProjectionExpression"] = projection
+        request: dict[str, KeysAndAttributesTypeDef] = {table: wanted}
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            answer = client.batch_get_item(RequestItems=request)
+            for item in answer.get("Responses", {}).get(table, []):
+                found[(str(item["pk"]["S"]), str(item["sk"]["S"]))] = item
+            request = answer.get("UnprocessedKeys") or {}  # type: ignore[assignment]
+            if not request:
+                break
+            if attempt == MAX_ATTEMPTS:
+                left = len(request[table]["Keys"]) if table in request else 0
+                raise UnprocessedKeysError(f"{left} key(s) stayed unread after {MAX_ATTEMPTS} attempts")
+            pause(attempt)
+    return found

@@ -3,10 +3,13 @@
 A new batch run is created together with its membership in ONE ``TransactWriteItems`` per chunk of events: the
 run item (already leased to the creating attempt, in the first chunk only), a *member chunk* item in the run's
 partition (``sk=member#<nnnn>``, the chunk's ``EventRef`` list) and one conditional *claim* per event in the
-partition of the event's single-event run (``pk=run#<event run id>``, ``sk=claim``, ``run_id``). A claim that
-exists already cancels the transaction; the cancellation reasons name the claim and its owner, and the chunk
-is retried without that event. So an event is claimed at most once, and a claimed event's run lists it. A
-crash between chunks leaves the later events unclaimed: they form a new batch run when redelivered.
+partition of the event's single-event run, in the place of its run item (``pk=run#<event run id>``,
+``sk=run``, ``run_id``: the batch run): a claim, or that event's single-event run, that exists already cancels
+the transaction; the cancellation reasons name the claim and its owner, and the chunk is retried without that
+event. A claim in the run item's place also makes a later single-event delivery of the event (the workflow
+redeployed as single-event) find it in the one request it starts with, the lease's conditional write. So an
+event is claimed at most once, and a claimed event's run lists it. A crash between chunks leaves the later
+events unclaimed: they form a new batch run when redelivered.
 
 Unclear answers: each transaction carries a ``ClientRequestToken`` derived from the run, the chunk and its
 events, so botocore's retry of a transaction that was applied but whose answer was lost is answered as the
@@ -27,9 +30,10 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from polos.aws import settings
-from polos.aws.chunking import MAX_ATTEMPTS, chunked, pause, query_all
+from polos.aws.chunking import MAX_ATTEMPTS, UnprocessedKeysError, get_all, pause, query_all
 from polos.publish.events import EventRef
 from polos.runtime.journal import (
+    CLAIMED_BY,
     RUN_SK,
     Item,
     Journal,
@@ -42,15 +46,13 @@ from polos.runtime.records import RunRecord
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import KeysAndAttributesTypeDef, TransactWriteItemTypeDef
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 logger = Logger(service="polos")
 
-CLAIM_SK = "claim"
 MEMBER_PREFIX = "member#"
 # A transaction holds at most 100 actions: the run item, one member chunk and 98 claims.
 MAX_CLAIMS_PER_TRANSACTION = 98
-MAX_KEYS_PER_BATCH_GET = 100
 
 
 class BatchCreationError(RuntimeError):
@@ -72,15 +74,8 @@ def claim_token(run_id: str, chunk: int, refs: list[EventRef], round_: int) -> s
 
 
 def claim_pk(workflow_id: str, ref: EventRef) -> str:
-    """The event's claim lives in the partition of the event's single-event run (``sk=claim``), so a
-    delivery of the event to the workflow turned single-event sees the claim in the one Query it makes."""
+    """The event's claim takes the place of the run item of the event's single-event run (``sk=run``)."""
     return run_pk(event_run_id(workflow_id, ref.topic, ref.sequence_id))
-
-
-def claim_owner(items: list[Item]) -> str | None:
-    """The batch run named by a claim item among a partition's ``items``, if any."""
-    claim = next((item for item in items if item["sk"]["S"] == CLAIM_SK), None)
-    return None if claim is None else claim["run_id"]["S"]
 
 
 def _client() -> DynamoDBClient:
@@ -89,7 +84,7 @@ def _client() -> DynamoDBClient:
 
 def read_claims(workflow_id: str, refs: list[EventRef]) -> dict[EventRef, str]:
     """The batch run that claimed each of ``refs`` (unclaimed ones are absent); strongly consistent."""
-    return read_owners(workflow_id, refs, {}).claims
+    return read_owners(workflow_id, refs).claims
 
 
 @dataclass
@@ -100,43 +95,26 @@ class Owners:
     singles: dict[EventRef, str] = field(default_factory=dict)
 
 
-def read_owners(workflow_id: str, refs: list[EventRef], single_runs: dict[EventRef, str]) -> Owners:
-    """The claims of ``refs`` and which of the ``single_runs`` (event → run id) exist (strongly consistent).
+def read_owners(workflow_id: str, refs: list[EventRef]) -> Owners:
+    """The claims of ``refs`` and the single-event runs of the workflow that hold any of them (strongly
+    consistent BatchGetItem calls of 100 keys: a claim and the event's single-event run share one key).
 
     A workflow changed from single-event to batch while its messages were queued may hold an event in a
-    single-event run already: that run, not a new batch, must finish it. Both are read in the same
-    BatchGetItem calls (100 keys each).
+    single-event run already: that run, not a new batch, must finish it.
     """
     table = settings.get_settings().runs_table
-    wanted: dict[tuple[str, str], tuple[EventRef, bool]] = {
-        (claim_pk(workflow_id, ref), CLAIM_SK): (ref, True) for ref in refs
-    }
-    wanted.update({(run_pk(run_id), RUN_SK): (ref, False) for ref, run_id in single_runs.items()})
+    wanted = {(claim_pk(workflow_id, ref), RUN_SK): ref for ref in refs}
+    try:
+        found = get_all(_client(), table, list(wanted), consistent=True, projection="pk, sk, " + CLAIMED_BY)
+    except UnprocessedKeysError as exc:
+        raise BatchCreationError(f"claims of workflow {workflow_id!r} stayed unread: {exc}") from exc
     owners = Owners()
-    for chunk in chunked(list(wanted), MAX_KEYS_PER_BATCH_GET, MAX_KEYS_PER_BATCH_GET, lambda _: 1):
-        request: dict[str, KeysAndAttributesTypeDef] = {
-            table: {
-                "Keys": [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in chunk],
-                "ConsistentRead": True,
-                "ProjectionExpression": "pk, sk, run_id",
-            }
-        }
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            answer = _client().batch_get_item(RequestItems=request)
-            for item in answer.get("Responses", {}).get(table, []):
-                ref, is_claim = wanted[(item["pk"]["S"], item["sk"]["S"])]
-                if is_claim:
-                    owners.claims[ref] = item["run_id"]["S"]
-                else:
-                    owners.singles[ref] = single_runs[ref]
-            request = answer.get("UnprocessedKeys") or {}  # type: ignore[assignment]
-            if not request:
-                break
-            if attempt == MAX_ATTEMPTS:
-                raise BatchCreationError(
-                    f"claims of workflow {workflow_id!r} stayed unread after {attempt} attempts"
-                )
-            pause(attempt)
+    for key, item in found.items():
+        ref = wanted[key]
+        if CLAIMED_BY in item:
+            owners.claims[ref] = item[CLAIMED_BY]["S"]
+        else:
+            owners.singles[ref] = event_run_id(workflow_id, ref.topic, ref.sequence_id)
     return owners
 
 
@@ -297,8 +275,8 @@ class _ChunkWriter:
         for ref in refs:
             claim: Item = {
                 "pk": {"S": claim_pk(self._workflow_id, ref)},
-                "sk": {"S": CLAIM_SK},
-                "run_id": {"S": self.outcome.run_id},
+                "sk": {"S": RUN_SK},
+                CLAIMED_BY: {"S": self.outcome.run_id},
                 "expires_at": {"N": str(self._expires_at)},
             }
             actions.append(
@@ -316,7 +294,8 @@ class _ChunkWriter:
     def _lost_claims(
         self, reasons: list[dict[str, Any]], refs: list[EventRef], first_claim: int
     ) -> set[EventRef]:
-        """Events whose claim exists already; their owners go to ``taken`` (or ``unclaimed`` if unnamed)."""
+        """Events whose claim exists already; their owners go to ``taken`` (or ``unclaimed`` if unnamed:
+        the event's single-event run holds it, which a redelivery finds)."""
         lost: set[EventRef] = set()
         for index, reason in enumerate(reasons):
             if reason.get("Code") != "ConditionalCheckFailed":
@@ -324,7 +303,7 @@ class _ChunkWriter:
             if index < first_claim:  # our own run or member item: an earlier send of ours was applied
                 raise _UnclearOutcome(f"batch run {self.outcome.run_id}: its items exist already")
             ref = refs[index - first_claim]
-            owner = (reason.get("Item") or {}).get("run_id", {}).get("S")
+            owner = (reason.get("Item") or {}).get(CLAIMED_BY, {}).get("S")
             if owner == self.outcome.run_id:
                 raise _UnclearOutcome(f"batch run {self.outcome.run_id}: {ref} is claimed by it already")
             if owner:

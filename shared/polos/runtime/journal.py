@@ -56,6 +56,9 @@ RUN_SK = "run"
 RESULT_SK = "result"
 STEP_PREFIX = "step#"
 BY_WORKFLOW_INDEX = "by_workflow"
+# A batch run's claim of an event stands in the place of the run item of the event's single-event run
+# (see ``polos.runtime.batches``): an item with this attribute (the batch run's id) is a claim, not a run.
+CLAIMED_BY = "run_id"
 KEEP_MARGIN_SECONDS = 86_400  # a waiting run's items are extended when they would expire within a day of it
 
 
@@ -125,6 +128,11 @@ def encode_run(run: RunRecord, expires_at: int) -> Item:
     return item
 
 
+def is_claim(item: Item) -> bool:
+    """Whether a run item's place holds a batch run's claim of the event instead (no run of its own)."""
+    return CLAIMED_BY in item
+
+
 def decode_run(item: Item) -> RunRecord:
     pk = _s(item, "pk") or ""
     refs = _s(item, "event_refs")
@@ -147,7 +155,17 @@ def decode_run(item: Item) -> RunRecord:
         waiting_for_json=_s(item, "waiting_for"),
         cancel_requested=bool(item.get("cancel_requested", {}).get("BOOL", False)),
         parent=ParentRef.from_json(_s(item, "parent")),
+        kept_steps_bytes=sum(_step_bytes(step) for step in _kept_steps(item)),
     )
+
+
+def _kept_steps(run_item: Item) -> list[StepRecord]:
+    """The steps journaled in a run item (with a run's outcome, see ``Journal.finish``)."""
+    return [
+        _decode_step({**value["M"], "sk": {"S": name}})
+        for name, value in run_item.items()
+        if name.startswith(STEP_PREFIX) and "M" in value
+    ]
 
 
 def _utf8_len(text: str | None) -> int:
@@ -174,6 +192,21 @@ def _encode_step(run_id: str, step: StepRecord, expires_at: int) -> Item:
     if step.wait_json is not None:
         item["wait"] = {"S": step.wait_json}
     return item
+
+
+def _step_attribute(step: StepRecord) -> AttributeValueTypeDef:
+    """A step kept in its run item (attribute ``step#<key>``): the step item's fields, as a map."""
+    fields = _encode_step("", step, 0)
+    for name in ("pk", "sk", "expires_at"):
+        del fields[name]
+    return {"M": fields}
+
+
+def _step_bytes(step: StepRecord) -> int:
+    """About what a step adds to an item (its texts and key; 256 bytes for the rest)."""
+    error = step.error.to_json() if step.error is not None else None
+    texts = (step.key, step.result_json, step.result_tag, step.wait_json, error)
+    return sum(_utf8_len(text) for text in texts) + 256
 
 
 def _decode_step(item: Item) -> StepRecord:
@@ -212,10 +245,12 @@ class Acquired:
 
 @dataclass(frozen=True, slots=True)
 class NotAcquired:
-    """The run is finished, another live attempt holds its lease, or (``create=False``) it does not exist."""
+    """The run is finished, another live attempt holds its lease, it waits (and the caller does not wake
+    it), (``create=False``) it does not exist, or a batch run claimed its event (``claimed_by``)."""
 
     run: RunRecord | None
-    outcome: Literal["finished", "busy", "missing"]
+    outcome: Literal["finished", "busy", "missing", "waiting", "claimed"]
+    claimed_by: str | None = None
 
 
 class Journal:
@@ -249,10 +284,19 @@ class Journal:
     @staticmethod
     def decode_partition(items: list[Item]) -> LoadedRun | None:
         run_item = next((item for item in items if _s(item, "sk") == RUN_SK), None)
-        if run_item is None:
+        if run_item is None or is_claim(run_item):
             return None
-        steps = [_decode_step(item) for item in items if (_s(item, "sk") or "").startswith(STEP_PREFIX)]
-        steps.sort(key=lambda step: step.index)
+        found = {
+            step.key: step
+            for step in (
+                _decode_step(item) for item in items if (_s(item, "sk") or "").startswith(STEP_PREFIX)
+            )
+        }
+        # A run's last step may be journaled in its run item, written with the run's outcome (``finish``).
+        for kept in _kept_steps(run_item):
+            if kept.key not in found or found[kept.key].status != "completed":
+                found[kept.key] = kept
+        steps = sorted(found.values(), key=lambda step: step.index)
         run = decode_run(run_item)
         if run.result_apart:
             result_item = next((item for item in items if _s(item, "sk") == RESULT_SK), None)
@@ -297,13 +341,16 @@ class Journal:
         now: float | None = None,
         payload_json: str | None = None,
         create: bool = True,
+        wake: bool = True,
     ) -> Acquired | NotAcquired:
         """Take the run's lease for one attempt, creating the run item on its first delivery (with
         ``payload_json`` when the run's input is not stored elsewhere: a scheduled run's).
 
         With ``create=False`` (invoked runs, stored by the API before their message is sent) a run that does
-        not exist is not created: the answer is ``missing``. A ``waiting`` run is taken too: the executor
-        only gets here when its wait is over.
+        not exist is not created: the answer is ``missing``. A ``waiting`` run is taken only with ``wake``
+        (the executor asks so when its wait is over); else the answer is ``waiting``. The answer (``ALL_NEW``,
+        or ``ALL_OLD`` when refused) tells the executor whether an earlier attempt may have journaled
+        steps (``attempts``), so a first delivery needs no read.
         """
         moment = time.time() if now is None else now
         stamp = now_iso()
@@ -311,7 +358,6 @@ class Journal:
             ":wf": {"S": workflow_id},
             ":running": {"S": "running"},
             ":queued": {"S": "queued"},
-            ":waiting": {"S": "waiting"},
             ":owner": {"S": owner},
             ":until": {"N": repr(moment + lease_seconds)},
             ":now": {"N": repr(moment)},
@@ -320,6 +366,10 @@ class Journal:
             ":expires": {"N": str(self.expires_at())},
             ":one": {"N": "1"},
         }
+        taken_when = _LEASE_FREE
+        if wake:
+            values[":waiting"] = {"S": "waiting"}
+            taken_when = f"({_LEASE_FREE} OR (#status = :waiting AND attribute_not_exists(lease_until)))"
         set_refs = ""
         if event_refs:
             values[":refs"] = {"S": json.dumps([ref.to_list() for ref in event_refs])}
@@ -337,8 +387,7 @@ class Journal:
                     "trigger_type = if_not_exists(trigger_type, :trigger), "
                     "expires_at = if_not_exists(expires_at, :expires)" + set_refs + " ADD attempts :one"
                 ),
-                ConditionExpression=("attribute_not_exists(pk) OR " if create else "")
-                + "(" + _LEASE_FREE + " OR (#status = :waiting AND attribute_not_exists(lease_until)))",
+                ConditionExpression=("attribute_not_exists(pk) OR " if create else "") + taken_when,
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
@@ -347,10 +396,16 @@ class Journal:
         except ClientError as exc:
             if not _condition_failed(exc):
                 raise
-            if "Item" not in exc.response:
+            old: Item | None = exc.response.get("Item")  # type: ignore[assignment]
+            if old is None:
                 return NotAcquired(run=None, outcome="missing")
-            current = decode_run(exc.response["Item"])  # type: ignore[typeddict-item]
-            return NotAcquired(run=current, outcome="finished" if current.finished else "busy")
+            if is_claim(old):
+                return NotAcquired(run=None, outcome="claimed", claimed_by=_s(old, CLAIMED_BY))
+            current = decode_run(old)
+            if current.finished:
+                return NotAcquired(run=current, outcome="finished")
+            waits = current.status == "waiting" and current.lease_until is None
+            return NotAcquired(run=current, outcome="waiting" if waits else "busy")
         return Acquired(run=decode_run(answer["Attributes"]))
 
     def keep_until(self, run: RunRecord, moment: float) -> int:
@@ -402,8 +457,8 @@ class Journal:
         except ClientError as exc:
             if not _condition_failed(exc):
                 raise
-            item = exc.response.get("Item")
-            return None if item is None else decode_run(item)  # type: ignore[arg-type]
+            item: Item | None = exc.response.get("Item")  # type: ignore[assignment]
+            return None if item is None or is_claim(item) else decode_run(item)
         return decode_run(answer["Attributes"])
 
     def reopen(self, run_id: str) -> bool:
@@ -484,6 +539,8 @@ class Journal:
         error: ErrorInfo | None = None,
         payload_bytes: int = 0,
         waiting_for_json: str | None = None,
+        step: StepRecord | None = None,
+        kept_steps_bytes: int = 0,
     ) -> bool:
         """End this attempt: ``completed``/``failed``/``cancelled`` for good, ``queued`` to retry, or
         ``waiting`` (with ``waiting_for_json``) until a wake-up. Returns whether a cancel was asked for
@@ -492,6 +549,12 @@ class Journal:
         One UpdateItem conditional on the lease owner. When the run item's payload (``payload_bytes``) and
         the result would pass ``RUN_ITEM_BUDGET``, the result goes to its own item, written in one
         transaction with the run item's update (so both or neither are written).
+
+        ``step``: the attempt's last completed step, not journaled yet. It is kept in the run item
+        (attribute ``step#<key>``, merged back by ``decode_partition``) by the same UpdateItem, so the step
+        and the outcome are written together or not at all; when that would take the run item past
+        ``RUN_ITEM_BUDGET`` with the steps kept there already (``kept_steps_bytes``, by earlier attempts) or
+        the result goes apart, the step is journaled in its own item first.
         """
         values: dict[str, AttributeValueTypeDef] = {
             ":status": {"S": status},
@@ -521,6 +584,15 @@ class Journal:
             assignments.append("#error = :error")
         else:
             removals.append("#error")
+        if step is not None:
+            kept = payload_bytes + (0 if apart else _utf8_len(result_json)) + _utf8_len(waiting_for_json)
+            kept += kept_steps_bytes
+            if apart or kept + _step_bytes(step) > RUN_ITEM_BUDGET:
+                self.record_step(run_id, step, fence_owner=owner)
+            else:
+                names["#step"] = STEP_PREFIX + step.key
+                values[":step"] = _step_attribute(step)
+                assignments.append("#step = :step")
         update: UpdateTypeDef = {
             "TableName": self._table,
             "Key": {"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
@@ -583,10 +655,10 @@ class Journal:
             except ClientError as exc:
                 if not _condition_failed(exc):
                     raise
-                old = exc.response.get("Item")
-            if old is None:
+                old: Item | None = exc.response.get("Item")  # type: ignore[assignment]
+            if old is None or is_claim(old):
                 return None
-            current = decode_run(old)  # type: ignore[arg-type]
+            current = decode_run(old)
             if current.status != "running":
                 return current, False  # finished
             try:

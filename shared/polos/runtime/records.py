@@ -107,6 +107,8 @@ class RunRecord:
     cancel_requested: bool = False
     # A child run started by ``invoke_and_wait``: its end completes this step of that parent run.
     parent: ParentRef | None = None
+    # About how many bytes of the run item the steps journaled in it take (see ``Journal.finish``).
+    kept_steps_bytes: int = 0
 
     @property
     def finished(self) -> bool:

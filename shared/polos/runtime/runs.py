@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from polos.aws import settings
+from polos.aws.chunking import get_all
 from polos.aws.responses import RESPONSE_BUDGET_BYTES, wire_size
 from polos.publish.events import EventRef, EventStore
 from polos.publish.fanout import deliver
@@ -21,6 +22,7 @@ from polos.publish.messages import WorkflowMessage
 from polos.runtime import batches
 from polos.runtime.journal import (
     BY_WORKFLOW_INDEX,
+    RESULT_SK,
     RUN_SK,
     Journal,
     decode_run,
@@ -292,10 +294,43 @@ def _decode_cursor(cursor: str) -> dict[str, _Position]:
     return positions
 
 
-def _query_workflow(
-    workflow_id: str, status: RunStatus | None, position: _Position, want: int
-) -> tuple[list[RunRecord], bool]:
-    """Up to about ``want`` runs of one workflow after ``position``, newest first; and whether none follow."""
+@dataclass
+class _Scanned:
+    """What one workflow's listing read: ``runs`` (status filter applied) in index order, whether the index
+    has none after them (``exhausted``), and the last index entry examined (``last``: created_at, run id)."""
+
+    runs: list[RunRecord]
+    exhausted: bool
+    last: tuple[str, str] | None
+
+
+def _fetch_runs(keys: list[Item]) -> list[RunRecord]:
+    """The run items the index entries ``keys`` name, in the same order (BatchGetItem: the index projects
+    keys only). A run removed since the index was read (a discarded queued run) is left out."""
+    table = settings.get_settings().runs_table
+    found = get_all(settings.dynamodb(), table, [(key["pk"]["S"], key["sk"]["S"]) for key in keys])
+    items = (found.get((key["pk"]["S"], key["sk"]["S"])) for key in keys)
+    return [decode_run(item) for item in items if item is not None]
+
+
+def _with_results(runs: list[RunRecord]) -> None:
+    """Fill in the results kept in their own items (one BatchGetItem for all of ``runs``)."""
+    apart = [run for run in runs if run.result_apart and run.result_json is None]
+    if not apart:
+        return
+    table = settings.get_settings().runs_table
+    found = get_all(settings.dynamodb(), table, [(run_pk(run.run_id), RESULT_SK) for run in apart])
+    for run in apart:
+        item = found.get((run_pk(run.run_id), RESULT_SK))
+        run.result_json = None if item is None else item["result"]["S"]
+
+
+def _query_workflow(workflow_id: str, status: RunStatus | None, position: _Position, want: int) -> _Scanned:
+    """Up to about ``want`` runs of one workflow after ``position``, newest first (with ``status`` only).
+
+    The index holds keys only: each page of index entries is fetched (BatchGetItem) and filtered here; pages
+    are read until ``want`` runs matched or the index is exhausted.
+    """
     kwargs: dict[str, Any] = {
         "TableName": settings.get_settings().runs_table,
         "IndexName": BY_WORKFLOW_INDEX,
@@ -304,10 +339,6 @@ def _query_workflow(
         "ScanIndexForward": False,
         "Limit": want,
     }
-    if status is not None:
-        kwargs["FilterExpression"] = "#status = :status"
-        kwargs["ExpressionAttributeNames"] = {"#status": "status"}
-        kwargs["ExpressionAttributeValues"][":status"] = {"S": status}
     if position.after is not None:
         created_at, run_id = position.after
         kwargs["ExclusiveStartKey"] = {
@@ -317,33 +348,38 @@ def _query_workflow(
             "sk": {"S": RUN_SK},
         }
     found: list[RunRecord] = []
+    last: tuple[str, str] | None = None
     while True:
         page = settings.dynamodb().query(**kwargs)
-        found.extend(decode_run(item) for item in page.get("Items", []))
+        keys = page.get("Items", [])
+        if keys:
+            tail = keys[-1]
+            last = (tail["created_at"]["S"], tail["pk"]["S"].removeprefix("run#"))
+        found.extend(run for run in _fetch_runs(keys) if status is None or run.status == status)
         if "LastEvaluatedKey" not in page:
-            return found, True
+            return _Scanned(found, True, last)
         if len(found) >= want:
-            return found, False
+            return _Scanned(found, False, last)
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def list_runs(workflow_ids: list[str], status: RunStatus | None, limit: int, cursor: str | None) -> RunPage:
     """One page of the runs of ``workflow_ids``, newest first (``InvalidCursorError`` on a bad cursor)."""
     positions = _decode_cursor(cursor) if cursor else {}
-    fetched: dict[str, tuple[list[RunRecord], bool]] = {}
+    fetched: dict[str, _Scanned] = {}
     for wf in workflow_ids:
         position = positions.setdefault(wf, _Position())
-        fetched[wf] = ([], True) if position.done else _query_workflow(wf, status, position, limit)
-    streams = [[(run, wf) for run in runs] for wf, (runs, _) in fetched.items()]
-    merged = heapq.merge(*streams, key=lambda entry: entry[0].created_at, reverse=True)
+        fetched[wf] = (
+            _Scanned([], True, None) if position.done else _query_workflow(wf, status, position, limit)
+        )
+    streams = [[(run, wf) for run in scanned.runs] for wf, scanned in fetched.items()]
+    merged = list(heapq.merge(*streams, key=lambda entry: entry[0].created_at, reverse=True))[:limit]
+    _with_results([run for run, _ in merged])
     page: list[tuple[RunRecord, str]] = []
     views: list[dict[str, Any]] = []
     budget = RESPONSE_BUDGET_BYTES
-    journal = Journal()
     for run, wf in merged:
-        if len(page) == limit:
-            break
-        view = run_view(journal.load_result(run), _members(run))
+        view = run_view(run, _members(run))
         cost = wire_size(view) + 1
         if page and cost > budget:  # the page stops at the byte budget; the cursor continues it
             break
@@ -355,11 +391,15 @@ def list_runs(workflow_ids: list[str], status: RunStatus | None, limit: int, cur
         taken[wf] = taken.get(wf, 0) + 1
         positions[wf] = _Position(after=(run.created_at, run.run_id))
     more = False
-    for wf, (runs, exhausted) in fetched.items():
-        if exhausted and taken.get(wf, 0) == len(runs):
+    for wf, scanned in fetched.items():
+        if taken.get(wf, 0) < len(scanned.runs):
+            more = True  # continues after its last run shown (or where it started)
+        elif scanned.exhausted:
             positions[wf] = _Position(done=True)
         else:
             more = True
+            if scanned.last is not None:  # every entry read was shown or filtered out: continue after them
+                positions[wf] = _Position(after=scanned.last)
     return RunPage(views, _encode_cursor({wf: positions[wf] for wf in workflow_ids}) if more else None)
 
 

@@ -82,6 +82,12 @@ def set_step_hooks(hooks: StepHooks | None) -> None:
     _hooks = hooks
 
 
+def journaled(run_id: str, key: str) -> None:
+    """Tell the hooks a step was journaled (by the executor: the last step, with the run's outcome)."""
+    if _hooks is not None:
+        _hooks.after_journal(run_id, key)
+
+
 class _StepFailed(Exception):
     """Internal: a step's function failed for good after ``calls`` calls (``error`` is what to raise)."""
 
@@ -116,6 +122,21 @@ class StepRunner:
         self._call_deadline = lease_until - lease_margin
         self._lease_owner = lease_owner
         self._sleep = sleep
+        # The last completed step, not journaled yet: it is written when the next step starts, or with the
+        # run's outcome (``take_pending``). A crash before either re-runs it (at-least-once, as a crash
+        # between a step's return and its own write always did); a journaled step never runs again.
+        self._pending: StepRecord | None = None
+
+    def take_pending(self) -> StepRecord | None:
+        """The completed step not journaled yet, for the executor to write with the run's outcome."""
+        pending, self._pending = self._pending, None
+        return pending
+
+    async def _flush(self) -> None:
+        """Journal the pending step now (something durable follows it)."""
+        pending = self.take_pending()
+        if pending is not None:
+            await self._write(pending)
 
     async def run(
         self,
@@ -222,6 +243,7 @@ class StepRunner:
     async def _wait(self, key: str, deadline: Callable[[float], float]) -> None:
         """The wait step: its deadline is computed once and journaled, so a replay never waits longer."""
         self._claim_key(key)
+        await self._flush()
         previous = self._journaled.get(key)
         if previous is not None and previous.status == "completed":
             return
@@ -300,6 +322,7 @@ class StepRunner:
         """Start a child run of ``workflow`` (an object or id) once, however often this run replays;
         returns its handle ``{"run_id", "workflow_id"}``."""
         self._claim_key(key)
+        await self._flush()
         previous = self._journaled.get(key)
         if previous is not None and previous.status == "completed":
             handle: dict[str, str] = json.loads(previous.result_json or "{}")
@@ -357,6 +380,7 @@ class StepRunner:
         ``waiting``, register what completes it, look back for what already happened, else suspend the
         run. Returns the completed step; raises ``StepExecutionError`` when it failed or timed out."""
         self._claim_key(key)
+        await self._flush()
         if timeout is not None and (
             isinstance(timeout, bool)
             or not isinstance(timeout, int | float)
@@ -462,6 +486,7 @@ class StepRunner:
         result_type: Any = None,
     ) -> Any:
         self._claim_key(key)
+        await self._flush()
         what = f"result of step {key!r}"
         declared = result_type if result_type is not None else serde.declared_type(fn)
         previous = self._journaled.get(key)
@@ -493,7 +518,8 @@ class StepRunner:
         except StepResultError as exc:
             await self._journal_step(record("failed", calls, error=ErrorInfo.of(exc)))
             raise
-        await self._journal_step(record("completed", calls, result_json=text, result_tag=tag))
+        # Journaled when the next step starts or with the run's outcome, whichever comes first.
+        self._pending = record("completed", calls, result_json=text, result_tag=tag)
         return restored
 
     def _claim_index(self) -> int:
@@ -502,6 +528,10 @@ class StepRunner:
         return index
 
     async def _journal_step(self, step: StepRecord) -> None:
+        await self._flush()
+        await self._write(step)
+
+    async def _write(self, step: StepRecord) -> None:
         # While the lease has more than its margin left (the margin covers clock skew and the request's
         # flight), no other attempt can hold it: a plain PutItem. Past that point another attempt may have
         # taken the run over: the write is fenced by the lease owner (a transaction, 4 write units instead
@@ -509,8 +539,7 @@ class StepRunner:
         at_risk = time.time() >= self._call_deadline
         fence = self._lease_owner if at_risk else None
         await asyncio.to_thread(lambda: self._journal.record_step(self._run_id, step, fence_owner=fence))
-        if _hooks is not None:
-            _hooks.after_journal(self._run_id, step.key)
+        journaled(self._run_id, step.key)
 
     async def _call_with_retries(
         self,

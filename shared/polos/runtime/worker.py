@@ -34,7 +34,7 @@ from polos.publish.events import EventRef, EventStore
 from polos.publish.messages import WorkflowMessage
 from polos.runtime import batches, dead_letters
 from polos.runtime.executor import Attempt, AttemptResult, execute
-from polos.runtime.journal import Acquired, Journal, event_run_id, scheduled_run_id
+from polos.runtime.journal import Acquired, Journal, scheduled_run_id
 from polos.runtime.records import ErrorInfo
 from polos.runtime.runs import new_run_id, single_run_id
 
@@ -187,14 +187,7 @@ class Invocation:
         payload = message.event.model_dump(mode="json") if message.event is not None else None
         observability.bind_run(first.run_id, wf.id, [ref.id for ref in refs])
         if message.event is not None:
-            items = await asyncio.to_thread(self._journal.query_partition, first.run_id)
-            # The event's batch claim shares this partition: a batch run holds the event when the
-            # workflow was a batch workflow at its first delivery.
-            batch_run = batches.claim_owner(items)
-            if batch_run is not None and Journal.decode_partition(items) is None:
-                done = await self._finish_batch(wf, batch_run, message.event, final)
-                return set() if done else {delivery.message_id for delivery in deliveries}
-            attempt = Attempt(wf, first.run_id, "event", refs, payload=payload, final=final, preloaded=items)
+            attempt = Attempt(wf, first.run_id, "event", refs, payload=payload, final=final)
         elif message.kind == "schedule" and message.scheduled_time is not None:
             if wf.schedule is None:  # the schedule was removed by a redeploy since this firing
                 logger.warning("firing of a workflow that has no schedule now; acknowledged")
@@ -207,9 +200,14 @@ class Invocation:
             attempt = Attempt(wf, first.run_id, "invoke", final=final, resume_step=message.step)
         else:
             attempt = Attempt(wf, first.run_id, "invoke", final=final)
-        if acknowledged(await execute(attempt, self._journal)):
-            return set()
-        return {delivery.message_id for delivery in deliveries}
+        result = await execute(attempt, self._journal)
+        if result.outcome == "claimed" and message.event is not None and result.claimed_by is not None:
+            # A batch run claimed the event (the workflow was a batch workflow at its first delivery): the
+            # lease's write found the claim in the run item's place.
+            done = await self._finish_batch(wf, result.claimed_by, message.event, final)
+        else:
+            done = acknowledged(result)
+        return set() if done else {delivery.message_id for delivery in deliveries}
 
     async def _finish_batch(self, wf: Workflow, run_id: str, event: EventItem, final: bool) -> bool:
         """An event a batch run claimed, delivered to the workflow now single-event: that run ends it.
@@ -281,9 +279,8 @@ class BatchGroup:
     async def run(self) -> set[str]:
         """Message ids to leave for redelivery."""
         refs = sorted(self._deliveries)
-        singles = {ref: event_run_id(self._wf.id, ref.topic, ref.sequence_id) for ref in refs}
         try:
-            found = await asyncio.to_thread(batches.read_owners, self._wf.id, refs, singles)
+            found = await asyncio.to_thread(batches.read_owners, self._wf.id, refs)
         except Exception:
             logger.exception(
                 "batch claims unreadable; records left for redelivery", extra={"workflow_id": self._wf.id}
