@@ -7,7 +7,7 @@ against the handler's annotation by the worker (an invalid payload fails the run
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
@@ -15,11 +15,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from polos import serde
 from polos.api.errors import Conflict, IdempotencyConflict, NotFound, PayloadTooLarge, ValidationFailed
-from polos.definition import WORKFLOW_ID
 from polos.publish import idempotency, manifest
 from polos.publish.fanout import FanoutError
-from polos.runtime import control, runs
-from polos.runtime.records import RunRecord, RunStatus
+from polos.runtime.records import RunStatus
+
+if TYPE_CHECKING:
+    from polos.runtime.records import RunRecord
+
+# The runtime behind these routes (polos.runtime.runs and .control, polos.definition) is imported by the
+# routes themselves: a cold start that serves a publish (most of them) never loads it (~15 ms of the API's
+# import; bench/coldstart.py).
 
 router = Router()  # type: ignore[no-untyped-call]
 
@@ -71,6 +76,8 @@ def run_workflow(
     ] = None,
 ) -> tuple[dict[str, Any], int]:
     """Create a ``queued`` run and send it to the workflow's queue (``202``)."""
+    from polos.runtime import runs
+
     _known_workflow(workflow_id)
     try:
         payload_json = json.dumps(body.payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -112,6 +119,8 @@ def run_workflow(
 @router.get("/api/v1/runs/<run_id>")
 def get_run(run_id: str, step: Annotated[str | None, Query(min_length=1)] = None) -> dict[str, Any]:
     """The run with its steps (results past the byte budget omitted); ``step=KEY``: that step, in full."""
+    from polos.runtime import runs
+
     try:
         view = runs.get_run(run_id, step)
     except runs.NoSuchStepError as exc:
@@ -129,6 +138,9 @@ def list_runs(
     cursor: Annotated[str | None, Query(min_length=1, max_length=100_000)] = None,
 ) -> dict[str, Any]:
     """A page of runs, newest first; ``next_cursor`` continues it."""
+    from polos.definition import WORKFLOW_ID
+    from polos.runtime import runs
+
     if workflow_id is not None and not WORKFLOW_ID.fullmatch(workflow_id):
         raise ValidationFailed(f"workflow_id {workflow_id!r} is not a workflow id")
     workflow_ids = [workflow_id] if workflow_id is not None else sorted(manifest.current().workflows)
@@ -142,6 +154,8 @@ def list_runs(
 @router.get("/api/v1/executions/<execution_id>")
 def get_execution(execution_id: str) -> dict[str, Any]:
     """The run in the Polos SDK's execution shape."""
+    from polos.runtime import runs
+
     view = runs.get_execution(execution_id)
     if view is None:
         raise NotFound(f"execution {execution_id!r} does not exist")
@@ -158,6 +172,8 @@ class ResumeRequest(BaseModel):
 
 
 def _cancel(run_id: str, what: str) -> dict[str, Any]:
+    from polos.runtime import control, runs
+
     found = control.cancel(run_id) if runs.valid_run_id(run_id) else None
     if found is None:
         raise NotFound(f"{what} {run_id!r} does not exist")
@@ -183,6 +199,8 @@ def cancel_execution(execution_id: str) -> dict[str, Any]:
 @router.post("/api/v1/runs/<run_id>/resume")
 def resume_run(run_id: str, body: ResumeRequest) -> dict[str, Any]:
     """Resume the run's ``suspend`` step ``step_key`` with ``data`` (the step's result)."""
+    from polos.runtime import control, runs
+
     outcome = control.resume(run_id, body.step_key, body.data) if runs.valid_run_id(run_id) else "no_run"
     if outcome == "no_run":
         raise NotFound(f"run {run_id!r} does not exist")

@@ -41,7 +41,6 @@ RECEIVE_MAX = 10  # ReceiveMessage's MaxNumberOfMessages
 LIST_HIDE_SECONDS = 30
 # Redrive hides each message while it is moved; a crash midway shows it again after this.
 MOVE_HIDE_SECONDS = 60
-MAX_LISTED = 100
 MAX_MOVED_PER_CALL = 1000  # bounds one redrive call (an API request has 29 s); call again while moved > 0
 
 
@@ -151,7 +150,7 @@ def _entries(messages: list[MessageTypeDef]) -> list[dict[str, Any]]:
     return [{"Id": str(index), "ReceiptHandle": m["ReceiptHandle"]} for index, m in enumerate(messages)]
 
 
-def list_dead_letters(workflow_id: str, batch: bool, limit: int = MAX_LISTED) -> dict[str, Any]:
+def list_dead_letters(workflow_id: str, batch: bool, limit: int) -> dict[str, Any]:
     """Up to ``limit`` of a workflow's dead letters (oldest first as SQS hands them out) and their count."""
     queue_url = settings.get_settings().dead_letter_queue_url(workflow_id)
     letters: list[DeadLetter] = []
