@@ -50,11 +50,11 @@ def get_queue_attributes(self: Any, queue_name: str, attribute_names: list[str])
 
 def is_message_valid_based_on_retention_period(self: Any, queue_name: str, message: Any) -> bool:
     """Whether ``message`` is within its queue's retention period (moto's test, without the counts)."""
-    from moto.sqs import models
+    from moto.core.utils import unix_time
 
     retention_period = self.get_queue(queue_name).message_retention_period
     retain_until = retention_period + message.sent_timestamp / 1000
-    return not retain_until <= models.unix_time()
+    return not retain_until <= unix_time()
 
 
 def install() -> None:
