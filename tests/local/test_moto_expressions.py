@@ -38,7 +38,11 @@ EXPRESSIONS = [
     ("SET #a = :one, #b = :one", {"#a": "x", "#b": "y"}),
     ("SET #a.b = :one, #c = :one", {"#a": "m", "#c": "m"}),
 ]
-EXTRA_VALUES: dict[str, Any] = {":list": {"L": [{"N": "1"}]}, ":map": {"M": {"inner": {"M": {}}}}, ":strs": {"SS": ["a"]}}
+EXTRA_VALUES: dict[str, Any] = {
+    ":list": {"L": [{"N": "1"}]},
+    ":map": {"M": {"inner": {"M": {}}}},
+    ":strs": {"SS": ["a"]},
+}
 
 
 @pytest.fixture
