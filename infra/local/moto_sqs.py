@@ -15,6 +15,11 @@ more often than they need:
   ``message_retention_period`` is read directly (what the attribute is made of: an integer, never
   ``None`` nor a boolean, set by ``Queue._set_attributes``), compared with the clock as moto does.
 
+- ``SQSBackend.send_message`` reads ``queue.attributes`` for one setting (``ContentBasedDeduplication``),
+  so every message sent walked the queue three times. Patched: while a message is being sent, the three
+  counts are not made (they read 0 there); nothing a send reads depends on them, and a count asked for
+  by any other request is made as moto makes it.
+
 Together these made a receive cost O(messages in the queue) per message received, so a local stack
 slowed down as its queues filled. Nothing is cached: every request still reads the queue as it is, and
 a count still reads the clock per message as moto does. ``install()`` / ``uninstall()`` /
@@ -24,9 +29,18 @@ moto's own.
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import threading
+from collections.abc import Callable
 from typing import Any
 
+COUNTS = (
+    "approximate_number_of_messages",
+    "approximate_number_of_messages_delayed",
+    "approximate_number_of_messages_not_visible",
+)
+_sending: contextvars.ContextVar[bool] = contextvars.ContextVar("moto_sqs_sending", default=False)
 _originals: dict[str, Any] = {}
 _lock = threading.Lock()
 
@@ -57,9 +71,30 @@ def is_message_valid_based_on_retention_period(self: Any, queue_name: str, messa
     return not retain_until <= unix_time()
 
 
+def _send_message(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def send_message(self: Any, *args: Any, **kwargs: Any) -> Any:
+        token = _sending.set(True)
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            _sending.reset(token)
+
+    return send_message
+
+
+def _count(original: property) -> property:
+    """A count of ``Queue`` that is not made while a message is being sent (nothing there reads it)."""
+
+    def count(self: Any) -> int:
+        return 0 if _sending.get() else int(original.fget(self))  # type: ignore[misc]
+
+    return property(count, doc=original.__doc__)
+
+
 def install() -> None:
     """Patch moto's ``SQSBackend`` (idempotent)."""
-    from moto.sqs.models import SQSBackend
+    from moto.sqs.models import Queue, SQSBackend
 
     with _lock:
         if _originals:
@@ -67,18 +102,22 @@ def install() -> None:
         for name, patched in (
             ("get_queue_attributes", get_queue_attributes),
             ("is_message_valid_based_on_retention_period", is_message_valid_based_on_retention_period),
+            ("send_message", _send_message(SQSBackend.send_message)),
         ):
             _originals[name] = SQSBackend.__dict__[name]
             setattr(SQSBackend, name, patched)
+        for name in COUNTS:
+            _originals[name] = Queue.__dict__[name]
+            setattr(Queue, name, _count(Queue.__dict__[name]))
 
 
 def uninstall() -> None:
     """Restore moto's own ``SQSBackend`` methods (idempotent)."""
-    from moto.sqs.models import SQSBackend
+    from moto.sqs.models import Queue, SQSBackend
 
     with _lock:
         for name, original in _originals.items():
-            setattr(SQSBackend, name, original)
+            setattr(Queue if name in COUNTS else SQSBackend, name, original)
         _originals.clear()
 
 

@@ -60,12 +60,19 @@ def _queues(client: Any, prefix: str) -> dict[str, str]:
             QueueName=prefix + "short", Attributes={"MessageRetentionPeriod": "60", "VisibilityTimeout": "1"}
         )["QueueUrl"],
     }
+    urls["fifo"] = client.create_queue(
+        QueueName=prefix + "fifo.fifo",
+        Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true", "VisibilityTimeout": "2"},
+    )["QueueUrl"]
     dlq_arn = client.get_queue_attributes(QueueUrl=urls["dlq"], AttributeNames=["QueueArn"])["Attributes"]
     policy = json.dumps({"deadLetterTargetArn": dlq_arn["QueueArn"], "maxReceiveCount": 2})
     urls["redriven"] = client.create_queue(
         QueueName=prefix + "redriven", Attributes={"VisibilityTimeout": "1", "RedrivePolicy": policy}
     )["QueueUrl"]
     return urls
+
+
+_QUEUES = ("dlq", "plain", "delayed", "short", "fifo", "redriven")
 
 
 def _request(client: Any, rng: random.Random, urls: dict[str, str], handles: list[tuple[str, str]]) -> Any:
@@ -75,12 +82,19 @@ def _request(client: Any, rng: random.Random, urls: dict[str, str], handles: lis
     kind = rng.choice(["send", "send", "batch", "receive", "receive", "receive", "delete", "hide", "attrs"])
     try:
         if kind == "send":
-            params: dict[str, Any] = {"QueueUrl": url, "MessageBody": f"body-{rng.randrange(1000)}"}
-            if rng.random() < 0.2:
+            params: dict[str, Any] = {"QueueUrl": url, "MessageBody": f"body-{rng.randrange(50)}"}
+            if name == "fifo":  # duplicate bodies within 5 minutes are dropped (content-based)
+                params["MessageGroupId"] = rng.choice(["g1", "g2"])
+            elif rng.random() < 0.2:
                 params["DelaySeconds"] = rng.choice([1, 3])
             answer = client.send_message(**params)
         elif kind == "batch":
-            entries = [{"Id": str(i), "MessageBody": f"b{i}"} for i in range(rng.randrange(1, 11))]
+            entries: list[dict[str, Any]] = [
+                {"Id": str(i), "MessageBody": f"b{rng.randrange(50)}"} for i in range(rng.randrange(1, 11))
+            ]
+            if name == "fifo":
+                for entry in entries:
+                    entry["MessageGroupId"] = rng.choice(["g1", "g2"])
             answer = client.send_message_batch(QueueUrl=url, Entries=entries)
         elif kind == "receive":
             params = {
@@ -163,7 +177,7 @@ def test_patched_sqs_answers_like_moto(aws: None, patch_off: None) -> None:
     counts = [
         a for a in requests if len(a) == 3 and "ApproximateNumberOfMessages" in a[2].get("Attributes", {})
     ]
-    dead = expected[-5]  # the dead-letter queue's final attributes (created first)
+    dead = expected[-len(_QUEUES)]  # the dead-letter queue's final attributes (created first)
     # The corpus exercises what it claims to: every kind of request, messages received, refused names,
     # counts, and messages moved to the dead-letter queue.
     assert {a[0] for a in requests} >= {"send", "batch", "receive", "delete", "hide", "attrs"}
@@ -198,3 +212,36 @@ def test_receive_costs_do_not_grow_per_message_with_the_queue(aws: None, patch_o
     finally:
         models.Message.visible = original  # type: ignore[method-assign]
     assert reads < 3 * 2000, (reads, seconds)  # moto alone: ~20 walks of the queue (~40,000 reads)
+
+
+def test_sending_does_not_count_the_queue(aws: None, patch_off: None) -> None:
+    """A message sent to a queue of 1,000 reads no message's visibility (moto alone: three walks of the
+    queue per message sent, for one setting of the queue)."""
+    moto_sqs.install()
+    client = boto3.client("sqs")
+    url = client.create_queue(QueueName="deep")["QueueUrl"]
+    for _ in range(100):
+        client.send_message_batch(
+            QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": "x"} for i in range(10)]
+        )
+    from moto.sqs import models
+
+    reads = 0
+    original = models.Message.visible
+
+    def counted(message: Any) -> bool:
+        nonlocal reads
+        reads += 1
+        return bool(original.fget(message))  # type: ignore[attr-defined]
+
+    models.Message.visible = property(counted)  # type: ignore[assignment,method-assign]
+    try:
+        client.send_message_batch(
+            QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": "y"} for i in range(10)]
+        )
+        during_send = reads
+        attributes = client.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    finally:
+        models.Message.visible = original  # type: ignore[method-assign]
+    assert during_send == 0, during_send
+    assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "1010" and reads > 1000  # still counted
