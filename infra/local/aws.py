@@ -128,11 +128,12 @@ class MotoServer:
         from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
-        from infra.local import moto_expressions, moto_query, moto_sqs
+        from infra.local import moto_dispatch, moto_expressions, moto_query, moto_sqs
 
         moto_query.install()  # moto's Query reads the whole table; the stack's must not slow down as it grows
         moto_expressions.install()  # nor parse and count the same update expressions on every UpdateItem
         moto_sqs.install()  # nor a receive recount the whole queue for every message it hands out
+        moto_dispatch.install()  # nor every request list every member of its response class
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per AWS call
         app = _AtomicDynamoDB(_dispatcher(create_backend_app))
         self._server = make_server(self._host, 0, app, threaded=True, request_handler=MotoRequestHandler)
