@@ -164,8 +164,8 @@ class MotoServer:
             stdout=subprocess.PIPE,
             env=env,
         )
-        assert self._process.stdout is not None
-        line = self._process.stdout.readline().strip()  # the port, once it serves
+        stdout = self._process.stdout
+        line = stdout.readline().strip() if stdout is not None else b""  # the port, once it serves
         if not line.isdigit():
             self.stop()
             raise RuntimeError(
