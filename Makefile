@@ -49,8 +49,8 @@ template: install
 bench: install
 	$(BIN)/python -m bench
 
-# moto's own DynamoDB tests (from the installed version's sdist), run with moto's Query and with the local
-# stack's partition-indexed one (infra/local/moto_query.py); fails on any difference or failure.
+# moto's own DynamoDB and SQS tests (from the installed version's sdist), run with moto as it is and with the
+# local stack's patches of it (infra/local/moto_*.py); fails on any difference or failure.
 moto-parity: install
 	$(BIN)/python -m infra.local.moto_parity
 

@@ -11,7 +11,7 @@ same AWS requests issued directly with boto3 against the same moto server, in th
    requests that fail in replay (a receipt handle of the first run, a condition) count: moto answered them.
    Both choices can only make the limit faster, i.e. the ratio harder to reach.
 3. With history: the stack's tables are grown to ``history`` stored events (each stored event, run and step
-   item copied under new keys, straight into moto's backend in this process), then the same number of
+   item copied under new keys, with BatchWriteItem, not metered), then the same number of
    events is published again and timed: the rate must not fall as the tables grow.
 """
 
@@ -31,13 +31,13 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from polos.aws import settings
+from polos.aws.chunking import write_all
 from polos.client import PolosClient
 
 from bench import throughput_app
 from bench.meter import Call, Meter
 from bench.stack import forget_worker_app
 from bench.workload import sample_event
-from infra.local.aws import ACCOUNT_ID, REGION
 from infra.local.devserver import DevServer
 from infra.local.resources import LocalNames, create_resources
 from infra.local.stack import StackOptions
@@ -47,6 +47,8 @@ REPLAY_PREFIX = "replay-"
 # The watcher asks moto for 3 queue depths per poll; every 50 ms that was as many requests as the stack made.
 POLL_SECONDS = 0.25
 HISTORY_EVENTS = 10_000
+BATCH_WRITE = 25  # BatchWriteItem's limit
+HISTORY_WRITERS = 4
 
 
 @dataclass(frozen=True)
@@ -143,21 +145,24 @@ def _replay(calls: list[Call], endpoint: str) -> tuple[int, float]:
     return len(threads), time.perf_counter() - started
 
 
-def _grow_history(table_names: list[str], stored_events: int, target_events: int) -> int:
+def _grow_history(client: Any, table_names: list[str], stored_events: int, target_events: int) -> int:
     """Copy every item of ``table_names`` under new keys until they hold ``target_events`` events' worth
-    (events, runs, steps, counters alike). Written into moto's backend directly: tens of thousands of
-    PutItem calls over HTTP would take longer than the benchmark. Returns the events now stored."""
-    from moto.dynamodb.models import dynamodb_backends
-
-    backend = dynamodb_backends[ACCOUNT_ID][REGION]
+    (events, runs, steps, counters alike), with ``BatchWriteItem`` from a few threads (moto serves in a
+    process of its own: its tables are only reachable over HTTP). Returns the events now stored."""
     copies = max(0, -(-target_events // max(1, stored_events)) - 1)  # at least target_events in all
+    batches: list[tuple[str, list[Any]]] = []
     for name in table_names:
-        table = backend.get_table(name)
-        originals = [item.to_json()["Attributes"] for item in table.all_items()]
-        for copy in range(copies):
-            for attributes in originals:
-                key = {"S": f"{attributes['pk']['S']}~history{copy}"}
-                table.put_item({**attributes, "pk": key})
+        originals = [
+            item for page in client.get_paginator("scan").paginate(TableName=name) for item in page["Items"]
+        ]
+        requests = [
+            {"PutRequest": {"Item": {**item, "pk": {"S": f"{item['pk']['S']}~history{copy}"}}}}
+            for copy in range(copies)
+            for item in originals
+        ]
+        batches += [(name, requests[i : i + BATCH_WRITE]) for i in range(0, len(requests), BATCH_WRITE)]
+    with ThreadPoolExecutor(HISTORY_WRITERS) as pool:
+        list(pool.map(lambda batch: write_all(client, *batch), batches))
     return stored_events * (copies + 1)
 
 
@@ -196,7 +201,10 @@ def measure(
             stack = server.stack
             keys = settings.ENV_KEYS_TABLE
             tables = [stack.names.table(t) for t in stack.model.tables if t.env_var != keys]
-            stored = _grow_history(tables, events, history)
+            dynamodb = boto3.session.Session().client(
+                "dynamodb", config=Config(max_pool_connections=HISTORY_WRITERS)
+            )
+            stored = _grow_history(dynamodb, tables, events, history)
             history_seconds = _timed_run(server, watcher, events, publishers, per_request)
     finally:
         server.stop()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import http.client
 import logging
 import os
+import subprocess  # nosec B404: starts moto's server process with this interpreter
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 REGION = "us-east-1"
@@ -109,50 +112,79 @@ def _dispatcher(create_app: Callable[..., Any]) -> WsgiApp:
     return dispatcher
 
 
+def serve(host: str, port: int = 0) -> Any:
+    """moto in server mode with the local stack's patches, threaded, serving on a thread of this process;
+    returns the server (``server_port`` is the port, ``shutdown()`` stops it)."""
+    # moto.server's own ThreadedMotoServer takes no WSGI middleware, so build the same server here.
+    from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    from infra.local import moto_dispatch, moto_expressions, moto_query, moto_sqs
+
+    moto_query.install()  # moto's Query reads the whole table; the stack's must not slow down as it grows
+    moto_expressions.install()  # nor parse and count the same update expressions on every UpdateItem
+    moto_sqs.install()  # nor a receive recount the whole queue for every message it hands out
+    moto_dispatch.install()  # nor every request list every member of its response class
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per AWS call
+    app = _AtomicDynamoDB(_dispatcher(create_backend_app))
+    server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="moto-server", daemon=True
+    )
+    thread.start()
+    return server
+
+
 class MotoServer:
-    """moto in server mode, threaded, on ``host`` and a free port. ``start()`` returns the endpoint URL."""
+    """moto in server mode (:func:`serve`) in a process of its own, on ``host`` and a free port.
+
+    Its own process, so its own interpreter lock: the stack (API, workers, mappings, boto3) and moto each
+    get a core instead of taking turns on one. It starts empty, and it ends when :meth:`stop` closes its
+    standard input, or when this process dies (the pipe closes with it). ``start()`` returns the endpoint.
+    """
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self._host = host
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._port = 0
 
     @property
     def endpoint_url(self) -> str:
-        if self._server is None:
+        if self._process is None:
             raise RuntimeError("the moto server is not started")
-        return f"http://{self._host}:{self._server.server_port}"
+        return f"http://{self._host}:{self._port}"
 
     def start(self) -> str:
-        # moto.server's own ThreadedMotoServer takes no WSGI middleware, so build the same server here.
-        from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
-        from werkzeug.serving import make_server
-
-        from infra.local import moto_expressions, moto_query
-
-        moto_query.install()  # moto's Query reads the whole table; the stack's must not slow down as it grows
-        moto_expressions.install()  # nor parse and count the same update expressions on every UpdateItem
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per AWS call
-        app = _AtomicDynamoDB(_dispatcher(create_backend_app))
-        self._server = make_server(self._host, 0, app, threaded=True, request_handler=MotoRequestHandler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="moto-server", daemon=True
+        root = str(Path(__file__).resolve().parents[2])  # where `infra` is importable from
+        path = os.environ.get("PYTHONPATH")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, path]) if path else root}
+        self._process = subprocess.Popen(  # nosec B603: this interpreter, a fixed module, our host argument
+            [sys.executable, "-m", "infra.local.moto_process", self._host],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
         )
-        self._thread.start()
-        # moto keeps its state per process, not per server: start empty even after an earlier server.
-        connection = http.client.HTTPConnection(self._host, self._server.server_port, timeout=10)
-        try:
-            connection.request("POST", "/moto-api/reset")
-            connection.getresponse().read()
-        finally:
-            connection.close()
+        stdout = self._process.stdout
+        line = stdout.readline().strip() if stdout is not None else b""  # the port, once it serves
+        if not line.isdigit():
+            self.stop()
+            raise RuntimeError(
+                f"the moto server process did not start (it said {line!r}; see its errors above)"
+            )
+        self._port = int(line)
         return self.endpoint_url
 
-    def stop(self) -> None:
-        if self._server is None:
+    def stop(self, timeout: float = 5.0) -> None:
+        process, self._process = self._process, None
+        if process is None:
             return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()  # the server process's signal to end
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()

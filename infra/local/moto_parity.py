@@ -1,9 +1,12 @@
-"""``make moto-parity``: moto's own DynamoDB test suite, run without and with the local stack's patches of
-moto (:mod:`infra.local.moto_query`, :mod:`infra.local.moto_expressions`).
+"""``make moto-parity``: moto's own DynamoDB and SQS test suites, run without and with the local stack's
+patches of moto (:mod:`infra.local.moto_query`, :mod:`infra.local.moto_expressions`,
+:mod:`infra.local.moto_sqs`, :mod:`infra.local.moto_dispatch`).
 
 Fetches the source distribution of the installed moto version (``pip download --no-binary``; cached in
-``.moto-parity/``), extracts ``tests/test_dynamodb`` and what it imports, runs it twice with pytest
-(moto's Query, then the patched one) and fails when any test's outcome differs or any test failed.
+``.moto-parity/``), extracts ``tests/test_dynamodb``, ``tests/test_sqs`` and what they import, runs them
+twice with pytest (moto as it is, then patched) and fails when any test's outcome differs or any test
+failed. ``tests/test_sqs/test_sqs_integration.py`` is left out: it runs moto's own Lambda event source
+mappings in Docker, which the local stack never uses (it emulates the mappings itself).
 
 The same module is the pytest plugin of those runs (``-p infra.local.moto_parity``): it installs the patch
 when ``POLOS_MOTO_PATCH=1`` and writes every test's outcome to ``POLOS_MOTO_OUTCOMES``.
@@ -33,7 +36,8 @@ SUPPORT_FILES = (
     "tests/markers.py",
     "tests/test_s3/__init__.py",
 )
-SUITE = "tests/test_dynamodb"
+SUITES = ("tests/test_dynamodb", "tests/test_sqs")
+IGNORED = ("tests/test_sqs/test_sqs_integration.py",)
 
 _outcomes: dict[str, str] = {}
 
@@ -43,10 +47,12 @@ _outcomes: dict[str, str] = {}
 
 def pytest_configure(config: Any) -> None:
     if os.environ.get(PATCH_VARIABLE) == "1":
-        from infra.local import moto_expressions, moto_query
+        from infra.local import moto_dispatch, moto_expressions, moto_query, moto_sqs
 
         moto_query.install()
         moto_expressions.install()
+        moto_sqs.install()
+        moto_dispatch.install()
 
 
 def pytest_runtest_logreport(report: Any) -> None:
@@ -69,7 +75,9 @@ def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
 def fetch(version: str) -> Path:
     """moto's test tree for ``version``, extracted under :data:`CACHE` (downloaded once)."""
     target = CACHE / f"moto-{version}"
-    if (target / SUITE).is_dir() and all((target / path).is_file() for path in SUPPORT_FILES):
+    if all((target / suite).is_dir() for suite in SUITES) and all(
+        (target / path).is_file() for path in SUPPORT_FILES
+    ):
         return target
     CACHE.mkdir(exist_ok=True)
     archive = CACHE / f"moto-{version}.tar.gz"
@@ -80,7 +88,7 @@ def fetch(version: str) -> Path:
             check=True,
         )  # fmt: skip
     prefix = f"moto-{version}/"
-    wanted = (*SUPPORT_FILES, SUITE + "/")
+    wanted = (*SUPPORT_FILES, *(suite + "/" for suite in SUITES))
     with tarfile.open(archive) as tar:
         members = [
             member
@@ -106,12 +114,13 @@ def run_suite(tree: Path, *, patched: bool, extra: list[str]) -> dict[str, str]:
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "TEST_SERVER_MODE"):
         env.pop(name, None)
     command = [
-        sys.executable, "-m", "pytest", SUITE, "-q", "-p", "no:cacheprovider",
+        sys.executable, "-m", "pytest", *SUITES, *(f"--ignore={path}" for path in IGNORED),
+        "-q", "-p", "no:cacheprovider",
         "-p", "infra.local.moto_parity",
         "-o", "addopts=", "-o", "timeout=300", "--rootdir", str(tree), "-W", "ignore::DeprecationWarning",
         *extra,
     ]  # fmt: skip
-    print(f"moto-parity: {'patched' if patched else 'moto'} Query: {' '.join(command[2:])}", flush=True)
+    print(f"moto-parity: {'patched' if patched else 'moto'}: {' '.join(command[2:])}", flush=True)
     subprocess.run(command, cwd=tree, env=env, check=False)  # nosec B603: fixed argv, this interpreter
     if not outcomes_file.is_file():
         raise SystemExit(f"moto-parity: the {'patched' if patched else 'moto'} run reported no outcomes")
@@ -143,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"moto-parity: {problem}")
     verdict = "FAIL" if problems or not patched else "PASS"
     print(
-        f"moto-parity: moto {version}, {len(patched)} tests of {SUITE}, {passed} passed with the patch, "
+        f"moto-parity: moto {version}, {len(patched)} tests of {', '.join(SUITES)}, {passed} passed patched, "
         f"{len(problems)} differences or failures: {verdict}"
     )
     return 1 if verdict == "FAIL" else 0
