@@ -31,7 +31,12 @@ from bench import prices
 from bench.logs import TAP, LogVolume, platform_lines, tap_loggers, volume_of
 from bench.meter import Call, Meter
 from infra.local.apigw import ApiGateway, HttpRequest, HttpResponse
-from infra.local.aws import apply_environment, fake_credentials, one_request_at_a_time
+from infra.local.aws import (
+    apply_environment,
+    fake_credentials,
+    install_speed_patches,
+    one_request_at_a_time,
+)
 from infra.local.functions import LocalContext, load_handler
 from infra.local.mapping import EventSourceMapping
 from infra.local.stack import LocalStack, StackOptions
@@ -158,6 +163,7 @@ def aws_in_process() -> Iterator[None]:
     """moto's in-process mock with fake credentials (the environment is restored afterwards)."""
     from moto import mock_aws
 
+    install_speed_patches()  # as under `polos dev`: the bench's runs must not slow down as the tables grow
     previous = apply_environment(fake_credentials(None))
     try:
         with mock_aws(), one_request_at_a_time():

@@ -387,8 +387,15 @@ def local_stack(
     from polos.app import App
     from polos.runtime import worker
 
-    from infra.local.aws import apply_environment, fake_credentials, one_request_at_a_time
+    from infra.local.aws import (
+        apply_environment,
+        fake_credentials,
+        install_speed_patches,
+        one_request_at_a_time,
+    )
     from infra.local.stack import LocalStack, StackOptions, resolve_app
+
+    install_speed_patches()
 
     options = StackOptions(visibility_timeout=visibility_timeout, max_receive_count=max_receive_count)
     previous = apply_environment(fake_credentials(None))
