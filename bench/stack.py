@@ -32,6 +32,7 @@ from bench.logs import TAP, LogVolume, platform_lines, tap_loggers, volume_of
 from bench.meter import Call, Meter
 from infra.local.apigw import ApiGateway, HttpRequest, HttpResponse
 from infra.local.aws import (
+    MotoServer,
     apply_environment,
     fake_credentials,
     install_speed_patches,
@@ -174,6 +175,21 @@ def aws_in_process() -> Iterator[None]:
         settings.reset()
 
 
+@contextlib.contextmanager
+def aws_in_moto_process() -> Iterator[None]:
+    """moto in a process of its own (as under ``polos dev``), with fake credentials: what this process
+    allocates is the code under test's alone, as in Lambda, where AWS is remote."""
+    server = MotoServer()
+    previous = apply_environment(fake_credentials(server.start()))
+    try:
+        settings.reset()
+        yield
+    finally:
+        apply_environment(previous)
+        settings.reset()
+        server.stop()
+
+
 class MeteredStack:
     """An app on the local stack (moto in-process unless boto3 points elsewhere), every request metered.
     Use as a context manager; the environment is restored on exit."""
@@ -200,7 +216,7 @@ class MeteredStack:
         self.local = LocalStack.create(
             app,
             state_dir=state_dir,
-            endpoint_url=None,
+            endpoint_url=os.environ.get("AWS_ENDPOINT_URL"),  # where boto3 points (None: in-process)
             app_target=app_target,
             options=options,
             worker=self._metered(worker_spec, lambda: self.handlers.worker),
