@@ -31,6 +31,7 @@ from polos.aws.chunking import (
     MAX_ATTEMPTS,
     UnprocessedWritesError,
     chunked,
+    get_all,
     pause,
     write_all,
 )
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import (
         AttributeValueTypeDef,
-        KeysAndAttributesTypeDef,
         TransactWriteItemTypeDef,
         WriteRequestTypeDef,
     )
@@ -68,7 +68,6 @@ Item = dict[str, "AttributeValueTypeDef"]
 
 SEQUENCE_DIGITS = 20
 COUNTER_SK = "seq"
-BATCH_GET_MAX_KEYS = 100
 TRANSACTION_MAX_ACTIONS = 100
 TRANSACTION_MAX_BYTES = 4 * 1024 * 1024
 _ITEM_OVERHEAD_BYTES = 1024  # attribute names, keys, ids, timestamps: a generous bound beside the data
@@ -309,21 +308,9 @@ class EventStore:
         return {int(item["sk"]["S"]) for item in items if GAP_ATTRIBUTE not in item}
 
     def _batch_get(self, keys: list[Item]) -> list[Item]:
-        found: list[Item] = []
-        for chunk in chunked(keys, BATCH_GET_MAX_KEYS, BATCH_WRITE_MAX_BYTES, lambda _: 0):
-            request: dict[str, KeysAndAttributesTypeDef] = {
-                self._table: {"Keys": chunk, "ConsistentRead": True}
-            }
-            for attempt in range(1, MAX_ATTEMPTS + 1):
-                answer = self._client.batch_get_item(RequestItems=request)
-                found.extend(answer.get("Responses", {}).get(self._table, []))
-                request = answer.get("UnprocessedKeys", {})  # type: ignore[assignment]
-                if not request:
-                    break
-                if attempt == MAX_ATTEMPTS:
-                    raise EventStoreError(f"reads stayed unprocessed after {attempt} attempts")
-                pause(attempt)
-        return found
+        """The items of ``keys`` that exist (strongly consistent BatchGetItem calls)."""
+        pairs = [(str(key["pk"]["S"]), str(key["sk"]["S"])) for key in keys]
+        return list(get_all(self._client, self._table, pairs, consistent=True).values())
 
     def list_topic(
         self,
