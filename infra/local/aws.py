@@ -120,6 +120,7 @@ def install_speed_patches() -> None:
         moto_dispatch,
         moto_expressions,
         moto_query,
+        moto_serialize,
         moto_sqs,
         moto_traversal,
     )
@@ -130,6 +131,7 @@ def install_speed_patches() -> None:
     moto_dispatch.install()  # nor every request list every member of its response class
     moto_conditions.install()  # nor every condition lex its text again
     moto_traversal.install()  # nor every validation pass ask abstract classes at every node
+    moto_serialize.install()  # nor every answer work out its members' aliases again
 
 
 def serve(host: str, port: int = 0) -> Any:
