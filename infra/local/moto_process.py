@@ -10,12 +10,10 @@ from __future__ import annotations
 import contextlib
 import sys
 
-from infra.local import moto_gc
 from infra.local.aws import serve
 
 
 def main(argv: list[str]) -> int:
-    moto_gc.install()  # its heap grows with the stored history: full collections scan new objects only
     server = serve(argv[0] if argv else "127.0.0.1")
     print(server.server_port, flush=True)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C in the terminal of `polos dev` reaches it too
