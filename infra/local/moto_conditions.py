@@ -34,7 +34,7 @@ def _lexer(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """moto's lexer, remembering each text's tokens as (nonterminal, kind, text, value) tuples."""
 
     @functools.lru_cache(maxsize=LEXED_TEXTS)
-    def tokens(parser_class: type, expression: str) -> tuple[tuple[Any, Any, Any, Any], ...] | None:
+    def tokens(parser_class: Any, expression: str) -> tuple[tuple[Any, Any, Any, Any], ...] | None:
         parser = parser_class(expression, None, None)  # lexing reads the text alone
         nodes = list(original(parser))
         if any(n.children for n in nodes):  # not the flat tokens moto lexes today: moto's lexer decides
@@ -46,7 +46,8 @@ def _lexer(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
         expression = self.condition_expression
         if not isinstance(expression, str):
             return original(self)
-        kept = tokens(type(self), expression)
+        parser_class: Any = type(self)
+        kept = tokens(parser_class, expression)
         if kept is None:
             return original(self)
         node = self.Node
@@ -67,7 +68,7 @@ def install() -> None:
             return
         original = ConditionExpressionParser.__dict__["_lex_condition_expression"]
         _originals["lex"] = original
-        ConditionExpressionParser._lex_condition_expression = _lexer(original)  # type: ignore[method-assign]
+        setattr(ConditionExpressionParser, "_lex_condition_expression", _lexer(original))  # noqa: B010
 
 
 def uninstall() -> None:
@@ -76,7 +77,7 @@ def uninstall() -> None:
 
     with _lock:
         if _originals:
-            ConditionExpressionParser._lex_condition_expression = _originals.pop("lex")  # type: ignore[method-assign]
+            setattr(ConditionExpressionParser, "_lex_condition_expression", _originals.pop("lex"))  # noqa: B010
 
 
 def installed() -> bool:

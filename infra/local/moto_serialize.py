@@ -54,7 +54,7 @@ def _possible_keys(serializer: Any, picker: Any, key: str, shape: Any) -> tuple[
 
 def _get_value(original: Any) -> Any:
     from moto.core.serialize import DEFAULT_ALIAS_PROVIDERS, AttributePicker, XFormedAttributePicker
-    from moto.core.utils import MISSING, get_value
+    from moto.core.utils import MISSING, get_value  # type: ignore[attr-defined]
 
     pickers = (AttributePicker, XFormedAttributePicker)
 

@@ -53,7 +53,9 @@ def _condition(rng: random.Random, depth: int = 0) -> str:
     if kind == 5:
         return f"NOT {_condition(rng, depth + 1)}"
     if kind == 6:
-        return f"({_condition(rng, depth + 1)} {rng.choice(['AND', 'OR', 'and'])} {_condition(rng, depth + 1)})"
+        return (
+            f"({_condition(rng, depth + 1)} {rng.choice(['AND', 'OR', 'and'])} {_condition(rng, depth + 1)})"
+        )
     return f"{_condition(rng, depth + 1)} {rng.choice(['AND', 'OR'])} {_condition(rng, depth + 1)}"
 
 

@@ -28,7 +28,7 @@ def patch_off() -> Iterator[None]:
 def _attribute(rng: random.Random, depth: int = 0) -> dict[str, Any]:
     kind = rng.choice(["S", "N", "B", "SS", "NS", "BS", "BOOL", "NULL", *(["M", "L"] if depth < 3 else [])])
     if kind == "S":
-        return {"S": rng.choice(["", "x", "é ✓", "a\"b\\c", "S", "M"])}
+        return {"S": rng.choice(["", "x", "é ✓", 'a"b\\c', "S", "M"])}
     if kind == "N":
         return {"N": rng.choice(["0", "1", "-2.5", "1E+3", "123456789012345678"])}
     if kind == "B":
@@ -44,7 +44,9 @@ def _attribute(rng: random.Random, depth: int = 0) -> dict[str, Any]:
     if kind == "NULL":
         return {"NULL": True}
     if kind == "M":
-        names = rng.sample(["S", "N", "M", "L", "Item", "Items", "AttributeValue", "a", "b"], rng.randint(0, 3))
+        names = rng.sample(
+            ["S", "N", "M", "L", "Item", "Items", "AttributeValue", "a", "b"], rng.randint(0, 3)
+        )
         return {"M": {name: _attribute(rng, depth + 1) for name in names}}
     return {"L": [_attribute(rng, depth + 1) for _ in range(rng.randint(0, 3))]}
 
@@ -86,12 +88,18 @@ def _answers(client: Any, sqs: Any) -> list[Any]:
             ReturnValues="ALL_NEW",
         )
         try:
-            client.put_item(TableName="t", Item=item, ConditionExpression="attribute_not_exists(pk)",
-                            ReturnValuesOnConditionCheckFailure="ALL_OLD")
+            client.put_item(
+                TableName="t",
+                Item=item,
+                ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
         except ClientError as exc:
             bodies.append(exc.response.get("Item"))
     for pk in ("p0", "p3", "p9"):
-        client.query(TableName="t", KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": pk}})
+        client.query(
+            TableName="t", KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": pk}}
+        )
     client.scan(TableName="t", Limit=7)
     client.scan(TableName="t", ReturnConsumedCapacity="TOTAL")
     keys = [{"pk": item["pk"], "sk": item["sk"]} for item in items[:10]]
@@ -99,7 +107,9 @@ def _answers(client: Any, sqs: Any) -> list[Any]:
     client.transact_get_items(TransactItems=[{"Get": {"TableName": "t", "Key": key}} for key in keys])
     client.describe_table(TableName="t")
     url = sqs.create_queue(QueueName="q")["QueueUrl"]
-    sqs.send_message(QueueUrl=url, MessageBody="m", MessageAttributes={"a": {"DataType": "String", "StringValue": "v"}})
+    sqs.send_message(
+        QueueUrl=url, MessageBody="m", MessageAttributes={"a": {"DataType": "String", "StringValue": "v"}}
+    )
     sqs.receive_message(QueueUrl=url, MessageAttributeNames=["All"], WaitTimeSeconds=0)
     sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
     return [_without_ids(body) for body in bodies]
@@ -112,9 +122,13 @@ def _without_ids(body: Any) -> Any:
     import re
 
     text = body.decode()
-    text = re.sub(r'"(MessageId|ReceiptHandle|RequestId|CreationDateTime|TableId|TableArn|TableName|QueueUrl'
-                  r'|LastModifiedTimestamp|CreatedTimestamp|SentTimestamp|ApproximateFirstReceiveTimestamp'
-                  r'|CreationDate|QueueArn)": ?("[^"]*"|[0-9.]+)', r'"\1": _', text)
+    text = re.sub(
+        r'"(MessageId|ReceiptHandle|RequestId|CreationDateTime|TableId|TableArn|TableName|QueueUrl'
+        r"|LastModifiedTimestamp|CreatedTimestamp|SentTimestamp|ApproximateFirstReceiveTimestamp"
+        r'|CreationDate|QueueArn)": ?("[^"]*"|[0-9.]+)',
+        r'"\1": _',
+        text,
+    )
     return text
 
 

@@ -111,7 +111,9 @@ def _answers(client: Any, texts: list[str]) -> list[Any]:
             try:
                 answers.append((round_, text, client.update_item(**params).get("Attributes")))
             except ClientError as exc:
-                answers.append((round_, text, exc.response["Error"]["Code"], exc.response["Error"]["Message"]))
+                answers.append(
+                    (round_, text, exc.response["Error"]["Code"], exc.response["Error"]["Message"])
+                )
             except Exception as exc:  # what moto raises unanswered (in-process): the same, or not
                 answers.append((round_, text, type(exc).__name__, str(exc)))
         answers.append(sorted(str(item) for item in client.scan(TableName="t")["Items"]))
