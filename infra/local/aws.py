@@ -115,12 +115,23 @@ def _dispatcher(create_app: Callable[..., Any]) -> WsgiApp:
 def install_speed_patches() -> None:
     """moto's answers, faster (each patch is proven equal to moto by ``make moto-parity``); idempotent.
     Installed by the moto server of ``polos dev`` and by the in-process stacks (``polos.testing``, bench)."""
-    from infra.local import moto_dispatch, moto_expressions, moto_query, moto_sqs
+    from infra.local import (
+        moto_conditions,
+        moto_dispatch,
+        moto_expressions,
+        moto_query,
+        moto_serialize,
+        moto_sqs,
+        moto_traversal,
+    )
 
     moto_query.install()  # moto's Query reads the whole table; the stack's must not slow down as it grows
     moto_expressions.install()  # nor parse and count the same update expressions on every UpdateItem
     moto_sqs.install()  # nor a receive recount the whole queue for every message it hands out
     moto_dispatch.install()  # nor every request list every member of its response class
+    moto_conditions.install()  # nor every condition lex its text again
+    moto_traversal.install()  # nor every validation pass ask abstract classes at every node
+    moto_serialize.install()  # nor every answer work out its members' aliases again
 
 
 def serve(host: str, port: int = 0) -> Any:

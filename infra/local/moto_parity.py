@@ -1,6 +1,7 @@
 """``make moto-parity``: moto's own DynamoDB and SQS test suites, run without and with the local stack's
-patches of moto (:mod:`infra.local.moto_query`, :mod:`infra.local.moto_expressions`,
-:mod:`infra.local.moto_sqs`, :mod:`infra.local.moto_dispatch`).
+patches of moto (all of :func:`infra.local.aws.install_speed_patches`: :mod:`infra.local.moto_query`,
+:mod:`infra.local.moto_expressions`, :mod:`infra.local.moto_sqs`, :mod:`infra.local.moto_dispatch`,
+:mod:`infra.local.moto_conditions`, :mod:`infra.local.moto_traversal`, :mod:`infra.local.moto_serialize`).
 
 Fetches the source distribution of the installed moto version (``pip download --no-binary``; cached in
 ``.moto-parity/``), extracts ``tests/test_dynamodb``, ``tests/test_sqs`` and what they import, runs them
@@ -47,12 +48,9 @@ _outcomes: dict[str, str] = {}
 
 def pytest_configure(config: Any) -> None:
     if os.environ.get(PATCH_VARIABLE) == "1":
-        from infra.local import moto_dispatch, moto_expressions, moto_query, moto_sqs
+        from infra.local.aws import install_speed_patches
 
-        moto_query.install()
-        moto_expressions.install()
-        moto_sqs.install()
-        moto_dispatch.install()
+        install_speed_patches()  # every patch the local stack's moto runs with
 
 
 def pytest_runtest_logreport(report: Any) -> None:
