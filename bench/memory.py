@@ -1,7 +1,8 @@
 """Peak memory of the API on a 6 MB publish and of the worker on its largest batch, against the template.
 
 Each figure comes from fresh subprocesses, so nothing the bench did before counts:
-- the handler's import: ``ru_maxrss`` of a process that only imports it (as ``bench.coldstart`` does);
+- the handler's import: the peak RSS (``VmHWM``) of a process that only imports it (as ``bench.coldstart``
+  does); not ``ru_maxrss``, which a child forked from this process starts at this process's size;
 - the invocation: a process with the app on the local stack (``bench.stack.MeteredStack``), moto serving
   from a process of its own as in ``polos dev``, traces Python's allocations (``tracemalloc``) from just
   before the handler is called to its return and reports the peak: the handler's own allocations, boto3's
@@ -66,8 +67,8 @@ def _import_mb(handler: str) -> float:
     """Peak RSS (MB) of a fresh process that imports ``functions/<handler>/app.py`` and nothing else."""
     (target,) = [t for t in coldstart.targets() if t.label == f"functions/{handler}/app.py"]
     code = (
-        f"import resource, sys\nsys.path[:0] = {list(target.paths)!r}\nimport app\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        f"import sys\nsys.path[:0] = {list(target.paths)!r}\nimport app\n"
+        "print(next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM:')))\n"
     )
     done = subprocess.run(
         [sys.executable, "-I", "-c", code],
@@ -77,7 +78,7 @@ def _import_mb(handler: str) -> float:
         check=True,
         cwd=ROOT,
     )
-    return int(done.stdout.split()[-1]) / 1024  # Linux reports KB
+    return int(done.stdout.split()[-1]) / 1024  # kB
 
 
 def _invocation_mb(case: str, events: int) -> float:
