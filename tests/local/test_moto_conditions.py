@@ -4,14 +4,13 @@ on a randomized corpus of condition texts (valid, malformed, with names and valu
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
-import pytest
 from botocore.exceptions import ClientError
 
 from infra.local import moto_conditions
+from tests.helpers.moto_patches import patch_off_fixture
 
 SEED = 15
 TEXTS = 160
@@ -31,12 +30,7 @@ NAMES = {"#n": "a", "#m": "m"}
 VALUES: dict[str, Any] = {":v": {"N": "1"}, ":w": {"N": "5"}, ":s": {"S": "x"}, ":t": {"S": "N"}}
 
 
-@pytest.fixture
-def patch_off() -> Iterator[None]:
-    was = moto_conditions.installed()
-    moto_conditions.uninstall()
-    yield
-    (moto_conditions.install if was else moto_conditions.uninstall)()
+patch_off = patch_off_fixture(moto_conditions)
 
 
 def _condition(rng: random.Random, depth: int = 0) -> str:

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import boto3
-import pytest
 
 from infra.local import moto_dispatch
+from tests.helpers.moto_patches import patch_off_fixture
 
-
-@pytest.fixture
-def patch_off() -> Iterator[None]:
-    was = moto_dispatch.installed()
-    moto_dispatch.uninstall()
-    yield
-    (moto_dispatch.install if was else moto_dispatch.uninstall)()
+patch_off = patch_off_fixture(moto_dispatch)
 
 
 def _response_classes() -> list[type]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -10,6 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from infra.local import moto_expressions
+from tests.helpers.moto_patches import patch_off_fixture
 
 LEASE_LIKE = (
     "SET wf = :one, #s = :one, created = if_not_exists(created, :one), "
@@ -45,12 +45,7 @@ EXTRA_VALUES: dict[str, Any] = {
 }
 
 
-@pytest.fixture
-def patch_off() -> Iterator[None]:
-    was = moto_expressions.installed()
-    moto_expressions.uninstall()
-    yield
-    (moto_expressions.install if was else moto_expressions.uninstall)()
+patch_off = patch_off_fixture(moto_expressions)
 
 
 def _answers(client: Any) -> list[Any]:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
-import pytest
 from botocore.exceptions import ClientError
 
 from infra.local import moto_query
+from tests.helpers.moto_patches import patch_off_fixture
 
 SEED = 15
 QUERIES = 200
@@ -21,13 +20,7 @@ RANGE_S = ["", "a", "a#1", "a#2", "b", "b#1", "ba", "c", "zz"]
 GROUP = ["g1", "g2", "g3"]
 
 
-@pytest.fixture
-def patch_off() -> Iterator[None]:
-    """Each test decides when the patch is on; moto's own Query is restored after it."""
-    was = moto_query.installed()
-    moto_query.uninstall()
-    yield
-    (moto_query.install if was else moto_query.uninstall)()
+patch_off = patch_off_fixture(moto_query)
 
 
 def _tables(client: Any) -> None:

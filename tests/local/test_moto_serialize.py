@@ -4,25 +4,19 @@ patch, on a randomized corpus of items (every attribute type, nested maps and li
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
-import pytest
 from botocore.exceptions import ClientError
 
 from infra.local import moto_serialize
+from tests.helpers.moto_patches import patch_off_fixture
 
 SEED = 15
 ITEMS = 60
 
 
-@pytest.fixture
-def patch_off() -> Iterator[None]:
-    was = moto_serialize.installed()
-    moto_serialize.uninstall()
-    yield
-    (moto_serialize.install if was else moto_serialize.uninstall)()
+patch_off = patch_off_fixture(moto_serialize)
 
 
 def _attribute(rng: random.Random, depth: int = 0) -> dict[str, Any]:

@@ -6,16 +6,14 @@ from __future__ import annotations
 import json
 import random
 import re
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
-import pytest
 from botocore.exceptions import ClientError
 from freezegun import freeze_time
 
 from infra.local import moto_sqs
+from tests.helpers.moto_patches import patch_off_fixture
 
 SEED = 15
 STEPS = 250
@@ -39,12 +37,7 @@ ATTRIBUTE_NAMES = [
 TICKS = [0, 0, 0, 0.4, 1, 2.5, 6, 61]
 
 
-@pytest.fixture
-def patch_off() -> Iterator[None]:
-    was = moto_sqs.installed()
-    moto_sqs.uninstall()
-    yield
-    (moto_sqs.install if was else moto_sqs.uninstall)()
+patch_off = patch_off_fixture(moto_sqs)
 
 
 def _queues(client: Any, prefix: str) -> dict[str, str]:
@@ -185,63 +178,59 @@ def test_patched_sqs_answers_like_moto(aws: None, patch_off: None) -> None:
     assert int(dead["ApproximateNumberOfMessages"]) > 0
 
 
-def test_receive_costs_do_not_grow_per_message_with_the_queue(aws: None, patch_off: None) -> None:
-    """A receive of 10 messages walks a 2,000-message queue a few times, not once per message received."""
+class VisibilityReads:
+    """Counts how often moto reads a message's visibility while the ``with`` block runs."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __enter__(self) -> VisibilityReads:
+        from moto.sqs import models
+
+        self._original = original = models.Message.visible
+
+        def counted(message: Any) -> bool:
+            self.count += 1
+            return bool(original.fget(message))  # type: ignore[attr-defined]
+
+        models.Message.visible = property(counted)  # type: ignore[assignment,method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from moto.sqs import models
+
+        models.Message.visible = self._original  # type: ignore[method-assign]
+
+
+def _deep_queue(messages: int) -> tuple[Any, str]:
+    """A client and a queue holding ``messages`` messages, with the patch installed."""
     moto_sqs.install()
     client = boto3.client("sqs")
     url = client.create_queue(QueueName="deep")["QueueUrl"]
-    for _ in range(200):
+    for _ in range(messages // 10):
         client.send_message_batch(
             QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": "x"} for i in range(10)]
         )
-    from moto.sqs import models
+    return client, url
 
-    reads = 0
-    original = models.Message.visible
 
-    def counted(message: Any) -> bool:
-        nonlocal reads
-        reads += 1
-        return bool(original.fget(message))  # type: ignore[attr-defined]
-
-    models.Message.visible = property(counted)  # type: ignore[assignment,method-assign]
-    try:
-        started = time.perf_counter()
+def test_receive_costs_do_not_grow_per_message_with_the_queue(aws: None, patch_off: None) -> None:
+    """A receive of 10 messages walks a 2,000-message queue a few times, not once per message received."""
+    client, url = _deep_queue(2000)
+    with VisibilityReads() as reads:
         client.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
-        seconds = time.perf_counter() - started
-    finally:
-        models.Message.visible = original  # type: ignore[method-assign]
-    assert reads < 3 * 2000, (reads, seconds)  # moto alone: ~20 walks of the queue (~40,000 reads)
+    assert reads.count < 3 * 2000, reads.count  # moto alone: ~20 walks of the queue (~40,000 reads)
 
 
 def test_sending_does_not_count_the_queue(aws: None, patch_off: None) -> None:
     """A message sent to a queue of 1,000 reads no message's visibility (moto alone: three walks of the
     queue per message sent, for one setting of the queue)."""
-    moto_sqs.install()
-    client = boto3.client("sqs")
-    url = client.create_queue(QueueName="deep")["QueueUrl"]
-    for _ in range(100):
-        client.send_message_batch(
-            QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": "x"} for i in range(10)]
-        )
-    from moto.sqs import models
-
-    reads = 0
-    original = models.Message.visible
-
-    def counted(message: Any) -> bool:
-        nonlocal reads
-        reads += 1
-        return bool(original.fget(message))  # type: ignore[attr-defined]
-
-    models.Message.visible = property(counted)  # type: ignore[assignment,method-assign]
-    try:
+    client, url = _deep_queue(1000)
+    with VisibilityReads() as reads:
         client.send_message_batch(
             QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": "y"} for i in range(10)]
         )
-        during_send = reads
+        during_send = reads.count
         attributes = client.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
-    finally:
-        models.Message.visible = original  # type: ignore[method-assign]
     assert during_send == 0, during_send
-    assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "1010" and reads > 1000  # still counted
+    assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "1010" and reads.count > 1000  # counted

@@ -4,14 +4,13 @@ randomized corpus of update expressions (every clause, functions, arithmetic, ne
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
-import pytest
 from botocore.exceptions import ClientError
 
 from infra.local import moto_traversal
+from tests.helpers.moto_patches import patch_off_fixture
 
 SEED = 15
 EXPRESSIONS = 150
@@ -26,12 +25,7 @@ VALUES = {
 JUNK = " ()#:,.[]=+-@ab1"
 
 
-@pytest.fixture
-def patch_off() -> Iterator[None]:
-    was = moto_traversal.installed()
-    moto_traversal.uninstall()
-    yield
-    (moto_traversal.install if was else moto_traversal.uninstall)()
+patch_off = patch_off_fixture(moto_traversal)
 
 
 def _value(rng: random.Random, depth: int = 0) -> str:
