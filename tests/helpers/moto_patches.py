@@ -21,3 +21,17 @@ def patch_off_fixture(patch: ModuleType) -> Callable[..., Any]:
         (patch.install if was else patch.uninstall)()
 
     return patch_off
+
+
+def fresh_table(client: Any, *items: dict[str, Any]) -> None:
+    """Table ``t`` (hash key ``pk``) made anew, holding ``items``: each parity round starts from it."""
+    if "t" in client.list_tables()["TableNames"]:
+        client.delete_table(TableName="t")
+    client.create_table(
+        TableName="t",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for item in items:
+        client.put_item(TableName="t", Item=item)

@@ -10,7 +10,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from infra.local import moto_conditions
-from tests.helpers.moto_patches import patch_off_fixture
+from tests.helpers.moto_patches import fresh_table, patch_off_fixture
 
 SEED = 15
 TEXTS = 160
@@ -79,21 +79,12 @@ def _lexed(texts: list[str]) -> list[Any]:
 
 
 def _fresh_table(client: Any) -> None:
-    if "t" in client.list_tables()["TableNames"]:
-        client.delete_table(TableName="t")
-    client.create_table(
-        TableName="t",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    items = [
+    fresh_table(
+        client,
         {"pk": {"S": "k0"}, "a": {"N": "1"}, "m": {"M": {"inner": {"S": "xy"}, "x": {"N": "3"}}}},
         {"pk": {"S": "k1"}, "a": {"S": "x"}, "l": {"L": [{"N": "5"}, {"M": {"y": {"S": "x"}}}]}},
         {"pk": {"S": "k2"}, "b": {"N": "5"}, "size": {"N": "1"}},
-    ]
-    for item in items:
-        client.put_item(TableName="t", Item=item)
+    )
 
 
 def _used(text: str, defined: dict[str, Any]) -> dict[str, Any]:

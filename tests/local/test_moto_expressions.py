@@ -9,7 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from infra.local import moto_expressions
-from tests.helpers.moto_patches import patch_off_fixture
+from tests.helpers.moto_patches import fresh_table, patch_off_fixture
 
 LEASE_LIKE = (
     "SET wf = :one, #s = :one, created = if_not_exists(created, :one), "
@@ -78,14 +78,7 @@ def _answers(client: Any) -> list[Any]:
 
 
 def _fresh_table(client: Any) -> None:
-    if "t" in client.list_tables()["TableNames"]:
-        client.delete_table(TableName="t")
-    client.create_table(
-        TableName="t",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    fresh_table(client)
 
 
 def test_update_item_answers_like_moto(aws: None, patch_off: None) -> None:

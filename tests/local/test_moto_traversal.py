@@ -10,7 +10,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from infra.local import moto_traversal
-from tests.helpers.moto_patches import patch_off_fixture
+from tests.helpers.moto_patches import fresh_table, patch_off_fixture
 
 SEED = 15
 EXPRESSIONS = 150
@@ -66,17 +66,9 @@ def _corpus() -> list[str]:
 
 
 def _fresh_table(client: Any) -> None:
-    if "t" in client.list_tables()["TableNames"]:
-        client.delete_table(TableName="t")
-    client.create_table(
-        TableName="t",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    client.put_item(
-        TableName="t",
-        Item={
+    fresh_table(
+        client,
+        {
             "pk": {"S": "k0"},
             "a": {"N": "3"},
             "m": {"M": {"inner": {"M": {"deep": {"N": "1"}}}}},
