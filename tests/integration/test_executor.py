@@ -277,7 +277,12 @@ def test_two_concurrent_attempts_execute_each_step_once(
     class Overlapping(Journal):
         def acquire(self, **kwargs: Any) -> Any:
             barrier.wait()  # both attempts ask for the lease at once (lease first: nothing read before)
-            return super().acquire(**kwargs)
+            taken = super().acquire(**kwargs)
+            # ... and both have their answer before either runs a step: on a slow machine the winner could
+            # otherwise finish the run before the other's request, which then meets a finished run, not a
+            # held lease (an outcome of "finished", also correct, but not the overlap this test is about).
+            barrier.wait()
+            return taken
 
     outcomes: list[str] = []
     store_invoked(two_steps.id, "r1", {"cents": 9})
