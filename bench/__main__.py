@@ -34,7 +34,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         "--smoke", action="store_true", help="tiny sizes, two cost scenarios (the test suite)"
     )
     parser.add_argument(
-        "--only", choices=["waits"], help="run one benchmark and print its rows (nothing is written)"
+        "--only", choices=["cost", "waits"], help="run one benchmark and print its rows (nothing is written)"
     )
     args = parser.parse_args(argv)
     if args.only:
@@ -56,7 +56,7 @@ def measure(args: argparse.Namespace) -> Results:
     """Run every benchmark once."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from bench import coldstart, cost, memory, report, throughput
+    from bench import coldstart, memory, report, throughput
     from bench.logs import tapped
 
     # The level the template deploys, before any handler module is imported (their loggers read it once).
@@ -66,19 +66,15 @@ def measure(args: argparse.Namespace) -> Results:
     if args.only == "waits":
         _measure_waits(results)
         return results
+    if args.only == "cost":
+        _measure_cost(results, args)
+        return results
     _progress(f"cold start: {args.import_runs} fresh imports of boto3 and of each handler ...")
     results.imports = coldstart.measure(runs=args.import_runs)
     results.first_calls = coldstart.measure(runs=args.import_runs, invoke=True)
     for target in coldstart.targets()[1:]:
         results.import_profiles[target.label] = coldstart.heaviest(coldstart.profile(target))
-    for scenario in cost.SMOKE_SCENARIOS if args.smoke else cost.SCENARIOS:
-        events = max(args.events, scenario.per_request)
-        _progress(f"cost: {scenario.label}, {events} events ...")
-        with tapped():  # handlers' logs and metrics (stdout, as in Lambda) are counted, not printed
-            results.bills += [cost.run(system, scenario, events) for system in cost.SYSTEMS]
-    _progress("request budgets: first delivery and a duplicate of 1-step and 5-step runs ...")
-    with tapped():
-        results.budgets = cost.budgets()
+    _measure_cost(results, args)
     _measure_waits(results)
     _progress("memory: API on a 6 MB publish, worker on its largest batch (subprocesses) ...")
     results.memory = memory.measure(smoke=args.smoke)
@@ -94,6 +90,20 @@ def measure(args: argparse.Namespace) -> Results:
             history=args.history,
         )
     return results
+
+
+def _measure_cost(results: Results, args: argparse.Namespace) -> None:
+    from bench import cost
+    from bench.logs import tapped
+
+    for scenario in cost.SMOKE_SCENARIOS if args.smoke else cost.SCENARIOS:
+        events = max(args.events, scenario.per_request)
+        _progress(f"cost: {scenario.label}, {events} events ...")
+        with tapped():  # handlers' logs and metrics (stdout, as in Lambda) are counted, not printed
+            results.bills += [cost.run(system, scenario, events) for system in cost.SYSTEMS]
+    _progress("request budgets: first delivery and a duplicate of 1-step and 5-step runs ...")
+    with tapped():
+        results.budgets = cost.budgets()
 
 
 def _measure_waits(results: Results) -> None:

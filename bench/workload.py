@@ -8,6 +8,8 @@ exactly the same work per event. ``POLOS_APP=bench.workload`` makes the worker l
 from __future__ import annotations
 
 import json
+import random
+import string
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,10 +96,18 @@ def app() -> App:
 
 
 EVENT_DATA_BYTES = 1024
+# What fills an event's ``note`` up to EVENT_DATA_BYTES. "base64" (the headline's): seeded random base64
+# tokens, which compress worse than common JSON text (ids, names, prose), so a store that compresses its
+# items is not flattered (~77% of its size with zlib); "ascii": seeded random printable ASCII without JSON
+# escapes, the worst case of text (~82%).
+DATA_KINDS = ("base64", "ascii")
+_BASE64 = string.ascii_letters + string.digits + "+/"
+_PRINTABLE = "".join(c for c in string.printable[:95] if c not in '"\\')  # JSON keeps them as they are
 
 
-def sample_event(n: int) -> dict[str, Any]:
-    """The event every scenario publishes: an order whose ``data`` is ``EVENT_DATA_BYTES`` of JSON."""
+def sample_event(n: int, kind: str = "base64") -> dict[str, Any]:
+    """The event every scenario publishes: an order whose ``data`` is exactly ``EVENT_DATA_BYTES`` of
+    compact JSON, its ``note`` ``kind`` text (:data:`DATA_KINDS`) drawn from ``random.Random(n)``."""
     data: dict[str, Any] = {
         "order_id": f"ord-{n:08d}",
         "customer": {"id": f"cus-{n % 997:05d}", "email": f"customer{n % 997}@example.com"},
@@ -109,5 +119,8 @@ def sample_event(n: int) -> dict[str, Any]:
         "currency": "EUR",
         "note": "",
     }
-    data["note"] = "x" * (EVENT_DATA_BYTES - len(json.dumps(data, separators=(",", ":"))))
+    alphabet = {"base64": _BASE64, "ascii": _PRINTABLE}[kind]
+    rng = random.Random(n)
+    size = EVENT_DATA_BYTES - len(json.dumps(data, separators=(",", ":")))
+    data["note"] = "".join(rng.choice(alphabet) for _ in range(size))
     return {"event_type": "order_created", "data": data}
