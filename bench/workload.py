@@ -96,29 +96,32 @@ def app() -> App:
 
 
 EVENT_DATA_BYTES = 1024
-# What fills an event's ``note`` up to EVENT_DATA_BYTES. "base64" (the headline's): seeded random base64
-# tokens, which compress worse than common JSON text (ids, names, prose), so a store that compresses its
-# items is not flattered (~77% of its size with zlib); "ascii": seeded random printable ASCII without JSON
-# escapes, the worst case of text (~82%).
+# What an event's data is. "base64" (the headline's): an order whose ``note`` fills it up to
+# EVENT_DATA_BYTES with seeded random base64 tokens, which compress worse than common JSON text (ids,
+# names, prose), so a store that compresses its items is not flattered (zlib: ~77% of its size). "ascii":
+# the worst case of text, EVENT_DATA_BYTES of nothing but seeded random printable ASCII without JSON escapes
+# (zlib: ~86%).
 DATA_KINDS = ("base64", "ascii")
 _BASE64 = string.ascii_letters + string.digits + "+/"
 _PRINTABLE = "".join(c for c in string.printable[:95] if c not in '"\\')  # JSON keeps them as they are
 
 
 def sample_event(n: int, kind: str = "base64") -> dict[str, Any]:
-    """The event every scenario publishes: an order whose ``data`` is exactly ``EVENT_DATA_BYTES`` of
-    compact JSON, its ``note`` ``kind`` text (:data:`DATA_KINDS`) drawn from ``random.Random(n)``."""
-    data: dict[str, Any] = {
-        "order_id": f"ord-{n:08d}",
-        "customer": {"id": f"cus-{n % 997:05d}", "email": f"customer{n % 997}@example.com"},
-        "items": [
-            {"sku": "SKU-1042", "qty": 2, "price_cents": 1299},
-            {"sku": "SKU-2210", "qty": 1, "price_cents": 4550},
-        ],
-        "total_cents": 7148,
-        "currency": "EUR",
-        "note": "",
-    }
+    """The event every scenario publishes: ``data`` is exactly ``EVENT_DATA_BYTES`` of compact JSON, of
+    ``kind`` (:data:`DATA_KINDS`), its random text drawn from ``random.Random(n)``."""
+    data: dict[str, Any] = {"note": ""}
+    if kind == "base64":
+        data = {
+            "order_id": f"ord-{n:08d}",
+            "customer": {"id": f"cus-{n % 997:05d}", "email": f"customer{n % 997}@example.com"},
+            "items": [
+                {"sku": "SKU-1042", "qty": 2, "price_cents": 1299},
+                {"sku": "SKU-2210", "qty": 1, "price_cents": 4550},
+            ],
+            "total_cents": 7148,
+            "currency": "EUR",
+            "note": "",
+        }
     alphabet = {"base64": _BASE64, "ascii": _PRINTABLE}[kind]
     rng = random.Random(n)
     size = EVENT_DATA_BYTES - len(json.dumps(data, separators=(",", ":")))
