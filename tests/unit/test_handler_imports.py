@@ -19,8 +19,16 @@ HANDLERS = ["api/app.py", "worker/app.py"]
 
 
 HEAVY = ("aws_xray_sdk", "aws_lambda_powertools.utilities.parser.models", "boto3", "s3transfer")
-# What one handler needs and another must not pay for.
-NOT_IN = {"worker/app.py": ("polos.api", "aws_lambda_powertools.event_handler")}
+# What one handler needs and another must not pay for. The worker reports partial batches itself
+# (polos.runtime.partial_batch): Powertools' batch package imports every event data class.
+NOT_IN = {
+    "worker/app.py": (
+        "polos.api",
+        "aws_lambda_powertools.event_handler",
+        "aws_lambda_powertools.utilities.batch",
+        "aws_lambda_powertools.utilities.data_classes",
+    )
+}
 
 
 def _heavy_imports(handler: str, tracing: str | None, heavy: tuple[str, ...] = HEAVY) -> list[str]:
