@@ -34,7 +34,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         "--smoke", action="store_true", help="tiny sizes, two cost scenarios (the test suite)"
     )
     parser.add_argument(
-        "--only", choices=["cost", "waits"], help="run one benchmark and print its rows (nothing is written)"
+        "--only",
+        choices=["cost", "waits", "coldstart"],
+        help="run one benchmark and print its rows (nothing is written)",
     )
     args = parser.parse_args(argv)
     if args.only:
@@ -56,7 +58,7 @@ def measure(args: argparse.Namespace) -> Results:
     """Run every benchmark once."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from bench import coldstart, memory, report, throughput
+    from bench import memory, report, throughput
     from bench.logs import tapped
 
     # The level the template deploys, before any handler module is imported (their loggers read it once).
@@ -69,11 +71,9 @@ def measure(args: argparse.Namespace) -> Results:
     if args.only == "cost":
         _measure_cost(results, args)
         return results
-    _progress(f"cold start: {args.import_runs} fresh imports of boto3 and of each handler ...")
-    results.imports = coldstart.measure(runs=args.import_runs)
-    results.first_calls = coldstart.measure(runs=args.import_runs, invoke=True)
-    for target in coldstart.targets()[1:]:
-        results.import_profiles[target.label] = coldstart.heaviest(coldstart.profile(target))
+    _measure_coldstart(results, args.import_runs)
+    if args.only == "coldstart":
+        return results
     _measure_cost(results, args)
     _measure_waits(results)
     _progress("memory: API on a 6 MB publish, worker on its largest batch (subprocesses) ...")
@@ -104,6 +104,16 @@ def _measure_cost(results: Results, args: argparse.Namespace) -> None:
     _progress("request budgets: first delivery and a duplicate of 1-step and 5-step runs ...")
     with tapped():
         results.budgets = cost.budgets()
+
+
+def _measure_coldstart(results: Results, runs: int) -> None:
+    from bench import coldstart
+
+    _progress(f"cold start: {runs} fresh imports of boto3 and of each handler ...")
+    results.imports = coldstart.measure(runs=runs)
+    results.first_calls = coldstart.measure(runs=runs, invoke=True)
+    for target in coldstart.targets()[1:]:
+        results.import_profiles[target.label] = coldstart.heaviest(coldstart.profile(target))
 
 
 def _measure_waits(results: Results) -> None:

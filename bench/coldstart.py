@@ -7,13 +7,16 @@ interleaved so drift on a busy machine hits each alike; the figure is the median
 
 *Import + first invocation* times the import and then one call of the handler with a typical event (a
 publish, an SQS record, a bearer key), every AWS request answered ``{}`` at once by a botocore
-``before-send`` hook (no network, no moto): an import merely deferred to the first call is not a saving.
+``before-send`` hook (no network, no moto), except the API key's GetItem (the bench's key) and the events
+counter's and the run lease's UpdateItem, so that the first calls go the whole way (the API's publish is
+stored and fanned out, the worker's run completes) and an import merely deferred to them is not a saving.
 Handlers that do not exist (e.g. an authorizer folded into the API) are skipped.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import statistics
@@ -25,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HANDLERS = ("api", "worker")
 BASELINE = "boto3"
+KEY_ID, KEY_SECRET = "0" * 16, "1" * 64  # the bench's API key (the stubbed keys table holds it)
+KEYS_TABLE, EVENTS_TABLE, RUNS_TABLE = "polos-api-keys", "polos-events", "polos-runs"
 
 _PROBE = (
     "import sys, time\n"
@@ -34,7 +39,8 @@ _PROBE = (
     "print(time.perf_counter() - started)\n"
 )
 # The same, then one invocation with AWS answered "{{}}" (botocore's before-send hook short-circuits the
-# request). The hook is registered on botocore's built-in handlers, so every session made later has it.
+# request; see ``_answers`` for the exceptions). The hook is registered on botocore's built-in handlers, so
+# every session made later has it.
 _INVOKE_PROBE = (
     "import sys, time, json\n"
     "sys.path[:0] = {paths!r}\n"
@@ -42,11 +48,17 @@ _INVOKE_PROBE = (
     "import {module}\n"
     "import botocore.handlers\n"
     "from botocore.awsrequest import AWSResponse\n"
+    "answers = {answers!r}\n"
     "class Raw:\n"
+    "    def __init__(self, body):\n"
+    "        self.body = body\n"
     "    def stream(self, **kw):\n"
-    "        yield b'{{}}'\n"
+    "        yield self.body\n"
     "def answer(request, **kw):\n"
-    "    return AWSResponse(request.url, 200, {{'content-type': 'application/x-amz-json-1.0'}}, Raw())\n"
+    "    target = (request.headers.get('X-Amz-Target') or b'').decode().rsplit('.', 1)[-1]\n"
+    "    table = json.loads(request.body or b'{{}}').get('TableName') if target else None\n"
+    "    body = answers.get(f'{{target}} {{table}}', b'{{}}')\n"
+    "    return AWSResponse(request.url, 200, {{'content-type': 'application/x-amz-json-1.0'}}, Raw(body))\n"
     "botocore.handlers.BUILTIN_HANDLERS.append(('before-send', answer))\n"
     "class Context:\n"
     "    function_name = 'polos-bench'; function_version = '$LATEST'; memory_limit_in_mb = 512\n"
@@ -82,7 +94,7 @@ def first_events() -> dict[str, dict[str, object]]:
     from polos.payloads import EventItem
     from polos.publish.messages import WorkflowMessage
 
-    key = "pk_" + "0" * 16 + "_" + "1" * 64
+    key = f"pk_{KEY_ID}_{KEY_SECRET}"
     http = {
         "version": "2.0",
         "routeKey": "$default",
@@ -94,7 +106,7 @@ def first_events() -> dict[str, dict[str, object]]:
             "requestId": "bench",
             "routeKey": "$default",
             "stage": "$default",
-            "authorizer": {"lambda": {"polos_key_id": "0" * 16}},
+            "authorizer": {"lambda": {"polos_key_id": KEY_ID}},
         },
         "body": json.dumps({"topic": "order/created", "events": [{"data": {"order_id": "o-1"}}]}),
         "isBase64Encoded": False,
@@ -144,6 +156,33 @@ def targets() -> list[Target]:
     return found
 
 
+def _answers() -> dict[str, bytes]:
+    """What the stub answers other than ``{}``, by ``"<operation> <table>"``: the bench key's GetItem (an
+    active key) and the events counter's UpdateItem (so a publish goes on to store and fan out)."""
+    key = {
+        "pk": {"S": KEY_ID},
+        "name": {"S": "bench"},
+        "secret_sha256": {"S": hashlib.sha256(KEY_SECRET.encode()).hexdigest()},
+        "created_at": {"S": "2026-01-01T00:00:00Z"},
+    }
+    run = {  # the run item as the lease's UpdateItem leaves it (the attempt's other writes ignore it)
+        "pk": {"S": "run#bench"},
+        "sk": {"S": "run"},
+        "wf": {"S": "immediate-handler"},
+        "status": {"S": "running"},
+        "attempts": {"N": "1"},
+        "lease_until": {"N": "4102444800"},  # 2100: the attempt never stops for its lease
+        "trigger_type": {"S": "event"},
+        "created_at": {"S": "2026-01-01T00:00:00Z"},
+        "updated_at": {"S": "2026-01-01T00:00:00Z"},
+    }
+    return {
+        f"GetItem {KEYS_TABLE}": json.dumps({"Item": key}).encode(),
+        f"UpdateItem {EVENTS_TABLE}": json.dumps({"Attributes": {"last": {"N": "1"}}}).encode(),
+        f"UpdateItem {RUNS_TABLE}": json.dumps({"Attributes": run}).encode(),
+    }
+
+
 def lambda_env() -> dict[str, str]:
     """The environment a deployed function sees (names are placeholders; nothing is called)."""
     from polos.aws import settings
@@ -164,9 +203,9 @@ def lambda_env() -> dict[str, str]:
             "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
             **FIXED_ENVIRONMENT,
             "LOG_LEVEL": "INFO",
-            settings.ENV_EVENTS_TABLE: "polos-events",
-            settings.ENV_RUNS_TABLE: "polos-runs",
-            settings.ENV_KEYS_TABLE: "polos-api-keys",
+            settings.ENV_EVENTS_TABLE: EVENTS_TABLE,
+            settings.ENV_RUNS_TABLE: RUNS_TABLE,
+            settings.ENV_KEYS_TABLE: KEYS_TABLE,
             settings.ENV_IDEMPOTENCY_TABLE: "polos-idempotency",
             settings.ENV_QUEUE_URL_PREFIX: "https://sqs.us-east-1.amazonaws.com/123456789012/polos-",
             settings.ENV_MANIFEST_PATH: str(ROOT / "functions" / "polos_manifest.json"),
@@ -180,7 +219,12 @@ def _run(target: Target, env: dict[str, str], *extra: str) -> subprocess.Complet
     if not target.invoke:
         code = _PROBE.format(paths=list(target.paths), module=target.module)
     else:
-        code = _INVOKE_PROBE.format(paths=list(target.paths), module=target.module, event=target.event)
+        code = _INVOKE_PROBE.format(
+            paths=list(target.paths),
+            module=target.module,
+            event=target.event,
+            answers=_answers(),
+        )
     # -I: no user site, no PYTHON* variables, and the working directory is not on sys.path.
     return subprocess.run(
         [sys.executable, "-I", *extra, "-c", code],

@@ -8,9 +8,6 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-# Powertools' batch utility imports every parser model (~0.15 s, half of `import boto3`) when pydantic is
-# already loaded, for type hints only; imported before pydantic, it skips them. Keep this import first.
-import aws_lambda_powertools.utilities.batch  # noqa: F401  # isort: skip
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from polos.app import App, load_app
 from polos.aws import settings

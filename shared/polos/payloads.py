@@ -32,8 +32,16 @@ class EventItem(BaseModel):
         return utc_iso(value)
 
 
+# The workflows' payload models are built when a workflow is defined with one (its TypeAdapter) or one is
+# first validated, not at import: the API, which stores events (EventItem) and runs no workflow, does not
+# pay for building them (cold start, issue 12).
+_WORKFLOW_PAYLOAD = ConfigDict(frozen=True, defer_build=True)
+
+
 class EventPayload(EventItem):
     """The payload of a single-event workflow: the event that triggered the run."""
+
+    model_config = _WORKFLOW_PAYLOAD
 
 
 PayloadEvent = EventPayload
@@ -43,7 +51,7 @@ PayloadEvent = EventPayload
 class BatchEventPayload(BaseModel):
     """The payload of a batch workflow: its events, ordered by ``sequence_id``."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = _WORKFLOW_PAYLOAD
 
     events: list[EventItem]
 
@@ -56,7 +64,7 @@ class BatchEventPayload(BaseModel):
 class SchedulePayload(BaseModel):
     """The payload of a scheduled workflow: this firing's time, the one before it, and the schedule."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = _WORKFLOW_PAYLOAD
 
     timestamp: datetime
     last_timestamp: datetime | None = None

@@ -249,3 +249,16 @@ def test_unusable_messages_are_left_for_the_dlq_without_failing_the_others(
     assert run_of("ws-once", event).run.status == "completed"
     assert calls["fatal"] == 0
     assert queue_depth(dlq_url(url)) == 3
+
+
+def test_a_record_without_message_id_is_refused_before_any_record_runs(urls: dict[str, str]) -> None:
+    """It could be neither acknowledged nor left on its own: the invocation fails, nothing has run."""
+    [event] = publish("ws/once", {})
+    deliver(event_messages("ws/once", [event]))
+    url = urls["ws-once"]
+    good, other = (sqs_record(message, queue_arn(url)) for message in receive(url))
+    del other["messageId"]
+    with pytest.raises(ValueError, match="SQS record 1 has no messageId"):
+        worker.handle({"Records": [good, other]}, APP)
+    assert Journal().load(event_run_id("ws-once", event.topic, event.sequence_id)) is None
+    assert calls[f"once-{event.sequence_id}"] == 0

@@ -17,7 +17,7 @@ from polos import serde
 from polos.api.errors import Conflict, IdempotencyConflict, NotFound, PayloadTooLarge, ValidationFailed
 from polos.publish import idempotency, manifest
 from polos.publish.fanout import FanoutError
-from polos.runtime.records import RunStatus
+from polos.runtime.status import RunStatus
 
 if TYPE_CHECKING:
     from polos.runtime.records import RunRecord

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from polos.publish.events import EventRef
+from polos.runtime.status import RunStatus as RunStatus  # re-exported: the runtime imports it from here
 
-RunStatus = Literal["queued", "running", "waiting", "completed", "failed", "cancelled"]
 StepStatus = Literal["completed", "failed", "waiting"]
 TriggerType = Literal["event", "batch", "invoke", "schedule"]
 FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})

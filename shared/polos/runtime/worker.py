@@ -7,7 +7,7 @@ attempt should be retried or another attempt holds the run. On the last executin
 ``maxReceiveCount - 1``) a failure fails the run and the record is left; its last receive runs nothing
 (see ``polos.runtime.dead_letters``) and SQS then moves it to the dead-letter queue.
 
-Single-event and invoked runs go through Powertools' ``AsyncBatchProcessor`` (records run concurrently).
+Records run concurrently (:mod:`polos.runtime.partial_batch`).
 Events of batch workflows are grouped first: the group's runs are formed once (see
 ``polos.runtime.batches``) and every record of the group awaits the outcome of the run that holds its event.
 """
@@ -21,26 +21,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.batch import (
-    AsyncBatchProcessor,
-    EventType,
-    async_process_partial_response,
-)
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-
 from polos.aws import observability, settings
 from polos.payloads import EventItem
 from polos.publish.events import EventRef, EventStore
 from polos.publish.messages import WorkflowMessage
-from polos.runtime import batches, dead_letters
+from polos.runtime import batches, dead_letters, partial_batch
 from polos.runtime.executor import Attempt, AttemptResult, execute
 from polos.runtime.journal import Acquired, Journal, scheduled_run_id
 from polos.runtime.records import ErrorInfo
 from polos.runtime.runs import new_run_id, single_run_id
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-
     from polos.app import App
     from polos.definition import Workflow
 
@@ -87,22 +78,21 @@ class Delivery:
 
 def parse_record(record: dict[str, Any], app: App) -> Delivery:
     """The delivery in an SQS record; ``ValueError`` naming the problem when it cannot be run."""
-    sqs = SQSRecord(record)
-    message = WorkflowMessage.from_json(sqs.body)
+    message = WorkflowMessage.from_json(str(record.get("body", "")))
     wf = app.get(message.workflow_id)
     if wf is None:
         raise ValueError(
             f"message for workflow {message.workflow_id!r}, which app {app.name!r} does not define"
         )
-    _check_queue(sqs.event_source_arn, wf.id)
+    _check_queue(record.get("eventSourceARN"), wf.id)
     if message.event is not None and message.event.topic != wf.topic:
         raise ValueError(
             f"event of topic {message.event.topic!r} for workflow {wf.id!r}, triggered by {wf.topic!r}"
         )
-    received = int(sqs.raw_event.get("attributes", {}).get("ApproximateReceiveCount") or 1)
+    received = int((record.get("attributes") or {}).get("ApproximateReceiveCount") or 1)
     receives = settings.get_settings().max_receive_count
     return Delivery(
-        sqs.message_id, message, wf, final=received >= receives - 1, exhausted=received >= receives
+        str(record["messageId"]), message, wf, final=received >= receives - 1, exhausted=received >= receives
     )
 
 
@@ -140,7 +130,7 @@ class Invocation:
         self._tasks: dict[str, asyncio.Task[set[str]]] = {}
         self._journal = Journal()
         for record in records:
-            message_id = str(record.get("messageId", ""))
+            message_id = str(record["messageId"])
             try:
                 delivery = parse_record(record, app)
             except Exception as exc:  # whatever is wrong with one record must not stop the others
@@ -154,9 +144,9 @@ class Invocation:
             if not delivery.exhausted:
                 self._shared.setdefault(delivery.work_key, []).append(delivery)
 
-    async def process(self, record: SQSRecord) -> str:
-        """Powertools' record handler: returns when the record is done with, raises to leave it."""
-        delivery = self._parsed[record.message_id]
+    async def process(self, record: dict[str, Any]) -> str:
+        """The record handler: returns when the record is done with, raises to leave it."""
+        delivery = self._parsed[record["messageId"]]
         if isinstance(delivery, Exception):
             raise delivery
         if delivery.exhausted:
@@ -412,14 +402,14 @@ def _batch_payload(events: list[EventItem]) -> dict[str, Any]:
     return {"events": [event.model_dump(mode="json") for event in ordered]}
 
 
-def handle(event: dict[str, Any], app: App) -> PartialItemFailureResponse:
+def handle(event: dict[str, Any], app: App) -> partial_batch.PartialBatchResponse:
     """Run the records of one SQS event; the records to deliver again are in ``batchItemFailures``."""
     records = event.get("Records") or []
     if not records:
         return {"batchItemFailures": []}
+    partial_batch.message_ids(records)  # a record without one is refused before any record runs
     invocation = Invocation(app, records)
-    processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     try:
-        return async_process_partial_response(event, invocation.process, processor)
+        return partial_batch.process_partial_batch(event, invocation.process)
     finally:
         observability.flush()
