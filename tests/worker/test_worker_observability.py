@@ -154,3 +154,32 @@ def test_one_emf_document_per_invocation_counts_runs_retries_and_batch_sizes(
     assert batch_doc.items() >= {"BatchSize": 4, "RunsStarted": 1, "RunsCompleted": 1}.items()
     assert fail_doc.items() >= {"RunsStarted": 1, "RunsFailed": 1}.items()
     assert "RunsCompleted" not in fail_doc and "RunsFailed" not in single_doc
+
+
+def test_an_unexpected_error_is_logged_once_with_its_traceback_and_the_records_are_left(
+    pump: Pump, log_lines: Callable[[], list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import ClientError
+    from polos.publish.fanout import deliver, event_messages
+    from polos.runtime.journal import Journal
+
+    def throttled(*args: Any, **kwargs: Any) -> Any:
+        error = {"Error": {"Code": "ThrottlingException", "Message": "Rate of requests exceeds the allowed"}}
+        raise ClientError(error, "UpdateItem")  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Journal, "acquire", throttled)
+    first, second = publish("wo/single", {}, {})
+    deliver(event_messages("wo/single", [first]))  # a duplicate of the first: the same run, in one delivery
+    delivery = pump.once("wo-single", redeliver=False)
+    assert delivery is not None and len(delivery.messages) == 3
+    assert len(delivery.failed) == 3  # every record is left for SQS to deliver again
+    errors = [line for line in log_lines() if line["level"] == "ERROR"]
+    # One line per run (the duplicate shares its run's), each naming the error, with its traceback.
+    assert [line["message"] for line in errors] == [
+        "unexpected error; the run's records are left for SQS to deliver again"
+    ] * 2
+    assert {line["run_id"] for line in errors} == {
+        event_run_id("wo-single", event.topic, event.sequence_id) for event in (first, second)
+    }
+    assert all("ThrottlingException" in line["exception"] for line in errors)
+    assert all("Traceback" in line["exception"] for line in errors)

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from polos.aws import observability, settings
 from polos.payloads import EventItem
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from polos.definition import Workflow
 
 logger = observability.logger
+_T = TypeVar("_T")
 
 
 def ref_of(event: EventItem) -> EventRef:
@@ -150,12 +151,12 @@ class Invocation:
         if isinstance(delivery, Exception):
             raise delivery
         if delivery.exhausted:
-            return await self._settle(delivery)
+            return await _logging_unexpected(self._settle(delivery))
         task = self._tasks.get(delivery.work_key)
         if task is None:
             deliveries = self._shared[delivery.work_key]
             work = BatchGroup(deliveries, self._journal).run() if delivery.batched else self._run(deliveries)
-            task = self._tasks[delivery.work_key] = asyncio.ensure_future(work)
+            task = self._tasks[delivery.work_key] = asyncio.ensure_future(_logging_unexpected(work))
         if delivery.message_id in await task:
             raise _LeftForRedelivery(f"message {delivery.message_id} is left for SQS to deliver again")
         return "acknowledged"
@@ -395,6 +396,19 @@ class BatchGroup:
             logger.error("member events of the batch run are gone; records left for redelivery")
             return None
         return present
+
+
+async def _logging_unexpected(work: Awaitable[_T]) -> _T:
+    """``work``'s result; an exception it raises (an AWS error, a bug) is logged once, with its traceback, at
+    ERROR (the records it concerns are then left for SQS to deliver again): the partial batch answer alone
+    would say only which records failed, not why."""
+    try:
+        return await work
+    except _LeftForRedelivery:
+        raise
+    except Exception:
+        logger.exception("unexpected error; the run's records are left for SQS to deliver again")
+        raise
 
 
 def _batch_payload(events: list[EventItem]) -> dict[str, Any]:
