@@ -157,11 +157,6 @@ def _run(case: str, events: int) -> float:
             return Handlers(api=peak.wrap(made.api), worker=made.worker, checks_keys=made.checks_keys)
         return Handlers(api=made.api, worker=peak.wrap(made.worker), checks_keys=made.checks_keys)
 
-    def event(n: int, data_bytes: int) -> dict[str, Any]:
-        sample = sample_event(n)
-        sample["data"]["note"] += "x" * (data_bytes - 1024)
-        return sample
-
     # Collecting a batch this large takes moto minutes: with the default visibility timeout its first
     # messages would come back (and be received again) before the batch is complete.
     options = StackOptions(visibility_timeout=MAX_VISIBILITY_TIMEOUT)
@@ -175,11 +170,12 @@ def _run(case: str, events: int) -> float:
     ):
         (mapping,) = stack.mappings
         if case == "api":
-            stack.publish(LARGEST.topic, [event(n, API_EVENT_DATA_BYTES) for n in range(events)])
+            published = [sample_event(n, data_bytes=API_EVENT_DATA_BYTES) for n in range(events)]
+            stack.publish(LARGEST.topic, published)
         else:
             for start in range(0, events, API_EVENTS):
                 stack.publish(
-                    LARGEST.topic, [event(n, 1024) for n in range(start, min(events, start + API_EVENTS))]
+                    LARGEST.topic, [sample_event(n) for n in range(start, min(events, start + API_EVENTS))]
                 )
             delivery = mapping.poll(wait_seconds=0, flush=True)
             if delivery is None or len(delivery.messages) != events or delivery.failed or delivery.error:

@@ -106,9 +106,9 @@ _BASE64 = string.ascii_letters + string.digits + "+/"
 _PRINTABLE = "".join(c for c in string.printable[:95] if c not in '"\\')  # JSON keeps them as they are
 
 
-def sample_event(n: int, kind: str = "base64") -> dict[str, Any]:
-    """The event every scenario publishes: ``data`` is exactly ``EVENT_DATA_BYTES`` of compact JSON, of
-    ``kind`` (:data:`DATA_KINDS`), its random text drawn from ``random.Random(n)``."""
+def sample_event(n: int, kind: str = "base64", data_bytes: int = EVENT_DATA_BYTES) -> dict[str, Any]:
+    """The event every scenario publishes: ``data`` is exactly ``data_bytes`` of compact JSON, of ``kind``
+    (:data:`DATA_KINDS`), its random text drawn from ``random.Random(n)``."""
     data: dict[str, Any] = {"note": ""}
     if kind == "base64":
         data = {
@@ -124,6 +124,6 @@ def sample_event(n: int, kind: str = "base64") -> dict[str, Any]:
         }
     alphabet = {"base64": _BASE64, "ascii": _PRINTABLE}[kind]
     rng = random.Random(n)
-    size = EVENT_DATA_BYTES - len(json.dumps(data, separators=(",", ":")))
+    size = data_bytes - len(json.dumps(data, separators=(",", ":")))
     data["note"] = "".join(rng.choice(alphabet) for _ in range(size))
     return {"event_type": "order_created", "data": data}
