@@ -71,10 +71,12 @@ $(SAM_VENV)/.installed:
 
 # `sam build` needs the runtime's interpreter (python3.12) on PATH; under pyenv, every installed version is
 # made visible after the current one. No AWS call is made: validation is cfn-lint, the build is local
-# (the layer's requirements come from PyPI).
-sam-check: $(SAM_VENV)/.installed
+# (the layer's requirements come from PyPI). Then every module built must carry its python3.12 bytecode
+# (infra/bytecode.py): Lambda cannot write it, and would compile the module on every cold start.
+sam-check: install $(SAM_VENV)/.installed
 	$(if $(shell command -v pyenv),PYENV_VERSION="$$(pyenv version-name):$$(pyenv versions --bare | paste -sd: -)") \
 		sh -c '$(SAM_VENV)/bin/sam validate --lint && $(SAM_VENV)/bin/sam build'
+	$(BIN)/python -m infra.bytecode .aws-sam/build
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .sdk-venv .aws-sam .pytest_cache .mypy_cache .ruff_cache .moto-parity

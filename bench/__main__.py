@@ -112,6 +112,8 @@ def _measure_coldstart(results: Results, runs: int) -> None:
     _progress(f"cold start: {runs} fresh imports of boto3 and of each handler ...")
     results.imports = coldstart.measure(runs=runs)
     results.first_calls = coldstart.measure(runs=runs, invoke=True)
+    _progress(f"cold start: {runs} fresh imports of each handler from sources alone (no bytecode) ...")
+    results.imports_without_bytecode = coldstart.measure_without_bytecode(runs=runs)
     for target in coldstart.targets()[1:]:
         results.import_profiles[target.label] = coldstart.heaviest(coldstart.profile(target))
 

@@ -11,23 +11,40 @@ publish, an SQS record, a bearer key), every AWS request answered ``{}`` at once
 counter's and the run lease's UpdateItem, so that the first calls go the whole way (the API's publish is
 stored and fanned out, the worker's run completes) and an import merely deferred to them is not a saving.
 Handlers that do not exist (e.g. an authorizer folded into the API) are skipped.
+
+*No bytecode* (``measure_without_bytecode``) is the import as Lambda ran it before the build shipped
+bytecode: Lambda's code directories are read-only, so each cold start compiled every module of the layer
+and of the function package from source. The probe imports the handler from a copy of ``functions/`` and
+of the layer (``shared/polos`` and the installed distributions ``shared/requirements.txt`` pulls in, botocore
+among them) holding no ``__pycache__``, with ``-B`` so that no sample writes one; boto3 and the standard
+library stay compiled, as the runtime ships them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.metadata
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 HANDLERS = ("api", "worker")
 BASELINE = "boto3"
+NO_BYTECODE = ", no bytecode"  # label suffix of a target imported from sources alone
+LAYER_REQUIREMENTS = ROOT / "shared" / "requirements.txt"
 KEY_ID, KEY_SECRET = "0" * 16, "1" * 64  # the bench's API key (the stubbed keys table holds it)
 KEYS_TABLE, EVENTS_TABLE, RUNS_TABLE = "polos-api-keys", "polos-events", "polos-runs"
 
@@ -82,6 +99,7 @@ class Target:
     paths: tuple[str, ...]
     event: str = "{}"
     invoke: bool = False
+    bytecode: bool = True  # False: -B, and ``paths`` hold no __pycache__ (every module compiled)
 
     @property
     def invoking(self) -> Target:
@@ -156,6 +174,62 @@ def targets() -> list[Target]:
     return found
 
 
+def layer_distributions() -> list[importlib.metadata.Distribution]:
+    """The installed distributions ``shared/requirements.txt`` pulls in (extras and markers followed):
+    what `sam build` puts in the layer besides ``polos``."""
+    pending = [
+        Requirement(line)
+        for line in (raw.split("#", 1)[0].strip() for raw in LAYER_REQUIREMENTS.read_text().splitlines())
+        if line
+    ]
+    found: dict[str, importlib.metadata.Distribution] = {}
+    followed: set[tuple[str, frozenset[str]]] = set()
+    while pending:
+        requirement = pending.pop()
+        name = canonicalize_name(requirement.name)
+        if (name, frozenset(requirement.extras)) in followed:
+            continue
+        followed.add((name, frozenset(requirement.extras)))
+        distribution = found.setdefault(name, importlib.metadata.distribution(name))
+        for spec in distribution.requires or []:
+            dependency = Requirement(spec)
+            extras = requirement.extras or {""}
+            if dependency.marker is None or any(dependency.marker.evaluate({"extra": e}) for e in extras):
+                pending.append(dependency)
+    return [found[name] for name in sorted(found)]
+
+
+@contextmanager
+def source_only_code() -> Iterator[Path]:
+    """A temporary ``functions/`` and ``layer/`` (polos and its distributions) without any bytecode."""
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    with tempfile.TemporaryDirectory(prefix="polos-no-bytecode-") as tmp:
+        root = Path(tmp)
+        shutil.copytree(ROOT / "functions", root / "functions", ignore=skip)
+        shutil.copytree(ROOT / "shared" / "polos", root / "layer" / "polos", ignore=skip)
+        for distribution in layer_distributions():
+            for file in distribution.files or ():
+                if file.parts[0] == ".." or "__pycache__" in file.parts or file.suffix == ".pyc":
+                    continue  # scripts installed outside site-packages; bytecode
+                target = root / "layer" / file
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(Path(str(distribution.locate_file(file))), target)
+        yield root
+
+
+def measure_without_bytecode(runs: int = 11, invoke: bool = False) -> list[ImportTime]:
+    """``measure`` of boto3 and each handler, the handlers imported from ``source_only_code()``."""
+    with source_only_code() as root:
+        chosen = [Target(BASELINE, "boto3", ())]
+        for target in targets()[1:]:
+            name = Path(target.paths[0]).name
+            paths = (str(root / "functions" / name), str(root / "functions"), str(root / "layer"))
+            chosen.append(
+                dataclasses.replace(target, label=target.label + NO_BYTECODE, paths=paths, bytecode=False)
+            )
+        return measure(runs, chosen, invoke)
+
+
 def _answers() -> dict[str, bytes]:
     """What the stub answers other than ``{}``, by ``"<operation> <table>"``: the bench key's GetItem (an
     active key) and the events counter's UpdateItem (so a publish goes on to store and fan out)."""
@@ -226,8 +300,9 @@ def _run(target: Target, env: dict[str, str], *extra: str) -> subprocess.Complet
             answers=_answers(),
         )
     # -I: no user site, no PYTHON* variables, and the working directory is not on sys.path.
+    flags = ("-I",) if target.bytecode else ("-I", "-B")
     return subprocess.run(
-        [sys.executable, "-I", *extra, "-c", code],
+        [sys.executable, *flags, *extra, "-c", code],
         env=env,
         capture_output=True,
         text=True,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from bench import prices
-from bench.coldstart import BASELINE, ImportCost, ImportTime
+from bench.coldstart import BASELINE, NO_BYTECODE, ImportCost, ImportTime
 from bench.cost import (
     RATIO_TARGETS,
     TARGET,
@@ -88,6 +88,7 @@ class Results:
     bills: list[Bill] = field(default_factory=list)
     imports: list[ImportTime] = field(default_factory=list)
     first_calls: list[ImportTime] = field(default_factory=list)
+    imports_without_bytecode: list[ImportTime] = field(default_factory=list)
     budgets: list[Budget] = field(default_factory=list)
     memory: list[MemoryUse] = field(default_factory=list)
     import_profiles: dict[str, list[ImportCost]] = field(default_factory=dict)
@@ -192,6 +193,32 @@ def import_rows(imports: Sequence[ImportTime], first_calls: Sequence[ImportTime]
                     verdict="" if goal is None else _verdict(ratio <= goal),
                 )
             )
+    return rows
+
+
+def no_bytecode_rows(timings: Sequence[ImportTime], imports: Sequence[ImportTime]) -> list[Row]:
+    """The handlers imported with every module of the layer and the function compiled from source, as each
+    cold start did before the build shipped bytecode, next to boto3 in the same run and to the import with
+    bytecode (``imports``)."""
+    base = next((t for t in timings if t.target.label == BASELINE), None)
+    compiled = {t.target.label: t.median for t in imports}
+    rows = []
+    for timing in timings:
+        if timing.target.label == BASELINE or base is None:
+            continue
+        label = timing.target.label.removesuffix(NO_BYTECODE)
+        relative = [f"{timing.median / base.median:.2f}x boto3"]
+        if label in compiled:
+            relative.append(f"{timing.median / compiled[label]:.2f}x with bytecode")
+        rows.append(
+            Row(
+                "cold start",
+                f"import, no bytecode (as Lambda ran the build before): {label}",
+                "Polos (before)",
+                result=f"{timing.median * 1000:.0f} ms (median of {len(timing.samples)})",
+                relative=", ".join(relative),
+            )
+        )
     return rows
 
 
@@ -367,6 +394,7 @@ def rows(results: Results) -> list[Row]:
         cost_rows(results.bills)
         + reference_rows(results.bills)
         + import_rows(results.imports, results.first_calls)
+        + no_bytecode_rows(results.imports_without_bytecode, results.imports)
         + budget_rows(results.budgets)
         + memory_rows(results.memory)
         + throughput_rows(results.throughput)
@@ -519,7 +547,15 @@ def markdown(results: Results) -> str:
         "  call*: the same process then calls the handler once with a typical event (a publish, an SQS",
         "  record), AWS answered by a botocore hook (`{}`, and the key, the event counter and the run's",
         "  lease, so the publish is stored and fanned out and the run completes): an import moved into",
-        "  the first call is not a saving.",
+        "  the first call is not a saving. These rows import with bytecode, as Lambda does only when the",
+        "  code ships it (its code directories are read-only: nothing compiled there is kept): `sam build`",
+        "  compiles every module of the layer and the functions for python3.12 (unchecked-hash .pyc, from",
+        "  the Makefiles `polos template` renders) and `make sam-check` fails on any module without it",
+        "  (`infra/bytecode.py`). *import, no bytecode (as Lambda ran the build before)*: the same import",
+        "  from a copy of `functions/` and of the layer (`shared/polos` and the installed distributions",
+        "  `shared/requirements.txt` pulls in, botocore among them) holding no bytecode, run with `-B`, so",
+        "  every sample compiles them from source; the standard library and boto3 stay compiled, as the",
+        "  runtime ships them.",
         "- **request budget**: the worker's DynamoDB requests for one delivery of a single-event run and",
         "  for a duplicate delivery of it once finished (write units include index writes).",
         "- **memory**: estimated peak RSS in Lambda = RSS of a fresh process that imports the handler +",

@@ -37,8 +37,14 @@ from infra.model import (
 
 TEMPLATE_PATH = "template.yaml"
 MANIFEST_PATH = "functions/polos_manifest.json"  # the API function reads it from its package (/var/task)
+FUNCTIONS_DIR = "functions"  # the functions' code package (CodeUri)
+LAYER_DIR = "shared"  # the layer's sources: the polos package and its requirements (ContentUri)
+LAYER_ID = "PolosLayer"
+BUILD_MAKEFILE = "Makefile"  # in each of the two: `sam build` runs its build-<LogicalId> target
 RUNTIME = "python3.12"
 ARCHITECTURE = "arm64"
+# pip's platform tag of each Lambda architecture (wheels for Amazon Linux 2023's glibc).
+WHEEL_PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
 # Retention periods CloudWatch Logs accepts (up to 7 years).
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557)
 # X-Ray's write actions accept no resource but "*"; AWS's managed policy holds that one statement so that
@@ -192,9 +198,9 @@ def _globals(model: AppModel, app_module: str) -> Doc:
         "Function": {
             "Runtime": RUNTIME,
             "Architectures": [ARCHITECTURE],
-            "CodeUri": "functions/",
+            "CodeUri": f"{FUNCTIONS_DIR}/",
             "Tracing": _ref("Tracing"),
-            "Layers": [_ref("PolosLayer")],
+            "Layers": [_ref(LAYER_ID)],
             "Environment": _environment(model, app_module),
             "Tags": _stage_tags(),
         }
@@ -314,7 +320,7 @@ def _function(spec: FunctionSpec, model: AppModel) -> Doc:
         # Any other method or path reaches the API too, so it answers with the JSON errors of DESIGN §2.
         events["AnyOtherRoute"] = {"Type": "HttpApi", "Properties": {"ApiId": _ref("HttpApi")}}
         properties["Events"] = events
-    return {"Type": "AWS::Serverless::Function", "Properties": properties}
+    return {"Type": "AWS::Serverless::Function", "Metadata": MAKEFILE_BUILD, "Properties": properties}
 
 
 def _http_api() -> Doc:
@@ -329,10 +335,10 @@ def _http_api() -> Doc:
 def _layer() -> Doc:
     return {
         "Type": "AWS::Serverless::LayerVersion",
-        "Metadata": {"BuildMethod": RUNTIME, "BuildArchitecture": ARCHITECTURE},
+        "Metadata": {**MAKEFILE_BUILD, "BuildArchitecture": ARCHITECTURE},
         "Properties": {
-            "Description": "The polos runtime (shared/) and its dependencies",
-            "ContentUri": "shared/",
+            "Description": f"The polos runtime ({LAYER_DIR}/) and its dependencies",
+            "ContentUri": f"{LAYER_DIR}/",
             "CompatibleRuntimes": [RUNTIME],
             "CompatibleArchitectures": [ARCHITECTURE],
             "RetentionPolicy": "Delete",
@@ -383,7 +389,7 @@ def _queue_resources(queue: WorkflowQueue, name: str, worker: FunctionSpec) -> D
 
 
 def _resources(model: AppModel, names: dict[str, str]) -> Doc:
-    resources: Doc = {"HttpApi": _http_api(), "PolosLayer": _layer()}
+    resources: Doc = {"HttpApi": _http_api(), LAYER_ID: _layer()}
     for spec in model.functions:
         resources[spec.logical_id] = _function(spec, model)
         resources[f"{spec.logical_id}Role"] = _role(spec, model.queues, names)
@@ -595,11 +601,51 @@ def to_yaml(doc: Doc) -> str:
     return header + body
 
 
+# Lambda's code directories (/var/task, /opt) are read-only: Python cannot cache the bytecode it compiles
+# there, so code shipped without it is compiled from source on every cold start. The layer and the functions
+# are therefore built by the Makefiles below (`sam build`'s makefile method: it copies the code directory,
+# runs `make build-<LogicalId>` there with ARTIFACTS_DIR set), which compile every module for the runtime's
+# interpreter. Unchecked-hash .pyc files are used without looking at the source's mtime or hash, so the
+# deployment zip's timestamps do not matter (and nothing edits /var/task or /opt once deployed).
+MAKEFILE_BUILD: Doc = {"BuildMethod": "makefile"}
+PYTHON = RUNTIME  # the runtime's interpreter, on PATH when building (as for `sam build`'s own python method)
+COMPILE = f"{PYTHON} -m compileall -q -f -j 0 --invalidation-mode unchecked-hash"
+BYTECODE_TAG = "cpython-" + RUNTIME.removeprefix("python").replace(".", "")  # __pycache__/x.<tag>.pyc
+# The code directory's copy, less its local bytecode caches (and the Makefile itself).
+COPY = f"tar -cf - --exclude=__pycache__ --exclude='*.pyc' --exclude={BUILD_MAKEFILE}"
+LAYER_RECIPE = (
+    # The dependencies' wheels for the deployed platform and Python, installed without compiling them.
+    f"{PYTHON} -m pip install --quiet --disable-pip-version-check --no-compile --only-binary=:all: "
+    f"--platform {WHEEL_PLATFORMS[ARCHITECTURE]} --implementation cp --python-version "
+    f'{RUNTIME.removeprefix("python")} --target "$(ARTIFACTS_DIR)/python" -r requirements.txt',
+    f'{COPY} polos | tar -xf - -C "$(ARTIFACTS_DIR)/python"',
+    f'{COMPILE} "$(ARTIFACTS_DIR)/python"',
+)
+FUNCTIONS_RECIPE = (f'{COPY} . | tar -xf - -C "$(ARTIFACTS_DIR)"', f'{COMPILE} "$(ARTIFACTS_DIR)"')
+
+
+def render_makefile(targets: list[str], recipe: tuple[str, ...]) -> str:
+    """The build Makefile of one code directory: ``build-<id>`` for each of ``targets``, all alike."""
+    names = " ".join(f"build-{target}" for target in targets)
+    return (
+        "# Rendered by `polos template` (infra/template.py): do not edit by hand. `sam build` runs the\n"
+        "# target of each resource built from this directory with ARTIFACTS_DIR set to its output; every\n"
+        "# module is compiled for the Lambda runtime, whose code directories are read-only (no bytecode\n"
+        "# shipped = every module compiled from source on every cold start).\n"
+        f".PHONY: {names}\n"
+        f"{names}:\n" + "".join(f"\t{line}\n" for line in recipe)
+    )
+
+
 def render_files(model: AppModel, app_module: str) -> dict[str, str]:
     """Path (relative to the project root) → content, for every file ``polos template`` writes."""
     return {
         TEMPLATE_PATH: to_yaml(render_template(model, app_module)),
         MANIFEST_PATH: model.manifest.to_json(),
+        f"{LAYER_DIR}/{BUILD_MAKEFILE}": render_makefile([LAYER_ID], LAYER_RECIPE),
+        f"{FUNCTIONS_DIR}/{BUILD_MAKEFILE}": render_makefile(
+            [spec.logical_id for spec in model.functions], FUNCTIONS_RECIPE
+        ),
     }
 
 

@@ -1,4 +1,5 @@
-"""``polos template [--app MODULE_OR_FILE] [--check]``: render or check ``template.yaml`` and the manifest."""
+"""``polos template [--app MODULE_OR_FILE] [--check]``: render or check ``template.yaml``, the manifest and
+the build Makefiles."""
 
 from __future__ import annotations
 
@@ -94,8 +95,9 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "template",
-        help="render template.yaml and functions/polos_manifest.json from the app's workflows",
-        description="Render the SAM template and the subscription manifest from the app's workflows.",
+        help="render template.yaml, functions/polos_manifest.json and the build Makefiles from the app",
+        description="Render the SAM template, the subscription manifest and the build Makefiles (every "
+        "module compiled for the Lambda runtime) from the app's workflows.",
     )
     parser.add_argument(
         "--app",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -23,3 +24,35 @@ def test_first_call_goes_the_whole_way(name: str) -> None:
         assert [line["message"] for line in lines if line.get("message", "").startswith("run ")] == [
             "run completed"
         ]
+
+
+def test_no_bytecode_probe_compiles_the_layer_and_function_from_source() -> None:
+    """The *no bytecode* row imports every module of the layer (polos, pydantic, Powertools, the layer's own
+    botocore, ...) and of the function package from source, and writes no bytecode a later sample could use;
+    the standard library (and boto3) stay compiled, as Lambda's runtime ships them."""
+    (target,) = [t for t in coldstart.targets() if t.label == "functions/api/app.py"]
+    with coldstart.source_only_code() as root:
+        paths = (str(root / "functions" / "api"), str(root / "functions"), str(root / "layer"))
+        probe = dataclasses.replace(target, paths=paths, bytecode=False)
+        done = coldstart._run(probe, coldstart.lambda_env(), "-v")
+        assert done.returncode == 0, done.stderr[-2000:]
+        loaded = [
+            line.removeprefix("# code object from ").strip("'")
+            for line in done.stderr.splitlines()
+            if line.startswith("# code object from ")
+        ]
+        copied = [path for path in loaded if path.startswith(str(root))]
+        assert copied and all(path.endswith(".py") for path in copied)
+        for package in ("functions/api/app.py", "layer/polos/", "layer/pydantic/", "layer/botocore/"):
+            assert any(path.startswith(f"{root}/{package}") for path in copied), package
+        outside = [path for path in loaded if not path.startswith(str(root))]  # the runtime's: compiled
+        assert outside and all(path.endswith(".pyc") for path in outside)
+        assert not list(root.rglob("__pycache__"))
+
+
+def test_layer_distributions_follow_the_requirements() -> None:
+    """What `sam build` puts in the layer: the requirements, their extras' and their dependencies."""
+    names = {d.metadata["Name"].lower().replace("_", "-") for d in coldstart.layer_distributions()}
+    expected = {"aws-lambda-powertools", "aws-xray-sdk", "botocore", "pydantic", "pydantic-core", "croniter"}
+    assert expected <= names
+    assert "boto3" not in names  # the runtime's
