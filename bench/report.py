@@ -436,12 +436,12 @@ def breakdown(results: Results) -> str:
 
 
 def levers(results: Results) -> str:
-    """What the storage levers not built yet would save on the headline, by the meter's numbers."""
+    """What each storage lever would still save on the headline, by the meter's numbers (0: built)."""
     polos = _headline(results, "polos")
     if polos is None:
         return ""
     body = [[lever.name, f"{lever.usd_per_million:.3f}", lever.how] for lever in polos.levers]
-    return _grid(["Lever (not built: write paths in flux)", "saves $/M", "counted as"], body)
+    return _grid(["Lever", "saves $/M", "counted as"], body)
 
 
 def text(results: Results) -> str:
@@ -482,7 +482,7 @@ def markdown(results: Results) -> str:
         "",
         breakdown(results),
         "",
-        "## Storage levers not built yet (what the meter says each would save on the headline)",
+        "## Storage levers: what each would still save on the headline (0.000: built, or nothing to save)",
         "",
         levers(results),
         "",
