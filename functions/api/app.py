@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
-from polos.api.app import handle
-from polos.aws.observability import traced
+from polos.aws.startup import cold_imports
+
+with cold_imports():
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+    from polos.api.app import handle
+    from polos.aws.observability import traced
 
 
 # No `logger.inject_lambda_context`: its keys (function name, ARN, memory, request id, cold start) would

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
-from polos.runtime.timers import sweep
+from polos.aws.startup import cold_imports
+
+with cold_imports():
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+    from polos.runtime.timers import sweep
 
 
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:

@@ -8,17 +8,21 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
-from polos.app import App, load_app
-from polos.aws import settings
-from polos.aws.observability import traced
-from polos.runtime import worker
+from polos.aws.startup import cold_imports
+
+with cold_imports():
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+    from polos.app import App, load_app
+    from polos.aws import settings
+    from polos.aws.observability import traced
+    from polos.runtime import worker
 
 
 @functools.cache
 def app() -> App:
     """The app's workflows (``POLOS_APP``, default ``workflows``), imported once per process."""
-    return load_app(settings.get_settings().app_module)
+    with cold_imports():
+        return load_app(settings.get_settings().app_module)
 
 
 # No `logger.inject_lambda_context`: its keys would repeat on every run's line what Lambda's own START/REPORT
