@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from fanapp import TOPIC, provision_fan_app
+from helpers.waiters import published_before_the_waiter_registers
 from polos import BatchEventPayload, EventPayload, WorkflowContext, workflow
 from polos.app import App
 from polos.aws import settings
@@ -246,19 +247,8 @@ def test_the_api_listing_runs_batches_and_waits_see_the_published_data(stack: St
     assert sorted(json.dumps(run["result"]) for run in singles) == sorted(json.dumps(d) for d in datas)
     assert all(run["payload"]["data"] == run["result"] for run in singles)
 
-    from polos.publish import waiters
-
-    real = waiters.WaiterStore.register
     paid = dict(order(9), order_id="R")
-
-    def publish_first(self: waiters.WaiterStore, waiter: waiters.Waiter, until: float | None) -> None:
-        stack.publish(PAID, [{"data": paid}])  # stored before the waiter: only the look-back finds it
-        real(self, waiter, until)
-
-    waiters.WaiterStore.register = publish_first  # type: ignore[method-assign]
-    try:
+    with published_before_the_waiter_registers(stack, PAID, paid):
         run_id = stack.invoke("codec-wait", {"id": "R"})
         stack.drain()
-    finally:
-        waiters.WaiterStore.register = real  # type: ignore[method-assign]
     assert stack.run(run_id)["result"] == paid

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from helpers.waiters import published_before_the_waiter_registers
 from polos import WorkflowContext, workflow
 from polos.app import App
 from polos.errors import StepExecutionError
@@ -146,21 +147,9 @@ def test_wait_for_event_matches_one_event_on_its_fields(stack: Stack) -> None:
 
 
 def test_an_event_published_before_the_waiter_registered_is_found_by_the_look_back(stack: Stack) -> None:
-    from polos.publish import waiters
-
-    real = waiters.WaiterStore.register
-
-    def publish_first(self: waiters.WaiterStore, waiter: waiters.Waiter, until: float | None) -> None:
-        # the event lands after the step was reached and before its waiter is stored: no publisher sees it
-        stack.publish("payment/succeeded", [{"data": {"order_id": "R", "amount": 9}}])
-        real(self, waiter, until)
-
-    waiters.WaiterStore.register = publish_first  # type: ignore[method-assign]
-    try:
+    with published_before_the_waiter_registers(stack, "payment/succeeded", {"order_id": "R", "amount": 9}):
         run_id = stack.invoke("order", {"id": "R"})
         stack.drain()
-    finally:
-        waiters.WaiterStore.register = real  # type: ignore[method-assign]
     assert stack.run(run_id)["result"] == {"amount": 9, "sequence_id": 1}
 
 
