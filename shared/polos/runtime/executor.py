@@ -67,8 +67,8 @@ class Attempt:
     # Set when the caller created the run already leased to this owner (a new batch run, created with its
     # membership in one transaction): the attempt uses that lease instead of acquiring one.
     lease_owner: str | None = None
-    # Set when the delivery is a wake-up of the run waiting in this step (a ``resume`` message).
-    resume_step: str | None = None
+    # The steps the delivery's ``resume`` messages wake the run in (the run is read before it is taken).
+    wakes: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -97,13 +97,13 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
     wf = attempt.workflow
     log: dict[str, Any] = {"run_id": attempt.run_id, "workflow_id": wf.id}  # the events: `bind_run`
     items = attempt.preloaded
-    lease_first = items is None and attempt.resume_step is None
+    lease_first = items is None and not attempt.wakes
     loaded: LoadedRun | None = None
     if not lease_first:
         if items is None:
             items = await asyncio.to_thread(journal.query_partition, attempt.run_id)
         loaded = Journal.decode_partition(items)
-        if loaded is None and attempt.resume_step is not None:
+        if loaded is None and attempt.wakes and attempt.trigger_type == "invoke":  # never created here
             logger.warning("wake-up of a run that does not exist; acknowledged", extra=log)
             return AttemptResult("finished")
         if loaded is not None and loaded.run.finished:
@@ -112,7 +112,7 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
             waiting = WaitingFor.from_json(loaded.run.waiting_for_json)
             step = next((step for step in loaded.steps if step.key == waiting.step), None)
             if not is_due(waiting, step, clock.now()):
-                if attempt.resume_step == waiting.step:  # woken early (clock skew): the same wake-up again
+                if waiting.step in attempt.wakes:  # woken early (clock skew): the same wake-up again
                     await asyncio.to_thread(timers.arm, wf.id, attempt.run_id, waiting)
                 logger.info("run still waiting; delivery acknowledged", extra={**log, "until": waiting.until})
                 return AttemptResult("waiting", loaded.run)

@@ -170,27 +170,29 @@ class Invocation:
         return "acknowledged"
 
     async def _run(self, deliveries: list[Delivery]) -> set[str]:
-        """One attempt of a single-event or invoked run; the message ids to leave when it is not done."""
-        first = deliveries[0]
+        """One attempt of a single-event or invoked run; the message ids to leave when it is not done.
+
+        Every record of the group counts: the run's own message (event, firing or invocation; a duplicate
+        of it, a redelivery) says how to run it, and each ``resume`` among them may wake it."""
+        first = next((d for d in deliveries if d.message.kind != "resume"), deliveries[0])
         message, wf = first.message, first.workflow
         final = any(delivery.final for delivery in deliveries)
+        wakes = frozenset(d.message.step for d in deliveries if d.message.kind == "resume" and d.message.step)
         refs = [ref_of(message.event)] if message.event is not None else []
         payload = message.event.model_dump(mode="json") if message.event is not None else None
         observability.bind_run(first.run_id, wf.id, [ref.id for ref in refs])
         if message.event is not None:
-            attempt = Attempt(wf, first.run_id, "event", refs, payload=payload, final=final)
-        elif message.kind == "schedule" and message.scheduled_time is not None:
+            attempt = Attempt(wf, first.run_id, "event", refs, payload=payload, final=final, wakes=wakes)
+        elif message.kind == "schedule" and message.scheduled_time is not None and not wakes:
             if wf.schedule is None:  # the schedule was removed by a redeploy since this firing
                 logger.warning("firing of a workflow that has no schedule now; acknowledged")
                 return set()
             fired = datetime.fromisoformat(message.scheduled_time.replace("Z", "+00:00"))
             payload = wf.schedule.payload(fired)
             attempt = Attempt(wf, first.run_id, "schedule", payload=payload, final=final)
-        elif message.kind == "resume":
-            # A wake-up never creates its run (the trigger type given here is not used): the stored one is.
-            attempt = Attempt(wf, first.run_id, "invoke", final=final, resume_step=message.step)
         else:
-            attempt = Attempt(wf, first.run_id, "invoke", final=final)
+            # An invocation or a wake-up: the stored run says what to run (a wake-up never creates it).
+            attempt = Attempt(wf, first.run_id, "invoke", final=final, wakes=wakes)
         result = await execute(attempt, self._journal)
         if result.outcome == "claimed" and message.event is not None and result.claimed_by is not None:
             # A batch run claimed the event (the workflow was a batch workflow at its first delivery): the
