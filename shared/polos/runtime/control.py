@@ -39,26 +39,39 @@ def report_end(run: RunRecord, *, wake: bool = True, journal: Journal | None = N
     logger.info("child run reported its end", extra={"parent_run_id": parent.run_id, "recorded": won})
 
 
-def ended_cancelled(run: RunRecord, journal: Journal | None = None) -> None:
+def ended_cancelled(run: RunRecord, journal: Journal | None = None, *, wake_parent: bool = True) -> None:
     """What follows a run becoming ``cancelled``: its event waiter goes, the child it waited for is
-    cancelled too, and its own parent hears of its end."""
+    cancelled too, and its own parent hears of its end (and is woken, unless ``wake_parent`` is off: a
+    parent cancelling its children has nothing to wake for, and waking it would cancel them again)."""
     if run.waiting_for_json is not None:
         waiting = WaitingFor.from_json(run.waiting_for_json)
         if waiting.topic is not None:
             waiters.WaiterStore().remove(waiting.topic, run.run_id, waiting.step)
         if waiting.kind == "child" and waiting.child is not None:
-            cancel(waiting.child, journal)
-    report_end(run, journal=journal)
+            cancel(waiting.child, journal, wake_parent=False)
+    report_end(run, wake=wake_parent, journal=journal)
 
 
-def cancel(run_id: str, journal: Journal | None = None) -> tuple[RunRecord, bool] | None:
+def end_again(run: RunRecord, journal: Journal | None = None) -> None:
+    """What follows a finished run's end, done again (a crash may have cut it short; each part is
+    idempotent, so its parent hears of it once): a cancelled run's whole effect (:func:`ended_cancelled`),
+    or any other run's end reported to its parent."""
+    if run.status == "cancelled":
+        ended_cancelled(run, journal)
+    elif run.finished and run.parent is not None:
+        report_end(run, journal=journal)
+
+
+def cancel(
+    run_id: str, journal: Journal | None = None, *, wake_parent: bool = True
+) -> tuple[RunRecord, bool] | None:
     """Cancel a run (see :meth:`Journal.cancel`): the run and whether this call changed it; ``None`` when
     there is no such run. What follows a cancel is done again for a run already cancelled (a retried
     request after a crash finishes it)."""
     journal = journal or Journal()
     found = journal.cancel(run_id)
     if found is not None and found[0].status == "cancelled":
-        ended_cancelled(found[0], journal)
+        ended_cancelled(found[0], journal, wake_parent=wake_parent)
     return found
 
 

@@ -25,7 +25,7 @@ from polos.payloads import utc_iso
 from polos.publish.events import EventRef
 from polos.publish.fanout import send_bodies
 from polos.publish.messages import WorkflowMessage
-from polos.runtime import batches
+from polos.runtime import batches, control
 from polos.runtime.journal import Journal
 from polos.runtime.records import ErrorInfo
 from polos.runtime.runs import single_run_id
@@ -64,8 +64,9 @@ def run_of(message: WorkflowMessage, batch: bool) -> str | None:
 def settle_exhausted(message: WorkflowMessage, batch: bool, journal: Journal) -> bool:
     """The last receive of a message: fail its run if it was left unfinished; ``True`` to acknowledge.
 
-    A completed run, or an invoked run that does not exist, needs nothing more: acknowledged. Otherwise the
-    message is left for the dead-letter queue (a failed run can be redriven).
+    A completed, cancelled or healthy ``waiting`` run, or an invoked run that does not exist, needs nothing
+    more: acknowledged. Otherwise the message is left for the dead-letter queue (a failed run can be
+    redriven). A finished run's end reaches its parent (again: idempotent).
     """
     run_id = run_of(message, batch)
     if run_id is None:
@@ -79,7 +80,8 @@ def settle_exhausted(message: WorkflowMessage, batch: bool, journal: Journal) ->
             "run failed: its deliveries are exhausted; message left for the dead-letter queue",
             extra={"run_id": run_id, "workflow_id": message.workflow_id},
         )
-    return run.status == "completed"
+    control.end_again(run, journal)
+    return run.status in ("completed", "cancelled", "waiting")
 
 
 # --- the dead-letter queue -----------------------------------------------------------------------------

@@ -115,7 +115,7 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
                 if waiting.step in attempt.wakes:  # woken early (clock skew): the same wake-up again
                     await asyncio.to_thread(timers.arm, wf.id, attempt.run_id, waiting)
                 logger.info("run still waiting; delivery acknowledged", extra={**log, "until": waiting.until})
-                return AttemptResult("waiting", loaded.run)
+                return await _still_waiting(journal, loaded.run, log)
     lease_seconds = settings.get_settings().lease_seconds
     given_owner = attempt.lease_owner
     if given_owner is not None and loaded is not None and loaded.run.lease_owner == given_owner:
@@ -143,6 +143,8 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
                 return await _already_finished(journal, taken.run, log)
             if taken.outcome == "claimed":
                 return AttemptResult("claimed", claimed_by=taken.claimed_by)
+            if taken.outcome == "waiting" and taken.run is not None:
+                return await _still_waiting(journal, taken.run, log)
             logger.info(f"run is {taken.outcome}; delivery done with or left for later", extra=log)
             return AttemptResult(taken.outcome, taken.run)
         run = taken.run
@@ -213,9 +215,20 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
 
 async def _already_finished(journal: Journal, run: RunRecord, log: dict[str, Any]) -> AttemptResult:
     logger.info("run already finished; delivery acknowledged", extra={**log, "status": run.status})
-    if run.parent is not None:  # its end may not have reached its parent (a crash in between)
-        await asyncio.to_thread(control.report_end, run, journal=journal)
+    # What follows its end may have been cut short by a crash: a cancel's whole effect, the parent's report.
+    await asyncio.to_thread(control.end_again, run, journal)
     return AttemptResult("finished", run)
+
+
+async def _still_waiting(journal: Journal, run: RunRecord, log: dict[str, Any]) -> AttemptResult:
+    """A waiting run this delivery does not wake. A cancel asked for while its last attempt ran is applied
+    now when that attempt could not (it died after parking the run, or lost the answer of that write)."""
+    if run.cancel_requested:
+        cancelled = await asyncio.to_thread(control.cancel, run.run_id, journal)
+        if cancelled is not None and cancelled[0].status == "cancelled":
+            logger.info("waiting run cancelled: the cancel was asked for while it ran", extra=log)
+            return AttemptResult("cancelled", cancelled[0])
+    return AttemptResult("waiting", run)
 
 
 async def _cancelled(

@@ -55,6 +55,7 @@ Item = dict[str, "AttributeValueTypeDef"]
 RUN_SK = "run"
 RESULT_SK = "result"
 STEP_PREFIX = "step#"
+MAX_SORT_KEY_BYTES = 1024  # DynamoDB's limit on a sort key, in UTF-8 bytes
 BY_WORKFLOW_INDEX = "by_workflow"
 # A batch run's claim of an event stands in the place of the run item of the event's single-event run
 # (see ``polos.runtime.batches``): an item with this attribute (the batch run's id) is a claim, not a run.

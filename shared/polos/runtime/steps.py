@@ -33,7 +33,7 @@ from polos.errors import (
 from polos.payloads import EventItem, EventPayload
 from polos.publish import waiters
 from polos.runtime import clock, control
-from polos.runtime.journal import hashed_run_id, now_iso
+from polos.runtime.journal import MAX_SORT_KEY_BYTES, STEP_PREFIX, hashed_run_id, now_iso
 from polos.runtime.records import ErrorInfo, ParentRef, RunRecord, StepRecord, StepStatus
 from polos.runtime.waits import (
     IN_ATTEMPT_MAX_SECONDS,
@@ -198,6 +198,15 @@ class StepRunner:
             raise StepKeyError(f"step key must be a non-empty string, got {key!r}")
         if len(key) > MAX_STEP_KEY_LENGTH:
             raise StepKeyError(f"step key {key[:40]!r}… is longer than {MAX_STEP_KEY_LENGTH} characters")
+        # The sort keys that hold a step key: its journal item's, and an event waiter's (`<run id>#<key>`).
+        key_bytes = len(key.encode("utf-8", "surrogatepass"))
+        for prefix in (STEP_PREFIX, f"{self._run_id}#"):
+            size = len(prefix.encode()) + key_bytes
+            if size > MAX_SORT_KEY_BYTES:
+                raise StepKeyError(
+                    f"step key {key[:40]!r}… is {key_bytes} bytes in UTF-8: the sort key that holds it "
+                    f"({prefix!r} + key) would be {size} bytes, over DynamoDB's {MAX_SORT_KEY_BYTES} bytes"
+                )
         if key in self._used:
             raise StepKeyReusedError(
                 f"step key {key!r} is used twice in run {self._run_id}; keys must be unique within a run"

@@ -1,0 +1,132 @@
+"""Issue 20's suspected races, each settled: a completion landing while the run is being parked, a cancel
+or resume retried after its answer was lost, the last receive of a healthy waiting run, and step keys
+past DynamoDB's sort-key limit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from polos import WorkflowContext, workflow
+from polos.app import App
+from polos.aws import settings
+from polos.testing import Stack, local_stack
+
+from bench.meter import Call, Meter
+from infra.local.mapping import EventSourceMapping
+from infra.local.testing import SimulatedCrash
+
+calls: dict[str, int] = {}
+
+
+def count(name: str) -> str:
+    calls[name] = calls.get(name, 0) + 1
+    return name
+
+
+def dies_four_times() -> str:
+    """Kills the worker on its first four calls (Lambda timeouts), then returns."""
+    count("flaky")
+    if calls["flaky"] <= 4:
+        raise SimulatedCrash("the worker died")
+    return "ok"
+
+
+@workflow(id="sr-approval")
+async def approval(ctx: WorkflowContext, payload: dict[str, Any]) -> dict[str, Any]:
+    if payload.get("flaky"):
+        await ctx.step.run("flaky", dies_four_times)
+    decision = await ctx.step.suspend("approve")
+    await ctx.step.run("after", count, "after")
+    return decision
+
+
+@workflow(id="sr-kid")
+async def kid(ctx: WorkflowContext, payload: dict[str, Any]) -> int:
+    return 7
+
+
+@workflow(id="sr-parent")
+async def parent(ctx: WorkflowContext, payload: dict[str, Any]) -> int:
+    doubled = int(await ctx.step.invoke_and_wait("kid", kid, {})) * 2
+    await ctx.step.run("after", count, "after")
+    return doubled
+
+
+@workflow(id="sr-keys")
+async def keyed(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
+    if payload.get("suspend"):  # an event waiter's sort key holds the key too
+        await ctx.step.suspend(payload["key"])
+    else:
+        await ctx.step.run(payload["key"], count, "keyed")  # journaled in its own item when "next" starts
+    return str(await ctx.step.run("next", count, "next"))
+
+
+APP = App("suspected-races", [approval, kid, parent, keyed])
+
+
+@pytest.fixture
+def stack() -> Iterator[Stack]:
+    calls.clear()
+    with local_stack(APP) as opened:
+        yield opened
+
+
+def mapping_of(stack: Stack, workflow_id: str) -> EventSourceMapping:
+    return next(m for m in stack._local.mappings if m.spec.workflow_id == workflow_id)
+
+
+def marks_waiting(call: Call) -> bool:
+    values = call.params.get("ExpressionAttributeValues", {})
+    return call.ok and call.operation == "UpdateItem" and values.get(":status") == {"S": "waiting"}
+
+
+# --- (d) the last receive of a message whose run is healthy and waiting ----------------------------------
+
+
+def test_the_last_receive_of_a_message_whose_run_waits_healthy_does_not_dead_letter_it(stack: Stack) -> None:
+    """Four deliveries die; the fifth parks the run ``waiting`` and dies right after: the message's sixth
+    and last receive finds a healthy waiting run, acknowledges it and leaves the run to its resume."""
+    run_id = stack.invoke("sr-approval", {"flaky": True})
+    meter = Meter()
+    meter.attach(settings.dynamodb(), settings.sqs())
+    meter.crash_after(1, where=marks_waiting)
+    stack.drain()
+    meter.detach()
+    assert not meter.crash_pending and calls == {"flaky": 5}
+    assert stack.run(run_id)["status"] == "waiting"
+    assert stack.dead_letters("sr-approval") == []
+    body = {"step_key": "approve", "data": {"ok": 1}}
+    answer = stack.request("POST", f"/api/v1/runs/{run_id}/resume", body)
+    assert answer.status == 200, answer.body
+    stack.drain()
+    assert stack.run(run_id)["result"] == {"ok": 1}
+
+
+# --- (e) step keys past DynamoDB's 1,024-byte sort key ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "suspend"),
+    [("é" * 512, False), ("鍵" * 340, False), ("é" * 505, True)],  # 1,024, 1,020, 1,010 bytes in UTF-8
+    ids=["step-item-2-byte", "step-item-3-byte", "event-waiter"],  # `step#<key>`, `<run id>#<key>`
+)
+def test_a_step_key_whose_sort_key_passes_1024_bytes_fails_the_run_naming_the_step(
+    stack: Stack, key: str, suspend: bool
+) -> None:
+    run_id = stack.invoke("sr-keys", {"key": key, "suspend": suspend})
+    stack.drain()
+    run = stack.run(run_id)
+    assert run["status"] == "failed" and run["attempts"] == 1, run
+    assert run["error"]["type"] == "StepKeyError", run["error"]
+    assert key[:20] in run["error"]["message"] and "1024 bytes" in run["error"]["message"]
+    assert calls == {}
+
+
+def test_a_long_non_ascii_step_key_within_the_limit_is_journaled(stack: Stack) -> None:
+    key = "é" * 490  # 980 bytes: its journal item and an event waiter's sort key both fit
+    run_id = stack.invoke("sr-keys", {"key": key})
+    stack.drain()
+    run = stack.run(run_id)
+    assert run["status"] == "completed" and [step["key"] for step in run["steps"]] == [key, "next"]
