@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,18 +147,28 @@ class PolosClient:
         return answer
 
     async def cancel(self, run_id: str) -> dict[str, Any]:
-        """Cancel a run (``409`` when it is finished); returns the run."""
+        """Cancel a run (``409`` when it is completed or failed; again when cancelled: ``200``); returns
+        the run."""
         answer: dict[str, Any] = await self._call(
             "POST", f"/api/v1/runs/{urllib.parse.quote(run_id, safe='')}/cancel"
         )
         return answer
 
-    async def resume(self, run_id: str, key: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Resume the run's ``suspend`` step ``key`` with ``data``; returns the run."""
+    async def resume(
+        self,
+        run_id: str,
+        key: str,
+        data: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Resume the run's ``suspend`` step ``key`` with ``data``; returns the run. Sent with an
+        ``Idempotency-Key`` (a new one unless given): a retry with it answers like the first request."""
         answer: dict[str, Any] = await self._call(
             "POST",
             f"/api/v1/runs/{urllib.parse.quote(run_id, safe='')}/resume",
             {"step_key": key, "data": data},
+            {"Idempotency-Key": idempotency_key or uuid.uuid4().hex},
         )
         return answer
 

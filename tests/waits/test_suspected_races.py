@@ -4,13 +4,16 @@ past DynamoDB's sort-key limit."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from polos import WorkflowContext, workflow
+from helpers.worker import answer_lost
+from polos import PolosClient, WorkflowContext, workflow
 from polos.app import App
 from polos.aws import settings
+from polos.runtime import timers
 from polos.testing import Stack, local_stack
 
 from bench.meter import Call, Meter
@@ -130,3 +133,102 @@ def test_a_long_non_ascii_step_key_within_the_limit_is_journaled(stack: Stack) -
     stack.drain()
     run = stack.run(run_id)
     assert run["status"] == "completed" and [step["key"] for step in run["steps"]] == [key, "next"]
+
+
+# --- (b) a cancel or resume applied, its answer lost, then retried -----------------------------------------
+
+
+def test_a_cancel_whose_answer_was_lost_answers_200_and_so_does_cancelling_again(stack: Stack) -> None:
+    run_id = stack.invoke("sr-approval", {})
+    stack.drain()
+    with answer_lost("UpdateItem", 1) as seen:  # applied, answer lost: botocore sends it again
+        first = stack.request("POST", f"/api/v1/runs/{run_id}/cancel")
+    assert seen[0] >= 2
+    assert first.status == 200 and first.body["status"] == "cancelled", first.body
+    again = stack.request("POST", f"/api/v1/executions/{run_id}/cancel")  # the client's own retry
+    assert again.status == 200 and again.body["status"] == "cancelled", again.body
+
+    done = stack.invoke("sr-kid", {})
+    stack.drain()
+    finished = stack.request("POST", f"/api/v1/runs/{done}/cancel")
+    assert finished.status == 409 and "completed" in finished.body["error"]
+
+
+def test_a_resume_retried_with_its_idempotency_key_answers_like_the_first(stack: Stack) -> None:
+    run_id = stack.invoke("sr-approval", {})
+    stack.drain()
+    path, body = f"/api/v1/runs/{run_id}/resume", {"step_key": "approve", "data": {"ok": 1}}
+
+    def resume(key: str | None) -> Any:
+        return stack.request("POST", path, body, {"Idempotency-Key": key} if key else None)
+
+    with answer_lost("UpdateItem", 1) as seen:  # the step's completion applied, its answer lost
+        first = resume("k1")
+    assert seen[0] >= 2
+    assert first.status == 200 and first.body["run_id"] == run_id, first.body
+    assert resume("k1").status == 200  # the client's retry after a lost answer
+    assert resume("k2").status == 409 and resume(None).status == 409  # another resume
+    stack.drain()
+    assert stack.run(run_id)["result"] == {"ok": 1} and calls == {"after": 1}
+    late = resume("k1")  # retried after the run finished: still the first answer
+    assert late.status == 200 and late.body["status"] == "completed"
+
+
+def test_polos_client_resume_sends_an_idempotency_key() -> None:
+    sent: list[dict[str, str]] = []
+
+    class Recording(PolosClient):
+        def request(
+            self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None
+        ) -> Any:
+            sent.append(dict(headers or {}))
+            return {}
+
+    client = Recording(base_url="http://polos.invalid", api_key="k")
+    asyncio.run(client.resume("run_a", "approve", {"ok": 1}))
+    asyncio.run(client.resume("run_a", "approve", {"ok": 1}))
+    asyncio.run(client.resume("run_a", "approve", {"ok": 1}, idempotency_key="mine"))
+    keys = [headers.get("Idempotency-Key") for headers in sent]
+    assert keys[0] and keys[1] and keys[0] != keys[1] and keys[2] == "mine"
+
+
+# --- (a) a completion landing between the wait step's journal and the run marked `waiting` -----------------
+
+
+def deliver_visible(stack: Stack, *workflow_ids: str) -> None:
+    """Deliver what the queues show now, until they show nothing (a message in flight is not waited for:
+    one that was bounced comes back only after its visibility timeout, 12 minutes deployed)."""
+    mappings = [mapping_of(stack, workflow_id) for workflow_id in workflow_ids]
+    while any([mapping.poll(wait_seconds=0, flush=True) is not None for mapping in mappings]):
+        pass
+
+
+@pytest.mark.parametrize("completer", ["resume", "child"])
+def test_a_completion_landing_while_the_run_is_being_parked_wakes_it_at_once(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, completer: str
+) -> None:
+    """The wait step is journaled, the run not yet ``waiting``: the resume (or the child's end) completes
+    the step and its wake-up, delivered by another poller at that moment, finds the run busy and is left."""
+    workflow_id = "sr-approval" if completer == "resume" else "sr-parent"
+    run_id = stack.invoke(workflow_id, {})
+    arm = timers.arm
+    landed: list[str] = []
+
+    def land_then_arm(*args: Any, **kwargs: Any) -> Any:
+        if not landed:  # the parking attempt sets its wake-up right before marking the run `waiting`
+            landed.append(completer)
+            if completer == "resume":
+                body = {"step_key": "approve", "data": {"ok": 1}}
+                assert stack.request("POST", f"/api/v1/runs/{run_id}/resume", body).status == 200
+            else:
+                deliver_visible(stack, "sr-kid")  # the child runs and ends: it completes the parent's step
+            bounced = mapping_of(stack, workflow_id).poll(wait_seconds=0, flush=True)
+            assert bounced is not None and bounced.failed, "the wake-up was not delivered while busy"
+        return arm(*args, **kwargs)
+
+    monkeypatch.setattr(timers, "arm", land_then_arm)
+    deliver_visible(stack, workflow_id, "sr-kid")
+    assert landed == [completer]
+    run = stack.run(run_id)
+    assert run["status"] == "completed", run
+    assert calls == {"after": 1}

@@ -178,7 +178,7 @@ def _cancel(run_id: str, what: str) -> dict[str, Any]:
     if found is None:
         raise NotFound(f"{what} {run_id!r} does not exist")
     run, changed = found
-    if not changed:
+    if not changed and run.status != "cancelled":  # cancelling a cancelled run again is idempotent
         raise Conflict(f"{what} {run_id!r} is {run.status}; only an unfinished run can be cancelled")
     view = runs.get_run(run_id)
     return view if view is not None else {}
@@ -197,11 +197,22 @@ def cancel_execution(execution_id: str) -> dict[str, Any]:
 
 
 @router.post("/api/v1/runs/<run_id>/resume")
-def resume_run(run_id: str, body: ResumeRequest) -> dict[str, Any]:
-    """Resume the run's ``suspend`` step ``step_key`` with ``data`` (the step's result)."""
+def resume_run(
+    run_id: str,
+    body: ResumeRequest,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=idempotency.MAX_KEY_LENGTH)
+    ] = None,
+) -> dict[str, Any]:
+    """Resume the run's ``suspend`` step ``step_key`` with ``data`` (the step's result); a retry with the
+    same ``Idempotency-Key`` answers like the first request."""
     from polos.runtime import control, runs
 
-    outcome = control.resume(run_id, body.step_key, body.data) if runs.valid_run_id(run_id) else "no_run"
+    outcome = (
+        control.resume(run_id, body.step_key, body.data, idempotency_key)
+        if runs.valid_run_id(run_id)
+        else "no_run"
+    )
     if outcome == "no_run":
         raise NotFound(f"run {run_id!r} does not exist")
     if outcome == "no_step":

@@ -70,10 +70,16 @@ def resume_event_type(key: str) -> str:
 
 
 def complete_step(
-    run_id: str, step: str, *, result_json: str | None = None, error_json: str | None = None
+    run_id: str,
+    step: str,
+    *,
+    result_json: str | None = None,
+    error_json: str | None = None,
+    completed_by: str | None = None,
 ) -> bool:
     """Record the waiting step's result (or ``error_json``, failing it) unless it no longer waits; ``True``
-    when this call did. One conditional UpdateItem on the runs table."""
+    when this call did. One conditional UpdateItem on the runs table. ``completed_by``: the completing
+    request's ``Idempotency-Key``, kept on the step so that its retry gets the same answer."""
     names = {"#status": "status"}
     values: dict[str, AttributeValueTypeDef] = {
         ":waiting": {"S": "waiting"},
@@ -90,6 +96,9 @@ def complete_step(
             {"S": result_json if result_json is not None else "null"},
         )
         sets.append("#result = :result")
+    if completed_by is not None:
+        values[":by"] = {"S": completed_by}
+        sets.append("completed_by = :by")
     try:
         settings.dynamodb().update_item(
             TableName=settings.get_settings().runs_table,
@@ -98,10 +107,13 @@ def complete_step(
             ConditionExpression="#status = :waiting",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-            return False
+            # Refused; ours all the same when this request's first try was applied and its answer lost.
+            old: Item = exc.response.get("Item", {})  # type: ignore[assignment]
+            return completed_by is not None and old.get("completed_by") == {"S": completed_by}
         raise
     return True
 
@@ -112,10 +124,18 @@ def wake(workflow_id: str, run_id: str, step: str) -> None:
 
 
 def complete(
-    workflow_id: str, run_id: str, step: str, *, result_json: str | None = None, error_json: str | None = None
+    workflow_id: str,
+    run_id: str,
+    step: str,
+    *,
+    result_json: str | None = None,
+    error_json: str | None = None,
+    completed_by: str | None = None,
 ) -> bool:
     """Complete the waiting step and wake its run; ``True`` when this completer won."""
-    won = complete_step(run_id, step, result_json=result_json, error_json=error_json)
+    won = complete_step(
+        run_id, step, result_json=result_json, error_json=error_json, completed_by=completed_by
+    )
     wake(workflow_id, run_id, step)
     return won
 

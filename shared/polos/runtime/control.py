@@ -78,10 +78,13 @@ def cancel(
 ResumeOutcome = Literal["resumed", "no_run", "no_step", "conflict"]
 
 
-def resume(run_id: str, key: str, data: dict[str, Any] | None) -> ResumeOutcome:
+def resume(
+    run_id: str, key: str, data: dict[str, Any] | None, idempotency_key: str | None = None
+) -> ResumeOutcome:
     """Resume the run's ``suspend`` step ``key`` with ``data`` (its result): one Query to find the step,
     one conditional UpdateItem (exactly one resume wins), one SendMessageBatch, one transaction removing
-    the step's event waiter."""
+    the step's event waiter. A retry with the ``idempotency_key`` of the resume that won (its answer was
+    lost) is ``resumed`` again, whatever the run did since; any other second resume is a ``conflict``."""
     journal = Journal()
     loaded = journal.load(run_id)
     if loaded is None:
@@ -90,16 +93,19 @@ def resume(run_id: str, key: str, data: dict[str, Any] | None) -> ResumeOutcome:
     waiting = WaitingFor.from_json(step.wait_json) if step is not None and step.wait_json else None
     if step is None or waiting is None or waiting.kind != "resume":
         return "no_step"
+    retried = idempotency_key is not None and step.completed_by == idempotency_key
     if loaded.run.finished:
-        return "conflict"
+        return "resumed" if retried else "conflict"
     if step.status != "waiting":
         # Resumed already; a resume that died after recording it but before its wake-up would leave the
         # run waiting forever: wake it again (a duplicate wake-up is turned away) and finish the removal.
         waiters.wake(loaded.run.workflow_id, run_id, key)
-        won = False
+        won = retried
     else:
         text = json.dumps(data if data is not None else {}, separators=(",", ":"), ensure_ascii=False)
-        won = waiters.complete(loaded.run.workflow_id, run_id, key, result_json=text)
+        won = waiters.complete(
+            loaded.run.workflow_id, run_id, key, result_json=text, completed_by=idempotency_key
+        )
     if waiting.topic is not None:
         waiters.WaiterStore().remove(waiting.topic, run_id, key)
     return "resumed" if won else "conflict"

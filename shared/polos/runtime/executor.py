@@ -16,6 +16,7 @@ from polos import serde
 from polos.aws import observability, settings
 from polos.context import WorkflowContext
 from polos.errors import NonRetryableError, RunLeaseLostError
+from polos.publish import waiters
 from polos.publish.events import EventRef
 from polos.runtime import clock, control, steps, timers
 from polos.runtime.journal import Acquired, Item, Journal
@@ -250,12 +251,21 @@ async def _suspend(
     step: StepRecord | None = None,
 ) -> AttemptResult:
     """End the attempt with the run ``waiting``: its wake-up is set first, so none is ever lost; a run
-    kept for its retention period is kept past its wake-up too (a wait may be longer than the retention)."""
+    kept for its retention period is kept past its wake-up too (a wait may be longer than the retention).
+
+    A completer (a resume, a matched event, a child's end) may complete the step while this attempt still
+    holds the run: its wake-up, delivered meanwhile, found the run busy and comes back only after the
+    visibility timeout. So once the run is ``waiting``, the step is read again (one GetItem) and a step
+    completed meanwhile wakes the run now; a completion after that read finds the run ``waiting``."""
     if waiting.until is not None:
         await asyncio.to_thread(journal.keep_until, run, waiting.until)
     await asyncio.to_thread(timers.arm, run.workflow_id, run.run_id, waiting)
     if not await _finish(journal, run, owner, "waiting", log, waiting_for=waiting, step=step):
         return AttemptResult("busy", run)
+    if waiting.kind != "timer" and run.status == "waiting":
+        completed = await asyncio.to_thread(journal.get_step, run.run_id, waiting.step)
+        if completed is not None and completed.status != "waiting":
+            await asyncio.to_thread(waiters.wake, run.workflow_id, run.run_id, waiting.step)
     logger.info("run waiting", extra={**log, "waiting_for": waiting.view()})
     observability.count("WaitsStarted")
     return AttemptResult("waiting", run)

@@ -222,6 +222,7 @@ def _decode_step(item: Item) -> StepRecord:
         result_tag=_s(item, "result_tag"),
         error=ErrorInfo.from_json(_s(item, "error")),
         wait_json=_s(item, "wait"),
+        completed_by=_s(item, "completed_by"),
     )
 
 

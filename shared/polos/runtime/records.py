@@ -61,6 +61,8 @@ class StepRecord:
     error: ErrorInfo | None = None
     # What a ``waiting`` step waits for (JSON of :class:`polos.runtime.waits.WaitingFor`).
     wait_json: str | None = None
+    # The ``Idempotency-Key`` of the resume request that completed a ``suspend`` step.
+    completed_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
