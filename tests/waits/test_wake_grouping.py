@@ -1,4 +1,5 @@
-"""A wake-up delivered in one batch with other messages of its run wakes the run, whatever their order.
+"""A wake-up delivered in one batch with other messages of its run (an invocation, an event or a schedule's
+firing) wakes the run, whatever their order.
 
 After the crash the guarantees cover (the worker dies right after marking the run ``waiting``, before it
 acknowledged the run's first message), that message comes back in the same batch as the due timer's
@@ -12,11 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from polos import EventPayload, WorkflowContext, workflow
+from polos import EventPayload, SchedulePayload, WorkflowContext, workflow
 from polos.app import App
 from polos.aws import settings
 from polos.publish.fanout import deliver
 from polos.publish.messages import WorkflowMessage
+from polos.runtime.journal import scheduled_run_id
 from polos.testing import Stack, local_stack
 
 from bench.meter import Call, Meter
@@ -46,7 +48,13 @@ async def evented(ctx: WorkflowContext, payload: EventPayload) -> str:
     return await nap(ctx, str(payload.data["tag"]))
 
 
-APP = App("wake-grouping", [invoked, evented])
+@workflow(id="wg-scheduled", schedule="0 3 1 1 *")
+async def scheduled(ctx: WorkflowContext, payload: SchedulePayload) -> str:
+    return await nap(ctx, "scheduled")
+
+
+APP = App("wake-grouping", [invoked, evented, scheduled])
+FIRED = "2026-01-01T03:00:00Z"
 ORDERS = list(itertools.permutations(["first", "duplicate", "resume"]))
 
 
@@ -65,6 +73,10 @@ def first_message(stack: Stack, workflow_id: str, tag: str) -> tuple[Callable[[]
     if workflow_id == "wg-invoked":
         run_id = stack.invoke(workflow_id, {"tag": tag})
         return (lambda: run_id), WorkflowMessage(workflow_id, "invoke", run_id=run_id)
+    if workflow_id == "wg-scheduled":
+        firing = WorkflowMessage(workflow_id, "schedule", scheduled_time=FIRED)
+        deliver([firing])
+        return (lambda: scheduled_run_id(workflow_id, FIRED)), firing
     stack.publish("wg/go", [{"data": {"tag": tag}}])
     (event,) = stack.events("wg/go")
     message = WorkflowMessage.from_json(
@@ -74,7 +86,7 @@ def first_message(stack: Stack, workflow_id: str, tag: str) -> tuple[Callable[[]
 
 
 @pytest.mark.parametrize("order", ORDERS, ids=["-".join(order) for order in ORDERS])
-@pytest.mark.parametrize("workflow_id", ["wg-invoked", "wg-evented"])
+@pytest.mark.parametrize("workflow_id", ["wg-invoked", "wg-evented", "wg-scheduled"])
 def test_a_due_wake_up_in_a_batch_with_the_runs_first_message_wakes_it_in_any_order(
     workflow_id: str, order: tuple[str, ...]
 ) -> None:
@@ -102,4 +114,5 @@ def test_a_due_wake_up_in_a_batch_with_the_runs_first_message_wakes_it_in_any_or
 
         run = stack.run(run_id())
         assert run["status"] == "completed", run
-        assert calls == {f"{tag}:before": 1, f"{tag}:after": 1}
+        label = "scheduled" if workflow_id == "wg-scheduled" else tag
+        assert calls == {f"{label}:before": 1, f"{label}:after": 1}
