@@ -14,6 +14,7 @@ import pytest
 from polos import WorkflowContext, workflow
 from polos.app import App
 from polos.aws import settings
+from polos.errors import StepExecutionError
 from polos.testing import Stack, local_stack
 
 from bench.meter import Call, Meter
@@ -52,7 +53,16 @@ async def parent(ctx: WorkflowContext, payload: dict[str, Any]) -> Any:
     return await ctx.step.invoke_and_wait("kid", child, {})
 
 
-APP = App("cancel-completion", [child, parent])
+@workflow(id="cx-grandparent")
+async def grandparent(ctx: WorkflowContext, payload: dict[str, Any]) -> dict[str, str]:
+    try:
+        await ctx.step.invoke_and_wait("parent", parent, payload)
+    except StepExecutionError as exc:
+        return {"parent_ended": str(exc)}
+    return {}
+
+
+APP = App("cancel-completion", [child, parent, grandparent])
 
 
 @pytest.fixture
@@ -101,6 +111,15 @@ def test_a_crash_right_after_the_worker_cancelled_the_run_still_cancels_the_chil
     run_id = stack.invoke("cx-parent", {})
     drain_crashing_after(stack, update_setting(":cancelled", "cancelled"))
     check_cancelled_with_its_child(stack, run_id)
+
+
+def test_a_crash_right_after_the_worker_cancelled_a_child_run_still_tells_its_parent(stack: Stack) -> None:
+    top = stack.invoke("cx-grandparent", {})
+    drain_crashing_after(stack, update_setting(":cancelled", "cancelled"))
+    (run_id,) = stack.run(top)["children"]
+    check_cancelled_with_its_child(stack, run_id)
+    outcome = stack.run(top)
+    assert outcome["status"] == "completed" and "RunCancelledError" in outcome["result"]["parent_ended"]
 
 
 def test_a_crash_right_after_the_run_became_waiting_with_a_cancel_asked_still_cancels_it(
