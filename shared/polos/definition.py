@@ -23,7 +23,7 @@ from polos.schedules import Schedule
 from polos.topics import canonical_topic
 
 if TYPE_CHECKING:
-    from polos.client import PolosClient, WorkflowHandle
+    from polos.client import ExecutionHandle, PolosClient
     from polos.context import WorkflowContext
 
 Handler = Callable[..., Awaitable[Any]]
@@ -76,7 +76,7 @@ class Workflow:
 
     async def invoke(
         self, client: PolosClient, payload: Any = None, *, idempotency_key: str | None = None
-    ) -> WorkflowHandle:
+    ) -> ExecutionHandle:
         """Start a run through the HTTP API; returns a handle to await its result."""
         if isinstance(payload, BaseModel):
             payload = payload.model_dump(mode="json", by_alias=True)

@@ -9,9 +9,10 @@ from helpers.apigw import LambdaContext, gateway_call, http_event, load_function
 
 
 def staged(method: str, path: str, stage: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    """A request through a named stage: API Gateway prefixes ``rawPath`` with the stage, the router strips it."""
+    """A request through a named stage: ``rawPath`` starts with the stage, the router strips it."""
     raw = path if stage == "$default" else f"/{stage}{path}"
-    event = http_event(method, raw, query={"topic": "a"} if path.startswith("/api") else None, headers=headers)
+    query = {"topic": "a"} if path.startswith("/api") else None
+    event = http_event(method, raw, query=query, headers=headers)
     event["requestContext"]["stage"] = stage
     return event
 
