@@ -7,6 +7,7 @@ from typing import Any
 
 from polos.app import App
 from polos.aws import settings
+from polos.aws.attempts import receive_limit
 from polos.publish.manifest import Manifest, WorkflowEntry
 from polos.publish.messages import MAX_MESSAGE_BYTES
 from polos.schedules import Schedule
@@ -15,10 +16,6 @@ TTL_ATTRIBUTE = "expires_at"
 SINGLE_EVENT_BATCH_SIZE = 10
 QUEUE_NAME_PREFIX_MAX = 12  # 12 + a 64-character workflow id + "-dlq" = SQS's 80-character limit
 DEFAULT_QUEUE_NAME_PREFIX = "polos-dev-"
-# SQS's maxReceiveCount: receives of a message before it is dead-lettered. The last receive runs nothing: it
-# fails a run whose last attempt died without an outcome (see polos.runtime.dead_letters).
-DEFAULT_MAX_RECEIVE_COUNT = settings.DEFAULT_MAX_RECEIVE_COUNT
-MIN_MAX_RECEIVE_COUNT = 2
 DEFAULT_RETENTION_DAYS = 30
 QUEUE_RETENTION_SECONDS = 7 * 86_400  # a run whose worker is broken waits a week for a fix
 DLQ_RETENTION_SECONDS = 14 * 86_400  # SQS's maximum, so dead letters outlive their source messages
@@ -182,6 +179,8 @@ class FunctionSpec:
     sweeps_timers: bool = False  # invoked every minute to send the wake-ups of due timers
     # Lists and redrives the dead-letter queues (DEAD_LETTER_ACTIONS on each one, by ARN).
     manages_dead_letters: bool = False
+    # Sends a message whose run spent its max_attempts to its dead-letter queue (SEND_ACTIONS, by ARN).
+    sends_dead_letters: bool = False
 
     @property
     def queue_actions(self) -> tuple[str, ...]:
@@ -257,6 +256,7 @@ WORKER_FUNCTION = FunctionSpec(
     ),
     sends_to_queues=True,
     consumes_queues=True,
+    sends_dead_letters=True,
 )
 TIMERS_FUNCTION = FunctionSpec(
     "TimersFunction",
@@ -286,6 +286,12 @@ class WorkflowQueue:
     batch_size: int
     batching_window_seconds: int | None
     schedule: Schedule | None = None  # fired by an EventBridge Scheduler schedule onto this queue
+    # ``@workflow(max_attempts=N)``: its queue's receive count is sized behind it; ``None``: the deployment's.
+    max_attempts: int | None = None
+
+    def receive_limit(self, default_attempts: int) -> int:
+        """The queue's ``maxReceiveCount`` when the deployment allows ``default_attempts`` executions."""
+        return receive_limit(self.max_attempts or default_attempts)
 
     def queue_name(self, prefix: str) -> str:
         return prefix + self.workflow_id
@@ -333,6 +339,7 @@ def build_model(app: App) -> AppModel:
             batch_size=wf.batch_size if wf.is_batch else SINGLE_EVENT_BATCH_SIZE,
             batching_window_seconds=wf.batch_timeout_seconds,
             schedule=wf.schedule,
+            max_attempts=wf.max_attempts,
         )
         for wf in app
     )

@@ -14,19 +14,19 @@ from typing import Any
 
 import yaml
 from polos.aws import settings
+from polos.aws.attempts import DEFAULT_MAX_ATTEMPTS, MAX_MAX_ATTEMPTS, MIN_MAX_ATTEMPTS, receive_limit
 from polos.publish.messages import WorkflowMessage
 from polos.schedules import Schedule
 
 from infra.model import (
     DEAD_LETTER_ACTIONS,
-    DEFAULT_MAX_RECEIVE_COUNT,
     DEFAULT_QUEUE_NAME_PREFIX,
     DEFAULT_RETENTION_DAYS,
     DLQ_RETENTION_SECONDS,
-    MIN_MAX_RECEIVE_COUNT,
     QUEUE_MAX_MESSAGE_BYTES,
     QUEUE_NAME_PREFIX_MAX,
     QUEUE_RETENTION_SECONDS,
+    SEND_ACTIONS,
     TTL_ATTRIBUTE,
     WORKER_TIMEOUT_SECONDS,
     AppModel,
@@ -115,6 +115,17 @@ def _stage_tag_list() -> list[Doc]:
     return [{"Key": key, "Value": value} for key, value in _stage_tags().items()]
 
 
+RECEIVE_LIMITS = "ReceiveLimits"
+_ATTEMPTS = range(MIN_MAX_ATTEMPTS, MAX_MAX_ATTEMPTS + 1)
+
+
+def _receive_limit(queue: WorkflowQueue) -> Any:
+    """A queue's ``maxReceiveCount``: behind its workflow's own ``max_attempts``, else the parameter's."""
+    if queue.max_attempts is not None:
+        return receive_limit(queue.max_attempts)
+    return {"Fn::FindInMap": [RECEIVE_LIMITS, _ref("MaxAttempts"), "MaxReceiveCount"]}
+
+
 def _parameters() -> Doc:
     return {
         "Stage": {
@@ -130,13 +141,13 @@ def _parameters() -> Doc:
             "MaxValue": 3650,
             "Description": "Days events and runs are kept (DynamoDB TTL).",
         },
-        "MaxReceiveCount": {
-            "Type": "Number",
-            "Default": DEFAULT_MAX_RECEIVE_COUNT,
-            "MinValue": MIN_MAX_RECEIVE_COUNT,
-            "MaxValue": 1000,
-            "Description": "Receives of a message before it is dead-lettered (SQS maxReceiveCount): all "
-            "but the last run the run; the last fails a run whose last attempt died",
+        "MaxAttempts": {  # a String of listed values: each is a key of the ReceiveLimits mapping
+            "Type": "String",
+            "Default": str(DEFAULT_MAX_ATTEMPTS),
+            "AllowedValues": [str(n) for n in _ATTEMPTS],
+            "Description": "Executions of a workflow's code that may fail in a row for one message before "
+            "the run is failed and dead-lettered (@workflow(max_attempts=N) wins); each queue's "
+            "maxReceiveCount is sized behind it (ReceiveLimits)",
         },
         "LogLevel": {
             "Type": "String",
@@ -183,7 +194,7 @@ def _environment(model: AppModel, app_module: str) -> Doc:
         {
             settings.ENV_QUEUE_URL_PREFIX: QUEUE_URL_PREFIX,
             settings.ENV_MANIFEST_PATH: Path(MANIFEST_PATH).name,
-            settings.ENV_MAX_RECEIVE_COUNT: _ref("MaxReceiveCount"),
+            settings.ENV_MAX_ATTEMPTS: _ref("MaxAttempts"),
             settings.ENV_RETENTION_DAYS: _ref("RetentionDays"),
             settings.ENV_LEASE_SECONDS: str(WORKER_TIMEOUT_SECONDS),
             settings.ENV_APP: app_module,
@@ -260,6 +271,15 @@ def _statements(spec: FunctionSpec, queues: tuple[WorkflowQueue, ...], names: di
                 "Sid": "DeadLetterQueues",
                 "Effect": "Allow",
                 "Action": list(DEAD_LETTER_ACTIONS),
+                "Resource": [_arn(f"DeadLetterQueue{names[queue.workflow_id]}") for queue in queues],
+            }
+        )
+    if spec.sends_dead_letters and queues:
+        statements.append(
+            {
+                "Sid": "SpentMessages",
+                "Effect": "Allow",
+                "Action": list(SEND_ACTIONS),
                 "Resource": [_arn(f"DeadLetterQueue{names[queue.workflow_id]}") for queue in queues],
             }
         )
@@ -379,7 +399,7 @@ def _queue_resources(queue: WorkflowQueue, name: str, worker: FunctionSpec) -> D
                 "MaximumMessageSize": QUEUE_MAX_MESSAGE_BYTES,
                 "RedrivePolicy": {
                     "deadLetterTargetArn": _arn(dlq),
-                    "maxReceiveCount": _ref("MaxReceiveCount"),
+                    "maxReceiveCount": _receive_limit(queue),
                 },
                 "Tags": [{"Key": WORKFLOW_TAG, "Value": queue.workflow_id}],
             },
@@ -574,6 +594,8 @@ def render_template(model: AppModel, app_module: str) -> Doc:
         "Transform": "AWS::Serverless-2016-10-31",
         "Description": f"Polos Serverless: event-triggered durable workflows (app: {app_module})",
         "Parameters": _parameters(),
+        # CloudFormation has no arithmetic: the receive count behind each MaxAttempts value, looked up.
+        "Mappings": {RECEIVE_LIMITS: {str(n): {"MaxReceiveCount": receive_limit(n)} for n in _ATTEMPTS}},
         "Globals": _globals(model, app_module),
         "Resources": _resources(model, names),
         "Outputs": _outputs(model, names),

@@ -11,11 +11,12 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from polos.aws.attempts import DEFAULT_MAX_ATTEMPTS
+
 from infra.local.devlog import RequestLine, route_logs
 from infra.local.devserver import DevServer
 from infra.local.devstate import state_path
 from infra.local.stack import DEFAULT_VISIBILITY_TIMEOUT, StackError, StackOptions
-from infra.model import DEFAULT_MAX_RECEIVE_COUNT
 
 LOG_FILE = Path(tempfile.gettempdir()) / "polos-dev.log"
 
@@ -49,13 +50,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"seconds before a failed delivery comes back (default: {DEFAULT_VISIBILITY_TIMEOUT})",
     )
     parser.add_argument(
-        "--max-receive-count",
+        "--max-attempts",
         type=int,
-        default=DEFAULT_MAX_RECEIVE_COUNT,
+        default=DEFAULT_MAX_ATTEMPTS,
         metavar="N",
-        help="receives of a message before it goes to the dead-letter queue; all but the last run the "
-        f"run (default: {DEFAULT_MAX_RECEIVE_COUNT})",
+        help="executions of a workflow's code that may fail in a row for one message before the run is "
+        f"failed and dead-lettered; @workflow(max_attempts=N) wins (default: {DEFAULT_MAX_ATTEMPTS})",
     )
+    parser.add_argument("--max-receive-count", type=int, help=argparse.SUPPRESS, dest="max_receive_count")
     parser.set_defaults(handler=run)
 
 
@@ -68,10 +70,15 @@ def curl_line(url: str, api_key: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        options = StackOptions(
-            visibility_timeout=args.visibility_timeout, max_receive_count=args.max_receive_count
+    if args.max_receive_count is not None:
+        print(
+            "polos dev: --max-receive-count is gone; use --max-attempts N (the executions of a workflow's "
+            "code that may fail in a row; the queue's receive count is sized behind it)",
+            file=sys.stderr,
         )
+        return 2
+    try:
+        options = StackOptions(visibility_timeout=args.visibility_timeout, max_attempts=args.max_attempts)
     except StackError as exc:
         print(f"polos dev: {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from polos.aws.attempts import DEFAULT_MAX_ATTEMPTS
+
 from infra.model import DLQ_RETENTION_SECONDS, QUEUE_MAX_MESSAGE_BYTES, TTL_ATTRIBUTE, AppModel, TableSpec
 
 if TYPE_CHECKING:
@@ -50,7 +52,7 @@ def create_resources(
     sqs: SQSClient,
     *,
     visibility_timeout: int = 30,
-    max_receive_count: int = 5,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     visibility_timeouts: Mapping[str, int] | None = None,
 ) -> dict[str, str]:
     """Create every table and queue of ``model``; returns workflow id → queue URL.
@@ -78,7 +80,7 @@ def create_resources(
                 "VisibilityTimeout": str(overrides.get(queue.workflow_id, visibility_timeout)),
                 "MaximumMessageSize": str(QUEUE_MAX_MESSAGE_BYTES),
                 "RedrivePolicy": json.dumps(
-                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}
+                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": queue.receive_limit(max_attempts)}
                 ),
             },
         )["QueueUrl"]

@@ -15,7 +15,8 @@ from typing import Any
 
 from polos.api.keys import KeyStore
 from polos.app import App, load_app
-from polos.aws import settings
+from polos.aws import attempts, settings
+from polos.aws.attempts import DEFAULT_MAX_ATTEMPTS
 from polos.errors import WorkflowDefinitionError
 
 from infra.local.apigw import ApiGateway
@@ -25,9 +26,7 @@ from infra.local.mapping import EventSourceMapping, MappingSpec
 from infra.local.resources import LocalNames, create_resources
 from infra.local.schedules import LocalSchedules
 from infra.model import (
-    DEFAULT_MAX_RECEIVE_COUNT,
     DEFAULT_QUEUE_NAME_PREFIX,
-    MIN_MAX_RECEIVE_COUNT,
     AppModel,
     build_model,
 )
@@ -36,7 +35,6 @@ DEFAULT_APP = "workflows"  # the example app, functions/workflows/
 DEFAULT_VISIBILITY_TIMEOUT = 30
 MIN_VISIBILITY_TIMEOUT = 2
 MAX_VISIBILITY_TIMEOUT = 43_200  # SQS's limit (12 h)
-MAX_RECEIVE_COUNT = 1000
 SQS_URL = f"https://sqs.{REGION}.amazonaws.com"  # moto's queue URLs when mocked in-process
 
 Invoke = Callable[[dict[str, Any]], Any]
@@ -49,10 +47,11 @@ class StackError(ValueError):
 @dataclass(frozen=True)
 class StackOptions:
     """Failed deliveries come back after ``visibility_timeout`` s; a message is received at most
-    ``max_receive_count`` times (the last receive runs nothing, see ``polos.runtime.dead_letters``)."""
+    ``max_attempts`` executions of a message's run may fail in a row before the run is failed and
+    dead-lettered (a workflow's own ``max_attempts`` wins; see ``polos.runtime.dead_letters``)."""
 
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
-    max_receive_count: int = DEFAULT_MAX_RECEIVE_COUNT
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
 
     def __post_init__(self) -> None:
         if not MIN_VISIBILITY_TIMEOUT <= self.visibility_timeout <= MAX_VISIBILITY_TIMEOUT:
@@ -60,11 +59,9 @@ class StackOptions:
                 f"visibility timeout must be {MIN_VISIBILITY_TIMEOUT} to {MAX_VISIBILITY_TIMEOUT} seconds, "
                 f"got {self.visibility_timeout} (a run's lease is 1 s shorter, so it ends before redelivery)"
             )
-        if not MIN_MAX_RECEIVE_COUNT <= self.max_receive_count <= MAX_RECEIVE_COUNT:
-            raise StackError(
-                f"max receive count must be {MIN_MAX_RECEIVE_COUNT} to {MAX_RECEIVE_COUNT}, got "
-                f"{self.max_receive_count} (the last receive only fails a run whose last attempt died)"
-            )
+        problem = attempts.range_problem(self.max_attempts)
+        if problem is not None:
+            raise StackError(problem)
 
     @property
     def lease_seconds(self) -> int:
@@ -163,7 +160,7 @@ class LocalStack:
         env: dict[str, str | None] = {
             **names.env(model),
             settings.ENV_LEASE_SECONDS: str(options.lease_seconds),
-            settings.ENV_MAX_RECEIVE_COUNT: str(options.max_receive_count),
+            settings.ENV_MAX_ATTEMPTS: str(options.max_attempts),
             settings.ENV_APP: app_target,
             "POWERTOOLS_SERVICE_NAME": "polos",
             # No CloudWatch here, and Powertools' metric set is not shared safely across the mapping threads.
@@ -178,7 +175,7 @@ class LocalStack:
                 settings.dynamodb(),
                 settings.sqs(),
                 visibility_timeout=options.visibility_timeout,
-                max_receive_count=options.max_receive_count,
+                max_attempts=options.max_attempts,
                 visibility_timeouts=options.queue_visibility(model),
             )
             for workflow_id, url in urls.items():

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlencode
 
 from polos.aws import settings
+from polos.aws.attempts import DEFAULT_MAX_ATTEMPTS
 from polos.errors import PolosAPIError
 from polos.runtime.steps import set_step_hooks
 
@@ -375,7 +376,7 @@ def local_stack(
     *,
     skip_batch_windows: bool = True,
     visibility_timeout: int = 30,
-    max_receive_count: int = 6,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     api_key: str | None = None,
 ) -> Iterator[Stack]:
     """The app's stack on moto's in-process AWS mock, for the duration of the ``with`` block.
@@ -397,7 +398,7 @@ def local_stack(
 
     install_speed_patches()
 
-    options = StackOptions(visibility_timeout=visibility_timeout, max_receive_count=max_receive_count)
+    options = StackOptions(visibility_timeout=visibility_timeout, max_attempts=max_attempts)
     previous = apply_environment(fake_credentials(None))
     state_dir = Path(tempfile.mkdtemp(prefix="polos-test-"))
     try:

@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from polos.client import PolosClient, WorkflowHandle
+    from polos.client import ExecutionHandle, PolosClient, WorkflowHandle
     from polos.context import WorkflowContext
     from polos.definition import Workflow, workflow
     from polos.errors import NonRetryableError, StepExecutionError, WorkflowRunError
@@ -26,6 +26,7 @@ _HOMES: dict[str, str] = {
     "StepExecutionError": "polos.errors",
     "WorkflowRunError": "polos.errors",
     "PolosClient": "polos.client",
+    "ExecutionHandle": "polos.client",
     "WorkflowHandle": "polos.client",
     "WorkflowContext": "polos.context",
     "Workflow": "polos.definition",
@@ -36,6 +37,7 @@ __all__ = [  # a literal list, so linters and type checkers see the names; a tes
     "BatchEventPayload",
     "EventItem",
     "EventPayload",
+    "ExecutionHandle",
     "NonRetryableError",
     "PayloadEvent",
     "PolosClient",

@@ -1,4 +1,11 @@
-"""``PolosClient``: the HTTP API from Python (stdlib HTTP, so the runtime needs nothing more)."""
+"""``PolosClient``: the HTTP API from Python (stdlib HTTP, so the runtime needs nothing more), and
+``ExecutionHandle``, a started run as ``Workflow.invoke`` and ``ctx.step.invoke`` return it.
+
+The handle is the official Polos SDK's (its field names), plus ``run_id`` (= ``id``). It is data: a step
+journals it and a replay rebuilds an equal one, so inside a workflow wait for a child with
+``invoke_and_wait``, not with :meth:`ExecutionHandle.result`. Outside, ``get`` and ``result`` ask the HTTP
+API through a client.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +17,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from dataclasses import dataclass
 from typing import Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr
 
 from polos.errors import PolosAPIError, WorkflowRunError
 
@@ -119,17 +127,24 @@ class PolosClient:
 
     async def start_workflow(
         self, workflow_id: str, payload: Any, *, idempotency_key: str | None = None
-    ) -> WorkflowHandle:
-        """Start a run of ``workflow_id`` and return its handle."""
+    ) -> ExecutionHandle:
+        """Start a run of ``workflow_id`` and return its handle (bound to this client)."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         path = f"/api/v1/workflows/{urllib.parse.quote(workflow_id, safe='')}/run"
         answer = await self._call("POST", path, {"payload": payload}, headers)
-        return WorkflowHandle(client=self, run_id=answer["run_id"], workflow_id=answer["workflow_id"])
+        return ExecutionHandle.model_validate(answer).bound(self)
 
     async def get_run(self, run_id: str) -> dict[str, Any]:
         """The run as ``GET /api/v1/runs/{run_id}`` shows it."""
         answer: dict[str, Any] = await self._call(
             "GET", f"/api/v1/runs/{urllib.parse.quote(run_id, safe='')}"
+        )
+        return answer
+
+    async def get_execution(self, execution_id: str) -> dict[str, Any]:
+        """The run as the official SDK shows it (``GET /api/v1/executions/{id}``)."""
+        answer: dict[str, Any] = await self._call(
+            "GET", f"/api/v1/executions/{urllib.parse.quote(execution_id, safe='')}"
         )
         return answer
 
@@ -193,35 +208,83 @@ class PolosClient:
         return answer
 
 
-@dataclass(frozen=True)
-class WorkflowHandle:
-    """A started run; ``await handle.result()`` waits for it to finish."""
+class ExecutionHandle(BaseModel):
+    """A started run. Equal handles name the same run (the client it was started with is not compared)."""
 
-    client: PolosClient
-    run_id: str
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    # ``run_id`` is accepted too: the name the HTTP API answers with (and journals written before this type).
+    id: str = Field(validation_alias=AliasChoices("id", "run_id"))
     workflow_id: str
+    created_at: str | None = None
+    parent_execution_id: str | None = None
+    root_workflow_id: str | None = None
+    root_execution_id: str | None = None
+    session_id: str | None = None
+    user_id: str | None = None
+    step_key: str | None = None
+    _client: PolosClient | None = PrivateAttr(default=None)  # the one it was started with
 
-    async def status(self) -> dict[str, Any]:
-        return await self.client.get_run(self.run_id)
+    @property
+    def run_id(self) -> str:
+        """The run's id (= ``id``)."""
+        return self.id
 
-    async def result(self, timeout: float = 600, poll_interval: float = 0.1) -> Any:  # noqa: ASYNC109
-        """The run's result once completed.
+    def bound(self, client: PolosClient) -> ExecutionHandle:
+        """This handle, remembering ``client`` as the default of :meth:`get` and :meth:`result`."""
+        self._client = client
+        return self
 
-        Raises :class:`WorkflowRunError` when the run failed and ``TimeoutError`` when it is not done in time.
-        """
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ExecutionHandle):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def _client_or(self, client: PolosClient | None) -> PolosClient:
+        if client is not None:
+            return client
+        if self._client is not None:
+            return self._client
+        return PolosClient()  # from POLOS_API_URL / POLOS_API_KEY
+
+    async def get(self, client: PolosClient | None = None) -> dict[str, Any]:
+        """The run as the official SDK shows it (``GET /api/v1/executions/{id}``)."""
+        return await self._client_or(client).get_execution(self.id)
+
+    async def status(self, client: PolosClient | None = None) -> dict[str, Any]:
+        """The run as ``GET /api/v1/runs/{run_id}`` shows it."""
+        return await self._client_or(client).get_run(self.id)
+
+    async def result(
+        self,
+        client: PolosClient | None = None,
+        timeout: float = 600,  # noqa: ASYNC109 - the official SDK's name
+        poll_interval: float = 0.1,
+    ) -> Any:
+        """The run's result once completed (``client``: the one it was started with, else from the
+        environment). :class:`WorkflowRunError` when the run failed or was cancelled, ``TimeoutError``
+        when it is not done in time."""
+        api = self._client_or(client)
         deadline = time.monotonic() + timeout
         interval = poll_interval
         while True:
-            run = await self.client.get_run(self.run_id)
+            run = await api.get_run(self.id)
             if run["status"] == "completed":
                 return run["result"]
-            if run["status"] == "failed":
+            if run["status"] in ("failed", "cancelled"):
                 error = run.get("error") or {}
-                raise WorkflowRunError(self.run_id, error.get("type", "Error"), error.get("message", ""))
+                kind = error.get("type", "RunCancelled" if run["status"] == "cancelled" else "Error")
+                raise WorkflowRunError(self.id, kind, error.get("message", f"run {run['status']}"))
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(
-                    f"run {self.run_id} did not finish within {timeout} s (status {run['status']})"
+                    f"run {self.id} did not finish within {timeout} s (status {run['status']})"
                 )
             await asyncio.sleep(min(interval, remaining))
             interval = min(interval * 1.5, 2.0)
+
+
+WorkflowHandle = ExecutionHandle  # the name this package used first

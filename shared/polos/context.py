@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from polos.runtime.steps import StepRunner
+    from polos.steps import StepAPI
 
 
 @dataclass
@@ -18,4 +18,4 @@ class WorkflowContext:
     run_id: str
     attempt: int
     created_at: datetime
-    step: StepRunner
+    step: StepAPI

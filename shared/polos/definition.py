@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, overload
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from polos import schedules
+from polos.aws import attempts
 from polos.errors import (
     InvalidTopicError,
     PayloadValidationError,
@@ -23,7 +24,7 @@ from polos.schedules import Schedule
 from polos.topics import canonical_topic
 
 if TYPE_CHECKING:
-    from polos.client import PolosClient, WorkflowHandle
+    from polos.client import ExecutionHandle, PolosClient
     from polos.context import WorkflowContext
 
 Handler = Callable[..., Awaitable[Any]]
@@ -47,6 +48,8 @@ class Workflow:
     batch_timeout_seconds: int | None
     schedule: Schedule | None = None
     takes_payload: bool = True
+    # Executions that may fail in a row for one message; ``None``: the deployment's (``POLOS_MAX_ATTEMPTS``).
+    max_attempts: int | None = None
     _payload_type: Any = field(default=None, repr=False)
     _adapter: TypeAdapter[Any] | None = field(default=None, repr=False)
 
@@ -76,7 +79,7 @@ class Workflow:
 
     async def invoke(
         self, client: PolosClient, payload: Any = None, *, idempotency_key: str | None = None
-    ) -> WorkflowHandle:
+    ) -> ExecutionHandle:
         """Start a run through the HTTP API; returns a handle to await its result."""
         if isinstance(payload, BaseModel):
             payload = payload.model_dump(mode="json", by_alias=True)
@@ -194,6 +197,12 @@ def _check_limits(wf_id: str, batch_size: object, batch_timeout_seconds: object)
         )
 
 
+def _check_max_attempts(wf_id: str, max_attempts: object) -> None:
+    problem = None if max_attempts is None else attempts.range_problem(max_attempts)
+    if problem is not None:
+        raise WorkflowDefinitionError(f"workflow {wf_id!r}: {problem}")
+
+
 def _define(
     fn: Handler,
     wf_id: str | None,
@@ -202,6 +211,7 @@ def _define(
     batch_size: int,
     batch_timeout_seconds: int | None,
     schedule: str | dict[str, str] | None = None,
+    max_attempts: int | None = None,
 ) -> Workflow:
     if not callable(fn):
         raise WorkflowDefinitionError(
@@ -217,6 +227,7 @@ def _define(
             f"workflow id {resolved_id!r} is invalid: it must match [A-Za-z0-9][A-Za-z0-9_-]{{0,63}}"
         )
     _check_limits(resolved_id, batch_size, batch_timeout_seconds)
+    _check_max_attempts(resolved_id, max_attempts)
     topic = None
     if trigger_on_event is not None:
         try:
@@ -247,6 +258,7 @@ def _define(
         batch_timeout_seconds=batch_timeout_seconds,
         schedule=parsed_schedule,
         takes_payload=len(inspect.signature(fn).parameters) == 2,
+        max_attempts=max_attempts,
         _payload_type=payload_type,
         _adapter=None if payload_type is None else TypeAdapter(payload_type),
     )
@@ -267,6 +279,7 @@ def workflow(
     batch_size: int = 1,
     batch_timeout_seconds: int | None = None,
     schedule: str | dict[str, str] | None = None,
+    max_attempts: int | None = None,
 ) -> Callable[[Handler], Workflow]: ...
 
 
@@ -280,6 +293,7 @@ def workflow(
     batch_size: int = 1,
     batch_timeout_seconds: int | None = None,
     schedule: str | dict[str, str] | None = None,
+    max_attempts: int | None = None,
 ) -> Workflow | Callable[[Handler], Workflow]:
     """Declare a durable workflow: ``@workflow`` or ``@workflow(id=..., trigger_on_event=..., ...)``."""
     if fn is not None:
@@ -287,7 +301,14 @@ def workflow(
 
     def decorate(handler: Handler) -> Workflow:
         return _define(
-            handler, id, description, trigger_on_event, batch_size, batch_timeout_seconds, schedule
+            handler,
+            id,
+            description,
+            trigger_on_event,
+            batch_size,
+            batch_timeout_seconds,
+            schedule,
+            max_attempts,
         )
 
     return decorate

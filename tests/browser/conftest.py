@@ -49,8 +49,8 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevProcess]:
             str(UI_APP.relative_to(ROOT)),
             "--visibility-timeout",
             "2",
-            "--max-receive-count",
-            "2",  # one executing delivery: a failing run fails at once (the last receive runs nothing)
+            "--max-attempts",
+            "1",  # one execution: a failing run fails at once and is dead-lettered
         )
         try:
             server.wait_ready()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from helpers.dev_process import E2E_APP, MAX_RECEIVE_COUNT, ROOT, VISIBILITY_TIMEOUT, DevProcess
+from helpers.dev_process import E2E_APP, MAX_ATTEMPTS, ROOT, VISIBILITY_TIMEOUT, DevProcess
 
 
 @pytest.fixture(scope="session")
@@ -20,8 +20,8 @@ def dev_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DevP
             str(E2E_APP.relative_to(ROOT)),
             "--visibility-timeout",
             str(VISIBILITY_TIMEOUT),
-            "--max-receive-count",
-            str(MAX_RECEIVE_COUNT),
+            "--max-attempts",
+            str(MAX_ATTEMPTS),
         )
         try:
             seed.wait_ready()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.dev_process import E2E_APP, MAX_RECEIVE_COUNT, ROOT, DevProcess, get_json
+from helpers.dev_process import E2E_APP, MAX_ATTEMPTS, ROOT, DevProcess, get_json
 from helpers.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -86,9 +86,7 @@ def test_retried_run_skips_its_completed_step(e2e_server: DevProcess, redelivere
     assert run["result"]["attempt"] == 2
 
 
-def test_poison_run_fails_after_max_receive_count(
-    e2e_server: DevProcess, redelivered: dict[str, str]
-) -> None:
+def test_poison_run_fails_after_max_attempts(e2e_server: DevProcess, redelivered: dict[str, str]) -> None:
     def run_of_poison() -> dict[str, Any] | None:
         runs = [
             r for r in _runs(e2e_server, "e2e-poison") if redelivered["poison"] in r["trigger"]["event_ids"]
@@ -96,11 +94,11 @@ def test_poison_run_fails_after_max_receive_count(
         return runs[0] if runs and runs[0]["status"] == "failed" else None
 
     run = wait_until(run_of_poison, 40, "the poison run to fail for good")
-    assert run["attempts"] == MAX_RECEIVE_COUNT - 1
+    assert run["attempts"] == MAX_ATTEMPTS
     assert run["error"]["type"] == "ValueError"
     assert "always fails" in run["error"]["message"]
 
-    # Its message reaches the dead-letter queue at its next receive; list it and redrive it over HTTP.
+    # Its message is dead-lettered with the last failed execution; list it and redrive it over HTTP.
     def letters() -> list[dict[str, Any]]:
         return list(get_json(e2e_server, "/api/v1/workflows/e2e-poison/dead-letters")["dead_letters"])
 
@@ -110,7 +108,7 @@ def test_poison_run_fails_after_max_receive_count(
 
     def failed_again() -> dict[str, Any] | None:
         again = run_of_poison()
-        return again if again and again["attempts"] == 2 * (MAX_RECEIVE_COUNT - 1) else None
+        return again if again and again["attempts"] == 2 * MAX_ATTEMPTS else None
 
     wait_until(failed_again, 40, "the redriven poison run (same run id) to fail again")
 

@@ -21,10 +21,10 @@ from polos.api.keys import new_key
 ROOT = Path(__file__).resolve().parents[2]
 E2E_APP = ROOT / "tests" / "e2e" / "apps" / "e2e_app.py"
 READY_SECONDS = 60.0
-# Options of the e2e app's server: failed deliveries return after 4 s, runs fail on the 3rd delivery
-# (the 4th receive only settles the run before the message is dead-lettered).
+# Options of the e2e app's server: failed deliveries return after 4 s, runs fail on their 3rd failed
+# execution in a row (max_attempts), and their message is dead-lettered then.
 VISIBILITY_TIMEOUT = 4
-MAX_RECEIVE_COUNT = 4
+MAX_ATTEMPTS = 3
 
 
 def clean_env() -> dict[str, str]:

@@ -23,8 +23,10 @@ def test_options_are_checked() -> None:
     assert StackOptions(visibility_timeout=10).lease_seconds == 9
     with pytest.raises(StackError, match="visibility timeout must be 2 to 43200 seconds, got 1"):
         StackOptions(visibility_timeout=1)
-    with pytest.raises(StackError, match="max receive count must be 2 to 1000, got 0"):
-        StackOptions(max_receive_count=0)
+    with pytest.raises(
+        StackError, match=r"max_attempts=0 is out of range; it must be 1 <= max_attempts <= 25"
+    ):
+        StackOptions(max_attempts=0)
 
 
 @pytest.fixture
@@ -110,6 +112,10 @@ def test_dev_refuses_bad_options(capsys: pytest.CaptureFixture[str], unchanged_e
     assert capsys.readouterr().err == "polos dev: app file 'nowhere/missing_app.py' does not exist\n"
     assert main(["dev", "--api-key", "secret", "--port", "0"]) == 2
     assert "polos dev: API key: API key must look like pk_<16 hex>_<64 hex>" in capsys.readouterr().err
+    assert main(["dev", "--max-attempts", "26"]) == 2
+    assert "polos dev: max_attempts=26 is out of range" in capsys.readouterr().err
+    assert main(["dev", "--max-receive-count", "3"]) == 2  # gone: the error names what replaced it
+    assert "polos dev: --max-receive-count is gone; use --max-attempts N" in capsys.readouterr().err
 
 
 def test_dev_names_a_busy_port(capsys: pytest.CaptureFixture[str], unchanged_environment: None) -> None:

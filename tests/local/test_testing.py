@@ -59,7 +59,7 @@ APP = App("polos-testing-tests", [steps, poison, batch, greet])
 
 @pytest.fixture(scope="module")
 def module_stack() -> Iterator[Stack]:
-    with local_stack(APP, max_receive_count=3) as stack:
+    with local_stack(APP, max_attempts=2) as stack:
         yield stack
 
 
@@ -118,7 +118,7 @@ def test_crash_after_a_journaled_step_resumes_after_it(stack: Stack) -> None:
 
 def test_poison_event_fails_its_run_and_is_dead_lettered(stack: Stack) -> None:
     run = published_run(stack, "tt-poison", "tt/poison", {"bad": True})
-    assert run["status"] == "failed" and run["attempts"] == 2  # the stack's max receive count
+    assert run["status"] == "failed" and run["attempts"] == 2  # the stack's max_attempts
     assert run["error"] == {"type": "RuntimeError", "message": "never works"}
     (letter,) = stack.dead_letters("tt-poison")
     assert letter["event"]["id"] == run["trigger"]["event_ids"][0]

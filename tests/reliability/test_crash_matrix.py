@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.timeout(1800 if SOAK else 600), pytest.mark.usefixture
 
 PUBLISH_EVENTS = 30 if SOAK else 3  # 30: two BatchWriteItem calls, three SendMessageBatch per subscriber
 RUN_EVENTS = 10 if SOAK else 1  # 10: a full batch, records of one invocation running concurrently
-OPTIONS = StackOptions(visibility_timeout=30, max_receive_count=50)
+OPTIONS = StackOptions(visibility_timeout=30, max_attempts=25)
 SUBSCRIBERS = ("crash-batch", "crash-single")
 
 

@@ -39,7 +39,7 @@ def server() -> Iterator[DevServer]:
     saved = dict(os.environ)  # the dev server points this process at its moto server
     load_app.EFFECTS.clear()
     forget_worker_app()
-    dev = DevServer(app_target=load_app.__name__, port=0, options=StackOptions(max_receive_count=10))
+    dev = DevServer(app_target=load_app.__name__, port=0, options=StackOptions(max_attempts=5))
     dev.start()
     try:
         yield dev

@@ -25,6 +25,7 @@ from moto import mock_aws
 from polos import BatchEventPayload, EventPayload, WorkflowContext, workflow
 from polos.app import App
 from polos.aws import settings
+from polos.aws.attempts import receive_limit
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
@@ -43,7 +44,8 @@ ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 BUCKET = "polos-test-artifacts"
 PREFIX = "polos-tests-"  # the longest prefix the template allows
-MAX_RECEIVE_COUNT = 3  # not the default, so the test sees the parameter reach the queues
+MAX_ATTEMPTS = 3  # not the default, so the test sees the parameter reach the queues and the worker
+OWN_MAX_ATTEMPTS = 7  # a workflow's own max_attempts sizes its queue, whatever the parameter says
 ROUTES = {
     ("post", "/api/v1/events/publish"),
     ("get", "/api/v1/events"),
@@ -76,7 +78,13 @@ async def tpl_unwindowed_batch(ctx: WorkflowContext, payload: BatchEventPayload)
     return None
 
 
-@workflow(id="tpl-zero-window", trigger_on_event="tpl/zero", batch_size=3, batch_timeout_seconds=0)
+@workflow(
+    id="tpl-zero-window",
+    trigger_on_event="tpl/zero",
+    batch_size=3,
+    batch_timeout_seconds=0,
+    max_attempts=OWN_MAX_ATTEMPTS,
+)
 async def tpl_zero_window(ctx: WorkflowContext, payload: BatchEventPayload) -> None:
     return None
 
@@ -246,7 +254,7 @@ class Stack:
                 TemplateBody=json.dumps(translated),
                 Parameters=[
                     {"ParameterKey": "QueueNamePrefix", "ParameterValue": PREFIX},
-                    {"ParameterKey": "MaxReceiveCount", "ParameterValue": str(MAX_RECEIVE_COUNT)},
+                    {"ParameterKey": "MaxAttempts", "ParameterValue": str(MAX_ATTEMPTS)},
                 ],
                 Capabilities=["CAPABILITY_IAM"],
             )
@@ -290,7 +298,7 @@ def test_one_queue_and_dead_letter_queue_per_workflow(stack: Stack) -> None:
         main = stack.queue(queue.queue_name(PREFIX))
         assert json.loads(main["RedrivePolicy"]) == {
             "deadLetterTargetArn": dlq["QueueArn"],
-            "maxReceiveCount": MAX_RECEIVE_COUNT,
+            "maxReceiveCount": receive_limit(queue.max_attempts or MAX_ATTEMPTS),
         }
         assert int(main["VisibilityTimeout"]) >= 6 * worker_timeout + (queue.batching_window_seconds or 0)
         assert main["SqsManagedSseEnabled"] == dlq["SqsManagedSseEnabled"] == "true"
@@ -362,7 +370,7 @@ def test_functions_get_the_runtime_layer_and_settings(stack: Stack, translated: 
         env = config["Environment"]["Variables"]
         assert {name: env[name] for name in tables} == tables
         assert env["POWERTOOLS_SERVICE_NAME"] == "polos"
-        assert str(env[settings.ENV_MAX_RECEIVE_COUNT]) == str(MAX_RECEIVE_COUNT)
+        assert str(env[settings.ENV_MAX_ATTEMPTS]) == str(MAX_ATTEMPTS)
         assert env[settings.ENV_LEASE_SECONDS] == str(stack.function("WorkerFunction")["Timeout"])
 
 
@@ -398,6 +406,8 @@ def _expected_grants(stack: Stack, model: AppModel, function: str) -> dict[str, 
         grants[arn.format("sqs", queue.queue_name(PREFIX))] = set(spec.queue_actions)
     for queue in MODEL.queues if spec.manages_dead_letters else ():
         grants[arn.format("sqs", queue.dlq_name(PREFIX))] = set(DEAD_LETTER_ACTIONS)
+    for queue in MODEL.queues if spec.sends_dead_letters else ():  # a spent run's message, by the worker
+        grants.setdefault(arn.format("sqs", queue.dlq_name(PREFIX)), set()).add("sqs:SendMessage")
     return grants
 
 

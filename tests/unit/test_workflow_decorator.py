@@ -350,7 +350,7 @@ class FakeClient:
         self, workflow_id: str, payload: Any, *, idempotency_key: str | None = None
     ) -> Any:
         self.started.append((workflow_id, payload, idempotency_key))
-        return WorkflowHandle(client=self, run_id="run_1", workflow_id=workflow_id)  # type: ignore[arg-type]
+        return WorkflowHandle(run_id="run_1", workflow_id=workflow_id).bound(self)  # type: ignore[arg-type]
 
     async def get_run(self, run_id: str) -> dict[str, Any]:
         return {"status": "completed", "result": {"run": run_id}}

@@ -112,7 +112,7 @@ def every_point(lifecycle: Callable[[int | None], int], at_least: int) -> None:
 
 def cancel_parent(crash_at: int | None) -> int:
     calls.clear()
-    with local_stack(APP, max_receive_count=50) as stack:
+    with local_stack(APP, max_attempts=25) as stack:
         run_id = stack.invoke("cc-parent", {"n": 1, "wait": True})
         stack.drain()
         (kid,) = stack.run(run_id)["children"]
@@ -133,7 +133,7 @@ def cancel_parent(crash_at: int | None) -> int:
 
 def cancel_event_waiter(crash_at: int | None) -> int:
     calls.clear()
-    with local_stack(APP, max_receive_count=50) as stack:
+    with local_stack(APP, max_attempts=25) as stack:
         run_id = stack.invoke("cc-order", {"id": "x"})
         stack.drain()
         assert waiters_of("cc/paid") == 1
@@ -153,7 +153,7 @@ def cancel_event_waiter(crash_at: int | None) -> int:
 
 def resume_approval(crash_at: int | None) -> int:
     calls.clear()
-    with local_stack(APP, max_receive_count=50) as stack:
+    with local_stack(APP, max_attempts=25) as stack:
         run_id = stack.invoke("cc-approval", {})
         stack.drain()
         answers: list[int] = []
@@ -173,7 +173,7 @@ def resume_approval(crash_at: int | None) -> int:
 
 def child_run(crash_at: int | None) -> int:
     calls.clear()
-    with local_stack(APP, max_receive_count=50) as stack:
+    with local_stack(APP, max_attempts=25) as stack:
         run_id = stack.invoke("cc-parent", {"n": 21})
         made = crashing(stack, crash_at, lambda: None, lambda: stack.run(run_id)["status"] == "completed")
         run = stack.run(run_id)

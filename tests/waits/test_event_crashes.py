@@ -41,7 +41,7 @@ def lifecycle(crash_at: int | None, stall: float = 0) -> int:
     """Invoke, wait, publish the awaited event and resume, crashing after the ``crash_at``-th request (of
     all but the test's own); returns the number of requests made."""
     calls.clear()
-    with local_stack(APP, max_receive_count=50) as stack:
+    with local_stack(APP, max_attempts=25) as stack:
         meter = Meter()
         meter.attach(settings.dynamodb(), settings.sqs())
         run_id = stack.invoke("payer", {"id": "x", "stall": stall})

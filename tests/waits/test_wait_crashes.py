@@ -86,7 +86,7 @@ def check(stack: Stack, run_id: str, tag: str) -> None:
 @pytest.mark.parametrize("minutes", [5, 20], ids=["delayed-message", "timer-item"])
 def test_a_crash_after_any_request_of_waiting_waking_or_resuming_loses_nothing(minutes: int) -> None:
     calls.clear()
-    with local_stack(APP, max_receive_count=50) as stack:  # one stack: each crash point runs its own run
+    with local_stack(APP, max_attempts=25) as stack:  # one stack: each crash point runs its own run
         points = lifecycle(stack, minutes, crash_at=None)
         assert points >= 8  # load, lease, journal, wait step, timer, finish; sweep, resume: load, lease, ...
         for n in crash_points(points):

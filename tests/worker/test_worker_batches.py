@@ -28,7 +28,7 @@ from polos.runtime.journal import BY_WORKFLOW_INDEX, Journal
 from polos.runtime.records import EventRef
 from polos.runtime.worker import ref_of
 
-MAX_RECEIVES = 3
+MAX_ATTEMPTS = 2
 seen: list[list[int]] = []  # the sequence ids each call of a batch step got
 failing: set[str] = set()
 
@@ -56,10 +56,10 @@ APP = App("worker-batches", [batch, poison])
 
 @pytest.fixture
 def urls(aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    monkeypatch.setenv(settings.ENV_MAX_RECEIVE_COUNT, str(MAX_RECEIVES))
+    monkeypatch.setenv(settings.ENV_MAX_ATTEMPTS, str(MAX_ATTEMPTS))
     seen.clear()
     failing.clear()
-    urls = provision(APP, tmp_path, monkeypatch, max_receive_count=MAX_RECEIVES)
+    urls = provision(APP, tmp_path, monkeypatch, max_attempts=MAX_ATTEMPTS)
     with atomic_dynamodb():
         yield urls
 
@@ -277,17 +277,17 @@ def test_a_batch_run_claims_its_events_in_transactions_of_at_most_100_actions(ur
     assert loaded is not None and (loaded.run.status, loaded.run.lease_owner) == ("running", "owner-1")
 
 
-def test_poison_batch_fails_its_run_after_max_receive_count_and_reaches_the_dlq(
+def test_poison_batch_fails_its_run_after_max_attempts_and_reaches_the_dlq(
     pump: Pump, urls: dict[str, str]
 ) -> None:
     events = publish("wb/poison", *[{"n": n} for n in range(3)])
     deliveries = pump.drain("wb-poison")
-    assert [len(d.failed) for d in deliveries] == [3] * MAX_RECEIVES
+    assert [len(d.failed) for d in deliveries] == [3] * (MAX_ATTEMPTS - 1) + [0]
     [(run_id, state)] = runs_of("wb-poison").items()
-    assert state == ("failed", MAX_RECEIVES - 1, [e.sequence_id for e in events])
+    assert state == ("failed", MAX_ATTEMPTS, [e.sequence_id for e in events])
     loaded = Journal().load(run_id)
     assert loaded is not None and loaded.run.error is not None
-    assert loaded.run.error.message == f"poisoned batch of 3, attempt {MAX_RECEIVES - 1}"
+    assert loaded.run.error.message == f"poisoned batch of 3, attempt {MAX_ATTEMPTS}"
     assert queue_depth(dlq_url(urls["wb-poison"])) == 3
     assert queue_depth(urls["wb-poison"]) == 0
 

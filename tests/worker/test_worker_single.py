@@ -22,7 +22,7 @@ from polos.runtime.runs import event_run_id
 
 from infra.local.mapping import sqs_record
 
-MAX_RECEIVES = 3
+MAX_ATTEMPTS = 2
 calls: Counter[str] = Counter()
 gate: dict[str, threading.Event] = {}
 
@@ -67,9 +67,9 @@ APP = App("worker-single", [once, slow, poison, fatal])
 
 @pytest.fixture
 def urls(aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    monkeypatch.setenv(settings.ENV_MAX_RECEIVE_COUNT, str(MAX_RECEIVES))
+    monkeypatch.setenv(settings.ENV_MAX_ATTEMPTS, str(MAX_ATTEMPTS))
     calls.clear()
-    urls = provision(APP, tmp_path, monkeypatch, max_receive_count=MAX_RECEIVES)
+    urls = provision(APP, tmp_path, monkeypatch, max_attempts=MAX_ATTEMPTS)
     with atomic_dynamodb():
         yield urls
 
@@ -198,20 +198,20 @@ def test_partial_batch_failure_leaves_only_the_failing_record(pump: Pump, urls: 
     assert [(s.key, s.status, s.attempts) for s in loaded.steps] == [("note", "completed", 1)]
 
 
-def test_poison_message_fails_the_run_after_max_receive_count_and_reaches_the_dlq(
+def test_poison_message_fails_the_run_after_max_attempts_and_reaches_the_dlq(
     pump: Pump, urls: dict[str, str]
 ) -> None:
     [event] = publish("ws/poison", {"bad": True})
     deliveries = pump.drain("ws-poison")
-    # Every receive leaves the message; the last one runs nothing (the run failed on the one before).
-    assert [len(d.failed) for d in deliveries] == [1] * MAX_RECEIVES
-    assert calls["poison"] == MAX_RECEIVES - 1
+    # Each failed execution but the last leaves the message; the last fails the run and dead-letters it.
+    assert [len(d.failed) for d in deliveries] == [1] * (MAX_ATTEMPTS - 1) + [0]
+    assert calls["poison"] == MAX_ATTEMPTS
     loaded = run_of("ws-poison", event)
-    assert (loaded.run.status, loaded.run.attempts) == ("failed", MAX_RECEIVES - 1)
+    assert (loaded.run.status, loaded.run.attempts) == ("failed", MAX_ATTEMPTS)
     assert loaded.run.error is not None
     assert (loaded.run.error.type, loaded.run.error.message) == (
         "RuntimeError",
-        f"poisoned on attempt {MAX_RECEIVES - 1}",
+        f"poisoned on attempt {MAX_ATTEMPTS}",
     )
     dead = settings.sqs().receive_message(QueueUrl=dlq_url(urls["ws-poison"]), WaitTimeSeconds=0)["Messages"]
     assert [WorkflowMessage.from_json(m["Body"]).event for m in dead] == [event]

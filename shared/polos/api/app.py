@@ -23,6 +23,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from polos.api import dashboard, keys
@@ -185,6 +186,11 @@ def _refuse(error: ApiError) -> dict[str, Any]:
     return _answer(error.status, error.error_type, error.message)
 
 
+def routed_path(event: dict[str, Any]) -> str:
+    """The path the resolver routes: ``rawPath`` without the stage (Powertools' own rule)."""
+    return APIGatewayProxyEventV2(event).path
+
+
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Answer one HTTP API (payload 2.0) request: API key and body size first, then the routes.
 
@@ -194,7 +200,9 @@ def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     key_id = None
     try:
         # The dashboard's static files hold no data: the page asks for the key and sends it with each call.
-        if not dashboard.is_public(http.get("method"), event.get("rawPath")):
+        # Judged on the path the resolver routes (the stage stripped), never on ``rawPath``: under a stage
+        # named ``ui`` every ``rawPath`` starts with ``/ui``, and API routes would skip the key.
+        if not dashboard.is_public(http.get("method"), routed_path(event)):
             key_id = keys.authenticate(event)
     except keys.KeyDenied as denied:
         answer = _refuse(Unauthorized(str(denied)))

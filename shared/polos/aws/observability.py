@@ -11,7 +11,7 @@ import functools
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -20,8 +20,6 @@ from polos.aws import settings
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer
-
-    from polos.runtime.executor import AttemptResult
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
@@ -93,7 +91,22 @@ def count(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count) -> N
     metrics.add_metric(name=name, unit=unit, value=value)
 
 
-def record_outcome(result: AttemptResult) -> None:
+class _AttemptsOf(Protocol):
+    @property
+    def attempts(self) -> int: ...
+
+
+class AttemptOutcome(Protocol):
+    """What :func:`record_outcome` reads of an attempt's result (the runtime's ``AttemptResult``)."""
+
+    @property
+    def outcome(self) -> str: ...
+
+    @property
+    def run(self) -> _AttemptsOf | None: ...
+
+
+def record_outcome(result: AttemptOutcome) -> None:
     """RunsStarted / RunsCompleted / RunsFailed for one attempt."""
     executed = result.outcome in ("completed", "failed", "exhausted", "retry")
     if executed and result.run is not None and result.run.attempts == 1:

@@ -18,6 +18,8 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import DataNotFoundError
 
+from polos.aws.attempts import DEFAULT_MAX_ATTEMPTS, MAX_MAX_ATTEMPTS, MIN_MAX_ATTEMPTS
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
@@ -28,16 +30,13 @@ ENV_KEYS_TABLE = "POLOS_KEYS_TABLE"
 ENV_IDEMPOTENCY_TABLE = "POLOS_IDEMPOTENCY_TABLE"
 ENV_QUEUE_URL_PREFIX = "POLOS_QUEUE_URL_PREFIX"
 ENV_MANIFEST_PATH = "POLOS_MANIFEST_PATH"
-ENV_MAX_RECEIVE_COUNT = "POLOS_MAX_RECEIVE_COUNT"
+ENV_MAX_ATTEMPTS = "POLOS_MAX_ATTEMPTS"
 ENV_RETENTION_DAYS = "POLOS_RETENTION_DAYS"
 ENV_LEASE_SECONDS = "POLOS_LEASE_SECONDS"
 ENV_APP = "POLOS_APP"
 ENV_TRACING = "POLOS_TRACING"
 
 
-# SQS's maxReceiveCount: the first ``count - 1`` receives run the run; the last one only fails a run that
-# nobody finished (its last attempt died) before the message moves to the dead-letter queue.
-DEFAULT_MAX_RECEIVE_COUNT = 6
 DEAD_LETTER_SUFFIX = "-dlq"
 
 
@@ -45,7 +44,7 @@ class ConfigurationError(RuntimeError):
     """A required setting is missing or malformed."""
 
 
-def _int_env(name: str, default: int, minimum: int = 1) -> int:
+def _int_env(name: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -53,8 +52,9 @@ def _int_env(name: str, default: int, minimum: int = 1) -> int:
         value = int(raw)
     except ValueError:
         raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigurationError(f"{name} must be >= {minimum}, got {value}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"{minimum} to {maximum}"
+        raise ConfigurationError(f"{name} must be {bounds}, got {value}")
     return value
 
 
@@ -68,7 +68,7 @@ class Settings:
     idempotency_table: str
     queue_url_prefix: str
     manifest_path: str
-    max_receive_count: int
+    max_attempts: int
     retention_days: int
     lease_seconds: int
     app_module: str
@@ -83,7 +83,7 @@ class Settings:
             idempotency_table=os.environ.get(ENV_IDEMPOTENCY_TABLE, "polos-idempotency"),
             queue_url_prefix=os.environ.get(ENV_QUEUE_URL_PREFIX, ""),
             manifest_path=os.environ.get(ENV_MANIFEST_PATH, "polos_manifest.json"),
-            max_receive_count=_int_env(ENV_MAX_RECEIVE_COUNT, DEFAULT_MAX_RECEIVE_COUNT, minimum=2),
+            max_attempts=_int_env(ENV_MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS, MIN_MAX_ATTEMPTS, MAX_MAX_ATTEMPTS),
             retention_days=_int_env(ENV_RETENTION_DAYS, 30),
             lease_seconds=_int_env(ENV_LEASE_SECONDS, 900),
             app_module=os.environ.get(ENV_APP, "workflows"),

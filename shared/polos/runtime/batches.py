@@ -175,6 +175,7 @@ def create_batch_run(workflow_id: str, run_id: str, refs: list[EventRef], owner:
         workflow_id=workflow_id,
         status="running",
         attempts=1,
+        message_attempts=1,  # created leased: its first execution
         trigger_type="batch",
         created_at=stamp,
         updated_at=stamp,

@@ -1,10 +1,19 @@
 """Dead letters: failing the run a message gave up on, listing a workflow's dead-letter queue, redriving it.
 
-A queue's ``maxReceiveCount`` receives of one message are spent like this: the first ``count - 1`` run the
-run; the last one (:func:`settle_exhausted`) runs nothing and only fails a run that no attempt finished
-(its last attempt hit the Lambda timeout, ran out of memory or crashed) and that no live attempt holds,
-with a ``DeliveryExhausted`` error. It leaves the message, so SQS moves it to the dead-letter queue at its
-next receive, where :func:`list_dead_letters` shows it and :func:`redrive` puts it back.
+``max_attempts`` (:func:`attempts_allowed`) counts executions of the workflow's code, not receives: the run
+item's ``message_attempts`` gains one with each lease taken and is cleared when an execution ends well
+(completed, waiting, cancelled) or the run is redriven, so a receive that executes nothing (a duplicate
+turned away, a wake-up not yet due, a throttle before the lease) never counts. The execution that fails
+with ``message_attempts == max_attempts``, or the next one when they all died without an outcome, fails
+the run and marks it ``dead_letter``; the worker then sends the message to the dead-letter queue itself
+and deletes it (:func:`dead_letter_if_marked`). A crash in between leaves the message, whose next delivery
+finds the mark and dead-letters it again (a duplicate dead letter is harmless, see below).
+
+The queue's ``maxReceiveCount`` (:func:`polos.aws.settings.receive_limit`) stays behind it as a backstop: its
+last receive (:func:`settle_exhausted`) runs nothing and only fails a run that no attempt finished and that
+no live attempt holds, with a ``DeliveryExhausted`` error. It leaves the message, so SQS moves it to the
+dead-letter queue at its next receive, where :func:`list_dead_letters` shows it and :func:`redrive` puts it
+back.
 
 Redrive is ReceiveMessage (dead-letter queue) → reopen each message's ``failed`` run as ``queued`` →
 SendMessageBatch (workflow queue) → DeleteMessageBatch (dead-letter queue). The run is reopened BEFORE its
@@ -21,6 +30,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from polos.aws import observability, settings
+from polos.aws.attempts import receive_limit
 from polos.payloads import utc_iso
 from polos.publish.events import EventRef
 from polos.publish.fanout import send_bodies
@@ -33,6 +43,8 @@ from polos.runtime.runs import single_run_id
 if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import MessageTypeDef
 
+    from polos.definition import Workflow
+
 logger = observability.logger
 
 EXHAUSTED_ERROR_TYPE = "DeliveryExhausted"
@@ -44,12 +56,41 @@ MOVE_HIDE_SECONDS = 60
 MAX_MOVED_PER_CALL = 1000  # bounds one redrive call (an API request has 29 s); call again while moved > 0
 
 
-def exhausted_error(executions: int) -> ErrorInfo:
+def attempts_allowed(workflow: Workflow) -> int:
+    """The workflow's ``max_attempts``: its own (``@workflow(max_attempts=N)``) or the deployment's."""
+    return workflow.max_attempts or settings.get_settings().max_attempts
+
+
+def last_receives(received: int, workflow: Workflow) -> tuple[bool, bool]:
+    """``(final, exhausted)`` of a message received ``received`` times: its last executing receive (a
+    failure fails the run), and its very last one (it runs nothing: :func:`settle_exhausted`)."""
+    limit = receive_limit(attempts_allowed(workflow))
+    return received >= limit - 1, received >= limit
+
+
+def exhausted_error(what: str) -> ErrorInfo:
     return ErrorInfo(
         type=EXHAUSTED_ERROR_TYPE,
-        message=f"the last of {executions} deliveries ended without an outcome (Lambda timeout, out of "
-        "memory or a crash); redrive its dead letter to run it again",
+        message=f"{what} ended without an outcome (Lambda timeout, out of memory or a crash); redrive its "
+        "dead letter to run it again",
     )
+
+
+def dead_letter_if_marked(message: WorkflowMessage, body: str, batch: bool, journal: Journal) -> bool:
+    """Send a message whose run failed for want of attempts (``dead_letter``) to the workflow's dead-letter
+    queue; ``True`` when sent (the caller then deletes it). One GetItem (a claims read first for a batch
+    event), and only for a record the worker leaves anyway."""
+    run_id = run_of(message, batch)
+    if run_id is None:
+        return False
+    if not journal.dead_letter_marked(run_id):
+        return False
+    send_bodies(settings.get_settings().dead_letter_queue_url(message.workflow_id), [(body, 0)])
+    logger.error(
+        "run failed: its attempts are spent; message moved to the dead-letter queue",
+        extra={"run_id": run_id, "workflow_id": message.workflow_id},
+    )
+    return True
 
 
 def run_of(message: WorkflowMessage, batch: bool) -> str | None:
@@ -71,8 +112,7 @@ def settle_exhausted(message: WorkflowMessage, batch: bool, journal: Journal) ->
     run_id = run_of(message, batch)
     if run_id is None:
         return False
-    executions = settings.get_settings().max_receive_count - 1
-    run = journal.fail_exhausted(run_id, exhausted_error(executions))
+    run = journal.fail_exhausted(run_id, exhausted_error("the message's last executing receive"))
     if run is None:
         return message.kind == "invoke"
     if run.status == "failed" and run.error is not None and run.error.type == EXHAUSTED_ERROR_TYPE:

@@ -18,7 +18,7 @@ from polos.context import WorkflowContext
 from polos.errors import NonRetryableError, RunLeaseLostError
 from polos.publish import waiters
 from polos.publish.events import EventRef
-from polos.runtime import clock, control, steps, timers
+from polos.runtime import clock, control, dead_letters, steps, timers
 from polos.runtime.journal import Acquired, Item, Journal
 from polos.runtime.records import ErrorInfo, LoadedRun, RunRecord, RunStatus, StepRecord, TriggerType
 from polos.runtime.runs import stored_payload
@@ -118,6 +118,7 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
                 logger.info("run still waiting; delivery acknowledged", extra={**log, "until": waiting.until})
                 return await _still_waiting(journal, loaded.run, log)
     lease_seconds = settings.get_settings().lease_seconds
+    allowed = dead_letters.attempts_allowed(wf)
     given_owner = attempt.lease_owner
     if given_owner is not None and loaded is not None and loaded.run.lease_owner == given_owner:
         owner, run = given_owner, loaded.run
@@ -137,6 +138,7 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
                 create=attempt.trigger_type != "invoke",
                 # A waiting run is taken by its wake-up only (a duplicate of its first message acknowledges).
                 wake=not lease_first,
+                max_attempts=allowed,
             )
         )
         if not isinstance(taken, Acquired):
@@ -146,6 +148,8 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
                 return AttemptResult("claimed", claimed_by=taken.claimed_by)
             if taken.outcome == "waiting" and taken.run is not None:
                 return await _still_waiting(journal, taken.run, log)
+            if taken.outcome == "spent":
+                return await _out_of_attempts(journal, attempt.run_id, log, allowed)
             logger.info(f"run is {taken.outcome}; delivery done with or left for later", extra=log)
             return AttemptResult(taken.outcome, taken.run)
         run = taken.run
@@ -195,13 +199,15 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
     except Exception as exc:
         error = ErrorInfo.of(exc)
         retryable = not isinstance(exc, NonRetryableError)
-        final = attempt.final or not retryable
+        final = attempt.final or not retryable or run.message_attempts >= allowed
         logger.exception(  # the traceback goes to the log only, never to the run item
             "run attempt failed" + ("; run failed" if final else "; SQS will deliver it again"),
             extra={**log, "error_type": error.type, "error": error.message},
         )
         ended: Literal["failed", "queued"] = "failed" if final else "queued"
-        if not await _finish(journal, run, owner, ended, log, error=error, step=runner.take_pending()):
+        spent = retryable and final  # the message goes to the dead-letter queue
+        pending = runner.take_pending()
+        if not await _finish(journal, run, owner, ended, log, error=error, step=pending, dead_letter=spent):
             return AttemptResult("busy", run)
         if not final and run.status != "failed":  # failed anyway: its outcome could not be stored
             return AttemptResult("retry", run, error)
@@ -218,6 +224,8 @@ async def _already_finished(journal: Journal, run: RunRecord, log: dict[str, Any
     logger.info("run already finished; delivery acknowledged", extra={**log, "status": run.status})
     # What follows its end may have been cut short by a crash: a cancel's whole effect, the parent's report.
     await asyncio.to_thread(control.end_again, run, journal)
+    if run.dead_letter:  # failed for want of attempts: its message still belongs in the dead-letter queue
+        return AttemptResult("exhausted", run, run.error)
     return AttemptResult("finished", run)
 
 
@@ -230,6 +238,17 @@ async def _still_waiting(journal: Journal, run: RunRecord, log: dict[str, Any]) 
             logger.info("waiting run cancelled: the cancel was asked for while it ran", extra=log)
             return AttemptResult("cancelled", cancelled[0])
     return AttemptResult("waiting", run)
+
+
+async def _out_of_attempts(journal: Journal, run_id: str, log: dict[str, Any], allowed: int) -> AttemptResult:
+    """Fail the run without executing it (nor counting an attempt): the ``allowed`` executions of this
+    message all died without an outcome."""
+    error = dead_letters.exhausted_error(f"each of the {allowed} executions max_attempts allows")
+    run = await asyncio.to_thread(lambda: journal.fail_exhausted(run_id, error, dead_letter=True))
+    if run is None or not run.dead_letter:  # taken by a live attempt meanwhile, or finished
+        return AttemptResult("busy", run)
+    logger.error("run failed: its executions are spent; nothing executed", extra=log)
+    return AttemptResult("exhausted", run, run.error)
 
 
 async def _cancelled(
@@ -282,6 +301,7 @@ async def _finish(
     error: ErrorInfo | None = None,
     waiting_for: WaitingFor | None = None,
     step: StepRecord | None = None,
+    dead_letter: bool = False,
 ) -> bool:
     """Record the attempt's outcome (with ``step``, its last completed step not journaled yet) and mirror
     it on ``run``; ``False`` when the lease was lost meanwhile.
@@ -306,6 +326,7 @@ async def _finish(
             waiting_for_json=waiting_json,
             step=step,
             kept_steps_bytes=run.kept_steps_bytes,
+            dead_letter=dead_letter,
         )
 
     cancel_asked = False

@@ -126,6 +126,8 @@ def encode_run(run: RunRecord, expires_at: int) -> Item:
         item["lease_until"] = {"N": repr(run.lease_until)}
     if run.result_apart:
         item["result_apart"] = {"BOOL": True}
+    if run.message_attempts:
+        item["message_attempts"] = {"N": str(run.message_attempts)}
     return item
 
 
@@ -157,6 +159,8 @@ def decode_run(item: Item) -> RunRecord:
         cancel_requested=bool(item.get("cancel_requested", {}).get("BOOL", False)),
         parent=ParentRef.from_json(_s(item, "parent")),
         kept_steps_bytes=sum(_step_bytes(step) for step in _kept_steps(item)),
+        message_attempts=int(_n(item, "message_attempts") or 0),
+        dead_letter=bool(item.get("dead_letter", {}).get("BOOL", False)),
     )
 
 
@@ -248,10 +252,11 @@ class Acquired:
 @dataclass(frozen=True, slots=True)
 class NotAcquired:
     """The run is finished, another live attempt holds its lease, it waits (and the caller does not wake
-    it), (``create=False``) it does not exist, or a batch run claimed its event (``claimed_by``)."""
+    it), (``create=False``) it does not exist, a batch run claimed its event (``claimed_by``), or its
+    message's executions are spent (``max_attempts``; the earlier ones died without an outcome)."""
 
     run: RunRecord | None
-    outcome: Literal["finished", "busy", "missing", "waiting", "claimed"]
+    outcome: Literal["finished", "busy", "missing", "waiting", "claimed", "spent"]
     claimed_by: str | None = None
 
 
@@ -344,6 +349,7 @@ class Journal:
         payload_json: str | None = None,
         create: bool = True,
         wake: bool = True,
+        max_attempts: int | None = None,
     ) -> Acquired | NotAcquired:
         """Take the run's lease for one attempt, creating the run item on its first delivery (with
         ``payload_json`` when the run's input is not stored elsewhere: a scheduled run's).
@@ -352,7 +358,8 @@ class Journal:
         not exist is not created: the answer is ``missing``. A ``waiting`` run is taken only with ``wake``
         (the executor asks so when its wait is over); else the answer is ``waiting``. The answer (``ALL_NEW``,
         or ``ALL_OLD`` when refused) tells the executor whether an earlier attempt may have journaled
-        steps (``attempts``), so a first delivery needs no read.
+        steps (``attempts``), so a first delivery needs no read. With ``max_attempts``, a run whose current
+        message has had that many executions (``message_attempts``) is not taken: ``spent``.
         """
         moment = time.time() if now is None else now
         stamp = now_iso()
@@ -372,6 +379,12 @@ class Journal:
         if wake:
             values[":waiting"] = {"S": "waiting"}
             taken_when = f"({_LEASE_FREE} OR (#status = :waiting AND attribute_not_exists(lease_until)))"
+        if max_attempts is not None:
+            values[":max_attempts"] = {"N": str(max_attempts)}
+            taken_when = (
+                f"({taken_when} AND "
+                "(attribute_not_exists(message_attempts) OR message_attempts < :max_attempts))"
+            )
         set_refs = ""
         if event_refs:
             values[":refs"] = {"S": json.dumps([ref.to_list() for ref in event_refs])}
@@ -387,7 +400,9 @@ class Journal:
                     "SET wf = :wf, #status = :running, lease_owner = :owner, lease_until = :until, "
                     "updated_at = :stamp, created_at = if_not_exists(created_at, :stamp), "
                     "trigger_type = if_not_exists(trigger_type, :trigger), "
-                    "expires_at = if_not_exists(expires_at, :expires)" + set_refs + " ADD attempts :one"
+                    "expires_at = if_not_exists(expires_at, :expires)"
+                    + set_refs
+                    + " ADD attempts :one, message_attempts :one"
                 ),
                 ConditionExpression=("attribute_not_exists(pk) OR " if create else "") + taken_when,
                 ExpressionAttributeNames={"#status": "status"},
@@ -406,6 +421,10 @@ class Journal:
             current = decode_run(old)
             if current.finished:
                 return NotAcquired(run=current, outcome="finished")
+            lease_free = current.lease_until is None or current.lease_until < moment
+            spent = max_attempts is not None and current.message_attempts >= max_attempts
+            if spent and lease_free and current.status in ("queued", "running"):
+                return NotAcquired(run=current, outcome="spent")
             waits = current.status == "waiting" and current.lease_until is None
             return NotAcquired(run=current, outcome="waiting" if waits else "busy")
         return Acquired(run=decode_run(answer["Attributes"]))
@@ -431,8 +450,11 @@ class Journal:
             )
         return len(stale)
 
-    def fail_exhausted(self, run_id: str, error: ErrorInfo, now: float | None = None) -> RunRecord | None:
-        """Fail a run whose deliveries ran out while it was neither finished nor held by a live attempt.
+    def fail_exhausted(
+        self, run_id: str, error: ErrorInfo, now: float | None = None, *, dead_letter: bool = False
+    ) -> RunRecord | None:
+        """Fail a run whose deliveries ran out while it was neither finished nor held by a live attempt
+        (with ``dead_letter``: marked so its message goes to the dead-letter queue).
 
         One conditional UpdateItem; returns the run as it now is (``None`` when there is no run). A run that
         is finished, or whose lease a live attempt holds, is returned unchanged.
@@ -441,8 +463,8 @@ class Journal:
             answer = self._client.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
-                UpdateExpression="SET #status = :failed, #error = :error, updated_at = :stamp "
-                "REMOVE lease_owner, lease_until",
+                UpdateExpression="SET #status = :failed, #error = :error, updated_at = :stamp, "
+                "dead_letter = :dead_letter REMOVE lease_owner, lease_until",
                 ConditionExpression="attribute_exists(pk) AND " + _LEASE_FREE,
                 ExpressionAttributeNames={"#status": "status", "#error": "error"},
                 ExpressionAttributeValues={
@@ -452,6 +474,7 @@ class Journal:
                     ":queued": {"S": "queued"},
                     ":running": {"S": "running"},
                     ":now": {"N": repr(time.time() if now is None else now)},
+                    ":dead_letter": {"BOOL": dead_letter},
                 },
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -469,7 +492,8 @@ class Journal:
             self._client.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
-                UpdateExpression="SET #status = :queued, updated_at = :stamp REMOVE #error",
+                UpdateExpression="SET #status = :queued, updated_at = :stamp "
+                "REMOVE #error, message_attempts, dead_letter",  # a redrive starts a fresh count
                 ConditionExpression="#status = :failed",
                 ExpressionAttributeNames={"#status": "status", "#error": "error"},
                 ExpressionAttributeValues={
@@ -543,6 +567,7 @@ class Journal:
         waiting_for_json: str | None = None,
         step: StepRecord | None = None,
         kept_steps_bytes: int = 0,
+        dead_letter: bool = False,
     ) -> bool:
         """End this attempt: ``completed``/``failed``/``cancelled`` for good, ``queued`` to retry, or
         ``waiting`` (with ``waiting_for_json``) until a wake-up. Returns whether a cancel was asked for
@@ -568,6 +593,11 @@ class Journal:
         removals = ["lease_owner", "lease_until"]
         if status in FINISHED:
             removals.append("cancel_requested")
+        if status in ("completed", "waiting", "cancelled"):
+            removals.append("message_attempts")  # ended well: the next message starts a fresh count
+        if dead_letter:
+            values[":dead_letter"] = {"BOOL": True}
+            assignments.append("dead_letter = :dead_letter")
         if waiting_for_json is not None:
             values[":waiting_for"] = {"S": waiting_for_json}
             assignments.append("waiting_for = :waiting_for")
@@ -688,6 +718,17 @@ class Journal:
             ConsistentRead=True,
         )
         return bool(answer.get("Item", {}).get("cancel_requested", {}).get("BOOL", False))
+
+    def dead_letter_marked(self, run_id: str) -> bool:
+        """Whether the run failed for want of attempts (its message belongs in the dead-letter queue); one
+        strongly consistent GetItem."""
+        answer = self._client.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
+            ProjectionExpression="dead_letter",
+            ConsistentRead=True,
+        )
+        return bool(answer.get("Item", {}).get("dead_letter", {}).get("BOOL", False))
 
     def get_step(self, run_id: str, key: str) -> StepRecord | None:
         """One journaled step (one strongly consistent GetItem)."""

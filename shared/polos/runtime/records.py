@@ -111,6 +111,12 @@ class RunRecord:
     parent: ParentRef | None = None
     # About how many bytes of the run item the steps journaled in it take (see ``Journal.finish``).
     kept_steps_bytes: int = 0
+    # Executions taken for the current message that have not ended well yet (failed, or died), this one
+    # included: the lease's write adds one, an attempt that completes, waits or is cancelled clears it, and
+    # so does a redrive. ``max_attempts`` of them fail the run (``polos.runtime.dead_letters``).
+    message_attempts: int = 0
+    # The run failed because its executions ran out: its message belongs in the dead-letter queue.
+    dead_letter: bool = False
 
     @property
     def finished(self) -> bool:

@@ -43,9 +43,11 @@ from polos.runtime.waits import (
     WaitingFor,
     is_due,
 )
+from polos.steps import StepAPI
 from polos.topics import canonical_topic
 
 if TYPE_CHECKING:
+    from polos.client import ExecutionHandle
     from polos.runtime.journal import Journal
 
 logger = Logger(service="polos")
@@ -97,8 +99,9 @@ class _StepFailed(Exception):
         self.calls = calls
 
 
-class StepRunner:
-    """``ctx.step``: every method journals its result under a key unique within the run."""
+class StepRunner(StepAPI):
+    """``ctx.step`` (:class:`polos.steps.StepAPI`): every method journals its result under a key unique
+    within the run."""
 
     def __init__(
         self,
@@ -327,22 +330,40 @@ class StepRunner:
         value: dict[str, Any] = serde.from_json(step.result_json or "null", None, what=f"data of {key!r}")
         return value
 
-    async def invoke(self, key: str, workflow: Any, payload: Any = None) -> dict[str, str]:
+    async def invoke(self, key: str, workflow: Any, payload: Any = None) -> ExecutionHandle:
         """Start a child run of ``workflow`` (an object or id) once, however often this run replays;
-        returns its handle ``{"run_id", "workflow_id"}``."""
+        returns its :class:`~polos.client.ExecutionHandle` (a replay rebuilds an equal one)."""
+        from polos.client import ExecutionHandle  # the client module loads on first use (cold start)
+
         self._claim_key(key)
         await self._flush()
+        what = f"handle of step {key!r}"
         previous = self._journaled.get(key)
         if previous is not None and previous.status == "completed":
-            handle: dict[str, str] = json.loads(previous.result_json or "{}")
-            return handle
+            replayed: ExecutionHandle = serde.from_json(
+                previous.result_json or "null", ExecutionHandle, what=what
+            )
+            return replayed
         child = await asyncio.to_thread(self._start_child, key, workflow, payload, False)
-        handle = {"run_id": child.run_id, "workflow_id": child.workflow_id}
+        handle = ExecutionHandle(
+            id=child.run_id,
+            workflow_id=child.workflow_id,
+            created_at=child.created_at,
+            parent_execution_id=self._run_id,
+            step_key=key,
+        )
         index = previous.index if previous is not None else self._claim_index()
         description = WaitingFor(step=key, kind="child", child=child.run_id).to_json()
         await self._journal_step(
             StepRecord(
-                key, index, "completed", 1, now_iso(), now_iso(), json.dumps(handle), wait_json=description
+                key,
+                index,
+                "completed",
+                1,
+                now_iso(),
+                now_iso(),
+                serde.to_json(handle, what=what),
+                wait_json=description,
             )
         )
         return handle

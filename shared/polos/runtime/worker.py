@@ -3,9 +3,9 @@
 Each record's outcome is reported on its own (``batchItemFailures``): a record is acknowledged when its run
 completed, was already finished, failed for good (``NonRetryableError``, an invalid payload, on any
 delivery), or is an invocation whose run does not exist; it is left for SQS to deliver again when the
-attempt should be retried or another attempt holds the run. On the last executing delivery (receive count
-``maxReceiveCount - 1``) a failure fails the run and the record is left; its last receive runs nothing
-(see ``polos.runtime.dead_letters``) and SQS then moves it to the dead-letter queue.
+attempt should be retried or another attempt holds the run. A run failed because its ``max_attempts``
+executions are spent has its record sent to the dead-letter queue and deleted (see
+``polos.runtime.dead_letters``); the queue's receive count is only a backstop behind it.
 
 Records run concurrently (:mod:`polos.runtime.partial_batch`).
 Events of batch workflows are grouped first: the group's runs are formed once (see
@@ -57,6 +57,7 @@ class Delivery:
     workflow: Workflow
     final: bool  # the last delivery that executes the run
     exhausted: bool = False  # the message's last receive: settle its run, run nothing
+    body: str = ""  # the message as sent (what goes to the dead-letter queue)
 
     @property
     def batched(self) -> bool:
@@ -91,10 +92,8 @@ def parse_record(record: dict[str, Any], app: App) -> Delivery:
             f"event of topic {message.event.topic!r} for workflow {wf.id!r}, triggered by {wf.topic!r}"
         )
     received = int((record.get("attributes") or {}).get("ApproximateReceiveCount") or 1)
-    receives = settings.get_settings().max_receive_count
-    return Delivery(
-        str(record["messageId"]), message, wf, final=received >= receives - 1, exhausted=received >= receives
-    )
+    final, exhausted = dead_letters.last_receives(received, wf)
+    return Delivery(str(record["messageId"]), message, wf, final, exhausted, str(record.get("body", "")))
 
 
 def _check_queue(source_arn: str | None, workflow_id: str) -> None:
@@ -158,8 +157,15 @@ class Invocation:
             work = BatchGroup(deliveries, self._journal).run() if delivery.batched else self._run(deliveries)
             task = self._tasks[delivery.work_key] = asyncio.ensure_future(_logging_unexpected(work))
         if delivery.message_id in await task:
+            if await asyncio.to_thread(self._dead_letter, delivery):
+                return "dead-lettered"
             raise _LeftForRedelivery(f"message {delivery.message_id} is left for SQS to deliver again")
         return "acknowledged"
+
+    def _dead_letter(self, delivery: Delivery) -> bool:
+        """A record left whose run's attempts are spent goes to the dead-letter queue now (then deleted)."""
+        batch = delivery.workflow.is_batch
+        return dead_letters.dead_letter_if_marked(delivery.message, delivery.body, batch, self._journal)
 
     async def _settle(self, delivery: Delivery) -> str:
         """A message's last receive: fail its run if nobody finished it; leave the message unless done."""
@@ -217,7 +223,7 @@ class Invocation:
             return False
         if loaded.run.finished:
             logger.info("event finished in a batch run; delivery acknowledged")
-            return True
+            return not loaded.run.dead_letter  # a spent run's message goes to the dead-letter queue
         members = batches.members(items)
         if members == [ref_of(event)]:
             logger.info("event held by a batch run of one; that run finishes it")
@@ -376,7 +382,7 @@ class BatchGroup:
             logger.info(
                 "batch run already finished; delivery acknowledged", extra={"status": loaded.run.status}
             )
-            return True
+            return not loaded.run.dead_letter  # a spent run's message goes to the dead-letter queue
         members = batches.members(items)
         observability.bind_run(run_id, self._wf.id, [ref.id for ref in members])
         present = await self._member_events(members)
