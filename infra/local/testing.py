@@ -227,8 +227,8 @@ class Stack:
         from infra.local.mapping import drain
 
         flush = self.skip_batch_windows if skip_batch_windows is None else skip_batch_windows
-        # Wake-ups of timers, and schedules' firings, whose time has come (see advance()).
-        _off_the_event_loop(timers.sweep)
+        # Wake-ups of timers (the timers function's code), and schedules' firings, whose time has come.
+        _off_the_event_loop(lambda: self._local.sweep_timers(timers.sweep))
         _off_the_event_loop(self._local.schedules.tick)
 
         def on_delivery(delivery: Delivery) -> None:
@@ -377,11 +377,13 @@ def local_stack(
     visibility_timeout: int = 30,
     max_receive_count: int = 6,
     api_key: str | None = None,
+    aws_faults: str | None = None,
 ) -> Iterator[Stack]:
     """The app's stack on moto's in-process AWS mock, for the duration of the ``with`` block.
 
     ``app`` is an :class:`~polos.app.App`, or what ``polos dev --app`` takes (a dotted module or a ``.py``
     path). The environment (fake AWS credentials, table and queue names) is restored afterwards.
+    ``aws_faults="iam"``: each function's AWS calls are authorised by its role in ``template.yaml``.
     """
     from moto import mock_aws
     from polos.app import App
@@ -393,11 +395,16 @@ def local_stack(
         install_speed_patches,
         one_request_at_a_time,
     )
+    from infra.local.faults.iam import iam_requested
     from infra.local.stack import LocalStack, StackOptions, resolve_app
 
     install_speed_patches()
 
-    options = StackOptions(visibility_timeout=visibility_timeout, max_receive_count=max_receive_count)
+    options = StackOptions(
+        visibility_timeout=visibility_timeout,
+        max_receive_count=max_receive_count,
+        enforce_iam=iam_requested(aws_faults),
+    )
     previous = apply_environment(fake_credentials(None))
     state_dir = Path(tempfile.mkdtemp(prefix="polos-test-"))
     try:
