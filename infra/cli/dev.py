@@ -14,6 +14,7 @@ from types import FrameType
 from infra.local.devlog import RequestLine, route_logs
 from infra.local.devserver import DevServer
 from infra.local.devstate import state_path
+from infra.local.faults.iam import iam_requested
 from infra.local.stack import DEFAULT_VISIBILITY_TIMEOUT, StackError, StackOptions
 from infra.model import DEFAULT_MAX_RECEIVE_COUNT
 
@@ -56,6 +57,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="receives of a message before it goes to the dead-letter queue; all but the last run the "
         f"run (default: {DEFAULT_MAX_RECEIVE_COUNT})",
     )
+    parser.add_argument(
+        "--aws-faults",
+        metavar="LIST",
+        help="AWS's faults to inject locally: 'iam' checks each function's AWS calls against its role in "
+        "template.yaml (a missing grant fails with AccessDeniedException, as on AWS)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -70,9 +77,11 @@ def curl_line(url: str, api_key: str) -> str:
 def run(args: argparse.Namespace) -> int:
     try:
         options = StackOptions(
-            visibility_timeout=args.visibility_timeout, max_receive_count=args.max_receive_count
+            visibility_timeout=args.visibility_timeout,
+            max_receive_count=args.max_receive_count,
+            enforce_iam=iam_requested(args.aws_faults),
         )
-    except StackError as exc:
+    except ValueError as exc:  # a StackError, or an unknown fault
         print(f"polos dev: {exc}", file=sys.stderr)
         return 2
     server = DevServer(

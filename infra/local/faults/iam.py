@@ -14,6 +14,7 @@ set-up, the event source mappings, a test's own reads) are the operator's or Lam
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from infra.local.aws import ACCOUNT_ID, REGION
 from infra.local.functions import current_function
 from infra.model import AppModel
 from infra.template import logical_name, render_template
+
+logger = logging.getLogger("polos.dev")
 
 PSEUDO_PARAMETERS = {
     "AWS::Partition": "aws",
@@ -182,9 +185,9 @@ def local_values(model: AppModel, tables: Mapping[str, str], queue_prefix: str) 
         values[f"DeadLetterQueue{name}.Arn"] = (
             f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{queue.dlq_name(queue_prefix)}"
         )
-    for spec in model.functions:
-        values[f"{spec.logical_id}LogGroup.Arn"] = (
-            f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:/aws/lambda/{spec.logical_id}:*"
+    for function in model.functions:
+        values[f"{function.logical_id}LogGroup.Arn"] = (
+            f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:/aws/lambda/{function.logical_id}:*"
         )
     return values
 
@@ -203,7 +206,7 @@ class IamEnforcement:
         self.refused: list[tuple[str, str, str]] = []  # (function, action, resource)
         self._clients: list[Any] = []
 
-    def check(self, event_name: str, params: Mapping[str, Any], **_: Any) -> None:
+    def check(self, event_name: str, params: Mapping[str, Any], **kwargs: Any) -> None:
         function = current_function.get()
         if function is None:
             return
@@ -213,13 +216,15 @@ class IamEnforcement:
             if role is not None and role.allows(action, resource):
                 continue
             self.refused.append((function, action, resource))
+            logger.debug("iam fault: %s refused %s on %s", function, action, resource)
             who = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{function}Role/{function}"
             message = (
                 f"User: {who} is not authorized to perform: {action} on resource: {resource} "
                 f"because no identity-based policy allows the {action} action"
             )
             error = {"Code": _DENIED_CODES.get(service, "AccessDeniedException"), "Message": message}
-            raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}, operation)
+            answer: Any = {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}
+            raise ClientError(answer, operation)
 
     def install(self, clients: Iterable[Any]) -> None:
         for client in clients:
