@@ -111,7 +111,7 @@ def create_key(args: argparse.Namespace) -> int:
         print(f"polos keys create: {exc}", file=sys.stderr)
         return 2
     print(
-        f"Created API key {record.key_id} ({record.name}, scope {record.scope}). "
+        f"Created API key {record.key_id} ({record.name}) with scope {record.scope}. "
         "It is shown only now; store it safely:"
     )
     print(key)
