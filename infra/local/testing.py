@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
+import os
 import secrets
 import shutil
 import tempfile
@@ -383,7 +384,8 @@ def local_stack(
 
     ``app`` is an :class:`~polos.app.App`, or what ``polos dev --app`` takes (a dotted module or a ``.py``
     path). The environment (fake AWS credentials, table and queue names) is restored afterwards.
-    ``aws_faults="iam"``: each function's AWS calls are authorised by its role in ``template.yaml``.
+    ``aws_faults="iam"`` (default: ``POLOS_AWS_FAULTS``): each function's AWS calls are authorised by its
+    role in ``template.yaml``.
     """
     from moto import mock_aws
     from polos.app import App
@@ -395,7 +397,7 @@ def local_stack(
         install_speed_patches,
         one_request_at_a_time,
     )
-    from infra.local.faults.iam import iam_requested
+    from infra.local.faults.iam import ENV_AWS_FAULTS, iam_requested
     from infra.local.stack import LocalStack, StackOptions, resolve_app
 
     install_speed_patches()
@@ -403,7 +405,7 @@ def local_stack(
     options = StackOptions(
         visibility_timeout=visibility_timeout,
         max_receive_count=max_receive_count,
-        enforce_iam=iam_requested(aws_faults),
+        enforce_iam=iam_requested(aws_faults if aws_faults is not None else os.environ.get(ENV_AWS_FAULTS)),
     )
     previous = apply_environment(fake_credentials(None))
     state_dir = Path(tempfile.mkdtemp(prefix="polos-test-"))

@@ -52,6 +52,9 @@ _HOOK = "before-parameter-build.*.*"  # the call's own parameters, before anythi
 Request = tuple[str, str]  # (IAM action, resource ARN)
 
 
+ENV_AWS_FAULTS = "POLOS_AWS_FAULTS"  # the fault list local_stack() uses when given none
+
+
 def iam_requested(aws_faults: str | None) -> bool:
     """Whether an ``--aws-faults`` list asks for ``iam`` (the one fault this module knows; ``all`` too)."""
     tokens = [token.strip() for token in (aws_faults or "").split(",") if token.strip()]
