@@ -14,9 +14,10 @@ from polos.aws import settings
 from polos.runtime.records import RUN_ITEM_BUDGET
 from polos.testing import Stack, local_stack
 
-from infra.local.faults.iam import IamEnforcement, iam_requested
+from infra.local.faults.iam import IamEnforcement, iam_requested, local_values
 from infra.local.functions import as_function
 from infra.model import API_FUNCTION, TIMERS_FUNCTION, WORKER_FUNCTION
+from infra.template import logical_name
 
 
 def enforcement(stack: Stack) -> IamEnforcement:
@@ -66,10 +67,35 @@ def test_grants_are_judged_by_resource_not_only_by_action(example: Stack) -> Non
     as_function(API_FUNCTION, lambda: sqs.receive_message(QueueUrl=dlq, VisibilityTimeout=0))
     send = lambda: sqs.send_message(QueueUrl=dlq, MessageBody="{}")  # noqa: E731
     assert denied_code(lambda: as_function(API_FUNCTION, send)) == "AccessDenied"
+    assert denied_code(lambda: as_function(API_FUNCTION, sqs.list_queues)) == "AccessDenied"
     assert [(f, a) for f, a, _ in enforcement(example).refused] == [
         (TIMERS_FUNCTION.logical_id, "dynamodb:Query"),
         (API_FUNCTION.logical_id, "sqs:SendMessage"),
+        (API_FUNCTION.logical_id, "sqs:ListQueues"),
     ]
+
+
+def test_the_roles_name_the_local_stacks_real_arns(example: Stack) -> None:
+    """The template's intrinsics resolve to the ARNs moto gave the tables and queues."""
+    local = example._local
+    values = local_values(
+        local.model, {t.logical_id: local.names.table(t) for t in local.model.tables}, local.names.prefix
+    )
+    for table in local.model.tables:
+        described = settings.dynamodb().describe_table(TableName=local.names.table(table))["Table"][
+            "TableArn"
+        ]
+        assert values[f"{table.logical_id}.Arn"] == described
+    for queue in local.model.queues:
+        for url, logical in (
+            (local.urls[queue.workflow_id], "Queue"),
+            (local.dlq_url(queue.workflow_id), "DeadLetterQueue"),
+        ):
+            attributes = settings.sqs().get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+            assert (
+                values[f"{logical}{logical_name(queue.workflow_id)}.Arn"]
+                == attributes["Attributes"]["QueueArn"]
+            )
 
 
 @workflow(id="big-result")

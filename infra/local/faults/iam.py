@@ -76,7 +76,8 @@ def iam_requests(
     item, DynamoDB batches per table, a call on an index as the index's ARN."""
     if service == "sqs":
         action = operation.removesuffix("Batch")
-        return [(f"sqs:{action}", arn(params["QueueUrl"]))]
+        # A call naming no queue URL (ListQueues, GetQueueUrl) is judged on "*", which no role here grants.
+        return [(f"sqs:{action}", arn(params["QueueUrl"]) if "QueueUrl" in params else "*")]
     if operation in ("TransactWriteItems", "TransactGetItems"):
         return [
             (f"dynamodb:{_TRANSACT_ACTIONS[kind]}", arn(body["TableName"]))
@@ -85,6 +86,8 @@ def iam_requests(
         ]
     if operation in ("BatchGetItem", "BatchWriteItem"):
         return [(f"dynamodb:{operation}", arn(table)) for table in params["RequestItems"]]
+    if "TableName" not in params:  # ListTables and the like: no resource but "*"
+        return [(f"dynamodb:{operation}", "*")]
     resource = arn(params["TableName"])
     if params.get("IndexName"):
         resource += f"/index/{params['IndexName']}"
