@@ -229,17 +229,21 @@ WORKER_FUNCTION = FunctionSpec(
     tables=(
         TableAccess(
             RUNS_TABLE,
-            # GetItem: the cancel check at step boundaries, a completed waiting step read back
+            # GetItem: the cancel check at step boundaries, a completed waiting step read back;
+            # ConditionCheckItem: a step written fenced by the lease (in its last margin, or the pending last
+            # step of a result kept apart) checks the run item's lease owner in the same transaction
             (
                 "dynamodb:PutItem",
                 "dynamodb:UpdateItem",
                 "dynamodb:Query",
                 "dynamodb:BatchGetItem",
                 "dynamodb:GetItem",
+                "dynamodb:ConditionCheckItem",
             ),
         ),
         # ctx.step.publish_event publishes like the API, always with a client-given (deterministic) id: its
-        # events are stored in claim transactions (PutItem), never by BatchWriteItem. wait_for_event/suspend:
+        # events are stored in claim transactions (PutItem); BatchWriteItem: the gap markers of sequence ids
+        # reserved by an attempt whose id another attempt claimed first. wait_for_event/suspend:
         # the topic's anchor (GetItem), waiter registration/removal (PutItem/DeleteItem/UpdateItem in
         # transactions), the look-back and the waiters of a published topic (Query).
         TableAccess(
@@ -251,6 +255,7 @@ WORKER_FUNCTION = FunctionSpec(
                 "dynamodb:GetItem",
                 "dynamodb:Query",
                 "dynamodb:DeleteItem",
+                "dynamodb:BatchWriteItem",
             ),
         ),
     ),

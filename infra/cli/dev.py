@@ -16,6 +16,7 @@ from polos.aws.attempts import DEFAULT_MAX_ATTEMPTS
 from infra.local.devlog import RequestLine, route_logs
 from infra.local.devserver import DevServer
 from infra.local.devstate import state_path
+from infra.local.faults.iam import iam_requested
 from infra.local.stack import DEFAULT_VISIBILITY_TIMEOUT, StackError, StackOptions
 
 LOG_FILE = Path(tempfile.gettempdir()) / "polos-dev.log"
@@ -58,6 +59,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         f"failed and dead-lettered; @workflow(max_attempts=N) wins (default: {DEFAULT_MAX_ATTEMPTS})",
     )
     parser.add_argument("--max-receive-count", type=int, help=argparse.SUPPRESS, dest="max_receive_count")
+    parser.add_argument(
+        "--aws-faults",
+        metavar="LIST",
+        help="AWS's faults to inject locally: 'iam' checks each function's AWS calls against its role in "
+        "template.yaml (a missing grant fails with AccessDeniedException, as on AWS)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -78,8 +85,12 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        options = StackOptions(visibility_timeout=args.visibility_timeout, max_attempts=args.max_attempts)
-    except StackError as exc:
+        options = StackOptions(
+            visibility_timeout=args.visibility_timeout,
+            max_attempts=args.max_attempts,
+            enforce_iam=iam_requested(args.aws_faults),
+        )
+    except ValueError as exc:  # a StackError, or an unknown fault
         print(f"polos dev: {exc}", file=sys.stderr)
         return 2
     server = DevServer(

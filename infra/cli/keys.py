@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
-from polos.api.keys import KeyStore
+from polos.api.keys import ADMIN, SCOPES, KeyStore
 from polos.aws import settings
 
 from infra.local.aws import apply_environment
@@ -31,6 +31,7 @@ endpoint in {state_path()} while it runs."""
 EPILOG = """\
 examples:
   polos keys create --name ci --dev     a key for the running polos dev
+  polos keys create --name ingest --scope publish   a key that can only publish
   polos keys list --dev
   polos keys revoke ID --dev            refused from the next request
   POLOS_KEYS_TABLE=<table> polos keys list   a deployed stack's keys"""
@@ -55,6 +56,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "create", parents=[target], help="create a key and print it (shown only this once)"
     )
     create.add_argument("--name", required=True, help="what the key is for")
+    create.add_argument(
+        "--scope",
+        choices=SCOPES,
+        default=ADMIN,
+        help="publish: publishing events only; read: every GET; admin (default): everything",
+    )
     create.set_defaults(handler=_guarded(create_key))
     actions.add_parser(
         "list", parents=[target], help="list keys (ids, names, status; never secrets)"
@@ -99,11 +106,14 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 
 def create_key(args: argparse.Namespace) -> int:
     try:
-        record, key = KeyStore().create(args.name)
+        record, key = KeyStore().create(args.name, scope=args.scope)
     except ValueError as exc:
         print(f"polos keys create: {exc}", file=sys.stderr)
         return 2
-    print(f"Created API key {record.key_id} ({record.name}). It is shown only now; store it safely:")
+    print(
+        f"Created API key {record.key_id} ({record.name}) with scope {record.scope}. "
+        "It is shown only now; store it safely:"
+    )
     print(key)
     return 0
 
@@ -113,10 +123,10 @@ def list_keys(args: argparse.Namespace) -> int:
     if not keys:
         print("No API keys. Create one with: polos keys create --name NAME")
         return 0
-    print(f"{'ID':<16}  {'STATUS':<8}  {'CREATED':<27}  NAME")
+    print(f"{'ID':<16}  {'STATUS':<8}  {'SCOPE':<7}  {'CREATED':<27}  NAME")
     for key in keys:
         status = "active" if key.active else "revoked"
-        print(f"{key.key_id:<16}  {status:<8}  {key.created_at:<27}  {key.name}")
+        print(f"{key.key_id:<16}  {status:<8}  {key.scope:<7}  {key.created_at:<27}  {key.name}")
     return 0
 
 

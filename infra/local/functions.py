@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import importlib.util
 import sys
 import threading
@@ -9,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -19,6 +20,20 @@ from infra.model import FunctionSpec
 FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
 
 Handler = Callable[[dict[str, Any], LambdaContext], Any]
+T = TypeVar("T")
+
+# The logical id of the function whose code is running (None: the stack itself, a mapping, a test): whose
+# role authorises the AWS calls made meanwhile (the ``iam`` fault, infra/local/faults/iam.py).
+current_function: contextvars.ContextVar[str | None] = contextvars.ContextVar("polos_function", default=None)
+
+
+def as_function(spec: FunctionSpec, call: Callable[[], T]) -> T:
+    """``call()`` as the code of ``spec``'s function: its AWS calls are that function's."""
+    token = current_function.set(spec.logical_id)
+    try:
+        return call()
+    finally:
+        current_function.reset(token)
 
 
 class LocalContext(LambdaContext):
@@ -83,6 +98,6 @@ class LocalFunction:
     def invoke(self, event: dict[str, Any], request_id: str | None = None) -> Any:
         """Call the handler with ``event`` (exceptions propagate, as a failed invocation)."""
         if self._lock is None:
-            return self._handler(event, LocalContext(self.spec, request_id))
+            return as_function(self.spec, lambda: self._handler(event, LocalContext(self.spec, request_id)))
         with self._lock:
-            return self._handler(event, LocalContext(self.spec, request_id))
+            return as_function(self.spec, lambda: self._handler(event, LocalContext(self.spec, request_id)))

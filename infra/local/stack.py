@@ -21,7 +21,8 @@ from polos.errors import WorkflowDefinitionError
 
 from infra.local.apigw import ApiGateway
 from infra.local.aws import ACCOUNT_ID, REGION, apply_environment
-from infra.local.functions import FUNCTIONS_DIR, LocalFunction
+from infra.local.faults.iam import IamEnforcement, install_iam_enforcement
+from infra.local.functions import FUNCTIONS_DIR, LocalFunction, as_function
 from infra.local.mapping import EventSourceMapping, MappingSpec
 from infra.local.resources import LocalNames, create_resources
 from infra.local.schedules import LocalSchedules
@@ -52,6 +53,7 @@ class StackOptions:
 
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    enforce_iam: bool = False  # the `iam` fault: each function's calls checked against its template role
 
     def __post_init__(self) -> None:
         if not MIN_VISIBILITY_TIMEOUT <= self.visibility_timeout <= MAX_VISIBILITY_TIMEOUT:
@@ -118,8 +120,14 @@ class LocalStack:
         self.names = names
         self.urls = urls
         self.options = options
-        self.worker = worker
+        worker_spec = model.function("consumes_queues")
+        self.worker: Invoke = lambda event: as_function(worker_spec, lambda: worker(event))
         self._previous_env = previous_env
+        self.iam: IamEnforcement | None = None
+        if options.enforce_iam:
+            tables = {spec.logical_id: names.table(spec) for spec in model.tables}
+            clients = (settings.dynamodb(), settings.sqs())
+            self.iam = install_iam_enforcement(model, tables, names.prefix, clients)
         self.api = LocalFunction.load(model.function("serves_api"), serial=True)
         self.gateway = ApiGateway(model.routes, api=self.api.invoke)
         self.timers = LocalFunction.load(model.function("sweeps_timers"), serial=True)
@@ -198,6 +206,10 @@ class LocalStack:
         answer = settings.sqs().get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
         return answer["Attributes"]["QueueArn"]
 
+    def sweep_timers(self, sweep: Callable[[], int]) -> int:
+        """``sweep`` (the timers function's code) run as the timers function."""
+        return as_function(self.model.function("sweeps_timers"), sweep)
+
     def create_api_key(self, key: str | None = None, name: str = "polos dev") -> str:
         """Store an API key (hashed, like any key): ``key`` if given, else a new one; returns the key."""
         try:
@@ -210,5 +222,7 @@ class LocalStack:
 
     def close(self) -> None:
         """Restore the environment the stack changed."""
+        if self.iam is not None:
+            self.iam.uninstall()
         apply_environment(self._previous_env)
         settings.reset()

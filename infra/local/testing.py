@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
+import os
 import secrets
 import shutil
 import tempfile
@@ -228,8 +229,8 @@ class Stack:
         from infra.local.mapping import drain
 
         flush = self.skip_batch_windows if skip_batch_windows is None else skip_batch_windows
-        # Wake-ups of timers, and schedules' firings, whose time has come (see advance()).
-        _off_the_event_loop(timers.sweep)
+        # Wake-ups of timers (the timers function's code), and schedules' firings, whose time has come.
+        _off_the_event_loop(lambda: self._local.sweep_timers(timers.sweep))
         _off_the_event_loop(self._local.schedules.tick)
 
         def on_delivery(delivery: Delivery) -> None:
@@ -378,11 +379,14 @@ def local_stack(
     visibility_timeout: int = 30,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     api_key: str | None = None,
+    aws_faults: str | None = None,
 ) -> Iterator[Stack]:
     """The app's stack on moto's in-process AWS mock, for the duration of the ``with`` block.
 
     ``app`` is an :class:`~polos.app.App`, or what ``polos dev --app`` takes (a dotted module or a ``.py``
     path). The environment (fake AWS credentials, table and queue names) is restored afterwards.
+    ``aws_faults="iam"`` (default: ``POLOS_AWS_FAULTS``): each function's AWS calls are authorised by its
+    role in ``template.yaml``.
     """
     from moto import mock_aws
     from polos.app import App
@@ -394,11 +398,16 @@ def local_stack(
         install_speed_patches,
         one_request_at_a_time,
     )
+    from infra.local.faults.iam import ENV_AWS_FAULTS, iam_requested
     from infra.local.stack import LocalStack, StackOptions, resolve_app
 
     install_speed_patches()
 
-    options = StackOptions(visibility_timeout=visibility_timeout, max_attempts=max_attempts)
+    options = StackOptions(
+        visibility_timeout=visibility_timeout,
+        max_attempts=max_attempts,
+        enforce_iam=iam_requested(aws_faults if aws_faults is not None else os.environ.get(ENV_AWS_FAULTS)),
+    )
     previous = apply_environment(fake_credentials(None))
     state_dir = Path(tempfile.mkdtemp(prefix="polos-test-"))
     try:

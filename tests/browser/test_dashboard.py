@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -11,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.dev_process import DevProcess, get_json
+from helpers.dev_process import ROOT, DevProcess, clean_env, get_json
 
 pytestmark = pytest.mark.e2e
 
@@ -328,3 +330,75 @@ def test_resume_a_suspended_run_from_its_page(browser: Any, ui_server: DevProces
     _click(browser, "#resume-form button[type=submit]")
     wait(browser, lambda b: _badge(b) == "completed", "the resumed run to complete")
     assert get_json(ui_server, f"/api/v1/runs/{run['run_id']}")["result"] == {"approved": True}
+
+
+def _polos_keys_create(server: DevProcess, scope: str) -> str:
+    """A key of ``scope`` made with ``polos keys create --scope --dev``, as a user makes one."""
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "infra.cli.main",
+            "keys",
+            "create",
+            "--name",
+            scope,
+            "--scope",
+            scope,
+            "--dev",
+        ],
+        cwd=ROOT,
+        env=clean_env() | {"TMPDIR": str(server.temp_dir)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return made.stdout.strip().splitlines()[-1]
+
+
+def _nav_hidden(browser: Any, section: str) -> bool:
+    return bool(
+        browser.execute_script(f"return document.querySelector('nav a[data-nav=\"{section}\"]').hidden")
+    )
+
+
+def test_a_read_key_sees_runs_and_is_offered_no_action(browser: Any, ui_server: DevProcess) -> None:
+    event_id = publish(ui_server, "ui/approval", {})  # a suspended run: an admin key may cancel or resume it
+    run = wait(browser, lambda b: run_of(ui_server, "ui-approval", event_id), "the run")
+    wait(
+        browser,
+        lambda b: get_json(ui_server, f"/api/v1/runs/{run['run_id']}")["status"] == "waiting",
+        "the wait",
+    )
+    browser.get(f"{ui_server.url}/ui")
+    browser.execute_script("sessionStorage.clear()")
+    try:
+        browser.get(f"{ui_server.url}/ui#/runs")
+        wait(browser, key_dialog_open, "the key dialog")
+        send_key(browser, _polos_keys_create(ui_server, "publish"))
+        wait(
+            browser,
+            lambda b: "only publish events" in css(b, "#key-error")[0].text,
+            "the publish key refused",
+        )
+        send_key(browser, _polos_keys_create(ui_server, "read"))
+        wait(browser, lambda b: not key_dialog_open(b), "the read key to be accepted")
+        wait(browser, lambda b: row_status(b, run["run_id"]) == "waiting", "the run listed")
+        assert css(browser, "#scope")[0].text == "read key · view only"
+        assert _nav_hidden(browser, "dead-letters") and not _nav_hidden(browser, "events")
+
+        css(browser, f"a.row-link[data-k='run:{run['run_id']}']")[0].click()
+        wait(browser, lambda b: _badge(b) == "waiting" and css(b, "#payload"), "the run's page")
+        assert css(browser, "#cancel-run") == [] and css(browser, "#resume-run") == []
+
+        browser.get(f"{ui_server.url}/ui#/dead-letters")
+        wait(
+            browser,
+            lambda b: "Dead letters need an admin key." in css(b, "#main")[0].text,
+            "the dead letters",
+        )
+        assert css(browser, "button.redrive") == []
+        assert "Error" not in css(browser, "#live")[0].text
+    finally:
+        browser.execute_script("sessionStorage.clear()")  # the other tests connect with the admin key

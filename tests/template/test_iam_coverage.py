@@ -22,46 +22,40 @@ from typing import Any
 import pytest
 from helpers.apigw import LambdaContext, http_event, load_function
 from helpers.worker import Pump
+from polos import EventPayload, WorkflowContext, workflow
 from polos.api.keys import KeyStore
 from polos.app import App
 from polos.aws import settings
 from polos.publish.fanout import deliver
 from polos.publish.messages import WorkflowMessage
-from polos.runtime import clock
+from polos.publish.publishing import NewEvent, publish_events
+from polos.runtime import clock, worker
+from polos.runtime.records import RUN_ITEM_BUDGET
 
-from infra.model import CONSUME_ACTIONS, DEAD_LETTER_ACTIONS, FUNCTIONS, AppModel, FunctionSpec, build_model
+from infra.local.faults.iam import iam_requests
+from infra.model import (
+    CONSUME_ACTIONS,
+    DEAD_LETTER_ACTIONS,
+    EVENTS_TABLE,
+    FUNCTIONS,
+    RUNS_TABLE,
+    AppModel,
+    FunctionSpec,
+    build_model,
+)
 
 CURRENT: contextvars.ContextVar[str | None] = contextvars.ContextVar("polos_function", default=None)
 Call = tuple[str, str, str]  # (function, IAM action, resource: table name, "table/index/name" or queue URL)
 
 
 def _iam(service: str, operation: str, params: dict[str, Any]) -> list[tuple[str, str]]:
-    """The (action, resource) pairs IAM checks for one call (transactions item by item, batches per table)."""
-    if service == "sqs":
-        action = operation.removesuffix("Batch")  # IAM authorises SQS batch calls as their single action
-        return [(f"sqs:{action}", params["QueueUrl"])]
-    if operation == "TransactWriteItems":
-        kinds = {
-            "Put": "PutItem",
-            "Update": "UpdateItem",
-            "Delete": "DeleteItem",
-            "ConditionCheck": "ConditionCheckItem",
-        }
-        return [
-            (f"dynamodb:{kinds[kind]}", body["TableName"])
-            for item in params["TransactItems"]
-            for kind, body in item.items()
-        ]
-    if operation == "TransactGetItems":
-        return [("dynamodb:GetItem", item["Get"]["TableName"]) for item in params["TransactItems"]]
-    if operation in ("BatchGetItem", "BatchWriteItem"):
-        return [(f"dynamodb:{operation}", table) for table in params["RequestItems"]]
-    table = params["TableName"] + (f"/index/{params['IndexName']}" if params.get("IndexName") else "")
-    return [(f"dynamodb:{operation}", table)]
+    """The (action, resource) pairs IAM checks for one call, resources by table name or queue URL."""
+    return iam_requests(service, operation, params, lambda name: name)
 
 
-@pytest.fixture
-def calls(stack: dict[str, str]) -> Iterator[list[Call]]:
+@contextmanager
+def recording() -> Iterator[list[Call]]:
+    """Records each DynamoDB and SQS call made inside a function (on the clients the settings have now)."""
     seen: list[Call] = []
 
     def record(event_name: str, params: dict[str, Any], **kwargs: Any) -> None:
@@ -73,9 +67,17 @@ def calls(stack: dict[str, str]) -> Iterator[list[Call]]:
     clients = (settings.dynamodb(), settings.sqs())
     for client in clients:
         client.meta.events.register("before-parameter-build.*.*", record)
-    yield seen
-    for client in clients:
-        client.meta.events.unregister("before-parameter-build.*.*", record)
+    try:
+        yield seen
+    finally:
+        for client in clients:
+            client.meta.events.unregister("before-parameter-build.*.*", record)
+
+
+@pytest.fixture
+def calls(stack: dict[str, str]) -> Iterator[list[Call]]:
+    with recording() as seen:
+        yield seen
 
 
 @contextmanager
@@ -127,6 +129,9 @@ def started(model: AppModel, key: str, workflow_id: str, payload: dict[str, Any]
     return str(body["run_id"])
 
 
+# The worker's calls on rarer paths than the example app takes, walked by
+# test_the_workers_fenced_and_racing_writes_are_granted: a step write fenced by the lease, gap markers.
+RARE_WORKER_CALLS = (("dynamodb:ConditionCheckItem", RUNS_TABLE), ("dynamodb:BatchWriteItem", EVENTS_TABLE))
 QUEUES = "workflow queues"
 DEAD_LETTER_QUEUES = "dead-letter queues"
 
@@ -249,6 +254,80 @@ def test_every_call_of_every_function_is_granted(
     assert not refused, f"calls the roles would refuse (add them to infra/model.py): {sorted(refused)}"
     worker = model.function("consumes_queues").logical_id
     event_source_mapping = {(worker, action, QUEUES) for action in CONSUME_ACTIONS}
-    unused = granted - used - event_source_mapping
+    rare = {(worker, action, names[table.env_var]) for action, table in RARE_WORKER_CALLS}
+    unused = granted - used - event_source_mapping - rare
     assert not unused, f"grants no handler uses (remove them from infra/model.py): {sorted(unused)}"
     assert {function for function, _, _ in calls} == {spec.logical_id for spec in FUNCTIONS}
+
+
+@workflow(id="big-result")
+async def big_result(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
+    await ctx.step.run("first", lambda: "done")
+    # With the payload, more than the run item holds: the result is kept apart, and the pending last step
+    # is journaled first in its own item, fenced by the lease.
+    return "x" * (RUN_ITEM_BUDGET // 2)
+
+
+@workflow(id="racing-publisher", trigger_on_event="iam/start")
+async def racing_publisher(ctx: WorkflowContext, payload: EventPayload) -> str:
+    event = await ctx.step.publish_event("announce", "iam/race", {"n": 1})
+    return event.id
+
+
+@contextmanager
+def claimed_first(topic: str) -> Iterator[None]:
+    """Another publisher stores the worker's next client-id event just before the worker's own claim
+    transaction: the worker loses the id race and marks its reserved sequence id as a gap."""
+    raced: list[str] = []
+
+    def race(params: dict[str, Any], **_: Any) -> None:
+        puts = [item["Put"] for item in params["TransactItems"] if "Put" in item]
+        claims = [put["Item"] for put in puts if put["Item"]["pk"]["S"] == f"id#{topic}"]
+        if raced or not claims or CURRENT.get() is None:
+            return
+        event_id = claims[0]["sk"]["S"]
+        raced.append(event_id)
+        token = CURRENT.set(None)  # the other publisher's calls are not the worker's
+        try:
+            publish_events(topic, [NewEvent(id=event_id, data={"n": 0})])
+        finally:
+            CURRENT.reset(token)
+
+    events = settings.dynamodb().meta.events
+    events.register("before-parameter-build.dynamodb.TransactWriteItems", race)
+    try:
+        yield
+    finally:
+        events.unregister("before-parameter-build.dynamodb.TransactWriteItems", race)
+    assert raced, "the worker never tried to claim its event's id"
+
+
+def test_the_workers_fenced_and_racing_writes_are_granted(provision_app: Any) -> None:
+    """The worker's rarer writes: a step fenced by the lease (a result kept apart with a pending last step,
+    a ConditionCheckItem on the runs table) and a lost client-id race (gap markers, BatchWriteItem on the
+    events table)."""
+    app = App("iam-paths", [big_result, racing_publisher])
+    urls = provision_app(app)
+    model = build_model(app)
+    spec = model.function("consumes_queues")
+
+    def as_worker(event: dict[str, Any]) -> Any:
+        token = CURRENT.set(spec.logical_id)
+        try:
+            return worker.handle(event, app)
+        finally:
+            CURRENT.reset(token)
+
+    _, key = KeyStore().create("iam-paths")
+    publish_events("iam/start", [NewEvent(id=None, data={})])
+    with recording() as calls:
+        started(model, key, "big-result", {"pad": "y" * (RUN_ITEM_BUDGET // 2)})
+        with claimed_first("iam/race"):
+            Pump(app, urls, invoke=as_worker).drain(timeout=60)
+
+    used = set(calls)
+    for action, table in RARE_WORKER_CALLS:
+        assert (spec.logical_id, action, os.environ[table.env_var]) in used, f"the walk missed {action}"
+    names = {table.env_var: os.environ[table.env_var] for table in model.tables}
+    refused = {(f, action, _resource(resource)) for f, action, resource in used} - grants(model, names)
+    assert not refused, f"calls the roles would refuse (add them to infra/model.py): {sorted(refused)}"

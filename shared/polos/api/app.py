@@ -51,6 +51,7 @@ INTERNAL_ERROR = "internal error; see the API logs"
 _ERROR_TYPES = {
     400: "validation_error",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     409: "idempotency_conflict",
     413: "payload_too_large",
@@ -74,6 +75,7 @@ app.include_router(events_router)
 app.include_router(runs_router)
 app.include_router(dead_letters_router)
 app.include_router(dashboard.router)
+app.include_router(keys.router)
 
 
 def _respond(status: int, error_type: str, message: str) -> Response[dict[str, str]]:
@@ -192,30 +194,37 @@ def routed_path(event: dict[str, Any]) -> str:
 
 
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Answer one HTTP API (payload 2.0) request: API key and body size first, then the routes.
+    """Answer one HTTP API (payload 2.0) request: API key, its scope and body size first, then the routes.
 
     A refused key answers before anything else is read or stored, so a bad key learns nothing.
     """
     http = (event.get("requestContext") or {}).get("http") or {}
     key_id = None
+    caller: keys.ApiKey | None = None
     try:
         # The dashboard's static files hold no data: the page asks for the key and sends it with each call.
         # Judged on the path the resolver routes (the stage stripped), never on ``rawPath``: under a stage
         # named ``ui`` every ``rawPath`` starts with ``/ui``, and API routes would skip the key.
         if not dashboard.is_public(http.get("method"), routed_path(event)):
-            key_id = keys.authenticate(event)
+            caller = keys.authenticate(event)
+            key_id = caller.key_id
     except keys.KeyDenied as denied:
         answer = _refuse(Unauthorized(str(denied)))
     except Exception:  # the keys table did not answer: a JSON 500, never Lambda's own error
         logger.exception("API key check failed")
         answer = _answer(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", INTERNAL_ERROR)
     else:
-        if (size := _body_size(event)) > MAX_BODY_BYTES:
+        method, path = str(http.get("method")), routed_path(event)
+        needed = keys.required_scope(method, path)
+        if caller is not None and needed is not None and not caller.may(needed):
+            answer = _refuse(keys.refusal(caller, needed, f"{method} {path}"))
+        elif (size := _body_size(event)) > MAX_BODY_BYTES:
             answer = _refuse(
                 PayloadTooLarge(f"body is {size} bytes; at most {MAX_BODY_BYTES} (6 MB) are allowed")
             )
         else:
             try:
+                app.append_context(**{keys.CALLER: caller})  # type: ignore[no-untyped-call]  # cleared by resolve
                 answer = app.resolve(event, context)
             finally:
                 observability.flush()

@@ -27,6 +27,13 @@ class Unauthorized(ApiError):
     error_type = "unauthorized"
 
 
+class Forbidden(ApiError):
+    """The key is valid but its scope does not cover the request; the message names the scope needed."""
+
+    status = 403
+    error_type = "forbidden"
+
+
 class NotFound(ApiError):
     status = 404
     error_type = "not_found"

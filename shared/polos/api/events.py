@@ -12,6 +12,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from pydantic import BaseModel, ConfigDict
 
+from polos.api import keys
 from polos.aws.responses import RESPONSE_BUDGET_BYTES, wire_size
 from polos.publish import idempotency
 from polos.publish.events import SEQUENCE_DIGITS, EventStore
@@ -52,6 +53,8 @@ def publish(
     ] = None,
 ) -> dict[str, Any]:
     """Store the events and send them to every subscribed workflow."""
+    if canonical_topic(body.topic).startswith(keys.WORKFLOW_TOPIC_PREFIX):  # resumes runs
+        keys.require(keys.ADMIN, f"publishing to {keys.WORKFLOW_TOPIC_PREFIX}… topics")
     digest = idempotency.request_hash(router.current_event.json_body) if idempotency_key is not None else None
     result = publish_events(
         body.topic,

@@ -6,7 +6,8 @@ The keys table (``pk`` = key id) holds the SHA-256 of the secret, never the secr
 with :func:`hmac.compare_digest`.
 
 The API function checks the key itself on every request (:func:`authenticate`, one strongly consistent
-GetItem), before routing or reading the body; there is no API Gateway authorizer. An authorizer could not
+GetItem, which also reads the key's scope), before routing or reading the body; there is no API Gateway
+authorizer. An authorizer could not
 keep the contract: API Gateway answers a request without its identity header itself (``401
 {"message": "Unauthorized"}``), and its result cache lets a revoked key in until the cache expires. The
 check costs one read request unit per request ($0.125 per million; a tenth of that per event at 10 events
@@ -25,8 +26,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler.api_gateway import Router
 from botocore.exceptions import ClientError
 
+from polos.api.errors import Forbidden
 from polos.aws import settings
 from polos.timestamps import utc_iso
 
@@ -35,11 +38,21 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 logger = Logger(service="polos")
+router = Router()  # type: ignore[no-untyped-call]
+CALLER = "api_key"  # the resolver context's entry holding the request's ApiKey (set by polos.api.app)
 
 KEY_ID_HEX = 16
 SECRET_HEX = 64
 MAX_NAME_LENGTH = 128
 _KEY = re.compile(rf"pk_(?P<id>[0-9a-f]{{{KEY_ID_HEX}}})_(?P<secret>[0-9a-f]{{{SECRET_HEX}}})")
+
+# A key's scope (DESIGN §2): what it may do. Keys stored before scopes existed have none: they stay admin.
+PUBLISH, READ, ADMIN = "publish", "read", "admin"
+SCOPES = (PUBLISH, READ, ADMIN)
+PUBLISH_PATH = "/api/v1/events/publish"
+KEYS_ME_PATH = "/api/v1/keys/me"
+DEAD_LETTERS_SUFFIX = "/dead-letters"
+WORKFLOW_TOPIC_PREFIX = "workflow/"  # publishing there resumes runs (the official client's resume): admin
 
 MISSING = "missing Authorization header; send 'Authorization: Bearer <api key>'"
 MALFORMED = "Authorization header must be 'Bearer <api key>'"
@@ -59,10 +72,15 @@ class ApiKey:
     name: str
     created_at: str
     revoked_at: str | None = None
+    scope: str = ADMIN
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    def may(self, needed: str | None) -> bool:
+        """Whether this key's scope covers ``needed`` (``None``: any key may)."""
+        return needed is None or self.scope in (needed, ADMIN)
 
 
 def _hash(secret: str) -> str:
@@ -98,7 +116,15 @@ def _decode(item: Mapping[str, Any]) -> ApiKey:
         name=item["name"]["S"],
         created_at=item["created_at"]["S"],
         revoked_at=None if revoked is None else revoked["S"],
+        scope=item.get("scope", {}).get("S", ADMIN),
     )
+
+
+def check_scope(scope: str) -> str:
+    """``scope`` if it is one of :data:`SCOPES`; ``ValueError`` naming them otherwise."""
+    if scope not in SCOPES:
+        raise ValueError(f"key scope must be one of {', '.join(SCOPES)}; got {scope!r}")
+    return scope
 
 
 class KeyStore:
@@ -108,21 +134,24 @@ class KeyStore:
         self._client = client or settings.dynamodb()
         self._table = table or settings.get_settings().keys_table
 
-    def create(self, name: str, key: str | None = None) -> tuple[ApiKey, str]:
-        """Store a new key named ``name`` (or the given well-formed ``key``); returns it and the full key."""
+    def create(self, name: str, key: str | None = None, scope: str = ADMIN) -> tuple[ApiKey, str]:
+        """Store a new key named ``name`` (or the given well-formed ``key``) with ``scope``; returns it and
+        the full key."""
         if not isinstance(name, str) or not 1 <= len(name.strip()) <= MAX_NAME_LENGTH:
             raise ValueError(f"key name must be 1 to {MAX_NAME_LENGTH} characters")
+        check_scope(scope)
         full = key or new_key()
         parts = parse_key(full)
         if parts is None:
             raise ValueError(f"API key must look like pk_<{KEY_ID_HEX} hex>_<{SECRET_HEX} hex>")
         key_id, secret = parts
-        record = ApiKey(key_id=key_id, name=name.strip(), created_at=utc_iso(datetime.now(UTC)))
+        record = ApiKey(key_id=key_id, name=name.strip(), created_at=utc_iso(datetime.now(UTC)), scope=scope)
         item: dict[str, AttributeValueTypeDef] = {
             "pk": {"S": key_id},
             "name": {"S": record.name},
             "secret_sha256": {"S": _hash(secret)},
             "created_at": {"S": record.created_at},
+            "scope": {"S": scope},
         }
         try:
             self._client.put_item(
@@ -162,8 +191,8 @@ class KeyStore:
             raise
         return _decode(answer["Attributes"])
 
-    def verify(self, key: str) -> str:
-        """The key id of an active ``key``; :class:`KeyDenied` otherwise.
+    def verify(self, key: str) -> ApiKey:
+        """An active ``key`` as stored (id, name, scope); :class:`KeyDenied` otherwise.
 
         One strongly consistent GetItem: a key revoked by a finished ``revoke`` is refused from the next
         request (an eventually consistent read could still return the item as it was before).
@@ -181,14 +210,52 @@ class KeyStore:
             raise KeyDenied(INVALID)
         if "revoked_at" in item:
             raise KeyDenied(REVOKED)
-        return key_id
+        return _decode(item)
 
 
-def authenticate(event: Mapping[str, Any], store: KeyStore | None = None) -> str:
-    """The key id of the request ``event`` (HTTP API payload 2.0); :class:`KeyDenied` with the reason."""
+def authenticate(event: Mapping[str, Any], store: KeyStore | None = None) -> ApiKey:
+    """The key of the request ``event`` (HTTP API payload 2.0); :class:`KeyDenied` with the reason."""
     try:
-        key_id = (store or KeyStore()).verify(bearer_token(event.get("headers")))
+        return (store or KeyStore()).verify(bearer_token(event.get("headers")))
     except KeyDenied as denied:
         logger.info("API key refused", extra={"reason": str(denied)})
         raise
-    return key_id
+
+
+def required_scope(method: str, path: str) -> str | None:
+    """The scope a request needs, by its method and routed path (DESIGN §2): ``GET`` ``read``, but the
+    dead letters ``admin`` (listing receives them from their queue) and the calling key's own scope any;
+    publishing ``publish`` (to a ``workflow/…`` topic ``admin``: the route checks, as it reads the topic);
+    anything else ``admin`` (run, cancel, resume, redrive)."""
+    if method == "GET" and path == KEYS_ME_PATH:
+        return None
+    if method == "GET":
+        return ADMIN if path.endswith(DEAD_LETTERS_SUFFIX) else READ
+    if method == "POST" and path == PUBLISH_PATH:
+        return PUBLISH
+    return ADMIN
+
+
+def refusal(key: ApiKey, needed: str, what: str) -> Forbidden:
+    """The ``403`` of a request outside ``key``'s scope, naming the scope it needs."""
+    return Forbidden(f"{what} needs an API key with scope {needed!r}; this key's scope is {key.scope!r}")
+
+
+def caller() -> ApiKey:
+    """The key of the request being routed."""
+    key: ApiKey = router.context[CALLER]
+    return key
+
+
+def require(needed: str, what: str) -> None:
+    """Refuse the request being routed unless its key's scope covers ``needed``."""
+    key = caller()
+    if not key.may(needed):
+        raise refusal(key, needed, what)
+
+
+@router.get(KEYS_ME_PATH)
+def me() -> dict[str, Any]:
+    """The calling key: id, name and scope (any key may ask)."""
+    key = caller()
+    return {"key_id": key.key_id, "name": key.name, "scope": key.scope, "created_at": key.created_at}

@@ -4,6 +4,7 @@
 
 (() => {
   const KEY = "polos.apiKey";
+  const SCOPE = "polos.keyScope"; // the key's scope (GET /api/v1/keys/me): what the page offers to do
   const POLL_MS = 1500;
   const RUN_STATUSES = ["queued", "running", "waiting", "completed", "failed", "cancelled"];
   const CANCELLABLE = new Set(["queued", "waiting", "running"]);
@@ -27,6 +28,7 @@
     open: new Set(), // ids of <details> the user opened, kept open across refreshes
     renderMs: 0,
     runsHash: "#/runs", // the runs list last shown, to go back to from a run
+    scope: sessionStorage.getItem(SCOPE), // null until the key's scope is known
   };
 
   // ---- DOM: h("a", {href, class}, "text", child) builds elements; strings become text nodes ----------
@@ -135,6 +137,7 @@
     }
     if (response.status === 401) {
       sessionStorage.removeItem(KEY);
+      forgetScope();
       askKey((body && (body.error || body.message)) || "The key was refused.");
     }
     if (!response.ok) throw new ApiError(response.status, body);
@@ -149,6 +152,34 @@
   };
   const enc = encodeURIComponent;
   const notFoundRoute = (err) => err instanceof ApiError && err.status === 404 && /^no route/.test(err.message);
+
+  // ---- the key's scope: read keys see everything and change nothing -----------------------------------
+
+  const isAdmin = () => state.scope === "admin";
+
+  function forgetScope() {
+    state.scope = null;
+    sessionStorage.removeItem(SCOPE);
+  }
+
+  async function loadScope() {
+    try {
+      state.scope = (await api("/api/v1/keys/me")).scope || "admin";
+    } catch (err) {
+      if (!notFoundRoute(err)) throw err;
+      state.scope = "admin"; // a server without key scopes: every key may do everything
+    }
+    sessionStorage.setItem(SCOPE, state.scope);
+    applyScope();
+  }
+
+  // Actions the key may not take are not offered: dead letters (listing and redrive) need an admin key.
+  function applyScope() {
+    const admin = isAdmin();
+    document.querySelector('nav a[data-nav="dead-letters"]').hidden = !admin;
+    $("scope").hidden = admin || !state.scope;
+    $("scope").textContent = admin || !state.scope ? "" : `${state.scope} key · view only`;
+  }
 
   // ---- the key dialog --------------------------------------------------------------------------------
 
@@ -168,10 +199,17 @@
     const key = $("key-input").value.trim();
     if (!key) return;
     sessionStorage.setItem(KEY, key);
+    forgetScope();
     try {
-      await api("/api/v1/runs?limit=1");
+      await loadScope();
     } catch (err) {
       if (err.status !== 401) $("key-error").textContent = err.message;
+      return;
+    }
+    if (state.scope === "publish") {
+      sessionStorage.removeItem(KEY);
+      forgetScope();
+      $("key-error").textContent = "This key may only publish events; the dashboard needs a read or admin key.";
       return;
     }
     $("key-input").value = "";
@@ -182,6 +220,7 @@
 
   $("forget").addEventListener("click", () => {
     sessionStorage.removeItem(KEY);
+    forgetScope();
     askKey();
   });
 
@@ -452,8 +491,8 @@
       show(content, { run, execution }, () => {
         const end = FINISHED.has(run.status) ? ms(run.updated_at) : Date.now();
         const actions = h("div", { class: "actions" });
-        if (CANCELLABLE.has(run.status)) actions.append(h("button", { type: "button", id: "cancel-run", class: "danger", "data-k": "cancel", onclick: () => control(run, "cancel") }, "Cancel run"));
-        if (run.status === "waiting" && run.waiting_for && run.waiting_for.kind === "resume") actions.append(h("button", { type: "button", id: "resume-run", class: "primary", "data-k": "resume", onclick: () => openResume(run) }, "Resume…"));
+        if (isAdmin() && CANCELLABLE.has(run.status)) actions.append(h("button", { type: "button", id: "cancel-run", class: "danger", "data-k": "cancel", onclick: () => control(run, "cancel") }, "Cancel run"));
+        if (isAdmin() && run.status === "waiting" && run.waiting_for && run.waiting_for.kind === "resume") actions.append(h("button", { type: "button", id: "resume-run", class: "primary", "data-k": "resume", onclick: () => openResume(run) }, "Resume…"));
         const facts = [
           ["Workflow", h("a", { href: `#/runs${query({ workflow_id: run.workflow_id })}` }, run.workflow_id)],
           ["Trigger", [h("span", {}, run.trigger ? run.trigger.type : "—"), " ", eventLinks(run, execution)]],
@@ -564,6 +603,7 @@
       refresh();
     };
     const refresh = async () => {
+      if (!isAdmin()) return show(content, { scope: state.scope }, () => h("div", { class: "panel empty" }, "Dead letters need an admin key."));
       const names = workflow ? [workflow] : [...state.workflows].sort();
       let supported = true;
       const lists = await Promise.all(names.map((wf) => api(`/api/v1/workflows/${enc(wf)}/dead-letters`).then(deadItems, (err) => {
@@ -618,8 +658,10 @@
     state.view = view;
     state.last = "";
     document.title = `Polos · ${section}`;
-    if (sessionStorage.getItem(KEY)) tick();
-    else askKey();
+    applyScope();
+    if (!sessionStorage.getItem(KEY)) askKey();
+    else if (state.scope) tick();
+    else loadScope().then(tick, (err) => setLive(`Error: ${err.message}`, "bad"));
   }
 
   function typing(el) {
