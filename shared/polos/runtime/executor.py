@@ -17,7 +17,7 @@ from polos.aws import observability, settings
 from polos.context import WorkflowContext
 from polos.errors import NonRetryableError, RunLeaseLostError
 from polos.publish.events import EventRef
-from polos.runtime import clock, control, steps, timers
+from polos.runtime import clock, control, retention, steps, timers
 from polos.runtime.journal import Acquired, Item, Journal
 from polos.runtime.records import ErrorInfo, LoadedRun, RunRecord, RunStatus, StepRecord, TriggerType
 from polos.runtime.runs import stored_payload
@@ -183,7 +183,7 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
         result = await wf(ctx, wf.build_payload(raw))
         text = serde.to_json(result, what=f"result of workflow {wf.id!r}")
     except RunSuspended as suspended:
-        return await _suspend(journal, run, owner, suspended.waiting, log, runner.take_pending())
+        return await _suspend(journal, run, owner, suspended.waiting, log, runner.take_pending(), raw)
     except RunCancelled:
         return await _cancelled(journal, run, owner, log, runner.take_pending())
     except RunLeaseLostError as exc:
@@ -235,13 +235,17 @@ async def _suspend(
     waiting: WaitingFor,
     log: dict[str, Any],
     step: StepRecord | None = None,
+    raw: Any = None,
 ) -> AttemptResult:
-    """End the attempt with the run ``waiting``: its wake-up is set first, so none is ever lost; a run
-    kept for its retention period is kept past its wake-up too (a wait may be longer than the retention)."""
-    if waiting.until is not None:
-        await asyncio.to_thread(journal.keep_until, run, waiting.until)
+    """End the attempt with the run ``waiting``: what it reads when it wakes (its input ``raw``) is kept as
+    long as it waits, then its wake-up is set, so none is ever lost (see ``polos.runtime.retention``)."""
+    kept = await asyncio.to_thread(retention.keep_waiting, journal, run, raw, waiting)
+    waiting = kept.waiting
     await asyncio.to_thread(timers.arm, run.workflow_id, run.run_id, waiting)
-    if not await _finish(journal, run, owner, "waiting", log, waiting_for=waiting, step=step):
+    finished = await _finish(
+        journal, run, owner, "waiting", log, waiting_for=waiting, step=step, kept_until=kept.kept_until
+    )
+    if not finished:
         return AttemptResult("busy", run)
     logger.info("run waiting", extra={**log, "waiting_for": waiting.view()})
     observability.count("WaitsStarted")
@@ -259,6 +263,7 @@ async def _finish(
     error: ErrorInfo | None = None,
     waiting_for: WaitingFor | None = None,
     step: StepRecord | None = None,
+    kept_until: int | None = None,
 ) -> bool:
     """Record the attempt's outcome (with ``step``, its last completed step not journaled yet) and mirror
     it on ``run``; ``False`` when the lease was lost meanwhile.
@@ -283,6 +288,7 @@ async def _finish(
             waiting_for_json=waiting_json,
             step=step,
             kept_steps_bytes=run.kept_steps_bytes,
+            kept_until=kept_until,
         )
 
     cancel_asked = False

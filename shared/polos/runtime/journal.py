@@ -59,7 +59,6 @@ BY_WORKFLOW_INDEX = "by_workflow"
 # A batch run's claim of an event stands in the place of the run item of the event's single-event run
 # (see ``polos.runtime.batches``): an item with this attribute (the batch run's id) is a claim, not a run.
 CLAIMED_BY = "run_id"
-KEEP_MARGIN_SECONDS = 86_400  # a waiting run's items are extended when they would expire within a day of it
 
 
 def run_pk(run_id: str) -> str:
@@ -156,6 +155,7 @@ def decode_run(item: Item) -> RunRecord:
         cancel_requested=bool(item.get("cancel_requested", {}).get("BOOL", False)),
         parent=ParentRef.from_json(_s(item, "parent")),
         kept_steps_bytes=sum(_step_bytes(step) for step in _kept_steps(item)),
+        kept_until=_n(item, "kept_until"),
     )
 
 
@@ -408,27 +408,6 @@ class Journal:
             return NotAcquired(run=current, outcome="waiting" if waits else "busy")
         return Acquired(run=decode_run(answer["Attributes"]))
 
-    def keep_until(self, run: RunRecord, moment: float) -> int:
-        """Keep every item of ``run`` until a retention period after ``moment`` (a wait's end), so a wait
-        longer than the retention does not lose its run. Free while the wait ends a day or more before the
-        run's oldest item expires (every item was written at or after ``created_at``); else one Query and
-        one UpdateItem per item that would expire sooner. Returns how many items were extended."""
-        retention = settings.get_settings().retention_seconds
-        oldest_expiry = datetime.fromisoformat(run.created_at.replace("Z", "+00:00")).timestamp() + retention
-        if moment + KEEP_MARGIN_SECONDS < oldest_expiry:
-            return 0
-        expires = int(moment) + retention
-        items = self.query_partition(run.run_id)
-        stale = [item for item in items if int(_n(item, "expires_at") or 0) < expires]
-        for item in stale:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"pk": item["pk"], "sk": item["sk"]},
-                UpdateExpression="SET expires_at = :expires",
-                ExpressionAttributeValues={":expires": {"N": str(expires)}},
-            )
-        return len(stale)
-
     def fail_exhausted(self, run_id: str, error: ErrorInfo, now: float | None = None) -> RunRecord | None:
         """Fail a run whose deliveries ran out while it was neither finished nor held by a live attempt.
 
@@ -541,6 +520,7 @@ class Journal:
         waiting_for_json: str | None = None,
         step: StepRecord | None = None,
         kept_steps_bytes: int = 0,
+        kept_until: int | None = None,
     ) -> bool:
         """End this attempt: ``completed``/``failed``/``cancelled`` for good, ``queued`` to retry, or
         ``waiting`` (with ``waiting_for_json``) until a wake-up. Returns whether a cancel was asked for
@@ -555,6 +535,9 @@ class Journal:
         and the outcome are written together or not at all; when that would take the run item past
         ``RUN_ITEM_BUDGET`` with the steps kept there already (``kept_steps_bytes``, by earlier attempts) or
         the result goes apart, the step is journaled in its own item first.
+
+        ``kept_until``: everything else the run reads when it wakes was kept until then (see
+        :mod:`polos.runtime.retention`); the run item is kept as long, and records it, in the same write.
         """
         values: dict[str, AttributeValueTypeDef] = {
             ":status": {"S": status},
@@ -566,6 +549,9 @@ class Journal:
         removals = ["lease_owner", "lease_until"]
         if status in FINISHED:
             removals.append("cancel_requested")
+        if kept_until is not None:
+            values[":kept"] = {"N": str(kept_until)}
+            assignments += ["expires_at = :kept", "kept_until = :kept"]
         if waiting_for_json is not None:
             values[":waiting_for"] = {"S": waiting_for_json}
             assignments.append("waiting_for = :waiting_for")

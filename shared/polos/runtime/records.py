@@ -109,6 +109,8 @@ class RunRecord:
     parent: ParentRef | None = None
     # About how many bytes of the run item the steps journaled in it take (see ``Journal.finish``).
     kept_steps_bytes: int = 0
+    # Everything the run reads when it wakes lives at least until then (epoch s; see polos.runtime.retention).
+    kept_until: float | None = None
 
     @property
     def finished(self) -> bool:
