@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Literal
 from botocore.exceptions import ClientError
 
 from polos.aws import settings
-from polos.aws.chunking import query_all
+from polos.aws.chunking import get_all, query_all
 from polos.errors import RunLeaseLostError
 from polos.payloads import utc_iso
 from polos.publish.events import EventRef
@@ -276,6 +276,16 @@ class Journal:
             ExpressionAttributeValues={":pk": {"S": run_pk(run_id)}},
             ConsistentRead=True,
         )
+
+    def load_step(self, run_id: str, key: str) -> LoadedRun | None:
+        """The run with only its step ``key`` (none when it has no such step), or ``None`` when no run item
+        exists: its run item and step item in one strongly consistent BatchGetItem, not its partition."""
+        wanted = [(run_pk(run_id), RUN_SK), (run_pk(run_id), STEP_PREFIX + key)]
+        items = list(get_all(self._client, self._table, wanted, consistent=True).values())
+        loaded = self.decode_partition(items)
+        if loaded is not None:
+            loaded.steps = [step for step in loaded.steps if step.key == key]
+        return loaded
 
     def load(self, run_id: str) -> LoadedRun | None:
         """The run and its steps in first-call order, or ``None`` when no run item exists."""

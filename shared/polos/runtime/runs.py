@@ -188,17 +188,23 @@ class NoSuchStepError(LookupError):
 
 
 def get_run(run_id: str, step_key: str | None = None) -> dict[str, Any] | None:
-    """The run with its steps (only ``step_key``'s, result included, when given), or ``None``."""
-    found = _load(run_id)
-    if found is None:
+    """The run with its steps, or ``None``. With ``step_key``, only that step, result included: read with
+    the run item alone (its partition may be megabytes of other steps)."""
+    if step_key is None:
+        found = _load(run_id)
+        if found is None:
+            return None
+        loaded, items = found
+        return run_view(loaded.run, _members(loaded.run, items), loaded.steps)
+    if not valid_run_id(run_id):
         return None
-    loaded, items = found
-    steps = loaded.steps
-    if step_key is not None:
-        steps = [step for step in steps if step.key == step_key]
-        if not steps:
-            raise NoSuchStepError(f"run {run_id!r} has no step {step_key!r}")
-    return run_view(loaded.run, _members(loaded.run, items), steps)
+    journal = Journal()
+    one = journal.load_step(run_id, step_key)
+    if one is None:
+        return None
+    if not one.steps:
+        raise NoSuchStepError(f"run {run_id!r} has no step {step_key!r}")
+    return run_view(journal.load_result(one.run), _members(one.run), one.steps)
 
 
 def get_execution(run_id: str) -> dict[str, Any] | None:
