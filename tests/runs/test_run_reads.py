@@ -1,5 +1,6 @@
-"""``GET /api/v1/runs/{id}?step=KEY`` reads what its answer needs: the run item and that step, never the
-run's whole partition (a run of many large steps is megabytes over several Query pages)."""
+"""``GET /api/v1/runs/{id}`` and ``?step=KEY`` read what their answer needs: the run, its step summaries and
+the results the answer holds (at most the 5 MB response budget); ``?step=KEY`` the run item and that step.
+Never the run's whole partition (a run of many large steps is megabytes over many Query pages)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from polos import WorkflowContext, workflow
 from polos.app import App
 from polos.aws import settings
+from polos.aws.responses import RESPONSE_BUDGET_BYTES
 from polos.testing import Stack, local_stack
 
 from bench.meter import Meter
@@ -30,9 +32,19 @@ async def many(ctx: WorkflowContext, payload: dict[str, Any]) -> int:
     return STEPS
 
 
+MANY = 40  # 40 x 300 KB: a 12 MB partition, twelve 1 MB Query pages
+
+
+@workflow(id="reads-more")
+async def more(ctx: WorkflowContext, payload: dict[str, Any]) -> int:
+    for index in range(MANY):
+        await ctx.step.run(f"s{index}", big, index % 10)
+    return MANY
+
+
 @pytest.fixture
 def stack() -> Iterator[Stack]:
-    with local_stack(App("reads", [many])) as opened:
+    with local_stack(App("reads", [many, more])) as opened:
         yield opened
 
 
@@ -77,3 +89,15 @@ def test_the_step_kept_in_the_run_item_and_a_missing_one(stack: Stack) -> None:
     answer = stack.request("GET", f"/api/v1/runs/{run_id}?step=nope")
     assert answer.status == 404 and "nope" in answer.body["error"], answer.body
     assert stack.request("GET", "/api/v1/runs/run_nosuchrun?step=s0").status == 404
+
+
+def test_the_run_page_reads_its_summaries_and_only_the_results_it_holds(stack: Stack) -> None:
+    run_id = stack.invoke("reads-more", {})
+    stack.drain()
+    body, units, operations = _reads(stack, f"/api/v1/runs/{run_id}")
+    assert [step["key"] for step in body["steps"]] == [f"s{index}" for index in range(MANY)]
+    held = [step for step in body["steps"] if "result" in step and not step.get("result_omitted")]
+    assert held and all(step["result"] == big(int(step["key"][1:]) % 10) for step in held)
+    assert len(held) < MANY  # 12 MB of results: the 5 MB answer holds some, names the rest omitted
+    # the results held (at most the budget) and a unit for each other item, nothing more
+    assert units <= RESPONSE_BUDGET_BYTES / 4096 + MANY + 10, (units, operations)

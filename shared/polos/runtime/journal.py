@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -55,6 +56,12 @@ Item = dict[str, "AttributeValueTypeDef"]
 RUN_SK = "run"
 RESULT_SK = "result"
 STEP_PREFIX = "step#"
+# A step result over RESULT_APART_BYTES is journaled in its own item ``value#<key>#<random>`` (written
+# before its step item, which names it in ``result_at``), so a run's steps are read without their large
+# results, and the runs API reads only the results its answer holds. One more write unit per such step
+# (its step item), at most 1/17 of what the result costs. Every other item of a run sorts before ``value#``.
+VALUE_PREFIX = "value#"
+RESULT_APART_BYTES = 16 * 1024
 BY_WORKFLOW_INDEX = "by_workflow"
 # A batch run's claim of an event stands in the place of the run item of the event's single-event run
 # (see ``polos.runtime.batches``): an item with this attribute (the batch run's id) is a claim, not a run.
@@ -172,7 +179,11 @@ def _utf8_len(text: str | None) -> int:
     return 0 if text is None else len(text.encode("utf-8", "surrogatepass"))
 
 
-def _encode_step(run_id: str, step: StepRecord, expires_at: int) -> Item:
+def _result_apart(step: StepRecord) -> bool:
+    return _utf8_len(step.result_json) > RESULT_APART_BYTES
+
+
+def _encode_step(run_id: str, step: StepRecord, expires_at: int, result_at: str | None = None) -> Item:
     item: Item = {
         "pk": {"S": run_pk(run_id)},
         "sk": {"S": STEP_PREFIX + step.key},
@@ -183,7 +194,10 @@ def _encode_step(run_id: str, step: StepRecord, expires_at: int) -> Item:
         "finished_at": {"S": step.finished_at},
         "expires_at": {"N": str(expires_at)},
     }
-    if step.result_json is not None:
+    if result_at is not None:
+        item["result_at"] = {"S": result_at}
+        item["result_bytes"] = {"N": str(_utf8_len(step.result_json))}
+    elif step.result_json is not None:
         item["result"] = {"S": step.result_json}
     if step.result_tag is not None:
         item["result_tag"] = {"S": step.result_tag}
@@ -221,6 +235,8 @@ def _decode_step(item: Item) -> StepRecord:
         result_tag=_s(item, "result_tag"),
         error=ErrorInfo.from_json(_s(item, "error")),
         wait_json=_s(item, "wait"),
+        result_at=_s(item, "result_at"),
+        result_bytes=int(_n(item, "result_bytes") or 0),
     )
 
 
@@ -285,7 +301,23 @@ class Journal:
         loaded = self.decode_partition(items)
         if loaded is not None:
             loaded.steps = [step for step in loaded.steps if step.key == key]
+            self.load_results(run_id, loaded.steps)
         return loaded
+
+    def query_run(self, run_id: str, *, steps: bool = True) -> list[Item]:
+        """A run's items but its large step results (see :data:`VALUE_PREFIX`), or with ``steps=False``
+        but its steps too (run item, result, batch members): one strongly consistent Query."""
+        upper = "sk < :upper" if steps else "sk <= :upper"
+        return query_all(
+            self._client,
+            TableName=self._table,
+            KeyConditionExpression=f"pk = :pk AND {upper}",
+            ExpressionAttributeValues={
+                ":pk": {"S": run_pk(run_id)},
+                ":upper": {"S": VALUE_PREFIX if steps else RUN_SK},
+            },
+            ConsistentRead=True,
+        )
 
     def load(self, run_id: str) -> LoadedRun | None:
         """The run and its steps in first-call order, or ``None`` when no run item exists."""
@@ -307,6 +339,10 @@ class Journal:
             if kept.key not in found or found[kept.key].status != "completed":
                 found[kept.key] = kept
         steps = sorted(found.values(), key=lambda step: step.index)
+        values = {_s(item, "sk"): item for item in items if (_s(item, "sk") or "").startswith(VALUE_PREFIX)}
+        for step in steps:
+            if step.result_at is not None and step.result_at in values:
+                step.result_json = _s(values[step.result_at], "result")
         run = decode_run(run_item)
         if run.result_apart:
             result_item = next((item for item in items if _s(item, "sk") == RESULT_SK), None)
@@ -478,11 +514,23 @@ class Journal:
         that also checks the run item's ``lease_owner`` is still ``fence_owner``, so an attempt whose lease
         another attempt has taken writes nothing (``RunLeaseLostError``); it costs 2 write units per KB
         for the step and 2 for the check, so the step runner fences only writes made when the attempt's
-        lease is at risk (see ``polos.runtime.steps``).
+        lease is at risk (see ``polos.runtime.steps``). A large result is first put in its own item (see
+        :data:`VALUE_PREFIX`; one an attempt wrote but did not journal is left to expire).
         """
+        expires = self.expires_at()
+        result_at = None
+        if _result_apart(step):
+            result_at = f"{VALUE_PREFIX}{step.key}#{secrets.token_hex(6)}"
+            value: Item = {
+                "pk": {"S": run_pk(run_id)},
+                "sk": {"S": result_at},
+                "result": {"S": str(step.result_json)},
+                "expires_at": {"N": str(expires)},
+            }
+            self._client.put_item(TableName=self._table, Item=value)
         put: PutTypeDef = {
             "TableName": self._table,
-            "Item": _encode_step(run_id, step, self.expires_at()),
+            "Item": _encode_step(run_id, step, expires, result_at),
             # a failed or waiting step is overwritten (retried, or its wait is over); a completed one never
             "ConditionExpression": "attribute_not_exists(pk) OR #status <> :completed",
             "ExpressionAttributeNames": {"#status": "status"},
@@ -543,8 +591,8 @@ class Journal:
         ``step``: the attempt's last completed step, not journaled yet. It is kept in the run item
         (attribute ``step#<key>``, merged back by ``decode_partition``) by the same UpdateItem, so the step
         and the outcome are written together or not at all; when that would take the run item past
-        ``RUN_ITEM_BUDGET`` with the steps kept there already (``kept_steps_bytes``, by earlier attempts) or
-        the result goes apart, the step is journaled in its own item first.
+        ``RUN_ITEM_BUDGET`` with the steps kept there already (``kept_steps_bytes``, by earlier attempts),
+        the result goes apart or the step's own result is large, the step is journaled in its own item first.
 
         ``kept_until``: everything else the run reads when it wakes was kept until then (see
         :mod:`polos.runtime.retention`); the run item is kept as long, and records it, in the same write.
@@ -583,7 +631,7 @@ class Journal:
         if step is not None:
             kept = payload_bytes + (0 if apart else _utf8_len(result_json)) + _utf8_len(waiting_for_json)
             kept += kept_steps_bytes
-            if apart or kept + _step_bytes(step) > RUN_ITEM_BUDGET:
+            if apart or _result_apart(step) or kept + _step_bytes(step) > RUN_ITEM_BUDGET:
                 self.record_step(run_id, step, fence_owner=owner)
             else:
                 names["#step"] = STEP_PREFIX + step.key
@@ -691,4 +739,19 @@ class Journal:
             ConsistentRead=True,
         )
         item = answer.get("Item")
-        return None if item is None else _decode_step(item)
+        if item is None:
+            return None
+        step = _decode_step(item)
+        self.load_results(run_id, [step])
+        return step
+
+    def load_results(self, run_id: str, steps: list[StepRecord]) -> None:
+        """Fill in the large results of ``steps`` not read yet (kept in their own items; one strongly
+        consistent BatchGetItem per 100 of them)."""
+        wanted = [step for step in steps if step.result_at is not None and step.result_json is None]
+        if not wanted:
+            return
+        keys = [(run_pk(run_id), str(step.result_at)) for step in wanted]
+        found = get_all(self._client, self._table, keys, consistent=True)
+        for step, key in zip(wanted, keys, strict=True):
+            step.result_json = _s(found[key], "result") if key in found else None

@@ -61,6 +61,10 @@ class StepRecord:
     error: ErrorInfo | None = None
     # What a ``waiting`` step waits for (JSON of :class:`polos.runtime.waits.WaitingFor`).
     wait_json: str | None = None
+    # A large result is journaled in its own item: its sort key, and the result's size in bytes (the runs
+    # API reads it only when its answer holds it; ``result_json`` is filled in once it is read).
+    result_at: str | None = None
+    result_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
