@@ -240,6 +240,15 @@ def _decode_step(item: Item) -> StepRecord:
     )
 
 
+def _written_by(stored: Item | None, step: StepRecord) -> bool:
+    """Whether the completed step item ``stored`` is ``step`` itself, journaled already by this attempt (a
+    write applied whose answer was lost, or the last step journaled before an outcome that failed)."""
+    return stored is not None and all(
+        _s(stored, name) == value
+        for name, value in (("status", step.status), ("started_at", step.started_at), ("finished_at", step.finished_at))
+    )
+
+
 # A run an attempt may take (or that may be failed for exhausted deliveries): unfinished, and no live lease.
 _LEASE_FREE = (
     "((#status = :queued OR #status = :running) AND "
@@ -535,15 +544,17 @@ class Journal:
             "ConditionExpression": "attribute_not_exists(pk) OR #status <> :completed",
             "ExpressionAttributeNames": {"#status": "status"},
             "ExpressionAttributeValues": {":completed": {"S": "completed"}},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
         journaled_elsewhere = f"step {step.key!r} of run {run_id} was journaled by another attempt"
         if fence_owner is None:
             try:
                 self._client.put_item(**put)
             except ClientError as exc:
-                if _condition_failed(exc):
+                if not _condition_failed(exc):
+                    raise
+                if not _written_by(exc.response.get("Item"), step):  # type: ignore[arg-type]
                     raise RunLeaseLostError(journaled_elsewhere) from exc
-                raise
             return
         check: ConditionCheckTypeDef = {
             "TableName": self._table,
@@ -562,6 +573,8 @@ class Journal:
                 raise RunLeaseLostError(
                     f"run {run_id}: this attempt lost its lease; step {step.key!r} not journaled"
                 ) from exc
+            if codes[1:2] == ["ConditionalCheckFailed"] and _written_by(reasons[1].get("Item"), step):
+                return
             if codes[1:2] == ["ConditionalCheckFailed"]:
                 raise RunLeaseLostError(journaled_elsewhere) from exc
             raise
