@@ -7,6 +7,7 @@ moved wait clock), a day at a time when the keep-alive of an untimed wait must f
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -152,9 +153,12 @@ def test_a_wait_within_the_retention_extends_nothing(stack: Stack) -> None:
         assert event_expiries("ret/approve") == before
         # resumed on day 2: nothing was extended, so nothing outlives the retention counted from its end
         stack.advance(days=2)
-        assert stack.request(
-            "POST", f"/api/v1/runs/{run['run_id']}/resume", {"step_key": "approve", "data": {"ok": 1}}
-        ).status == 200
+        assert (
+            stack.request(
+                "POST", f"/api/v1/runs/{run['run_id']}/resume", {"step_key": "approve", "data": {"ok": 1}}
+            ).status
+            == 200
+        )
         stack.drain()
         assert stack.run(run["run_id"])["status"] == "completed"
         created = datetime.fromisoformat(run["created_at"].replace("Z", "+00:00")).timestamp()
@@ -173,7 +177,9 @@ def test_a_suspended_event_run_outlives_the_retention_and_can_be_resumed(short_s
     run_id = only_run(short_stack, "ret-approve")["run_id"]
     live_through(short_stack, 10)
     assert short_stack.run(run_id)["status"] == "waiting"
-    answer = short_stack.request("POST", f"/api/v1/runs/{run_id}/resume", {"step_key": "approve", "data": {"ok": 1}})
+    answer = short_stack.request(
+        "POST", f"/api/v1/runs/{run_id}/resume", {"step_key": "approve", "data": {"ok": 1}}
+    )
     assert answer.status == 200, answer.body
     short_stack.drain()
     run = short_stack.run(run_id)
@@ -187,7 +193,9 @@ def test_a_wait_for_event_without_timeout_outlives_the_retention(short_stack: St
     short_stack.publish("ret/news", [{"data": {"said": "hello"}}])
     short_stack.drain()
     run = short_stack.run(run_id)
-    assert run["status"] == "completed" and run["result"] == {"asked": "news?", "heard": {"said": "hello"}}, run
+    assert run["status"] == "completed" and run["result"] == {"asked": "news?", "heard": {"said": "hello"}}, (
+        run
+    )
 
 
 def test_invoke_and_wait_without_timeout_outlives_the_retention(short_stack: Stack) -> None:
@@ -195,7 +203,9 @@ def test_invoke_and_wait_without_timeout_outlives_the_retention(short_stack: Sta
     short_stack.drain()
     child_id = short_stack.run(parent_id)["waiting_for"]["child"]
     live_through(short_stack, 10)
-    answer = short_stack.request("POST", f"/api/v1/runs/{child_id}/resume", {"step_key": "go", "data": {"go": 1}})
+    answer = short_stack.request(
+        "POST", f"/api/v1/runs/{child_id}/resume", {"step_key": "go", "data": {"go": 1}}
+    )
     assert answer.status == 200, answer.body
     short_stack.drain()
     parent = short_stack.run(parent_id)
@@ -216,7 +226,9 @@ def test_a_cancelled_untimed_wait_is_kept_no_longer(short_stack: Stack) -> None:
 # --- a crash between the writes never leaves a waiting run with an input that expires first ----------------
 
 
-def test_a_crash_at_any_request_never_leaves_a_run_waiting_with_inputs_that_expire_first(stack: Stack) -> None:
+def test_a_crash_at_any_request_never_leaves_a_run_waiting_with_inputs_that_expire_first(
+    stack: Stack,
+) -> None:
     """One batch run per crash point: its first attempt dies after its k-th AWS request; then and after the
     redelivery, a run that is ``waiting`` has every item and event it reads kept past its wait."""
     made: int | None = None
@@ -228,10 +240,8 @@ def test_a_crash_at_any_request_never_leaves_a_run_waiting_with_inputs_that_expi
         stack.publish("ret/batch", [{"data": {"n": n}} for n in (1, 2, 3)])
         meter.reset()
         meter.crash_after(point or None, where=_attempt_request)
-        try:
+        with contextlib.suppress(Crash):  # the timers sweep died; it runs again at the next drain
             stack.drain()
-        except Crash:  # the timers sweep died; it runs again at the next drain
-            pass
         if made is None:
             made = len([call for call in meter.calls if _attempt_request(call)])
         assert point == 0 or not meter.crash_pending, f"no crash at request {point}"

@@ -245,7 +245,11 @@ def _written_by(stored: Item | None, step: StepRecord) -> bool:
     write applied whose answer was lost, or the last step journaled before an outcome that failed)."""
     return stored is not None and all(
         _s(stored, name) == value
-        for name, value in (("status", step.status), ("started_at", step.started_at), ("finished_at", step.finished_at))
+        for name, value in (
+            ("status", step.status),
+            ("started_at", step.started_at),
+            ("finished_at", step.finished_at),
+        )
     )
 
 
@@ -573,7 +577,8 @@ class Journal:
                 raise RunLeaseLostError(
                     f"run {run_id}: this attempt lost its lease; step {step.key!r} not journaled"
                 ) from exc
-            if codes[1:2] == ["ConditionalCheckFailed"] and _written_by(reasons[1].get("Item"), step):
+            stored: Item | None = reasons[1].get("Item") if len(reasons) > 1 else None  # type: ignore[assignment]
+            if codes[1:2] == ["ConditionalCheckFailed"] and _written_by(stored, step):
                 return
             if codes[1:2] == ["ConditionalCheckFailed"]:
                 raise RunLeaseLostError(journaled_elsewhere) from exc

@@ -54,7 +54,11 @@ def _events_written(raw: Any) -> list[float]:
     if not isinstance(raw, dict):
         return []
     events = raw["events"] if isinstance(raw.get("events"), list) else [raw]
-    return [_epoch(str(event["created_at"])) for event in events if isinstance(event, dict) and "created_at" in event]
+    return [
+        _epoch(str(event["created_at"]))
+        for event in events
+        if isinstance(event, dict) and "created_at" in event
+    ]
 
 
 def kept_until(run: RunRecord, raw: Any) -> float:
@@ -84,7 +88,9 @@ def keep_waiting(journal: Journal, run: RunRecord, raw: Any, waiting: WaitingFor
         return Kept(replace(waiting, keep=None))
     if waiting.kind != "timer" and now < lasts - early:
         return Kept(replace(waiting, keep=lasts - early))
-    horizon = int((waiting.until if waiting.until is not None else now) + settings.get_settings().retention_seconds)
+    horizon = int(
+        (waiting.until if waiting.until is not None else now) + settings.get_settings().retention_seconds
+    )
     extend(journal, run, waiting, horizon)
     return Kept(replace(waiting, keep=None if waiting.until is not None else horizon - early), horizon)
 
@@ -109,7 +115,7 @@ def extend(journal: Journal, run: RunRecord, waiting: WaitingFor, horizon: int) 
     if not targets:
         return 0
     with ThreadPoolExecutor(max_workers=min(PARALLEL_UPDATES, len(targets))) as pool:
-        return sum(pool.map(lambda target: _keep_item(*target, horizon), targets))
+        return sum(pool.map(lambda target: _keep_item(target[0], target[1], horizon), targets))
 
 
 def _keep_item(table: str, key: Item, horizon: int) -> int:

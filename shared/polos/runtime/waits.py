@@ -54,7 +54,7 @@ class WaitingFor:
 
     @property
     def wake_at(self) -> float | None:
-        """When the run must be woken whatever happens: the earliest of ``until``, ``recheck`` and ``keep``."""
+        """When the run must be woken whatever happens: the first of ``until``, ``recheck`` and ``keep``."""
         times = [moment for moment in (self.until, self.recheck, self.keep) if moment is not None]
         return min(times) if times else None
 
