@@ -116,6 +116,10 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
                     await asyncio.to_thread(timers.arm, wf.id, attempt.run_id, waiting)
                 logger.info("run still waiting; delivery acknowledged", extra={**log, "until": waiting.until})
                 return AttemptResult("waiting", loaded.run)
+            if retention.keep_due(waiting, step, clock.now()):  # woken to keep what it reads: no replay
+                await asyncio.to_thread(retention.renew, journal, loaded.run, waiting)
+                logger.info("waiting run kept past the retention", extra=log)
+                return AttemptResult("waiting", loaded.run)
     lease_seconds = settings.get_settings().lease_seconds
     given_owner = attempt.lease_owner
     if given_owner is not None and loaded is not None and loaded.run.lease_owner == given_owner:

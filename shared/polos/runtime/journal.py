@@ -467,6 +467,32 @@ class Journal:
             return NotAcquired(run=current, outcome="waiting" if waits else "busy")
         return Acquired(run=decode_run(answer["Attributes"]))
 
+    def rewait(self, run_id: str, waited: str, waiting_for_json: str, kept_until: int) -> bool:
+        """A waiting run waits on, for ``waiting_for_json`` now, its items kept until ``kept_until`` (see
+        ``polos.runtime.retention.renew``); ``False`` unless it still waited for ``waited`` (exactly), with
+        no attempt holding it. One conditional UpdateItem."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
+                UpdateExpression="SET waiting_for = :now, expires_at = :kept, kept_until = :kept",
+                ConditionExpression=(
+                    "#status = :waiting AND waiting_for = :was AND attribute_not_exists(lease_until)"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":now": {"S": waiting_for_json},
+                    ":was": {"S": waited},
+                    ":kept": {"N": str(kept_until)},
+                    ":waiting": {"S": "waiting"},
+                },
+            )
+        except ClientError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
     def fail_exhausted(self, run_id: str, error: ErrorInfo, now: float | None = None) -> RunRecord | None:
         """Fail a run whose deliveries ran out while it was neither finished nor held by a live attempt.
 

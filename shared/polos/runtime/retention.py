@@ -9,12 +9,14 @@ single event's or a batch's payload is rebuilt from the events table) and, for `
 Cost: nothing is written while the wait ends a margin before the first of these expires (a wait shorter
 than the retention less the run's age). A timer that ends later extends them as the run starts waiting;
 any other wait (untimed, or with a later timeout) gets ``keep`` instead, a wake-up a margin before they
-expire: should the run still wait then, that attempt extends them, to a retention after the wait's timeout
-or, untimed, after now (and sets the next ``keep``). So a wait that ends early extends nothing, and nothing
-is kept more than a retention past the wait that needed it. An extension is one Query of the partition
-and one conditional UpdateItem (billed by the item's size) per item that expires sooner, per event and for
-the waiter, all made before the run is marked waiting; that write keeps the run item too and records
-``kept_until``. A crash in between leaves the run running: its redelivery extends again.
+expire: should the run still wait then, the worker (:func:`renew`, no replay of the workflow) extends them,
+to a retention after the wait's timeout or, untimed, after now, and sets the next ``keep``. So a wait that
+ends early extends nothing, and nothing is kept more than a retention past the wait that needed it. An
+extension is one Query of the partition and one conditional UpdateItem (billed by the item's size) per
+item that expires sooner, per event and for the waiter, all made before the run is marked waiting (or
+waiting again); that write keeps the run item too and records ``kept_until``. A crash in between leaves
+the run running (its redelivery extends again) or, in :func:`renew`, waiting as it was (its keep-alive,
+still armed, comes again).
 """
 
 from __future__ import annotations
@@ -29,12 +31,12 @@ from botocore.exceptions import ClientError
 from polos.aws import settings
 from polos.publish.events import event_pk, sequence_sk
 from polos.publish.waiters import waiter_key
-from polos.runtime import batches, clock
+from polos.runtime import batches, clock, timers
 from polos.runtime.journal import RUN_SK, Item, Journal
-from polos.runtime.waits import WaitingFor
+from polos.runtime.waits import WaitingFor, is_due
 
 if TYPE_CHECKING:
-    from polos.runtime.records import RunRecord
+    from polos.runtime.records import RunRecord, StepRecord
 
 # A run is woken to keep what it reads this long before that would expire (a quarter of a short retention).
 MARGIN_SECONDS = 86_400
@@ -88,11 +90,33 @@ def keep_waiting(journal: Journal, run: RunRecord, raw: Any, waiting: WaitingFor
         return Kept(replace(waiting, keep=None))
     if waiting.kind != "timer" and now < lasts - early:
         return Kept(replace(waiting, keep=lasts - early))
-    horizon = int(
-        (waiting.until if waiting.until is not None else now) + settings.get_settings().retention_seconds
-    )
+    return _extended(journal, run, waiting, now)
+
+
+def _extended(journal: Journal, run: RunRecord, waiting: WaitingFor, now: float) -> Kept:
+    """Extend what ``run`` reads to a retention after the wait's timeout, or (untimed) after ``now``."""
+    end = waiting.until if waiting.until is not None else now
+    horizon = int(end + settings.get_settings().retention_seconds)
     extend(journal, run, waiting, horizon)
-    return Kept(replace(waiting, keep=None if waiting.until is not None else horizon - early), horizon)
+    return Kept(replace(waiting, keep=None if waiting.until is not None else horizon - margin()), horizon)
+
+
+def keep_due(waiting: WaitingFor, step: StepRecord | None, now: float) -> bool:
+    """Whether a waiting run is due only to keep what it reads: it still waits (see ``is_due``)."""
+    if waiting.keep is None or now < waiting.keep:
+        return False
+    return not is_due(replace(waiting, keep=None), step, now)
+
+
+def renew(journal: Journal, run: RunRecord, waiting: WaitingFor) -> bool:
+    """The keep-alive of a run that still waits (``waiting``, the run's copy): extend what it reads, arm
+    its next wake-up, then record the renewed wait on the run item, only if the run still waits as it did
+    (``False``: it moved on meanwhile, and what it does now keeps what it needs)."""
+    kept = _extended(journal, run, waiting, clock.now())
+    timers.arm(run.workflow_id, run.run_id, kept.waiting)
+    return journal.rewait(
+        run.run_id, str(run.waiting_for_json), kept.waiting.to_json(), int(kept.kept_until or 0)
+    )
 
 
 def extend(journal: Journal, run: RunRecord, waiting: WaitingFor, horizon: int) -> int:
