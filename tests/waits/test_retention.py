@@ -190,6 +190,8 @@ def test_a_wait_for_event_without_timeout_outlives_the_retention(short_stack: St
     run_id = short_stack.invoke("ret-listen", {"ask": "news?"})
     short_stack.drain()
     live_through(short_stack, 10)
+    kept = short_stack.run(run_id)
+    assert kept["status"] == "waiting" and kept["attempts"] == 1  # kept alive without a replay (or look-back)
     short_stack.publish("ret/news", [{"data": {"said": "hello"}}])
     short_stack.drain()
     run = short_stack.run(run_id)
