@@ -180,6 +180,11 @@ def _waiter_key(topic: str, run_id: str, step: str) -> Item:
     return {"pk": {"S": f"wait#{topic}"}, "sk": {"S": f"{run_id}#{step}"}}
 
 
+def waiter_key(topic: str, run_id: str, step: str) -> Item:
+    """The key of a run's waiter (its TTL is kept with the run's, see ``polos.runtime.retention``)."""
+    return _waiter_key(topic, run_id, step)
+
+
 def _counter_key(topic: str) -> Item:
     return {"pk": {"S": f"seq#{topic}"}, "sk": {"S": COUNTER_SK}}
 

@@ -18,7 +18,7 @@ from polos.context import WorkflowContext
 from polos.errors import NonRetryableError, RunLeaseLostError
 from polos.publish import waiters
 from polos.publish.events import EventRef
-from polos.runtime import clock, control, dead_letters, steps, timers
+from polos.runtime import clock, control, dead_letters, retention, steps, timers
 from polos.runtime.journal import Acquired, Item, Journal
 from polos.runtime.records import ErrorInfo, LoadedRun, RunRecord, RunStatus, StepRecord, TriggerType
 from polos.runtime.runs import stored_payload
@@ -117,6 +117,10 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
                     await asyncio.to_thread(timers.arm, wf.id, attempt.run_id, waiting)
                 logger.info("run still waiting; delivery acknowledged", extra={**log, "until": waiting.until})
                 return await _still_waiting(journal, loaded.run, log)
+            if retention.keep_due(waiting, step, clock.now()):  # woken to keep what it reads: no replay
+                await asyncio.to_thread(retention.renew, journal, loaded.run, waiting)
+                logger.info("waiting run kept past the retention", extra=log)
+                return await _still_waiting(journal, loaded.run, log)
     lease_seconds = settings.get_settings().lease_seconds
     allowed = dead_letters.attempts_allowed(wf)
     given_owner = attempt.lease_owner
@@ -190,7 +194,7 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
         result = await wf(ctx, wf.build_payload(raw))
         text = serde.to_json(result, what=f"result of workflow {wf.id!r}")
     except RunSuspended as suspended:
-        return await _suspend(journal, run, owner, suspended.waiting, log, runner.take_pending())
+        return await _suspend(journal, run, owner, suspended.waiting, log, runner.take_pending(), raw)
     except RunCancelled:
         return await _cancelled(journal, run, owner, log, runner.take_pending())
     except RunLeaseLostError as exc:
@@ -268,18 +272,22 @@ async def _suspend(
     waiting: WaitingFor,
     log: dict[str, Any],
     step: StepRecord | None = None,
+    raw: Any = None,
 ) -> AttemptResult:
-    """End the attempt with the run ``waiting``: its wake-up is set first, so none is ever lost; a run
-    kept for its retention period is kept past its wake-up too (a wait may be longer than the retention).
+    """End the attempt with the run ``waiting``: what it reads when it wakes (its input ``raw``) is kept as
+    long as it waits, then its wake-up is set, so none is ever lost (see ``polos.runtime.retention``).
 
     A completer (a resume, a matched event, a child's end) may complete the step while this attempt still
     holds the run: its wake-up, delivered meanwhile, found the run busy and comes back only after the
     visibility timeout. So once the run is ``waiting``, the step is read again (one GetItem) and a step
     completed meanwhile wakes the run now; a completion after that read finds the run ``waiting``."""
-    if waiting.until is not None:
-        await asyncio.to_thread(journal.keep_until, run, waiting.until)
+    kept = await asyncio.to_thread(retention.keep_waiting, journal, run, raw, waiting)
+    waiting = kept.waiting
     await asyncio.to_thread(timers.arm, run.workflow_id, run.run_id, waiting)
-    if not await _finish(journal, run, owner, "waiting", log, waiting_for=waiting, step=step):
+    finished = await _finish(
+        journal, run, owner, "waiting", log, waiting_for=waiting, step=step, kept_until=kept.kept_until
+    )
+    if not finished:
         return AttemptResult("busy", run)
     if waiting.kind != "timer" and run.status == "waiting":
         completed = await asyncio.to_thread(journal.get_step, run.run_id, waiting.step)
@@ -302,6 +310,7 @@ async def _finish(
     waiting_for: WaitingFor | None = None,
     step: StepRecord | None = None,
     dead_letter: bool = False,
+    kept_until: int | None = None,
 ) -> bool:
     """Record the attempt's outcome (with ``step``, its last completed step not journaled yet) and mirror
     it on ``run``; ``False`` when the lease was lost meanwhile.
@@ -327,6 +336,7 @@ async def _finish(
             step=step,
             kept_steps_bytes=run.kept_steps_bytes,
             dead_letter=dead_letter,
+            kept_until=kept_until,
         )
 
     cancel_asked = False

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Literal
 from botocore.exceptions import ClientError
 
 from polos.aws import settings
-from polos.aws.chunking import query_all
+from polos.aws.chunking import get_all, query_all
 from polos.errors import RunLeaseLostError
 from polos.payloads import utc_iso
 from polos.publish.events import EventRef
@@ -56,11 +57,16 @@ RUN_SK = "run"
 RESULT_SK = "result"
 STEP_PREFIX = "step#"
 MAX_SORT_KEY_BYTES = 1024  # DynamoDB's limit on a sort key, in UTF-8 bytes
+# A step result over RESULT_APART_BYTES is journaled in its own item ``value#<key>#<random>`` (written
+# before its step item, which names it in ``result_at``), so a run's steps are read without their large
+# results, and the runs API reads only the results its answer holds. One more write unit per such step
+# (its step item), at most 1/17 of what the result costs. Every other item of a run sorts before ``value#``.
+VALUE_PREFIX = "value#"
+RESULT_APART_BYTES = 16 * 1024
 BY_WORKFLOW_INDEX = "by_workflow"
 # A batch run's claim of an event stands in the place of the run item of the event's single-event run
 # (see ``polos.runtime.batches``): an item with this attribute (the batch run's id) is a claim, not a run.
 CLAIMED_BY = "run_id"
-KEEP_MARGIN_SECONDS = 86_400  # a waiting run's items are extended when they would expire within a day of it
 
 
 def run_pk(run_id: str) -> str:
@@ -161,6 +167,7 @@ def decode_run(item: Item) -> RunRecord:
         kept_steps_bytes=sum(_step_bytes(step) for step in _kept_steps(item)),
         message_attempts=int(_n(item, "message_attempts") or 0),
         dead_letter=bool(item.get("dead_letter", {}).get("BOOL", False)),
+        kept_until=_n(item, "kept_until"),
     )
 
 
@@ -177,7 +184,11 @@ def _utf8_len(text: str | None) -> int:
     return 0 if text is None else len(text.encode("utf-8", "surrogatepass"))
 
 
-def _encode_step(run_id: str, step: StepRecord, expires_at: int) -> Item:
+def _result_apart(step: StepRecord) -> bool:
+    return _utf8_len(step.result_json) > RESULT_APART_BYTES
+
+
+def _encode_step(run_id: str, step: StepRecord, expires_at: int, result_at: str | None = None) -> Item:
     item: Item = {
         "pk": {"S": run_pk(run_id)},
         "sk": {"S": STEP_PREFIX + step.key},
@@ -188,7 +199,10 @@ def _encode_step(run_id: str, step: StepRecord, expires_at: int) -> Item:
         "finished_at": {"S": step.finished_at},
         "expires_at": {"N": str(expires_at)},
     }
-    if step.result_json is not None:
+    if result_at is not None:
+        item["result_at"] = {"S": result_at}
+        item["result_bytes"] = {"N": str(_utf8_len(step.result_json))}
+    elif step.result_json is not None:
         item["result"] = {"S": step.result_json}
     if step.result_tag is not None:
         item["result_tag"] = {"S": step.result_tag}
@@ -227,6 +241,21 @@ def _decode_step(item: Item) -> StepRecord:
         error=ErrorInfo.from_json(_s(item, "error")),
         wait_json=_s(item, "wait"),
         completed_by=_s(item, "completed_by"),
+        result_at=_s(item, "result_at"),
+        result_bytes=int(_n(item, "result_bytes") or 0),
+    )
+
+
+def _written_by(stored: Item | None, step: StepRecord) -> bool:
+    """Whether the completed step item ``stored`` is ``step`` itself, journaled already by this attempt (a
+    write applied whose answer was lost, or the last step journaled before an outcome that failed)."""
+    return stored is not None and all(
+        _s(stored, name) == value
+        for name, value in (
+            ("status", step.status),
+            ("started_at", step.started_at),
+            ("finished_at", step.finished_at),
+        )
     )
 
 
@@ -284,6 +313,32 @@ class Journal:
             ConsistentRead=True,
         )
 
+    def load_step(self, run_id: str, key: str) -> LoadedRun | None:
+        """The run with only its step ``key`` (none when it has no such step), or ``None`` when no run item
+        exists: its run item and step item in one strongly consistent BatchGetItem, not its partition."""
+        wanted = [(run_pk(run_id), RUN_SK), (run_pk(run_id), STEP_PREFIX + key)]
+        items = list(get_all(self._client, self._table, wanted, consistent=True).values())
+        loaded = self.decode_partition(items)
+        if loaded is not None:
+            loaded.steps = [step for step in loaded.steps if step.key == key]
+            self.load_results(run_id, loaded.steps)
+        return loaded
+
+    def query_run(self, run_id: str, *, steps: bool = True) -> list[Item]:
+        """A run's items but its large step results (see :data:`VALUE_PREFIX`), or with ``steps=False``
+        but its steps too (run item, result, batch members): one strongly consistent Query."""
+        upper = "sk < :upper" if steps else "sk <= :upper"
+        return query_all(
+            self._client,
+            TableName=self._table,
+            KeyConditionExpression=f"pk = :pk AND {upper}",
+            ExpressionAttributeValues={
+                ":pk": {"S": run_pk(run_id)},
+                ":upper": {"S": VALUE_PREFIX if steps else RUN_SK},
+            },
+            ConsistentRead=True,
+        )
+
     def load(self, run_id: str) -> LoadedRun | None:
         """The run and its steps in first-call order, or ``None`` when no run item exists."""
         return self.decode_partition(self.query_partition(run_id))
@@ -304,6 +359,10 @@ class Journal:
             if kept.key not in found or found[kept.key].status != "completed":
                 found[kept.key] = kept
         steps = sorted(found.values(), key=lambda step: step.index)
+        values = {_s(item, "sk"): item for item in items if (_s(item, "sk") or "").startswith(VALUE_PREFIX)}
+        for step in steps:
+            if step.result_at is not None and step.result_at in values:
+                step.result_json = _s(values[step.result_at], "result")
         run = decode_run(run_item)
         if run.result_apart:
             result_item = next((item for item in items if _s(item, "sk") == RESULT_SK), None)
@@ -429,26 +488,31 @@ class Journal:
             return NotAcquired(run=current, outcome="waiting" if waits else "busy")
         return Acquired(run=decode_run(answer["Attributes"]))
 
-    def keep_until(self, run: RunRecord, moment: float) -> int:
-        """Keep every item of ``run`` until a retention period after ``moment`` (a wait's end), so a wait
-        longer than the retention does not lose its run. Free while the wait ends a day or more before the
-        run's oldest item expires (every item was written at or after ``created_at``); else one Query and
-        one UpdateItem per item that would expire sooner. Returns how many items were extended."""
-        retention = settings.get_settings().retention_seconds
-        oldest_expiry = datetime.fromisoformat(run.created_at.replace("Z", "+00:00")).timestamp() + retention
-        if moment + KEEP_MARGIN_SECONDS < oldest_expiry:
-            return 0
-        expires = int(moment) + retention
-        items = self.query_partition(run.run_id)
-        stale = [item for item in items if int(_n(item, "expires_at") or 0) < expires]
-        for item in stale:
+    def rewait(self, run_id: str, waited: str, waiting_for_json: str, kept_until: int) -> bool:
+        """A waiting run waits on, for ``waiting_for_json`` now, its items kept until ``kept_until`` (see
+        ``polos.runtime.retention.renew``); ``False`` unless it still waited for ``waited`` (exactly), with
+        no attempt holding it. One conditional UpdateItem."""
+        try:
             self._client.update_item(
                 TableName=self._table,
-                Key={"pk": item["pk"], "sk": item["sk"]},
-                UpdateExpression="SET expires_at = :expires",
-                ExpressionAttributeValues={":expires": {"N": str(expires)}},
+                Key={"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
+                UpdateExpression="SET waiting_for = :now, expires_at = :kept, kept_until = :kept",
+                ConditionExpression=(
+                    "#status = :waiting AND waiting_for = :was AND attribute_not_exists(lease_until)"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":now": {"S": waiting_for_json},
+                    ":was": {"S": waited},
+                    ":kept": {"N": str(kept_until)},
+                    ":waiting": {"S": "waiting"},
+                },
             )
-        return len(stale)
+        except ClientError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
 
     def fail_exhausted(
         self, run_id: str, error: ErrorInfo, now: float | None = None, *, dead_letter: bool = False
@@ -515,24 +579,38 @@ class Journal:
         that also checks the run item's ``lease_owner`` is still ``fence_owner``, so an attempt whose lease
         another attempt has taken writes nothing (``RunLeaseLostError``); it costs 2 write units per KB
         for the step and 2 for the check, so the step runner fences only writes made when the attempt's
-        lease is at risk (see ``polos.runtime.steps``).
+        lease is at risk (see ``polos.runtime.steps``). A large result is first put in its own item (see
+        :data:`VALUE_PREFIX`; one an attempt wrote but did not journal is left to expire).
         """
+        expires = self.expires_at()
+        result_at = None
+        if _result_apart(step):
+            result_at = f"{VALUE_PREFIX}{step.key}#{secrets.token_hex(6)}"
+            value: Item = {
+                "pk": {"S": run_pk(run_id)},
+                "sk": {"S": result_at},
+                "result": {"S": str(step.result_json)},
+                "expires_at": {"N": str(expires)},
+            }
+            self._client.put_item(TableName=self._table, Item=value)
         put: PutTypeDef = {
             "TableName": self._table,
-            "Item": _encode_step(run_id, step, self.expires_at()),
+            "Item": _encode_step(run_id, step, expires, result_at),
             # a failed or waiting step is overwritten (retried, or its wait is over); a completed one never
             "ConditionExpression": "attribute_not_exists(pk) OR #status <> :completed",
             "ExpressionAttributeNames": {"#status": "status"},
             "ExpressionAttributeValues": {":completed": {"S": "completed"}},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
         journaled_elsewhere = f"step {step.key!r} of run {run_id} was journaled by another attempt"
         if fence_owner is None:
             try:
                 self._client.put_item(**put)
             except ClientError as exc:
-                if _condition_failed(exc):
+                if not _condition_failed(exc):
+                    raise
+                if not _written_by(exc.response.get("Item"), step):  # type: ignore[arg-type]
                     raise RunLeaseLostError(journaled_elsewhere) from exc
-                raise
             return
         check: ConditionCheckTypeDef = {
             "TableName": self._table,
@@ -551,6 +629,9 @@ class Journal:
                 raise RunLeaseLostError(
                     f"run {run_id}: this attempt lost its lease; step {step.key!r} not journaled"
                 ) from exc
+            stored: Item | None = reasons[1].get("Item") if len(reasons) > 1 else None  # type: ignore[assignment]
+            if codes[1:2] == ["ConditionalCheckFailed"] and _written_by(stored, step):
+                return
             if codes[1:2] == ["ConditionalCheckFailed"]:
                 raise RunLeaseLostError(journaled_elsewhere) from exc
             raise
@@ -568,6 +649,7 @@ class Journal:
         step: StepRecord | None = None,
         kept_steps_bytes: int = 0,
         dead_letter: bool = False,
+        kept_until: int | None = None,
     ) -> bool:
         """End this attempt: ``completed``/``failed``/``cancelled`` for good, ``queued`` to retry, or
         ``waiting`` (with ``waiting_for_json``) until a wake-up. Returns whether a cancel was asked for
@@ -580,8 +662,11 @@ class Journal:
         ``step``: the attempt's last completed step, not journaled yet. It is kept in the run item
         (attribute ``step#<key>``, merged back by ``decode_partition``) by the same UpdateItem, so the step
         and the outcome are written together or not at all; when that would take the run item past
-        ``RUN_ITEM_BUDGET`` with the steps kept there already (``kept_steps_bytes``, by earlier attempts) or
-        the result goes apart, the step is journaled in its own item first.
+        ``RUN_ITEM_BUDGET`` with the steps kept there already (``kept_steps_bytes``, by earlier attempts),
+        the result goes apart or the step's own result is large, the step is journaled in its own item first.
+
+        ``kept_until``: everything else the run reads when it wakes was kept until then (see
+        :mod:`polos.runtime.retention`); the run item is kept as long, and records it, in the same write.
         """
         values: dict[str, AttributeValueTypeDef] = {
             ":status": {"S": status},
@@ -598,6 +683,9 @@ class Journal:
         if dead_letter:
             values[":dead_letter"] = {"BOOL": True}
             assignments.append("dead_letter = :dead_letter")
+        if kept_until is not None:
+            values[":kept"] = {"N": str(kept_until)}
+            assignments += ["expires_at = :kept", "kept_until = :kept"]
         if waiting_for_json is not None:
             values[":waiting_for"] = {"S": waiting_for_json}
             assignments.append("waiting_for = :waiting_for")
@@ -619,7 +707,7 @@ class Journal:
         if step is not None:
             kept = payload_bytes + (0 if apart else _utf8_len(result_json)) + _utf8_len(waiting_for_json)
             kept += kept_steps_bytes
-            if apart or kept + _step_bytes(step) > RUN_ITEM_BUDGET:
+            if apart or _result_apart(step) or kept + _step_bytes(step) > RUN_ITEM_BUDGET:
                 self.record_step(run_id, step, fence_owner=owner)
             else:
                 names["#step"] = STEP_PREFIX + step.key
@@ -738,4 +826,19 @@ class Journal:
             ConsistentRead=True,
         )
         item = answer.get("Item")
-        return None if item is None else _decode_step(item)
+        if item is None:
+            return None
+        step = _decode_step(item)
+        self.load_results(run_id, [step])
+        return step
+
+    def load_results(self, run_id: str, steps: list[StepRecord]) -> None:
+        """Fill in the large results of ``steps`` not read yet (kept in their own items; one strongly
+        consistent BatchGetItem per 100 of them)."""
+        wanted = [step for step in steps if step.result_at is not None and step.result_json is None]
+        if not wanted:
+            return
+        keys = [(run_pk(run_id), str(step.result_at)) for step in wanted]
+        found = get_all(self._client, self._table, keys, consistent=True)
+        for step, key in zip(wanted, keys, strict=True):
+            step.result_json = _s(found[key], "result") if key in found else None

@@ -63,6 +63,10 @@ class StepRecord:
     wait_json: str | None = None
     # The ``Idempotency-Key`` of the resume request that completed a ``suspend`` step.
     completed_by: str | None = None
+    # A large result is journaled in its own item: its sort key, and the result's size in bytes (the runs
+    # API reads it only when its answer holds it; ``result_json`` is filled in once it is read).
+    result_at: str | None = None
+    result_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +121,8 @@ class RunRecord:
     message_attempts: int = 0
     # The run failed because its executions ran out: its message belongs in the dead-letter queue.
     dead_letter: bool = False
+    # Everything the run reads when it wakes lives at least until then (epoch s; see polos.runtime.retention).
+    kept_until: float | None = None
 
     @property
     def finished(self) -> bool:

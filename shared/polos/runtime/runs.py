@@ -118,7 +118,8 @@ def _budget_steps(steps: list[StepRecord], budget: int) -> tuple[list[dict[str, 
     for index, (view, step) in enumerate(zip(views, steps, strict=False)):
         # A result's JSON text is a lower bound of its share of the response: no need to parse it to
         # know that it does not fit.
-        if not view.get("result_omitted") or len(step.result_json or "") > budget:
+        unread = step.result_at is not None and step.result_json is None  # a large result not read
+        if not view.get("result_omitted") or unread or len(step.result_json or "") > budget:
             continue
         full = step_view(step)
         extra = wire_size(full) - wire_size(view)
@@ -174,13 +175,31 @@ def _members(run: RunRecord, items: list[Item] | None = None) -> list[EventRef]:
     return batches.members(items) if items is not None else batches.load_members(run.run_id)
 
 
-def _load(run_id: str) -> tuple[LoadedRun, list[Item]] | None:
-    """The run and the items of its partition (one Query), or ``None`` when there is no such run."""
+def _load(run_id: str, *, steps: bool = True) -> tuple[LoadedRun, list[Item]] | None:
+    """The run (with its steps, their large results not read yet) and the items read (one Query, of
+    neither large results nor, without ``steps``, steps), or ``None`` when there is no such run."""
     if not valid_run_id(run_id):
         return None
-    items = Journal().query_partition(run_id)
+    items = Journal().query_run(run_id, steps=steps)
     loaded = Journal.decode_partition(items)
     return None if loaded is None else (loaded, items)
+
+
+def _held_results(view: dict[str, Any], steps: list[StepRecord], budget: int) -> list[StepRecord]:
+    """The steps whose large results the answer can hold: in first-call order, while the results known so
+    far and these fit ``budget`` bytes with the answer ``view`` (its steps without large results)."""
+    left = budget - wire_size(view)
+    held: list[StepRecord] = []
+    for step in steps:
+        if step.status != "completed":
+            continue
+        size = step.result_bytes if step.result_at is not None else len(step.result_json or "")
+        if size > left:
+            continue
+        left -= size
+        if step.result_at is not None:
+            held.append(step)
+    return held
 
 
 class NoSuchStepError(LookupError):
@@ -188,22 +207,32 @@ class NoSuchStepError(LookupError):
 
 
 def get_run(run_id: str, step_key: str | None = None) -> dict[str, Any] | None:
-    """The run with its steps (only ``step_key``'s, result included, when given), or ``None``."""
-    found = _load(run_id)
-    if found is None:
+    """The run with its steps, or ``None``. With ``step_key``, only that step, result included: read with
+    the run item alone (its partition may be megabytes of other steps)."""
+    if step_key is None:
+        found = _load(run_id)
+        if found is None:
+            return None
+        loaded, items = found
+        members = _members(loaded.run, items)
+        summary = run_view(loaded.run, members, [])
+        summary["steps"] = [step_view(step, with_result=False) for step in loaded.steps]
+        Journal().load_results(run_id, _held_results(summary, loaded.steps, RESPONSE_BUDGET_BYTES))
+        return run_view(loaded.run, members, loaded.steps)
+    if not valid_run_id(run_id):
         return None
-    loaded, items = found
-    steps = loaded.steps
-    if step_key is not None:
-        steps = [step for step in steps if step.key == step_key]
-        if not steps:
-            raise NoSuchStepError(f"run {run_id!r} has no step {step_key!r}")
-    return run_view(loaded.run, _members(loaded.run, items), steps)
+    journal = Journal()
+    one = journal.load_step(run_id, step_key)
+    if one is None:
+        return None
+    if not one.steps:
+        raise NoSuchStepError(f"run {run_id!r} has no step {step_key!r}")
+    return run_view(journal.load_result(one.run), _members(one.run), one.steps)
 
 
 def get_execution(run_id: str) -> dict[str, Any] | None:
     """The run in the shape of the Polos SDK's executions (its input as ``payload``)."""
-    found = _load(run_id)
+    found = _load(run_id, steps=False)
     if found is None:
         return None
     run, items = found[0].run, found[1]

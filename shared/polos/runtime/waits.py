@@ -48,11 +48,14 @@ class WaitingFor:
     # ``event``/``resume``, on the run's copy only: when to look back once more for events whose sequence
     # ids were reserved before the waiter was registered but not yet stored (see polos.publish.waiters).
     recheck: float | None = None
+    # On the run's copy only: when to wake the run to keep what it reads past the retention, should it still
+    # wait then (see polos.runtime.retention).
+    keep: float | None = None
 
     @property
     def wake_at(self) -> float | None:
-        """When the run must be woken whatever happens: the earlier of ``until`` and ``recheck``."""
-        times = [moment for moment in (self.until, self.recheck) if moment is not None]
+        """When the run must be woken whatever happens: the first of ``until``, ``recheck`` and ``keep``."""
+        times = [moment for moment in (self.until, self.recheck, self.keep) if moment is not None]
         return min(times) if times else None
 
     def to_json(self) -> str:
@@ -64,6 +67,7 @@ class WaitingFor:
             "child": self.child,
             "after": self.after,
             "recheck": self.recheck,
+            "keep": self.keep,
         }
         raw.update({name: value for name, value in extra.items() if value is not None})
         return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
@@ -81,6 +85,7 @@ class WaitingFor:
             child=raw.get("child"),
             after=raw.get("after"),
             recheck=raw.get("recheck"),
+            keep=raw.get("keep"),
         )
 
     def view(self) -> dict[str, Any]:
@@ -100,7 +105,8 @@ def is_due(waiting: WaitingFor, step: StepRecord | None, now: float) -> bool:
 
     Over when a completer recorded the step's result (``step`` is the journaled waiting step), or when
     ``until`` passed (a timer's time, or another kind's timeout), or when a ``recheck`` is due (the
-    attempt looks back once more and, finding nothing, waits again).
+    attempt looks back once more and, finding nothing, waits again), or a ``keep`` (the attempt keeps what
+    the run reads past the retention and waits again).
     """
     if step is not None and step.status != "waiting":
         return True
