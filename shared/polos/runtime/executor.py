@@ -251,6 +251,7 @@ async def _out_of_attempts(journal: Journal, run_id: str, log: dict[str, Any], a
     run = await asyncio.to_thread(lambda: journal.fail_exhausted(run_id, error, dead_letter=True))
     if run is None or not run.dead_letter:  # taken by a live attempt meanwhile, or finished
         return AttemptResult("busy", run)
+    await asyncio.to_thread(control.end_again, run, journal)  # a parent waiting for it hears of its end
     logger.error("run failed: its executions are spent; nothing executed", extra=log)
     return AttemptResult("exhausted", run, run.error)
 
