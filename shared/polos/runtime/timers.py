@@ -8,13 +8,14 @@ Chosen by cost, precision and quotas (numbers in docs/guide.md, "Waiting"):
   ``timer#<shard>``, sorted by the time it must be armed (:data:`ARM_AHEAD_SECONDS` before it is due).
   :func:`sweep` (the timers function, every minute; every second under ``polos dev``; at each drain under
   ``polos.testing``) finds the shards with timers whose arming time has passed and works them on
-  :data:`SWEEPERS` threads, a shard at a time per thread, round robin (:data:`TURN_PAGES` pages a turn), so
-  a backlogged shard cannot starve the others. Each thread leases its shard first (:mod:`timer_leases`:
-  overlapping sweeps never send the same timers), then page by page sends the resume messages of the
-  first :data:`PAGE_SIZE` due timers, with the delay left, and deletes exactly those. A crash in between
-  sends that page again at the next sweep: duplicate wake-ups, which the worker turns away. Deleting as it
-  goes, each page and each sweep starts where the last one stopped; a sweep stops starting pages shortly
-  before its Lambda's timeout, so every sweep makes progress whatever the backlog.
+  :data:`SWEEPERS` threads, a shard at a time per thread, round robin (:data:`TURN_PAGES` pages a turn,
+  from a shard one further each minute), so a backlogged shard cannot starve the others. Each thread
+  leases its shard first (:mod:`timer_leases`: overlapping sweeps never send the same timers), then page
+  by page sends the resume messages of the first :data:`PAGE_SIZE` due timers, with the delay left, and
+  deletes exactly those. A crash in between sends that page again at the next sweep: duplicate wake-ups,
+  which the worker turns away. Deleting as it goes, each page and each sweep starts where the last one
+  stopped; a sweep stops starting pages shortly before its Lambda's timeout, so every sweep makes progress
+  whatever the backlog.
 
 No per-wait AWS resource and no quota: a million waiting runs are a million small items.
 """
@@ -115,7 +116,8 @@ def sweep(remaining: Remaining | None = None) -> int:
     """
     time_left = remaining or (lambda: math.inf)
     leases = ShardLeases(uuid.uuid4().hex, clock.now() + (remaining() if remaining else LEASE_SECONDS))
-    turns = _Turns([shard for shard in range(SHARDS) if _has_due(shard)])
+    first = int(clock.now() // 60) % SHARDS  # each minute's sweep starts one shard further on
+    turns = _Turns([shard for shard in ((first + n) % SHARDS for n in range(SHARDS)) if _has_due(shard)])
     workers = min(SWEEPERS, len(turns.waiting))
     if not workers:
         return 0
