@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from helpers.crash_points import SOAK, crash_points
 from polos import WorkflowContext, workflow
 from polos.app import App
@@ -185,6 +186,30 @@ def test_overlapping_sweeps_send_no_wake_up_twice(stack: Stack) -> None:
     twice = {run_id: n for run_id, n in sent.items() if n > 1}
     assert not twice, f"{len(twice)} wake-ups sent more than once, e.g. {next(iter(twice.items()))}"
     assert timers_left() == 0
+
+
+def test_a_shard_that_fails_leaves_its_timers_for_the_next_sweep_and_the_others_go_on(stack: Stack) -> None:
+    """Every Query of shard 2 is throttled (past botocore's retries) during the first sweep."""
+    failing, healthy = run_ids(30, shard=2), run_ids(30, shard=5)
+    arm_backlog(failing + healthy, clock.now() + 3600)
+    stack.advance(hours=1, seconds=1)
+
+    def throttle_shard_2(params: dict[str, Any], **_: Any) -> None:
+        values = params.get("ExpressionAttributeValues", {})
+        if values.get(":pk") == {"S": "timer#2"}:
+            error: Any = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}
+            raise ClientError(error, "Query")
+
+    events = settings.dynamodb().meta.events
+    events.register("provide-client-params.dynamodb.Query", throttle_shard_2, unique_id="throttle-2")
+    try:
+        assert timers.sweep() == len(healthy)
+    finally:
+        events.unregister("provide-client-params.dynamodb.Query", unique_id="throttle-2")
+    assert wake_ups(stack) == Counter(healthy)
+    assert timers_left() == len(failing)
+    assert timers.sweep() == len(failing)  # its lease was given back: the next sweep takes the shard at once
+    assert wake_ups(stack) == Counter(failing)
 
 
 PAGE_SIZE = 20  # small pages, so that a few timers make several pages

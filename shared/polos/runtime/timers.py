@@ -212,8 +212,13 @@ def _due_query(shard: int) -> dict[str, Any]:
 
 
 def _has_due(shard: int) -> bool:
-    """Whether ``shard`` has a due timer (one small read; no lease is taken for an idle shard)."""
-    answer = settings.dynamodb().query(**_due_query(shard), Limit=1, ProjectionExpression="pk")
+    """Whether ``shard`` has a due timer (one small read; no lease is taken for an idle shard). A failed
+    read says yes: a sweeper tries the shard again rather than the whole sweep failing."""
+    try:
+        answer = settings.dynamodb().query(**_due_query(shard), Limit=1, ProjectionExpression="pk")
+    except Exception:
+        logger.exception("timer shard unreadable; a sweeper tries it again", extra={"shard": shard})
+        return True
     return bool(answer.get("Items"))
 
 
