@@ -3,8 +3,8 @@ overlapping sweeps send nothing twice, a crash between sending and deleting re-s
 a 20,000-timer backlog wakes every run exactly once.
 
 Timer items are written as :func:`polos.runtime.timers.arm` writes them (:func:`timers.timer_item`) for
-runs of the ``backlog`` workflow, whose queue the test reads instead of running the worker: the wake-ups
-sent are the messages found there.
+runs of the ``backlog`` workflow; the wake-ups sent are the messages of the SendMessageBatch requests SQS
+accepted for its queue (no worker runs them).
 """
 
 from __future__ import annotations
@@ -72,24 +72,28 @@ def arm_backlog(ids: list[str], wake_at: float) -> None:
         write_all(settings.dynamodb(), table, [{"PutRequest": {"Item": item}} for item in chunk])
 
 
-def wake_ups(stack: Stack) -> Counter[str]:
-    """The resume messages on the ``backlog`` queue, by run id (taken off the queue)."""
-    sqs = settings.sqs()
+@pytest.fixture
+def sends(stack: Stack) -> Iterator[Meter]:
+    """The SQS requests of the test (see :func:`wake_ups`)."""
+    meter = Meter()
+    meter.attach(settings.sqs())
+    yield meter
+    meter.detach()
+
+
+def wake_ups(meter: Meter) -> Counter[str]:
+    """The wake-ups of ``backlog`` runs sent since the last look, by run id: the messages of the
+    SendMessageBatch requests SQS accepted (reading 20,000 messages back from moto takes many minutes)."""
     url = settings.get_settings().queue_url("backlog")
-    seen: Counter[str] = Counter()
-    while True:
-        answer = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=600)
-        messages = answer.get("Messages", [])
-        if not messages:
-            return seen
-        for message in messages:
-            body = json.loads(message["Body"])
-            assert body["kind"] == "resume" and body["step"] == "nap"
-            seen[body["run_id"]] += 1
-        sqs.delete_message_batch(
-            QueueUrl=url,
-            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
-        )
+    sent: Counter[str] = Counter()
+    for call in meter.select("sqs"):
+        if call.operation == "SendMessageBatch" and call.ok and call.params["QueueUrl"] == url:
+            for entry in call.params["Entries"]:
+                body = json.loads(entry["MessageBody"])
+                assert body["kind"] == "resume" and body["step"] == "nap"
+                sent[body["run_id"]] += 1
+    meter.reset()
+    return sent
 
 
 def waiting_on_queue(workflow_id: str) -> set[str]:
@@ -115,7 +119,9 @@ def timers_left() -> int:
     )
 
 
-def test_a_backlogged_shard_does_not_starve_a_run_whose_timer_sits_in_a_later_shard(stack: Stack) -> None:
+def test_a_backlogged_shard_does_not_starve_a_run_whose_timer_sits_in_a_later_shard(
+    stack: Stack, sends: Meter
+) -> None:
     """Every AWS request takes 1 s of an invocation's 60 s (a virtual clock): shard 0 holds more due timers
     than one invocation can send, and the sleeper's timer sits in a later shard."""
     run_id = stack.invoke("sleeper", {})
@@ -136,7 +142,7 @@ def test_a_backlogged_shard_does_not_starve_a_run_whose_timer_sits_in_a_later_sh
             invocation = time.invocation(start=60.0 * minute, timeout=TIMERS_FUNCTION.timeout_seconds)
             with invocation as context, contextlib.suppress(LambdaTimeout):
                 handler({}, context)
-            sent += wake_ups(stack)
+            sent += wake_ups(sends)
             if woken_at is None and run_id in waiting_on_queue("sleeper"):
                 woken_at = minute
     assert woken_at == 0, "the sleeper's wake-up was never sent: the backlog of shard 0 starved its shard"
@@ -146,7 +152,7 @@ def test_a_backlogged_shard_does_not_starve_a_run_whose_timer_sits_in_a_later_sh
     assert stack.run(run_id)["status"] == "completed"
 
 
-def test_overlapping_sweeps_send_no_wake_up_twice(stack: Stack) -> None:
+def test_overlapping_sweeps_send_no_wake_up_twice(stack: Stack, sends: Meter) -> None:
     """Sweep A stops right after its first SendMessageBatch (before deleting those timers) while sweep B
     runs from start to end; then A goes on."""
     ids = run_ids(400)
@@ -181,14 +187,16 @@ def test_overlapping_sweeps_send_no_wake_up_twice(stack: Stack) -> None:
     finally:
         events.unregister("after-call.sqs.SendMessageBatch", unique_id="pause-a")
     assert not errors, errors
-    sent = wake_ups(stack)
+    sent = wake_ups(sends)
     assert set(sent) == set(ids), "a wake-up was never sent"
     twice = {run_id: n for run_id, n in sent.items() if n > 1}
     assert not twice, f"{len(twice)} wake-ups sent more than once, e.g. {next(iter(twice.items()))}"
     assert timers_left() == 0
 
 
-def test_a_shard_that_fails_leaves_its_timers_for_the_next_sweep_and_the_others_go_on(stack: Stack) -> None:
+def test_a_shard_that_fails_leaves_its_timers_for_the_next_sweep_and_the_others_go_on(
+    stack: Stack, sends: Meter
+) -> None:
     """Every Query of shard 2 is throttled (past botocore's retries) during the first sweep."""
     failing, healthy = run_ids(30, shard=2), run_ids(30, shard=5)
     arm_backlog(failing + healthy, clock.now() + 3600)
@@ -206,10 +214,10 @@ def test_a_shard_that_fails_leaves_its_timers_for_the_next_sweep_and_the_others_
         assert timers.sweep() == len(healthy)
     finally:
         events.unregister("provide-client-params.dynamodb.Query", unique_id="throttle-2")
-    assert wake_ups(stack) == Counter(healthy)
+    assert wake_ups(sends) == Counter(healthy)
     assert timers_left() == len(failing)
     assert timers.sweep() == len(failing)  # its lease was given back: the next sweep takes the shard at once
-    assert wake_ups(stack) == Counter(failing)
+    assert wake_ups(sends) == Counter(failing)
 
 
 PAGE_SIZE = 20  # small pages, so that a few timers make several pages
@@ -227,12 +235,12 @@ def sweep_with_crash(stack: Stack, ids: list[str], crash_at: int | None) -> int:
     with contextlib.suppress(Crash):
         timers.sweep()
     made = len(meter.calls)
-    meter.detach()
     assert not meter.crash_pending, f"no crash happened at request {crash_at}"
     stack.advance(seconds=timers.LEASE_SECONDS + 5)  # the dead sweep's lease lapsed
     while timers.sweep():
         pass
-    sent = wake_ups(stack)
+    meter.detach()
+    sent = wake_ups(meter)
     assert set(sent) == set(ids), f"crash after request {crash_at}: a wake-up was lost"
     again = sum(sent.values()) - len(ids)
     assert again <= timers.PAGE_SIZE, f"crash after request {crash_at}: {again} wake-ups sent again"
@@ -251,7 +259,7 @@ def test_a_crash_after_any_request_of_a_sweep_loses_no_wake_up_and_resends_at_mo
         sweep_with_crash(stack, run_ids(size, shard=3, prefix=f"crash{n}"), crash_at=n)
 
 
-def drain_backlog(stack: Stack, size: int) -> None:
+def drain_backlog(stack: Stack, sends: Meter, size: int) -> None:
     """``size`` due timers over every shard, swept by the timers function once a minute until none is left:
     each run's wake-up is sent exactly once."""
     ids = run_ids(size)
@@ -263,16 +271,18 @@ def drain_backlog(stack: Stack, size: int) -> None:
         function.invoke({})
         invocations += 1
         assert invocations < 100, "the sweeps stopped making progress"
-    sent = wake_ups(stack)
+    sent = wake_ups(sends)
     assert len(sent) == size and set(sent.values()) == {1}
 
 
-def test_a_backlog_on_the_local_stack_wakes_every_run_exactly_once(stack: Stack) -> None:
-    drain_backlog(stack, 1_000)
+def test_a_backlog_on_the_local_stack_wakes_every_run_exactly_once(stack: Stack, sends: Meter) -> None:
+    drain_backlog(stack, sends, 1_000)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SOAK, reason="several minutes on moto: `make soak` (POLOS_SOAK=1) runs it")
 @pytest.mark.timeout(900)
-def test_a_backlog_of_20000_timers_on_the_local_stack_wakes_every_run_exactly_once(stack: Stack) -> None:
-    drain_backlog(stack, 20_000)
+def test_a_backlog_of_20000_timers_on_the_local_stack_wakes_every_run_exactly_once(
+    stack: Stack, sends: Meter
+) -> None:
+    drain_backlog(stack, sends, 20_000)
