@@ -94,6 +94,10 @@ class Drain:
             ),
             ("no invocation reached its timeout", not any(minute.timed_out for minute in self.minutes)),
             (
+                "one Lambda at a time (each invocation done within its minute)",
+                all(minute.seconds <= SCHEDULE_SECONDS for minute in self.minutes),
+            ),
+            (
                 f"the function's timeout fits Lambda's {MAX_LAMBDA_SECONDS} s",
                 self.timeout_seconds <= MAX_LAMBDA_SECONDS,
             ),
