@@ -35,8 +35,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["cost", "waits", "coldstart"],
-        help="run one benchmark and print its rows (nothing is written)",
+        choices=["cost", "waits", "coldstart", "timers"],
+        help="run one benchmark and print its rows (nothing is written); timers: only this way",
     )
     args = parser.parse_args(argv)
     if args.only:
@@ -132,6 +132,12 @@ def _measure_waits(results: Results) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(list(sys.argv[1:] if argv is None else argv))
+    if args.only == "timers":  # its own table and verdict (bench/timers.py); exit status 1 on FAIL
+        if str(ROOT) not in sys.path:
+            sys.path.insert(0, str(ROOT))
+        from bench import timers
+
+        return timers.main(smoke=args.smoke)
     results = measure(args)
     from bench import report
 

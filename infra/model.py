@@ -267,12 +267,16 @@ TIMERS_FUNCTION = FunctionSpec(
     "TimersFunction",
     "timers/app.handler",
     "Polos timers: every minute, wakes the runs whose waits are due",
+    # One sweep a minute, each ending its pages before the next begins (a late one is kept off the shards
+    # still being worked by their leases); no reserved concurrency: overlapping sweeps are harmless.
     timeout_seconds=60,
-    memory_mb=256,
+    # 1 vCPU (Lambda allots CPU by memory; 1,769 MB is one): a backlog keeps 10 threads of requests busy.
+    memory_mb=1769,
     tables=(
         TableAccess(
             RUNS_TABLE,
-            ("dynamodb:Query", "dynamodb:BatchWriteItem"),
+            # UpdateItem: a shard's lease (polos.runtime.timer_leases)
+            ("dynamodb:Query", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem"),
         ),
     ),
     sends_to_queues=True,

@@ -15,4 +15,4 @@ with cold_imports():
 
 
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
-    return {"woken": sweep()}
+    return {"woken": sweep(lambda: context.get_remaining_time_in_millis() / 1000)}
