@@ -45,7 +45,7 @@ def ended_cancelled(run: RunRecord, journal: Journal | None = None) -> None:
     if run.waiting_for_json is not None:
         waiting = WaitingFor.from_json(run.waiting_for_json)
         if waiting.topic is not None:
-            waiters.WaiterStore().remove(waiting.topic, run.run_id, waiting.step)
+            waiters.WaiterStore().remove(waiting.topic, run.run_id, waiting.step, waiting.match)
         if waiting.kind == "child" and waiting.child is not None:
             cancel(waiting.child, journal)
     report_end(run, journal=journal)
@@ -67,7 +67,7 @@ ResumeOutcome = Literal["resumed", "no_run", "no_step", "conflict"]
 
 def resume(run_id: str, key: str, data: dict[str, Any] | None) -> ResumeOutcome:
     """Resume the run's ``suspend`` step ``key`` with ``data`` (its result): one Query to find the step,
-    one conditional UpdateItem (exactly one resume wins), one SendMessageBatch, one transaction removing
+    one conditional UpdateItem (exactly one resume wins), one SendMessageBatch, one DeleteItem removing
     the step's event waiter."""
     journal = Journal()
     loaded = journal.load(run_id)
@@ -88,5 +88,5 @@ def resume(run_id: str, key: str, data: dict[str, Any] | None) -> ResumeOutcome:
         text = json.dumps(data if data is not None else {}, separators=(",", ":"), ensure_ascii=False)
         won = waiters.complete(loaded.run.workflow_id, run_id, key, result_json=text)
     if waiting.topic is not None:
-        waiters.WaiterStore().remove(waiting.topic, run_id, key)
+        waiters.WaiterStore().remove(waiting.topic, run_id, key, waiting.match)
     return "resumed" if won else "conflict"

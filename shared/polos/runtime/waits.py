@@ -46,8 +46,12 @@ class WaitingFor:
     # ``event``/``resume``: the topic's last sequence id when the step was first reached.
     after: int | None = None
     # ``event``/``resume``, on the run's copy only: when to look back once more for events whose sequence
-    # ids were reserved before the waiter was registered but not yet stored (see polos.publish.waiters).
+    # ids were reserved before the waiter was registered but not yet stored (see polos.publish.waiters),
+    # or to register an untimed wait again; the look-back's ``checked`` (every id up to it seen) and
+    # ``reserved`` (the anchor it read up to): a recheck reads only the ids between them.
     recheck: float | None = None
+    checked: int | None = None
+    reserved: int | None = None
 
     @property
     def wake_at(self) -> float | None:
@@ -64,6 +68,8 @@ class WaitingFor:
             "child": self.child,
             "after": self.after,
             "recheck": self.recheck,
+            "checked": self.checked,
+            "reserved": self.reserved,
         }
         raw.update({name: value for name, value in extra.items() if value is not None})
         return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
@@ -81,6 +87,8 @@ class WaitingFor:
             child=raw.get("child"),
             after=raw.get("after"),
             recheck=raw.get("recheck"),
+            checked=raw.get("checked"),
+            reserved=raw.get("reserved"),
         )
 
     def view(self) -> dict[str, Any]:
