@@ -458,8 +458,11 @@ def recheck_delay() -> float:
 
 
 def first_match(store: WaiterStore, waiter: Waiter, after: int, upto: int) -> LookedBack:
-    """Look back at the topic's ids in ``(after, upto]`` for the first event ``waiter`` matches; stops there."""
+    """Look back at the topic's ids in ``(after, upto]`` for the first event ``waiter`` matches; stops there
+    (no request when the range is empty: no id was handed out while the waiter registered)."""
     checked, contiguous = after, True
+    if upto <= after:
+        return LookedBack(None, checked)
     for sequence_id, event in store.look_back(waiter.topic, after, upto):
         if event is not None and waiter.matches(event):
             return LookedBack(event, checked)
