@@ -372,7 +372,7 @@ def event_wait_rows(cost: EventWaitCost | None) -> list[Row]:
             "Polos",
             result=f"+{cost.drained.requests - cost.quiet.requests} requests: "
             f"{_operations(cost.drained.beyond(cost.quiet))} (an empty waiter partition)",
-            relative=f"{_figure(cost.drained.read_units)} RRU (quiet topic: {_figure(cost.quiet.read_units)})",
+            relative=f"{_figure(cost.drained.read_units)} RRU (quiet: {_figure(cost.quiet.read_units)})",
             target=f"<= +{DRAINED_TARGET_REQUESTS} request",
             verdict=_verdict(
                 cost.drained.requests - cost.quiet.requests <= DRAINED_TARGET_REQUESTS
@@ -441,7 +441,7 @@ def payment_rows(capacity: PaymentCapacity | None) -> list[Row]:
             f"{waits.PAYMENTS_PER_REQUEST} events of 1 KB per publish)",
             "Polos",
             result=f"{sustained:,.0f} events/s",
-            relative=f"at {waits.PARTITION_READ_UNITS:,} RCU / {waits.PARTITION_WRITE_UNITS:,} WCU per partition",
+            relative=f"{waits.PARTITION_READ_UNITS:,} RCU / {waits.PARTITION_WRITE_UNITS:,} WCU a partition",
             target=f">= {waits.PAYMENT_RATE_TARGET:,} events/s",
             verdict=_verdict(sustained >= waits.PAYMENT_RATE_TARGET),
         )

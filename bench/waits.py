@@ -375,7 +375,9 @@ def _reads(call: Call) -> list[tuple[str, str, float]]:
         return [(table, str(params["ExpressionAttributeValues"][":pk"]["S"]), call.read_units)]
     if call.operation == "BatchGetItem":
         keys = [
-            (name, str(key["pk"]["S"])) for name, wanted in params["RequestItems"].items() for key in wanted["Keys"]
+            (name, str(key["pk"]["S"]))
+            for name, wanted in params["RequestItems"].items()
+            for key in wanted["Keys"]
         ]
         return [(name, partition, call.read_units / len(keys)) for name, partition in keys]
     return []
@@ -393,7 +395,9 @@ def payment_loads(calls: list[Call], events: int) -> tuple[PartitionLoad, ...]:
             continue
         table = str(call.params.get("TableName", ""))
         touched = [(t, p, units, 0.0) for t, p, units in _reads(call)]
-        touched += [(_table_of(call, item.kind, tables), item.key, 0.0, float(item.units)) for item in call.items]
+        touched += [
+            (_table_of(call, item.kind, tables), item.key, 0.0, float(item.units)) for item in call.items
+        ]
         for name, partition, reads, writes in touched:
             label, per_topic = partition_class(name or table, partition, tables)
             spread[label] = per_topic
@@ -403,7 +407,9 @@ def payment_loads(calls: list[Call], events: int) -> tuple[PartitionLoad, ...]:
     loads = []
     for label, per_topic in spread.items():
         keys = [units for (name, _), units in per_key.items() if name == label]
-        busiest = max(keys, key=lambda units: max(units[0] / PARTITION_READ_UNITS, units[1] / PARTITION_WRITE_UNITS))
+        busiest = max(
+            keys, key=lambda units: max(units[0] / PARTITION_READ_UNITS, units[1] / PARTITION_WRITE_UNITS)
+        )
         loads.append(PartitionLoad(label, per_topic, busiest[0] / events, busiest[1] / events))
     return tuple(sorted(loads, key=lambda load: load.ceiling))
 

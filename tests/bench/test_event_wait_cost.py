@@ -38,7 +38,9 @@ def test_a_read_of_every_waiter_on_each_publish_fails_the_payment_row(payment: P
     the topic's waiter partition far below the target."""
     per_event = 10_000 * 200 / 4096 / waits.PAYMENTS_PER_REQUEST
     every_waiter = PartitionLoad("match-less waiters (wait#<topic>)", True, per_event, 0.0)
-    regressed = PaymentCapacity(payment.events, (*payment.loads, every_waiter), payment.look_back_units_per_event)
+    regressed = PaymentCapacity(
+        payment.events, (*payment.loads, every_waiter), payment.look_back_units_per_event
+    )
     assert report.payment_rows(regressed)[-1].verdict == "FAIL"
 
 

@@ -55,7 +55,7 @@ def stack() -> Iterator[Stack]:
 
 @contextmanager
 def metered() -> Iterator[list[Call]]:
-    """Every AWS request of the block, with its billed units (``bench.meter``; a shadow client sizes items)."""
+    """Every AWS request of the block with its billed units (`bench.meter`; a shadow client sizes items)."""
     meter = Meter(shadow=boto3.client("dynamodb", region_name=prices.REGION))
     meter.attach(settings.dynamodb(), settings.sqs())
     calls: list[Call] = []
@@ -94,7 +94,11 @@ def reads_of_one_publish(waiting: int) -> tuple[int, float, int]:
             publishing.publish_events(
                 TOPIC, [publishing.NewEvent(None, {"order_id": "o-none", "ok": True, "n": 1})]
             )
-    return len(calls), sum(call.read_units for call in calls), sum(1 for call in calls if names_a_waiter(call))
+    return (
+        len(calls),
+        sum(call.read_units for call in calls),
+        sum(1 for call in calls if names_a_waiter(call)),
+    )
 
 
 @pytest.mark.timeout(600)
@@ -111,7 +115,7 @@ def test_a_waiter_deleted_by_ttl_costs_a_publish_nothing_once_its_wait_has_ended
     waiter = waiters.Waiter(TOPIC, "idx-order", "run_gone", "paid", 0, match={"order_id": "o-1"})
     waiters.WaiterStore().register(waiter, ended)
     table = settings.get_settings().events_table
-    for item in settings.dynamodb().scan(TableName=table)["Items"]:  # what TTL does: the item goes, nothing else
+    for item in settings.dynamodb().scan(TableName=table)["Items"]:  # as TTL does: the item goes, no more
         if item["pk"]["S"].startswith("wait#"):
             settings.dynamodb().delete_item(TableName=table, Key={"pk": item["pk"], "sk": item["sk"]})
     with metered() as calls:
@@ -119,7 +123,9 @@ def test_a_waiter_deleted_by_ttl_costs_a_publish_nothing_once_its_wait_has_ended
     assert [call.operation for call in calls if names_a_waiter(call)] == []
 
 
-def test_a_waiter_registered_by_the_old_layout_is_still_found_and_its_count_then_dropped(stack: Stack) -> None:
+def test_a_waiter_registered_by_the_old_layout_is_still_found_and_its_count_then_dropped(
+    stack: Stack,
+) -> None:
     run_id = stack.invoke("idx-order", {"id": "o-7"})
     stack.drain()
     assert stack.run(run_id)["status"] == "waiting"
@@ -189,7 +195,10 @@ def test_subscribers_get_the_event_when_matching_fails_and_the_keyed_retry_match
     retried = stack.publish(TOPIC, body["events"], idempotency_key="pay-o-3")  # the client's retry
     stack.drain()
     run = stack.run(run_id)
-    assert run["status"] == "completed" and run["result"] == {"n": 3, "sequence_id": retried["sequence_ids"][0]}
+    assert run["status"] == "completed" and run["result"] == {
+        "n": 3,
+        "sequence_id": retried["sequence_ids"][0],
+    }
     assert delivered == ["o-3"]  # the retry's fan-out is a duplicate: still one run
 
 

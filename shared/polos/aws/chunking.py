@@ -80,7 +80,7 @@ def query_all(client: DynamoDBClient, **query: Any) -> list[dict[str, Any]]:
 
 
 def query_pages(client: DynamoDBClient, **query: Any) -> Iterator[list[dict[str, Any]]]:
-    """A DynamoDB ``Query``'s items a page (one request, at most 1 MB) at a time, read as they are asked for."""
+    """A DynamoDB ``Query``'s items a page (one request, ≤ 1 MB) at a time, read as they are asked for."""
     while True:
         page = client.query(**query)
         yield page.get("Items", [])

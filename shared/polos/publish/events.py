@@ -234,7 +234,7 @@ class EventStore:
 
     def reserve(self, topic: str, count: int) -> tuple[int, Item]:
         """Reserve ``count`` consecutive sequence ids of ``topic`` (one UpdateItem); returns the first, and
-        the counter item after it (its marks say which event waiters to read: :mod:`polos.publish.waiters`)."""
+        the counter item after it (its marks tell which event waiters to read: see polos.publish.waiters)."""
         answer = self._client.update_item(
             TableName=self._table,
             Key={"pk": {"S": f"seq#{topic}"}, "sk": {"S": COUNTER_SK}},

@@ -165,8 +165,8 @@ UNTIMED_HORIZON_SECONDS = 2 * UNTIMED_RENEW_SECONDS
 
 
 def canonical_json(value: Any) -> str:
-    """``value`` as compact JSON, keys sorted, integral numbers as integers (``1.0`` is ``1``, ``true`` is not):
-    the form match values are indexed and compared in."""
+    """``value`` as compact JSON, keys sorted, integral numbers as integers (``1.0`` is ``1``; ``true`` is
+    not): the form match values are indexed and compared in."""
     return json.dumps(_canonical(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -236,7 +236,11 @@ class Waiter:
     @property
     def partition(self) -> str:
         field = None if self.legacy else indexed_field(self.match)
-        return waiters_pk(self.topic) if field is None else waiters_pk(self.topic, field, (self.match or {})[field])
+        return (
+            waiters_pk(self.topic)
+            if field is None
+            else waiters_pk(self.topic, field, (self.match or {})[field])
+        )
 
     @property
     def mark(self) -> str:
@@ -403,7 +407,9 @@ class WaiterStore:
         )
         return [_decode(topic, item) for item in items]
 
-    def look_back(self, topic: str, after: int, upto: int | None = None) -> Iterator[tuple[int, EventItem | None]]:
+    def look_back(
+        self, topic: str, after: int, upto: int | None = None
+    ) -> Iterator[tuple[int, EventItem | None]]:
         """The topic's items after sequence id ``after`` (up to ``upto``) in order, read a page at a time as
         they are asked for: each sequence id with its event, or ``None`` for a gap marker."""
         condition = "pk = :pk AND sk > :after"
@@ -413,7 +419,11 @@ class WaiterStore:
         }
         if upto is not None:
             condition = "pk = :pk AND sk BETWEEN :first AND :upto"
-            values = {":pk": values[":pk"], ":first": {"S": sequence_sk(after + 1)}, ":upto": {"S": sequence_sk(upto)}}
+            values = {
+                ":pk": values[":pk"],
+                ":first": {"S": sequence_sk(after + 1)},
+                ":upto": {"S": sequence_sk(upto)},
+            }
         for page in query_pages(
             self._client,
             TableName=self._table,
@@ -439,7 +449,9 @@ class WaiterStore:
             if not _condition_failed(exc):
                 raise
 
-    def _counter(self, topic: str, projection: str | None = None, names: dict[str, str] | None = None) -> Item:
+    def _counter(
+        self, topic: str, projection: str | None = None, names: dict[str, str] | None = None
+    ) -> Item:
         query: dict[str, Any] = {"TableName": self._table, "Key": _counter_key(topic), "ConsistentRead": True}
         if projection is not None:
             query.update(ProjectionExpression=projection, ExpressionAttributeNames=names or {})
