@@ -299,6 +299,7 @@ PAYMENTS_PER_REQUEST = 10  # the capacity targets' publish: 10 events of 1 KB pe
 REGISTRATION_WINDOW_SECONDS = 0.010
 CAPACITY_TOPIC = "bench/paid"
 PAYMENT_ORDERS = 100  # order runs metered (their units per event do not depend on how many)
+DRAIN_SECONDS = 900  # a slow machine's limit for running them all
 
 
 @workflow(id="bench-pay-order")
@@ -431,11 +432,11 @@ def measure_payment_capacity(orders: int = PAYMENT_ORDERS) -> PaymentCapacity:
         meter = Meter(shadow=boto3.client("dynamodb", region_name=prices.REGION))
         meter.attach(settings.dynamodb(), settings.sqs())
         run_ids = [stack.invoke("bench-pay-order", {"order_id": f"ord-{n:08d}"}) for n in range(orders)]
-        stack.drain()
+        stack.drain(timeout=DRAIN_SECONDS)
         for start in range(0, orders, PAYMENTS_PER_REQUEST):
             batch = [sample_event(n) for n in range(start, min(orders, start + PAYMENTS_PER_REQUEST))]
             stack.publish(CAPACITY_TOPIC, [{"data": event["data"]} for event in batch])
-        stack.drain()
+        stack.drain(timeout=DRAIN_SECONDS)
         calls = [call for call in meter.calls if _billed_per_run(call)]
         meter.detach()
         if {stack.run(run_id)["status"] for run_id in run_ids} != {"completed"}:
