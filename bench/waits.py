@@ -441,6 +441,6 @@ def measure_payment_capacity(orders: int = PAYMENT_ORDERS) -> PaymentCapacity:
         meter.detach()
         if {stack.run(run_id)["status"] for run_id in run_ids} != {"completed"}:
             raise RuntimeError("a bench-pay-order run did not complete")
+        loads = payment_loads(calls, orders)  # while the stack's table names are set
     stored = [item.size for call in calls for item in call.items if item.key == f"topic#{CAPACITY_TOPIC}"]
-    look_back = sum(stored) / len(stored) / READ_UNIT_BYTES
-    return PaymentCapacity(orders, payment_loads(calls, orders), look_back)
+    return PaymentCapacity(orders, loads, sum(stored) / len(stored) / READ_UNIT_BYTES)
