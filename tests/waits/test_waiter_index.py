@@ -243,3 +243,32 @@ def test_a_recheck_reads_only_the_ids_its_look_back_had_not_seen(
     run = stack.run(run_id)
     assert run["status"] == "completed" and run["result"] == {"n": 5, "sequence_id": 1}, run
     assert len(read) == 1  # the one id it had not seen, not the 31 events since the wait began
+
+
+@workflow(id="idx-untimed")
+async def untimed(ctx: WorkflowContext, payload: dict[str, Any]) -> int:
+    paid = await ctx.step.wait_for_event("paid", "idx/untimed", match={"order_id": payload["id"]})
+    return int(paid.data["n"])
+
+
+def test_an_untimed_wait_registers_again_before_its_waiter_and_mark_lapse() -> None:
+    with local_stack(App("waiter-untimed", [untimed])) as stack:
+        run_id = stack.invoke("idx-untimed", {"id": "u-1"})
+        stack.drain()
+        first = waiter_expiry("idx/untimed")
+        assert first <= time.time() + waiters.UNTIMED_HORIZON_SECONDS + 60
+        stack.advance(seconds=waiters.UNTIMED_RENEW_SECONDS + 1)
+        stack.drain()  # the renewal: the run registers its waiter again and goes on waiting
+        renewed = stack.run(run_id)
+        assert renewed["status"] == "waiting" and renewed["waiting_for"]["kind"] == "event"
+        assert renewed["attempts"] == 2  # the renewal's replay
+        assert counter("idx/untimed")[waiters.field_mark("order_id")]  # the mark covers the renewed waiter
+        stack.publish("idx/untimed", [{"data": {"order_id": "u-1", "n": 4}}])
+        stack.drain()
+        assert stack.run(run_id)["status"] == "completed" and stack.run(run_id)["result"] == 4
+
+
+def waiter_expiry(topic: str) -> int:
+    items = settings.dynamodb().scan(TableName=settings.get_settings().events_table)["Items"]
+    (found,) = [item for item in items if item["pk"]["S"].startswith(f"wait#{topic}#")]
+    return int(found["expires_at"]["N"])
