@@ -66,7 +66,7 @@ def measure(args: argparse.Namespace) -> Results:
 
     results = report.Results(command=args.command)
     if args.only == "waits":
-        _measure_waits(results)
+        _measure_waits(results, args.smoke)
         return results
     if args.only == "cost":
         _measure_cost(results, args)
@@ -75,7 +75,7 @@ def measure(args: argparse.Namespace) -> Results:
     if args.only == "coldstart":
         return results
     _measure_cost(results, args)
-    _measure_waits(results)
+    _measure_waits(results, args.smoke)
     _progress("memory: API on a 6 MB publish, worker on its largest batch (subprocesses) ...")
     results.memory = memory.measure(smoke=args.smoke)
     _progress(
@@ -118,7 +118,7 @@ def _measure_coldstart(results: Results, runs: int) -> None:
         results.import_profiles[target.label] = coldstart.heaviest(coldstart.profile(target))
 
 
-def _measure_waits(results: Results) -> None:
+def _measure_waits(results: Results, smoke: bool = False) -> None:
     from bench import waits
     from bench.logs import tapped
 
@@ -128,6 +128,9 @@ def _measure_waits(results: Results) -> None:
     _progress("waits: publishes with and without event waiters, a matched wait_for_event ...")
     with tapped():
         results.event_wait = waits.measure_event_wait()
+    _progress("waits: the payment pattern metered, its ceiling per topic ...")
+    with tapped():
+        results.payment = waits.measure_payment_capacity(orders=20 if smoke else waits.PAYMENT_ORDERS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from bench import prices
+from bench import prices, waits
 from bench.coldstart import BASELINE, NO_BYTECODE, ImportCost, ImportTime
 from bench.cost import (
     RATIO_TARGETS,
@@ -25,7 +25,7 @@ from bench.memory import MemoryUse
 from bench.stack import ASSUMED_AWS_CALL_MS, FULL_VCPU_MB
 from bench.storage import ITEM_OVERHEAD_BYTES
 from bench.throughput import Throughput
-from bench.waits import EventWaitCost, PublishCost, WaitCost
+from bench.waits import EventWaitCost, PaymentCapacity, PublishCost, WaitCost
 from infra.model import FUNCTIONS
 
 # Issue 12: fresh-process import of each handler as a ratio to `import boto3` in the same run.
@@ -39,6 +39,9 @@ HISTORY_TARGET_RATIO = 0.8  # of the rate at start, with the history stored
 # Issue 14: a publish to a topic without waiters adds no request; a matched wait_for_event at most 4.
 NO_WAITERS_TARGET_REQUESTS = 0
 MATCHED_WAIT_TARGET_REQUESTS = 4
+# Issue 22: until the waits of a topic's waiters end (their marks lapse), a publish reads one partition of
+# the waiter index per data key they are indexed by: one empty Query here.
+DRAINED_TARGET_REQUESTS = 1
 COLUMNS = (
     "Benchmark",
     "Case",
@@ -95,6 +98,7 @@ class Results:
     throughput: Throughput | None = None
     wait: WaitCost | None = None
     event_wait: EventWaitCost | None = None
+    payment: PaymentCapacity | None = None
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -364,6 +368,19 @@ def event_wait_rows(cost: EventWaitCost | None) -> list[Row]:
         ),
         Row(
             "waits",
+            "publish 1 event, waiters matched, their waits not ended",
+            "Polos",
+            result=f"+{cost.drained.requests - cost.quiet.requests} requests: "
+            f"{_operations(cost.drained.beyond(cost.quiet))} (an empty waiter partition)",
+            relative=f"{_figure(cost.drained.read_units)} RRU (quiet: {_figure(cost.quiet.read_units)})",
+            target=f"<= +{DRAINED_TARGET_REQUESTS} request",
+            verdict=_verdict(
+                cost.drained.requests - cost.quiet.requests <= DRAINED_TARGET_REQUESTS
+                and cost.drained.beyond(cost.quiet) == {"dynamodb.Query": DRAINED_TARGET_REQUESTS}
+            ),
+        ),
+        Row(
+            "waits",
             "publish 1 event matching a wait_for_event",
             "Polos",
             result=f"+{sum(added.values())} requests beyond the publish: {_operations(added)}",
@@ -389,6 +406,49 @@ def event_wait_rows(cost: EventWaitCost | None) -> list[Row]:
     ]
 
 
+def payment_rows(capacity: PaymentCapacity | None) -> list[Row]:
+    """The payment pattern's ceiling per topic: each key every event of the topic uses, at AWS's
+    per-partition limits, and the registrations' look-back (modelled); the lowest is the sustained rate."""
+    if capacity is None:
+        return []
+    case = "payment pattern: wait_for_event per order, match order_id"
+    rows = [
+        Row(
+            "waits",
+            f"{case}; {load.hot}",
+            "Polos",
+            result=f"{load.ceiling:,.0f} events/s",
+            relative=f"{_figure(load.read_units)} RRU, {_figure(load.write_units)} WRU per event",
+        )
+        for load in capacity.loads
+        if load.per_topic
+    ]
+    rows.append(
+        Row(
+            "waits",
+            f"{case}; look-back while registering (modelled: rate x "
+            f"{waits.REGISTRATION_WINDOW_SECONDS * 1000:g} ms events each)",
+            "Polos",
+            result=f"{capacity.look_back_ceiling():,.0f} events/s",
+            relative=f"{_figure(capacity.look_back_units_per_event)} RRU per event looked at",
+        )
+    )
+    sustained = capacity.sustained()
+    rows.append(
+        Row(
+            "waits",
+            f"{case}; sustained per topic ({capacity.events} orders metered, "
+            f"{waits.PAYMENTS_PER_REQUEST} events of 1 KB per publish)",
+            "Polos",
+            result=f"{sustained:,.0f} events/s",
+            relative=f"{waits.PARTITION_READ_UNITS:,} RCU / {waits.PARTITION_WRITE_UNITS:,} WCU a partition",
+            target=f">= {waits.PAYMENT_RATE_TARGET:,} events/s",
+            verdict=_verdict(sustained >= waits.PAYMENT_RATE_TARGET),
+        )
+    )
+    return rows
+
+
 def rows(results: Results) -> list[Row]:
     return (
         cost_rows(results.bills)
@@ -400,6 +460,7 @@ def rows(results: Results) -> list[Row]:
         + throughput_rows(results.throughput)
         + wait_rows(results.wait)
         + event_wait_rows(results.event_wait)
+        + payment_rows(results.payment)
     )
 
 

@@ -14,7 +14,9 @@ key check included), and whole:
 - a publish to a topic that never had waiters, next to the same publish with the publish path's only door
   to the waiters (``polos.publish.waiters.match_published``) replaced by a stub: the request count and the
   operations must be equal, and no request may name a waiter item (``wait#<topic>``);
-- the same for a topic whose waiters are all gone (its counter item keeps ``waiters = 0``);
+- the same for a topic whose waiters are all gone and whose waits have ended (its marks have lapsed: the
+  clock the waiters module reads moved past them); before the waits end, a publish reads one empty waiter
+  partition (measured too, next to the quiet topic);
 - a publish whose event matches one ``wait_for_event``, next to the publish to the topic without waiters:
   the added requests, by operation;
 - the matched wait whole: a 1-step run with one ``wait_for_event`` (registered, matched by that publish,
@@ -25,6 +27,7 @@ key check included), and whole:
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +37,7 @@ from polos.app import App
 
 from bench import prices
 from bench.meter import Call, Meter
+from bench.units import READ_UNIT_BYTES
 from bench.workload import sample_event
 
 WAIT_HOURS = 1
@@ -174,8 +178,9 @@ class EventWaitCost:
 
     quiet: PublishCost  # a topic that never had waiters
     quiet_without_waiters_path: PublishCost  # the same publish, the waiter path stubbed out
-    emptied: PublishCost  # a topic whose one waiter was matched and removed
+    emptied: PublishCost  # a topic whose one waiter was matched and removed, its wait's marks lapsed
     emptied_without_waiters_path: PublishCost
+    drained: PublishCost  # the same topic before its marks lapse: one empty waiter partition read
     matched: PublishCost  # the event matches one waiting step
     wait: WaitCost  # the matched wait, whole, next to the same run without it
 
@@ -199,6 +204,18 @@ def _waiters_path_stubbed() -> Any:
     from polos.publish import waiters
 
     return mock.patch.object(waiters, "match_published", return_value=0)
+
+
+def _after_the_waits_ended() -> Any:
+    """The waiters module's clock past every mark a wait of this bench left (untimed: the renewal horizon)."""
+    import time
+    from types import SimpleNamespace
+    from unittest import mock
+
+    from polos.publish import waiters
+
+    later = waiters.UNTIMED_HORIZON_SECONDS + waiters.MARK_SLACK_SECONDS + 1
+    return mock.patch.object(waiters, "time", SimpleNamespace(time=lambda: time.time() + later))
 
 
 def _publish(stack: Any, meter: Meter, topic: str, order_id: str) -> PublishCost:
@@ -243,7 +260,9 @@ def measure_event_wait() -> EventWaitCost:
         if {stack.run(run)["status"] for run in (plain_run, run_id)} != {"completed"}:
             raise RuntimeError("a bench-event-waits run did not complete")
 
-        emptied = _publish(stack, meter, PAYMENT_TOPIC, "o-2")  # its one waiter is gone
+        drained = _publish(stack, meter, PAYMENT_TOPIC, "o-2")  # its one waiter is gone, its marks live
+        with _after_the_waits_ended():
+            emptied = _publish(stack, meter, PAYMENT_TOPIC, "o-2")
         with _waiters_path_stubbed():
             emptied_stubbed = _publish(stack, meter, PAYMENT_TOPIC, "o-2")
         meter.detach()
@@ -255,6 +274,7 @@ def measure_event_wait() -> EventWaitCost:
         quiet_without_waiters_path=quiet_stubbed,
         emptied=emptied,
         emptied_without_waiters_path=emptied_stubbed,
+        drained=drained,
         matched=matched,
         wait=WaitCost(
             requests=whole.requests - quiet.requests,
@@ -264,3 +284,163 @@ def measure_event_wait() -> EventWaitCost:
             lambda_invocations=1,
         ),
     )
+
+
+# --- the payment pattern's sustained rate per topic ---------------------------------------------------
+
+PARTITION_READ_UNITS = 3000  # AWS's per-partition limits, per second
+PARTITION_WRITE_UNITS = 1000
+PAYMENT_RATE_TARGET = 1000  # events/s per topic (issue 22)
+PAYMENTS_PER_REQUEST = 10  # the capacity targets' publish: 10 events of 1 KB per request
+# The registration race's look-back reads the events published while a waiter registers: from the step's
+# anchor to the one read after its waiter was stored (a journal PutItem and the waiter's PutItem in
+# between). Taken as 10 ms in-region, it reads rate x 10 ms events per registration: the one term that
+# grows with the rate squared, modelled here since the bench's registrations run one at a time.
+REGISTRATION_WINDOW_SECONDS = 0.010
+CAPACITY_TOPIC = "bench/paid"
+PAYMENT_ORDERS = 100  # order runs metered (their units per event do not depend on how many)
+DRAIN_SECONDS = 900  # a slow machine's limit for running them all
+
+
+@workflow(id="bench-pay-order")
+async def pay_order(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
+    await ctx.step.wait_for_event(
+        "payment", CAPACITY_TOPIC, timeout=3600, match={"order_id": payload["order_id"]}
+    )
+    return str(await ctx.step.run("ship", lambda: "shipped"))
+
+
+@dataclass(frozen=True)
+class PartitionLoad:
+    """The units one payment event puts on one class of partition keys."""
+
+    hot: str  # the class: a key every event of the topic uses, or the busiest key of a spread class
+    per_topic: bool  # one key per topic (its limit caps the topic); else per value, run or request
+    read_units: float  # per event, on the class's busiest key
+    write_units: float
+
+    @property
+    def ceiling(self) -> float:
+        """Events/s one key of the class sustains at AWS's per-partition limits."""
+        limits = [
+            PARTITION_READ_UNITS / self.read_units if self.read_units else math.inf,
+            PARTITION_WRITE_UNITS / self.write_units if self.write_units else math.inf,
+        ]
+        return min(limits)
+
+
+@dataclass(frozen=True)
+class PaymentCapacity:
+    """The payment pattern (one ``wait_for_event`` per order, matched on ``order_id``) metered whole."""
+
+    events: int
+    loads: tuple[PartitionLoad, ...]
+    look_back_units_per_event: float  # read units of one stored payment event in a strongly consistent Query
+
+    def look_back_ceiling(self) -> float:
+        """The rate R at which the registrations' look-backs (R x window events each, R a second) take the
+        topic's event partition's read limit: R^2 x window x units = limit."""
+        return math.sqrt(
+            PARTITION_READ_UNITS / (REGISTRATION_WINDOW_SECONDS * self.look_back_units_per_event)
+        )
+
+    def sustained(self) -> float:
+        per_topic = [load.ceiling for load in self.loads if load.per_topic]
+        return min([*per_topic, self.look_back_ceiling()])
+
+
+def partition_class(table: str, partition: str, tables: Any) -> tuple[str, bool]:
+    """The class of a partition key: its label and whether one key serves the whole topic."""
+    if table == tables.keys_table:
+        return "API key item (one key for every publisher)", True
+    if table == tables.idempotency_table:
+        return "idempotency keys (one per request)", False
+    if partition.startswith("seq#"):
+        return "topic counter (seq#<topic>)", True
+    if partition.startswith("topic#"):
+        return "topic events (topic#<topic>)", True
+    if partition.startswith("wait#") and "#" in partition.removeprefix("wait#"):
+        return "waiter index (wait#<topic>#<value>, per order_id)", False
+    if partition.startswith("wait#"):
+        return "match-less waiters (wait#<topic>)", True
+    return "run partitions (run#<run_id>, per run)", False
+
+
+def _reads(call: Call) -> list[tuple[str, str, float]]:
+    """(table, partition, read units) of a metered read request."""
+    params = call.params
+    table = str(params.get("TableName", ""))
+    if call.operation == "GetItem":
+        return [(table, str(params["Key"]["pk"]["S"]), call.read_units)]
+    if call.operation == "Query":
+        return [(table, str(params["ExpressionAttributeValues"][":pk"]["S"]), call.read_units)]
+    if call.operation == "BatchGetItem":
+        keys = [
+            (name, str(key["pk"]["S"]))
+            for name, wanted in params["RequestItems"].items()
+            for key in wanted["Keys"]
+        ]
+        return [(name, partition, call.read_units / len(keys)) for name, partition in keys]
+    return []
+
+
+def payment_loads(calls: list[Call], events: int) -> tuple[PartitionLoad, ...]:
+    """Per class of partition keys, the units per event on its busiest key."""
+    from polos.aws import settings
+
+    tables = settings.get_settings()
+    per_key: dict[tuple[str, str], list[float]] = {}
+    spread: dict[str, bool] = {}
+    for call in calls:
+        if call.service != "dynamodb":
+            continue
+        table = str(call.params.get("TableName", ""))
+        touched = [(t, p, units, 0.0) for t, p, units in _reads(call)]
+        touched += [
+            (_table_of(call, item.kind, tables), item.key, 0.0, float(item.units)) for item in call.items
+        ]
+        for name, partition, reads, writes in touched:
+            label, per_topic = partition_class(name or table, partition, tables)
+            spread[label] = per_topic
+            units = per_key.setdefault((label, partition), [0.0, 0.0])
+            units[0] += reads
+            units[1] += writes
+    loads = []
+    for label, per_topic in spread.items():
+        keys = [units for (name, _), units in per_key.items() if name == label]
+        busiest = max(
+            keys, key=lambda units: max(units[0] / PARTITION_READ_UNITS, units[1] / PARTITION_WRITE_UNITS)
+        )
+        loads.append(PartitionLoad(label, per_topic, busiest[0] / events, busiest[1] / events))
+    return tuple(sorted(loads, key=lambda load: load.ceiling))
+
+
+def _table_of(call: Call, kind: str, tables: Any) -> str:
+    """The table an item written by ``call`` lives in (``kind`` is ``<table>:<item kind>``)."""
+    return str(call.params.get("TableName") or kind.split(":", 1)[0])
+
+
+def measure_payment_capacity(orders: int = PAYMENT_ORDERS) -> PaymentCapacity:
+    """``orders`` order runs each ``wait_for_event`` their own payment (1 h timeout, ``match`` on
+    ``order_id``), then their payments are published, 10 per request, and the runs resume: every request
+    metered, its units put on the partition keys it touched."""
+    import boto3
+    from polos.aws import settings
+    from polos.testing import local_stack
+
+    with local_stack(App("bench-payments", [pay_order])) as stack:
+        meter = Meter(shadow=boto3.client("dynamodb", region_name=prices.REGION))
+        meter.attach(settings.dynamodb(), settings.sqs())
+        run_ids = [stack.invoke("bench-pay-order", {"order_id": f"ord-{n:08d}"}) for n in range(orders)]
+        stack.drain(timeout=DRAIN_SECONDS)
+        for start in range(0, orders, PAYMENTS_PER_REQUEST):
+            batch = [sample_event(n) for n in range(start, min(orders, start + PAYMENTS_PER_REQUEST))]
+            stack.publish(CAPACITY_TOPIC, [{"data": event["data"]} for event in batch])
+        stack.drain(timeout=DRAIN_SECONDS)
+        calls = [call for call in meter.calls if _billed_per_run(call)]
+        meter.detach()
+        if {stack.run(run_id)["status"] for run_id in run_ids} != {"completed"}:
+            raise RuntimeError("a bench-pay-order run did not complete")
+        loads = payment_loads(calls, orders)  # while the stack's table names are set
+    stored = [item.size for call in calls for item in call.items if item.key == f"topic#{CAPACITY_TOPIC}"]
+    return PaymentCapacity(orders, loads, sum(stored) / len(stored) / READ_UNIT_BYTES)

@@ -18,9 +18,9 @@ def published_before_the_waiter_registers(stack: Stack, topic: str, data: dict[s
     waiter's look-back can find the event."""
     real = waiters.WaiterStore.register
 
-    def publish_first(self: waiters.WaiterStore, waiter: waiters.Waiter, until: float | None) -> None:
+    def publish_first(self: waiters.WaiterStore, waiter: waiters.Waiter, until: float | None) -> int:
         stack.publish(topic, [{"data": data}])
-        real(self, waiter, until)
+        return real(self, waiter, until)
 
     with mock.patch.object(waiters.WaiterStore, "register", publish_first):
         yield

@@ -161,7 +161,7 @@ def every_reader(published: list[EventItem]) -> dict[str, list[EventItem]]:
     claimed = [event.id for event in published if not event.id.startswith("evt_")]
     return {
         "listing": event_store.list_topic(TOPIC, 0, 100).events,
-        "waiters' look-back": WaiterStore().look_back(TOPIC, 0),
+        "waiters' look-back": [event for _, event in WaiterStore().look_back(TOPIC, 0) if event is not None],
         "batch members (get_many)": event_store.get_many(
             [EventRef(e.topic, e.sequence_id, e.id) for e in published]
         ),

@@ -16,7 +16,6 @@ from polos import WorkflowContext, workflow
 from polos.app import App
 from polos.aws import settings
 from polos.errors import StepExecutionError
-from polos.publish.events import COUNTER_SK
 from polos.testing import Stack, local_stack
 
 from bench.meter import Crash, Meter
@@ -94,13 +93,14 @@ def crashing(stack: Stack, crash_at: int | None, action: Callable[[], None], don
 
 
 def waiters_of(topic: str) -> int:
-    """The topic's count of event waiters (a topic without any costs a publish nothing more)."""
-    item = settings.dynamodb().get_item(
+    """The topic's event waiter items, in every partition of its index (a test's Scan)."""
+    answer = settings.dynamodb().scan(
         TableName=settings.get_settings().events_table,
-        Key={"pk": {"S": f"seq#{topic}"}, "sk": {"S": COUNTER_SK}},
+        FilterExpression="pk = :matchless OR begins_with(pk, :indexed)",
+        ExpressionAttributeValues={":matchless": {"S": f"wait#{topic}"}, ":indexed": {"S": f"wait#{topic}#"}},
         ConsistentRead=True,
     )
-    return int(item.get("Item", {}).get("waiters", {}).get("N", "0"))
+    return len(answer.get("Items", []))
 
 
 def every_point(lifecycle: Callable[[int | None], int], at_least: int) -> None:

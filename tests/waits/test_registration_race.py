@@ -44,7 +44,7 @@ def test_an_event_reserved_before_the_registration_but_stored_after_the_look_bac
         assert looked_back.wait(30)
         return real_execute(*args)
 
-    def register_after_the_reserve(self: waiters.WaiterStore, waiter: waiters.Waiter, until: Any) -> bool:
+    def register_after_the_reserve(self: waiters.WaiterStore, waiter: waiters.Waiter, until: Any) -> int:
         # the step was reached (its anchor read); now a publish reserves its id before the waiter is stored
         if not reserved.is_set():
             publisher.start()
@@ -80,7 +80,7 @@ def test_concurrent_publishers_racing_registrations_deliver_exactly_one_event_pe
         for _ in range(2):  # the second is the client's retry: stores nothing new
             stack.publish("race/paid", [{"data": {"id": key, "n": key}}], idempotency_key=f"pay-{key}")
 
-    def racing_register(self: waiters.WaiterStore, waiter: waiters.Waiter, until: Any) -> bool:
+    def racing_register(self: waiters.WaiterStore, waiter: waiters.Waiter, until: Any) -> int:
         # each registration races its own event's publisher and the others' (after its anchor was read)
         key = waiter.match["id"] if waiter.match else ""
         if any(thread.name == key for thread in publishers):  # a recheck registers again: no new event

@@ -76,12 +76,16 @@ def write_all(client: DynamoDBClient, table: str, requests: list[WriteRequestTyp
 
 def query_all(client: DynamoDBClient, **query: Any) -> list[dict[str, Any]]:
     """Every item a DynamoDB ``Query`` answers, page after page (one request unless past 1 MB)."""
-    items: list[dict[str, Any]] = []
+    return [item for page in query_pages(client, **query) for item in page]
+
+
+def query_pages(client: DynamoDBClient, **query: Any) -> Iterator[list[dict[str, Any]]]:
+    """A DynamoDB ``Query``'s items a page (one request, ≤ 1 MB) at a time, read as they are asked for."""
     while True:
         page = client.query(**query)
-        items.extend(page.get("Items", []))
+        yield page.get("Items", [])
         if "LastEvaluatedKey" not in page:
-            return items
+            return
         query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 

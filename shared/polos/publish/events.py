@@ -232,9 +232,9 @@ class EventStore:
     def expires_at() -> int:
         return int(time.time()) + settings.get_settings().retention_seconds
 
-    def reserve(self, topic: str, count: int) -> tuple[int, bool]:
+    def reserve(self, topic: str, count: int) -> tuple[int, Item]:
         """Reserve ``count`` consecutive sequence ids of ``topic`` (one UpdateItem); returns the first, and
-        whether the topic has event waiters (the counter counts them: :mod:`polos.publish.waiters`)."""
+        the counter item after it (its marks tell which event waiters to read: see polos.publish.waiters)."""
         answer = self._client.update_item(
             TableName=self._table,
             Key={"pk": {"S": f"seq#{topic}"}, "sk": {"S": COUNTER_SK}},
@@ -243,9 +243,8 @@ class EventStore:
             ExpressionAttributeValues={":count": {"N": str(count)}},
             ReturnValues="ALL_NEW",
         )
-        last = int(answer["Attributes"]["last"]["N"])
-        waiters = answer["Attributes"].get("waiters")
-        return last - count + 1, waiters is not None and int(str(waiters["N"])) > 0
+        counter = answer["Attributes"]
+        return int(str(counter["last"]["N"])) - count + 1, counter
 
     def put_many(self, events: list[EventItem], write_by: float) -> None:
         """Store events (BatchWriteItem, 25 per call), retrying unprocessed items with backoff; no call

@@ -9,7 +9,9 @@ Every rule is checked before the first AWS call, so a rejected publish stores an
    response, or finishes the first attempt's plan, without reserving anything;
 4. events are written (BatchWriteItem, 25 per call; client-id events with their claim in transactions);
 5. every event of the request, stored before or now, goes to every subscriber's queue;
-6. the key's record is marked completed.
+6. the event waiters its events can match are read and woken (:mod:`polos.publish.waiters`; nothing when
+   the reserve saw no live mark of a waiter on the topic);
+7. the key's record is marked completed.
 
 Writes at a plan's reserved sequence ids start within ``WRITE_WINDOW_SECONDS`` of the plan's creation
 (:mod:`polos.publish.events`), so that a listing passing a settled gap never passes an event written later.
@@ -52,6 +54,7 @@ from polos.publish.events import (
     EventRef,
     EventStore,
     EventStoreError,
+    Item,
 )
 from polos.topics import canonical_topic
 
@@ -112,9 +115,9 @@ class _Plan:
     topic: str
     created_at: str
     entries: list[_Entry]
-    # Whether the topic had event waiters when the ids were reserved (``None``: unknown, e.g. a plan
-    # finished after a crash; then they are looked up). Not part of the key's record.
-    waiters: bool | None = None
+    # The topic's event waiter marks when the ids were reserved (``None``: unknown, e.g. a plan finished
+    # after a crash; then they are looked up). Not part of the key's record.
+    marks: waiters.Marks | None = None
 
     def to_json(self) -> str:
         body = {
@@ -235,7 +238,7 @@ def _replan(store: EventStore, plan: _Plan, keyed: _Keyed, events: list[NewEvent
     empty = [sequence_id for sequence_id in reserved if sequence_id not in written]
     if empty:
         store.mark_gaps(plan.topic, empty)
-    first, has_waiters = store.reserve(plan.topic, len(empty)) if empty else (0, None)
+    first, counter = store.reserve(plan.topic, len(empty)) if empty else (0, None)
     fresh = list(range(first, first + len(empty)))
     moved = dict(zip(empty, fresh, strict=True))
     entries = [
@@ -244,7 +247,7 @@ def _replan(store: EventStore, plan: _Plan, keyed: _Keyed, events: list[NewEvent
         else _Entry(entry.id, entry.sequence_id, new=False)
         for entry in plan.entries
     ]
-    replanned = _Plan(plan.topic, utc_iso(_now()), entries, has_waiters)
+    replanned = _Plan(plan.topic, utc_iso(_now()), entries, _marks(counter))
     found = keyed.records.replace(keyed.key, keyed.digest, plan.to_json(), replanned.to_json())
     if found is not None and found.plan != replanned.to_json():
         # Another retry replaced the plan first: ours is in no record, so its fresh ids stay empty.
@@ -262,11 +265,12 @@ def _now() -> datetime:
 def _carry_out(
     store: EventStore, plan: _Plan, events: list[NewEvent], known: dict[str, EventItem], keyed: _Keyed | None
 ) -> PublishResult:
-    """Store the plan, send every event of it to the subscribers, complete the key."""
+    """Store the plan, send every event of it to the subscribers, hand them to the event waiters they can
+    match, complete the key (only then: a retry after a crash before it matches again)."""
     stored = _execute(store, plan, events, known)
-    if plan.waiters is not False:  # after the events are stored: see polos.publish.waiters
-        waiters.match_published(plan.topic, stored)
-    fanout.deliver(fanout.event_messages(plan.topic, stored))
+    fanout.deliver(fanout.event_messages(plan.topic, stored))  # first: a slow match holds back no event
+    if plan.marks is None or plan.marks.any:  # after the events are stored: see polos.publish.waiters
+        waiters.match_published(plan.topic, stored, plan.marks)
     if keyed is not None:
         keyed.records.complete(keyed.key, keyed.digest, plan.to_json())
     logger.info("published", extra={"topic": plan.topic, "events": len(stored)})
@@ -341,7 +345,7 @@ def _nested_deeper_than(data: dict[str, Any], limit: int) -> bool:
 def _plan(store: EventStore, topic: str, events: list[NewEvent], known: dict[str, EventItem]) -> _Plan:
     """Ids and sequence ids for ``events``: stored ones keep theirs, new ones get a reserved range."""
     fresh = sum(1 for event in events if event.id is None or event.id not in known)
-    next_sequence, has_waiters = store.reserve(topic, fresh) if fresh else (0, None)
+    next_sequence, counter = store.reserve(topic, fresh) if fresh else (0, None)
     entries: list[_Entry] = []
     for event in events:
         stored = known.get(event.id) if event.id is not None else None
@@ -350,7 +354,12 @@ def _plan(store: EventStore, topic: str, events: list[NewEvent], known: dict[str
         else:
             entries.append(_Entry(event.id or f"evt_{uuid.uuid4().hex[:26]}", next_sequence, new=True))
             next_sequence += 1
-    return _Plan(topic, utc_iso(_now()), entries, has_waiters)
+    return _Plan(topic, utc_iso(_now()), entries, _marks(counter))
+
+
+def _marks(counter: Item | None) -> waiters.Marks | None:
+    """The event waiter marks of the counter item a reserve answered (``None``: nothing was reserved)."""
+    return None if counter is None else waiters.Marks.of(counter)
 
 
 def _execute(

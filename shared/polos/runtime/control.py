@@ -46,7 +46,7 @@ def ended_cancelled(run: RunRecord, journal: Journal | None = None, *, wake_pare
     if run.waiting_for_json is not None:
         waiting = WaitingFor.from_json(run.waiting_for_json)
         if waiting.topic is not None:
-            waiters.WaiterStore().remove(waiting.topic, run.run_id, waiting.step)
+            waiters.WaiterStore().remove(waiting.topic, run.run_id, waiting.step, waiting.match)
         if waiting.kind == "child" and waiting.child is not None:
             cancel(waiting.child, journal, wake_parent=False)
     report_end(run, wake=wake_parent, journal=journal)
@@ -82,7 +82,7 @@ def resume(
     run_id: str, key: str, data: dict[str, Any] | None, idempotency_key: str | None = None
 ) -> ResumeOutcome:
     """Resume the run's ``suspend`` step ``key`` with ``data`` (its result): one Query to find the step,
-    one conditional UpdateItem (exactly one resume wins), one SendMessageBatch, one transaction removing
+    one conditional UpdateItem (exactly one resume wins), one SendMessageBatch, one DeleteItem removing
     the step's event waiter. A retry with the ``idempotency_key`` of the resume that won (its answer was
     lost) is ``resumed`` again, whatever the run did since; any other second resume is a ``conflict``."""
     journal = Journal()
@@ -107,5 +107,5 @@ def resume(
             loaded.run.workflow_id, run_id, key, result_json=text, completed_by=idempotency_key
         )
     if waiting.topic is not None:
-        waiters.WaiterStore().remove(waiting.topic, run_id, key)
+        waiters.WaiterStore().remove(waiting.topic, run_id, key, waiting.match)
     return "resumed" if won else "conflict"

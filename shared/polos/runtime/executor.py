@@ -177,6 +177,7 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
         lease_margin=lease_margin(lease_seconds),
         lease_owner=owner,
         workflow_id=wf.id,
+        suspended=run.waiting_for_json,
     )
     if run.cancel_requested:  # asked for while no attempt ran (a crashed one): ends here, no step called
         return await _cancelled(journal, run, owner, log)

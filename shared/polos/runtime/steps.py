@@ -114,8 +114,10 @@ class StepRunner(StepAPI):
         lease_owner: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         workflow_id: str = "",
+        suspended: str | None = None,
     ) -> None:
         self._run_id = run_id
+        self._suspended = suspended  # the run's copy of what it waited for when this attempt began
         self._workflow_id = workflow_id
         self._cancel_checked = time.time()
         self._journal = journal
@@ -441,11 +443,10 @@ class StepRunner(StepAPI):
             await asyncio.to_thread(self._unregister, waiting)
             return self._outcome(key, await self._reread(key))
         if waiting.topic is not None:
-            found = await asyncio.to_thread(self._register_and_look_back, waiting)
-            if found is True:
+            suspended = await asyncio.to_thread(self._register_and_look_back, waiting)
+            if suspended is None:
                 return self._outcome(key, await self._reread(key))
-            if found is not None:
-                raise RunSuspended(dataclasses.replace(waiting, recheck=found))
+            raise RunSuspended(suspended)
         elif child_of is not None:
             run = await asyncio.to_thread(self._start_child, key, child_of[0], child_of[1], True)
             if run.finished:  # it ended before this attempt (a replay): its end is this step's result
@@ -453,10 +454,11 @@ class StepRunner(StepAPI):
                 return self._outcome(key, await self._reread(key))
         raise RunSuspended(waiting)
 
-    def _register_and_look_back(self, waiting: WaitingFor) -> bool | float | None:
-        """Register the event waiter, then look at the events published since the step was first reached
-        (the registration race, see :mod:`polos.publish.waiters`): ``True`` when the step is completed,
-        else when to look back once more (``None``: no need)."""
+    def _register_and_look_back(self, waiting: WaitingFor) -> WaitingFor | None:
+        """Register the event waiter, then look at the events published since the step was first reached,
+        up to the anchor the registration read (the registration race, see :mod:`polos.publish.waiters`);
+        on a recheck, only at the ids the run's copy says were not seen. ``None`` when the step is completed,
+        else what the run waits for, with when to look back once more or register again."""
         store = waiters.WaiterStore()
         waiter = waiters.Waiter(
             topic=str(waiting.topic),
@@ -468,21 +470,36 @@ class StepRunner(StepAPI):
             event_type=waiting.event_type,
             match=waiting.match,
         )
-        stored = store.register(waiter, waiting.until)
-        reserved = store.anchor(waiter.topic) if stored else waiter.after
-        events = store.look_back(waiter.topic, waiter.after)
-        event = next((e for e in events if waiter.matches(e)), None)
-        if event is None:
-            if waiters.unseen(waiter.after, reserved, events):
-                return clock.now() + waiters.recheck_delay()
+        reserved = store.register(waiter, waiting.until)
+        earlier = self._unchecked(waiting.step)
+        first, upto = earlier if earlier is not None else (waiter.after, reserved)
+        looked = waiters.first_match(store, waiter, first, upto)
+        if looked.event is not None:
+            waiters.complete_step(self._run_id, waiting.step, result_json=waiter.result_json(looked.event))
+            store.remove_found(waiter)
             return None
-        waiters.complete_step(self._run_id, waiting.step, result_json=waiter.result_json(event))
-        store.remove(waiter.topic, self._run_id, waiting.step)
-        return True
+        # After a recheck the ids still unseen are gaps, or stored by a client's retry that matches itself.
+        checked = upto if earlier is not None else looked.checked
+        moments = [clock.now() + waiters.recheck_delay()] if checked < upto else []
+        if waiting.until is None:  # an untimed wait keeps its waiter and mark alive by registering again
+            moments.append(clock.now() + waiters.UNTIMED_RENEW_SECONDS)
+        return dataclasses.replace(
+            waiting, recheck=min(moments, default=None), checked=checked, reserved=upto
+        )
+
+    def _unchecked(self, key: str) -> tuple[int, int] | None:
+        """The ids an earlier attempt's look-back at step ``key`` had not seen (``(checked, reserved]``, from
+        the run's copy of what it waits for), ``None`` when no earlier attempt suspended on it."""
+        if self._suspended is None:
+            return None
+        earlier = WaitingFor.from_json(self._suspended)
+        if earlier.step != key or earlier.checked is None or earlier.reserved is None:
+            return None
+        return earlier.checked, earlier.reserved
 
     def _unregister(self, waiting: WaitingFor) -> None:
         if waiting.topic is not None:
-            waiters.WaiterStore().remove(waiting.topic, self._run_id, waiting.step)
+            waiters.WaiterStore().remove(waiting.topic, self._run_id, waiting.step, waiting.match)
 
     async def _reread(self, key: str) -> StepRecord:
         step = await asyncio.to_thread(self._journal.get_step, self._run_id, key)

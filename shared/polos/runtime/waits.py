@@ -46,11 +46,15 @@ class WaitingFor:
     # ``event``/``resume``: the topic's last sequence id when the step was first reached.
     after: int | None = None
     # ``event``/``resume``, on the run's copy only: when to look back once more for events whose sequence
-    # ids were reserved before the waiter was registered but not yet stored (see polos.publish.waiters).
+    # ids were reserved before the waiter was registered but not yet stored (see polos.publish.waiters),
+    # or to register an untimed wait again; the look-back's ``checked`` (every id up to it seen) and
+    # ``reserved`` (the anchor it read up to): a recheck reads only the ids between them.
     recheck: float | None = None
     # On the run's copy only: when to wake the run to keep what it reads past the retention, should it still
     # wait then (see polos.runtime.retention).
     keep: float | None = None
+    checked: int | None = None
+    reserved: int | None = None
 
     @property
     def wake_at(self) -> float | None:
@@ -68,6 +72,8 @@ class WaitingFor:
             "after": self.after,
             "recheck": self.recheck,
             "keep": self.keep,
+            "checked": self.checked,
+            "reserved": self.reserved,
         }
         raw.update({name: value for name, value in extra.items() if value is not None})
         return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
@@ -86,6 +92,8 @@ class WaitingFor:
             after=raw.get("after"),
             recheck=raw.get("recheck"),
             keep=raw.get("keep"),
+            checked=raw.get("checked"),
+            reserved=raw.get("reserved"),
         )
 
     def view(self) -> dict[str, Any]:
