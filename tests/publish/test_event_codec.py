@@ -32,8 +32,8 @@ from polos.publish.waiters import WaiterStore
 from polos.testing import Stack, local_stack
 from polos.topics import MAX_TOPIC_LENGTH
 
-from bench.units import WRITE_UNIT_BYTES, item_size
 from bench.workload import Shape, sample_event
+from infra.metering.units import WRITE_UNIT_BYTES, item_size
 
 ASCII = "".join(c for c in string.printable[:95] if c not in '"\\')
 

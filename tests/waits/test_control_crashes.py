@@ -19,7 +19,7 @@ from polos.errors import StepExecutionError
 from polos.publish.events import COUNTER_SK
 from polos.testing import Stack, local_stack
 
-from bench.meter import Crash, Meter
+from infra.metering.meter import Crash, Meter
 
 pytestmark = pytest.mark.usefixtures("steady_requests")
 

@@ -196,7 +196,7 @@ def _pair_size(write: _ClaimedWrite) -> int:
 def _size(item: Item) -> int:
     """A bound on an item's size by DynamoDB's rules (attribute names + values), never below it: the store's
     items hold strings, binaries, numbers and booleans only; a number's text + 1 bounds its stored size.
-    (``bench.units`` computes sizes exactly for the meter; the runtime cannot import the bench.)"""
+    (``infra.metering.units`` computes sizes exactly for the meter; the runtime cannot import dev code.)"""
     total = 0
     for name, value in item.items():
         total += len(name.encode())
