@@ -1,21 +1,13 @@
 """Where one partition key caps the product: ``python -m bench --only capacity``.
 
-DynamoDB serves at most 1,000 write units and 3,000 read units a second on one partition key (of a table or
-of a global secondary index: an index partition that throttles fails the base table's write). The real
-handlers run each workload below on moto with every request metered (``infra.metering`` records the units
-of every request on each partition key it touches); for each class of key (the topic's sequence counter, the
-topic's event partition, the workflow's index partition, the API key's item, ...) the busiest key's units
-per unit of load (event, run, request, wait) give the rate at which that key reaches :data:`HEADROOM` of its
-limit. That rate is the ceiling the class puts on a topic, a workflow or a key; the targets are issue 22's.
+The real handlers run each workload below on moto with every request metered (``infra.metering.meter``
+records the units each request puts on each partition key); ``infra.metering.capacity`` turns the busiest
+key of each class into the ceiling it puts on a topic, a workflow or an API key (issue 22's targets).
 """
 
 from __future__ import annotations
 
-import math
 import tempfile
-from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,107 +18,18 @@ from bench.stack import MeteredStack, aws_in_process, polos_handlers
 from bench.workload import sample_event
 from infra.local.stack import StackOptions
 from infra.metering import prices
-from infra.metering.meter import Call, Meter, PartitionUse
+from infra.metering.capacity import (
+    API_KEY,
+    TIMER_SHARD,
+    TOPIC_EVENTS,
+    WORKFLOW_INDEX,
+    KeyLoad,
+    key_loads,
+)
+from infra.metering.meter import Meter
 
-WRITE_LIMIT = 1_000  # write units a second on one partition key (table or index)
-READ_LIMIT = 3_000  # read units a second on one partition key
-HEADROOM = 0.8  # the share of a limit a key may run at
-TARGET_PER_SECOND = 8_000  # issue 22: events/s per topic, new runs/s per workflow, requests/s per key
 PER_REQUEST = 10  # events per publish request
 OPTIONS = StackOptions(visibility_timeout=900)
-
-
-@dataclass(frozen=True)
-class KeyClass:
-    """A kind of partition key, what it is shared by (``scope``) and the target rate of that scope."""
-
-    name: str
-    scope: str  # what shares one key of the class: "topic", "workflow", "API key", "one run", ...
-    target: float | None  # per second of the workload's unit, or None (no target: reported only)
-    shared: bool = True  # False: each run or request has its own key, so no rate of them reaches its limit
-
-
-TOPIC_COUNTER = KeyClass("topic counter (seq#)", "topic", TARGET_PER_SECOND)
-TOPIC_EVENTS = KeyClass("topic events (topic#)", "topic", TARGET_PER_SECOND)
-TOPIC_CLIENT_IDS = KeyClass("topic client ids (id#)", "topic", TARGET_PER_SECOND)
-WAITERS = KeyClass("topic waiters (wait#)", "topic", TARGET_PER_SECOND)
-WORKFLOW_INDEX = KeyClass("workflow index (by_workflow)", "workflow", TARGET_PER_SECOND)
-API_KEY = KeyClass("API key item", "API key", TARGET_PER_SECOND)
-TIMER_SHARD = KeyClass("timer shard (timer#)", "all timers", None)
-RUN = KeyClass("run partition (run#)", "one run", None, shared=False)
-IDEMPOTENCY = KeyClass("Idempotency-Key record", "one request", None, shared=False)
-OTHER = KeyClass("other", "-", None)
-
-
-def key_class(use: PartitionUse) -> KeyClass:
-    """The class of the partition key ``use`` touched (tables are named ``<prefix>-EventsTable``, ...)."""
-    if use.index == "by_workflow":
-        return WORKFLOW_INDEX
-    table = use.table.rsplit("-", 1)[-1].removesuffix("Table").lower()
-    if table == "apikeys":
-        return API_KEY
-    if table == "idempotency":
-        return IDEMPOTENCY
-    prefix = use.key.split("#", 1)[0]
-    by_prefix = {
-        "seq": TOPIC_COUNTER,
-        "topic": TOPIC_EVENTS,
-        "id": TOPIC_CLIENT_IDS,
-        "wait": WAITERS,
-        "timer": TIMER_SHARD,
-        "run": RUN,
-    }
-    return by_prefix.get(prefix, OTHER)
-
-
-@dataclass(frozen=True)
-class KeyLoad:
-    """The busiest key of one class in one workload, and the ceiling it implies."""
-
-    workload: str
-    key_class: KeyClass
-    key: str
-    unit: str  # what one unit of load is: "event", "run", "request", "wait"
-    read_units: float  # on that key, per unit of load
-    write_units: float
-
-    @property
-    def ceiling(self) -> float:
-        """Units of load a second at which the key reaches ``HEADROOM`` of its read or write limit."""
-        rates = [
-            HEADROOM * limit / units
-            for limit, units in ((READ_LIMIT, self.read_units), (WRITE_LIMIT, self.write_units))
-            if units > 0
-        ]
-        return min(rates, default=math.inf)
-
-    @property
-    def verdict(self) -> str:
-        target = self.key_class.target
-        if target is None:
-            return "-"
-        return "PASS" if self.ceiling >= target else "FAIL"
-
-
-def key_loads(workload: str, calls: Iterable[Call], loads: dict[KeyClass, tuple[str, int]]) -> list[KeyLoad]:
-    """Per key class, the busiest key of ``calls`` and its units per unit of load. ``loads`` names each
-    class's unit and how many of them the workload made (classes it does not name count per the unit of
-    ``loads[TOPIC_EVENTS]``, or of the first entry; a class of unshared keys counts per run or request)."""
-    default = loads.get(TOPIC_EVENTS) or next(iter(loads.values()))
-    totals: dict[tuple[KeyClass, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for call in calls:
-        for use in call.partitions:
-            units = totals[(key_class(use), f"{use.index or 'table'}:{use.key}")]
-            units[0] += use.read_units
-            units[1] += use.write_units
-    busiest: dict[KeyClass, KeyLoad] = {}
-    for (cls, key), (reads, writes) in totals.items():
-        # A key of its own per run or request: its units are per that one run or request.
-        unit, count = loads.get(cls, default) if cls.shared else (cls.scope.removeprefix("one "), 1)
-        load = KeyLoad(workload, cls, key, unit, reads / count, writes / count)
-        if cls not in busiest or load.ceiling < busiest[cls].ceiling:
-            busiest[cls] = load
-    return sorted(busiest.values(), key=lambda load: load.ceiling)
 
 
 def _run_workflow(stack: MeteredStack, workflow_id: str, payload: dict[str, Any]) -> None:
@@ -224,10 +127,3 @@ def measure(events: int = 200, waiting: int = 100) -> list[KeyLoad]:
                 },
             )
     return found
-
-
-def rate(load: KeyLoad) -> str:
-    """The ceiling as text: a rate, or why there is none (a key no other run or request shares)."""
-    if not load.key_class.shared:
-        return f"not shared ({load.key_class.scope})"
-    return "unbounded" if math.isinf(load.ceiling) else f"{load.ceiling:,.0f} {load.unit}s/s"

@@ -9,8 +9,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from bench import capacity
-from bench.capacity import KeyLoad
 from bench.coldstart import BASELINE, NO_BYTECODE, ImportCost, ImportTime
 from bench.cost import (
     RATIO_TARGETS,
@@ -27,7 +25,8 @@ from bench.stack import ASSUMED_AWS_CALL_MS, FULL_VCPU_MB
 from bench.storage import ITEM_OVERHEAD_BYTES
 from bench.throughput import Throughput
 from bench.waits import EventWaitCost, PublishCost, WaitCost
-from infra.metering import prices
+from infra.metering import capacity, prices
+from infra.metering.capacity import KeyLoad
 from infra.model import FUNCTIONS
 
 # Issue 12: fresh-process import of each handler as a ratio to `import boto3` in the same run.

@@ -259,6 +259,13 @@ class Meter:
             self.calls.clear()
             self._by_tag.clear()
 
+    def take(self) -> list[Call]:
+        """The calls recorded so far, forgotten here (a long session keeps what it folded them into)."""
+        with self._lock:
+            taken, self.calls = self.calls, []
+            self._by_tag.clear()
+        return taken
+
     # -- queries ------------------------------------------------------------------------------------
     def select(self, service: str | None = None, tag: str | None = None) -> list[Call]:
         with self._lock:

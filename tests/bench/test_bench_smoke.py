@@ -164,7 +164,7 @@ def test_main_prints_the_table_and_writes_the_report(
 
 
 def test_capacity_meters_every_hot_key_class(results: Results) -> None:
-    from bench import capacity
+    from infra.metering import capacity
 
     classes = {load.key_class for load in results.capacity}
     hot = {

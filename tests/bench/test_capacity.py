@@ -10,8 +10,8 @@ import boto3
 import pytest
 from polos.aws import settings
 
-from bench import capacity
-from bench.capacity import KeyLoad, key_class, key_loads
+from infra.metering import capacity
+from infra.metering.capacity import KeyLoad, key_class, key_loads
 from infra.metering.meter import Call, Meter, PartitionUse, queried_partition
 
 TABLE = "p-RunsTable"
