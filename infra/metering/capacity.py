@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from polos.publish.events import BLOCK_EVENTS
+
 from infra.metering.meter import Call, PartitionUse
 
 WRITE_LIMIT = 1_000  # write units a second on one partition key (table or index)
@@ -33,10 +35,13 @@ class KeyClass:
     scope: str  # what shares one key of the class: "topic", "workflow", "API key", "one run", ...
     target: float | None  # per second of the workload's unit, or None (no target: reported only)
     shared: bool = True  # False: each run or request has its own key, so no rate of them reaches its limit
+    # Keys that rotate: one key takes at most ``span`` units of load, then the next key takes over (a
+    # topic's event blocks), so a key's busiest second holds at most that many, whatever the rate.
+    span: int | None = None
 
 
 TOPIC_COUNTER = KeyClass("topic counter (seq#)", "topic", TARGET_PER_SECOND)
-TOPIC_EVENTS = KeyClass("topic events (topic#)", "topic", TARGET_PER_SECOND)
+TOPIC_EVENTS = KeyClass("topic events (topic#)", "topic", TARGET_PER_SECOND, span=BLOCK_EVENTS)
 TOPIC_CLIENT_IDS = KeyClass("topic client ids (id#)", "topic", TARGET_PER_SECOND)
 WAITERS = KeyClass("topic waiters (wait#)", "topic", TARGET_PER_SECOND)
 WORKFLOW_INDEX = KeyClass("workflow index (by_workflow)", "workflow", TARGET_PER_SECOND)
@@ -96,7 +101,14 @@ class KeyLoad:
 
     @property
     def ceiling(self) -> float:
-        """Units of load a second at which the key reaches ``HEADROOM`` of its read or write limit."""
+        """Units of load a second at which the key reaches ``HEADROOM`` of its read or write limit (none when
+        the key rotates before it could)."""
+        span = self.key_class.span
+        if span is not None and all(
+            span * units <= HEADROOM * limit
+            for limit, units in ((READ_LIMIT, self.read_units), (WRITE_LIMIT, self.write_units))
+        ):
+            return math.inf
         rates = [
             HEADROOM * limit / units
             for limit, units in ((READ_LIMIT, self.read_units), (WRITE_LIMIT, self.write_units))
@@ -117,16 +129,20 @@ def key_loads(workload: str, calls: Iterable[Call], loads: dict[KeyClass, tuple[
     class's unit and how many of them the workload made (classes it does not name count per the unit of
     ``loads[TOPIC_EVENTS]``, or of the first entry; a class of unshared keys counts per run or request)."""
     default = loads.get(TOPIC_EVENTS) or next(iter(loads.values()))
-    totals: dict[tuple[KeyClass, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    totals: dict[tuple[KeyClass, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
     for call in calls:
         for use in call.partitions:
             units = totals[(key_class(use), f"{use.index or 'table'}:{use.key}")]
             units[0] += use.read_units
             units[1] += use.write_units
+            units[2] += use.write_units > 0
     busiest: dict[KeyClass, KeyLoad] = {}
-    for (cls, key), (reads, writes) in totals.items():
-        # A key of its own per run or request: its units are per that one run or request.
-        unit, count = loads.get(cls, default) if cls.shared else (cls.scope.removeprefix("one "), 1)
+    for (cls, key), (reads, writes, written) in totals.items():
+        unit, count = loads.get(cls, default)
+        if not cls.shared:  # a key of its own per run or request: per that one run or request
+            unit, count = cls.scope.removeprefix("one "), 1
+        elif cls.span is not None:  # a rotating key: per unit of load it took itself (its item writes)
+            count = max(1, int(written))
         load = KeyLoad(workload, cls, key, unit, reads / count, writes / count)
         if cls not in busiest or load.ceiling < busiest[cls].ceiling:
             busiest[cls] = load
@@ -148,6 +164,12 @@ class KeyTotals:
     write_units: float = 0.0
     reads: int = 0
     writes: int = 0
+
+
+def _topic(key: str) -> str:
+    """The topic of a topic-scoped key (``seq#<topic>``, ``topic#<topic>#<block>``, ...: topics hold no
+    ``#``)."""
+    return key.split("#")[1]
 
 
 class Ledger:
@@ -179,24 +201,30 @@ class Ledger:
 
     def loads(self) -> list[KeyLoad]:
         """Each shared key's units per unit of its scope's load: per event published to its topic (events =
-        item writes to the topic's event partition), per run of its workflow (its index entries), per
-        request with its API key (its reads), per wait armed (timer items, all shards)."""
-        events = {
-            key.split("#", 1)[1]: t.writes
-            for (name, key), t in self.keys.items()
-            if name == TOPIC_EVENTS.name
-        }
+        item writes to the topic's event blocks; a block per event it took itself), per run of its workflow
+        (its index entries), per request with its API key (reads of the key's items), per wait armed (timer
+        items, all shards)."""
+        events: dict[str, int] = defaultdict(int)
+        for (name, key), totals in self.keys.items():
+            if name == TOPIC_EVENTS.name:
+                events[_topic(key)] += totals.writes
         timers = sum(t.writes for (name, _), t in self.keys.items() if name == TIMER_SHARD.name)
+        checks: dict[str, int] = defaultdict(int)
+        for (name, key), totals in self.keys.items():
+            if name == API_KEY.name:
+                checks[key.split("#")[0]] += totals.reads
         found = []
         for (name, key), totals in self.keys.items():
             cls = CLASSES[name]
             if cls.scope == "topic":
-                topic = key.split("#", 1)[1]
-                scope, unit, count = f"topic {topic}", "event", events.get(topic, 0)
+                topic = _topic(key)
+                count = totals.writes if cls.span is not None else events.get(topic, 0)
+                scope, unit = f"topic {topic}", "event"
             elif cls is WORKFLOW_INDEX:
                 scope, unit, count = f"workflow {key}", "run", totals.writes
-            elif cls is API_KEY:
-                scope, unit, count = f"API key {key}", "request", totals.reads
+            elif cls is API_KEY:  # a key's checks are spread over its copies (``<key id>#<n>``)
+                key_id = key.split("#")[0]
+                scope, unit, count = f"API key {key_id}", "request", checks[key_id]
             else:
                 scope, unit, count = "timers", "wait", timers
             if count:

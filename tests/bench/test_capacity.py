@@ -106,6 +106,7 @@ def test_a_query_partition_is_read_from_its_key_condition() -> None:
     ("table", "index", "key", "expected"),
     [
         ("b1-EventsTable", None, "seq#orders", capacity.TOPIC_COUNTER),
+        ("b1-EventsTable", None, "topic#orders#12", capacity.TOPIC_EVENTS),
         ("b1-EventsTable", None, "topic#orders", capacity.TOPIC_EVENTS),
         ("b1-EventsTable", None, "id#orders", capacity.TOPIC_CLIENT_IDS),
         ("b1-EventsTable", None, "wait#orders", capacity.WAITERS),
@@ -125,13 +126,25 @@ def _call(*uses: PartitionUse) -> Call:
 
 
 def test_the_busiest_key_of_a_class_sets_its_ceiling() -> None:
-    calls = [
-        _call(PartitionUse("b-EventsTable", None, "topic#a", write_units=1.0)) for _ in range(10)
-    ] + [_call(PartitionUse("b-EventsTable", None, "topic#b", write_units=1.0)) for _ in range(5)]
-    (load,) = key_loads("w", calls, {capacity.TOPIC_EVENTS: ("event", 10)})
-    assert load.key == "table:topic#a" and load.write_units == 1.0
-    assert load.ceiling == pytest.approx(capacity.HEADROOM * capacity.WRITE_LIMIT)  # 800 events/s
+    calls = [_call(PartitionUse("b-RunsTable", "by_workflow", "a", write_units=1.0)) for _ in range(10)] + [
+        _call(PartitionUse("b-RunsTable", "by_workflow", "b", write_units=1.0)) for _ in range(5)
+    ]
+    (load,) = key_loads("w", calls, {capacity.WORKFLOW_INDEX: ("run", 10)})
+    assert load.key == "by_workflow:a" and load.write_units == 1.0
+    assert load.ceiling == pytest.approx(capacity.HEADROOM * capacity.WRITE_LIMIT)  # 800 runs/s
     assert load.verdict == "FAIL"
+
+
+def test_a_rotating_key_caps_nothing_while_its_span_fits_the_limit() -> None:
+    """A topic's event block takes BLOCK_EVENTS events, then the next block does: 100 one-unit events are
+    100 units in its busiest second at any rate; 100 nine-unit events would pass 80 % of 1,000."""
+    small = [_call(PartitionUse("b-EventsTable", None, "topic#a#0", write_units=1.0)) for _ in range(100)]
+    (load,) = key_loads("w", small, {capacity.TOPIC_EVENTS: ("event", 1_000)})
+    assert load.write_units == 1.0  # per event the block itself took, not per event of the workload
+    assert load.ceiling == math.inf and load.verdict == "PASS"
+    big = [_call(PartitionUse("b-EventsTable", None, "topic#a#0", write_units=9.0)) for _ in range(100)]
+    (load,) = key_loads("w", big, {capacity.TOPIC_EVENTS: ("event", 1_000)})
+    assert load.ceiling == pytest.approx(800 / 9)
 
 
 def test_reads_and_writes_each_bound_the_ceiling() -> None:

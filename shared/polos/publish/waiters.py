@@ -43,7 +43,7 @@ from botocore.exceptions import ClientError
 from polos.aws import settings
 from polos.aws.chunking import query_all
 from polos.payloads import EventItem, utc_iso
-from polos.publish.events import COUNTER_SK, GAP_ATTRIBUTE, decode_event, event_pk, sequence_sk
+from polos.publish.events import COUNTER_SK, EventStore
 from polos.publish.fanout import deliver
 from polos.publish.messages import WorkflowMessage
 
@@ -279,20 +279,19 @@ class WaiterStore:
 
     def waiting_on(self, topic: str) -> list[Waiter]:
         """Every waiter of the topic (one strongly consistent Query, more only past 1 MB)."""
-        return [_decode(topic, item) for item in self._query(f"wait#{topic}", None)]
+        return [_decode(topic, item) for item in self._query(f"wait#{topic}")]
 
     def look_back(self, topic: str, after: int) -> list[EventItem]:
         """The topic's stored events after sequence id ``after``, in order (strongly consistent; gap
         markers are passed)."""
-        items = self._query(event_pk(topic), sequence_sk(after))
-        return [decode_event(item) for item in items if GAP_ATTRIBUTE not in item]
+        return EventStore(self._client, self._table).events_after(topic, after)
 
-    def _query(self, pk: str, after_sk: str | None) -> list[Item]:
+    def _query(self, pk: str) -> list[Item]:
         return query_all(
             self._client,
             TableName=self._table,
-            KeyConditionExpression="pk = :pk" + (" AND sk > :after" if after_sk is not None else ""),
-            ExpressionAttributeValues={":pk": {"S": pk}, **({":after": {"S": after_sk}} if after_sk else {})},
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": pk}},
             ConsistentRead=True,
         )
 
