@@ -42,7 +42,8 @@ class KeyClass:
 
 TOPIC_COUNTER = KeyClass("topic counter (seq#)", "topic", TARGET_PER_SECOND)
 TOPIC_EVENTS = KeyClass("topic events (topic#)", "topic", TARGET_PER_SECOND, span=BLOCK_EVENTS)
-TOPIC_CLIENT_IDS = KeyClass("topic client ids (id#)", "topic", TARGET_PER_SECOND)
+# One claim per key (``id#<topic>#<id>``): a key takes one event's claim, once.
+TOPIC_CLIENT_IDS = KeyClass("topic client ids (id#)", "topic", TARGET_PER_SECOND, span=1)
 WAITERS = KeyClass("topic waiters (wait#)", "topic", TARGET_PER_SECOND)
 WORKFLOW_INDEX = KeyClass("workflow index (by_workflow)", "workflow", TARGET_PER_SECOND)
 API_KEY = KeyClass("API key item", "API key", TARGET_PER_SECOND)

@@ -108,7 +108,7 @@ def test_a_query_partition_is_read_from_its_key_condition() -> None:
         ("b1-EventsTable", None, "seq#orders", capacity.TOPIC_COUNTER),
         ("b1-EventsTable", None, "topic#orders#12", capacity.TOPIC_EVENTS),
         ("b1-EventsTable", None, "topic#orders", capacity.TOPIC_EVENTS),
-        ("b1-EventsTable", None, "id#orders", capacity.TOPIC_CLIENT_IDS),
+        ("b1-EventsTable", None, "id#orders#o-1", capacity.TOPIC_CLIENT_IDS),
         ("b1-EventsTable", None, "wait#orders", capacity.WAITERS),
         ("b1-RunsTable", "by_workflow", "orders", capacity.WORKFLOW_INDEX),
         ("b1-RunsTable", None, "timer#3", capacity.TIMER_SHARD),

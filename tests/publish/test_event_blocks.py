@@ -95,3 +95,31 @@ def test_events_stored_before_blocks_are_read_with_the_new_ones(queues: dict[str
     assert [event.sequence_id for event in store.get_many(refs)] == [3, 14, 15, 16, 25]
     assert store.stored_ids(TOPIC, [10, 17, 99]) == {10, 17}
     assert [event.sequence_id for event in WaiterStore().look_back(TOPIC, 12)] == list(range(13, 26))
+
+
+def test_each_client_id_claim_has_a_partition_key_of_its_own(queues: dict[str, str]) -> None:
+    publish_events(TOPIC, [NewEvent(id=f"order-{n}", data={"n": n}) for n in range(5)])
+    items = settings.dynamodb().scan(TableName=settings.get_settings().events_table)["Items"]
+    claims = [item["pk"]["S"] for item in items if item["pk"]["S"].startswith("id#")]
+    assert sorted(claims) == [f"id#{TOPIC}#order-{n}" for n in range(5)]
+    again = publish_events(TOPIC, [NewEvent(id="order-3", data={"n": 3})]).events
+    assert [(event.id, event.sequence_id) for event in again] == [("order-3", 4)]
+
+
+def test_a_client_id_claimed_before_one_key_per_claim_is_still_stored_once(queues: dict[str, str]) -> None:
+    store = EventStore()
+    store.reserve(TOPIC, 1)
+    _legacy_event(1)
+    table = settings.get_settings().events_table
+    settings.dynamodb().put_item(
+        TableName=table,
+        Item={
+            "pk": {"S": f"id#{TOPIC}"},
+            "sk": {"S": "evt_old1"},
+            "seq": {"N": "1"},
+            "expires_at": {"N": str(int(time.time()) + 3600)},
+        },
+    )
+    again = publish_events(TOPIC, [NewEvent(id="evt_old1", data={"old": 1})]).events
+    assert [(event.id, event.sequence_id, event.data) for event in again] == [("evt_old1", 1, {"old": 1})]
+    assert _listed(store, 10) == [1]  # nothing stored twice

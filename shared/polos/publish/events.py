@@ -18,8 +18,10 @@ of the topic, and DynamoDB serves at most 1,000 write units a second on one key.
 next block takes over. Readers merge the blocks in sequence order; a listing reads the counter to know the
 last block. Events stored before blocks (``pk=topic#<topic>``, no block) are read too: a listing merges
 that partition in, and a read by key that misses a block's key tries it.
-- client id claim: ``pk=id#<topic>``, ``sk=<id>``; ``seq`` of the event holding that id. It is written in
-  the same transaction as its event and expires with it, so a live claim always has its event.
+- client id claim: ``pk=id#<topic>#<id>``, ``sk=claim``; ``id`` and ``seq`` of the event holding that id. It
+  is written in the same transaction as its event and expires with it, so a live claim always has its
+  event. One partition key per claim: a topic's claims never share one (before, ``pk=id#<topic>``,
+  ``sk=<id>``: such claims are still read, for ids the new layout does not hold).
 """
 
 from __future__ import annotations
@@ -137,7 +139,15 @@ def sequence_sk(sequence_id: int) -> str:
     return str(sequence_id).zfill(SEQUENCE_DIGITS)
 
 
+CLAIM_SK = "claim"
+
+
 def _claim_key(topic: str, event_id: str) -> Item:
+    return {"pk": {"S": f"id#{topic}#{event_id}"}, "sk": {"S": CLAIM_SK}}
+
+
+def _legacy_claim_key(topic: str, event_id: str) -> Item:
+    """Where an id's claim was stored before one key per claim."""
     return {"pk": {"S": f"id#{topic}"}, "sk": {"S": event_id}}
 
 
@@ -154,6 +164,7 @@ def _claim(event: EventItem, expires_at: int) -> Item:
     """The item claiming ``event``'s client-given id for its sequence id."""
     return {
         **_claim_key(event.topic, event.id),
+        "id": {"S": event.id},
         "seq": {"N": str(event.sequence_id)},
         "expires_at": {"N": str(expires_at)},
     }
@@ -360,9 +371,14 @@ class EventStore:
     def find_claimed(self, topic: str, ids: list[str]) -> dict[str, EventItem]:
         """The stored events of ``topic`` holding any of ``ids``, by id (strongly consistent reads)."""
         now = int(time.time())
-        claims = self._batch_get([_claim_key(topic, event_id) for event_id in dict.fromkeys(ids)])
+        wanted = list(dict.fromkeys(ids))
+        claims = self._batch_get([_claim_key(topic, event_id) for event_id in wanted])
+        held = {item["id"]["S"] for item in claims}
+        older = [event_id for event_id in wanted if event_id not in held]
+        if older:  # claims stored before one key per claim (the id is their sort key)
+            claims += self._batch_get([_legacy_claim_key(topic, event_id) for event_id in older])
         refs = [
-            EventRef(topic, int(item["seq"]["N"]), item["sk"]["S"])
+            EventRef(topic, int(item["seq"]["N"]), item["id"]["S"] if "id" in item else item["sk"]["S"])
             for item in claims
             if int(item["expires_at"]["N"]) >= now
         ]
