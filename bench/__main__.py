@@ -35,7 +35,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["cost", "waits", "coldstart", "timers"],
+        choices=["cost", "waits", "coldstart", "capacity", "timers"],
         help="run one benchmark and print its rows (nothing is written); timers: only this way",
     )
     args = parser.parse_args(argv)
@@ -71,11 +71,15 @@ def measure(args: argparse.Namespace) -> Results:
     if args.only == "cost":
         _measure_cost(results, args)
         return results
+    if args.only == "capacity":
+        _measure_capacity(results, args.smoke)
+        return results
     _measure_coldstart(results, args.import_runs)
     if args.only == "coldstart":
         return results
     _measure_cost(results, args)
     _measure_waits(results, args.smoke)
+    _measure_capacity(results, args.smoke)
     _progress("memory: API on a 6 MB publish, worker on its largest batch (subprocesses) ...")
     results.memory = memory.measure(smoke=args.smoke)
     _progress(
@@ -104,6 +108,15 @@ def _measure_cost(results: Results, args: argparse.Namespace) -> None:
     _progress("request budgets: first delivery and a duplicate of 1-step and 5-step runs ...")
     with tapped():
         results.budgets = cost.budgets()
+
+
+def _measure_capacity(results: Results, smoke: bool) -> None:
+    from bench import capacity
+    from bench.logs import tapped
+
+    _progress("capacity: each hot-key workload, every partition key's units metered ...")
+    with tapped():
+        results.capacity = capacity.measure(events=20 if smoke else 200, waiting=10 if smoke else 100)
 
 
 def _measure_coldstart(results: Results, runs: int) -> None:

@@ -23,14 +23,15 @@ from pathlib import Path
 import boto3
 from polos.aws import settings
 
-from bench import prices, storage
+from bench import storage
 from bench.baselines import NaiveSystem, PowertoolsSystem
-from bench.meter import Call, Meter
 from bench.stack import Handlers, MeteredStack, Usage, aws_in_process, polos_handlers
 from bench.storage import Stored
-from bench.units import write_units
 from bench.workload import APP_TARGET, SHAPES, Shape, app, sample_event
 from infra.local.stack import StackOptions
+from infra.metering import prices
+from infra.metering.meter import Call, Meter
+from infra.metering.units import write_units
 from infra.model import AppModel
 
 SYSTEMS = ("polos", "powertools", "naive")

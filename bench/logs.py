@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from bench.meter import current_tag
+from infra.metering.meter import current_tag
 
 EVENT_OVERHEAD_BYTES = 26
 _REQUEST_ID = "8f5a3c1e-2b7d-4e90-a1c4-6d2f0b9e7a35"  # a request id's length (36); the value is immaterial

@@ -144,10 +144,10 @@ class _Peak:
 def _run(case: str, events: int) -> float:
     from bench.logs import tapped
     from bench.memory_app import LARGEST, app
-    from bench.meter import Meter
     from bench.stack import Handlers, MeteredStack, aws_in_moto_process, polos_handlers
     from bench.workload import sample_event
     from infra.local.stack import MAX_VISIBILITY_TIMEOUT, StackOptions
+    from infra.metering.meter import Meter
 
     peak = _Peak()
 

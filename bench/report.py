@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from bench import prices, waits
+from bench import waits
 from bench.coldstart import BASELINE, NO_BYTECODE, ImportCost, ImportTime
 from bench.cost import (
     RATIO_TARGETS,
@@ -26,6 +26,8 @@ from bench.stack import ASSUMED_AWS_CALL_MS, FULL_VCPU_MB
 from bench.storage import ITEM_OVERHEAD_BYTES
 from bench.throughput import Throughput
 from bench.waits import EventWaitCost, PaymentCapacity, PublishCost, WaitCost
+from infra.metering import capacity, prices
+from infra.metering.capacity import KeyLoad
 from infra.model import FUNCTIONS
 
 # Issue 12: fresh-process import of each handler as a ratio to `import boto3` in the same run.
@@ -99,6 +101,7 @@ class Results:
     wait: WaitCost | None = None
     event_wait: EventWaitCost | None = None
     payment: PaymentCapacity | None = None
+    capacity: list[KeyLoad] = field(default_factory=list)
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -507,7 +510,32 @@ def levers(results: Results) -> str:
 
 def text(results: Results) -> str:
     """What ``make bench`` prints: the table, the headline's breakdown and the levers."""
-    return "\n\n".join(part for part in (table(rows(results)), breakdown(results), levers(results)) if part)
+    parts = (table(rows(results)), breakdown(results), levers(results), capacity_table(results.capacity))
+    return "\n\n".join(part for part in parts if part)
+
+
+def capacity_table(loads: Sequence[KeyLoad]) -> str:
+    """Per workload and key class, the busiest key's units per unit of load and the ceiling it implies."""
+    if not loads:
+        return ""
+    header = (
+        "Partition-key ceilings (python -m bench --only capacity): at "
+        f"{capacity.HEADROOM:.0%} of {capacity.WRITE_LIMIT:,} WCU/s and {capacity.READ_LIMIT:,} RCU/s per key"
+    )
+    columns = ("workload", "key class", "shared by", "RCU/unit", "WCU/unit", "ceiling", "target")
+    cells = [
+        (
+            load.workload,
+            load.key_class.name,
+            load.key_class.scope,
+            f"{load.read_units:.3f}",
+            f"{load.write_units:.3f}",
+            capacity.rate(load),
+            load.verdict,
+        )
+        for load in loads
+    ]
+    return header + "\n\n" + _grid(columns, cells)
 
 
 def table(all_rows: Sequence[Row]) -> str:
@@ -546,6 +574,10 @@ def markdown(results: Results) -> str:
         "## Storage levers: what each would still save on the headline (0.000: built, or nothing to save)",
         "",
         levers(results),
+        "",
+        "## Partition-key ceilings",
+        "",
+        capacity_table(results.capacity) or "(not measured in this run)",
         "",
         "## How to read it",
         "",

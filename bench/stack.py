@@ -1,6 +1,6 @@
 """A metered deployment in one process: the local stack (``infra.local.stack.LocalStack``: the app's tables
 and queues, the HTTP API gateway, the event source mappings) with every AWS request going through a
-:class:`~bench.meter.Meter` and every Lambda invocation recorded as a :class:`LambdaCall`.
+:class:`~infra.metering.meter.Meter` and every Lambda invocation recorded as a :class:`LambdaCall`.
 
 Each invocation runs under its own meter tag (``ApiFunction:7``), so its requests can be told apart, both to
 bill its duration and to inject a crash into one function only. The baselines plug their own handlers into
@@ -27,9 +27,7 @@ from typing import Any
 from polos.app import App
 from polos.aws import settings
 
-from bench import prices
 from bench.logs import TAP, LogVolume, platform_lines, tap_loggers, volume_of
-from bench.meter import Call, Meter
 from infra.local.apigw import ApiGateway, HttpRequest, HttpResponse
 from infra.local.aws import (
     MotoServer,
@@ -41,6 +39,8 @@ from infra.local.aws import (
 from infra.local.functions import LocalContext, load_handler
 from infra.local.mapping import EventSourceMapping
 from infra.local.stack import LocalStack, StackOptions
+from infra.metering import prices
+from infra.metering.meter import Call, Meter
 from infra.model import WORKER_FUNCTION, AppModel, FunctionSpec, build_model
 
 # Lambda time spent waiting on an AWS request in the cloud (an in-region DynamoDB or SQS round trip);

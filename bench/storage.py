@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bench.meter import index_item_size, table_layout
-from bench.units import item_size
+from infra.metering.meter import index_item_size, table_layout
+from infra.metering.units import item_size
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

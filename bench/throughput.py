@@ -35,12 +35,12 @@ from polos.aws.chunking import write_all
 from polos.client import PolosClient
 
 from bench import throughput_app
-from bench.meter import Call, Meter
 from bench.stack import forget_worker_app
 from bench.workload import sample_event
 from infra.local.devserver import DevServer
 from infra.local.resources import LocalNames, create_resources
 from infra.local.stack import StackOptions
+from infra.metering.meter import Call, Meter
 from infra.model import DEFAULT_QUEUE_NAME_PREFIX, WORKER_TIMEOUT_SECONDS, build_model
 
 REPLAY_PREFIX = "replay-"

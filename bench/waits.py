@@ -1,7 +1,7 @@
 """What a durable wait costs: a 1-step run with a 1-hour wait next to the same run without one.
 
 Both runs go through the real handlers on moto (``polos.testing``'s in-process stack) with every AWS request
-metered (``bench.meter``, DynamoDB units from a shadow client); the wait's cost is the difference. Counted:
+metered (``infra.metering``, DynamoDB units from a shadow client); the wait's cost is the difference. Counted:
 SQS requests, DynamoDB read and write units (index writes included), and the Lambda invocation the wake-up
 adds (its duration is taken as :data:`RESUME_MS`, an assumption: a replay with one step). The timers
 function's fixed cost (16 Queries a minute, whatever the number of waits: about 691,000 a month) is not per
@@ -35,10 +35,10 @@ from typing import Any
 from polos import WorkflowContext, workflow
 from polos.app import App
 
-from bench import prices
-from bench.meter import Call, Meter
-from bench.units import READ_UNIT_BYTES
 from bench.workload import sample_event
+from infra.metering import prices
+from infra.metering.meter import Call, Meter
+from infra.metering.units import READ_UNIT_BYTES
 
 WAIT_HOURS = 1
 RESUME_MS = 100  # assumed billed duration of the resumed attempt (a replay and one step)

@@ -17,6 +17,7 @@ from infra.local.devlog import RequestLine, route_logs
 from infra.local.devserver import DevServer
 from infra.local.devstate import state_path
 from infra.local.faults.iam import iam_requested
+from infra.local.metering import ledger_path
 from infra.local.stack import DEFAULT_VISIBILITY_TIMEOUT, StackError, StackOptions
 
 LOG_FILE = Path(tempfile.gettempdir()) / "polos-dev.log"
@@ -102,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         request_log=RequestLine(sys.stdout),
         before_serving=lambda: route_logs(LOG_FILE),
         state_file=state_path(),
+        ledger_file=ledger_path(),
     )
     stop = threading.Event()
 
@@ -124,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
             f"  Logs      {LOG_FILE} (the functions' JSON logs)\n"
             f"  AWS       {server.aws_endpoint_url} (the embedded moto server, recorded in {state_path()})\n"
             "  Keys      polos keys create --name NAME --dev (also list --dev, revoke ID --dev)\n"
+            "  Capacity  polos capacity (where your topics, workflows and keys would throttle on AWS)\n"
             f"  Try it:\n    {curl_line(server.url, server.api_key)}\n"
             f"  export POLOS_API_URL={server.url} POLOS_API_KEY={server.api_key}\n"
             "Ctrl-C stops.",

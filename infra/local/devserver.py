@@ -14,6 +14,7 @@ from pathlib import Path
 from infra.local.aws import MotoServer, apply_environment, fake_credentials
 from infra.local.devstate import DevState
 from infra.local.mapping import Pollers
+from infra.local.metering import SessionMeter
 from infra.local.server import GatewayServer, RequestLog
 from infra.local.stack import LocalStack, StackError, StackOptions, resolve_app
 from infra.local.ticker import Ticker
@@ -35,6 +36,7 @@ class DevServer:
         request_log: RequestLog | None = None,
         before_serving: Callable[[], None] | None = None,
         state_file: Path | None = None,
+        ledger_file: Path | None = None,
     ) -> None:
         self._app_target = app_target
         self._address = (host, port)
@@ -44,12 +46,14 @@ class DevServer:
         self._before_serving = before_serving  # e.g. routing the functions' logs, once they are imported
         self._state_file = state_file  # where it records itself while serving (see infra.local.devstate)
         self._state: DevState | None = None
+        self._ledger_file = ledger_file  # where the metered requests' ledger goes (polos capacity), if set
         self._moto = MotoServer()
         self._state_dir = Path(tempfile.mkdtemp(prefix="polos-dev-"))  # the manifest; removed by stop()
         self.stack: LocalStack | None = None
         self._gateway: GatewayServer | None = None
         self._pollers: Pollers | None = None
         self._timers: Ticker | None = None
+        self._metering: SessionMeter | None = None
         self.url = ""
         self.api_key = ""
         self.aws_endpoint_url = ""
@@ -80,10 +84,15 @@ class DevServer:
                 ) from exc
             self._pollers = Pollers(self.stack.mappings)
             stack = self.stack
+            if self._ledger_file is not None:
+                self._metering = SessionMeter(endpoint, self._ledger_file)
+            metering = self._metering
 
             def tick() -> None:  # each second (the cloud: timers each minute): on time within 1 s
                 stack.timers.invoke({})
                 stack.schedules.tick()
+                if metering is not None:
+                    metering.save()  # what `polos capacity` reads
 
             self._timers = Ticker("polos-timers", tick, interval=1.0)
         except BaseException:
@@ -94,6 +103,8 @@ class DevServer:
         gc.freeze()
         if self._before_serving is not None:
             self._before_serving()
+        if self._metering is not None:
+            self._metering.start()
         self._gateway.start()
         self._pollers.start()
         self._timers.start()
@@ -136,6 +147,9 @@ class DevServer:
         if self._pollers is not None:
             clean = self._pollers.stop(timeout=max(0.0, deadline - time.monotonic())) and clean
             self._pollers = None
+        if self._metering is not None:
+            self._metering.stop()
+            self._metering = None
         if self.stack is not None:
             self.stack.close()
             self.stack = None

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from helpers.apigw import gateway_call, http_event
 from helpers.aws_calls import count_calls
-from polos.api.keys import KeyStore, parse_key
+from polos.api import keys
+from polos.api.keys import REPLICAS, KeyStore, parse_key
 from polos.app import App
 from polos.aws import settings
 from polos.testing import local_stack
@@ -109,9 +110,9 @@ def test_keys_are_stored_as_sha256_of_the_secret_only(stack: dict[str, str]) -> 
     record, key = KeyStore().create("hash-check", key="pk_" + "a" * 16 + "_" + "b" * 64)
     assert record.key_id == "a" * 16
     items = settings.dynamodb().scan(TableName=settings.get_settings().keys_table)["Items"]
-    assert len(items) == 1
+    assert len(items) == REPLICAS  # the key's item and its copies
     assert "b" * 64 not in repr(items)
-    assert items[0]["secret_sha256"]["S"] == hashlib.sha256(b"b" * 64).hexdigest()
+    assert {item["secret_sha256"]["S"] for item in items} == {hashlib.sha256(b"b" * 64).hexdigest()}
     with pytest.raises(ValueError, match="already exists"):
         KeyStore().create("again", key=key)
     with pytest.raises(ValueError, match="must look like"):
@@ -154,3 +155,56 @@ def test_keys_cli_names_the_table_when_it_cannot_be_used(
     assert main(["keys", "list"]) == 1
     err = capsys.readouterr().err
     assert "cannot use the keys table 'no-such-table' (POLOS_KEYS_TABLE)" in err
+
+
+def _checked_on(replica: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next key checks read copy ``replica`` of the key (0: the key's own item)."""
+    monkeypatch.setattr(keys.secrets, "randbelow", lambda n: replica)
+
+
+def test_each_check_reads_one_copy_and_a_revoke_reaches_every_copy_at_once(
+    stack: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record, key = KeyStore().create("replicated")
+    pks: list[str] = []
+
+    def record_read(params: dict[str, Any], **_: Any) -> None:
+        pks.append(params["Key"]["pk"]["S"])
+
+    client = settings.dynamodb()
+    client.meta.events.register("provide-client-params.dynamodb.GetItem", record_read)
+    try:
+        for replica in range(REPLICAS):
+            _checked_on(replica, monkeypatch)
+            assert verdict({"Authorization": f"Bearer {key}"})[0] == 200
+        assert pks == [record.key_id] + [f"{record.key_id}#{n}" for n in range(1, REPLICAS)]  # one read each
+        KeyStore().revoke(record.key_id)
+        for replica in range(REPLICAS):
+            _checked_on(replica, monkeypatch)
+            assert verdict({"Authorization": f"Bearer {key}"}) == refused("API key has been revoked"), replica
+    finally:
+        client.meta.events.unregister("provide-client-params.dynamodb.GetItem", record_read)
+    assert [k.key_id for k in KeyStore().list()] == [record.key_id]  # copies are never listed
+
+
+def test_a_key_made_before_copies_is_checked_and_revoked_on_its_own_item(
+    stack: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "pk_" + "c" * 16 + "_" + "d" * 64
+    table = settings.get_settings().keys_table
+    settings.dynamodb().put_item(
+        TableName=table,
+        Item={
+            "pk": {"S": "c" * 16},
+            "name": {"S": "old"},
+            "secret_sha256": {"S": hashlib.sha256(b"d" * 64).hexdigest()},
+            "created_at": {"S": "2026-01-01T00:00:00Z"},
+        },
+    )
+    _checked_on(REPLICAS - 1, monkeypatch)  # a copy it does not have
+    assert verdict({"Authorization": f"Bearer {key}"})[0] == 200
+    assert KeyStore().revoke("c" * 16).revoked_at is not None
+    assert verdict({"Authorization": f"Bearer {key}"}) == refused("API key has been revoked")
+    assert len(settings.dynamodb().scan(TableName=table)["Items"]) == 1  # no copy appeared
+    with pytest.raises(KeyError):
+        KeyStore().revoke("e" * 16)

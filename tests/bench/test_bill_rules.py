@@ -14,8 +14,8 @@ from polos.aws import settings
 
 from bench import storage
 from bench.logs import EVENT_OVERHEAD_BYTES, TAP, LogVolume, platform_lines, tap_loggers, tapped, volume_of
-from bench.meter import Meter
 from bench.stack import FULL_VCPU_MB, LambdaCall
+from infra.metering.meter import Meter
 from infra.model import WORKER_FUNCTION
 
 

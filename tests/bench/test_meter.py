@@ -10,8 +10,8 @@ import pytest
 from botocore.exceptions import ClientError
 from polos.aws import settings
 
-from bench.meter import Crash, Index, Meter, index_writes
-from bench.units import item_size
+from infra.metering.meter import Crash, Index, Meter, index_writes
+from infra.metering.units import item_size
 
 TABLE = "metered"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.units import item_size, number_size, read_units, value_size, write_units
+from infra.metering.units import item_size, number_size, read_units, value_size, write_units
 
 
 def test_item_size_of_the_published_example() -> None:

@@ -20,7 +20,7 @@ from polos.app import App
 from polos.aws import settings
 from polos.payloads import EventItem
 from polos.publish import events as store
-from polos.publish.events import EventRef, EventStore, decode_event, encode_event
+from polos.publish.events import EventRef, EventStore, decode_event, encode_event, event_pk
 from polos.publish.publishing import (
     MAX_DATA_BYTES,
     MAX_EVENT_ID_LENGTH,
@@ -32,8 +32,8 @@ from polos.publish.waiters import WaiterStore
 from polos.testing import Stack, local_stack
 from polos.topics import MAX_TOPIC_LENGTH
 
-from bench.units import WRITE_UNIT_BYTES, item_size
 from bench.workload import Shape, sample_event
+from infra.metering.units import WRITE_UNIT_BYTES, item_size
 
 ASCII = "".join(c for c in string.printable[:95] if c not in '"\\')
 
@@ -149,7 +149,7 @@ def queues(aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[s
 def raw_item(sequence_id: int) -> dict[str, Any]:
     item: dict[str, Any] = settings.dynamodb().get_item(
         TableName=settings.get_settings().events_table,
-        Key={"pk": {"S": f"topic#{TOPIC}"}, "sk": {"S": str(sequence_id).zfill(20)}},
+        Key={"pk": {"S": event_pk(TOPIC, sequence_id)}, "sk": {"S": str(sequence_id).zfill(20)}},
         ConsistentRead=True,
     )["Item"]
     return item

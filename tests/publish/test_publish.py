@@ -239,7 +239,7 @@ def test_event_data_round_trips_through_the_store_unchanged(queues: dict[str, st
     assert stored == published and stored.data == data
     raw = settings.dynamodb().get_item(
         TableName=settings.get_settings().events_table,
-        Key={"pk": {"S": "topic#fan/out"}, "sk": {"S": "00000000000000000001"}},
+        Key={"pk": {"S": "topic#fan/out#0"}, "sk": {"S": "00000000000000000001"}},
     )["Item"]
     assert json.loads(raw["data"]["S"]) == data
     assert int(raw["expires_at"]["N"]) > time.time() + 29 * 86400

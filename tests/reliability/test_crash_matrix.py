@@ -1,6 +1,6 @@
 """Crash matrix: the process dies right after each AWS request of a publish, then of a run, in turn.
 
-A crash is :class:`bench.meter.Crash` (a ``BaseException``: nothing in the code under test catches it)
+A crash is the meter's ``Crash`` (a ``BaseException``: nothing in the code under test catches it)
 raised from a botocore ``after-call`` hook once the N-th request of the chosen function has taken effect.
 Each crash point runs on a fresh stack. After a crashed publish the client retries with the same
 ``Idempotency-Key``; after a crashed run SQS delivers the messages again (released at once) and the
@@ -25,10 +25,10 @@ from polos.publish import events as event_store
 from polos.testing import Stack as Reader
 from reliability_support import SOAK, ShiftedClock
 
-from bench.meter import Call, Crash, Meter
 from bench.stack import MeteredStack, aws_in_process, polos_handlers
 from infra.local.mapping import drain
 from infra.local.stack import StackOptions
+from infra.metering.meter import Call, Crash, Meter
 
 pytestmark = [pytest.mark.timeout(1800 if SOAK else 600), pytest.mark.usefixtures("steady_requests")]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from polos.aws import chunking, settings
-from polos.runtime import runs
+from polos.runtime import journal, runs
 from polos.runtime.journal import BY_WORKFLOW_INDEX, Journal
 from polos.runtime.records import RunRecord, RunStatus
 
@@ -50,8 +50,9 @@ def test_the_index_projects_keys_only(stack: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("limit", [1, 2, 5, 7])
 def test_filtered_pages_are_full_newest_first_and_never_skip_or_repeat(
-    stack: dict[str, str], limit: int
+    stack: dict[str, str], limit: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(journal, "INDEX_SHARDS", 2)  # fewer partitions per page to read; the same merge
     stored = [
         store(WORKFLOWS[n % 3 if n % 5 else 0], n, STATUSES[(n * 7) % len(STATUSES)]) for n in range(60)
     ]

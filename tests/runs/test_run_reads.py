@@ -15,7 +15,7 @@ from polos.aws import settings
 from polos.aws.responses import RESPONSE_BUDGET_BYTES
 from polos.testing import Stack, local_stack
 
-from bench.meter import Meter
+from infra.metering.meter import Meter
 
 STEPS = 12
 RESULT_CHARS = 300_000  # 12 x 300 KB: a 3.6 MB partition, four 1 MB Query pages

@@ -17,7 +17,7 @@ from polos.aws import settings
 from polos.errors import StepExecutionError
 from polos.testing import Stack, local_stack
 
-from bench.meter import Call, Meter
+from infra.metering.meter import Call, Meter
 
 pytestmark = pytest.mark.usefixtures("steady_requests")
 

@@ -18,7 +18,7 @@ from polos.aws import settings
 from polos.errors import StepExecutionError
 from polos.testing import Stack, local_stack
 
-from bench.meter import Crash, Meter
+from infra.metering.meter import Crash, Meter
 
 pytestmark = pytest.mark.usefixtures("steady_requests")
 

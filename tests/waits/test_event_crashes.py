@@ -14,7 +14,7 @@ from polos.app import App
 from polos.aws import settings
 from polos.testing import local_stack
 
-from bench.meter import Crash, Meter
+from infra.metering.meter import Crash, Meter
 
 pytestmark = pytest.mark.usefixtures("steady_requests")
 calls: dict[str, int] = {}

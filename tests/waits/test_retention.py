@@ -19,7 +19,7 @@ from polos.app import App
 from polos.aws import settings
 from polos.testing import Stack, local_stack
 
-from bench.meter import Call, Crash, Meter
+from infra.metering.meter import Call, Crash, Meter
 
 DAY = 86_400
 

@@ -16,9 +16,9 @@ from polos.aws import settings
 from polos.runtime import timers
 from polos.testing import Stack, local_stack
 
-from bench.meter import Call, Meter
 from infra.local.mapping import EventSourceMapping
 from infra.local.testing import SimulatedCrash
+from infra.metering.meter import Call, Meter
 
 calls: dict[str, int] = {}
 

@@ -26,9 +26,9 @@ from polos.aws.chunking import chunked, write_all
 from polos.runtime import clock, timers
 from polos.testing import Stack, local_stack
 
-from bench.meter import Crash, Meter
 from bench.virtual_aws import LambdaTimeout, VirtualTime, charged
 from infra.local.functions import load_handler
+from infra.metering.meter import Crash, Meter
 from infra.model import TIMERS_FUNCTION
 
 

@@ -1,5 +1,5 @@
 """A crash right after any AWS request of waiting, waking or resuming loses no wake-up and runs no
-journaled step again. The crash is :class:`bench.meter.Crash` (a ``BaseException``), raised once the N-th
+journaled step again. The crash is the meter's ``Crash`` (a ``BaseException``), raised once the N-th
 request has taken effect: a worker invocation dies (its messages come back), or a timers sweep dies (the
 next sweep runs)."""
 
@@ -15,7 +15,7 @@ from polos.aws import settings
 from polos.runtime.timers import SHARDS
 from polos.testing import Stack, local_stack
 
-from bench.meter import Crash, Meter
+from infra.metering.meter import Crash, Meter
 
 pytestmark = pytest.mark.usefixtures("steady_requests")
 

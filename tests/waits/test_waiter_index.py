@@ -22,8 +22,8 @@ from polos.publish import publishing, waiters
 from polos.publish.events import COUNTER_SK
 from polos.testing import Stack, local_stack
 
-from bench import prices
-from bench.meter import Call, Meter
+from infra.metering import prices
+from infra.metering.meter import Call, Meter
 
 TOPIC = "idx/paid"
 WAIT_SECONDS = 3600
@@ -55,7 +55,7 @@ def stack() -> Iterator[Stack]:
 
 @contextmanager
 def metered() -> Iterator[list[Call]]:
-    """Every AWS request of the block with its billed units (`bench.meter`; a shadow client sizes items)."""
+    """Every AWS request of the block with its billed units (the meter; a shadow client sizes items)."""
     meter = Meter(shadow=boto3.client("dynamodb", region_name=prices.REGION))
     meter.attach(settings.dynamodb(), settings.sqs())
     calls: list[Call] = []

@@ -21,8 +21,8 @@ from polos.publish.messages import WorkflowMessage
 from polos.runtime.journal import scheduled_run_id
 from polos.testing import Stack, local_stack
 
-from bench.meter import Call, Meter
 from infra.local.mapping import EventSourceMapping
+from infra.metering.meter import Call, Meter
 
 calls: dict[str, int] = {}
 

@@ -2,7 +2,8 @@
 
 Layout (events table, keys ``pk``/``sk``, TTL ``expires_at``):
 
-- event: ``pk=topic#<topic>``, ``sk=<sequence id, 20 digits>``; ``id``, the data as compact JSON (so numbers
+- event: ``pk=topic#<topic>#<block>`` (block = sequence id // :data:`BLOCK_EVENTS`), ``sk=<sequence id, 20
+  digits>``; ``id``, the data as compact JSON (so numbers
   and nesting survive untouched): ``data`` (a string) below :data:`COMPRESS_FROM_BYTES`, else ``data_z``
   (zlib of the JSON's UTF-8, binary) when that is smaller; ``event_type``, ``created_at``, ``expires_at``.
   :func:`encode_event` and :func:`decode_event` are the one codec; items of either form are read.
@@ -10,12 +11,23 @@ Layout (events table, keys ``pk``/``sk``, TTL ``expires_at``):
   hold an event (its client id was stored by another publish meanwhile); listings pass it at once.
 - counter: ``pk=seq#<topic>``, ``sk=seq``; ``last`` = the highest sequence id handed out. It has no TTL:
   a counter that expired would hand out sequence ids again.
-- client id claim: ``pk=id#<topic>``, ``sk=<id>``; ``seq`` of the event holding that id. It is written in
-  the same transaction as its event and expires with it, so a live claim always has its event.
+
+Why blocks: a topic's events are append-only, so one partition key per topic would take every event write
+of the topic, and DynamoDB serves at most 1,000 write units a second on one key. A block takes
+:data:`BLOCK_EVENTS` consecutive events (at most 100 write units of 1 KB events, whatever the rate), then the
+next block takes over. Readers merge the blocks in sequence order; a listing reads the counter to know the
+last block. Events stored before blocks (``pk=topic#<topic>``, no block) are read too: a listing merges
+that partition in, and a read by key that misses a block's key tries it.
+- client id claim: ``pk=id#<topic>#<id>``, ``sk=claim``; ``id`` and ``seq`` of the event holding that id. It
+  is written in the same transaction as its event and expires with it, so a live claim always has its
+  event. One partition key per claim: a topic's claims never share one (before, ``pk=id#<topic>``,
+  ``sk=<id>``: such claims are still read, for ids the new layout does not hold).
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import time
 import zlib
@@ -71,6 +83,9 @@ Item = dict[str, "AttributeValueTypeDef"]
 
 SEQUENCE_DIGITS = 20
 COUNTER_SK = "seq"
+# Consecutive sequence ids per partition key of a topic's events: 100 events of 1 KB are 100 write units,
+# a tenth of one key's limit however fast the topic is published to (``python -m bench --only capacity``).
+BLOCK_EVENTS = 100
 TRANSACTION_MAX_ACTIONS = 100
 TRANSACTION_MAX_BYTES = 4 * 1024 * 1024
 SCAN_PAGE_ITEMS = 100  # events read per Query while listing (a page of the API stops at its byte budget)
@@ -105,26 +120,58 @@ def _check_window(write_by: float) -> None:
         )
 
 
-def event_pk(topic: str) -> str:
+def event_pk(topic: str, sequence_id: int) -> str:
+    """The partition key of ``topic``'s event ``sequence_id``: its block's."""
+    return f"{_legacy_pk(topic)}#{sequence_id // BLOCK_EVENTS}"
+
+
+def _legacy_pk(topic: str) -> str:
+    """Where a topic's events were stored before blocks (all of them under one key)."""
     return f"topic#{topic}"
+
+
+def topic_of(pk: str) -> str:
+    """The topic of an event item's partition key (either layout: topics hold no ``#``)."""
+    return pk.removeprefix("topic#").split("#", 1)[0]
 
 
 def sequence_sk(sequence_id: int) -> str:
     return str(sequence_id).zfill(SEQUENCE_DIGITS)
 
 
+CLAIM_SK = "claim"
+
+
 def _claim_key(topic: str, event_id: str) -> Item:
+    return {"pk": {"S": f"id#{topic}#{event_id}"}, "sk": {"S": CLAIM_SK}}
+
+
+def _legacy_claim_key(topic: str, event_id: str) -> Item:
+    """Where an id's claim was stored before one key per claim."""
     return {"pk": {"S": f"id#{topic}"}, "sk": {"S": event_id}}
 
 
 def _event_key(topic: str, sequence_id: int) -> Item:
-    return {"pk": {"S": event_pk(topic)}, "sk": {"S": sequence_sk(sequence_id)}}
+    return {"pk": {"S": event_pk(topic, sequence_id)}, "sk": {"S": sequence_sk(sequence_id)}}
+
+
+def _legacy_key(key: Item) -> Item:
+    """Where the event of an event key was stored before blocks."""
+    return {"pk": {"S": _legacy_pk(topic_of(str(key["pk"]["S"])))}, "sk": key["sk"]}
+
+
+def event_keys(topic: str, sequence_id: int) -> list[Item]:
+    """Every key the event ``sequence_id`` of ``topic`` may be stored at: its block's, then where events
+    were stored before blocks."""
+    key = _event_key(topic, sequence_id)
+    return [key, _legacy_key(key)]
 
 
 def _claim(event: EventItem, expires_at: int) -> Item:
     """The item claiming ``event``'s client-given id for its sequence id."""
     return {
         **_claim_key(event.topic, event.id),
+        "id": {"S": event.id},
         "seq": {"N": str(event.sequence_id)},
         "expires_at": {"N": str(expires_at)},
     }
@@ -177,7 +224,7 @@ def decode_event(item: Item) -> EventItem:
     return EventItem(
         id=item["id"]["S"],
         sequence_id=int(item["sk"]["S"]),
-        topic=item["pk"]["S"].removeprefix("topic#"),
+        topic=topic_of(item["pk"]["S"]),
         event_type=None if event_type is None else event_type["S"],
         data=json.loads(zlib.decompress(packed["B"]) if packed is not None else item["data"]["S"]),
         created_at=datetime.fromisoformat(item["created_at"]["S"]),
@@ -196,7 +243,7 @@ def _pair_size(write: _ClaimedWrite) -> int:
 def _size(item: Item) -> int:
     """A bound on an item's size by DynamoDB's rules (attribute names + values), never below it: the store's
     items hold strings, binaries, numbers and booleans only; a number's text + 1 bounds its stored size.
-    (``bench.units`` computes sizes exactly for the meter; the runtime cannot import the bench.)"""
+    (``infra.metering.units`` computes sizes exactly for the meter; the runtime cannot import dev code.)"""
     total = 0
     for name, value in item.items():
         total += len(name.encode())
@@ -330,9 +377,14 @@ class EventStore:
     def find_claimed(self, topic: str, ids: list[str]) -> dict[str, EventItem]:
         """The stored events of ``topic`` holding any of ``ids``, by id (strongly consistent reads)."""
         now = int(time.time())
-        claims = self._batch_get([_claim_key(topic, event_id) for event_id in dict.fromkeys(ids)])
+        wanted = list(dict.fromkeys(ids))
+        claims = self._batch_get([_claim_key(topic, event_id) for event_id in wanted])
+        held = {item["id"]["S"] for item in claims}
+        older = [event_id for event_id in wanted if event_id not in held]
+        if older:  # claims stored before one key per claim (the id is their sort key)
+            claims += self._batch_get([_legacy_claim_key(topic, event_id) for event_id in older])
         refs = [
-            EventRef(topic, int(item["seq"]["N"]), item["sk"]["S"])
+            EventRef(topic, int(item["seq"]["N"]), item["id"]["S"] if "id" in item else item["sk"]["S"])
             for item in claims
             if int(item["expires_at"]["N"]) >= now
         ]
@@ -349,7 +401,7 @@ class EventStore:
         """
         keys = [_event_key(ref.topic, ref.sequence_id) for ref in dict.fromkeys(refs)]
         by_ref = {
-            (event.topic, event.sequence_id): event for event in map(decode_event, self._batch_get(keys))
+            (event.topic, event.sequence_id): event for event in map(decode_event, self._get_events(keys))
         }
         events = [
             by_ref[(ref.topic, ref.sequence_id)] for ref in refs if (ref.topic, ref.sequence_id) in by_ref
@@ -361,7 +413,7 @@ class EventStore:
 
     def stored_ids(self, topic: str, sequence_ids: list[int]) -> set[int]:
         """Which of ``sequence_ids`` hold an event (BatchGetItem, strongly consistent; not a gap marker)."""
-        items = self._batch_get(
+        items = self._get_events(
             [_event_key(topic, sequence_id) for sequence_id in dict.fromkeys(sequence_ids)]
         )
         return {int(item["sk"]["S"]) for item in items if GAP_ATTRIBUTE not in item}
@@ -370,6 +422,16 @@ class EventStore:
         """The items of ``keys`` that exist (strongly consistent BatchGetItem calls)."""
         pairs = [(str(key["pk"]["S"]), str(key["sk"]["S"])) for key in keys]
         return list(get_all(self._client, self._table, pairs, consistent=True).values())
+
+    def _get_events(self, keys: list[Item]) -> list[Item]:
+        """The event items of ``keys`` that exist, in either layout: keys whose block holds nothing are
+        read again where events were stored before blocks (one more request, only when some are missing)."""
+        found = self._batch_get(keys)
+        if len(found) == len(keys):
+            return found
+        seen = {(item["pk"]["S"], item["sk"]["S"]) for item in found}
+        missing = [key for key in keys if (key["pk"]["S"], key["sk"]["S"]) not in seen]
+        return found + self._batch_get([_legacy_key(key) for key in missing])
 
     def list_topic(
         self,
@@ -397,7 +459,9 @@ class EventStore:
         position = after_sequence_id  # every id up to here is listed, a marked gap or a settled one
         while True:
             refill = False
-            for sequence_id, event in self._scan(topic, position, min(limit + 1, SCAN_PAGE_ITEMS)):
+            for sequence_id, event in self.items_after(
+                topic, position, page_items=min(limit + 1, SCAN_PAGE_ITEMS)
+            ):
                 if event is None:  # a gap marker: this id never holds an event
                     position = sequence_id
                     continue
@@ -418,16 +482,33 @@ class EventStore:
             if not refill:
                 return EventPage(events, None)
 
-    def _scan(
-        self, topic: str, after_sequence_id: int, page_items: int
+    def items_after(
+        self, topic: str, after_sequence_id: int, upto: int | None = None, page_items: int = SCAN_PAGE_ITEMS
     ) -> Iterator[tuple[int, EventItem | None]]:
-        """Sequence ids of ``topic`` after ``after_sequence_id`` with their event (``None``: a gap marker)."""
+        """Sequence ids of ``topic`` after ``after_sequence_id`` (up to ``upto``, else the counter's last id)
+        with their event (``None``: a gap marker), in order, read a page at a time as they are asked for:
+        the blocks, merged with the partition of events stored before blocks (a Query that finds nothing
+        once those have expired)."""
+        last = self.last_reserved(topic) if upto is None else upto
+        if last <= after_sequence_id:
+            return
+        blocks = (
+            self._query_events(event_pk(topic, block * BLOCK_EVENTS), after_sequence_id, last, page_items)
+            for block in range((after_sequence_id + 1) // BLOCK_EVENTS, last // BLOCK_EVENTS + 1)
+        )
+        legacy = self._query_events(_legacy_pk(topic), after_sequence_id, last, page_items)
+        yield from heapq.merge(itertools.chain.from_iterable(blocks), legacy, key=lambda pair: pair[0])
+
+    def _query_events(
+        self, pk: str, after_sequence_id: int, upto: int, page_items: int
+    ) -> Iterator[tuple[int, EventItem | None]]:
         kwargs: dict[str, Any] = {
             "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk AND sk > :after",
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :first AND :upto",
             "ExpressionAttributeValues": {
-                ":pk": {"S": event_pk(topic)},
-                ":after": {"S": sequence_sk(after_sequence_id)},
+                ":pk": {"S": pk},
+                ":first": {"S": sequence_sk(after_sequence_id + 1)},
+                ":upto": {"S": sequence_sk(upto)},
             },
             "ConsistentRead": True,
             "Limit": page_items,
@@ -439,6 +520,17 @@ class EventStore:
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def last_reserved(self, topic: str) -> int:
+        """The highest sequence id handed out on ``topic`` (0: none yet)."""
+        item = self._client.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": f"seq#{topic}"}, "sk": {"S": COUNTER_SK}},
+            ConsistentRead=True,
+            ProjectionExpression="#last",
+            ExpressionAttributeNames={"#last": "last"},
+        ).get("Item")
+        return int(item["last"]["N"]) if item and "last" in item else 0
 
     def mark_gaps(self, topic: str, sequence_ids: list[int]) -> None:
         """Mark reserved sequence ids that will never hold an event, so listings pass them at once."""
@@ -463,10 +555,11 @@ class EventStore:
             delay = min(delay * 2, 0.2)
 
     def _stored(self, topic: str, sequence_id: int) -> bool:
-        answer = self._client.get_item(
-            TableName=self._table,
-            Key=_event_key(topic, sequence_id),
-            ConsistentRead=True,
-            ProjectionExpression="pk",
+        key = _event_key(topic, sequence_id)
+        return any(
+            "Item"
+            in self._client.get_item(
+                TableName=self._table, Key=where, ConsistentRead=True, ProjectionExpression="pk"
+            )
+            for where in (key, _legacy_key(key))
         )
-        return "Item" in answer

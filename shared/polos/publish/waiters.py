@@ -63,9 +63,9 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from polos.aws import settings
-from polos.aws.chunking import query_all, query_pages, write_all
+from polos.aws.chunking import query_all, write_all
 from polos.payloads import EventItem, utc_iso
-from polos.publish.events import COUNTER_SK, GAP_ATTRIBUTE, decode_event, event_pk, sequence_sk
+from polos.publish.events import COUNTER_SK, EventStore
 from polos.publish.fanout import deliver
 from polos.publish.messages import WorkflowMessage
 
@@ -302,9 +302,9 @@ def _waiter_key(partition: str, run_id: str, step: str) -> Item:
     return {"pk": {"S": partition}, "sk": {"S": f"{run_id}#{step}"}}
 
 
-def waiter_key(topic: str, run_id: str, step: str) -> Item:
+def waiter_key(topic: str, run_id: str, step: str, match: dict[str, Any] | None) -> Item:
     """The key of a run's waiter (its TTL is kept with the run's, see ``polos.runtime.retention``)."""
-    return _waiter_key(topic, run_id, step)
+    return _waiter_key(Waiter(topic, "", run_id, step, 0, match=match).partition, run_id, step)
 
 
 def _counter_key(topic: str) -> Item:
@@ -437,27 +437,7 @@ class WaiterStore:
     ) -> Iterator[tuple[int, EventItem | None]]:
         """The topic's items after sequence id ``after`` (up to ``upto``) in order, read a page at a time as
         they are asked for: each sequence id with its event, or ``None`` for a gap marker."""
-        condition = "pk = :pk AND sk > :after"
-        values: dict[str, AttributeValueTypeDef] = {
-            ":pk": {"S": event_pk(topic)},
-            ":after": {"S": sequence_sk(after)},
-        }
-        if upto is not None:
-            condition = "pk = :pk AND sk BETWEEN :first AND :upto"
-            values = {
-                ":pk": values[":pk"],
-                ":first": {"S": sequence_sk(after + 1)},
-                ":upto": {"S": sequence_sk(upto)},
-            }
-        for page in query_pages(
-            self._client,
-            TableName=self._table,
-            KeyConditionExpression=condition,
-            ExpressionAttributeValues=values,
-            ConsistentRead=True,
-        ):
-            for item in page:
-                yield int(str(item["sk"]["S"])), None if GAP_ATTRIBUTE in item else decode_event(item)
+        return EventStore(self._client, self._table).items_after(topic, after, upto)
 
     def forget_legacy(self, topic: str, count: int) -> None:
         """Drop the old layout's count of the topic's waiters, unless it changed since it was ``count``."""

@@ -3,8 +3,9 @@
 Layout (runs table, keys ``pk``/``sk``): a run lives in partition ``run#<run_id>``; its run item has sort
 key ``run`` and each step ``step#<key>``, so loading a run's whole journal is ONE Query. Journaling a step
 is ONE PutItem (a fenced TransactWriteItems when the attempt's lease is at risk), taking and finishing an
-attempt one UpdateItem each. Run items (not steps) carry ``wf`` and
-``created_at``, the keys of the sparse ``by_workflow`` index the runs API lists from.
+attempt one UpdateItem each. Run items (not steps) carry ``wf`` (the workflow's index partition,
+:func:`index_partition`) and ``created_at``, the keys of the sparse ``by_workflow`` index the runs API lists
+from.
 
 The lease: an attempt executes only while it holds ``lease_owner``/``lease_until`` on the run item, taken
 with a conditional write that no other live attempt can win. A Lambda invocation cannot outlive its
@@ -21,6 +22,7 @@ import hashlib
 import json
 import secrets
 import time
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
@@ -73,6 +75,25 @@ def run_pk(run_id: str) -> str:
     return f"run#{run_id}"
 
 
+# The ``by_workflow`` index partitions one workflow's runs over this many keys (``wf`` = ``<workflow>#<n>``,
+# n from the run id): a partition key of an index takes at most 1,000 writes a second, one per new run, so
+# one key per workflow would cap it at 1,000 new runs a second. 16 keys: at 8,000 new runs a second each
+# takes 500 +- 22 (crc32 spreads run ids evenly), half of its limit. Runs made before (``wf`` = the
+# workflow id) keep their entry; listings read those too.
+INDEX_SHARDS = 16
+
+
+def index_partition(workflow_id: str, run_id: str) -> str:
+    """The ``by_workflow`` index partition of a run: the same for every write of that run."""
+    return f"{workflow_id}#{zlib.crc32(run_id.encode()) % INDEX_SHARDS}"
+
+
+def index_partitions(workflow_id: str) -> list[str]:
+    """Every ``by_workflow`` partition a workflow's runs may be in: its shards, and the workflow id itself
+    (runs made before shards)."""
+    return [workflow_id, *(f"{workflow_id}#{shard}" for shard in range(INDEX_SHARDS))]
+
+
 def hashed_run_id(*parts: str) -> str:
     return "run_" + hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:26]
 
@@ -107,7 +128,7 @@ def encode_run(run: RunRecord, expires_at: int) -> Item:
     item: Item = {
         "pk": {"S": run_pk(run.run_id)},
         "sk": {"S": RUN_SK},
-        "wf": {"S": run.workflow_id},
+        "wf": {"S": index_partition(run.workflow_id, run.run_id)},
         "status": {"S": run.status},
         "attempts": {"N": str(run.attempts)},
         "trigger_type": {"S": run.trigger_type},
@@ -148,7 +169,7 @@ def decode_run(item: Item) -> RunRecord:
     attempts = _n(item, "attempts")
     return RunRecord(
         run_id=pk.removeprefix("run#"),
-        workflow_id=_s(item, "wf") or "",
+        workflow_id=(_s(item, "wf") or "").split("#")[0],
         status=_s(item, "status"),  # type: ignore[arg-type]
         attempts=int(attempts or 0),
         trigger_type=_s(item, "trigger_type"),  # type: ignore[arg-type]
@@ -423,7 +444,7 @@ class Journal:
         moment = time.time() if now is None else now
         stamp = now_iso()
         values: dict[str, AttributeValueTypeDef] = {
-            ":wf": {"S": workflow_id},
+            ":wf": {"S": index_partition(workflow_id, run_id)},
             ":running": {"S": "running"},
             ":queued": {"S": "queued"},
             ":owner": {"S": owner},
@@ -456,7 +477,8 @@ class Journal:
                 TableName=self._table,
                 Key={"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
                 UpdateExpression=(
-                    "SET wf = :wf, #status = :running, lease_owner = :owner, lease_until = :until, "
+                    "SET wf = if_not_exists(wf, :wf), #status = :running, lease_owner = :owner, "
+                    "lease_until = :until, "
                     "updated_at = :stamp, created_at = if_not_exists(created_at, :stamp), "
                     "trigger_type = if_not_exists(trigger_type, :trigger), "
                     "expires_at = if_not_exists(expires_at, :expires)"

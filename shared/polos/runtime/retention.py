@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from polos.aws import settings
-from polos.publish.events import event_pk, sequence_sk
+from polos.publish.events import event_keys
 from polos.publish.waiters import waiter_key
 from polos.runtime import batches, clock, timers
 from polos.runtime.journal import RUN_SK, Item, Journal
@@ -130,12 +130,10 @@ def extend(journal: Journal, run: RunRecord, waiting: WaitingFor, horizon: int) 
     ]
     events_table = settings.get_settings().events_table
     refs = batches.members(items) if run.trigger_type == "batch" else run.event_refs
-    targets += [
-        (events_table, {"pk": {"S": event_pk(ref.topic)}, "sk": {"S": sequence_sk(ref.sequence_id)}})
-        for ref in refs
-    ]
+    # Either key an event may be at (the one it is not at is left alone: its conditional write fails).
+    targets += [(events_table, key) for ref in refs for key in event_keys(ref.topic, ref.sequence_id)]
     if waiting.topic is not None:
-        targets.append((events_table, waiter_key(waiting.topic, run.run_id, waiting.step)))
+        targets.append((events_table, waiter_key(waiting.topic, run.run_id, waiting.step, waiting.match)))
     if not targets:
         return 0
     with ThreadPoolExecutor(max_workers=min(PARALLEL_UPDATES, len(targets))) as pool:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextvars
 import heapq
+import itertools
 import json
 import re
 import secrets
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +32,7 @@ from polos.runtime.journal import (
     decode_run,
     event_run_id,
     hashed_run_id,
+    index_partitions,
     now_iso,
     run_pk,
 )
@@ -38,7 +43,8 @@ if TYPE_CHECKING:
     from polos.runtime.journal import Item
 
 RUN_ID = re.compile(r"run_[A-Za-z0-9_-]{1,124}")
-CURSOR_VERSION = 1
+CURSOR_VERSION = 2
+MAX_PARALLEL_QUERIES = 16  # index partitions read at once by one listing page
 
 
 class InvalidCursorError(ValueError):
@@ -291,55 +297,33 @@ class RunPage:
     next_cursor: str | None
 
 
-@dataclass
-class _Position:
-    """Where listing one workflow's runs continues: after ``after`` (created_at, run id), or nowhere."""
-
-    after: tuple[str, str] | None = None
-    done: bool = False
+_Entry = tuple[str, str]  # an index entry's (created_at, run id): the listing's order, newest first
 
 
-def _encode_cursor(positions: dict[str, _Position]) -> str:
-    body = {
-        "v": CURSOR_VERSION,
-        "after": {wf: list(pos.after) for wf, pos in positions.items() if pos.after and not pos.done},
-        "done": sorted(wf for wf, pos in positions.items() if pos.done),
-    }
+def _encode_cursor(last: _Entry) -> str:
+    body = {"v": CURSOR_VERSION, "before": list(last)}
     return base64.urlsafe_b64encode(json.dumps(body, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> dict[str, _Position]:
+def _decode_cursor(cursor: str) -> _Entry:
     try:
         body = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if not isinstance(body, dict) or body.get("v") != CURSOR_VERSION:
             raise ValueError("unknown cursor version")
-        positions = {str(wf): _Position(after=(str(at[0]), str(at[1]))) for wf, at in body["after"].items()}
-        for wf in body["done"]:
-            positions[str(wf)] = _Position(done=True)
+        created_at, run_id = body["before"]
+        return str(created_at), str(run_id)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, binascii.Error) as exc:
         raise InvalidCursorError(
             "cursor is invalid; pass the next_cursor of a previous page unchanged"
         ) from exc
-    return positions
 
 
-@dataclass
-class _Scanned:
-    """What one workflow's listing read: ``runs`` (status filter applied) in index order, whether the index
-    has none after them (``exhausted``), and the last index entry examined (``last``: created_at, run id)."""
-
-    runs: list[RunRecord]
-    exhausted: bool
-    last: tuple[str, str] | None
-
-
-def _fetch_runs(keys: list[Item]) -> list[RunRecord]:
-    """The run items the index entries ``keys`` name, in the same order (BatchGetItem: the index projects
-    keys only). A run removed since the index was read (a discarded queued run) is left out."""
+def _fetch_runs(entries: list[_Entry]) -> dict[str, RunRecord]:
+    """The run items of index ``entries`` by run id (BatchGetItem: the index projects keys only). A run
+    removed since the index was read (a discarded queued run) is not in the answer."""
     table = settings.get_settings().runs_table
-    found = get_all(settings.dynamodb(), table, [(key["pk"]["S"], key["sk"]["S"]) for key in keys])
-    items = (found.get((key["pk"]["S"], key["sk"]["S"])) for key in keys)
-    return [decode_run(item) for item in items if item is not None]
+    found = get_all(settings.dynamodb(), table, [(run_pk(run_id), RUN_SK) for _, run_id in entries])
+    return {key[0].removeprefix("run#"): decode_run(item) for key, item in found.items()}
 
 
 def _with_results(runs: list[RunRecord]) -> None:
@@ -354,82 +338,99 @@ def _with_results(runs: list[RunRecord]) -> None:
         run.result_json = None if item is None else item["result"]["S"]
 
 
-def _query_workflow(workflow_id: str, status: RunStatus | None, position: _Position, want: int) -> _Scanned:
-    """Up to about ``want`` runs of one workflow after ``position``, newest first (with ``status`` only).
-
-    The index holds keys only: each page of index entries is fetched (BatchGetItem) and filtered here; pages
-    are read until ``want`` runs matched or the index is exhausted.
-    """
+def _index_query(partition: str, before: _Entry | None, page_size: int) -> dict[str, Any]:
+    """The Query of one ``by_workflow`` partition's entries not newer than ``before``, newest first."""
     kwargs: dict[str, Any] = {
         "TableName": settings.get_settings().runs_table,
         "IndexName": BY_WORKFLOW_INDEX,
         "KeyConditionExpression": "wf = :wf",
-        "ExpressionAttributeValues": {":wf": {"S": workflow_id}},
+        "ExpressionAttributeValues": {":wf": {"S": partition}},
         "ScanIndexForward": False,
-        "Limit": want,
+        "Limit": page_size,
     }
-    if position.after is not None:
-        created_at, run_id = position.after
-        kwargs["ExclusiveStartKey"] = {
-            "wf": {"S": workflow_id},
-            "created_at": {"S": created_at},
-            "pk": {"S": run_pk(run_id)},
-            "sk": {"S": RUN_SK},
-        }
-    found: list[RunRecord] = []
-    last: tuple[str, str] | None = None
+    if before is not None:
+        kwargs["KeyConditionExpression"] += " AND created_at <= :before"
+        kwargs["ExpressionAttributeValues"][":before"] = {"S": before[0]}
+    return kwargs
+
+
+def _index_entries(query: dict[str, Any], first: Future[Any], before: _Entry | None) -> Iterator[_Entry]:
+    """One partition's entries older than ``before``, newest first (ties on ``created_at`` by run id,
+    descending: the order every stream of the merge keeps); ``first`` is the answer to ``query`` (sent
+    ahead, with the other partitions'), later pages are read as the merge gets to them."""
+    ties: list[_Entry] = []  # entries of one created_at, held until the next one (the index orders no ties)
+    page = first.result()
     while True:
-        page = settings.dynamodb().query(**kwargs)
-        keys = page.get("Items", [])
-        if keys:
-            tail = keys[-1]
-            last = (tail["created_at"]["S"], tail["pk"]["S"].removeprefix("run#"))
-        found.extend(run for run in _fetch_runs(keys) if status is None or run.status == status)
+        for item in page.get("Items", []):
+            entry = (item["created_at"]["S"], item["pk"]["S"].removeprefix("run#"))
+            if ties and entry[0] != ties[0][0]:
+                yield from sorted(ties, reverse=True)
+                ties = []
+            if before is None or entry < before:
+                ties.append(entry)
         if "LastEvaluatedKey" not in page:
-            return _Scanned(found, True, last)
-        if len(found) >= want:
-            return _Scanned(found, False, last)
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            yield from sorted(ties, reverse=True)
+            return
+        query = {**query, "ExclusiveStartKey": page["LastEvaluatedKey"]}
+        page = settings.dynamodb().query(**query)
 
 
 def list_runs(workflow_ids: list[str], status: RunStatus | None, limit: int, cursor: str | None) -> RunPage:
-    """One page of the runs of ``workflow_ids``, newest first (``InvalidCursorError`` on a bad cursor)."""
-    positions = _decode_cursor(cursor) if cursor else {}
-    fetched: dict[str, _Scanned] = {}
-    for wf in workflow_ids:
-        position = positions.setdefault(wf, _Position())
-        fetched[wf] = (
-            _Scanned([], True, None) if position.done else _query_workflow(wf, status, position, limit)
-        )
-    streams = [[(run, wf) for run in scanned.runs] for wf, scanned in fetched.items()]
-    merged = list(heapq.merge(*streams, key=lambda entry: entry[0].created_at, reverse=True))[:limit]
-    _with_results([run for run, _ in merged])
-    page: list[tuple[RunRecord, str]] = []
+    """One page of the runs of ``workflow_ids``, newest first (``InvalidCursorError`` on a bad cursor).
+
+    Every index partition of every workflow (:func:`~polos.runtime.journal.index_partitions`) is read as
+    a stream, newest first (their first pages at once), and the streams are merged; runs are fetched a page
+    of entries at a time and the status filter applied after the fetch, until the page is full or every
+    stream is spent. The cursor is the last entry the page went past: the next page takes the entries
+    older than it.
+    """
+    before = _decode_cursor(cursor) if cursor else None
+    queries = [
+        _index_query(partition, before, limit + 1)
+        for workflow_id in workflow_ids
+        for partition in index_partitions(workflow_id)
+    ]
+    with ThreadPoolExecutor(max_workers=min(len(queries), MAX_PARALLEL_QUERIES) or 1) as pool:
+        # Every partition's first page at once: a page's latency is one round trip, not one per partition.
+        client = settings.dynamodb()
+
+        def query_page(query: dict[str, Any]) -> Any:
+            return client.query(**query)
+
+        # Each in the caller's context (logging, tracing): a pool's threads do not inherit it.
+        firsts = [pool.submit(contextvars.copy_context().run, query_page, query) for query in queries]
+        streams = [_index_entries(query, first, before) for query, first in zip(queries, firsts, strict=True)]
+        return _page(heapq.merge(*streams, reverse=True), status, limit)
+
+
+def _page(merged: Iterator[_Entry], status: RunStatus | None, limit: int) -> RunPage:
+    """Up to ``limit`` runs of the merged entries (with ``status`` only), within the response budget."""
     views: list[dict[str, Any]] = []
+    passed: _Entry | None = None  # the last entry this page went past (shown or filtered out)
     budget = RESPONSE_BUDGET_BYTES
-    for run, wf in merged:
-        view = run_view(run, _members(run))
-        cost = wire_size(view) + 1
-        if page and cost > budget:  # the page stops at the byte budget; the cursor continues it
-            break
-        budget -= cost
-        page.append((run, wf))
-        views.append(view)
-    taken: dict[str, int] = {}
-    for run, wf in page:
-        taken[wf] = taken.get(wf, 0) + 1
-        positions[wf] = _Position(after=(run.created_at, run.run_id))
-    more = False
-    for wf, scanned in fetched.items():
-        if taken.get(wf, 0) < len(scanned.runs):
-            more = True  # continues after its last run shown (or where it started)
-        elif scanned.exhausted:
-            positions[wf] = _Position(done=True)
-        else:
-            more = True
-            if scanned.last is not None:  # every entry read was shown or filtered out: continue after them
-                positions[wf] = _Position(after=scanned.last)
-    return RunPage(views, _encode_cursor({wf: positions[wf] for wf in workflow_ids}) if more else None)
+    while len(views) < limit:
+        entries = list(itertools.islice(merged, limit - len(views)))
+        if not entries:
+            return RunPage(views, None)
+        fetched = _fetch_runs(entries)
+        matching = {
+            entry: run
+            for entry in entries
+            if (run := fetched.get(entry[1])) is not None and (status is None or run.status == status)
+        }
+        _with_results(list(matching.values()))
+        for entry in entries:
+            run = matching.get(entry)
+            if run is not None:
+                view = run_view(run, _members(run))
+                cost = wire_size(view) + 1
+                if views and cost > budget:  # the page stops at the byte budget; the cursor continues it
+                    return RunPage(views, _encode_cursor(passed) if passed else None)
+                budget -= cost
+                views.append(view)
+            passed = entry
+    more = next(merged, None) is not None
+    return RunPage(views, _encode_cursor(passed) if more and passed else None)
 
 
 # --- invoked runs ------------------------------------------------------------------------------------

@@ -16,14 +16,15 @@ import contextlib
 import contextvars
 import json
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bench import prices
-from bench.units import item_size, read_units, write_units
+from infra.metering import prices
+from infra.metering.units import item_size, read_units, write_units
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -67,6 +68,9 @@ class Call:
     index_write_units: float = 0.0
     index_write_units_keys_only: float = 0.0
     items: list[ItemWrite] = field(default_factory=list)
+    # The units each partition key (of the table or of one of its indexes) took: what AWS's per-partition
+    # limits (1,000 WCU/s, 3,000 RCU/s) are counted against (``bench.capacity``).
+    partitions: list[PartitionUse] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,17 @@ class ItemWrite:
     key: str
     size: int
     units: int
+
+
+@dataclass(frozen=True)
+class PartitionUse:
+    """Units one request took on one partition key: of ``table`` itself, or of its index ``index``."""
+
+    table: str
+    index: str | None
+    key: str
+    read_units: float = 0.0
+    write_units: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -160,6 +175,23 @@ def item_kind(table: str, key: Json) -> str:
     return name + ":" + "/".join(prefix(value) for value in key.values())
 
 
+def _attribute_value(value: Json) -> str:
+    """A key attribute's value as text (``{"S": "topic#a"}``: ``topic#a``)."""
+    return str(next(iter(value.values())))
+
+
+def queried_partition(api: Json, hash_key: str) -> str | None:
+    """The partition key value a Query's ``KeyConditionExpression`` names for ``hash_key`` (``None``: the
+    expression names none, e.g. a Scan)."""
+    names: dict[str, str] = api.get("ExpressionAttributeNames", {})
+    values: dict[str, Json] = api.get("ExpressionAttributeValues", {})
+    expression = str(api.get("KeyConditionExpression", ""))
+    for name, placeholder in re.findall(r"(#?[A-Za-z_][A-Za-z0-9_]*)\s*=\s*(:[A-Za-z0-9_]+)", expression):
+        if names.get(name, name) == hash_key and placeholder in values:
+            return _attribute_value(values[placeholder])
+    return None
+
+
 @dataclass
 class _Pending:
     started: float
@@ -226,6 +258,13 @@ class Meter:
         with self._lock:
             self.calls.clear()
             self._by_tag.clear()
+
+    def take(self) -> list[Call]:
+        """The calls recorded so far, forgotten here (a long session keeps what it folded them into)."""
+        with self._lock:
+            taken, self.calls = self.calls, []
+            self._by_tag.clear()
+        return taken
 
     # -- queries ------------------------------------------------------------------------------------
     def select(self, service: str | None = None, tag: str | None = None) -> list[Call]:
@@ -344,20 +383,37 @@ class Meter:
             if "ProjectionExpression" in api:
                 size = self._size_at(api["TableName"], api["Key"])
             call.read_units = read_units(size, consistent=bool(api.get("ConsistentRead")))
+            self._read_on(call, api["TableName"], None, api["Key"], call.read_units)
         elif op in ("Query", "Scan"):
             call.read_units = self._query_units(api, parsed)
+            table, index = api["TableName"], api.get("IndexName")
+            hash_key = self._index_hash_key(table, index)
+            partition = queried_partition(api, hash_key) if op == "Query" else None
+            use = PartitionUse(table, index, partition or "*", read_units=call.read_units)
+            call.partitions.append(use)
         elif op == "BatchGetItem":
             for table, request in api["RequestItems"].items():
                 consistent = bool(request.get("ConsistentRead"))
-                sizes = [self._size_at(table, key) for key in request["Keys"]]  # missing items: 0, 1 unit
-                call.read_units += sum(read_units(size, consistent=consistent) for size in sizes)
+                for key in request["Keys"]:
+                    units = read_units(self._size_at(table, key), consistent=consistent)  # missing: 1 unit
+                    call.read_units += units
+                    self._read_on(call, table, None, key, units)
         elif op == "TransactGetItems":
-            for answer in parsed.get("Responses", []):
-                call.read_units += read_units(
-                    item_size(answer.get("Item")), consistent=True, transactional=True
-                )
+            for action, answer in zip(api["TransactItems"], parsed.get("Responses", []), strict=False):
+                units = read_units(item_size(answer.get("Item")), consistent=True, transactional=True)
+                call.read_units += units
+                self._read_on(call, action["Get"]["TableName"], None, action["Get"]["Key"], units)
         else:
             self._write_units(call, pending)
+
+    def _index_hash_key(self, table: str, index: str | None) -> str:
+        if index is None:
+            return self._key_names(table)[0]
+        return next(spec.keys[0] for spec in self._index_list(table) if spec.name == index)
+
+    def _read_on(self, call: Call, table: str, index: str | None, key: Json, units: float) -> None:
+        hash_key = self._index_hash_key(table, index)
+        call.partitions.append(PartitionUse(table, index, _attribute_value(key[hash_key]), read_units=units))
 
     def _query_units(self, api: Json, parsed: Json) -> float:
         items = parsed.get("Items", [])
@@ -389,8 +445,9 @@ class Meter:
             units = write_units(size, transactional=transactional)
             call.write_units += units
             table_keys = self._key_names(table)
-            partition = str(next(iter(key[table_keys[0]].values())))
+            partition = _attribute_value(key[table_keys[0]])
             call.items.append(ItemWrite(item_kind(table, key), partition, item_size(after), units))
+            call.partitions.append(PartitionUse(table, None, partition, write_units=units))
             for index in self._index_list(table):
                 sizes = index_writes(old, after, index, table_keys)
                 keys_only = index_writes(old, after, index, table_keys, "KEYS_ONLY")
@@ -398,6 +455,24 @@ class Meter:
                 call.index_write_units += index_units
                 call.write_units += index_units
                 call.index_write_units_keys_only += sum(write_units(size) for size in keys_only)
+                call.partitions += _index_partition_writes(table, index, old, after, sizes)
+
+
+def _index_partition_writes(
+    table: str, index: Index, old: Json | None, new: Json | None, sizes: list[int]
+) -> list[PartitionUse]:
+    """The index partitions that ``sizes`` (from :func:`index_writes`) land on: a key change deletes from the
+    old partition and puts into the new one; otherwise the item's one partition takes every write."""
+    hash_key = index.keys[0]
+    partitions = [item[hash_key] for item in (old, new) if item is not None and hash_key in item]
+    if len(sizes) == 2 and len(partitions) == 2:
+        places = partitions
+    else:
+        places = [partitions[-1]] * len(sizes) if partitions else []
+    return [
+        PartitionUse(table, index.name, _attribute_value(value), write_units=write_units(size))
+        for value, size in zip(places, sizes, strict=True)
+    ]
 
 
 def _sqs_payload(operation: str, api: Json, parsed: Json) -> int:

@@ -1,0 +1,46 @@
+"""The capacity benchmark's app: one workflow per hot-key workload (``bench.capacity``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from polos import WorkflowContext, workflow
+from polos.app import App
+from polos.definition import Workflow
+
+from bench.workload import Shape, make_workflow
+
+ORDERS_TOPIC = "capacity/orders"
+PAYMENTS_TOPIC = "capacity/payments"
+WAIT_HOURS = 1
+
+
+async def _pay(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
+    """The guide's payment pattern: wait for this order's payment."""
+    paid = await ctx.step.wait_for_event(
+        "payment", PAYMENTS_TOPIC, event_type="payment_succeeded", match={"order_id": payload["order_id"]}
+    )
+    return str(paid.data["order_id"])
+
+
+async def _sleep(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
+    """A durable sleep long enough to arm a timer item (longer than SQS's 15-minute delay)."""
+    await ctx.step.wait_for("sleep", hours=WAIT_HOURS)
+    return "woke"
+
+
+async def _invoked(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
+    return str(await ctx.step.run("work", lambda: "done"))
+
+
+_pay.__module__ = _sleep.__module__ = _invoked.__module__ = __name__
+WORKFLOWS: list[Workflow] = [
+    make_workflow("capacity-orders", Shape(1, 1, False), ORDERS_TOPIC, __name__),
+    workflow(id="capacity-pay")(_pay),
+    workflow(id="capacity-sleep")(_sleep),
+    workflow(id="capacity-invoked")(_invoked),
+]
+
+
+def app() -> App:
+    return App(__name__, WORKFLOWS)

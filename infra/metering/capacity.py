@@ -1,0 +1,249 @@
+"""Capacity: the units each partition key takes per event, run or request, and the rate at which it reaches
+AWS's per-partition limits (1,000 write units and 3,000 read units a second, of a table or of a global
+secondary index: an index partition that throttles fails the base table's write).
+
+Keys fall in classes (:func:`key_class`: the topic's sequence counter, the topic's event partition, the
+workflow's index partition, the API key's item, ...); in each class the busiest key's units per unit of
+load give the ceiling the class puts on its topic, workflow or key. ``python -m bench --only capacity``
+measures it on fixed workloads; ``polos capacity`` on what ``polos dev`` ran.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from polos.publish.events import BLOCK_EVENTS
+
+from infra.metering.meter import Call, PartitionUse
+
+WRITE_LIMIT = 1_000  # write units a second on one partition key (table or index)
+READ_LIMIT = 3_000  # read units a second on one partition key
+HEADROOM = 0.8  # the share of a limit a key may run at
+TARGET_PER_SECOND = 8_000  # issue 22: events/s per topic, new runs/s per workflow, requests/s per key
+
+
+@dataclass(frozen=True)
+class KeyClass:
+    """A kind of partition key, what it is shared by (``scope``) and the target rate of that scope."""
+
+    name: str
+    scope: str  # what shares one key of the class: "topic", "workflow", "API key", "one run", ...
+    target: float | None  # per second of the workload's unit, or None (no target: reported only)
+    shared: bool = True  # False: each run or request has its own key, so no rate of them reaches its limit
+    # Keys that rotate: one key takes at most ``span`` units of load, then the next key takes over (a
+    # topic's event blocks), so a key's busiest second holds at most that many, whatever the rate.
+    span: int | None = None
+
+
+TOPIC_COUNTER = KeyClass("topic counter (seq#)", "topic", TARGET_PER_SECOND)
+TOPIC_EVENTS = KeyClass("topic events (topic#)", "topic", TARGET_PER_SECOND, span=BLOCK_EVENTS)
+# One claim per key (``id#<topic>#<id>``): a key takes one event's claim, once.
+TOPIC_CLIENT_IDS = KeyClass("topic client ids (id#)", "topic", TARGET_PER_SECOND, span=1)
+WAITERS = KeyClass("topic waiters (wait#)", "topic", TARGET_PER_SECOND)
+WORKFLOW_INDEX = KeyClass("workflow index (by_workflow)", "workflow", TARGET_PER_SECOND)
+API_KEY = KeyClass("API key item", "API key", TARGET_PER_SECOND)
+TIMER_SHARD = KeyClass("timer shard (timer#)", "all timers", None)
+RUN = KeyClass("run partition (run#)", "one run", None, shared=False)
+IDEMPOTENCY = KeyClass("Idempotency-Key record", "one request", None, shared=False)
+OTHER = KeyClass("other", "-", None)
+CLASSES = {
+    cls.name: cls
+    for cls in (
+        TOPIC_COUNTER,
+        TOPIC_EVENTS,
+        TOPIC_CLIENT_IDS,
+        WAITERS,
+        WORKFLOW_INDEX,
+        API_KEY,
+        TIMER_SHARD,
+        RUN,
+        IDEMPOTENCY,
+        OTHER,
+    )
+}
+
+
+def key_class(use: PartitionUse) -> KeyClass:
+    """The class of the partition key ``use`` touched (tables are named ``<prefix>-EventsTable``, ...)."""
+    if use.index == "by_workflow":
+        return WORKFLOW_INDEX
+    table = use.table.rsplit("-", 1)[-1].removesuffix("Table").lower()
+    if table == "apikeys":
+        return API_KEY
+    if table == "idempotency":
+        return IDEMPOTENCY
+    prefix = use.key.split("#", 1)[0]
+    by_prefix = {
+        "seq": TOPIC_COUNTER,
+        "topic": TOPIC_EVENTS,
+        "id": TOPIC_CLIENT_IDS,
+        "wait": WAITERS,
+        "timer": TIMER_SHARD,
+        "run": RUN,
+    }
+    return by_prefix.get(prefix, OTHER)
+
+
+@dataclass(frozen=True)
+class KeyLoad:
+    """The busiest key of one class in one workload, and the ceiling it implies."""
+
+    workload: str
+    key_class: KeyClass
+    key: str
+    unit: str  # what one unit of load is: "event", "run", "request", "wait"
+    read_units: float  # on that key, per unit of load
+    write_units: float
+
+    @property
+    def ceiling(self) -> float:
+        """Units of load a second at which the key reaches ``HEADROOM`` of its read or write limit (none when
+        the key rotates before it could)."""
+        span = self.key_class.span
+        if span is not None and all(
+            span * units <= HEADROOM * limit
+            for limit, units in ((READ_LIMIT, self.read_units), (WRITE_LIMIT, self.write_units))
+        ):
+            return math.inf
+        rates = [
+            HEADROOM * limit / units
+            for limit, units in ((READ_LIMIT, self.read_units), (WRITE_LIMIT, self.write_units))
+            if units > 0
+        ]
+        return min(rates, default=math.inf)
+
+    @property
+    def verdict(self) -> str:
+        target = self.key_class.target
+        if target is None:
+            return "-"
+        return "PASS" if self.ceiling >= target else "FAIL"
+
+
+def key_loads(workload: str, calls: Iterable[Call], loads: dict[KeyClass, tuple[str, int]]) -> list[KeyLoad]:
+    """Per key class, the busiest key of ``calls`` and its units per unit of load. ``loads`` names each
+    class's unit and how many of them the workload made (classes it does not name count per the unit of
+    ``loads[TOPIC_EVENTS]``, or of the first entry; a class of unshared keys counts per run or request)."""
+    default = loads.get(TOPIC_EVENTS) or next(iter(loads.values()))
+    totals: dict[tuple[KeyClass, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for call in calls:
+        for use in call.partitions:
+            units = totals[(key_class(use), f"{use.index or 'table'}:{use.key}")]
+            units[0] += use.read_units
+            units[1] += use.write_units
+            units[2] += use.write_units > 0
+    busiest: dict[KeyClass, KeyLoad] = {}
+    for (cls, key), (reads, writes, written) in totals.items():
+        unit, count = loads.get(cls, default)
+        if not cls.shared:  # a key of its own per run or request: per that one run or request
+            unit, count = cls.scope.removeprefix("one "), 1
+        elif cls.span is not None:  # a rotating key: per unit of load it took itself (its item writes)
+            count = max(1, int(written))
+        load = KeyLoad(workload, cls, key, unit, reads / count, writes / count)
+        if cls not in busiest or load.ceiling < busiest[cls].ceiling:
+            busiest[cls] = load
+    return sorted(busiest.values(), key=lambda load: load.ceiling)
+
+
+def rate(load: KeyLoad) -> str:
+    """The ceiling as text: a rate, or why there is none (a key no other run or request shares)."""
+    if not load.key_class.shared:
+        return f"not shared ({load.key_class.scope})"
+    return "unbounded" if math.isinf(load.ceiling) else f"{load.ceiling:,.0f} {load.unit}s/s"
+
+
+@dataclass
+class KeyTotals:
+    """What one partition key took so far: units and requests."""
+
+    read_units: float = 0.0
+    write_units: float = 0.0
+    reads: int = 0
+    writes: int = 0
+
+
+def _topic(key: str) -> str:
+    """The topic of a topic-scoped key (``seq#<topic>``, ``topic#<topic>#<block>``, ...: topics hold no
+    ``#``)."""
+    return key.split("#")[1]
+
+
+class Ledger:
+    """Every shared partition key's totals over a session (``polos dev``): folded from the meter's calls,
+    written to a file, read back by ``polos capacity``. Keys no two runs or requests share are left out."""
+
+    def __init__(self, keys: dict[tuple[str, str], KeyTotals] | None = None) -> None:
+        self.keys: dict[tuple[str, str], KeyTotals] = keys or {}
+
+    def add(self, calls: Iterable[Call]) -> None:
+        for call in calls:
+            for use in call.partitions:
+                cls = key_class(use)
+                if not cls.shared or cls is OTHER:
+                    continue
+                totals = self.keys.setdefault((cls.name, use.key), KeyTotals())
+                totals.read_units += use.read_units
+                totals.write_units += use.write_units
+                totals.reads += use.read_units > 0
+                totals.writes += use.write_units > 0
+
+    def to_json(self) -> str:
+        return json.dumps([[name, key, asdict(totals)] for (name, key), totals in self.keys.items()])
+
+    @classmethod
+    def from_json(cls, text: str) -> Ledger:
+        rows: list[list[Any]] = json.loads(text)
+        return cls({(str(name), str(key)): KeyTotals(**totals) for name, key, totals in rows})
+
+    def loads(self) -> list[KeyLoad]:
+        """Each shared key's units per unit of its scope's load: per event published to its topic (events =
+        item writes to the topic's event blocks; a block per event it took itself), per run of its workflow
+        (its index entries), per request with its API key (reads of the key's items), per wait armed (timer
+        items, all shards)."""
+        events: dict[str, int] = defaultdict(int)
+        for (name, key), totals in self.keys.items():
+            if name == TOPIC_EVENTS.name:
+                events[_topic(key)] += totals.writes
+        timers = sum(t.writes for (name, _), t in self.keys.items() if name == TIMER_SHARD.name)
+        checks: dict[str, int] = defaultdict(int)
+        for (name, key), totals in self.keys.items():
+            if name == API_KEY.name:
+                checks[key.split("#")[0]] += totals.reads
+        found = []
+        for (name, key), totals in self.keys.items():
+            cls = CLASSES[name]
+            if cls.scope == "topic":
+                topic = _topic(key)
+                count = totals.writes if cls.span is not None else events.get(topic, 0)
+                scope, unit = f"topic {topic}", "event"
+            elif cls is WORKFLOW_INDEX:
+                scope, unit, count = f"workflow {key}", "run", totals.writes
+            elif cls is API_KEY:  # a key's checks are spread over its copies (``<key id>#<n>``)
+                key_id = key.split("#")[0]
+                scope, unit, count = f"API key {key_id}", "request", checks[key_id]
+            else:
+                scope, unit, count = "timers", "wait", timers
+            if count:
+                found.append(
+                    KeyLoad(scope, cls, key, unit, totals.read_units / count, totals.write_units / count)
+                )
+        return sorted(found, key=lambda load: (load.workload, load.ceiling))
+
+
+def text_table(loads: Iterable[KeyLoad]) -> list[str]:
+    """Plain-text rows: scope, key class, units per unit of load, the ceiling and the verdict."""
+    rows = [
+        f"{'scope':<40} {'key class':<30} {'RCU/unit':>9} {'WCU/unit':>9} {'ceiling':>20}  target",
+    ]
+    for load in loads:
+        target = "" if load.key_class.target is None else f"{load.key_class.target:,.0f}/s "
+        rows.append(
+            f"{load.workload:<40} {load.key_class.name:<30} {load.read_units:>9.3f} {load.write_units:>9.3f} "
+            f"{rate(load):>20}  {target}{load.verdict}"
+        )
+    return rows

@@ -1,0 +1,162 @@
+"""The capacity meter: the units each request puts on each partition key (table and index), the key classes,
+and the ceilings they imply at AWS's per-partition limits."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from polos.aws import settings
+
+from infra.metering import capacity
+from infra.metering.capacity import KeyLoad, key_class, key_loads
+from infra.metering.meter import Call, Meter, PartitionUse, queried_partition
+
+TABLE = "p-RunsTable"
+
+
+@pytest.fixture
+def meter(aws: None) -> Iterator[Meter]:
+    client = settings.dynamodb()
+    client.create_table(
+        TableName=TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "wf", "created_at")
+        ],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by_workflow",
+                "KeySchema": [
+                    {"AttributeName": "wf", "KeyType": "HASH"},
+                    {"AttributeName": "created_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+    )
+    metered = Meter(shadow=boto3.client("dynamodb", region_name="us-east-1"))
+    metered.attach(client)
+    yield metered
+    metered.detach()
+
+
+def _run(run_id: str, workflow: str) -> dict[str, dict[str, str]]:
+    return {
+        "pk": {"S": f"run#{run_id}"},
+        "sk": {"S": "run"},
+        "wf": {"S": workflow},
+        "created_at": {"S": f"2026-12-07T00:00:0{run_id}Z"},
+    }
+
+
+def _uses(call: Call) -> list[tuple[str | None, str, float, float]]:
+    return [(use.index, use.key, use.read_units, use.write_units) for use in call.partitions]
+
+
+def test_writes_land_on_the_table_partition_and_the_index_partition(meter: Meter) -> None:
+    settings.dynamodb().put_item(TableName=TABLE, Item=_run("1", "orders"))
+    (call,) = meter.calls
+    assert _uses(call) == [(None, "run#1", 0.0, 1.0), ("by_workflow", "orders", 0.0, 1.0)]
+
+
+def test_an_index_key_change_deletes_from_one_index_partition_and_puts_into_another(meter: Meter) -> None:
+    client = settings.dynamodb()
+    client.put_item(TableName=TABLE, Item=_run("1", "orders"))
+    meter.reset()
+    client.put_item(TableName=TABLE, Item=_run("1", "billing"))
+    (call,) = meter.calls
+    assert _uses(call)[1:] == [("by_workflow", "orders", 0.0, 1.0), ("by_workflow", "billing", 0.0, 1.0)]
+
+
+def test_reads_name_the_partition_they_read(meter: Meter) -> None:
+    client = settings.dynamodb()
+    for n in "12":
+        client.put_item(TableName=TABLE, Item=_run(n, "orders"))
+    meter.reset()
+    client.get_item(TableName=TABLE, Key={"pk": {"S": "run#1"}, "sk": {"S": "run"}}, ConsistentRead=True)
+    client.query(
+        TableName=TABLE,
+        IndexName="by_workflow",
+        KeyConditionExpression="#w = :w AND created_at > :t",
+        ExpressionAttributeNames={"#w": "wf"},
+        ExpressionAttributeValues={":w": {"S": "orders"}, ":t": {"S": "2026"}},
+    )
+    keys = [{"pk": {"S": f"run#{n}"}, "sk": {"S": "run"}} for n in "12"]
+    client.batch_get_item(RequestItems={TABLE: {"Keys": keys, "ConsistentRead": True}})
+    get, query, batch = meter.calls
+    assert _uses(get) == [(None, "run#1", 1.0, 0.0)]
+    assert _uses(query) == [("by_workflow", "orders", 0.5, 0.0)]
+    assert _uses(batch) == [(None, "run#1", 1.0, 0.0), (None, "run#2", 1.0, 0.0)]
+
+
+def test_a_query_partition_is_read_from_its_key_condition() -> None:
+    api = {
+        "KeyConditionExpression": "pk = :pk AND sk > :after",
+        "ExpressionAttributeValues": {":pk": {"S": "topic#a"}, ":after": {"S": "x"}},
+    }
+    assert queried_partition(api, "pk") == "topic#a"
+    assert queried_partition(api, "wf") is None
+
+
+@pytest.mark.parametrize(
+    ("table", "index", "key", "expected"),
+    [
+        ("b1-EventsTable", None, "seq#orders", capacity.TOPIC_COUNTER),
+        ("b1-EventsTable", None, "topic#orders#12", capacity.TOPIC_EVENTS),
+        ("b1-EventsTable", None, "topic#orders", capacity.TOPIC_EVENTS),
+        ("b1-EventsTable", None, "id#orders#o-1", capacity.TOPIC_CLIENT_IDS),
+        ("b1-EventsTable", None, "wait#orders", capacity.WAITERS),
+        ("b1-RunsTable", "by_workflow", "orders", capacity.WORKFLOW_INDEX),
+        ("b1-RunsTable", None, "timer#3", capacity.TIMER_SHARD),
+        ("b1-RunsTable", None, "run#abc", capacity.RUN),
+        ("b1-ApiKeysTable", None, "0123abcd", capacity.API_KEY),
+        ("b1-IdempotencyTable", None, "publish#k", capacity.IDEMPOTENCY),
+    ],
+)
+def test_keys_fall_in_their_class(table: str, index: str | None, key: str, expected: object) -> None:
+    assert key_class(PartitionUse(table, index, key)) == expected
+
+
+def _call(*uses: PartitionUse) -> Call:
+    return Call("dynamodb", "X", {}, True, None, 0.0, 0.0, None, 0, partitions=list(uses))
+
+
+def test_the_busiest_key_of_a_class_sets_its_ceiling() -> None:
+    calls = [_call(PartitionUse("b-RunsTable", "by_workflow", "a", write_units=1.0)) for _ in range(10)] + [
+        _call(PartitionUse("b-RunsTable", "by_workflow", "b", write_units=1.0)) for _ in range(5)
+    ]
+    (load,) = key_loads("w", calls, {capacity.WORKFLOW_INDEX: ("run", 10)})
+    assert load.key == "by_workflow:a" and load.write_units == 1.0
+    assert load.ceiling == pytest.approx(capacity.HEADROOM * capacity.WRITE_LIMIT)  # 800 runs/s
+    assert load.verdict == "FAIL"
+
+
+def test_a_rotating_key_caps_nothing_while_its_span_fits_the_limit() -> None:
+    """A topic's event block takes BLOCK_EVENTS events, then the next block does: 100 one-unit events are
+    100 units in its busiest second at any rate; 100 nine-unit events would pass 80 % of 1,000."""
+    small = [_call(PartitionUse("b-EventsTable", None, "topic#a#0", write_units=1.0)) for _ in range(100)]
+    (load,) = key_loads("w", small, {capacity.TOPIC_EVENTS: ("event", 1_000)})
+    assert load.write_units == 1.0  # per event the block itself took, not per event of the workload
+    assert load.ceiling == math.inf and load.verdict == "PASS"
+    big = [_call(PartitionUse("b-EventsTable", None, "topic#a#0", write_units=9.0)) for _ in range(100)]
+    (load,) = key_loads("w", big, {capacity.TOPIC_EVENTS: ("event", 1_000)})
+    assert load.ceiling == pytest.approx(800 / 9)
+
+
+def test_reads_and_writes_each_bound_the_ceiling() -> None:
+    reads = KeyLoad("w", capacity.API_KEY, "k", "request", read_units=0.25, write_units=0.0)
+    writes = KeyLoad("w", capacity.API_KEY, "k", "request", read_units=0.25, write_units=0.5)
+    assert reads.ceiling == pytest.approx(0.8 * 3_000 / 0.25) and reads.verdict == "PASS"
+    assert writes.ceiling == pytest.approx(0.8 * 1_000 / 0.5) and writes.verdict == "FAIL"
+    assert KeyLoad("w", capacity.RUN, "r", "run", 0.0, 0.0).ceiling == math.inf
+
+
+def test_unshared_keys_count_per_run() -> None:
+    calls = [_call(PartitionUse("b-RunsTable", None, "run#1", write_units=3.0))]
+    (load,) = key_loads("w", calls, {capacity.TOPIC_EVENTS: ("event", 100)})
+    assert (load.unit, load.write_units) == ("run", 3.0)
+    assert capacity.rate(load) == "not shared (one run)"
