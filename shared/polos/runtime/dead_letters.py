@@ -9,7 +9,7 @@ the run and marks it ``dead_letter``; the worker then sends the message to the d
 and deletes it (:func:`dead_letter_if_marked`). A crash in between leaves the message, whose next delivery
 finds the mark and dead-letters it again (a duplicate dead letter is harmless, see below).
 
-The queue's ``maxReceiveCount`` (:func:`polos.aws.settings.receive_limit`) stays behind it as a backstop: its
+The queue's ``maxReceiveCount`` (:func:`polos.aws.attempts.receive_limit`) stays behind it as a backstop: its
 last receive (:func:`settle_exhausted`) runs nothing and only fails a run that no attempt finished and that
 no live attempt holds, with a ``DeliveryExhausted`` error. It leaves the message, so SQS moves it to the
 dead-letter queue at its next receive, where :func:`list_dead_letters` shows it and :func:`redrive` puts it
