@@ -169,6 +169,17 @@ def test_a_completed_step_is_never_overwritten(journal: Journal) -> None:
     assert raw_item(journal, "r1", "step#s")["result"] == {"S": '"first"'}
 
 
+@pytest.mark.parametrize("result", ['"small"', '"' + "x" * 20_000 + '"'], ids=["inline", "apart"])
+def test_a_step_write_retried_after_its_answer_was_lost_is_not_another_attempts(
+    journal: Journal, result: str
+) -> None:
+    done = step("s", 0, result=result)
+    journal.record_step("r1", done)
+    journal.record_step("r1", done)  # the same write again (botocore's retry of one that was applied)
+    stored = journal.get_step("r1", "s")
+    assert stored is not None and stored.result_json == result
+
+
 def test_a_failed_step_may_be_replaced(journal: Journal) -> None:
     failed = StepRecord("s", 0, "failed", 3, "t0", "t1", error=ErrorInfo("RuntimeError", "boom"))
     journal.record_step("r1", failed)

@@ -270,13 +270,16 @@ def _decode_step(item: Item) -> StepRecord:
 def _written_by(stored: Item | None, step: StepRecord) -> bool:
     """Whether the completed step item ``stored`` is ``step`` itself, journaled already by this attempt (a
     write applied whose answer was lost, or the last step journaled before an outcome that failed)."""
-    return stored is not None and all(
-        _s(stored, name) == value
-        for name, value in (
-            ("status", step.status),
-            ("started_at", step.started_at),
-            ("finished_at", step.finished_at),
-        )
+    if stored is None:
+        return False
+    was, apart = _decode_step(stored), _result_apart(step)
+    written = (step.result_json, 0) if not apart else (None, _utf8_len(step.result_json))
+    return (was.status, was.started_at, was.finished_at, was.attempts, was.result_json, was.result_bytes) == (
+        step.status,
+        step.started_at,
+        step.finished_at,
+        step.attempts,
+        *written,
     )
 
 
