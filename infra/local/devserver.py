@@ -82,7 +82,7 @@ class DevServer:
             stack = self.stack
 
             def tick() -> None:  # each second (the cloud: timers each minute): on time within 1 s
-                stack.timers.invoke({})
+                stack.sweep_timers({})
                 stack.schedules.tick()
 
             self._timers = Ticker("polos-timers", tick, interval=1.0)

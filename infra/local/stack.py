@@ -20,6 +20,11 @@ from polos.errors import WorkflowDefinitionError
 
 from infra.local.apigw import ApiGateway
 from infra.local.aws import ACCOUNT_ID, REGION, apply_environment
+from infra.local.faults.calls import CallFaults
+from infra.local.faults.calls import install as install_fault_hooks
+from infra.local.faults.config import AwsFaults
+from infra.local.faults.injector import Injector
+from infra.local.faults.queues import QueueFaults
 from infra.local.functions import FUNCTIONS_DIR, LocalFunction
 from infra.local.mapping import EventSourceMapping, MappingSpec
 from infra.local.resources import LocalNames, create_resources
@@ -29,6 +34,7 @@ from infra.model import (
     DEFAULT_QUEUE_NAME_PREFIX,
     MIN_MAX_RECEIVE_COUNT,
     AppModel,
+    FunctionSpec,
     build_model,
 )
 
@@ -53,6 +59,7 @@ class StackOptions:
 
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
     max_receive_count: int = DEFAULT_MAX_RECEIVE_COUNT
+    aws_faults: AwsFaults = AwsFaults()  # off unless asked for (`--aws-faults`)
 
     def __post_init__(self) -> None:
         if not MIN_VISIBILITY_TIMEOUT <= self.visibility_timeout <= MAX_VISIBILITY_TIMEOUT:
@@ -121,11 +128,15 @@ class LocalStack:
         self.names = names
         self.urls = urls
         self.options = options
-        self.worker = worker
         self._previous_env = previous_env
+        # `--aws-faults`: the functions' AWS calls and the mappings meet AWS's faults, counted here.
+        self.faults = Injector(options.aws_faults)
+        calls = CallFaults(self.faults, model) if options.aws_faults.enabled else None
+        self.worker = self._as(calls, model.function("consumes_queues"), worker)
         self.api = LocalFunction.load(model.function("serves_api"), serial=True)
-        self.gateway = ApiGateway(model.routes, api=self.api.invoke)
+        self.gateway = ApiGateway(model.routes, api=self._as(calls, self.api.spec, self.api.invoke))
         self.timers = LocalFunction.load(model.function("sweeps_timers"), serial=True)
+        self.sweep_timers = self._as(calls, self.timers.spec, self.timers.invoke)
         self.schedules = LocalSchedules(model)
         sqs = settings.sqs()
         self.mappings = [
@@ -133,9 +144,15 @@ class LocalStack:
                 MappingSpec.of(queue, urls[queue.workflow_id], self._queue_arn(urls[queue.workflow_id])),
                 sqs,
                 self.worker,
+                faults=QueueFaults(self.faults, queue.workflow_id) if calls is not None else None,
             )
             for queue in model.queues
         ]
+
+    @staticmethod
+    def _as(calls: CallFaults | None, spec: FunctionSpec, invoke: Invoke) -> Invoke:
+        """``invoke`` as the function ``spec`` (its calls meet the faults), or as it is without faults."""
+        return invoke if calls is None else calls.as_function(spec, invoke)
 
     @classmethod
     def create(
@@ -170,6 +187,8 @@ class LocalStack:
             "POWERTOOLS_METRICS_DISABLED": "true",
         }
         previous = apply_environment(env)
+        if options.aws_faults.enabled:
+            install_fault_hooks()  # before the clients are made: they take botocore's handlers then
         settings.reset()  # once, with the whole environment in place: making clients costs ~0.5 s
         try:
             urls = create_resources(
