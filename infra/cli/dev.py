@@ -11,9 +11,11 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from infra.cli import aws_faults
 from infra.local.devlog import RequestLine, route_logs
 from infra.local.devserver import DevServer
 from infra.local.devstate import state_path
+from infra.local.faults.config import FaultsError
 from infra.local.stack import DEFAULT_VISIBILITY_TIMEOUT, StackError, StackOptions
 from infra.model import DEFAULT_MAX_RECEIVE_COUNT
 
@@ -56,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="receives of a message before it goes to the dead-letter queue; all but the last run the "
         f"run (default: {DEFAULT_MAX_RECEIVE_COUNT})",
     )
+    aws_faults.add_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -70,9 +73,11 @@ def curl_line(url: str, api_key: str) -> str:
 def run(args: argparse.Namespace) -> int:
     try:
         options = StackOptions(
-            visibility_timeout=args.visibility_timeout, max_receive_count=args.max_receive_count
+            visibility_timeout=args.visibility_timeout,
+            max_receive_count=args.max_receive_count,
+            aws_faults=aws_faults.faults_of(args),
         )
-    except StackError as exc:
+    except (StackError, FaultsError) as exc:
         print(f"polos dev: {exc}", file=sys.stderr)
         return 2
     server = DevServer(
@@ -82,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         api_key=args.api_key,
         options=options,
         request_log=RequestLine(sys.stdout),
-        before_serving=lambda: route_logs(LOG_FILE),
+        before_serving=lambda: route_logs(LOG_FILE, faults=sys.stdout),
         state_file=state_path(),
     )
     stop = threading.Event()
@@ -108,13 +113,17 @@ def run(args: argparse.Namespace) -> int:
             "  Keys      polos keys create --name NAME --dev (also list --dev, revoke ID --dev)\n"
             f"  Try it:\n    {curl_line(server.url, server.api_key)}\n"
             f"  export POLOS_API_URL={server.url} POLOS_API_KEY={server.api_key}\n"
-            "Ctrl-C stops.",
+            + (aws_faults.banner(options.aws_faults) if options.aws_faults.enabled else "")
+            + "Ctrl-C stops.",
             flush=True,
         )
         while not stop.wait(0.5):
             pass
         print("Stopping…", flush=True)
+        injected = stack.faults
         clean = server.stop()
+        if options.aws_faults.enabled:
+            print(aws_faults.counts_line(injected), flush=True)
         print("Stopped." if clean else "Stopped (some work was still running and was abandoned).", flush=True)
         return 0
     finally:

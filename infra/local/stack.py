@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ MAX_RECEIVE_COUNT = 1000
 SQS_URL = f"https://sqs.{REGION}.amazonaws.com"  # moto's queue URLs when mocked in-process
 
 Invoke = Callable[[dict[str, Any]], Any]
+AnyInvoke = Callable[..., Any]  # a function's invoke (the API's also takes a request id)
 
 
 class StackError(ValueError):
@@ -59,7 +60,7 @@ class StackOptions:
 
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
     max_receive_count: int = DEFAULT_MAX_RECEIVE_COUNT
-    aws_faults: AwsFaults = AwsFaults()  # off unless asked for (`--aws-faults`)
+    aws_faults: AwsFaults = field(default_factory=AwsFaults)  # off unless asked for (`--aws-faults`)
 
     def __post_init__(self) -> None:
         if not MIN_VISIBILITY_TIMEOUT <= self.visibility_timeout <= MAX_VISIBILITY_TIMEOUT:
@@ -150,7 +151,7 @@ class LocalStack:
         ]
 
     @staticmethod
-    def _as(calls: CallFaults | None, spec: FunctionSpec, invoke: Invoke) -> Invoke:
+    def _as(calls: CallFaults | None, spec: FunctionSpec, invoke: AnyInvoke) -> AnyInvoke:
         """``invoke`` as the function ``spec`` (its calls meet the faults), or as it is without faults."""
         return invoke if calls is None else calls.as_function(spec, invoke)
 

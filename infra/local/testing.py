@@ -427,6 +427,8 @@ def local_stack(
                 prefix=f"pt{secrets.token_hex(4)}-",  # unique, should the test run inside an outer mock
             )
             cleanup.callback(local.close)
+            if faults.enabled:  # pytest shows it with a failure: POLOS_FAULTS_SEED replays the faults
+                print(f"polos.testing: AWS faults {faults.describe()} (seed {faults.seed})")
             stack = Stack(local, local.create_api_key(api_key, name="polos.testing"), skip_batch_windows)
             cleanup.callback(stack.close)
             yield stack
@@ -452,7 +454,7 @@ def _moto(*, threaded: bool) -> Iterator[str | None]:
         with mock_aws(), one_request_at_a_time():
             yield None
         return
-    from moto.moto_api._internal import moto_api_backend
+    from moto.moto_api._internal.models import moto_api_backend
 
     from infra.local.aws import serve
 

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 JSON_PREFIX = {"dynamodb": "com.amazonaws.dynamodb.v20120810", "sqs": "com.amazonaws.sqs"}
 
@@ -28,9 +28,8 @@ def error_answer(
 ) -> AWSResponse:
     """A JSON-protocol error (DynamoDB and SQS both speak it) with AWS's ``__type`` and message."""
     body = {"__type": f"{JSON_PREFIX.get(service, service)}#{code}", "message": message, **extra}
-    headers = {
-        "x-amzn-RequestId": str(uuid.uuid4()),
-        "Content-Type": "application/x-amz-json-1.0",
-        "x-amzn-query-error": f"{code};Sender",  # SQS's JSON protocol names its query-era code here
-    }
+    headers = HTTPHeaders()
+    headers["x-amzn-RequestId"] = str(uuid.uuid4())
+    headers["Content-Type"] = "application/x-amz-json-1.0"
+    headers["x-amzn-query-error"] = f"{code};Sender"  # SQS's JSON protocol names its query-era code here
     return AWSResponse(url, status, headers, _Body(json.dumps(body).encode()))

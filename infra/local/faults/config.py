@@ -84,9 +84,11 @@ class AwsFaults:
             if name == "pollers":
                 faults = replace(faults, pollers=_pollers(value) if has_value else DEFAULT_POLLERS)
             elif name == "duplicates":
-                faults = replace(faults, duplicates=_rate(token, value) if has_value else DEFAULT_DUPLICATE_RATE)
+                rate = _rate(token, value) if has_value else DEFAULT_DUPLICATE_RATE
+                faults = replace(faults, duplicates=rate)
             elif name == "throttle":
-                faults = replace(faults, throttle=_rate(token, value) if has_value else DEFAULT_THROTTLE_RATE)
+                rate = _rate(token, value) if has_value else DEFAULT_THROTTLE_RATE
+                faults = replace(faults, throttle=rate)
             else:
                 faults = replace(faults, **{name: True})
         return faults

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from infra.local.faults.config import AwsFaults
 
-logger = logging.getLogger("polos.faults")
+logger = logging.getLogger(__name__)  # infra.local.faults.injector
 
 T = TypeVar("T")
 

@@ -52,7 +52,9 @@ def _size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":")))
 
 
-def _write_units(*parts: Any) -> int:
+def _write_units(request: Json) -> int:
+    """A write's units: its item, key and expression values, by 1 KB."""
+    parts = (request.get(name) for name in ("Item", "Key", "ExpressionAttributeValues"))
     return max(1, math.ceil(sum(_size(part) for part in parts if part) / WRITE_UNIT_BYTES))
 
 
@@ -155,13 +157,13 @@ class ThrottleFault:
     def charge_reads(self, operation: str, params: Json, parsed: Json) -> None:
         """After an answer: its reads cost ceil(size / 4 KB) units of the partition they read."""
         if operation == "GetItem" and parsed.get("Item"):
-            key = (params.get("TableName", ""), "", _key_value(params.get("Key")))
-            self.budgets.spend_reads(key, max(1, math.ceil(_size(parsed["Item"]) / READ_UNIT_BYTES)))
+            item_key = (params.get("TableName", ""), "", _key_value(params.get("Key")))
+            self.budgets.spend_reads(item_key, max(1, math.ceil(_size(parsed["Item"]) / READ_UNIT_BYTES)))
         elif operation == "Query":
-            key = _query_key(params, self._index_keys)
-            if key is not None:
+            queried = _query_key(params, self._index_keys)
+            if queried is not None:
                 size = sum(_size(item) for item in parsed.get("Items", []))
-                self.budgets.spend_reads(key, max(1, math.ceil(size / READ_UNIT_BYTES)))
+                self.budgets.spend_reads(queried, max(1, math.ceil(size / READ_UNIT_BYTES)))
 
     def _demand(self, operation: str, params: Json) -> tuple[dict[PartitionKey, int], list[PartitionKey]]:
         table = params.get("TableName", "")
@@ -169,18 +171,18 @@ class ThrottleFault:
         reads: list[PartitionKey] = []
         if operation in _ITEM_WRITES:
             key = (table, "", _key_value(params.get(_ITEM_WRITES[operation])))
-            writes[key] = _write_units(params.get("Item"), params.get("Key"), params.get("ExpressionAttributeValues"))
+            writes[key] = _write_units(params)
         elif operation in _ITEM_READS:
             reads.append((table, "", _key_value(params.get("Key"))))
         elif operation == "Query":
-            key = _query_key(params, self._index_keys)
-            reads += [key] if key is not None else []
+            queried = _query_key(params, self._index_keys)
+            reads += [queried] if queried is not None else []
         elif operation == "BatchWriteItem":
             for name, requests in params.get("RequestItems", {}).items():
                 for request in requests:
                     put, delete = request.get("PutRequest", {}), request.get("DeleteRequest", {})
                     key = (name, "", _key_value(put.get("Item") or delete.get("Key")))
-                    writes[key] = writes.get(key, 0) + _write_units(put.get("Item"), delete.get("Key"))
+                    writes[key] = writes.get(key, 0) + _write_units({**put, **delete})
         elif operation == "BatchGetItem":
             for name, request in params.get("RequestItems", {}).items():
                 reads += [(name, "", _key_value(key)) for key in request.get("Keys", [])]
@@ -199,8 +201,7 @@ class ThrottleFault:
             if operation == "TransactGetItems":
                 reads.append(partition)
             else:
-                units = 2 * _write_units(body.get("Item"), body.get("Key"), body.get("ExpressionAttributeValues"))
-                writes[partition] = writes.get(partition, 0) + units
+                writes[partition] = writes.get(partition, 0) + 2 * _write_units(body)
         over = self.budgets.over(writes, reads)
         if not over and self._injector.chance(self._rate):
             over = {keys[self._injector.pick(len(keys))]} if keys else set()
