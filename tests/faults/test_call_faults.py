@@ -113,9 +113,14 @@ def test_sqs_refuses_characters_and_delays_moto_takes(
     under, injector = faulted("limits")
     url = stack["user-signup-handler"]
     under.sqs.send_message(QueueUrl=url, MessageBody="bad \x00 byte")  # moto takes it
-    for body, delay, code in (("bad \x00 byte", 0, "InvalidMessageContents"), ("{}", 901, "InvalidParameterValue")):
+
+    def send(body: str, delay: int) -> Any:
+        return under.sqs.send_message(QueueUrl=url, MessageBody=body, DelaySeconds=delay)
+
+    refused_sends = (("bad \x00 byte", 0, "InvalidMessageContents"), ("{}", 901, "InvalidParameterValue"))
+    for body, delay, code in refused_sends:
         with pytest.raises(ClientError) as refused:
-            under.run(lambda: under.sqs.send_message(QueueUrl=url, MessageBody=body, DelaySeconds=delay))
+            under.run(lambda b=body, d=delay: send(b, d))
         assert refused.value.response["Error"]["Code"] == code
     under.run(lambda: under.sqs.send_message(QueueUrl=url, MessageBody="ok \t\n\r \ue000", DelaySeconds=900))
     assert injector.counts() == {"limits": 2}

@@ -21,7 +21,7 @@ from infra.local.faults.queues import QueueFaults
 from infra.local.mapping import EventSourceMapping, MappingSpec, drain
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "local"))
-from test_mapping import ARN, Clock, ScriptedSQS, message  # noqa: E402
+from test_mapping import ARN, Clock, ScriptedSQS, message
 
 
 def mapping(faults: str | None, messages: list[dict[str, Any]], invoke: Any = None) -> EventSourceMapping:
@@ -86,12 +86,12 @@ most_in_flight = 0
 lock = threading.Lock()
 
 
-async def track(label: str) -> str:
+def track(label: str) -> str:
     global in_flight, most_in_flight
     with lock:
         in_flight += 1
         most_in_flight = max(most_in_flight, in_flight)
-    time.sleep(0.1)  # the step's work, long enough for the other pollers to start theirs
+    time.sleep(0.1)  # the step's work (blocking: an invocation's records take turns), long enough
     with lock:
         in_flight -= 1
     return label

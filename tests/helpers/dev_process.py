@@ -28,9 +28,12 @@ MAX_RECEIVE_COUNT = 4
 
 
 def clean_env() -> dict[str, str]:
-    """This environment without what other tests may have left in it (log levels, table names, endpoints)."""
+    """This environment without what other tests may have left in it (log levels, table names, endpoints);
+    the AWS faults a suite runs under (``make chaos``) pass through."""
     foreign = ("AWS_", "POLOS_", "POWERTOOLS_")
-    return {k: v for k, v in os.environ.items() if not k.startswith(foreign)} | {"PYTHONUNBUFFERED": "1"}
+    faults = {k: v for k, v in os.environ.items() if k in ("POLOS_AWS_FAULTS", "POLOS_FAULTS_SEED")}
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(foreign)}
+    return kept | faults | {"PYTHONUNBUFFERED": "1"}
 
 
 def free_port() -> int:

@@ -25,6 +25,7 @@ from reliability_support import SOAK
 
 from bench.stack import forget_worker_app
 from infra.local.devserver import DevServer
+from infra.local.faults.config import AwsFaults
 from infra.local.stack import StackOptions
 
 EVENTS = 10_000 if SOAK else 150
@@ -39,7 +40,8 @@ def server() -> Iterator[DevServer]:
     saved = dict(os.environ)  # the dev server points this process at its moto server
     load_app.EFFECTS.clear()
     forget_worker_app()
-    dev = DevServer(app_target=load_app.__name__, port=0, options=StackOptions(max_receive_count=10))
+    options = StackOptions(max_receive_count=10, aws_faults=AwsFaults.resolve())  # make chaos: the faults
+    dev = DevServer(app_target=load_app.__name__, port=0, options=options)
     dev.start()
     try:
         yield dev
