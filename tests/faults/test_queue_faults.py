@@ -4,9 +4,9 @@ workflow's function concurrently."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -81,19 +81,23 @@ def test_a_batch_over_six_megabytes_is_cut_to_fit_and_the_rest_goes_back() -> No
     assert limited._sqs.released == [f"r{n}" for n in range(6, 10)]  # type: ignore[attr-defined]
 
 
-in_flight = 0
-most_in_flight = 0
+loops_in_flight: dict[int, int] = {}  # event loop (one per invocation) -> its steps in flight
+most_invocations = 0
 lock = threading.Lock()
 
 
-def track(label: str) -> str:
-    global in_flight, most_in_flight
+async def track(label: str) -> str:
+    """Counts the invocations (each runs its own event loop) with a step in flight at once."""
+    global most_invocations
+    loop = id(asyncio.get_running_loop())
     with lock:
-        in_flight += 1
-        most_in_flight = max(most_in_flight, in_flight)
-    time.sleep(0.1)  # the step's work (blocking: an invocation's records take turns), long enough
+        loops_in_flight[loop] = loops_in_flight.get(loop, 0) + 1
+        most_invocations = max(most_invocations, len(loops_in_flight))
+    await asyncio.sleep(0.1)  # the step's work, long enough for other pollers to start theirs
     with lock:
-        in_flight -= 1
+        loops_in_flight[loop] -= 1
+        if not loops_in_flight[loop]:
+            del loops_in_flight[loop]
     return label
 
 
@@ -103,12 +107,12 @@ async def slow_consumer(ctx: WorkflowContext, payload: EventPayload) -> str:
 
 
 def test_pollers_run_one_workflows_function_concurrently() -> None:
-    global most_in_flight
+    global most_invocations
     for faults, expected in (("shuffle", 1), ("pollers=4", 4)):
-        most_in_flight = 0
+        most_invocations = 0
         with local_stack(App("slow", [slow_consumer]), aws_faults=faults, faults_seed=5) as stack:
             stack.publish("slow/work", [{"data": {"n": n}} for n in range(12)])
             stack.drain()
             runs = stack.runs("slow-consumer")
             assert len(runs) == 12 and {run["status"] for run in runs} == {"completed"}
-        assert (most_in_flight > 1) == (expected > 1), (faults, most_in_flight)
+        assert (most_invocations > 1) == (expected > 1), (faults, most_invocations)
