@@ -21,7 +21,7 @@ MAX_POLLERS = 32
 
 
 class FaultsError(ValueError):
-    """A fault list or seed that cannot be parsed; the message names the bad token."""
+    """A fault list or seed that cannot be parsed; the message names the bad entry."""
 
 
 @dataclass(frozen=True)
@@ -57,13 +57,13 @@ class AwsFaults:
     @classmethod
     def parse(cls, text: str | None, seed: int | str | None = None) -> AwsFaults:
         """``all``, ``none``/empty, or a comma list of names with optional ``=rate`` (``=N`` for pollers).
-        ``seed`` defaults to a random one. :class:`FaultsError` names the bad token."""
+        ``seed`` defaults to a random one. :class:`FaultsError` names the bad entry."""
         faults = cls(seed=_seed(seed))
         for raw in (text or "").split(","):
-            token = raw.strip()
-            if not token or token == "none":
+            entry = raw.strip()
+            if not entry or entry == "none":
                 continue
-            if token == "all":
+            if entry == "all":
                 faults = replace(
                     faults,
                     shuffle=True,
@@ -74,20 +74,20 @@ class AwsFaults:
                     limits=True,
                 )
                 continue
-            name, has_value, value = (part.strip() for part in token.partition("="))
+            name, has_value, value = (part.strip() for part in entry.partition("="))
             if name not in FAULT_NAMES:
                 raise FaultsError(
                     f"unknown AWS fault {name!r} in {text!r}; the faults are all, {', '.join(FAULT_NAMES)}"
                 )
             if has_value and name in ("shuffle", "iam", "limits"):
-                raise FaultsError(f"AWS fault {name!r} takes no value, got {token!r}")
+                raise FaultsError(f"AWS fault {name!r} takes no value, got {entry!r}")
             if name == "pollers":
                 faults = replace(faults, pollers=_pollers(value) if has_value else DEFAULT_POLLERS)
             elif name == "duplicates":
-                rate = _rate(token, value) if has_value else DEFAULT_DUPLICATE_RATE
+                rate = _rate(entry, value) if has_value else DEFAULT_DUPLICATE_RATE
                 faults = replace(faults, duplicates=rate)
             elif name == "throttle":
-                rate = _rate(token, value) if has_value else DEFAULT_THROTTLE_RATE
+                rate = _rate(entry, value) if has_value else DEFAULT_THROTTLE_RATE
                 faults = replace(faults, throttle=rate)
             else:
                 faults = replace(faults, **{name: True})
@@ -112,13 +112,13 @@ def _seed(seed: int | str | None) -> int:
         raise FaultsError(f"the faults seed must be an integer, got {seed!r}") from None
 
 
-def _rate(token: str, value: str) -> float:
+def _rate(entry: str, value: str) -> float:
     try:
         rate = float(value)
     except ValueError:
-        raise FaultsError(f"the rate of {token!r} must be a number from 0 to 1, got {value!r}") from None
+        raise FaultsError(f"the rate of {entry!r} must be a number from 0 to 1, got {value!r}") from None
     if not 0.0 <= rate <= 1.0:
-        raise FaultsError(f"the rate of {token!r} must be from 0 to 1, got {rate:g}")
+        raise FaultsError(f"the rate of {entry!r} must be from 0 to 1, got {rate:g}")
     return rate
 
 
