@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         print(f"Local stack of the example app at {server.url} (started in {server.startup_seconds:.1f} s)")
         print(aws_faults.banner(options.aws_faults) if options.aws_faults.enabled else "")
-        demo = Demo(PolosClient(server.url, server.api_key), stack.app, server.api_key, sys.stdout)
+        client = PolosClient(server.url, server.api_key)
+        demo = Demo(client, stack.app, server.api_key, sys.stdout, pollers=options.aws_faults.poller_count)
         try:
             asyncio.run(demo.run_all())
         except Exception as exc:

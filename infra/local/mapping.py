@@ -275,20 +275,30 @@ class Pollers:
 
     def start(self) -> None:
         for mapping in self._mappings:
+            busy = threading.Event()  # the queue had messages at its last poll: every poller polls
             for poller in range(mapping.pollers):
                 thread = threading.Thread(
                     target=self._loop,
-                    args=(mapping,),
+                    args=(mapping, busy, poller == 0),
                     name=f"mapping-{mapping.spec.workflow_id}-{poller}",
                     daemon=True,
                 )
                 self._threads.append(thread)
                 thread.start()
 
-    def _loop(self, mapping: EventSourceMapping) -> None:
+    def _loop(self, mapping: EventSourceMapping, busy: threading.Event, first: bool) -> None:
+        """Poll and deliver until stopped. The first poller of a queue always polls; the others (the
+        ``pollers`` fault) join it while the queue is busy, as Lambda scales its pollers with the backlog,
+        so an idle stack does not make a receive per poller each second."""
         while not self._stop.is_set():
+            if not first and not busy.wait(self._wait_seconds):
+                continue
             try:
                 delivery = mapping.poll(wait_seconds=self._wait_seconds, stopping=self._stop.is_set)
+                if delivery is None:
+                    busy.clear()
+                else:
+                    busy.set()
             except Exception:
                 if self._stop.is_set():
                     return

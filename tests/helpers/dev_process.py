@@ -89,7 +89,8 @@ class DevProcess:
             f"{self.url}/api/v1/runs?limit=1", headers={"Authorization": f"Bearer {self.api_key}"}
         )
         try:
-            with urllib.request.urlopen(request, timeout=2) as response:
+            # Not 2 s: under `make chaos` a throttled request is retried with backoff, as on AWS.
+            with urllib.request.urlopen(request, timeout=10) as response:
                 return bool(response.status == 200)
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
