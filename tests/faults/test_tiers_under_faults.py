@@ -18,7 +18,7 @@ SAMPLE = (
     "tests/waits/test_control.py::test_wait_for_event_matches_one_event_on_its_fields",
     "tests/waits/test_timers.py::test_duplicate_wake_ups_resume_the_run_once",
 )
-SEEDS = (1, 2)
+SEEDS = (1,)  # make chaos draws a new seed per stack; this one stays fixed (and the suite fast)
 
 pytestmark = pytest.mark.timeout(300)
 
