@@ -62,3 +62,15 @@ def test_nothing_is_on_by_default_and_a_seed_is_drawn_when_none_is_given(
 def test_a_bad_token_is_named(text: str, seed: str | None, message: str) -> None:
     with pytest.raises(FaultsError, match="^" + message.replace("(", r"\(").replace(".", r"\.")):
         AwsFaults.parse(text, seed)
+
+
+@pytest.mark.parametrize("command", ["dev", "demo"])
+def test_polos_dev_and_demo_refuse_a_bad_list_naming_it(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from infra.cli.main import main
+
+    assert main([command, "--aws-faults", "shuffle,throttle=2"]) == 2
+    assert capsys.readouterr().err == (
+        f"polos {command}: the rate of 'throttle=2' must be from 0 to 1, got 2\n"
+    )
