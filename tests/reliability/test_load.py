@@ -28,7 +28,7 @@ from infra.local.devserver import DevServer
 from infra.local.faults.config import AwsFaults
 from infra.local.stack import StackOptions
 
-EVENTS = 10_000 if SOAK else 150
+EVENTS = int(os.environ.get("POLOS_LOAD_EVENTS") or (10_000 if SOAK else 150))  # e.g. 1000 under throttle=0.1
 PUBLISHERS = 4
 PER_REQUEST = 10
 RETRIES = 5
