@@ -97,7 +97,7 @@ def test_every_delivery_accounted_for(server: DevServer, capsys: pytest.CaptureF
     expected = 3 * EVENTS
     # The runs happen on the stack's own threads. A step's effect is recorded before its run is finished,
     # so wait for what is asserted below: every run finished and every queue empty, not the effects.
-    wait = 6000 if SOAK else 400
+    wait = 6000 if SOAK else max(400, EVENTS)
     wait_until(lambda: load_app.delivered() >= expected, wait, f"{expected} deliveries", interval=0.2)
     assert server.stack is not None
     sqs = boto3.session.Session().client("sqs")
