@@ -58,9 +58,7 @@ def _event_ids(answer: dict[str, Any]) -> list[str]:
 class Demo:
     """Runs the scenarios against ``client`` and collects the runs they should produce."""
 
-    def __init__(
-        self, client: PolosClient, app: App, api_key: str, out: TextIO, *, pollers: int = 1
-    ) -> None:
+    def __init__(self, client: PolosClient, app: App, api_key: str, out: TextIO, *, pollers: int = 1) -> None:
         self.client = client
         self.app = app
         self.api_key = api_key
@@ -296,7 +294,6 @@ class Demo:
                         continue  # not (yet) one run holding exactly these events
                     expected.run = await self.client.get_run(str(expected.run_id))
             await asyncio.sleep(POLL_SECONDS)
-
 
     def _find(self, expected: Expected, runs: list[dict[str, Any]]) -> bool:
         """Set ``expected.run_id`` to the one run holding exactly its events; with batches that may split,
