@@ -6,7 +6,7 @@ SAM_VENV ?= .sam-venv
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY = 0
 
-.PHONY: install browser test lint typecheck demo dev template sam-check bench soak screenshot moto-parity clean
+.PHONY: install browser test lint typecheck demo dev template sam-check bench soak chaos screenshot moto-parity clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,12 @@ moto-parity: install
 # of the waits crash tests (the suite visits 12 of each, spread evenly).
 soak: install
 	POLOS_SOAK=1 $(BIN)/pytest tests/reliability tests/waits -o timeout=3600
+
+# The reliability, waits and end-to-end tiers again under AWS's faults (infra/local/faults): the stacks of
+# polos.testing and the polos dev servers honour POLOS_AWS_FAULTS (default here: all) and POLOS_FAULTS_SEED
+# (default: a random seed per stack, printed with a failure; set it to replay one).
+chaos: install
+	POLOS_AWS_FAULTS=$${POLOS_AWS_FAULTS:-all} $(BIN)/pytest tests/reliability tests/waits tests/e2e -o timeout=1800
 
 # The README's picture of the dashboard (docs/dashboard.png), taken by its browser test.
 screenshot: install browser

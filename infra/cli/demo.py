@@ -11,10 +11,12 @@ from pathlib import Path
 
 from polos import PolosClient
 
+from infra.cli import aws_faults
 from infra.local.demo import Demo, table
 from infra.local.devlog import route_logs
 from infra.local.devserver import DevServer
-from infra.local.stack import StackError
+from infra.local.faults.config import FaultsError
+from infra.local.stack import StackError, StackOptions
 
 LOG_FILE = Path(tempfile.gettempdir()) / "polos-demo.log"
 
@@ -24,20 +26,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "demo",
         help="run the documentation's examples end to end on the local stack and show what each run did",
     )
+    aws_faults.add_arguments(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    server = DevServer(port=0, before_serving=lambda: route_logs(LOG_FILE, console=None))
+    try:
+        options = StackOptions(aws_faults=aws_faults.faults_of(args))
+    except FaultsError as exc:
+        print(f"polos demo: {exc}", file=sys.stderr)
+        return 2
+    server = DevServer(port=0, options=options, before_serving=lambda: route_logs(LOG_FILE, console=None))
     try:
         stack = server.start()
     except StackError as exc:
         print(f"polos demo: {exc}", file=sys.stderr)
         return 2
     try:
-        print(f"Local stack of the example app at {server.url} (started in {server.startup_seconds:.1f} s)\n")
-        demo = Demo(PolosClient(server.url, server.api_key), stack.app, server.api_key, sys.stdout)
+        print(f"Local stack of the example app at {server.url} (started in {server.startup_seconds:.1f} s)")
+        print(aws_faults.banner(options.aws_faults) if options.aws_faults.enabled else "")
+        client = PolosClient(server.url, server.api_key)
+        demo = Demo(client, stack.app, server.api_key, sys.stdout, pollers=options.aws_faults.poller_count)
         try:
             asyncio.run(demo.run_all())
         except Exception as exc:
@@ -46,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         print("\n" + table(demo.expected) + "\n")
         for note in demo.notes:
             print(note)
+        if options.aws_faults.enabled:
+            print(aws_faults.counts_line(stack.faults))
         failed = [e for e in demo.expected if not e.ok]
         elapsed = time.perf_counter() - started
         if failed:

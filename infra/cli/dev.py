@@ -13,10 +13,11 @@ from types import FrameType
 
 from polos.aws.attempts import DEFAULT_MAX_ATTEMPTS
 
+from infra.cli import aws_faults
 from infra.local.devlog import RequestLine, route_logs
 from infra.local.devserver import DevServer
 from infra.local.devstate import state_path
-from infra.local.faults.iam import iam_requested
+from infra.local.faults.config import FaultsError
 from infra.local.metering import ledger_path
 from infra.local.stack import DEFAULT_VISIBILITY_TIMEOUT, StackError, StackOptions
 
@@ -60,12 +61,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         f"failed and dead-lettered; @workflow(max_attempts=N) wins (default: {DEFAULT_MAX_ATTEMPTS})",
     )
     parser.add_argument("--max-receive-count", type=int, help=argparse.SUPPRESS, dest="max_receive_count")
-    parser.add_argument(
-        "--aws-faults",
-        metavar="LIST",
-        help="AWS's faults to inject locally: 'iam' checks each function's AWS calls against its role in "
-        "template.yaml (a missing grant fails with AccessDeniedException, as on AWS)",
-    )
+    aws_faults.add_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -89,9 +85,9 @@ def run(args: argparse.Namespace) -> int:
         options = StackOptions(
             visibility_timeout=args.visibility_timeout,
             max_attempts=args.max_attempts,
-            enforce_iam=iam_requested(args.aws_faults),
+            aws_faults=aws_faults.faults_of(args),
         )
-    except ValueError as exc:  # a StackError, or an unknown fault
+    except (StackError, FaultsError) as exc:
         print(f"polos dev: {exc}", file=sys.stderr)
         return 2
     server = DevServer(
@@ -101,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         api_key=args.api_key,
         options=options,
         request_log=RequestLine(sys.stdout),
-        before_serving=lambda: route_logs(LOG_FILE),
+        before_serving=lambda: route_logs(LOG_FILE, faults=sys.stdout),
         state_file=state_path(),
         ledger_file=ledger_path(),
     )
@@ -129,13 +125,17 @@ def run(args: argparse.Namespace) -> int:
             "  Capacity  polos capacity (where your topics, workflows and keys would throttle on AWS)\n"
             f"  Try it:\n    {curl_line(server.url, server.api_key)}\n"
             f"  export POLOS_API_URL={server.url} POLOS_API_KEY={server.api_key}\n"
-            "Ctrl-C stops.",
+            + (aws_faults.banner(options.aws_faults) if options.aws_faults.enabled else "")
+            + "Ctrl-C stops.",
             flush=True,
         )
         while not stop.wait(0.5):
             pass
         print("Stopping…", flush=True)
+        injected = stack.faults
         clean = server.stop()
+        if options.aws_faults.enabled:
+            print(aws_faults.counts_line(injected), flush=True)
         print("Stopped." if clean else "Stopped (some work was still running and was abandoned).", flush=True)
         return 0
     finally:

@@ -72,9 +72,10 @@ class RequestLine:
         self._stream.flush()
 
 
-def route_logs(log_file: Path, console: TextIO | None = sys.stdout) -> None:
+def route_logs(log_file: Path, console: TextIO | None = sys.stdout, faults: TextIO | None = None) -> None:
     """Send the functions' JSON logs to ``log_file`` and readable lines to ``console`` (none: ``None``);
-    the local stack's own warnings (stdlib logging) go to ``console``, else to stderr."""
+    the local stack's own warnings (stdlib logging) go to ``console``, else to stderr; each injected AWS
+    fault (``--aws-faults``, logged at DEBUG) to ``faults``."""
     json_stream = log_file.open("w", encoding="utf-8")  # this run's logs only
     for logger in list(logging.root.manager.loggerDict.values()):
         if not isinstance(logger, logging.Logger):
@@ -89,3 +90,10 @@ def route_logs(log_file: Path, console: TextIO | None = sys.stdout) -> None:
     local.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     local.setLevel(logging.WARNING)
     logging.getLogger("infra").addHandler(local)
+    if faults is not None:
+        fault_lines = logging.StreamHandler(faults)
+        fault_lines.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d %(message)s", "%H:%M:%S"))
+        injector = logging.getLogger("infra.local.faults.injector")
+        injector.setLevel(logging.DEBUG)
+        injector.addHandler(fault_lines)
+        injector.propagate = False

@@ -89,7 +89,7 @@ class DevServer:
             metering = self._metering
 
             def tick() -> None:  # each second (the cloud: timers each minute): on time within 1 s
-                stack.timers.invoke({})
+                stack.invoke_timers({})
                 stack.schedules.tick()
                 if metering is not None:
                     metering.save()  # what `polos capacity` reads

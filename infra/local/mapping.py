@@ -6,7 +6,9 @@ invoke the function with the SQS event Lambda would build, delete what it did no
 ``batchItemFailures`` and leave the rest to the queue's visibility timeout; a failed invocation leaves
 the whole batch. The queue's redrive policy moves a message to its dead-letter queue after the max
 receive count. :class:`Pollers` runs every mapping on its own thread; :func:`drain` runs them in turn on
-the caller's thread until the queues are idle (tests).
+the caller's thread until the queues are idle (tests). Under ``--aws-faults`` a mapping's
+:class:`~infra.local.faults.queues.QueueFaults` reorders receives, delivers copies, cuts batches to
+Lambda's payload limit and sets how many pollers (threads) each queue gets.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from infra.local.aws import REGION
+from infra.local.faults.pollers import Quiesce
 from infra.model import WorkflowQueue
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import MessageTypeDef
+
+    from infra.local.faults.queues import QueueFaults
 
 logger = logging.getLogger(__name__)
 
@@ -121,12 +126,19 @@ class EventSourceMapping:
         *,
         clock: Callable[[], float] = time.monotonic,
         pause: Callable[[float], Any] = time.sleep,
+        faults: QueueFaults | None = None,
     ) -> None:
         self.spec = spec
         self._sqs = sqs
         self._invoke = invoke
         self._clock = clock
         self._pause = pause
+        self.faults = faults
+
+    @property
+    def pollers(self) -> int:
+        """Concurrent pollers of this queue (1 unless ``pollers`` is among the faults)."""
+        return self.faults.pollers if self.faults is not None else 1
 
     def _receive(self, count: int, wait_seconds: int) -> list[MessageTypeDef]:
         answer = self._sqs.receive_message(
@@ -146,8 +158,9 @@ class EventSourceMapping:
         visible now (no window wait). Returns ``[]`` when nothing arrived."""
         size, window = self.spec.batch_size, self.spec.window_seconds
         batch: dict[str, MessageTypeDef] = {}  # by message id: one seen again keeps its newest receipt handle
-        first_at: float | None = None
-        while len(batch) < size and not stopping():
+        copies = self.faults.copies(size) if self.faults is not None else []  # `duplicates`: SQS again
+        first_at: float | None = self._clock() if copies else None
+        while len(batch) + len(copies) < size and not stopping():
             wait = wait_seconds
             if first_at is not None:
                 remaining = window - (self._clock() - first_at)
@@ -157,7 +170,9 @@ class EventSourceMapping:
                     break
                 else:
                     wait = min(wait_seconds, int(remaining))
-            messages = self._receive(size - len(batch), wait)
+            messages = self._receive(size - len(batch) - len(copies), wait)
+            if self.faults is not None:
+                copies += self.faults.received(messages)
             if messages:
                 first_at = self._clock() if first_at is None else first_at
                 batch.update((m["MessageId"], m) for m in messages)
@@ -165,7 +180,7 @@ class EventSourceMapping:
                 break
             elif wait == 0:
                 self._pause(min(SHORT_PAUSE_SECONDS, max(0.0, remaining)))
-        return list(batch.values())
+        return list(batch.values()) + copies
 
     def deliver(self, messages: list[MessageTypeDef]) -> Delivery:
         """Invoke the function with ``messages``; delete the ones it processed."""
@@ -179,12 +194,16 @@ class EventSourceMapping:
         except BaseException as exc:  # a crashed invocation: Lambda leaves the whole batch on the queue
             logger.error("worker invocation for %s failed: %r", self.spec.workflow_id, exc)
             delivery.error = exc
-            delivery.failed = list(messages)
+            delivery.failed = self._originals(list(messages))
             return delivery
         failed = failed_ids(result, ids)
-        delivery.failed = [m for m in messages if m["MessageId"] in failed]
-        self.delete([m for m in messages if m["MessageId"] not in failed])
+        delivery.failed = self._originals([m for m in messages if m["MessageId"] in failed])
+        self.delete(self._originals([m for m in messages if m["MessageId"] not in failed]))
         return delivery
+
+    def _originals(self, messages: list[MessageTypeDef]) -> list[MessageTypeDef]:
+        """Without the copies ``duplicates`` made: only what SQS holds is deleted or left on the queue."""
+        return self.faults.originals(messages) if self.faults is not None else messages
 
     def poll(
         self, *, wait_seconds: int, flush: bool = False, stopping: Callable[[], bool] = lambda: False
@@ -194,8 +213,13 @@ class EventSourceMapping:
         if not messages:
             return None
         if stopping():
-            self.release(messages)
+            self.release(self._originals(messages))
             return None
+        if self.faults is not None:  # `limits`: the batch is cut to Lambda's 6 MB, the rest goes back
+            carried = self.faults.fitting([sqs_record(m, self.spec.queue_arn) for m in messages])
+            if carried < len(messages):
+                self.release(self._originals(messages[carried:]))
+                messages = messages[:carried]
         return self.deliver(messages)
 
     def delete(self, messages: Sequence[MessageTypeDef]) -> None:
@@ -228,7 +252,8 @@ class EventSourceMapping:
             QueueUrl=self.spec.queue_url,
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
-        return sum(int(value) for value in attributes.values())
+        copies = self.faults.waiting() if self.faults is not None else 0
+        return sum(int(value) for value in attributes.values()) + copies
 
 
 class Pollers:
@@ -250,16 +275,30 @@ class Pollers:
 
     def start(self) -> None:
         for mapping in self._mappings:
-            thread = threading.Thread(
-                target=self._loop, args=(mapping,), name=f"mapping-{mapping.spec.workflow_id}", daemon=True
-            )
-            self._threads.append(thread)
-            thread.start()
+            busy = threading.Event()  # the queue had messages at its last poll: every poller polls
+            for poller in range(mapping.pollers):
+                thread = threading.Thread(
+                    target=self._loop,
+                    args=(mapping, busy, poller == 0),
+                    name=f"mapping-{mapping.spec.workflow_id}-{poller}",
+                    daemon=True,
+                )
+                self._threads.append(thread)
+                thread.start()
 
-    def _loop(self, mapping: EventSourceMapping) -> None:
+    def _loop(self, mapping: EventSourceMapping, busy: threading.Event, first: bool) -> None:
+        """Poll and deliver until stopped. The first poller of a queue always polls; the others (the
+        ``pollers`` fault) join it while the queue is busy, as Lambda scales its pollers with the backlog,
+        so an idle stack does not make a receive per poller each second."""
         while not self._stop.is_set():
+            if not first and not busy.wait(self._wait_seconds):
+                continue
             try:
                 delivery = mapping.poll(wait_seconds=self._wait_seconds, stopping=self._stop.is_set)
+                if delivery is None:
+                    busy.clear()
+                else:
+                    busy.set()
             except Exception:
                 if self._stop.is_set():
                     return
@@ -286,29 +325,62 @@ def drain(
     timeout: float = 60.0,
     on_delivery: Callable[[Delivery], None] | None = None,
 ) -> list[Delivery]:
-    """Deliver every message on the caller's thread until no queue has any left, visible or in flight.
+    """Deliver every message until no queue has any left, visible or in flight: on the caller's thread, or
+    on as many threads as the most pollers a mapping has (``pollers`` fault).
 
     ``flush_windows`` invokes batch workflows with what is there instead of waiting out their windows;
     ``redeliver_failures`` makes failed messages visible at once instead of after the visibility timeout
-    (the max receive count and the dead-letter queue still apply). ``TimeoutError`` after ``timeout`` s.
+    (the max receive count and the dead-letter queue still apply). ``on_delivery`` and those releases run
+    while no invocation does. ``TimeoutError`` after ``timeout`` s.
     """
     deliveries: list[Delivery] = []
     deadline = time.monotonic() + timeout
-    while True:
-        progressed = False
-        for mapping in mappings:
-            delivery = mapping.poll(wait_seconds=0, flush=flush_windows)
-            if delivery is None:
-                continue
-            progressed = True
-            deliveries.append(delivery)
+    quiesce = Quiesce()
+
+    def settle(mapping: EventSourceMapping, delivery: Delivery) -> None:
+        deliveries.append(delivery)
+        if on_delivery is None and not (redeliver_failures and delivery.failed):
+            return
+        with quiesce.pause():
             if on_delivery is not None:
                 on_delivery(delivery)
             if redeliver_failures and delivery.failed:
                 mapping.release(delivery.failed)
-        if not progressed and not any(mapping.pending() for mapping in mappings):
-            return deliveries
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"queues still busy after {timeout} s of draining")
-        if not progressed:
-            time.sleep(SHORT_PAUSE_SECONDS)
+
+    def drain_here() -> None:
+        while True:
+            progressed = False
+            for mapping in mappings:
+                with quiesce.invocation():
+                    delivery = mapping.poll(wait_seconds=0, flush=flush_windows)
+                if delivery is None:
+                    continue
+                progressed = True
+                settle(mapping, delivery)
+            if not progressed and not any(mapping.pending() for mapping in mappings):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"queues still busy after {timeout} s of draining")
+            if not progressed:
+                time.sleep(SHORT_PAUSE_SECONDS)
+
+    threads = max((mapping.pollers for mapping in mappings), default=1)
+    if threads == 1:
+        drain_here()
+        return deliveries
+    errors: list[BaseException] = []
+
+    def drain_thread() -> None:
+        try:
+            drain_here()
+        except BaseException as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=drain_thread, name=f"drain-{n}") for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    if errors:
+        raise errors[0]
+    return deliveries

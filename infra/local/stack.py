@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,12 @@ from polos.errors import WorkflowDefinitionError
 
 from infra.local.apigw import ApiGateway
 from infra.local.aws import ACCOUNT_ID, REGION, apply_environment
+from infra.local.faults.calls import CallFaults
+from infra.local.faults.calls import install as install_fault_hooks
+from infra.local.faults.config import AwsFaults
 from infra.local.faults.iam import IamEnforcement, install_iam_enforcement
+from infra.local.faults.injector import Injector
+from infra.local.faults.queues import QueueFaults
 from infra.local.functions import FUNCTIONS_DIR, LocalFunction, as_function
 from infra.local.mapping import EventSourceMapping, MappingSpec
 from infra.local.resources import LocalNames, create_resources
@@ -29,6 +34,7 @@ from infra.local.schedules import LocalSchedules
 from infra.model import (
     DEFAULT_QUEUE_NAME_PREFIX,
     AppModel,
+    FunctionSpec,
     build_model,
 )
 
@@ -39,6 +45,7 @@ MAX_VISIBILITY_TIMEOUT = 43_200  # SQS's limit (12 h)
 SQS_URL = f"https://sqs.{REGION}.amazonaws.com"  # moto's queue URLs when mocked in-process
 
 Invoke = Callable[[dict[str, Any]], Any]
+AnyInvoke = Callable[..., Any]  # a function's invoke (the API's also takes a request id)
 
 
 class StackError(ValueError):
@@ -53,7 +60,7 @@ class StackOptions:
 
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    enforce_iam: bool = False  # the `iam` fault: each function's calls checked against its template role
+    aws_faults: AwsFaults = field(default_factory=AwsFaults)  # off unless asked for (`--aws-faults`)
 
     def __post_init__(self) -> None:
         if not MIN_VISIBILITY_TIMEOUT <= self.visibility_timeout <= MAX_VISIBILITY_TIMEOUT:
@@ -120,17 +127,25 @@ class LocalStack:
         self.names = names
         self.urls = urls
         self.options = options
-        worker_spec = model.function("consumes_queues")
-        self.worker: Invoke = lambda event: as_function(worker_spec, lambda: worker(event))
         self._previous_env = previous_env
+        # `--aws-faults`: the functions' AWS calls and the mappings meet AWS's faults, counted here.
+        self.faults = Injector(options.aws_faults)
+        calls = CallFaults(self.faults, model) if options.aws_faults.enabled else None
+        worker_spec = model.function("consumes_queues")
+        self.worker = self._as(
+            calls, worker_spec, lambda event: as_function(worker_spec, lambda: worker(event))
+        )
         self.iam: IamEnforcement | None = None
-        if options.enforce_iam:
+        if options.aws_faults.iam:  # each function's calls checked against its role in template.yaml
             tables = {spec.logical_id: names.table(spec) for spec in model.tables}
             clients = (settings.dynamodb(), settings.sqs())
-            self.iam = install_iam_enforcement(model, tables, names.prefix, clients)
+            self.iam = install_iam_enforcement(
+                model, tables, names.prefix, clients, report=self.faults.injected
+            )
         self.api = LocalFunction.load(model.function("serves_api"), serial=True)
-        self.gateway = ApiGateway(model.routes, api=self.api.invoke)
+        self.gateway = ApiGateway(model.routes, api=self._as(calls, self.api.spec, self.api.invoke))
         self.timers = LocalFunction.load(model.function("sweeps_timers"), serial=True)
+        self.invoke_timers = self._as(calls, self.timers.spec, self.timers.invoke)
         self.schedules = LocalSchedules(model)
         sqs = settings.sqs()
         self.mappings = [
@@ -138,9 +153,15 @@ class LocalStack:
                 MappingSpec.of(queue, urls[queue.workflow_id], self._queue_arn(urls[queue.workflow_id])),
                 sqs,
                 self.worker,
+                faults=QueueFaults(self.faults, queue.workflow_id) if calls is not None else None,
             )
             for queue in model.queues
         ]
+
+    @staticmethod
+    def _as(calls: CallFaults | None, spec: FunctionSpec, invoke: AnyInvoke) -> AnyInvoke:
+        """``invoke`` as the function ``spec`` (its calls meet the faults), or as it is without faults."""
+        return invoke if calls is None else calls.as_function(spec, invoke)
 
     @classmethod
     def create(
@@ -175,6 +196,8 @@ class LocalStack:
             "POWERTOOLS_METRICS_DISABLED": "true",
         }
         previous = apply_environment(env)
+        if options.aws_faults.enabled:
+            install_fault_hooks()  # before the clients are made: they take botocore's handlers then
         settings.reset()  # once, with the whole environment in place: making clients costs ~0.5 s
         try:
             urls = create_resources(

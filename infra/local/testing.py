@@ -12,7 +12,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
-import os
 import secrets
 import shutil
 import tempfile
@@ -128,6 +127,15 @@ class Stack:
     @property
     def app(self) -> App:
         return self._local.app
+
+    @property
+    def faults_seed(self) -> int:
+        """The seed of the AWS faults' randomness (``aws_faults``): the same seed replays the same faults."""
+        return self._local.options.aws_faults.seed
+
+    def fault_counts(self) -> dict[str, int]:
+        """The AWS faults injected so far, by fault (``{"throttle": 3, "duplicates": 1}``)."""
+        return self._local.faults.counts()
 
     # --- the HTTP API -----------------------------------------------------------------------------------
 
@@ -380,48 +388,48 @@ def local_stack(
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     api_key: str | None = None,
     aws_faults: str | None = None,
+    faults_seed: int | None = None,
 ) -> Iterator[Stack]:
     """The app's stack on moto's in-process AWS mock, for the duration of the ``with`` block.
 
     ``app`` is an :class:`~polos.app.App`, or what ``polos dev --app`` takes (a dotted module or a ``.py``
     path). The environment (fake AWS credentials, table and queue names) is restored afterwards.
-    ``aws_faults="iam"`` (default: ``POLOS_AWS_FAULTS``): each function's AWS calls are authorised by its
-    role in ``template.yaml``.
+    ``aws_faults`` takes what ``polos dev --aws-faults`` takes (default: ``POLOS_AWS_FAULTS``, else none),
+    ``faults_seed`` its seed (default: ``POLOS_FAULTS_SEED``, else a random one: ``stack.faults_seed``);
+    with ``pollers``, moto serves from a threaded server in this process (its in-process mock is not
+    thread-safe).
     """
-    from moto import mock_aws
     from polos.app import App
     from polos.runtime import worker
 
-    from infra.local.aws import (
-        apply_environment,
-        fake_credentials,
-        install_speed_patches,
-        one_request_at_a_time,
-    )
-    from infra.local.faults.iam import ENV_AWS_FAULTS, iam_requested
+    from infra.local.aws import apply_environment, fake_credentials, install_speed_patches
+    from infra.local.faults.config import AwsFaults
     from infra.local.stack import LocalStack, StackOptions, resolve_app
 
     install_speed_patches()
 
+    faults = AwsFaults.resolve(aws_faults, faults_seed)
     options = StackOptions(
-        visibility_timeout=visibility_timeout,
-        max_attempts=max_attempts,
-        enforce_iam=iam_requested(aws_faults if aws_faults is not None else os.environ.get(ENV_AWS_FAULTS)),
+        visibility_timeout=visibility_timeout, max_attempts=max_attempts, aws_faults=faults
     )
     previous = apply_environment(fake_credentials(None))
     state_dir = Path(tempfile.mkdtemp(prefix="polos-test-"))
     try:
-        with mock_aws(), one_request_at_a_time(), contextlib.ExitStack() as cleanup:
+        with contextlib.ExitStack() as cleanup:
+            endpoint = cleanup.enter_context(_moto(threaded=faults.pollers is not None))
+            apply_environment({"AWS_ENDPOINT_URL": endpoint})  # restored with the rest (`previous`)
             loaded = app if isinstance(app, App) else resolve_app(app)[0]
             local = LocalStack.create(
                 loaded,
                 state_dir=state_dir,
-                endpoint_url=None,
+                endpoint_url=endpoint,
                 options=options,
                 worker=lambda event: worker.handle(event, loaded),
                 prefix=f"pt{secrets.token_hex(4)}-",  # unique, should the test run inside an outer mock
             )
             cleanup.callback(local.close)
+            if faults.enabled:  # pytest shows it with a failure: POLOS_FAULTS_SEED replays the faults
+                print(f"polos.testing: AWS faults {faults.describe()} (seed {faults.seed})")
             stack = Stack(local, local.create_api_key(api_key, name="polos.testing"), skip_batch_windows)
             cleanup.callback(stack.close)
             yield stack
@@ -433,3 +441,27 @@ def local_stack(
         apply_environment(previous)
         settings.reset()
         shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@contextmanager
+def _moto(*, threaded: bool) -> Iterator[str | None]:
+    """moto's in-process mock (endpoint ``None``), or with ``threaded`` its server on a free loopback
+    port of this process (the endpoint), emptied and stopped afterwards."""
+    if not threaded:
+        from moto import mock_aws
+
+        from infra.local.aws import one_request_at_a_time
+
+        with mock_aws(), one_request_at_a_time():
+            yield None
+        return
+    from moto.moto_api._internal.models import moto_api_backend
+
+    from infra.local.aws import serve
+
+    server = serve("127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        moto_api_backend.reset()  # the server's backends are this process's: start the next stack empty

@@ -28,9 +28,12 @@ MAX_ATTEMPTS = 3
 
 
 def clean_env() -> dict[str, str]:
-    """This environment without what other tests may have left in it (log levels, table names, endpoints)."""
+    """This environment without what other tests may have left in it (log levels, table names, endpoints);
+    the AWS faults a suite runs under (``make chaos``) pass through."""
     foreign = ("AWS_", "POLOS_", "POWERTOOLS_")
-    return {k: v for k, v in os.environ.items() if not k.startswith(foreign)} | {"PYTHONUNBUFFERED": "1"}
+    faults = {k: v for k, v in os.environ.items() if k in ("POLOS_AWS_FAULTS", "POLOS_FAULTS_SEED")}
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(foreign)}
+    return kept | faults | {"PYTHONUNBUFFERED": "1"}
 
 
 def free_port() -> int:
@@ -86,7 +89,8 @@ class DevProcess:
             f"{self.url}/api/v1/runs?limit=1", headers={"Authorization": f"Bearer {self.api_key}"}
         )
         try:
-            with urllib.request.urlopen(request, timeout=2) as response:
+            # Not 2 s: under `make chaos` a throttled request is retried with backoff, as on AWS.
+            with urllib.request.urlopen(request, timeout=10) as response:
                 return bool(response.status == 200)
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False

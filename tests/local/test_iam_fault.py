@@ -14,7 +14,7 @@ from polos.aws import settings
 from polos.runtime.records import RUN_ITEM_BUDGET
 from polos.testing import Stack, local_stack
 
-from infra.local.faults.iam import IamEnforcement, iam_requested, local_values
+from infra.local.faults.iam import IamEnforcement, local_values
 from infra.local.functions import as_function
 from infra.model import API_FUNCTION, TIMERS_FUNCTION, WORKER_FUNCTION
 from infra.template import logical_name
@@ -34,7 +34,7 @@ def denied_code(call: Any) -> str:
 
 @pytest.fixture
 def example(example_app: App) -> Iterator[Stack]:
-    with local_stack(example_app, aws_faults="iam", max_receive_count=3) as stack:
+    with local_stack(example_app, aws_faults="iam", max_attempts=2) as stack:
         yield stack
 
 
@@ -108,7 +108,7 @@ async def big_result(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
 
 @pytest.mark.parametrize("grant", [True, False], ids=["granted", "without-ConditionCheckItem"])
 def test_a_fenced_step_write_needs_condition_check_item_on_the_runs_table(grant: bool) -> None:
-    with local_stack(App("fenced", [big_result]), aws_faults="iam", max_receive_count=2) as stack:
+    with local_stack(App("fenced", [big_result]), aws_faults="iam", max_attempts=1) as stack:
         iam = enforcement(stack)
         worker = WORKER_FUNCTION.logical_id
         if not grant:
@@ -172,9 +172,3 @@ def test_the_example_apps_flows_run_under_their_roles(example: Stack) -> None:
     }
     assert [run for run in everything if run["status"] not in ("completed", "cancelled")] == []
     assert enforcement(stack).refused == []
-
-
-def test_the_fault_list_names_what_it_does_not_know() -> None:
-    assert iam_requested("iam") and iam_requested("all") and not iam_requested(None)
-    with pytest.raises(ValueError, match="'shufle'"):
-        iam_requested("iam,shufle")

@@ -25,9 +25,10 @@ from reliability_support import SOAK
 
 from bench.stack import forget_worker_app
 from infra.local.devserver import DevServer
+from infra.local.faults.config import AwsFaults
 from infra.local.stack import StackOptions
 
-EVENTS = 10_000 if SOAK else 150
+EVENTS = int(os.environ.get("POLOS_LOAD_EVENTS") or (10_000 if SOAK else 150))  # e.g. 1000 under throttle=0.1
 PUBLISHERS = 4
 PER_REQUEST = 10
 RETRIES = 5
@@ -39,7 +40,8 @@ def server() -> Iterator[DevServer]:
     saved = dict(os.environ)  # the dev server points this process at its moto server
     load_app.EFFECTS.clear()
     forget_worker_app()
-    dev = DevServer(app_target=load_app.__name__, port=0, options=StackOptions(max_attempts=5))
+    options = StackOptions(max_attempts=5, aws_faults=AwsFaults.resolve())  # make chaos: the faults
+    dev = DevServer(app_target=load_app.__name__, port=0, options=options)
     dev.start()
     try:
         yield dev
@@ -95,7 +97,7 @@ def test_every_delivery_accounted_for(server: DevServer, capsys: pytest.CaptureF
     expected = 3 * EVENTS
     # The runs happen on the stack's own threads. A step's effect is recorded before its run is finished,
     # so wait for what is asserted below: every run finished and every queue empty, not the effects.
-    wait = 6000 if SOAK else 400
+    wait = 6000 if SOAK else max(400, EVENTS)
     wait_until(lambda: load_app.delivered() >= expected, wait, f"{expected} deliveries", interval=0.2)
     assert server.stack is not None
     sqs = boto3.session.Session().client("sqs")

@@ -48,7 +48,8 @@ APP = App("timer-sweep", [backlog, sleeper])
 
 @pytest.fixture
 def stack() -> Iterator[Stack]:
-    with local_stack(APP, max_receive_count=20) as opened:  # the test peeks at the sleeper's queue
+    # The test peeks at the sleeper's queue (each peek is a receive): 2 x 5 attempts + 10 receives allowed.
+    with local_stack(APP) as opened:
         yield opened
 
 

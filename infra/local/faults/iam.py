@@ -52,18 +52,6 @@ _HOOK = "before-parameter-build.*.*"  # the call's own parameters, before anythi
 Request = tuple[str, str]  # (IAM action, resource ARN)
 
 
-ENV_AWS_FAULTS = "POLOS_AWS_FAULTS"  # the fault list local_stack() uses when given none
-
-
-def iam_requested(aws_faults: str | None) -> bool:
-    """Whether an ``--aws-faults`` list asks for ``iam`` (the one fault this module knows; ``all`` too)."""
-    tokens = [token.strip() for token in (aws_faults or "").split(",") if token.strip()]
-    unknown = [token for token in tokens if token not in ("iam", "all", "none")]
-    if unknown:
-        raise ValueError(f"unknown AWS fault {unknown[0]!r} in {aws_faults!r}; the faults are: all, iam")
-    return bool({"iam", "all"} & set(tokens))
-
-
 class PolicyError(ValueError):
     """The template's role could not be read as policy statements (the message says what)."""
 
@@ -207,8 +195,9 @@ def local_roles(model: AppModel, tables: Mapping[str, str], queue_prefix: str) -
 class IamEnforcement:
     """The hook: refuses what a function's role does not allow, and keeps what it refused."""
 
-    def __init__(self, roles: Mapping[str, Role]) -> None:
+    def __init__(self, roles: Mapping[str, Role], report: Callable[[str, str], None] | None = None) -> None:
         self.roles = dict(roles)
+        self._report = report  # each refusal, to the stack's fault counts (``Injector.injected``)
         self.refused: list[tuple[str, str, str]] = []  # (function, action, resource)
         self._clients: list[Any] = []
 
@@ -223,6 +212,8 @@ class IamEnforcement:
                 continue
             self.refused.append((function, action, resource))
             logger.debug("iam fault: %s refused %s on %s", function, action, resource)
+            if self._report is not None:
+                self._report("iam", f"{function} {action} on {resource}")
             who = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{function}Role/{function}"
             message = (
                 f"User: {who} is not authorized to perform: {action} on resource: {resource} "
@@ -244,9 +235,14 @@ class IamEnforcement:
 
 
 def install_iam_enforcement(
-    model: AppModel, tables: Mapping[str, str], queue_prefix: str, clients: Iterable[Any]
+    model: AppModel,
+    tables: Mapping[str, str],
+    queue_prefix: str,
+    clients: Iterable[Any],
+    report: Callable[[str, str], None] | None = None,
 ) -> IamEnforcement:
-    """Enforce each function's template role (:func:`local_roles`) on ``clients`` until ``uninstall()``."""
-    enforcement = IamEnforcement(local_roles(model, tables, queue_prefix))
+    """Enforce each function's template role (:func:`local_roles`) on ``clients`` until ``uninstall()``;
+    each refusal goes to ``report(fault, detail)`` too."""
+    enforcement = IamEnforcement(local_roles(model, tables, queue_prefix), report)
     enforcement.install(clients)
     return enforcement
