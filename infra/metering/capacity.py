@@ -210,10 +210,15 @@ class Ledger:
             if name == TOPIC_EVENTS.name:
                 events[_topic(key)] += totals.writes
         timers = sum(t.writes for (name, _), t in self.keys.items() if name == TIMER_SHARD.name)
+        # A key's checks are spread over its copies (``<key id>#<n>``), a workflow's new runs over its index
+        # partitions (``<workflow>#<n>``): per request, per run of the key or workflow as a whole.
         checks: dict[str, int] = defaultdict(int)
+        runs: dict[str, int] = defaultdict(int)
         for (name, key), totals in self.keys.items():
             if name == API_KEY.name:
                 checks[key.split("#")[0]] += totals.reads
+            elif name == WORKFLOW_INDEX.name:
+                runs[key.split("#")[0]] += totals.writes
         found = []
         for (name, key), totals in self.keys.items():
             cls = CLASSES[name]
@@ -222,8 +227,9 @@ class Ledger:
                 count = totals.writes if cls.span is not None else events.get(topic, 0)
                 scope, unit = f"topic {topic}", "event"
             elif cls is WORKFLOW_INDEX:
-                scope, unit, count = f"workflow {key}", "run", totals.writes
-            elif cls is API_KEY:  # a key's checks are spread over its copies (``<key id>#<n>``)
+                workflow_id = key.split("#")[0]
+                scope, unit, count = f"workflow {workflow_id}", "run", runs[workflow_id]
+            elif cls is API_KEY:
                 key_id = key.split("#")[0]
                 scope, unit, count = f"API key {key_id}", "request", checks[key_id]
             else:

@@ -169,7 +169,8 @@ def test_each_check_reads_one_copy_and_a_revoke_reaches_every_copy_at_once(
     pks: list[str] = []
 
     def record_read(params: dict[str, Any], **_: Any) -> None:
-        pks.append(params["Key"]["pk"]["S"])
+        if params["TableName"] == settings.get_settings().keys_table:
+            pks.append(params["Key"]["pk"]["S"])
 
     client = settings.dynamodb()
     client.meta.events.register("provide-client-params.dynamodb.GetItem", record_read)

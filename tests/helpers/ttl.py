@@ -51,11 +51,10 @@ def expiries(run_id: str) -> dict[str, float]:
 
 
 def event_expiries(topic: str) -> dict[int, float]:
-    """``expires_at`` of each stored event of ``topic``, by sequence id."""
-    client = settings.dynamodb()
-    items = client.query(
-        TableName=settings.get_settings().events_table,
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": f"topic#{topic}"}},
-    )["Items"]
-    return {int(item["sk"]["S"]): float(item["expires_at"]["N"]) for item in items}
+    """``expires_at`` of each stored event of ``topic``, by sequence id (every block of the topic)."""
+    items = settings.dynamodb().scan(TableName=settings.get_settings().events_table)["Items"]
+    return {
+        int(item["sk"]["S"]): float(item["expires_at"]["N"])
+        for item in items
+        if item["pk"]["S"].split("#")[:2] == ["topic", topic]
+    }

@@ -128,7 +128,7 @@ def bearer_token(headers: Mapping[str, str] | None) -> str:
 def _decode(item: Mapping[str, Any]) -> ApiKey:
     revoked = item.get("revoked_at")
     return ApiKey(
-        key_id=item["pk"]["S"],
+        key_id=item["pk"]["S"].split(REPLICA_SEPARATOR)[0],  # the key's own item, or one of its copies
         name=item["name"]["S"],
         created_at=item["created_at"]["S"],
         revoked_at=None if revoked is None else revoked["S"],
