@@ -27,6 +27,7 @@ from polos.aws import settings
 
 DYNAMODB_THROTTLE = "ProvisionedThroughputExceededException"
 SQS_THROTTLE = "RequestThrottled"
+THROTTLED_URL = "https://throttled.invalid/"
 
 
 class _Raw:
@@ -114,14 +115,15 @@ def throttle(
     throttler = Throttler(operations, when, times, rate, seed, transaction)
 
     def on_call(model: Any, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
-        body = throttler.decide(model.service_model.endpoint_prefix, model.name, params)
+        sent = params.get("body") or b"{}"  # the serialised request: JSON for DynamoDB and SQS
+        body = throttler.decide(model.service_model.endpoint_prefix, model.name, json.loads(sent))
         if body is None:
             return None
         error = {"Code": body["__type"].rsplit("#", 1)[-1], "Message": body.get("message", body.get("Message"))}
         parsed: dict[str, Any] = {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}
         if "CancellationReasons" in body:
             parsed["CancellationReasons"] = body["CancellationReasons"]
-        return AWSResponse("https://throttled.invalid", 400, {}, _Raw(json.dumps(body).encode())), parsed
+        return AWSResponse(THROTTLED_URL, 400, {}, _Raw(json.dumps(body).encode())), parsed
 
     def on_send(request: Any, event_name: str, **_: Any) -> AWSResponse | None:
         service, operation = event_name.split(".")[1:3]
@@ -130,7 +132,10 @@ def throttle(
         if body is None:
             return None
         headers = {"x-amzn-query-error": f"{SQS_THROTTLE};Sender"} if service == "sqs" else {}
-        return AWSResponse(request.url, 400, headers, _Raw(json.dumps(body).encode()))
+        answer = AWSResponse(request.url, 400, headers, _Raw(json.dumps(body).encode()))
+        # Every before-send handler runs: moto's, after this one, must not apply the request it answers.
+        request.url = THROTTLED_URL
+        return answer
 
     event, handler = ("before-call", on_call) if per == "call" else ("before-send", on_send)
     registered = []
