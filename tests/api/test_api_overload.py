@@ -4,6 +4,7 @@ with its ``Idempotency-Key`` after a ``503`` is stored once."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -11,8 +12,10 @@ from typing import Any
 import pytest
 from helpers.apigw import ApiAnswer, gateway_call, http_event
 from helpers.aws_state import drain, snapshot
+from helpers.http_gateway import serve
 from helpers.throttle import throttle
 from polos.api.keys import KeyStore
+from polos.client import PolosClient
 from polos.aws import settings
 from polos.aws.overload import RETRY_AFTER_SECONDS
 from polos.aws.retries import MAX_ATTEMPTS
@@ -176,3 +179,17 @@ def test_a_publish_throttled_midway_and_retried_with_its_key_is_stored_once(
     for workflow in ("immediate-handler", "batched-handler"):
         bodies = drain(stack[workflow])
         assert {json.loads(body)["event"]["id"] for body in bodies} == set(stored)
+
+
+@pytest.mark.parametrize("stop", ["BatchWriteItem", "SendMessageBatch"])
+def test_polos_client_retries_a_throttled_publish_which_is_stored_once(
+    api_key: str, stack: dict[str, str], stop: str
+) -> None:
+    """The first request is answered 503 after it stored (or sent) part of its work; the client retries
+    under its own Idempotency-Key and returns normally; the events are stored once."""
+    with serve() as url, throttle({stop}, times=1) as throttled:
+        answer = asyncio.run(PolosClient(url, api_key).publish(TOPIC, [{"data": {"n": n}} for n in range(2)]))
+    assert throttled.total == 1
+    stored = stored_events(TOPIC)
+    assert sorted(stored) == sorted(event["id"] for event in answer["events"])
+    assert sorted(event["n"] for event in stored.values()) == [0, 1]
