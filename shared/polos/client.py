@@ -52,7 +52,7 @@ def retry_after_seconds(value: str | None) -> float | None:
 def backoff_seconds(attempt: int) -> float:
     """Full jitter after failed attempt ``attempt`` (1-based): uniform in [0, min(cap, base x 2^(n-1))]."""
     ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
-    return random.uniform(0, ceiling)  # noqa: S311  (jitter, not secrecy)
+    return random.uniform(0, ceiling)
 
 
 class _Retryable(Exception):

@@ -15,10 +15,10 @@ from helpers.aws_state import drain, snapshot
 from helpers.http_gateway import serve
 from helpers.throttle import throttle
 from polos.api.keys import KeyStore
-from polos.client import PolosClient
 from polos.aws import settings
 from polos.aws.overload import RETRY_AFTER_SECONDS
 from polos.aws.retries import MAX_ATTEMPTS
+from polos.client import PolosClient
 
 WORKFLOW = "create_user"
 TOPIC = "order/created"  # two subscribers: immediate-handler and batched-handler
@@ -45,7 +45,10 @@ def started_run(api_key: str) -> str:
 
 
 ROUTES: list[tuple[str, Callable[[str], tuple[str, str, dict[str, Any]]]]] = [
-    ("publish", lambda run: ("POST", "/api/v1/events/publish", {"body": {"topic": TOPIC, "events": [{"data": {}}]}})),
+    (
+        "publish",
+        lambda run: ("POST", "/api/v1/events/publish", {"body": {"topic": TOPIC, "events": [{"data": {}}]}}),
+    ),
     ("list events", lambda run: ("GET", "/api/v1/events", {"query": {"topic": TOPIC}})),
     ("run", lambda run: ("POST", f"/api/v1/workflows/{WORKFLOW}/run", {"body": {"payload": {"x": 1}}})),
     ("get run", lambda run: ("GET", f"/api/v1/runs/{run}", {})),
@@ -119,10 +122,14 @@ def stored_events(topic: str) -> dict[str, dict[str, Any]]:
     """Every event item of ``topic`` in the events table (gaps left out): id → data."""
     from polos.publish.events import GAP_ATTRIBUTE, decode_event, event_pk
 
-    pages = settings.dynamodb().get_paginator("query").paginate(
-        TableName=settings.get_settings().events_table,
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": event_pk(topic)}},
+    pages = (
+        settings.dynamodb()
+        .get_paginator("query")
+        .paginate(
+            TableName=settings.get_settings().events_table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": event_pk(topic)}},
+        )
     )
     items = [item for page in pages for item in page["Items"] if GAP_ATTRIBUTE not in item]
     return {event.id: event.data for event in map(decode_event, items)}

@@ -119,7 +119,10 @@ def throttle(
         body = throttler.decide(model.service_model.endpoint_prefix, model.name, json.loads(sent))
         if body is None:
             return None
-        error = {"Code": body["__type"].rsplit("#", 1)[-1], "Message": body.get("message", body.get("Message"))}
+        error = {
+            "Code": body["__type"].rsplit("#", 1)[-1],
+            "Message": body.get("message", body.get("Message")),
+        }
         parsed: dict[str, Any] = {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}
         if "CancellationReasons" in body:
             parsed["CancellationReasons"] = body["CancellationReasons"]

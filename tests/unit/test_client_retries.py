@@ -102,18 +102,16 @@ def test_start_workflow_retries_503_under_one_key(pauses: list[float]) -> None:
 
 
 def test_retries_are_bounded_by_max_attempts(pauses: list[float]) -> None:
-    with server([(503, {})] * 10) as (url, seen):
-        with pytest.raises(PolosAPIError) as raised:
-            asyncio.run(PolosClient(url, KEY, max_attempts=3).publish("t", [{"data": {}}]))
+    with server([(503, {})] * 10) as (url, seen), pytest.raises(PolosAPIError) as raised:
+        asyncio.run(PolosClient(url, KEY, max_attempts=3).publish("t", [{"data": {}}]))
     assert raised.value.status == 503 and raised.value.error_type == "throttled"
     assert len(seen) == 3 and len(pauses) == 2
 
 
 def test_retries_are_bounded_by_max_retry_seconds(pauses: list[float]) -> None:
     """A wait past the total budget is not waited: the 503 is raised at once."""
-    with server([(503, {"Retry-After": "30"})] * 3) as (url, seen):
-        with pytest.raises(PolosAPIError):
-            asyncio.run(PolosClient(url, KEY, max_retry_seconds=10).publish("t", [{"data": {}}]))
+    with server([(503, {"Retry-After": "30"})] * 3) as (url, seen), pytest.raises(PolosAPIError):
+        asyncio.run(PolosClient(url, KEY, max_retry_seconds=10).publish("t", [{"data": {}}]))
     assert len(seen) == 1 and pauses == []
 
 

@@ -80,7 +80,7 @@ def is_throttle(parsed: Any, status: int) -> bool:
 def _delay(attempt: int, throttled: bool) -> float:
     """Full jitter: uniform in [0, min(cap, base x 2^(attempt-1))]."""
     base = THROTTLE_BASE_SECONDS if throttled else OTHER_BASE_SECONDS
-    return random.uniform(0, min(MAX_DELAY_SECONDS, base * 2 ** (attempt - 1)))  # noqa: S311  (jitter)
+    return random.uniform(0, min(MAX_DELAY_SECONDS, base * 2 ** (attempt - 1)))
 
 
 def _needs_retry(**kwargs: Any) -> float | None:
