@@ -33,6 +33,33 @@ class InfrastructureThrottled(RuntimeError):
         self.reason = reason
 
 
+# The lists of the watches (:func:`watch`) the current context is inside, innermost last.
+_watches: contextvars.ContextVar[tuple[list[InfrastructureThrottled], ...]] = contextvars.ContextVar(
+    "polos_aws_watches", default=()
+)
+
+
+@contextmanager
+def watch() -> Iterator[list[InfrastructureThrottled]]:
+    """Within the block, every :class:`InfrastructureThrottled` raised by our clients is also put in the
+    yielded list (and in those of enclosing watches), even when code in between caught it: a worker
+    attempt whose workflow swallowed one is still an infrastructure failure. Tasks and threads started
+    in the block with its context (``asyncio.to_thread``, ``gather``) report to it too."""
+    seen: list[InfrastructureThrottled] = []
+    token = _watches.set((*_watches.get(), seen))
+    try:
+        yield seen
+    finally:
+        _watches.reset(token)
+
+
+def noted(error: InfrastructureThrottled) -> InfrastructureThrottled:
+    """``error``, reported to the current watches (for :mod:`polos.aws.retries` to raise)."""
+    for seen in _watches.get():
+        seen.append(error)
+    return error
+
+
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("polos_aws_deadline", default=None)
 
 

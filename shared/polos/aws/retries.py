@@ -18,7 +18,7 @@ from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.retries.standard import RetryEventAdapter, StandardRetryConditions
 
-from polos.aws.overload import InfrastructureThrottled, seconds_left
+from polos.aws.overload import InfrastructureThrottled, noted, seconds_left
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient
@@ -107,8 +107,10 @@ def _check_budget(event_name: str, **_: Any) -> None:
     """``before-call``: refuse a call that could end after the budget (the caller answers overload)."""
     left = seconds_left()
     if left is not None and left < ATTEMPT_SECONDS:
-        raise InfrastructureThrottled(
-            _operation(event_name), "timeout", f"{max(left, 0):.1f} s left in this invocation's budget"
+        raise noted(
+            InfrastructureThrottled(
+                _operation(event_name), "timeout", f"{max(left, 0):.1f} s left in this invocation's budget"
+            )
         )
 
 
@@ -117,15 +119,15 @@ def _raise_throttle(event_name: str, http_response: Any, parsed: Any, **_: Any) 
     status = int(getattr(http_response, "status_code", 200))
     if status >= 300 and is_throttle(parsed, status):
         message = ((parsed or {}).get("Error") or {}).get("Message", "")
-        raise InfrastructureThrottled(_operation(event_name), "throttled", f"{error_code(parsed)}: {message}")
+        detail = f"{error_code(parsed)}: {message}"
+        raise noted(InfrastructureThrottled(_operation(event_name), "throttled", detail))
 
 
 def _raise_timeout(event_name: str, exception: Exception, **_: Any) -> None:
     """``after-call-error``: a timeout or lost connection left after the retries, likewise."""
     if isinstance(exception, _TIMEOUTS):
-        raise InfrastructureThrottled(
-            _operation(event_name), "timeout", f"{type(exception).__name__}: {exception}"
-        ) from exception
+        detail = f"{type(exception).__name__}: {exception}"
+        raise noted(InfrastructureThrottled(_operation(event_name), "timeout", detail)) from exception
 
 
 def install(client: BaseClient) -> None:
@@ -133,7 +135,7 @@ def install(client: BaseClient) -> None:
     name = client.meta.service_model.service_id.hyphenize()
     events = client.meta.events
     events.unregister(f"needs-retry.{name}", unique_id=f"retry-config-{name}")
-    events.register(f"needs-retry.{name}", _needs_retry, unique_id=f"polos-retry-{name}")
+    events.register(f"needs-retry.{name}", _needs_retry, unique_id=f"polos-retry-{name}")  # type: ignore[arg-type]
     events.register(f"before-call.{name}", _check_budget, unique_id=f"polos-budget-{name}")
     events.register(f"after-call.{name}", _raise_throttle, unique_id=f"polos-throttle-{name}")
     events.register(f"after-call-error.{name}", _raise_timeout, unique_id=f"polos-timeout-{name}")
