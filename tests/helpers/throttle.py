@@ -68,8 +68,10 @@ class Throttler:
         rate: float,
         seed: int,
         transaction: bool,
+        skip: set[str],
     ) -> None:
         self.operations = operations
+        self.skip = skip
         self.when = when
         self.times = times
         self.rate = rate
@@ -80,6 +82,8 @@ class Throttler:
 
     def decide(self, service: str, operation: str, params: dict[str, Any]) -> dict[str, Any] | None:
         if self.operations is not None and operation not in self.operations:
+            return None
+        if operation in self.skip:
             return None
         if self.when is not None and not self.when(params):
             return None
@@ -110,9 +114,11 @@ def throttle(
     seed: int = 0,
     per: str = "call",
     transaction: bool = False,
+    skip: set[str] | None = None,
 ) -> Iterator[Throttler]:
-    """Throttle the runtime's AWS calls (see the module's docstring) while the block runs."""
-    throttler = Throttler(operations, when, times, rate, seed, transaction)
+    """Throttle the runtime's AWS calls (see the module's docstring) while the block runs; never the
+    operations in ``skip``."""
+    throttler = Throttler(operations, when, times, rate, seed, transaction, skip or set())
 
     def on_call(model: Any, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
         sent = params.get("body") or b"{}"  # the serialised request: JSON for DynamoDB and SQS
