@@ -175,7 +175,26 @@ def _parameters() -> Doc:
             "Description": "Prefix of the workflow queue names (queue = prefix + workflow id); unique per "
             "stack in an account and region.",
         },
+        API_CONCURRENCY: {
+            "Type": "Number",
+            "Default": 0,
+            "MinValue": 0,
+            "MaxValue": 10000,
+            "Description": "Concurrent executions reserved for the API function, so a workflow backlog "
+            "cannot take them all (0: no reservation; AWS keeps 100 of the account's limit unreserved, so "
+            "a reservation needs a limit of at least 100 + it; see docs/http-api.md).",
+        },
     }
+
+
+# The API function's reserved concurrency: a parameter, off (0) by default, since new accounts may have a
+# concurrency limit of 10 and a reservation must leave AWS's 100 unreserved.
+API_CONCURRENCY = "ApiReservedConcurrency"
+RESERVES_API_CONCURRENCY = "ReservesApiConcurrency"
+
+
+def _conditions() -> Doc:
+    return {RESERVES_API_CONCURRENCY: {"Fn::Not": [{"Fn::Equals": [_ref(API_CONCURRENCY), "0"]}]}}
 
 
 # Set for every function. pydantic looks for plugins by listing every installed distribution's entry points
@@ -340,6 +359,9 @@ def _function(spec: FunctionSpec, model: AppModel) -> Doc:
         # Any other method or path reaches the API too, so it answers with the JSON errors of DESIGN §2.
         events["AnyOtherRoute"] = {"Type": "HttpApi", "Properties": {"ApiId": _ref("HttpApi")}}
         properties["Events"] = events
+        properties["ReservedConcurrentExecutions"] = {
+            "Fn::If": [RESERVES_API_CONCURRENCY, _ref(API_CONCURRENCY), _ref("AWS::NoValue")]
+        }
     return {"Type": "AWS::Serverless::Function", "Metadata": MAKEFILE_BUILD, "Properties": properties}
 
 
@@ -596,6 +618,7 @@ def render_template(model: AppModel, app_module: str) -> Doc:
         "Parameters": _parameters(),
         # CloudFormation has no arithmetic: the receive count behind each MaxAttempts value, looked up.
         "Mappings": {RECEIVE_LIMITS: {str(n): {"MaxReceiveCount": receive_limit(n)} for n in _ATTEMPTS}},
+        "Conditions": _conditions(),
         "Globals": _globals(model, app_module),
         "Resources": _resources(model, names),
         "Outputs": _outputs(model, names),

@@ -15,7 +15,13 @@ with cold_imports():
     from polos.app import App, load_app
     from polos.aws import settings
     from polos.aws.observability import traced
+    from polos.aws.overload import lambda_time_left, time_budget
     from polos.runtime import worker
+
+
+# Kept back from the invocation's remaining time (its timeout is a run's lease) for the partial batch
+# answer: no AWS call may end after that (polos.aws.retries bounds each attempt).
+ANSWER_RESERVE_SECONDS = 2.0
 
 
 @functools.cache
@@ -29,4 +35,5 @@ def app() -> App:
 # lines already say (one compact line per run, issue 12); a run's lines carry its run id (`bind_run`).
 @traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return dict(worker.handle(event, app()))
+    with time_budget(lambda_time_left(context, ANSWER_RESERVE_SECONDS)):
+        return dict(worker.handle(event, app()))

@@ -5,19 +5,28 @@ The handle is the official Polos SDK's (its field names), plus ``run_id`` (= ``i
 journals it and a replay rebuilds an equal one, so inside a workflow wait for a child with
 ``invoke_and_wait``, not with :meth:`ExecutionHandle.result`. Outside, ``get`` and ``result`` ask the HTTP
 API through a client.
+
+Overload is retried, not failed: ``429``/``503`` answers (honouring ``Retry-After``), and for requests that
+are safe to send twice (``GET``, or carrying an ``Idempotency-Key``) connection errors and timeouts, with
+exponential backoff and full jitter, at most ``max_attempts`` times and ``max_retry_seconds`` in all.
+``publish`` and ``start_workflow`` send an ``Idempotency-Key`` of their own unless given one (one per
+call, the same on each of its retries), so a retried publish or run is stored once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import os
+import random
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -25,6 +34,41 @@ from polos.errors import PolosAPIError, WorkflowRunError
 
 ENV_API_URL = "POLOS_API_URL"
 ENV_API_KEY = "POLOS_API_KEY"
+RETRIED_STATUSES = frozenset({429, 503})
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_MAX_RETRY_SECONDS = 60.0
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 20.0
+_T = TypeVar("_T")
+_pause: Callable[[float], None] = time.sleep  # tests replace it
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds: delta-seconds or an HTTP date (``None``: absent or unreadable)."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - time.time())
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Full jitter after failed attempt ``attempt`` (1-based): uniform in [0, min(cap, base x 2^(n-1))]."""
+    ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+    return random.uniform(0, ceiling)
+
+
+class _Retryable(Exception):
+    """Internal: an attempt that may be tried again; ``error`` is raised when none is left."""
+
+    def __init__(self, error: Exception, wait: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.wait = wait
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -67,8 +111,16 @@ class PolosClient:
     """Talks to a Polos HTTP API (deployed or ``polos dev``). Reads ``POLOS_API_URL`` / ``POLOS_API_KEY``."""
 
     def __init__(
-        self, base_url: str | None = None, api_key: str | None = None, timeout: float = 30.0
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        *,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        max_retry_seconds: float = DEFAULT_MAX_RETRY_SECONDS,
     ) -> None:
+        """``timeout`` bounds each HTTP request; ``max_attempts`` (1: no retry) and ``max_retry_seconds``
+        bound the retries of one call (429/503, and connection errors and timeouts where safe)."""
         url = base_url or os.environ.get(ENV_API_URL)
         key = api_key or os.environ.get(ENV_API_KEY)
         if not url:
@@ -80,11 +132,35 @@ class PolosClient:
         self.base_url = url.rstrip("/")
         self._api_key = key
         self._timeout = timeout
+        if max_attempts < 1 or max_retry_seconds < 0:
+            raise ValueError("max_attempts must be >= 1 and max_retry_seconds >= 0")
+        self.max_attempts = max_attempts
+        self.max_retry_seconds = max_retry_seconds
 
     def request(
         self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None
     ) -> Any:
-        """Send one request and return the decoded JSON answer; raises :class:`PolosAPIError` on errors."""
+        """Send a request (retried on overload, see the module) and return the decoded JSON answer; raises
+        :class:`PolosAPIError` on errors, or the last connection error when the retries are spent."""
+        unclear_is_safe = method == "GET" or "Idempotency-Key" in (headers or {})
+        return self._retrying(lambda: self._attempt(method, path, body, headers, unclear_is_safe))
+
+    def _retrying(self, attempt: Callable[[], _T]) -> _T:
+        started = time.monotonic()
+        for number in range(1, self.max_attempts + 1):
+            try:
+                return attempt()
+            except _Retryable as failed:
+                wait = max(failed.wait or 0.0, backoff_seconds(number))
+                left = self.max_retry_seconds - (time.monotonic() - started)
+                if number == self.max_attempts or wait > left:
+                    raise failed.error from None
+                _pause(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _attempt(
+        self, method: str, path: str, body: Any, headers: dict[str, str] | None, unclear_is_safe: bool
+    ) -> Any:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(  # nosec B310 - the scheme is checked in __init__
             self.base_url + path,
@@ -106,9 +182,18 @@ class PolosClient:
                 problem = json.loads(raw)
             except ValueError:
                 problem = {"error": raw.decode(errors="replace"), "error_type": "http_error"}
-            raise PolosAPIError(
+            error = PolosAPIError(
                 exc.code, str(problem.get("error_type", "http_error")), str(problem.get("error", problem))
-            ) from None
+            )
+            if exc.code in RETRIED_STATUSES:
+                raise _Retryable(error, retry_after_seconds(exc.headers.get("Retry-After"))) from None
+            raise error from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            # No answer, or none in time: the request may have been applied. Sent again only when that is
+            # harmless (a GET, or a key that makes the API answer the first request's answer).
+            if unclear_is_safe:
+                raise _Retryable(exc) from None
+            raise
 
     async def _call(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
@@ -118,8 +203,9 @@ class PolosClient:
     async def publish(
         self, topic: str, events: list[dict[str, Any]], idempotency_key: str | None = None
     ) -> dict[str, Any]:
-        """Publish events (each ``{"data": {...}, "event_type": ..., "id": ...}``) to ``topic``."""
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        """Publish events (each ``{"data": {...}, "event_type": ..., "id": ...}``) to ``topic``; without an
+        ``idempotency_key`` the call makes its own, so its retries store the events once."""
+        headers = {"Idempotency-Key": idempotency_key or _new_key()}
         answer: dict[str, Any] = await self._call(
             "POST", "/api/v1/events/publish", {"topic": topic, "events": events}, headers
         )
@@ -128,8 +214,9 @@ class PolosClient:
     async def start_workflow(
         self, workflow_id: str, payload: Any, *, idempotency_key: str | None = None
     ) -> ExecutionHandle:
-        """Start a run of ``workflow_id`` and return its handle (bound to this client)."""
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        """Start a run of ``workflow_id`` and return its handle (bound to this client; one run however often
+        the request is retried: the call sends an ``Idempotency-Key`` of its own unless given one)."""
+        headers = {"Idempotency-Key": idempotency_key or _new_key()}
         path = f"/api/v1/workflows/{urllib.parse.quote(workflow_id, safe='')}/run"
         answer = await self._call("POST", path, {"payload": payload}, headers)
         return ExecutionHandle.model_validate(answer).bound(self)
@@ -183,7 +270,7 @@ class PolosClient:
             "POST",
             f"/api/v1/runs/{urllib.parse.quote(run_id, safe='')}/resume",
             {"step_key": key, "data": data},
-            {"Idempotency-Key": idempotency_key or uuid.uuid4().hex},
+            {"Idempotency-Key": idempotency_key or _new_key()},
         )
         return answer
 
@@ -206,6 +293,11 @@ class PolosClient:
         )
         answer: dict[str, Any] = await self._call("GET", f"/api/v1/events?{params}")
         return answer
+
+
+def _new_key() -> str:
+    """An ``Idempotency-Key`` for one logical call."""
+    return f"polos-client-{uuid.uuid4()}"
 
 
 class ExecutionHandle(BaseModel):

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+# A throttle or timeout of Polos's own AWS calls: an infrastructure failure, never a workflow's (it lives with
+# the AWS clients that raise it, in the lowest layer).
+from polos.aws.overload import InfrastructureThrottled as InfrastructureThrottled
+
 if TYPE_CHECKING:
     from pydantic import ValidationError
 

@@ -31,6 +31,8 @@ class _Handler(BaseHTTPRequestHandler):
         payload = json.dumps(answer.json).encode()
         self.send_response(answer.status)
         self.send_header("Content-Type", "application/json")
+        if "Retry-After" in answer.headers:
+            self.send_header("Retry-After", answer.headers["Retry-After"])
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)

@@ -185,3 +185,22 @@ def test_rendered_yaml_is_plain() -> None:
     text = (ROOT / TEMPLATE_PATH).read_text()
     assert "!Ref" not in text and "!Sub" not in text and "&id" not in text and "*id" not in text
     assert yaml.safe_load(text)["Transform"] == "AWS::Serverless-2016-10-31"
+
+
+def test_the_api_functions_reserved_concurrency_is_a_parameter_off_by_default() -> None:
+    """``ApiReservedConcurrency`` (0: none) reserves concurrency for the API function only."""
+    doc = render_template(build_model(_app("a")), "app")
+    parameter = doc["Parameters"]["ApiReservedConcurrency"]
+    assert (parameter["Type"], parameter["Default"], parameter["MinValue"]) == ("Number", 0, 0)
+    condition = doc["Conditions"]["ReservesApiConcurrency"]
+    assert condition == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ApiReservedConcurrency"}, "0"]}]}
+    functions = {
+        name: resource["Properties"]
+        for name, resource in doc["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+    reserving = {name for name, props in functions.items() if "ReservedConcurrentExecutions" in props}
+    assert reserving == {"ApiFunction"}
+    assert functions["ApiFunction"]["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["ReservesApiConcurrency", {"Ref": "ApiReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }

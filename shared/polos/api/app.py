@@ -4,7 +4,9 @@
 request; the dashboard's static files, :mod:`polos.api.dashboard`, need none) and the body size are
 checked before routing, then the resolver routes, validates (pydantic) and answers. Every answer other
 than success is ``{"error": "<message naming the field or limit>", "error_type": "<code>"}``; unexpected
-failures are logged with their traceback and answered ``500`` without it.
+failures are logged with their traceback and answered ``500`` without it. Overload (a throttle or a timeout
+of our own AWS calls, :class:`~polos.aws.overload.InfrastructureThrottled`) is ``503 throttled`` with
+``Retry-After``, never ``500``.
 """
 
 from __future__ import annotations
@@ -33,12 +35,13 @@ from polos.api.errors import (
     IdempotencyConflict,
     NotFound,
     PayloadTooLarge,
+    Throttled,
     Unauthorized,
     ValidationFailed,
 )
 from polos.api.events import router as events_router
 from polos.api.runs import router as runs_router
-from polos.aws import observability
+from polos.aws import observability, overload
 from polos.errors import InvalidTopicError
 from polos.publish.idempotency import IdempotencyConflictError
 from polos.publish.publishing import EventTooLargeError, InvalidPublishError
@@ -78,9 +81,26 @@ app.include_router(dashboard.router)
 app.include_router(keys.router)
 
 
-def _respond(status: int, error_type: str, message: str) -> Response[dict[str, str]]:
+def _respond(
+    status: int, error_type: str, message: str, headers: dict[str, str] | None = None
+) -> Response[dict[str, str]]:
     body = {"error": message, "error_type": error_type}
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+    return Response(
+        status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers
+    )
+
+
+def _headers(error: ApiError) -> dict[str, str] | None:
+    return {"Retry-After": str(error.retry_after)} if isinstance(error, Throttled) else None
+
+
+def _throttled(exc: overload.InfrastructureThrottled) -> Throttled:
+    logger.warning("overloaded: answered 503", extra={"operation": exc.operation, "reason": exc.reason})
+    return Throttled(
+        f"the service is overloaded ({exc.operation} {exc.reason}); nothing was stored that the request "
+        f"did not finish: retry after {overload.RETRY_AFTER_SECONDS} s with the same Idempotency-Key",
+        overload.RETRY_AFTER_SECONDS,
+    )
 
 
 def _field(loc: Sequence[Any]) -> str:
@@ -128,6 +148,8 @@ def _as_api_error(exc: Exception) -> ApiError:
         return PayloadTooLarge(str(exc))
     if isinstance(exc, IdempotencyConflictError):
         return IdempotencyConflict(str(exc))
+    if isinstance(exc, overload.InfrastructureThrottled):
+        return _throttled(exc)
     return ValidationFailed(str(exc))  # InvalidTopicError, InvalidPublishError
 
 
@@ -135,7 +157,7 @@ def _expected(exc: Exception) -> Response[dict[str, str]]:
     if isinstance(exc, ServiceError):  # Powertools' own HTTP errors, should a route raise one
         return _respond(exc.status_code, _ERROR_TYPES.get(exc.status_code, "error"), str(exc.msg))
     error = _as_api_error(exc)
-    return _respond(error.status, error.error_type, error.message)
+    return _respond(error.status, error.error_type, error.message, _headers(error))
 
 
 def _unexpected(exc: Exception) -> Response[dict[str, str]]:
@@ -157,6 +179,7 @@ app.exception_handler(
         InvalidTopicError,
         InvalidPublishError,
         IdempotencyConflictError,
+        overload.InfrastructureThrottled,
         ServiceError,
     ]
 )(_expected)
@@ -174,18 +197,20 @@ def _body_size(event: Mapping[str, Any]) -> int:
         return len(body)
 
 
-def _answer(status: int, error_type: str, message: str) -> dict[str, Any]:
+def _answer(
+    status: int, error_type: str, message: str, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
     """A gate's answer, built directly: no route has run, so there is no resolver response to build on."""
     return {
         "statusCode": status,
-        "headers": {"Content-Type": content_types.APPLICATION_JSON},
+        "headers": {"Content-Type": content_types.APPLICATION_JSON, **(headers or {})},
         "body": json.dumps({"error": message, "error_type": error_type}, separators=(",", ":")),
         "isBase64Encoded": False,
     }
 
 
 def _refuse(error: ApiError) -> dict[str, Any]:
-    return _answer(error.status, error.error_type, error.message)
+    return _answer(error.status, error.error_type, error.message, _headers(error))
 
 
 def routed_path(event: dict[str, Any]) -> str:
@@ -210,6 +235,8 @@ def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             key_id = caller.key_id
     except keys.KeyDenied as denied:
         answer = _refuse(Unauthorized(str(denied)))
+    except overload.InfrastructureThrottled as exc:
+        answer = _refuse(_throttled(exc))
     except Exception:  # the keys table did not answer: a JSON 500, never Lambda's own error
         logger.exception("API key check failed")
         answer = _answer(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", INTERNAL_ERROR)

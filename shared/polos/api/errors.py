@@ -54,3 +54,14 @@ class Conflict(ApiError):
 
     status = 409
     error_type = "conflict"
+
+
+class Throttled(ApiError):
+    """Our own AWS calls were throttled or timed out (overload): retry after ``retry_after`` seconds."""
+
+    status = 503
+    error_type = "throttled"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -18,6 +18,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import DataNotFoundError
 
+from polos.aws import retries
 from polos.aws.attempts import DEFAULT_MAX_ATTEMPTS, MAX_MAX_ATTEMPTS, MIN_MAX_ATTEMPTS
 
 if TYPE_CHECKING:
@@ -107,10 +108,15 @@ class Settings:
         return self.queue_url(workflow_id) + DEAD_LETTER_SUFFIX
 
 
-# Standard retry mode: throttling and transient errors are retried with backoff inside botocore, so our
-# own code only handles the partial failures the APIs report in their answers (unprocessed items, failed
-# batch entries).
-_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, tcp_keepalive=True)
+# Throttling and transient errors are retried with backoff inside botocore (polos.aws.retries: within the
+# invocation's time budget, then InfrastructureThrottled), so our own code only handles the partial failures
+# the APIs report in their answers (unprocessed items, failed batch entries).
+_CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": retries.MAX_ATTEMPTS},
+    connect_timeout=retries.CONNECT_TIMEOUT_SECONDS,
+    read_timeout=retries.READ_TIMEOUT_SECONDS,
+    tcp_keepalive=True,
+)
 
 
 @functools.cache
@@ -157,13 +163,17 @@ def _session() -> botocore.session.Session:
 @functools.cache
 def dynamodb() -> DynamoDBClient:
     """The process-wide DynamoDB client."""
-    return cast("DynamoDBClient", _session().create_client("dynamodb", config=_CLIENT_CONFIG))
+    client = _session().create_client("dynamodb", config=_CLIENT_CONFIG)
+    retries.install(client)
+    return cast("DynamoDBClient", client)
 
 
 @functools.cache
 def sqs() -> SQSClient:
     """The process-wide SQS client."""
-    return cast("SQSClient", _session().create_client("sqs", config=_CLIENT_CONFIG))
+    client = _session().create_client("sqs", config=_CLIENT_CONFIG)
+    retries.install(client)
+    return cast("SQSClient", client)
 
 
 def reset() -> None:

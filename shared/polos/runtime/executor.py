@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from polos import serde
-from polos.aws import observability, settings
+from polos.aws import observability, overload, settings
 from polos.context import WorkflowContext
 from polos.errors import NonRetryableError, RunLeaseLostError
 from polos.publish import waiters
@@ -26,6 +27,8 @@ from polos.runtime.steps import StepRunner, lease_margin
 from polos.runtime.waits import RunCancelled, RunSuspended, WaitingFor, is_due
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from polos.definition import Workflow
 
 logger = Logger(service="polos")
@@ -36,6 +39,8 @@ logger = Logger(service="polos")
 # stored (or removed after a failed request): nothing to run. waiting: the run waits (or still waits) for a
 # wake-up; cancelled: the run was cancelled. Both acknowledge the message.
 # claimed: a batch run claimed the event of this single-event delivery (``claimed_by``): that run ends it.
+# throttled: our own AWS calls were throttled or timed out (not the workflow's failure, see
+# ``polos.aws.overload``): the run is left as it was, without an error, for a later delivery.
 Outcome = Literal[
     "completed",
     "failed",
@@ -47,8 +52,10 @@ Outcome = Literal[
     "waiting",
     "cancelled",
     "claimed",
+    "throttled",
 ]
 _NO_PAYLOAD: Any = object()
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -159,14 +166,14 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
         run = taken.run
         if lease_first:
             if run.attempts > 1:  # an earlier attempt may have journaled steps: read them (one Query)
-                items = await asyncio.to_thread(journal.query_partition, attempt.run_id)
+                items = await _releasing(journal, run, owner, lambda: journal.query_partition(run.run_id))
                 loaded = Journal.decode_partition(items)
             else:
                 items = []
         elif run.attempts != (loaded.run.attempts if loaded is not None else 0) + 1:
             # Another attempt held the lease between our read and our acquire and may have journaled steps:
             # read again (only in this race), so no journaled step runs twice.
-            loaded = await asyncio.to_thread(journal.load, attempt.run_id)
+            loaded = await _releasing(journal, run, owner, lambda: journal.load(run.run_id))
     log["attempt"] = run.attempts
     logger.debug("run attempt started", extra=log)  # one INFO line per run: its outcome
     runner = StepRunner(
@@ -190,9 +197,12 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
     )
     raw = attempt.payload
     if raw is _NO_PAYLOAD:  # an invocation, or a wake-up: the input is stored with the run
-        raw = await asyncio.to_thread(stored_payload, run, items or [])
+        raw = await _releasing(journal, run, owner, lambda: stored_payload(run, items or []))
     try:
-        result = await wf(ctx, wf.build_payload(raw))
+        with overload.watch() as throttles:
+            result = await wf(ctx, wf.build_payload(raw))
+        if throttles:  # one of our AWS calls failed and the workflow's code went on regardless
+            raise throttles[0]
         text = serde.to_json(result, what=f"result of workflow {wf.id!r}")
     except RunSuspended as suspended:
         return await _suspend(journal, run, owner, suspended.waiting, log, runner.take_pending(), raw)
@@ -201,7 +211,11 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
     except RunLeaseLostError as exc:
         logger.warning("attempt stopped: lease lost", extra={**log, "error": str(exc)})
         return AttemptResult("busy", run)
+    except overload.InfrastructureThrottled as exc:
+        return await _infrastructure_failure(journal, run, owner, exc, log, runner)
     except Exception as exc:
+        if throttles:  # the workflow's error followed a failure of ours: that one is the cause
+            return await _infrastructure_failure(journal, run, owner, throttles[0], log, runner)
         error = ErrorInfo.of(exc)
         retryable = not isinstance(exc, NonRetryableError)
         final = attempt.final or not retryable or run.message_attempts >= allowed
@@ -223,6 +237,45 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
         return AttemptResult("failed", run, run.error)
     logger.info("run completed", extra=log)
     return AttemptResult("completed", run, result=json.loads(text))
+
+
+async def _releasing(journal: Journal, run: RunRecord, owner: str, read: Callable[[], _T]) -> _T:
+    """A read of the attempt before its workflow runs; when it meets overload the lease is given back
+    first (if DynamoDB takes that write), with the execution it counted, so the deferred delivery need not
+    wait for it to lapse and spends no attempt."""
+    try:
+        return await asyncio.to_thread(read)
+    except overload.InfrastructureThrottled:
+        with contextlib.suppress(overload.InfrastructureThrottled, RunLeaseLostError):
+            await asyncio.to_thread(
+                lambda: journal.finish(
+                    run.run_id, owner, "queued", kept_steps_bytes=run.kept_steps_bytes, uncounted=True
+                )
+            )
+        raise
+
+
+async def _infrastructure_failure(
+    journal: Journal,
+    run: RunRecord,
+    owner: str,
+    failure: overload.InfrastructureThrottled,
+    log: dict[str, Any],
+    runner: StepRunner,
+) -> AttemptResult:
+    """Our own AWS call was throttled or timed out: no error of the run or of a step. The run goes back to
+    ``queued`` (lease released, its completed steps kept) if DynamoDB takes that write now, else its lease
+    lapses; the worker defers the message, so the run's attempts are not spent."""
+    logger.warning(
+        "attempt stopped: AWS overloaded; the delivery is deferred",
+        extra={**log, "operation": failure.operation, "reason": failure.reason},
+    )
+    observability.count("InfrastructureThrottled")
+    try:
+        await _finish(journal, run, owner, "queued", log, step=runner.take_pending(), uncounted=True)
+    except overload.InfrastructureThrottled:
+        logger.info("lease not released (AWS overloaded); it lapses", extra=log)
+    return AttemptResult("throttled", run)
 
 
 async def _already_finished(journal: Journal, run: RunRecord, log: dict[str, Any]) -> AttemptResult:
@@ -313,6 +366,7 @@ async def _finish(
     step: StepRecord | None = None,
     dead_letter: bool = False,
     kept_until: int | None = None,
+    uncounted: bool = False,
 ) -> bool:
     """Record the attempt's outcome (with ``step``, its last completed step not journaled yet) and mirror
     it on ``run``; ``False`` when the lease was lost meanwhile.
@@ -339,6 +393,7 @@ async def _finish(
             kept_steps_bytes=run.kept_steps_bytes,
             dead_letter=dead_letter,
             kept_until=kept_until,
+            uncounted=uncounted,
         )
 
     cancel_asked = False

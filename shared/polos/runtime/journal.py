@@ -675,6 +675,7 @@ class Journal:
         kept_steps_bytes: int = 0,
         dead_letter: bool = False,
         kept_until: int | None = None,
+        uncounted: bool = False,
     ) -> bool:
         """End this attempt: ``completed``/``failed``/``cancelled`` for good, ``queued`` to retry, or
         ``waiting`` (with ``waiting_for_json``) until a wake-up. Returns whether a cancel was asked for
@@ -692,6 +693,9 @@ class Journal:
 
         ``kept_until``: everything else the run reads when it wakes was kept until then (see
         :mod:`polos.runtime.retention`); the run item is kept as long, and records it, in the same write.
+
+        ``uncounted``: the attempt was stopped by AWS (a throttle, a timeout), not by the workflow: the
+        execution the lease counted is given back (``max_attempts`` counts the workflow's failures only).
         """
         values: dict[str, AttributeValueTypeDef] = {
             ":status": {"S": status},
@@ -738,10 +742,14 @@ class Journal:
                 names["#step"] = STEP_PREFIX + step.key
                 values[":step"] = _step_attribute(step)
                 assignments.append("#step = :step")
+        given_back = ""
+        if uncounted and "message_attempts" not in removals:
+            values[":given_back"] = {"N": "-1"}
+            given_back = " ADD message_attempts :given_back"
         update: UpdateTypeDef = {
             "TableName": self._table,
             "Key": {"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
-            "UpdateExpression": f"SET {', '.join(assignments)} REMOVE {', '.join(removals)}",
+            "UpdateExpression": f"SET {', '.join(assignments)} REMOVE {', '.join(removals)}{given_back}",
             "ConditionExpression": "lease_owner = :owner",
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,

@@ -19,6 +19,7 @@ from aws_lambda_powertools import Logger
 
 from polos import serde
 from polos.aws import observability
+from polos.aws.overload import InfrastructureThrottled
 from polos.errors import (
     NonRetryableError,
     RunLeaseLostError,
@@ -141,7 +142,11 @@ class StepRunner(StepAPI):
         """Journal the pending step now (something durable follows it)."""
         pending = self.take_pending()
         if pending is not None:
-            await self._write(pending)
+            try:
+                await self._write(pending)
+            except InfrastructureThrottled:
+                self._pending = pending  # still to journal: with the outcome, or by the next attempt
+                raise
 
     async def run(
         self,
@@ -614,6 +619,8 @@ class StepRunner(StepAPI):
                 return value, call
             except NonRetryableError as exc:
                 raise _StepFailed(exc, call) from exc
+            except InfrastructureThrottled:
+                raise  # our own AWS call (publish_event's), not the step's failure: the attempt stops
             except Exception as exc:
                 if call > backoff.max_retries:
                     failure = StepExecutionError(key, call, exc)

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from polos.aws import observability, settings
+from polos.aws import observability, overload, settings
 from polos.payloads import EventItem
 from polos.publish.events import EventRef, EventStore
 from polos.publish.messages import WorkflowMessage
-from polos.runtime import batches, dead_letters, partial_batch
+from polos.runtime import batches, dead_letters, deferral, partial_batch
 from polos.runtime.executor import Attempt, AttemptResult, execute
 from polos.runtime.journal import Acquired, Journal, scheduled_run_id
 from polos.runtime.records import ErrorInfo
@@ -128,6 +128,7 @@ class Invocation:
         self._parsed: dict[str, Delivery | Exception] = {}
         self._shared: dict[str, list[Delivery]] = {}
         self._tasks: dict[str, asyncio.Task[set[str]]] = {}
+        self._throttled: set[str] = set()  # work keys during whose work one of our AWS calls was throttled
         self._journal = Journal()
         for record in records:
             message_id = str(record["messageId"])
@@ -145,16 +146,34 @@ class Invocation:
                 self._shared.setdefault(delivery.work_key, []).append(delivery)
 
     async def process(self, record: dict[str, Any]) -> str:
-        """The record handler: returns when the record is done with, raises to leave it."""
+        """The record handler: returns when the record is done with (or deferred), raises to leave it."""
         delivery = self._parsed[record["messageId"]]
         if isinstance(delivery, Exception):
             raise delivery
+        try:
+            return await self._process(delivery)
+        except (_LeftForRedelivery, overload.InfrastructureThrottled):
+            if delivery.work_key not in self._throttled:
+                raise
+            return await asyncio.to_thread(self._defer, record, delivery)
+
+    def _defer(self, record: dict[str, Any], delivery: Delivery) -> str:
+        """A record left while our AWS calls were throttled: sent again later, spending no receive."""
+        try:
+            deferral.defer(record, delivery.workflow.id)
+        except Exception as exc:
+            raise _LeftForRedelivery(f"message {delivery.message_id} not deferred ({exc}); left") from exc
+        return "deferred"
+
+    async def _process(self, delivery: Delivery) -> str:
         if delivery.exhausted:
-            return await _logging_unexpected(self._settle(delivery))
+            settle = _watching(self._settle(delivery), self._throttled, delivery.work_key)
+            return await _logging_unexpected(settle)
         task = self._tasks.get(delivery.work_key)
         if task is None:
             deliveries = self._shared[delivery.work_key]
             work = BatchGroup(deliveries, self._journal).run() if delivery.batched else self._run(deliveries)
+            work = _watching(work, self._throttled, delivery.work_key)
             task = self._tasks[delivery.work_key] = asyncio.ensure_future(_logging_unexpected(work))
         if delivery.message_id in await task:
             if await asyncio.to_thread(self._dead_letter, delivery):
@@ -412,11 +431,22 @@ async def _logging_unexpected(work: Awaitable[_T]) -> _T:
     would say only which records failed, not why."""
     try:
         return await work
-    except _LeftForRedelivery:
+    except (_LeftForRedelivery, overload.InfrastructureThrottled):
         raise
     except Exception:
         logger.exception("unexpected error; the run's records are left for SQS to deliver again")
         raise
+
+
+async def _watching(work: Awaitable[_T], throttled: set[str], key: str) -> _T:
+    """``work``, adding ``key`` to ``throttled`` when one of our AWS calls was throttled meanwhile (even
+    one that was caught: its records are then deferred, not left; see :mod:`polos.runtime.deferral`)."""
+    with overload.watch() as seen:
+        try:
+            return await work
+        finally:
+            if seen:
+                throttled.add(key)
 
 
 def _batch_payload(events: list[EventItem]) -> dict[str, Any]:
