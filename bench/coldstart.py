@@ -40,8 +40,15 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from infra.model import API_FUNCTION, WORKER_FUNCTION
+
 ROOT = Path(__file__).resolve().parent.parent
 HANDLERS = ("api", "worker")
+# A first invocation has its function's whole timeout left (the clients' retry budget is cut from it).
+_REMAINING_MS = {
+    f"functions/{name}/app.py": spec.timeout_seconds * 1000
+    for name, spec in (("api", API_FUNCTION), ("worker", WORKER_FUNCTION))
+}
 BASELINE = "boto3"
 NO_BYTECODE = ", no bytecode"  # label suffix of a target imported from sources alone
 LAYER_REQUIREMENTS = ROOT / "shared" / "requirements.txt"
@@ -81,7 +88,7 @@ _INVOKE_PROBE = (
     "    function_name = 'polos-bench'; function_version = '$LATEST'; memory_limit_in_mb = 512\n"
     "    invoked_function_arn = 'arn:aws:lambda:us-east-1:123456789012:function:polos-bench'\n"
     "    aws_request_id = 'bench'; log_group_name = 'g'; log_stream_name = 's'\n"
-    "    def get_remaining_time_in_millis(self): return 10000\n"
+    "    def get_remaining_time_in_millis(self): return {remaining_ms}\n"
     "try:\n"
     "    {module}.handler(json.loads({event!r}), Context())\n"
     "except Exception as exc:  # an answer of {{}} may not satisfy the handler: the path ran up to here\n"
@@ -298,6 +305,7 @@ def _run(target: Target, env: dict[str, str], *extra: str) -> subprocess.Complet
             module=target.module,
             event=target.event,
             answers=_answers(),
+            remaining_ms=_REMAINING_MS.get(target.label.removesuffix(" + 1st call"), 10_000),
         )
     # -I: no user site, no PYTHON* variables, and the working directory is not on sys.path.
     flags = ("-I",) if target.bytecode else ("-I", "-B")

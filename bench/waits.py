@@ -442,5 +442,10 @@ def measure_payment_capacity(orders: int = PAYMENT_ORDERS) -> PaymentCapacity:
         if {stack.run(run_id)["status"] for run_id in run_ids} != {"completed"}:
             raise RuntimeError("a bench-pay-order run did not complete")
         loads = payment_loads(calls, orders)  # while the stack's table names are set
-    stored = [item.size for call in calls for item in call.items if item.key == f"topic#{CAPACITY_TOPIC}"]
+    stored = [
+        item.size
+        for call in calls
+        for item in call.items
+        if item.key.split("#")[:2] == ["topic", CAPACITY_TOPIC]  # the topic's event blocks
+    ]
     return PaymentCapacity(orders, loads, sum(stored) / len(stored) / READ_UNIT_BYTES)

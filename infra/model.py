@@ -199,7 +199,10 @@ API_FUNCTION = FunctionSpec(
     tables=(
         TableAccess(KEYS_TABLE, ("dynamodb:GetItem",)),  # the API key check of every request
         # + listing a topic and matching its event waiters (Query); DeleteItem: a matched waiter's removal
-        TableAccess(EVENTS_TABLE, (*_PUBLISH_ACTIONS, "dynamodb:Query", "dynamodb:DeleteItem")),
+        # GetItem: a topic's counter, read by a listing (the last of the topic's event blocks).
+        TableAccess(
+            EVENTS_TABLE, (*_PUBLISH_ACTIONS, "dynamodb:Query", "dynamodb:DeleteItem", "dynamodb:GetItem")
+        ),
         TableAccess(IDEMPOTENCY_TABLE, ("dynamodb:GetItem", "dynamodb:PutItem")),
         TableAccess(
             RUNS_TABLE,

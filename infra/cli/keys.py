@@ -14,6 +14,7 @@ from collections.abc import Callable
 from botocore.exceptions import BotoCoreError, ClientError
 from polos.api.keys import ADMIN, SCOPES, KeyStore
 from polos.aws import settings
+from polos.errors import InfrastructureThrottled
 
 from infra.local.aws import apply_environment
 from infra.local.devstate import DevState, NoDevServer, read, state_path
@@ -87,7 +88,7 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
             settings.reset()
         try:
             return command(args)
-        except (BotoCoreError, ClientError) as exc:
+        except (BotoCoreError, ClientError, InfrastructureThrottled) as exc:  # the last: our clients' retries
             table = settings.get_settings().keys_table
             where = (
                 f"of polos dev (pid {dev.pid}, AWS endpoint {dev.aws_endpoint_url}; is it still running?)"

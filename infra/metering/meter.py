@@ -120,18 +120,14 @@ def index_writes(
     write), changes an index key value (a delete and a put: 2 writes), or changes an attribute the index
     projects (1 write); an item without all the index's key attributes is not in it (sparse index)."""
     projection = projection or index.projection
-    was = old is not None and all(name in old for name in index.keys)
-    now = new is not None and all(name in new for name in index.keys)
-    if not was and not now:
-        return []
-    if was and not now:
-        assert old is not None
-        return [item_size(_projected(old, index, table_keys, projection))]
-    assert new is not None
-    size = item_size(_projected(new, index, table_keys, projection))
-    if not was:
+    was = old if old is not None and all(name in old for name in index.keys) else None
+    now = new if new is not None and all(name in new for name in index.keys) else None
+    if now is None:
+        return [] if was is None else [item_size(_projected(was, index, table_keys, projection))]
+    size = item_size(_projected(now, index, table_keys, projection))
+    if was is None:
         return [size]
-    assert old is not None
+    old, new = was, now
     if any(old[name] != new[name] for name in index.keys):
         return [item_size(_projected(old, index, table_keys, projection)), size]
     if _projected(old, index, table_keys, projection) != _projected(new, index, table_keys, projection):
@@ -315,9 +311,14 @@ class Meter:
             raise Crash(f"crash injected after {call.service}.{call.operation} (tag {call.tag})")
 
     # -- DynamoDB units -----------------------------------------------------------------------------
+    def _shadow_client(self) -> DynamoDBClient:
+        """The un-metered client that reads item sizes (only asked for when the meter was given one)."""
+        if self._shadow is None:
+            raise RuntimeError("this meter has no shadow client to read item sizes with")
+        return self._shadow
+
     def _describe(self, table: str) -> None:
-        assert self._shadow is not None
-        self._keys[table], self._indexes[table] = table_layout(self._shadow, table)
+        self._keys[table], self._indexes[table] = table_layout(self._shadow_client(), table)
 
     def _key_names(self, table: str) -> list[str]:
         if table not in self._keys:
@@ -330,8 +331,7 @@ class Meter:
         return self._indexes[table]
 
     def _item_at(self, table: str, key: Json) -> Json | None:
-        assert self._shadow is not None
-        answer = self._shadow.get_item(TableName=table, Key=key, ConsistentRead=True)
+        answer = self._shadow_client().get_item(TableName=table, Key=key, ConsistentRead=True)
         item: Json | None = answer.get("Item")
         return item
 

@@ -4,8 +4,6 @@ and Lambda's response limit hold, and the ``iam`` hook refuses what its module d
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -134,23 +132,3 @@ def test_a_response_over_six_megabytes_fails_the_invocation(
     with pytest.raises(ResponseTooLarge, match="exceeded maximum allowed payload size"):
         under.run(lambda: "x" * 6_300_000)
     assert injector.counts() == {"limits": 1}
-
-
-def test_the_iam_fault_asks_the_iam_module_and_answers_its_refusal(
-    faulted: Callable[[str], tuple[CallsUnder, Injector]], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    asked: list[tuple[str, str, str]] = []
-
-    def refusal(function: FunctionSpec, service: str, operation: str, params: dict[str, Any]) -> Any:
-        asked.append((function.logical_id, service, operation))
-        return ("AccessDeniedException", f"not authorized to perform: {service}:{operation}")
-
-    module = types.ModuleType(calls.IAM_MODULE)
-    module.refusal = refusal  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, calls.IAM_MODULE, module)
-    under, injector = faulted("iam")
-    with pytest.raises(ClientError) as denied:
-        under.run(lambda: under.dynamodb.get_item(TableName="t", Key={"pk": {"S": "k"}}))
-    assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
-    assert asked == [(under.spec.logical_id, "dynamodb", "GetItem")]
-    assert injector.counts() == {"iam": 1}

@@ -13,3 +13,20 @@ def store_invoked(workflow_id: str, run_id: str, payload: Any = None) -> RunReco
     """A ``queued`` invoked run, as ``POST /api/v1/workflows/{id}/run`` stores it (kept if it exists)."""
     run, _ = create_invoked(workflow_id, json.dumps(payload), None, run_id=run_id)
     return run
+
+
+def index_entries(workflow_id: str) -> list[dict[str, Any]]:
+    """Every ``by_workflow`` index entry of ``workflow_id``'s runs, in all its partitions."""
+    from polos.aws import settings
+    from polos.runtime.journal import BY_WORKFLOW_INDEX, index_partitions
+
+    return [
+        item
+        for partition in index_partitions(workflow_id)
+        for item in settings.dynamodb().query(
+            TableName=settings.get_settings().runs_table,
+            IndexName=BY_WORKFLOW_INDEX,
+            KeyConditionExpression="wf = :wf",
+            ExpressionAttributeValues={":wf": {"S": partition}},
+        )["Items"]
+    ]

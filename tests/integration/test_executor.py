@@ -17,7 +17,7 @@ from polos.app import App
 from polos.aws import settings
 from polos.definition import Workflow
 from polos.runtime.executor import Attempt, AttemptResult, execute
-from polos.runtime.journal import Journal, run_pk
+from polos.runtime.journal import Journal, index_partition, run_pk
 from polos.runtime.records import EventRef, RunRecord
 from polos.runtime.steps import set_step_hooks
 from pydantic import BaseModel
@@ -388,7 +388,8 @@ def test_completed_run_item_fields(runs: Journal) -> None:
     assert result.outcome == "completed"
     assert result.run is not None and result.run.status == "completed" and result.run.lease_owner is None
     item = run_item("r1")
-    assert item["status"] == "completed" and item["attempts"] == "1" and item["wf"] == "two-steps"
+    assert item["status"] == "completed" and item["attempts"] == "1"
+    assert item["wf"] == index_partition("two-steps", "r1")
     assert item["trigger_type"] == "invoke"
     assert json.loads(item["result"]) == result.result
     assert "error" not in item and "lease_owner" not in item and "lease_until" not in item

@@ -48,6 +48,7 @@ def test_a_function_without_a_grant_is_refused_as_aws_refuses_it(example: Stack)
     ((function, action, resource),) = iam.refused
     assert (function, action) == (API_FUNCTION.logical_id, "dynamodb:GetItem")
     assert resource == f"arn:aws:dynamodb:us-east-1:123456789012:table/{keys_table}"
+    assert example.fault_counts()["iam"] == 1  # counted with the other faults (polos dev prints them)
     get_key = lambda: settings.dynamodb().get_item(TableName=keys_table, Key={"pk": {"S": "k"}})  # noqa: E731
     assert denied_code(lambda: as_function(API_FUNCTION, get_key)) == "AccessDeniedException"
     get_key()  # outside any function: the operator's own call

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
+from helpers.runs import index_entries
 from helpers.stack import provision
 from helpers.worker import (
     Pump,
@@ -24,7 +25,7 @@ from polos.aws import settings
 from polos.payloads import EventItem
 from polos.publish.fanout import deliver, event_messages
 from polos.runtime import batches
-from polos.runtime.journal import BY_WORKFLOW_INDEX, Journal
+from polos.runtime.journal import Journal
 from polos.runtime.records import EventRef
 from polos.runtime.worker import ref_of
 
@@ -84,12 +85,7 @@ def event_in(message: Any) -> EventItem:
 
 def runs_of(workflow_id: str) -> dict[str, tuple[str, int, list[int]]]:
     """Every run of the workflow: run id → (status, attempts, member sequence ids)."""
-    items = settings.dynamodb().query(
-        TableName=settings.get_settings().runs_table,
-        IndexName=BY_WORKFLOW_INDEX,
-        KeyConditionExpression="wf = :wf",
-        ExpressionAttributeValues={":wf": {"S": workflow_id}},
-    )["Items"]
+    items = index_entries(workflow_id)
     runs = {}
     for item in items:
         run_id = item["pk"]["S"].removeprefix("run#")

@@ -11,14 +11,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers.runs import index_entries
 from helpers.stack import provision
 from helpers.worker import Pump, publish, queue_depth
 from polos import BatchEventPayload, EventPayload, WorkflowContext, workflow
 from polos.app import App
-from polos.aws import settings
 from polos.publish.fanout import deliver, event_messages
 from polos.runtime import batches
-from polos.runtime.journal import BY_WORKFLOW_INDEX, Journal
+from polos.runtime.journal import Journal
 from polos.runtime.records import RunRecord
 
 WORK: Counter[int] = Counter()  # step calls per event sequence id
@@ -64,12 +64,7 @@ def urls(aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str
 
 
 def all_runs() -> list[RunRecord]:
-    items = settings.dynamodb().query(
-        TableName=settings.get_settings().runs_table,
-        IndexName=BY_WORKFLOW_INDEX,
-        KeyConditionExpression="wf = :wf",
-        ExpressionAttributeValues={":wf": {"S": "wsc-flow"}},
-    )["Items"]
+    items = index_entries("wsc-flow")
     runs = [Journal().load(item["pk"]["S"].removeprefix("run#")) for item in items]
     return [loaded.run for loaded in runs if loaded is not None]
 
