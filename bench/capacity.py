@@ -47,6 +47,18 @@ def _publish_all(stack: MeteredStack, topic: str, events: list[dict[str, Any]]) 
     return requests
 
 
+def _published(
+    stack: MeteredStack, meter: Meter, workload: str, events: list[dict[str, Any]]
+) -> list[KeyLoad]:
+    """The key loads of publishing ``events`` to the orders topic and running its subscriber on each."""
+    meter.reset()
+    requests = _publish_all(stack, capacity_app.ORDERS_TOPIC, events)
+    stack.drain()
+    return key_loads(
+        workload, meter.calls, {TOPIC_EVENTS: ("event", len(events)), API_KEY: ("request", requests)}
+    )
+
+
 def _payment(order_id: str) -> dict[str, Any]:
     data = sample_event(0)["data"]
     data["order_id"] = order_id
@@ -70,25 +82,10 @@ def measure(events: int = 200, waiting: int = 100) -> list[KeyLoad]:
             stack.publish(capacity_app.ORDERS_TOPIC, [sample_event(0)])  # warm-up, not counted
             stack.drain()
 
-            meter.reset()
             orders = [sample_event(n) for n in range(events)]
-            requests = _publish_all(stack, capacity_app.ORDERS_TOPIC, orders)
-            stack.drain()
-            found += key_loads(
-                f"publish {PER_REQUEST}/request, 1 subscriber",
-                meter.calls,
-                {TOPIC_EVENTS: ("event", events), API_KEY: ("request", requests)},
-            )
-
-            meter.reset()
+            found += _published(stack, meter, f"publish {PER_REQUEST}/request, 1 subscriber", orders)
             with_ids = [{**sample_event(n), "id": f"order-{n}"} for n in range(events)]
-            requests = _publish_all(stack, capacity_app.ORDERS_TOPIC, with_ids)
-            stack.drain()
-            found += key_loads(
-                "publish with client event ids (publish_event steps)",
-                meter.calls,
-                {TOPIC_EVENTS: ("event", events), API_KEY: ("request", requests)},
-            )
+            found += _published(stack, meter, "publish with client event ids (publish_event steps)", with_ids)
 
             meter.reset()
             runs = 2 * events  # a workflow's runs spread over 16 index keys by hash: enough runs to see it

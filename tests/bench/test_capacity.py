@@ -126,13 +126,28 @@ def _call(*uses: PartitionUse) -> Call:
 
 
 def test_the_busiest_key_of_a_class_sets_its_ceiling() -> None:
-    calls = [_call(PartitionUse("b-RunsTable", "by_workflow", "a", write_units=1.0)) for _ in range(10)] + [
-        _call(PartitionUse("b-RunsTable", "by_workflow", "b", write_units=1.0)) for _ in range(5)
+    calls = [_call(PartitionUse("b-EventsTable", None, "seq#a", write_units=1.0)) for _ in range(10)] + [
+        _call(PartitionUse("b-EventsTable", None, "seq#b", write_units=1.0)) for _ in range(5)
     ]
-    (load,) = key_loads("w", calls, {capacity.WORKFLOW_INDEX: ("run", 10)})
-    assert load.key == "by_workflow:a" and load.write_units == 1.0
-    assert load.ceiling == pytest.approx(capacity.HEADROOM * capacity.WRITE_LIMIT)  # 800 runs/s
+    (load,) = key_loads("w", calls, {capacity.TOPIC_EVENTS: ("event", 10)})
+    assert load.key == "table:seq#a" and load.write_units == 1.0
+    assert load.ceiling == pytest.approx(capacity.HEADROOM * capacity.WRITE_LIMIT)  # 800 events/s
     assert load.verdict == "FAIL"
+
+
+def test_a_spread_class_counts_the_mean_share_of_its_scopes_keys() -> None:
+    """A workflow's runs over its 16 index partitions, an API key's checks over its 4 items: whatever the
+    small sample's draw, a key's share is its mean one."""
+    index = [
+        _call(PartitionUse("b-RunsTable", "by_workflow", f"orders#{n % 3}", write_units=1.0))
+        for n in range(32)
+    ]
+    (load,) = key_loads("w", index, {capacity.WORKFLOW_INDEX: ("run", 32)})
+    assert load.write_units == pytest.approx(1 / capacity.INDEX_SHARDS)
+    assert load.ceiling == pytest.approx(0.8 * 1_000 * capacity.INDEX_SHARDS) and load.verdict == "PASS"
+    checks = [_call(PartitionUse("b-ApiKeysTable", None, "k#1", read_units=1.0)) for _ in range(40)]
+    (load,) = key_loads("w", checks, {capacity.API_KEY: ("request", 40)})
+    assert load.read_units == pytest.approx(1 / capacity.REPLICAS) and load.verdict == "PASS"
 
 
 def test_a_rotating_key_caps_nothing_while_its_span_fits_the_limit() -> None:

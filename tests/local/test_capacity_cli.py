@@ -60,12 +60,12 @@ def test_polos_capacity_reports_the_sessions_topics_workflows_and_keys(
     assert loads[(f"topic {TOPIC}", capacity.TOPIC_COUNTER)].write_units == pytest.approx(
         0.1
     )  # 1 per request
-    shards = [load for load in every if load.key_class is capacity.WORKFLOW_INDEX]
-    # One index entry per new run, on one of the workflow's 16 partitions: 1 unit per run in all.
-    assert sum(load.write_units for load in shards) == pytest.approx(1.0)
-    copies = [load for load in every if load.key_class is capacity.API_KEY]
-    # A strongly consistent read of one of the key's items per request: 1 unit per request in all.
-    assert sum(load.read_units for load in copies) == pytest.approx(1.0)
+    # One index entry per new run, on one of the workflow's 16 partitions: 1/16 of a unit per run on each.
+    (index,) = [load for load in every if load.key_class is capacity.WORKFLOW_INDEX]
+    assert index.write_units == pytest.approx(1 / capacity.INDEX_SHARDS)
+    # A strongly consistent read of one of the key's 4 items per request: a quarter unit on each.
+    (key,) = [load for load in every if load.key_class is capacity.API_KEY]
+    assert key.read_units == pytest.approx(1 / capacity.REPLICAS)
 
     assert main(["capacity", "--file", str(path)]) == 0
     out = capsys.readouterr().out
