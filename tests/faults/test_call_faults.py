@@ -17,7 +17,7 @@ from infra.local.faults import calls
 from infra.local.faults.config import AwsFaults
 from infra.local.faults.injector import Injector
 from infra.local.faults.limits import ResponseTooLarge
-from infra.local.faults.throttle import WRITE_UNITS
+from infra.local.faults.throttle import READ_UNITS, WRITE_UNITS
 from infra.model import TABLES, AppModel, FunctionSpec
 
 Client = Any
@@ -132,3 +132,23 @@ def test_a_response_over_six_megabytes_fails_the_invocation(
     with pytest.raises(ResponseTooLarge, match="exceeded maximum allowed payload size"):
         under.run(lambda: "x" * 6_300_000)
     assert injector.counts() == {"limits": 1}
+
+
+def test_reads_of_binary_attributes_are_charged_by_their_size(
+    faulted: Callable[[str], tuple[CallsUnder, Injector]],
+) -> None:
+    """Event data over 256 bytes is stored as zlib binary (``data_z``): the reads that return it are charged
+    by DynamoDB's size rules like any other (botocore hands the bytes over as they are)."""
+    under, injector = faulted("throttle=0")
+    assert under.faults.throttle is not None
+    under.faults.throttle.budgets._clock = lambda: 0.0  # one second that never ends
+    table = settings.get_settings().events_table
+    item = {"pk": {"S": "topic#t#0"}, "sk": {"S": "1"}, "data_z": {"B": b"\x00" * 5000}}
+    settings.dynamodb().put_item(TableName=table, Item=item)
+    query = {"KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": {":pk": {"S": "topic#t#0"}}}
+    for _ in range(READ_UNITS // 2):  # 5 KB: 2 read units a Query
+        under.run(lambda: under.dynamodb.query(TableName=table, **query))
+    with pytest.raises(ClientError) as refused:
+        under.run(lambda: under.dynamodb.query(TableName=table, **query))
+    assert refused.value.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
+    assert injector.counts() == {"throttle": 1}

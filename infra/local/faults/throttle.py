@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.local.faults.injector import Injector
+from infra.metering.units import READ_UNIT_BYTES, WRITE_UNIT_BYTES, item_size
 
 WRITE_UNITS = 50  # per partition key per second (AWS: 1,000 per partition)
 READ_UNITS = 150  # (AWS: 3,000)
-WRITE_UNIT_BYTES = 1024
-READ_UNIT_BYTES = 4096
 PARTITION_KEY = "pk"  # every table of the model is keyed by pk (and its indexes by their hash key)
 
 Json = dict[str, Any]
@@ -48,14 +47,10 @@ class Throttle:
         return cls(code, message, extra)
 
 
-def _size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":")))
-
-
 def _write_units(request: Json) -> int:
     """A write's units: its item, key and expression values, by 1 KB."""
     parts = (request.get(name) for name in ("Item", "Key", "ExpressionAttributeValues"))
-    return max(1, math.ceil(sum(_size(part) for part in parts if part) / WRITE_UNIT_BYTES))
+    return max(1, math.ceil(sum(item_size(part) for part in parts if part) / WRITE_UNIT_BYTES))
 
 
 def _key_value(key: Json | None) -> str:
@@ -158,11 +153,11 @@ class ThrottleFault:
         """After an answer: its reads cost ceil(size / 4 KB) units of the partition they read."""
         if operation == "GetItem" and parsed.get("Item"):
             item_key = (params.get("TableName", ""), "", _key_value(params.get("Key")))
-            self.budgets.spend_reads(item_key, max(1, math.ceil(_size(parsed["Item"]) / READ_UNIT_BYTES)))
+            self.budgets.spend_reads(item_key, max(1, math.ceil(item_size(parsed["Item"]) / READ_UNIT_BYTES)))
         elif operation == "Query":
             queried = _query_key(params, self._index_keys)
             if queried is not None:
-                size = sum(_size(item) for item in parsed.get("Items", []))
+                size = sum(item_size(item) for item in parsed.get("Items", []))
                 self.budgets.spend_reads(queried, max(1, math.ceil(size / READ_UNIT_BYTES)))
 
     def _demand(self, operation: str, params: Json) -> tuple[dict[PartitionKey, int], list[PartitionKey]]:
