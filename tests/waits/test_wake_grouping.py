@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from polos.publish.messages import WorkflowMessage
 from polos.runtime.journal import scheduled_run_id
 from polos.testing import Stack, local_stack
 
+from infra.local.faults.config import AwsFaults
 from infra.local.mapping import EventSourceMapping
 from infra.metering.meter import Call, Meter
 
@@ -58,6 +60,12 @@ FIRED = "2026-01-01T03:00:00Z"
 ORDERS = list(itertools.permutations(["first", "duplicate", "resume"]))
 
 
+def faults_but_delivery() -> AwsFaults:
+    """The suite's AWS faults (``make chaos``) without those of delivery, which this test arranges itself:
+    the exact batch, its order and its one duplicate (a random extra copy or shuffle would undo them)."""
+    return replace(AwsFaults.resolve(), shuffle=False, duplicates=None, pollers=None)
+
+
 def marks_waiting(call: Call) -> bool:
     """The worker's ``finish`` that parks the run ``waiting``."""
     values = call.params.get("ExpressionAttributeValues", {})
@@ -92,7 +100,8 @@ def test_a_due_wake_up_in_a_batch_with_the_runs_first_message_wakes_it_in_any_or
 ) -> None:
     calls.clear()
     tag = "-".join(order)
-    with local_stack(APP) as stack:
+    faults = faults_but_delivery()
+    with local_stack(APP, aws_faults=faults.describe(), faults_seed=faults.seed) as stack:
         mapping = mapping_of(stack, workflow_id)
         run_id, first = first_message(stack, workflow_id, tag)
         meter = Meter()
