@@ -160,6 +160,10 @@ def run_view(
         view["waiting_for"] = WaitingFor.from_json(run.waiting_for_json).view()
     if run.parent is not None:
         view["parent_run_id"] = run.parent.run_id
+    if run.state_json is not None or run.initial_state_json is not None:
+        view["state"] = _json_or_none(run.state_json or run.initial_state_json)
+    if run.rerun_of is not None:
+        view["rerun_of"] = run.rerun_of
     if steps is not None:
         view["steps"], truncated = _budget_steps(steps, budget - wire_size(view))
         if truncated:
@@ -436,6 +440,17 @@ def _page(merged: Iterator[_Entry], status: RunStatus | None, limit: int) -> Run
 # --- invoked runs ------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """What an invocation may set on its run beyond the payload (the invoke arguments, a rerun's origin)."""
+
+    run_timeout_seconds: int | None = None
+    initial_state_json: str | None = None
+    rerun_of: str | None = None
+    from_step: str | None = None
+    rerun_op: str | None = None
+
+
 def create_invoked(
     workflow_id: str,
     payload_json: str,
@@ -443,9 +458,10 @@ def create_invoked(
     *,
     run_id: str | None = None,
     parent: ParentRef | None = None,
+    options: RunOptions | None = None,
 ) -> tuple[RunRecord, bool]:
-    """Store a ``queued`` run; returns it and ``True``, or the run the key (or ``run_id``: a child run's)
-    created before and ``False``."""
+    """Store a ``queued`` run; returns it and ``True``, or the run the key (or ``run_id``: a child run's,
+    a rerun's) created before and ``False``."""
     if run_id is None:
         run_id = keyed_run_id(workflow_id, idempotency_key) if idempotency_key is not None else new_run_id()
     stamp = now_iso()
@@ -460,6 +476,10 @@ def create_invoked(
         payload_json=payload_json,
         parent=parent,
     )
+    if options is not None:
+        run.run_timeout_seconds = options.run_timeout_seconds
+        run.initial_state_json = options.initial_state_json
+        run.rerun_of, run.from_step, run.rerun_op = options.rerun_of, options.from_step, options.rerun_op
     stored = Journal().create_queued(run)
     return stored, stored is run
 
