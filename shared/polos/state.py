@@ -55,14 +55,15 @@ def build(workflow_id: str, schema: type[BaseModel], initial: Any) -> BaseModel:
     try:
         return schema.model_validate(initial)
     except ValidationError as exc:
-        raise StateError(
-            f"initial_state of workflow {workflow_id!r} is invalid: {validation_summary(exc, 'initial_state')}"
-        ) from None
+        summary = validation_summary(exc, "initial_state")
+        raise StateError(f"initial_state of workflow {workflow_id!r} is invalid: {summary}") from None
 
 
 def dump(state: BaseModel) -> str:
     """The state as saved (compact JSON), at most :data:`MAX_STATE_BYTES`."""
     text = state.model_dump_json()
     if len(text.encode()) > MAX_STATE_BYTES:
-        raise StateError(f"ctx.state is {len(text.encode())} bytes as JSON; at most {MAX_STATE_BYTES} are saved")
+        raise StateError(
+            f"ctx.state is {len(text.encode())} bytes as JSON; at most {MAX_STATE_BYTES} are saved"
+        )
     return text

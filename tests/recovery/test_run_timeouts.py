@@ -109,7 +109,9 @@ def test_a_timed_out_parent_cancels_the_child_it_waits_for(stack: Stack) -> None
 
 def test_an_invalid_timeout_is_refused_naming_the_field(stack: Stack) -> None:
     for bad in (0, "3", 1.5, 10**9):
-        answer = stack.request("POST", "/api/v1/workflows/napper/run", {"payload": {}, "run_timeout_seconds": bad})
+        answer = stack.request(
+            "POST", "/api/v1/workflows/napper/run", {"payload": {}, "run_timeout_seconds": bad}
+        )
         assert answer.status == 400, (bad, answer.body)
         assert "run_timeout_seconds" in answer.body["error"]
     with pytest.raises(WorkflowDefinitionError, match="run_timeout_seconds"):

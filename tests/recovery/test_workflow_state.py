@@ -122,5 +122,5 @@ def test_a_state_schema_that_is_not_a_model_or_lacks_defaults_is_a_decoration_er
 def test_invoke_checks_initial_state_against_the_schema_before_sending() -> None:
     from polos.state import StateError
 
-    with pytest.raises(StateError, match="initial_state.counter"):
+    with pytest.raises(StateError, match=r"initial_state\.counter"):
         asyncio.run(counting.invoke(None, {}, initial_state={"counter": "many"}))  # type: ignore[arg-type]

@@ -94,9 +94,8 @@ def run_workflow(
     ] = None,
 ) -> tuple[dict[str, Any], int]:
     """Create a ``queued`` run and send it to the workflow's queue (``202``)."""
-    from polos.runtime import runs
-
     from polos.definition import run_timeout_problem
+    from polos.runtime import runs
 
     _known_workflow(workflow_id)
     if (problem := run_timeout_problem(body.run_timeout_seconds)) is not None:

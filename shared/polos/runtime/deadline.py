@@ -28,7 +28,7 @@ RUN_TIMEOUT = "RunTimeout"
 _T = TypeVar("_T")
 
 
-class RunTimedOut(BaseException):  # noqa: N818 - a signal like RunSuspended, not an error of the workflow
+class RunTimedOut(BaseException):
     """The handler ran past the run's deadline (a BaseException: a workflow's ``except Exception`` cannot
     swallow it)."""
 

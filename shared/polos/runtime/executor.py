@@ -247,7 +247,9 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
             return AttemptResult("retry", run, error)
         return AttemptResult("exhausted" if retryable and final else "failed", run, run.error)
     pending = runner.take_pending()
-    if not await _finish(journal, run, owner, "completed", log, result_json=text, step=pending, state_json=saved):
+    if not await _finish(
+        journal, run, owner, "completed", log, result_json=text, step=pending, state_json=saved
+    ):
         return AttemptResult("busy", run)
     if run.status == "failed":  # the result could not be stored (see ``_finish``)
         return AttemptResult("failed", run, run.error)

@@ -711,7 +711,8 @@ class Journal:
         ``uncounted``: the attempt was stopped by AWS (a throttle, a timeout), not by the workflow: the
         execution the lease counted is given back (``max_attempts`` counts the workflow's failures only).
 
-        ``state_json``: ``ctx.state`` as the attempt left it (``state_schema`` workflows), saved with the outcome.
+        ``state_json``: ``ctx.state`` as the attempt left it (``state_schema`` workflows), saved with the
+        outcome.
         """
         values: dict[str, AttributeValueTypeDef] = {
             ":status": {"S": status},

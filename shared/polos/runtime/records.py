@@ -123,7 +123,7 @@ class RunRecord:
     dead_letter: bool = False
     # Everything the run reads when it wakes lives at least until then (epoch s; see polos.runtime.retention).
     kept_until: float | None = None
-    # The invoke argument ``run_timeout_seconds`` (it wins over the workflow's option; see polos.runtime.deadline).
+    # The invoke argument ``run_timeout_seconds``: it wins over the workflow option (polos.runtime.deadline).
     run_timeout_seconds: int | None = None
     # ``initial_state`` as given (JSON), and ``ctx.state`` as the last attempt with an outcome left it.
     initial_state_json: str | None = None

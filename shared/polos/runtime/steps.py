@@ -671,7 +671,9 @@ class _Backoff:
 _ONCE = _Backoff(0, 0.0, 0.0)
 
 
-def _child_options(key: str, workflow: Any, run_timeout_seconds: Any, initial_state: Any) -> RunOptions | None:
+def _child_options(
+    key: str, workflow: Any, run_timeout_seconds: Any, initial_state: Any
+) -> RunOptions | None:
     """A child run's invoke arguments, checked here (``initial_state`` against the schema of a workflow
     given as an object; by the child's worker otherwise)."""
     from polos.definition import Workflow, run_timeout_problem
@@ -687,7 +689,9 @@ def _child_options(key: str, workflow: Any, run_timeout_seconds: Any, initial_st
         initial_state = workflow.check_initial_state(initial_state)
     elif initial_state is not None and not isinstance(initial_state, dict):
         raise StepArgumentError(f"step {key!r}: initial_state must be a dict or a pydantic model")
-    text = None if initial_state is None else serde.to_json(initial_state, what=f"initial_state of step {key!r}")
+    text = (
+        None if initial_state is None else serde.to_json(initial_state, what=f"initial_state of step {key!r}")
+    )
     return RunOptions(run_timeout_seconds=run_timeout_seconds, initial_state_json=text)
 
 
