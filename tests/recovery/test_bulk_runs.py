@@ -57,7 +57,8 @@ def test_bulk_cancel_of_3_waiting_runs_answers_matched_3(stack: Stack) -> None:
     assert {stack.run(run_id)["status"] for run_id in waiting} == {"cancelled"}
     assert stack.run(done)["status"] == "completed"
     again = bulk(stack, "cancel", {"workflow_id": "pauser", "status": "waiting"})
-    assert again["matched"] == 0  # a retried call cancels nothing twice
+    assert again["matched"] == 3  # a retried call answers the same, and cancels nothing twice
+    assert {stack.run(run_id)["status"] for run_id in waiting} == {"cancelled"}
 
 
 def test_bulk_rerun_of_failed_runs_reruns_each_once_however_often_retried(stack: Stack) -> None:

@@ -12,7 +12,8 @@ Bulk operations walk the workflow's ``by_workflow`` index partitions newest firs
 created_after bound the Queries), a chunk of index entries at a time: the chunk's run items are fetched
 (BatchGetItem), those matching act (in parallel), and the answer's cursor is the last entry done. A call
 stops at ``limit`` matches (at most 10,000) or when the API function's time runs short. Every act is
-idempotent: a cancel is conditional on the run being unfinished, and a bulk rerun's id is derived from the
+idempotent: a cancel is conditional on the run being unfinished (a cancelled run matches again, so that a
+retry finishes what a call that died left undone), and a bulk rerun's id is derived from the
 source and the operation (the ``Idempotency-Key``, else the filter), so a retried call reruns nothing twice;
 a rerun the operation made is never itself matched by it (``rerun_op``).
 """
@@ -149,9 +150,14 @@ class RunFilter:
         return f"{action}:" + idempotency.request_hash(asdict(self))
 
     def matches(self, run: RunRecord, action: BulkAction, op: str) -> bool:
-        if self.status is not None and run.status != self.status:
-            return False
+        """Whether the operation acts on ``run``. A cancel matches a ``cancelled`` run too, whatever the
+        status asked for: a call that died may have cancelled it without finishing what follows (its
+        waiter, its child), which the retry then finishes; and the retry answers the same ``matched``."""
         if self.created_after is not None and run.created_at <= self.created_after:
+            return False
+        if action == "cancel" and run.status == "cancelled":
+            return True
+        if self.status is not None and run.status != self.status:
             return False
         if action == "cancel":
             return not run.finished
