@@ -59,6 +59,16 @@ def build(workflow_id: str, schema: type[BaseModel], initial: Any) -> BaseModel:
         raise StateError(f"initial_state of workflow {workflow_id!r} is invalid: {summary}") from None
 
 
+def initial(workflow_id: str, schema: type[BaseModel] | None, given: Any) -> BaseModel | None:
+    """``ctx.state`` at the start of an attempt (``None`` without a schema; ``StateError`` when an
+    ``initial_state`` was given to a workflow that has no schema: it would be ignored)."""
+    if schema is None:
+        if given is not None:
+            raise StateError(f"initial_state: workflow {workflow_id!r} has no state_schema to hold it")
+        return None
+    return build(workflow_id, schema, given)
+
+
 def dump(state: BaseModel) -> str:
     """The state as saved (compact JSON), at most :data:`MAX_STATE_BYTES`."""
     text = state.model_dump_json()

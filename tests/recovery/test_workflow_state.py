@@ -124,3 +124,27 @@ def test_invoke_checks_initial_state_against_the_schema_before_sending() -> None
 
     with pytest.raises(StateError, match=r"initial_state\.counter"):
         asyncio.run(counting.invoke(None, {}, initial_state={"counter": "many"}))  # type: ignore[arg-type]
+
+
+@workflow(id="stateless")
+async def stateless(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
+    return "ok"
+
+
+@workflow(id="starts-a-child")
+async def starts_a_child(ctx: WorkflowContext, payload: dict[str, Any]) -> Any:
+    return await ctx.step.invoke_and_wait("kid", "stateless", {}, initial_state={"counter": 1})
+
+
+def test_initial_state_for_a_workflow_without_state_schema_is_refused_never_ignored() -> None:
+    with local_stack(App("stateless", [stateless, starts_a_child, counting])) as stack:
+        answer = stack.request(
+            "POST", "/api/v1/workflows/stateless/run", {"payload": {}, "initial_state": {}}
+        )
+        assert answer.status == 400 and "initial_state" in answer.body["error"]
+        assert "no state_schema" in answer.body["error"]
+        parent = stack.invoke("starts-a-child", {})  # named by id: the child's worker refuses it
+        stack.drain()
+        child = stack.run(stack.run(parent)["children"][0])
+        assert child["status"] == "failed" and child["error"]["type"] == "StateError"
+        assert "StateError" in stack.run(parent)["error"]["message"]  # the child failure, raised in the parent

@@ -71,9 +71,14 @@ def compact_json(value: Any, name: str, limit: int) -> str:
     return text
 
 
-def _known_workflow(workflow_id: str) -> None:
-    if workflow_id not in manifest.current().workflows:
+def _known_workflow(workflow_id: str, initial_state: object = None) -> None:
+    entry = manifest.current().workflows.get(workflow_id)
+    if entry is None:
         raise NotFound(f"workflow {workflow_id!r} does not exist")
+    if initial_state is not None and not entry.state:
+        raise ValidationFailed(
+            f"initial_state: workflow {workflow_id!r} has no state_schema, so it would be ignored"
+        )
 
 
 def _started(run: RunRecord) -> dict[str, Any]:
@@ -97,7 +102,7 @@ def run_workflow(
     from polos.definition import run_timeout_problem
     from polos.runtime import runs
 
-    _known_workflow(workflow_id)
+    _known_workflow(workflow_id, body.initial_state)
     if (problem := run_timeout_problem(body.run_timeout_seconds)) is not None:
         raise ValidationFailed(problem)
     payload_json = compact_json(body.payload, "payload", MAX_PAYLOAD_BYTES)

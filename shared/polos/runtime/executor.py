@@ -205,9 +205,8 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
     saved: str | None = None
     try:
         with overload.watch() as throttles:
-            if wf.state_schema is not None:  # every attempt starts again from the initial state (replay)
-                initial = json.loads(run.initial_state_json) if run.initial_state_json else None
-                ctx.state = state.build(wf.id, wf.state_schema, initial)
+            initial = json.loads(run.initial_state_json) if run.initial_state_json else None
+            ctx.state = state.initial(wf.id, wf.state_schema, initial)  # every attempt starts from it
             result = await deadline.within(ends_at, wf(ctx, wf.build_payload(raw)))
         if throttles:  # one of our AWS calls failed and the workflow's code went on regardless
             raise throttles[0]
