@@ -97,7 +97,7 @@ class Workflow:
     def check_initial_state(self, initial_state: Any) -> dict[str, Any] | None:
         """``initial_state`` validated against ``state_schema``, as JSON data (``StateError`` if it does
         not fit; ``WorkflowDefinitionError`` when the workflow has no ``state_schema``)."""
-        if initial_state is None:
+        if not initial_state:  # None or {}: no state given
             return None
         if self.state_schema is None:
             raise WorkflowDefinitionError(
@@ -122,14 +122,12 @@ class Workflow:
         self.build_payload(payload)  # fail here, not in the worker, when the payload cannot fit
         if (problem := run_timeout_problem(run_timeout_seconds)) is not None:
             raise ValueError(problem)
-        checked_state = self.check_initial_state(initial_state)
-        return await client.start_workflow(
-            self.id,
-            payload,
-            idempotency_key=idempotency_key,
-            run_timeout_seconds=run_timeout_seconds,
-            initial_state=checked_state,
-        )
+        options: dict[str, Any] = {
+            "run_timeout_seconds": run_timeout_seconds,
+            "initial_state": self.check_initial_state(initial_state),
+        }
+        given = {name: value for name, value in options.items() if value is not None}
+        return await client.start_workflow(self.id, payload, idempotency_key=idempotency_key, **given)
 
     async def run(
         self,

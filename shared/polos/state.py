@@ -63,7 +63,7 @@ def initial(workflow_id: str, schema: type[BaseModel] | None, given: Any) -> Bas
     """``ctx.state`` at the start of an attempt (``None`` without a schema; ``StateError`` when an
     ``initial_state`` was given to a workflow that has no schema: it would be ignored)."""
     if schema is None:
-        if given is not None:
+        if given:  # {} is no state
             raise StateError(f"initial_state: workflow {workflow_id!r} has no state_schema to hold it")
         return None
     return build(workflow_id, schema, given)

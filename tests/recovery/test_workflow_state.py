@@ -138,9 +138,8 @@ async def starts_a_child(ctx: WorkflowContext, payload: dict[str, Any]) -> Any:
 
 def test_initial_state_for_a_workflow_without_state_schema_is_refused_never_ignored() -> None:
     with local_stack(App("stateless", [stateless, starts_a_child, counting])) as stack:
-        answer = stack.request(
-            "POST", "/api/v1/workflows/stateless/run", {"payload": {}, "initial_state": {}}
-        )
+        body = {"payload": {}, "initial_state": {"counter": 1}}
+        answer = stack.request("POST", "/api/v1/workflows/stateless/run", body)
         assert answer.status == 400 and "initial_state" in answer.body["error"]
         assert "no state_schema" in answer.body["error"]
         parent = stack.invoke("starts-a-child", {})  # named by id: the child's worker refuses it

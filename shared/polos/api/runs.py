@@ -102,15 +102,16 @@ def run_workflow(
     from polos.definition import run_timeout_problem
     from polos.runtime import runs
 
-    _known_workflow(workflow_id, body.initial_state)
+    initial_state = body.initial_state or None  # {} is no state (the Polos SDK's rule too)
+    _known_workflow(workflow_id, initial_state)
     if (problem := run_timeout_problem(body.run_timeout_seconds)) is not None:
         raise ValidationFailed(problem)
     payload_json = compact_json(body.payload, "payload", MAX_PAYLOAD_BYTES)
     options = runs.RunOptions(
         run_timeout_seconds=body.run_timeout_seconds,
         initial_state_json=None
-        if body.initial_state is None
-        else compact_json(body.initial_state, "initial_state", MAX_STATE_BYTES),
+        if initial_state is None
+        else compact_json(initial_state, "initial_state", MAX_STATE_BYTES),
     )
     run, created = runs.create_invoked(workflow_id, payload_json, idempotency_key, options=options)
     if not created:
