@@ -146,4 +146,4 @@ def test_initial_state_for_a_workflow_without_state_schema_is_refused_never_igno
         stack.drain()
         child = stack.run(stack.run(parent)["children"][0])
         assert child["status"] == "failed" and child["error"]["type"] == "StateError"
-        assert "StateError" in stack.run(parent)["error"]["message"]  # the child failure, raised in the parent
+        assert "StateError" in stack.run(parent)["error"]["message"]  # raised in the parent
