@@ -69,7 +69,7 @@ def test_initial_state_counter_5_ends_as_state_counter_6(stack: Stack) -> None:
 
 
 def test_without_initial_state_the_model_defaults_start_it(stack: Stack) -> None:
-    run_id = start(stack, "counting", {})
+    run_id = stack.invoke("counting", {}, run_timeout_seconds=60)  # polos.testing passes the options
     stack.drain()
     assert stack.run(run_id)["state"] == {"counter": 1, "seen": ["first"]}
 
