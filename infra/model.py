@@ -300,6 +300,8 @@ class WorkflowQueue:
     schedule: Schedule | None = None  # fired by an EventBridge Scheduler schedule onto this queue
     # ``@workflow(max_attempts=N)``: its queue's receive count is sized behind it; ``None``: the deployment's.
     max_attempts: int | None = None
+    # ``@workflow(state_schema=...)``: the API takes an ``initial_state`` for it (the manifest says so).
+    state: bool = False
 
     def receive_limit(self, default_attempts: int) -> int:
         """The queue's ``maxReceiveCount`` when the deployment allows ``default_attempts`` executions."""
@@ -335,7 +337,7 @@ class AppModel:
     def manifest(self) -> Manifest:
         return Manifest(
             workflows={
-                q.workflow_id: WorkflowEntry(id=q.workflow_id, topic=q.topic, batch=q.batch)
+                q.workflow_id: WorkflowEntry(id=q.workflow_id, topic=q.topic, batch=q.batch, state=q.state)
                 for q in self.queues
             }
         )
@@ -352,6 +354,7 @@ def build_model(app: App) -> AppModel:
             batching_window_seconds=wf.batch_timeout_seconds,
             schedule=wf.schedule,
             max_attempts=wf.max_attempts,
+            state=wf.state_schema is not None,
         )
         for wf in app
     )

@@ -30,10 +30,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--limit", type=_limit, default=20, metavar="N", help="at most N runs (1-100, default 20)"
     )
     runs.set_defaults(handler=list_command)
-    actions = runs.add_subparsers(dest="action", metavar="{cancel,resume}")
-    cancel = actions.add_parser("cancel", help="cancel a run")
-    cancel.add_argument("run_id", metavar="RUN_ID")
+    actions = runs.add_subparsers(dest="action", metavar="{cancel,resume,rerun}")
+    cancel = actions.add_parser(
+        "cancel", help="cancel a run, or with --workflow every unfinished run matching the filter"
+    )
+    cancel.add_argument("run_id", metavar="RUN_ID", nargs="?")
+    _bulk_filter(cancel)
     cancel.set_defaults(handler=cancel_command)
+    rerun = actions.add_parser(
+        "rerun", help="rerun a finished run, or with --workflow every finished run matching the filter"
+    )
+    rerun.add_argument("run_id", metavar="RUN_ID", nargs="?")
+    rerun.add_argument("--from-step", metavar="KEY", help="replay the steps before KEY as journaled")
+    rerun.add_argument("--payload", type=_json_value, metavar="JSON", help="a new payload")
+    _bulk_filter(rerun)
+    rerun.set_defaults(handler=rerun_command)
     resume = actions.add_parser("resume", help="resume a run's suspend step")
     resume.add_argument("run_id", metavar="RUN_ID")
     resume.add_argument("key", metavar="KEY", help="the suspend step's key")
@@ -54,10 +65,80 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
-def cancel_command(args: argparse.Namespace) -> int:
-    client = _client("runs cancel")
+def _bulk_filter(parser: argparse.ArgumentParser) -> None:
+    bulk = parser.add_argument_group("bulk (instead of RUN_ID)")
+    bulk.add_argument("--workflow", dest="bulk_workflow", metavar="W", help="every matching run of W")
+    bulk.add_argument("--status", dest="bulk_status", choices=STATUSES, help="only runs with this status")
+    bulk.add_argument("--created-after", metavar="TIME", help="only runs created after TIME (ISO 8601)")
+    bulk.add_argument("--created-before", metavar="TIME", help="only runs created before TIME (ISO 8601)")
+
+
+def _json_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"is not JSON: {exc}") from None
+
+
+def _one_or_bulk(name: str, args: argparse.Namespace) -> bool | None:
+    """Whether the command acts in bulk (``--workflow``), or ``None`` (after a message) when it names
+    neither or both a run and a workflow."""
+    if (args.run_id is None) == (args.bulk_workflow is None):
+        print(f"polos {name}: give RUN_ID or --workflow W (with its filter), not both", file=sys.stderr)
+        return None
+    single_only = [vars(args).get(option) for option in ("from_step", "payload")]
+    filters = (args.bulk_status, args.created_after, args.created_before)
+    if (args.run_id is not None and any(v is not None for v in filters)) or (
+        args.bulk_workflow is not None and any(v is not None for v in single_only)
+    ):
+        print(
+            f"polos {name}: --status/--created-* go with --workflow, --from-step/--payload with RUN_ID",
+            file=sys.stderr,
+        )
+        return None
+    return args.bulk_workflow is not None
+
+
+def _bulk(name: str, args: argparse.Namespace, client: PolosClient) -> int:
+    act = client.cancel_runs if name == "runs cancel" else client.rerun_runs
+
+    async def counted() -> dict[str, int]:  # a dict: ``_call``'s failure is an int
+        matched = await act(
+            args.bulk_workflow,
+            status=args.bulk_status,
+            created_after=args.created_after,
+            created_before=args.created_before,
+        )
+        return {"matched": matched}
+
+    answer = _call(name, counted())
+    if isinstance(answer, int):
+        return answer
+    print(f"matched {answer['matched']}")
+    return 0
+
+
+def rerun_command(args: argparse.Namespace) -> int:
+    bulk = _one_or_bulk("runs rerun", args)
+    client = None if bulk is None else _client("runs rerun")
     if client is None:
         return 2
+    if bulk:
+        return _bulk("runs rerun", args, client)
+    run = _call("runs rerun", client.rerun(args.run_id, from_step=args.from_step, payload=args.payload))
+    if isinstance(run, int):
+        return run
+    print(f"{run['run_id']}  rerun of {run['rerun_of']}")
+    return 0
+
+
+def cancel_command(args: argparse.Namespace) -> int:
+    bulk = _one_or_bulk("runs cancel", args)
+    client = None if bulk is None else _client("runs cancel")
+    if client is None:
+        return 2
+    if bulk:
+        return _bulk("runs cancel", args, client)
     run = _call("runs cancel", client.cancel(args.run_id))
     if isinstance(run, int):
         return run

@@ -174,7 +174,13 @@ class Stack:
         return answer
 
     def invoke(
-        self, workflow: str | Workflow, payload: Any = None, idempotency_key: str | None = None
+        self,
+        workflow: str | Workflow,
+        payload: Any = None,
+        idempotency_key: str | None = None,
+        *,
+        run_timeout_seconds: int | None = None,
+        initial_state: dict[str, Any] | None = None,
     ) -> str:
         """Start a run of a workflow (its id or the workflow itself) like ``workflow.invoke``; the run id."""
         from pydantic import BaseModel
@@ -184,7 +190,10 @@ class Stack:
             payload = payload.model_dump(mode="json")
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         path = f"/api/v1/workflows/{quote(workflow_id, safe='')}/run"
-        run_id: str = self._ok("POST", path, {"payload": payload}, headers)["run_id"]
+        body: dict[str, Any] = {"payload": payload}
+        options = {"run_timeout_seconds": run_timeout_seconds, "initial_state": initial_state}
+        body.update({name: value for name, value in options.items() if value is not None})
+        run_id: str = self._ok("POST", path, body, headers)["run_id"]
         return run_id
 
     def run(self, run_id: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from polos.definition import Workflow, workflow
     from polos.errors import NonRetryableError, StepExecutionError, WorkflowRunError
     from polos.payloads import BatchEventPayload, EventItem, EventPayload, PayloadEvent, SchedulePayload
+    from polos.state import WorkflowState
 
 _HOMES: dict[str, str] = {
     "BatchEventPayload": "polos.payloads",
@@ -31,6 +32,7 @@ _HOMES: dict[str, str] = {
     "WorkflowContext": "polos.context",
     "Workflow": "polos.definition",
     "workflow": "polos.definition",
+    "WorkflowState": "polos.state",
 }
 
 __all__ = [  # a literal list, so linters and type checkers see the names; a test keeps it equal to _HOMES
@@ -47,6 +49,7 @@ __all__ = [  # a literal list, so linters and type checkers see the names; a tes
     "WorkflowContext",
     "WorkflowHandle",
     "WorkflowRunError",
+    "WorkflowState",
     "workflow",
 ]
 

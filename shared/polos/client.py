@@ -212,13 +212,22 @@ class PolosClient:
         return answer
 
     async def start_workflow(
-        self, workflow_id: str, payload: Any, *, idempotency_key: str | None = None
+        self,
+        workflow_id: str,
+        payload: Any,
+        *,
+        idempotency_key: str | None = None,
+        run_timeout_seconds: int | None = None,
+        initial_state: dict[str, Any] | None = None,
     ) -> ExecutionHandle:
         """Start a run of ``workflow_id`` and return its handle (bound to this client; one run however often
         the request is retried: the call sends an ``Idempotency-Key`` of its own unless given one)."""
         headers = {"Idempotency-Key": idempotency_key or _new_key()}
         path = f"/api/v1/workflows/{urllib.parse.quote(workflow_id, safe='')}/run"
-        answer = await self._call("POST", path, {"payload": payload}, headers)
+        body: dict[str, Any] = {"payload": payload}
+        options = {"run_timeout_seconds": run_timeout_seconds, "initial_state": initial_state}
+        body.update({name: value for name, value in options.items() if value is not None})
+        answer = await self._call("POST", path, body, headers)
         return ExecutionHandle.model_validate(answer).bound(self)
 
     async def get_run(self, run_id: str) -> dict[str, Any]:
@@ -273,6 +282,71 @@ class PolosClient:
             {"Idempotency-Key": idempotency_key or _new_key()},
         )
         return answer
+
+    async def rerun(
+        self,
+        run_id: str,
+        *,
+        from_step: str | None = None,
+        payload: Any = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Start a new run of a finished run's workflow and payload (or ``payload``); with ``from_step``,
+        the source's steps before that one replay as journaled. Returns ``{"run_id", "rerun_of", ...}``."""
+        body: dict[str, Any] = {"from_step": from_step, "payload": payload}
+        answer: dict[str, Any] = await self._call(
+            "POST",
+            f"/api/v1/runs/{urllib.parse.quote(run_id, safe='')}/rerun",
+            {name: value for name, value in body.items() if value is not None},
+            {"Idempotency-Key": idempotency_key or _new_key()},
+        )
+        return answer
+
+    async def cancel_runs(
+        self,
+        workflow_id: str,
+        *,
+        status: str | None = None,
+        created_after: str | None = None,
+        created_before: str | None = None,
+    ) -> int:
+        """Cancel every run of ``workflow_id`` matching the filter (every page); how many matched."""
+        return await self._bulk("cancel", workflow_id, status, created_after, created_before)
+
+    async def rerun_runs(
+        self,
+        workflow_id: str,
+        *,
+        status: str | None = None,
+        created_after: str | None = None,
+        created_before: str | None = None,
+    ) -> int:
+        """Rerun every finished run of ``workflow_id`` matching the filter (every page); how many matched."""
+        return await self._bulk("rerun", workflow_id, status, created_after, created_before)
+
+    async def _bulk(
+        self,
+        action: str,
+        workflow_id: str,
+        status: str | None,
+        created_after: str | None,
+        created_before: str | None,
+    ) -> int:
+        """``POST /api/v1/runs/{action}`` page after page (each page retried under its own key)."""
+        query = {
+            "workflow_id": workflow_id,
+            "status": status,
+            "created_after": created_after,
+            "created_before": created_before,
+        }
+        body: dict[str, Any] = {name: value for name, value in query.items() if value is not None}
+        key, matched = _new_key(), 0
+        while True:
+            answer = await self._call("POST", f"/api/v1/runs/{action}", body, {"Idempotency-Key": key})
+            matched += int(answer["matched"])
+            if answer.get("next_cursor") is None:
+                return matched
+            body["cursor"] = answer["next_cursor"]
 
     async def dead_letters(self, workflow_id: str, limit: int = 50) -> dict[str, Any]:
         """The workflow's dead-lettered messages (``dead_letters``, ``approximate_count``)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from polos.steps import StepAPI
@@ -19,3 +19,5 @@ class WorkflowContext:
     attempt: int
     created_at: datetime
     step: StepAPI
+    # ``@workflow(state_schema=Model)``: that model, from ``initial_state`` or its defaults (polos.state).
+    state: Any = None

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from polos import schedules
+from polos import schedules, state
 from polos.aws import attempts
 from polos.errors import (
     InvalidTopicError,
@@ -34,6 +34,19 @@ WORKFLOW_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 MAX_BATCH_SIZE = 10_000
 MAX_BATCH_WINDOW_SECONDS = 300
 MAX_UNWINDOWED_BATCH_SIZE = 10
+# A run may wait 365 days (DESIGN §1b): its timeout may be a day more.
+MAX_RUN_TIMEOUT_SECONDS = 366 * 24 * 3600
+
+
+def run_timeout_problem(value: object, name: str = "run_timeout_seconds") -> str | None:
+    """Why ``value`` is not a valid ``run_timeout_seconds`` (``None`` when it is)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"{name} must be a whole number of seconds, got {value!r}"
+    if not 1 <= value <= MAX_RUN_TIMEOUT_SECONDS:
+        return f"{name}={value} is out of range; it must be 1 <= {name} <= {MAX_RUN_TIMEOUT_SECONDS}"
+    return None
 
 
 @dataclass(eq=False)
@@ -50,6 +63,10 @@ class Workflow:
     takes_payload: bool = True
     # Executions that may fail in a row for one message; ``None``: the deployment's (``POLOS_MAX_ATTEMPTS``).
     max_attempts: int | None = None
+    # A run unfinished this long after its creation fails with ``RunTimeout`` (an invoke argument wins).
+    run_timeout_seconds: int | None = None
+    # ``ctx.state``'s model (``polos.WorkflowState``), started from ``initial_state`` or its defaults.
+    state_schema: type[BaseModel] | None = None
     _payload_type: Any = field(default=None, repr=False)
     _adapter: TypeAdapter[Any] | None = field(default=None, repr=False)
 
@@ -77,14 +94,40 @@ class Workflow:
         """Run the handler directly (unit tests of a handler's own logic)."""
         return await (self.fn(ctx, payload) if self.takes_payload else self.fn(ctx))
 
+    def check_initial_state(self, initial_state: Any) -> dict[str, Any] | None:
+        """``initial_state`` validated against ``state_schema``, as JSON data (``StateError`` if it does
+        not fit; ``WorkflowDefinitionError`` when the workflow has no ``state_schema``)."""
+        if not initial_state:  # None or {}: no state given
+            return None
+        if self.state_schema is None:
+            raise WorkflowDefinitionError(
+                f"workflow {self.id!r} has no state_schema: initial_state would be ignored"
+            )
+        built = state.build(self.id, self.state_schema, initial_state)
+        dumped: dict[str, Any] = built.model_dump(mode="json")
+        return dumped
+
     async def invoke(
-        self, client: PolosClient, payload: Any = None, *, idempotency_key: str | None = None
+        self,
+        client: PolosClient,
+        payload: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        run_timeout_seconds: int | None = None,
+        initial_state: BaseModel | dict[str, Any] | None = None,
     ) -> ExecutionHandle:
         """Start a run through the HTTP API; returns a handle to await its result."""
         if isinstance(payload, BaseModel):
             payload = payload.model_dump(mode="json", by_alias=True)
         self.build_payload(payload)  # fail here, not in the worker, when the payload cannot fit
-        return await client.start_workflow(self.id, payload, idempotency_key=idempotency_key)
+        if (problem := run_timeout_problem(run_timeout_seconds)) is not None:
+            raise ValueError(problem)
+        options: dict[str, Any] = {
+            "run_timeout_seconds": run_timeout_seconds,
+            "initial_state": self.check_initial_state(initial_state),
+        }
+        given = {name: value for name, value in options.items() if value is not None}
+        return await client.start_workflow(self.id, payload, idempotency_key=idempotency_key, **given)
 
     async def run(
         self,
@@ -212,6 +255,8 @@ def _define(
     batch_timeout_seconds: int | None,
     schedule: str | dict[str, str] | None = None,
     max_attempts: int | None = None,
+    run_timeout_seconds: int | None = None,
+    state_schema: type[BaseModel] | None = None,
 ) -> Workflow:
     if not callable(fn):
         raise WorkflowDefinitionError(
@@ -228,6 +273,9 @@ def _define(
         )
     _check_limits(resolved_id, batch_size, batch_timeout_seconds)
     _check_max_attempts(resolved_id, max_attempts)
+    if (problem := run_timeout_problem(run_timeout_seconds)) is not None:
+        raise WorkflowDefinitionError(f"workflow {resolved_id!r}: {problem}")
+    schema = state.check_schema(resolved_id, state_schema)
     topic = None
     if trigger_on_event is not None:
         try:
@@ -259,6 +307,8 @@ def _define(
         schedule=parsed_schedule,
         takes_payload=len(inspect.signature(fn).parameters) == 2,
         max_attempts=max_attempts,
+        run_timeout_seconds=run_timeout_seconds,
+        state_schema=schema,
         _payload_type=payload_type,
         _adapter=None if payload_type is None else TypeAdapter(payload_type),
     )
@@ -280,6 +330,8 @@ def workflow(
     batch_timeout_seconds: int | None = None,
     schedule: str | dict[str, str] | None = None,
     max_attempts: int | None = None,
+    run_timeout_seconds: int | None = None,
+    state_schema: type[BaseModel] | None = None,
 ) -> Callable[[Handler], Workflow]: ...
 
 
@@ -294,6 +346,8 @@ def workflow(
     batch_timeout_seconds: int | None = None,
     schedule: str | dict[str, str] | None = None,
     max_attempts: int | None = None,
+    run_timeout_seconds: int | None = None,
+    state_schema: type[BaseModel] | None = None,
 ) -> Workflow | Callable[[Handler], Workflow]:
     """Declare a durable workflow: ``@workflow`` or ``@workflow(id=..., trigger_on_event=..., ...)``."""
     if fn is not None:
@@ -309,6 +363,8 @@ def workflow(
             batch_timeout_seconds,
             schedule,
             max_attempts,
+            run_timeout_seconds,
+            state_schema,
         )
 
     return decorate

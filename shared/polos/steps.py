@@ -101,9 +101,18 @@ class StepAPI(Protocol):
         ``data`` is shown with the waiting step; ``StepExecutionError`` when ``timeout`` s pass first."""
         ...
 
-    async def invoke(self, key: str, workflow: Any, payload: Any = None) -> ExecutionHandle:
+    async def invoke(
+        self,
+        key: str,
+        workflow: Any,
+        payload: Any = None,
+        *,
+        run_timeout_seconds: int | None = None,
+        initial_state: Any = None,
+    ) -> ExecutionHandle:
         """Start a child run of ``workflow`` (a workflow or its id) once, however often this run replays,
-        and return its handle. Inside a workflow the handle is data: wait with ``invoke_and_wait``."""
+        and return its handle. Inside a workflow the handle is data: wait with ``invoke_and_wait``.
+        ``run_timeout_seconds`` and ``initial_state`` are the child's, as in ``Workflow.invoke``."""
         ...
 
     async def invoke_and_wait(
@@ -112,7 +121,11 @@ class StepAPI(Protocol):
         workflow: Any,
         payload: Any = None,
         timeout: float | None = None,  # noqa: ASYNC109
+        *,
+        run_timeout_seconds: int | None = None,
+        initial_state: Any = None,
     ) -> Any:
         """Start a child run once and wait for it durably: its result, or ``StepExecutionError`` when it
-        failed, was cancelled or ``timeout`` seconds passed first."""
+        failed, was cancelled or ``timeout`` seconds passed first. ``run_timeout_seconds`` and
+        ``initial_state`` are the child's, as in ``Workflow.invoke``."""
         ...

@@ -40,6 +40,7 @@ from polos.api.errors import (
     ValidationFailed,
 )
 from polos.api.events import router as events_router
+from polos.api.recovery import router as recovery_router
 from polos.api.runs import router as runs_router
 from polos.aws import observability, overload
 from polos.errors import InvalidTopicError
@@ -76,6 +77,7 @@ def _strict_json(text: str | bytes) -> Any:
 app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=_strict_json)
 app.include_router(events_router)
 app.include_router(runs_router)
+app.include_router(recovery_router)
 app.include_router(dead_letters_router)
 app.include_router(dashboard.router)
 app.include_router(keys.router)

@@ -18,6 +18,7 @@ from polos.api.errors import Conflict, IdempotencyConflict, NotFound, PayloadToo
 from polos.publish import idempotency, manifest
 from polos.publish.fanout import FanoutError
 from polos.runtime.status import RunStatus
+from polos.state import MAX_STATE_BYTES
 
 if TYPE_CHECKING:
     from polos.runtime.records import RunRecord
@@ -36,7 +37,10 @@ MAX_PAGE = 100
 class RunRequest(BaseModel):
     """The body of ``POST /api/v1/workflows/{workflow_id}/run``.
 
-    The other fields are those the Polos SDK sends; they are accepted and ignored (DESIGN §2).
+    ``run_timeout_seconds`` and ``initial_state`` are honoured (checked here, ``initial_state`` against
+    the workflow's ``state_schema`` by the worker: a misfit fails the run at once, naming the field).
+    ``wait_for_subworkflow``, ``deployment_id``, ``session_id``, ``user_id`` and ``otel_traceparent`` are
+    those the Polos SDK sends that mean nothing here: accepted and ignored (DESIGN §2).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -48,14 +52,33 @@ class RunRequest(BaseModel):
     user_id: Any = None
     queue_name: Any = None
     concurrency_key: Any = None
-    run_timeout_seconds: Any = None
-    initial_state: Any = None
+    run_timeout_seconds: Annotated[int, Field(strict=True)] | None = None
+    initial_state: dict[str, Any] | None = None
     otel_traceparent: Any = None
 
 
-def _known_workflow(workflow_id: str) -> None:
-    if workflow_id not in manifest.current().workflows:
+def compact_json(value: Any, name: str, limit: int) -> str:
+    """``value`` as compact JSON within ``limit`` bytes (``400``/``413`` naming ``name`` otherwise)."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:
+        raise ValidationFailed(f"{name} is not valid JSON: {exc}") from None
+    if (problem := serde.unicode_problem(text)) is not None:
+        raise ValidationFailed(f"{name} {problem}")
+    size = len(text.encode())
+    if size > limit:
+        raise PayloadTooLarge(f"{name} is {size} bytes as compact JSON; at most {limit} are allowed")
+    return text
+
+
+def _known_workflow(workflow_id: str, initial_state: object = None) -> None:
+    entry = manifest.current().workflows.get(workflow_id)
+    if entry is None:
         raise NotFound(f"workflow {workflow_id!r} does not exist")
+    if initial_state is not None and not entry.state:
+        raise ValidationFailed(
+            f"initial_state: workflow {workflow_id!r} has no state_schema, so it would be ignored"
+        )
 
 
 def _started(run: RunRecord) -> dict[str, Any]:
@@ -76,21 +99,21 @@ def run_workflow(
     ] = None,
 ) -> tuple[dict[str, Any], int]:
     """Create a ``queued`` run and send it to the workflow's queue (``202``)."""
+    from polos.definition import run_timeout_problem
     from polos.runtime import runs
 
-    _known_workflow(workflow_id)
-    try:
-        payload_json = json.dumps(body.payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except ValueError as exc:
-        raise ValidationFailed(f"payload is not valid JSON: {exc}") from None
-    if (problem := serde.unicode_problem(payload_json)) is not None:
-        raise ValidationFailed(f"payload {problem}")
-    size = len(payload_json.encode())
-    if size > MAX_PAYLOAD_BYTES:
-        raise PayloadTooLarge(
-            f"payload is {size} bytes as compact JSON; at most {MAX_PAYLOAD_BYTES} are allowed"
-        )
-    run, created = runs.create_invoked(workflow_id, payload_json, idempotency_key)
+    initial_state = body.initial_state or None  # {} is no state (the Polos SDK's rule too)
+    _known_workflow(workflow_id, initial_state)
+    if (problem := run_timeout_problem(body.run_timeout_seconds)) is not None:
+        raise ValidationFailed(problem)
+    payload_json = compact_json(body.payload, "payload", MAX_PAYLOAD_BYTES)
+    options = runs.RunOptions(
+        run_timeout_seconds=body.run_timeout_seconds,
+        initial_state_json=None
+        if initial_state is None
+        else compact_json(initial_state, "initial_state", MAX_STATE_BYTES),
+    )
+    run, created = runs.create_invoked(workflow_id, payload_json, idempotency_key, options=options)
     if not created:
         # The key was used before: the same request gets the same answer, another one a conflict.
         if run.payload_json is None or idempotency.request_hash(json.loads(run.payload_json)) != (

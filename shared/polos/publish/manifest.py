@@ -24,6 +24,8 @@ class WorkflowEntry:
     id: str
     topic: str | None
     batch: bool
+    # It has a ``state_schema`` (an ``initial_state`` is refused for a workflow without one).
+    state: bool = False
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,8 @@ class Manifest:
         body = {
             "version": MANIFEST_VERSION,
             "workflows": {
-                wf_id: {"topic": wf.topic, "batch": wf.batch} for wf_id, wf in sorted(self.workflows.items())
+                wf_id: {"topic": wf.topic, "batch": wf.batch} | ({"state": True} if wf.state else {})
+                for wf_id, wf in sorted(self.workflows.items())
             },
         }
         return json.dumps(body, indent=2, sort_keys=True) + "\n"
@@ -52,7 +55,9 @@ class Manifest:
             raise ValueError(f"unsupported manifest version {raw.get('version')!r}")
         return cls(
             workflows={
-                wf_id: WorkflowEntry(id=wf_id, topic=entry["topic"], batch=bool(entry["batch"]))
+                wf_id: WorkflowEntry(
+                    id=wf_id, topic=entry["topic"], batch=bool(entry["batch"]), state=bool(entry.get("state"))
+                )
                 for wf_id, entry in raw["workflows"].items()
             }
         )

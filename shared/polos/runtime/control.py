@@ -8,6 +8,7 @@ from typing import Any, Literal
 from aws_lambda_powertools import Logger
 
 from polos.publish import waiters
+from polos.runtime import deadline
 from polos.runtime.journal import Journal
 from polos.runtime.records import ErrorInfo, RunRecord
 from polos.runtime.waits import WaitingFor
@@ -39,26 +40,35 @@ def report_end(run: RunRecord, *, wake: bool = True, journal: Journal | None = N
     logger.info("child run reported its end", extra={"parent_run_id": parent.run_id, "recorded": won})
 
 
-def ended_cancelled(run: RunRecord, journal: Journal | None = None, *, wake_parent: bool = True) -> None:
-    """What follows a run becoming ``cancelled``: its event waiter goes, the child it waited for is
-    cancelled too, and its own parent hears of its end (and is woken, unless ``wake_parent`` is off: a
-    parent cancelling its children has nothing to wake for, and waking it would cancel them again)."""
+def release_wait(run: RunRecord, journal: Journal | None = None) -> None:
+    """A run that ended while it waited (cancelled, or failed at its deadline): its event waiter goes and
+    the child it waited for is cancelled too (each idempotent)."""
     if run.waiting_for_json is not None:
         waiting = WaitingFor.from_json(run.waiting_for_json)
         if waiting.topic is not None:
             waiters.WaiterStore().remove(waiting.topic, run.run_id, waiting.step, waiting.match)
         if waiting.kind == "child" and waiting.child is not None:
             cancel(waiting.child, journal, wake_parent=False)
+
+
+def ended_cancelled(run: RunRecord, journal: Journal | None = None, *, wake_parent: bool = True) -> None:
+    """What follows a run becoming ``cancelled``: its wait is released (:func:`release_wait`) and its own
+    parent hears of its end (and is woken, unless ``wake_parent`` is off: a parent cancelling its children
+    has nothing to wake for, and waking it would cancel them again)."""
+    release_wait(run, journal)
     report_end(run, wake=wake_parent, journal=journal)
 
 
 def end_again(run: RunRecord, journal: Journal | None = None) -> None:
     """What follows a finished run's end, done again (a crash may have cut it short; each part is
     idempotent, so its parent hears of it once): a cancelled run's whole effect (:func:`ended_cancelled`),
-    or any other run's end reported to its parent."""
+    a timed-out run's wait released, any other run's end reported to its parent."""
     if run.status == "cancelled":
         ended_cancelled(run, journal)
-    elif run.finished and run.parent is not None:
+        return
+    if deadline.timed_out(run):
+        release_wait(run, journal)
+    if run.finished and run.parent is not None:
         report_end(run, journal=journal)
 
 

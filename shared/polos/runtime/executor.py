@@ -6,20 +6,20 @@ import asyncio
 import contextlib
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from polos import serde
+from polos import serde, state
 from polos.aws import observability, overload, settings
 from polos.context import WorkflowContext
 from polos.errors import NonRetryableError, RunLeaseLostError
 from polos.publish import waiters
 from polos.publish.events import EventRef
-from polos.runtime import clock, control, dead_letters, retention, steps, timers
+from polos.runtime import clock, control, dead_letters, deadline, retention, steps, timers
 from polos.runtime.journal import Acquired, Item, Journal
 from polos.runtime.records import ErrorInfo, LoadedRun, RunRecord, RunStatus, StepRecord, TriggerType
 from polos.runtime.runs import stored_payload
@@ -165,7 +165,8 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
             return AttemptResult(taken.outcome, taken.run)
         run = taken.run
         if lease_first:
-            if run.attempts > 1:  # an earlier attempt may have journaled steps: read them (one Query)
+            # An earlier attempt may have journaled steps, or a rerun copied its source's: read them.
+            if run.attempts > 1 or run.from_step is not None:
                 items = await _releasing(journal, run, owner, lambda: journal.query_partition(run.run_id))
                 loaded = Journal.decode_partition(items)
             else:
@@ -188,6 +189,9 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
     )
     if run.cancel_requested:  # asked for while no attempt ran (a crashed one): ends here, no step called
         return await _cancelled(journal, run, owner, log)
+    ends_at = deadline.deadline(run, wf)
+    if deadline.passed(ends_at):  # woken by its deadline, or delivered late: nothing runs
+        return await _timed_out(journal, run, owner, log, wf)
     ctx = WorkflowContext(
         workflow_id=wf.id,
         run_id=run.run_id,
@@ -198,16 +202,24 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
     raw = attempt.payload
     if raw is _NO_PAYLOAD:  # an invocation, or a wake-up: the input is stored with the run
         raw = await _releasing(journal, run, owner, lambda: stored_payload(run, items or []))
+    saved: str | None = None
     try:
         with overload.watch() as throttles:
-            result = await wf(ctx, wf.build_payload(raw))
+            initial = json.loads(run.initial_state_json) if run.initial_state_json else None
+            ctx.state = state.initial(wf.id, wf.state_schema, initial)  # every attempt starts from it
+            result = await deadline.within(ends_at, wf(ctx, wf.build_payload(raw)))
         if throttles:  # one of our AWS calls failed and the workflow's code went on regardless
             raise throttles[0]
         text = serde.to_json(result, what=f"result of workflow {wf.id!r}")
+        saved = _saved_state(ctx, log)
     except RunSuspended as suspended:
-        return await _suspend(journal, run, owner, suspended.waiting, log, runner.take_pending(), raw)
+        waiting = replace(suspended.waiting, deadline=ends_at)
+        pending, saved = runner.take_pending(), _saved_state(ctx, log)
+        return await _suspend(journal, run, owner, waiting, log, pending, raw, saved)
     except RunCancelled:
-        return await _cancelled(journal, run, owner, log, runner.take_pending())
+        return await _cancelled(journal, run, owner, log, runner.take_pending(), _saved_state(ctx, log))
+    except deadline.RunTimedOut:
+        return await _timed_out(journal, run, owner, log, wf, runner.take_pending(), _saved_state(ctx, log))
     except RunLeaseLostError as exc:
         logger.warning("attempt stopped: lease lost", extra={**log, "error": str(exc)})
         return AttemptResult("busy", run)
@@ -225,13 +237,18 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
         )
         ended: Literal["failed", "queued"] = "failed" if final else "queued"
         spent = retryable and final  # the message goes to the dead-letter queue
-        pending = runner.take_pending()
-        if not await _finish(journal, run, owner, ended, log, error=error, step=pending, dead_letter=spent):
+        pending, saved = runner.take_pending(), _saved_state(ctx, log)
+        if not await _finish(
+            journal, run, owner, ended, log, error=error, step=pending, dead_letter=spent, state_json=saved
+        ):
             return AttemptResult("busy", run)
         if not final and run.status != "failed":  # failed anyway: its outcome could not be stored
             return AttemptResult("retry", run, error)
         return AttemptResult("exhausted" if retryable and final else "failed", run, run.error)
-    if not await _finish(journal, run, owner, "completed", log, result_json=text, step=runner.take_pending()):
+    pending = runner.take_pending()
+    if not await _finish(
+        journal, run, owner, "completed", log, result_json=text, step=pending, state_json=saved
+    ):
         return AttemptResult("busy", run)
     if run.status == "failed":  # the result could not be stored (see ``_finish``)
         return AttemptResult("failed", run, run.error)
@@ -310,14 +327,53 @@ async def _out_of_attempts(journal: Journal, run_id: str, log: dict[str, Any], a
     return AttemptResult("exhausted", run, run.error)
 
 
+def _saved_state(ctx: WorkflowContext, log: dict[str, Any]) -> str | None:
+    """``ctx.state`` as saved with the outcome (``None`` without a ``state_schema``, or when it cannot be
+    saved: then the last saved state stays and the log says why)."""
+    if ctx.state is None:
+        return None
+    try:
+        return state.dump(ctx.state)
+    except state.StateError as exc:
+        logger.error("ctx.state not saved", extra={**log, "error": str(exc)})
+        return None
+
+
 async def _cancelled(
-    journal: Journal, run: RunRecord, owner: str, log: dict[str, Any], step: StepRecord | None = None
+    journal: Journal,
+    run: RunRecord,
+    owner: str,
+    log: dict[str, Any],
+    step: StepRecord | None = None,
+    state_json: str | None = None,
 ) -> AttemptResult:
     """End the attempt with the run ``cancelled`` (a cancel was asked for while it ran)."""
-    if not await _finish(journal, run, owner, "cancelled", log, step=step):
+    if not await _finish(journal, run, owner, "cancelled", log, step=step, state_json=state_json):
         return AttemptResult("busy", run)
     logger.info("run cancelled at a step boundary", extra=log)
     return AttemptResult("cancelled", run)
+
+
+async def _timed_out(
+    journal: Journal,
+    run: RunRecord,
+    owner: str,
+    log: dict[str, Any],
+    wf: Workflow,
+    step: StepRecord | None = None,
+    state_json: str | None = None,
+) -> AttemptResult:
+    """Fail the run at its deadline (``RunTimeout``). It keeps what it waited for, so that the wait is
+    released and the child it waited for cancelled, now or (after a crash) by its next delivery."""
+    error = deadline.error(run, wf)
+    waited = WaitingFor.from_json(run.waiting_for_json) if run.waiting_for_json else None
+    if not await _finish(
+        journal, run, owner, "failed", log, error=error, waiting_for=waited, step=step, state_json=state_json
+    ):
+        return AttemptResult("busy", run)
+    await asyncio.to_thread(control.release_wait, run, journal)
+    logger.info("run failed: its run_timeout_seconds passed", extra=log)
+    return AttemptResult("failed", run, error)
 
 
 async def _suspend(
@@ -328,6 +384,7 @@ async def _suspend(
     log: dict[str, Any],
     step: StepRecord | None = None,
     raw: Any = None,
+    state_json: str | None = None,
 ) -> AttemptResult:
     """End the attempt with the run ``waiting``: what it reads when it wakes (its input ``raw``) is kept as
     long as it waits, then its wake-up is set, so none is ever lost (see ``polos.runtime.retention``).
@@ -340,7 +397,15 @@ async def _suspend(
     waiting = kept.waiting
     await asyncio.to_thread(timers.arm, run.workflow_id, run.run_id, waiting)
     finished = await _finish(
-        journal, run, owner, "waiting", log, waiting_for=waiting, step=step, kept_until=kept.kept_until
+        journal,
+        run,
+        owner,
+        "waiting",
+        log,
+        waiting_for=waiting,
+        step=step,
+        kept_until=kept.kept_until,
+        state_json=state_json,
     )
     if not finished:
         return AttemptResult("busy", run)
@@ -367,6 +432,7 @@ async def _finish(
     dead_letter: bool = False,
     kept_until: int | None = None,
     uncounted: bool = False,
+    state_json: str | None = None,
 ) -> bool:
     """Record the attempt's outcome (with ``step``, its last completed step not journaled yet) and mirror
     it on ``run``; ``False`` when the lease was lost meanwhile.
@@ -375,7 +441,8 @@ async def _finish(
     the run with an error saying so, rather than leaving it ``running`` to be executed again and again;
     the step is then journaled in its own item, so the failed run still shows it.
     """
-    stored = len((run.payload_json or "").encode("utf-8", "surrogatepass"))
+    kept_texts = (run.payload_json, run.initial_state_json, state_json or run.state_json)
+    stored = sum(len((text or "").encode("utf-8", "surrogatepass")) for text in kept_texts)
     waiting_json = waiting_for.to_json() if waiting_for is not None else None
 
     def write(
@@ -394,6 +461,7 @@ async def _finish(
             dead_letter=dead_letter,
             kept_until=kept_until,
             uncounted=uncounted,
+            state_json=state_json,
         )
 
     cancel_asked = False
@@ -421,6 +489,7 @@ async def _finish(
     run.status, run.result_json, run.error = status, result_json, error
     run.lease_owner = run.lease_until = None
     run.waiting_for_json = waiting_json
+    run.state_json = state_json or run.state_json
     if cancel_asked and status in ("queued", "waiting"):  # asked for during the attempt: cancelled now
         cancelled = await asyncio.to_thread(control.cancel, run.run_id, journal)
         if cancelled is not None:

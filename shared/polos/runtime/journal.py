@@ -145,6 +145,11 @@ def encode_run(run: RunRecord, expires_at: int) -> Item:
         "lease_owner": run.lease_owner,
         "waiting_for": run.waiting_for_json,
         "parent": run.parent.to_json() if run.parent else None,
+        "initial_state": run.initial_state_json,
+        "state": run.state_json,
+        "rerun_of": run.rerun_of,
+        "from_step": run.from_step,
+        "rerun_op": run.rerun_op,
     }
     for name, value in optional.items():
         if value is not None:
@@ -155,6 +160,8 @@ def encode_run(run: RunRecord, expires_at: int) -> Item:
         item["result_apart"] = {"BOOL": True}
     if run.message_attempts:
         item["message_attempts"] = {"N": str(run.message_attempts)}
+    if run.run_timeout_seconds is not None:
+        item["run_timeout_seconds"] = {"N": str(run.run_timeout_seconds)}
     return item
 
 
@@ -189,6 +196,12 @@ def decode_run(item: Item) -> RunRecord:
         message_attempts=int(_n(item, "message_attempts") or 0),
         dead_letter=bool(item.get("dead_letter", {}).get("BOOL", False)),
         kept_until=_n(item, "kept_until"),
+        run_timeout_seconds=None if (timeout := _n(item, "run_timeout_seconds")) is None else int(timeout),
+        initial_state_json=_s(item, "initial_state"),
+        state_json=_s(item, "state"),
+        rerun_of=_s(item, "rerun_of"),
+        from_step=_s(item, "from_step"),
+        rerun_op=_s(item, "rerun_op"),
     )
 
 
@@ -676,6 +689,7 @@ class Journal:
         dead_letter: bool = False,
         kept_until: int | None = None,
         uncounted: bool = False,
+        state_json: str | None = None,
     ) -> bool:
         """End this attempt: ``completed``/``failed``/``cancelled`` for good, ``queued`` to retry, or
         ``waiting`` (with ``waiting_for_json``) until a wake-up. Returns whether a cancel was asked for
@@ -696,6 +710,9 @@ class Journal:
 
         ``uncounted``: the attempt was stopped by AWS (a throttle, a timeout), not by the workflow: the
         execution the lease counted is given back (``max_attempts`` counts the workflow's failures only).
+
+        ``state_json``: ``ctx.state`` as the attempt left it (``state_schema`` workflows), saved with the
+        outcome.
         """
         values: dict[str, AttributeValueTypeDef] = {
             ":status": {"S": status},
@@ -733,6 +750,10 @@ class Journal:
             assignments.append("#error = :error")
         else:
             removals.append("#error")
+        if state_json is not None:
+            values[":state"] = {"S": state_json}
+            names["#state"] = "state"
+            assignments.append("#state = :state")
         if step is not None:
             kept = payload_bytes + (0 if apart else _utf8_len(result_json)) + _utf8_len(waiting_for_json)
             kept += kept_steps_bytes

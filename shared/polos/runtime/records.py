@@ -123,6 +123,16 @@ class RunRecord:
     dead_letter: bool = False
     # Everything the run reads when it wakes lives at least until then (epoch s; see polos.runtime.retention).
     kept_until: float | None = None
+    # The invoke argument ``run_timeout_seconds``: it wins over the workflow option (polos.runtime.deadline).
+    run_timeout_seconds: int | None = None
+    # ``initial_state`` as given (JSON), and ``ctx.state`` as the last attempt with an outcome left it.
+    initial_state_json: str | None = None
+    state_json: str | None = None
+    # A rerun (polos.runtime.recovery): the source run, the step it reruns from (the steps before it were
+    # copied into its partition, so its first attempt reads them) and the bulk operation that made it.
+    rerun_of: str | None = None
+    from_step: str | None = None
+    rerun_op: str | None = None
 
     @property
     def finished(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import contextvars
 import heapq
 import itertools
@@ -160,6 +161,10 @@ def run_view(
         view["waiting_for"] = WaitingFor.from_json(run.waiting_for_json).view()
     if run.parent is not None:
         view["parent_run_id"] = run.parent.run_id
+    if run.state_json is not None or run.initial_state_json is not None:
+        view["state"] = _json_or_none(run.state_json or run.initial_state_json)
+    if run.rerun_of is not None:
+        view["rerun_of"] = run.rerun_of
     if steps is not None:
         view["steps"], truncated = _budget_steps(steps, budget - wire_size(view))
         if truncated:
@@ -300,12 +305,12 @@ class RunPage:
 _Entry = tuple[str, str]  # an index entry's (created_at, run id): the listing's order, newest first
 
 
-def _encode_cursor(last: _Entry) -> str:
+def encode_cursor(last: _Entry) -> str:
     body = {"v": CURSOR_VERSION, "before": list(last)}
     return base64.urlsafe_b64encode(json.dumps(body, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> _Entry:
+def decode_cursor(cursor: str) -> _Entry:
     try:
         body = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if not isinstance(body, dict) or body.get("v") != CURSOR_VERSION:
@@ -318,7 +323,7 @@ def _decode_cursor(cursor: str) -> _Entry:
         ) from exc
 
 
-def _fetch_runs(entries: list[_Entry]) -> dict[str, RunRecord]:
+def fetch_runs(entries: list[_Entry]) -> dict[str, RunRecord]:
     """The run items of index ``entries`` by run id (BatchGetItem: the index projects keys only). A run
     removed since the index was read (a discarded queued run) is not in the answer."""
     table = settings.get_settings().runs_table
@@ -338,8 +343,11 @@ def _with_results(runs: list[RunRecord]) -> None:
         run.result_json = None if item is None else item["result"]["S"]
 
 
-def _index_query(partition: str, before: _Entry | None, page_size: int) -> dict[str, Any]:
-    """The Query of one ``by_workflow`` partition's entries not newer than ``before``, newest first."""
+def _index_query(
+    partition: str, before: _Entry | None, page_size: int, after: str | None = None
+) -> dict[str, Any]:
+    """The Query of one ``by_workflow`` partition's entries not newer than ``before`` (nor older than
+    ``after``), newest first."""
     kwargs: dict[str, Any] = {
         "TableName": settings.get_settings().runs_table,
         "IndexName": BY_WORKFLOW_INDEX,
@@ -351,6 +359,10 @@ def _index_query(partition: str, before: _Entry | None, page_size: int) -> dict[
     if before is not None:
         kwargs["KeyConditionExpression"] += " AND created_at <= :before"
         kwargs["ExpressionAttributeValues"][":before"] = {"S": before[0]}
+    if after is not None:
+        bounds = "BETWEEN :after AND :before" if before is not None else ">= :after"
+        kwargs["KeyConditionExpression"] = f"wf = :wf AND created_at {bounds}"
+        kwargs["ExpressionAttributeValues"][":after"] = {"S": after}
     return kwargs
 
 
@@ -384,9 +396,19 @@ def list_runs(workflow_ids: list[str], status: RunStatus | None, limit: int, cur
     stream is spent. The cursor is the last entry the page went past: the next page takes the entries
     older than it.
     """
-    before = _decode_cursor(cursor) if cursor else None
+    before = decode_cursor(cursor) if cursor else None
+    with merged_entries(workflow_ids, before, limit + 1) as merged:
+        return _page(merged, status, limit)
+
+
+@contextlib.contextmanager
+def merged_entries(
+    workflow_ids: list[str], before: _Entry | None, page_size: int, after: str | None = None
+) -> Iterator[Iterator[_Entry]]:
+    """The index entries of ``workflow_ids`` older than ``before`` (and not older than ``after``), newest
+    first: every partition read as a stream (their first pages at once) and the streams merged."""
     queries = [
-        _index_query(partition, before, limit + 1)
+        _index_query(partition, before, page_size, after)
         for workflow_id in workflow_ids
         for partition in index_partitions(workflow_id)
     ]
@@ -400,7 +422,7 @@ def list_runs(workflow_ids: list[str], status: RunStatus | None, limit: int, cur
         # Each in the caller's context (logging, tracing): a pool's threads do not inherit it.
         firsts = [pool.submit(contextvars.copy_context().run, query_page, query) for query in queries]
         streams = [_index_entries(query, first, before) for query, first in zip(queries, firsts, strict=True)]
-        return _page(heapq.merge(*streams, reverse=True), status, limit)
+        yield heapq.merge(*streams, reverse=True)
 
 
 def _page(merged: Iterator[_Entry], status: RunStatus | None, limit: int) -> RunPage:
@@ -412,7 +434,7 @@ def _page(merged: Iterator[_Entry], status: RunStatus | None, limit: int) -> Run
         entries = list(itertools.islice(merged, limit - len(views)))
         if not entries:
             return RunPage(views, None)
-        fetched = _fetch_runs(entries)
+        fetched = fetch_runs(entries)
         matching = {
             entry: run
             for entry in entries
@@ -425,15 +447,26 @@ def _page(merged: Iterator[_Entry], status: RunStatus | None, limit: int) -> Run
                 view = run_view(run, _members(run))
                 cost = wire_size(view) + 1
                 if views and cost > budget:  # the page stops at the byte budget; the cursor continues it
-                    return RunPage(views, _encode_cursor(passed) if passed else None)
+                    return RunPage(views, encode_cursor(passed) if passed else None)
                 budget -= cost
                 views.append(view)
             passed = entry
     more = next(merged, None) is not None
-    return RunPage(views, _encode_cursor(passed) if more and passed else None)
+    return RunPage(views, encode_cursor(passed) if more and passed else None)
 
 
 # --- invoked runs ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What an invocation may set on its run beyond the payload (the invoke arguments, a rerun's origin)."""
+
+    run_timeout_seconds: int | None = None
+    initial_state_json: str | None = None
+    rerun_of: str | None = None
+    from_step: str | None = None
+    rerun_op: str | None = None
 
 
 def create_invoked(
@@ -443,9 +476,10 @@ def create_invoked(
     *,
     run_id: str | None = None,
     parent: ParentRef | None = None,
+    options: RunOptions | None = None,
 ) -> tuple[RunRecord, bool]:
-    """Store a ``queued`` run; returns it and ``True``, or the run the key (or ``run_id``: a child run's)
-    created before and ``False``."""
+    """Store a ``queued`` run; returns it and ``True``, or the run the key (or ``run_id``: a child run's,
+    a rerun's) created before and ``False``."""
     if run_id is None:
         run_id = keyed_run_id(workflow_id, idempotency_key) if idempotency_key is not None else new_run_id()
     stamp = now_iso()
@@ -460,6 +494,10 @@ def create_invoked(
         payload_json=payload_json,
         parent=parent,
     )
+    if options is not None:
+        run.run_timeout_seconds = options.run_timeout_seconds
+        run.initial_state_json = options.initial_state_json
+        run.rerun_of, run.from_step, run.rerun_op = options.rerun_of, options.from_step, options.rerun_op
     stored = Journal().create_queued(run)
     return stored, stored is run
 

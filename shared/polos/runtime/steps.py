@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from aws_lambda_powertools import Logger
+from pydantic import BaseModel
 
 from polos import serde
 from polos.aws import observability
@@ -50,6 +51,7 @@ from polos.topics import canonical_topic
 if TYPE_CHECKING:
     from polos.client import ExecutionHandle
     from polos.runtime.journal import Journal
+    from polos.runtime.runs import RunOptions
 
 logger = Logger(service="polos")
 
@@ -337,7 +339,15 @@ class StepRunner(StepAPI):
         value: dict[str, Any] = serde.from_json(step.result_json or "null", None, what=f"data of {key!r}")
         return value
 
-    async def invoke(self, key: str, workflow: Any, payload: Any = None) -> ExecutionHandle:
+    async def invoke(
+        self,
+        key: str,
+        workflow: Any,
+        payload: Any = None,
+        *,
+        run_timeout_seconds: int | None = None,
+        initial_state: Any = None,
+    ) -> ExecutionHandle:
         """Start a child run of ``workflow`` (an object or id) once, however often this run replays;
         returns its :class:`~polos.client.ExecutionHandle` (a replay rebuilds an equal one)."""
         from polos.client import ExecutionHandle  # the client module loads on first use (cold start)
@@ -351,7 +361,8 @@ class StepRunner(StepAPI):
                 previous.result_json or "null", ExecutionHandle, what=what
             )
             return replayed
-        child = await asyncio.to_thread(self._start_child, key, workflow, payload, False)
+        options = _child_options(key, workflow, run_timeout_seconds, initial_state)
+        child = await asyncio.to_thread(self._start_child, key, workflow, payload, False, options)
         handle = ExecutionHandle(
             id=child.run_id,
             workflow_id=child.workflow_id,
@@ -381,13 +392,19 @@ class StepRunner(StepAPI):
         workflow: Any,
         payload: Any = None,
         timeout: float | None = None,  # noqa: ASYNC109
+        *,
+        run_timeout_seconds: int | None = None,
+        initial_state: Any = None,
     ) -> Any:
         """Start a child run once and wait, durably, for its end: its result, or ``StepExecutionError``
         when it failed or was cancelled."""
-        step = await self._wait_for_completion(key, "child", timeout, child_of=(workflow, payload))
+        options = _child_options(key, workflow, run_timeout_seconds, initial_state)
+        step = await self._wait_for_completion(key, "child", timeout, child_of=(workflow, payload, options))
         return json.loads(step.result_json or "null")
 
-    def _start_child(self, key: str, workflow: Any, payload: Any, wait: bool) -> RunRecord:
+    def _start_child(
+        self, key: str, workflow: Any, payload: Any, wait: bool, options: RunOptions | None = None
+    ) -> RunRecord:
         from polos.runtime import runs  # the runs module creates and enqueues invoked runs
 
         workflow_id = workflow if isinstance(workflow, str) else getattr(workflow, "id", None)
@@ -396,7 +413,7 @@ class StepRunner(StepAPI):
         text = serde.to_json(payload, what=f"payload of step {key!r}")
         parent = ParentRef(self._run_id, self._workflow_id, key) if wait else None
         run_id = hashed_run_id(self._run_id, "child", key)
-        child, _ = runs.create_invoked(workflow_id, text, None, run_id=run_id, parent=parent)
+        child, _ = runs.create_invoked(workflow_id, text, None, run_id=run_id, parent=parent, options=options)
         if child.status == "queued":
             runs.enqueue(child)  # again on a replay: a duplicate invoke message is turned away
         return child
@@ -411,7 +428,7 @@ class StepRunner(StepAPI):
         event_type: str | None = None,
         match: dict[str, Any] | None = None,
         shown: dict[str, Any] | None = None,
-        child_of: tuple[Any, Any] | None = None,
+        child_of: tuple[Any, Any, RunOptions | None] | None = None,
     ) -> StepRecord:
         """A wait that something else completes (an event, a resume, a child's end): journal the step
         ``waiting``, register what completes it, look back for what already happened, else suspend the
@@ -453,7 +470,7 @@ class StepRunner(StepAPI):
                 return self._outcome(key, await self._reread(key))
             raise RunSuspended(suspended)
         elif child_of is not None:
-            run = await asyncio.to_thread(self._start_child, key, child_of[0], child_of[1], True)
+            run = await asyncio.to_thread(self._start_child, key, *child_of[:2], True, child_of[2])
             if run.finished:  # it ended before this attempt (a replay): its end is this step's result
                 await asyncio.to_thread(control.report_end, run, wake=False)
                 return self._outcome(key, await self._reread(key))
@@ -652,6 +669,30 @@ class _Backoff:
 
 
 _ONCE = _Backoff(0, 0.0, 0.0)
+
+
+def _child_options(
+    key: str, workflow: Any, run_timeout_seconds: Any, initial_state: Any
+) -> RunOptions | None:
+    """A child run's invoke arguments, checked here (``initial_state`` against the schema of a workflow
+    given as an object; by the child's worker otherwise)."""
+    from polos.definition import Workflow, run_timeout_problem
+    from polos.runtime.runs import RunOptions
+
+    if run_timeout_seconds is None and initial_state is None:
+        return None
+    if (problem := run_timeout_problem(run_timeout_seconds)) is not None:
+        raise StepArgumentError(f"step {key!r}: {problem}")
+    if isinstance(initial_state, BaseModel):
+        initial_state = initial_state.model_dump(mode="json")
+    if isinstance(workflow, Workflow):
+        initial_state = workflow.check_initial_state(initial_state)
+    elif initial_state is not None and not isinstance(initial_state, dict):
+        raise StepArgumentError(f"step {key!r}: initial_state must be a dict or a pydantic model")
+    text = (
+        None if initial_state is None else serde.to_json(initial_state, what=f"initial_state of step {key!r}")
+    )
+    return RunOptions(run_timeout_seconds=run_timeout_seconds, initial_state_json=text)
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:

@@ -55,11 +55,16 @@ class WaitingFor:
     keep: float | None = None
     checked: int | None = None
     reserved: int | None = None
+    # On the run's copy only: the run's ``run_timeout_seconds`` deadline (epoch s), when it fails with
+    # ``RunTimeout`` wherever it waits (see polos.runtime.deadline).
+    deadline: float | None = None
 
     @property
     def wake_at(self) -> float | None:
-        """When the run must be woken whatever happens: the first of ``until``, ``recheck`` and ``keep``."""
-        times = [moment for moment in (self.until, self.recheck, self.keep) if moment is not None]
+        """When the run must be woken whatever happens: the first of ``until``, ``recheck``, ``keep`` and
+        ``deadline``."""
+        moments = (self.until, self.recheck, self.keep, self.deadline)
+        times = [moment for moment in moments if moment is not None]
         return min(times) if times else None
 
     def to_json(self) -> str:
@@ -74,6 +79,7 @@ class WaitingFor:
             "keep": self.keep,
             "checked": self.checked,
             "reserved": self.reserved,
+            "deadline": self.deadline,
         }
         raw.update({name: value for name, value in extra.items() if value is not None})
         return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
@@ -94,6 +100,7 @@ class WaitingFor:
             keep=raw.get("keep"),
             checked=raw.get("checked"),
             reserved=raw.get("reserved"),
+            deadline=raw.get("deadline"),
         )
 
     def view(self) -> dict[str, Any]:
@@ -114,7 +121,7 @@ def is_due(waiting: WaitingFor, step: StepRecord | None, now: float) -> bool:
     Over when a completer recorded the step's result (``step`` is the journaled waiting step), or when
     ``until`` passed (a timer's time, or another kind's timeout), or when a ``recheck`` is due (the
     attempt looks back once more and, finding nothing, waits again), or a ``keep`` (the attempt keeps what
-    the run reads past the retention and waits again).
+    the run reads past the retention and waits again), or the run's ``deadline`` (the attempt fails it).
     """
     if step is not None and step.status != "waiting":
         return True
