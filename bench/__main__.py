@@ -35,7 +35,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["cost", "waits", "coldstart", "capacity", "timers"],
+        choices=["cost", "idle", "waits", "coldstart", "capacity", "timers"],
         help="run one benchmark and print its rows (nothing is written); timers: only this way",
     )
     args = parser.parse_args(argv)
@@ -74,10 +74,14 @@ def measure(args: argparse.Namespace) -> Results:
     if args.only == "capacity":
         _measure_capacity(results, args.smoke)
         return results
+    if args.only == "idle":
+        _measure_idle(results)
+        return results
     _measure_coldstart(results, args.import_runs)
     if args.only == "coldstart":
         return results
     _measure_cost(results, args)
+    _measure_idle(results)
     _measure_waits(results, args.smoke)
     _measure_capacity(results, args.smoke)
     _progress("memory: API on a 6 MB publish, worker on its largest batch (subprocesses) ...")
@@ -108,6 +112,15 @@ def _measure_cost(results: Results, args: argparse.Namespace) -> None:
     _progress("request budgets: first delivery and a duplicate of 1-step and 5-step runs ...")
     with tapped():
         results.budgets = cost.budgets()
+
+
+def _measure_idle(results: Results) -> None:
+    from bench import idle
+    from bench.logs import tapped
+
+    _progress("idle: the example app's stack with no events, a month of fixed lines ...")
+    with tapped():
+        results.idle = idle.measure(*idle.example_app())
 
 
 def _measure_capacity(results: Results, smoke: bool) -> None:
