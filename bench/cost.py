@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -330,6 +331,7 @@ def run(system: str, scenario: Scenario, events: int = 100) -> Bill:
                         sample_event(1 + r * scenario.per_request + i, scenario.data)
                         for i in range(scenario.per_request)
                     ],
+                    idempotency_key=client_key(r),
                 )
                 if scenario.sparse and (r + 1) % batched == 0:
                     delivered += stack.drain(workflow_ids)
@@ -347,6 +349,12 @@ def run(system: str, scenario: Scenario, events: int = 100) -> Bill:
             else:
                 bill.fixed_lines = fixed.baseline_lines(queues, bill.metrics)
             return bill
+
+
+def client_key(n: int) -> str:
+    """An ``Idempotency-Key`` like the one ``PolosClient`` sends with every publish it is not given one for
+    (the baselines ignore it: they do not make publishing idempotent)."""
+    return f"polos-client-{uuid.UUID(int=n)}"
 
 
 def events_per_delivery(model: AppModel, workflow_ids: list[str]) -> int:
