@@ -4,7 +4,7 @@ The app is deployed on the metered local stack with Polos's own handlers; nothin
 function is invoked once as EventBridge Scheduler invokes it each minute (metered: its requests, duration,
 log lines and any metric it emits), and :mod:`bench.fixed` turns that and the app's model (its mapped
 queues, its tables' encryption) into the month's lines. Target (issue 26): at most
-:data:`POLLING_TARGET_PER_QUEUE` per mapped queue for the polling and :data:`OTHER_TARGET` for everything else.
+:data:`POLLING_TARGET_PER_QUEUE` per mapped queue for the polling, :data:`OTHER_TARGET` for the rest.
 """
 
 from __future__ import annotations

@@ -38,7 +38,9 @@ class LogVolume:
 
     events: int
     message_bytes: int
-    metrics: frozenset[str] = frozenset()  # CloudWatch metrics its EMF documents emitted (:func:`emf_metrics`)
+    metrics: frozenset[str] = (
+        frozenset()
+    )  # CloudWatch metrics its EMF documents emitted (:func:`emf_metrics`)
 
     @property
     def billed_bytes(self) -> int:
@@ -62,7 +64,7 @@ def platform_lines(memory_mb: int, duration_ms: float, billed_ms: int, max_memor
 
 def emf_metrics(line: str) -> set[str]:
     """The CloudWatch custom metrics one EMF document emits: ``namespace|name|dimension=value,...`` for each
-    metric name and dimension set (each combination is billed as a metric of its own); none for other lines."""
+    metric name and dimension set (each combination is billed as a metric of its own); none for others."""
     if '"_aws"' not in line:
         return set()
     try:

@@ -11,6 +11,7 @@ from bench import fixed, storage
 from bench.cost import RATIO_TARGETS, TARGET, TARGET_USD_PER_MILLION, Bill, Scenario
 from bench.logs import EVENT_OVERHEAD_BYTES
 from bench.stack import FULL_VCPU_MB
+from bench.tables import grid as _grid
 from infra.metering import prices
 from infra.model import FUNCTIONS
 
@@ -49,17 +50,13 @@ def completion_at_info() -> Iterator[None]:
 def logs_usd(bill: Bill) -> float:
     """CloudWatch Logs (ingestion and storage) per million events of ``bill``."""
     lines = bill.usd_lines()
-    return (lines["CloudWatch Logs ingestion"] + lines["CloudWatch Logs storage"]) / bill.events * prices.MILLION
+    return (
+        (lines["CloudWatch Logs ingestion"] + lines["CloudWatch Logs storage"]) / bill.events * prices.MILLION
+    )
 
 
 def _bill(bills: Sequence[Bill], system: str, scenario: Scenario) -> Bill | None:
     return next((b for b in bills if b.system == system and b.scenario == scenario), None)
-
-
-def _grid(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
-    from bench.report import _grid as grid
-
-    return grid(header, body)
 
 
 def monthly_table(bills: Sequence[Bill], scenario: Scenario = TARGET) -> str:
@@ -138,8 +135,8 @@ def targets_text(bills: Sequence[Bill], command: str, when: str) -> str:
     lines = [f"Issue 26 targets, all in at {volume} against the fair baseline ({when} UTC, `{command}`):"]
     for case, ratio, goal, met in rows:
         polos = _bill(bills, "polos", next(s for s in RATIO_TARGETS if s.label == case))
-        usd = f" (${polos.all_in_per_million():.3f} /M)" if polos else ""
-        lines.append(f"- {'PASS' if met else 'FAIL'}: {case}: {ratio:.2f}x{usd}, target <= {goal}x")
+        price = f" (${polos.all_in_per_million():.3f} /M)" if polos else ""
+        lines.append(f"- {'PASS' if met else 'FAIL'}: {case}: {ratio:.2f}x{price}, target <= {goal}x")
     headline = _bill(bills, "polos", TARGET)
     if headline is not None:
         usd = headline.usd_per_million()
@@ -171,7 +168,8 @@ def lever_rows(bills: Sequence[Bill], logs_before: float | None = None) -> list[
         months + storage.retention_months(storage.TTL_DELETE_LAG_DAYS)
     )
     stored = sum(
-        polos.usd_lines()[line] for line in ("DynamoDB storage (tables)", "DynamoDB storage (index)", "DynamoDB PITR")
+        polos.usd_lines()[line]
+        for line in ("DynamoDB storage (tables)", "DynamoDB storage (index)", "DynamoDB PITR")
     )
     init = sum(
         INIT_SECONDS_FULL_CORE * max(1.0, FULL_VCPU_MB / spec.memory_mb) * spec.memory_mb / 1024

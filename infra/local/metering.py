@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from collections import Counter
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ class RunCost:
 
     workflow_id: str
     requests: int = 0
-    by_service: Counter[str] = field(default_factory=Counter)
+    by_service: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     def view(self) -> dict[str, Any]:
         """The run's ``cost`` in the runs API."""

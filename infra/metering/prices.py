@@ -1,8 +1,10 @@
 """The price table: US East (N. Virginia) list prices, each with its source. The one place prices live.
 
 Every figure is per unit (not per million) so the arithmetic elsewhere is a plain product. Prices as
-listed on ``PRICES_DATE`` (the fixed monthly lines were added then, the storage and logs lines on 2026-11-30;
-the others date from the first bench, 2026-11-25, unchanged since). Free tiers are left out: the figures are the marginal price of a million events.
+listed on ``PRICES_DATE``: the fixed monthly lines (custom metrics, Scheduler, KMS, logs storage) were added
+then (Scheduler's also found in AWS's price list file AWSEvents: "$0 for the first 14 million scheduled
+invocations"), the storage and logs lines on 2026-11-30, the others date from the first bench, 2026-11-25,
+unchanged since. Free tiers are left out: the figures are the marginal price of a million events.
 """
 
 from __future__ import annotations
