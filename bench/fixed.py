@@ -11,7 +11,9 @@
 - **EventBridge Scheduler**: the timers schedule's invocations (its 14M free a month not counted).
 - **KMS**: the tables' encryption key. An AWS owned key (DynamoDB's default) bills nothing; an AWS managed
   key (``SSEEnabled: true``) bills KMS requests: DynamoDB asks KMS for a table's key again after 5 minutes
-  without use, per caller, so up to 12 an hour per table and function role.
+  without use, per caller, so up to 12 an hour per table and function role. The queues' SSE-SQS uses
+  SQS-owned keys, not KMS: no KMS request is made or billed
+  (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-server-side-encryption.html).
 - **Dead-letter queues**: SQS bills requests, not stored messages: a DLQ costs nothing while it holds
   messages (https://aws.amazon.com/sqs/pricing/ prices requests and data transfer only); its messages
   expire after the queue's retention.
