@@ -35,7 +35,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["cost", "waits", "coldstart", "capacity", "timers"],
+        choices=["cost", "targets", "idle", "waits", "coldstart", "capacity", "timers"],
         help="run one benchmark and print its rows (nothing is written); timers: only this way",
     )
     args = parser.parse_args(argv)
@@ -68,16 +68,20 @@ def measure(args: argparse.Namespace) -> Results:
     if args.only == "waits":
         _measure_waits(results, args.smoke)
         return results
-    if args.only == "cost":
+    if args.only in ("cost", "targets"):
         _measure_cost(results, args)
         return results
     if args.only == "capacity":
         _measure_capacity(results, args.smoke)
         return results
+    if args.only == "idle":
+        _measure_idle(results)
+        return results
     _measure_coldstart(results, args.import_runs)
     if args.only == "coldstart":
         return results
     _measure_cost(results, args)
+    _measure_idle(results)
     _measure_waits(results, args.smoke)
     _measure_capacity(results, args.smoke)
     _progress("memory: API on a 6 MB publish, worker on its largest batch (subprocesses) ...")
@@ -97,17 +101,34 @@ def measure(args: argparse.Namespace) -> Results:
 
 
 def _measure_cost(results: Results, args: argparse.Namespace) -> None:
-    from bench import cost
+    from bench import cost, monthly
     from bench.logs import tapped
 
-    for scenario in cost.SMOKE_SCENARIOS if args.smoke else cost.SCENARIOS:
+    scenarios = cost.SMOKE_SCENARIOS if args.smoke else cost.SCENARIOS
+    if args.only == "targets":  # issue 26's targets and the sparse rows only
+        scenarios = (*cost.RATIO_TARGETS, cost.SPARSE, cost.SPARSE_BATCH)
+    for scenario in scenarios:
         events = max(args.events, scenario.per_request)
         _progress(f"cost: {scenario.label}, {events} events ...")
         with tapped():  # handlers' logs and metrics (stdout, as in Lambda) are counted, not printed
             results.bills += [cost.run(system, scenario, events) for system in cost.SYSTEMS]
+    _progress("cost: the headline again with a run's completion logged at INFO (the log lever) ...")
+    with tapped(), monthly.completion_at_info():
+        results.logs_before = monthly.logs_usd(cost.run("polos", cost.TARGET, max(args.events, 10)))
+    if args.only == "targets":
+        return
     _progress("request budgets: first delivery and a duplicate of 1-step and 5-step runs ...")
     with tapped():
         results.budgets = cost.budgets()
+
+
+def _measure_idle(results: Results) -> None:
+    from bench import idle
+    from bench.logs import tapped
+
+    _progress("idle: the example app's stack with no events, a month of fixed lines ...")
+    with tapped():
+        results.idle = idle.measure(*idle.example_app())
 
 
 def _measure_capacity(results: Results, smoke: bool) -> None:

@@ -1,30 +1,42 @@
 """The two baselines the cost benchmark runs beside Polos, doing the same work per event.
 
-(a) ``PowertoolsSystem`` — what a careful engineer writes by hand with Powertools: the publisher stores the
-    request's events (BatchWriteItem, 25 per call) and sends them to each subscriber's queue
-    (SendMessageBatch, 10 per call); the worker runs Powertools' ``BatchProcessor`` over the SQS records and
-    makes every step exactly-once with ``@idempotent_function`` on a ``DynamoDBPersistenceLayer`` (one
-    record per step: a conditional PutItem before, an UpdateItem after). A batch workflow runs its steps
-    once per delivered batch. It has no sequence ids, no publish idempotency and no batch membership (a
-    redelivered batch in another grouping runs again) - less work than Polos does, so the comparison
-    flatters the baseline.
+(a) ``PowertoolsSystem`` — the fair baseline: what a competent engineer writes by hand with Powertools for
+    the same job. The publisher stores the request's events (BatchWriteItem, 25 per call), each compressed
+    with zlib when that makes it smaller (as Polos stores large event data), and sends them to each
+    subscriber's queue (SendMessageBatch, 10 per call). The worker runs Powertools' ``AsyncBatchProcessor``,
+    so a delivery's records run concurrently (as Polos runs them), and makes every step exactly-once with
+    ``@idempotent_function`` on a ``DynamoDBPersistenceLayer`` (one record per step: a conditional PutItem
+    before, an UpdateItem after), its records kept for the retention period like Polos's journal. A batch
+    workflow runs its steps once per delivered batch. It logs and measures what Polos does: Powertools'
+    Logger with the Lambda context, one INFO line per API request and per publish, a run's completion at
+    DEBUG (Polos's level for it); Powertools' Metrics, ``EventsPublished``, ``RunsStarted`` and
+    ``RunsCompleted`` under the ``service`` dimension, one EMF document per invocation.
+    What it does not do (docs/benchmarks.md): check API keys, number events per topic, make publishing
+    idempotent (a retried publish stores and delivers again), keep a redelivered batch's membership, list
+    runs, wait durably.
 (b) ``NaiveSystem`` — one PutItem and one SendMessage per event per subscriber; the worker calls the step
     functions with no journal at all (a retry re-runs every step).
 
 Neither checks API keys (their API Gateway requests are still billed). Both keep what they store as
-long as Polos does (the retention period). (a) logs as a careful engineer would at the same level:
-Powertools' Logger with the Lambda context injected, one INFO line per request and one per run; (b) logs
-nothing of its own (Lambda's START/END/REPORT lines are counted for every system).
+long as Polos does (the retention period). (b) logs and measures nothing of its own (Lambda's
+START/END/REPORT lines are counted for every system).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
+import zlib
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    AsyncBatchProcessor,
+    EventType,
+    async_process_partial_response,
+)
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -42,6 +54,14 @@ BATCH_WRITE_MAX = 25
 SEND_BATCH_MAX = 10
 
 logger = Logger(service="baseline")
+metrics = Metrics(namespace="Baseline", service="baseline")
+
+
+def _stored_body(event: dict[str, Any]) -> dict[str, Any]:
+    """The event as stored: its JSON, zlib-compressed when that is smaller (binary ``B``)."""
+    raw = json.dumps(event, separators=(",", ":")).encode()
+    packed = zlib.compress(raw)
+    return {"B": packed} if len(packed) < len(raw) else {"S": raw.decode()}
 
 
 def _answer(events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -93,7 +113,9 @@ class PowertoolsSystem:
         return effect(task["step"], task["events"])
 
     def api(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        return logger.inject_lambda_context(self._api)(event, context)
+        answer: dict[str, Any] = metrics.log_metrics(logger.inject_lambda_context(self._api))(event, context)
+        logger.info("request", extra={"path": event.get("rawPath"), "status": answer["statusCode"]})
+        return answer
 
     def _api(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         topic, events = _request(event)
@@ -103,7 +125,7 @@ class PowertoolsSystem:
                 table: [
                     {
                         "PutRequest": {
-                            "Item": {"pk": {"S": topic}, "sk": {"S": e["id"]}, "body": {"S": json.dumps(e)}}
+                            "Item": {"pk": {"S": topic}, "sk": {"S": e["id"]}, "body": _stored_body(e)}
                         }
                     }
                     for e in events[start : start + BATCH_WRITE_MAX]
@@ -129,10 +151,16 @@ class PowertoolsSystem:
                 if failed:
                     raise RuntimeError(f"SendMessageBatch failed for {failed}")
         logger.info("published", extra={"topic": topic, "events": len(events)})
+        metrics.add_metric(name="EventsPublished", unit=MetricUnit.Count, value=len(events))
         return _answer([{"id": e["id"]} for e in events])
 
     def worker(self, event: dict[str, Any], context: Any) -> Any:
-        return logger.inject_lambda_context(self._worker)(event, context)
+        return metrics.log_metrics(logger.inject_lambda_context(self._worker))(event, context)
+
+    def _completed(self, workflow_id: str, events: int) -> None:
+        metrics.add_metric(name="RunsStarted", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="RunsCompleted", unit=MetricUnit.Count, value=1)
+        logger.debug("run completed", extra={"workflow_id": workflow_id, "events": events})
 
     def _worker(self, event: dict[str, Any], context: Any) -> Any:
         self._config.register_lambda_context(context)
@@ -141,17 +169,18 @@ class PowertoolsSystem:
             ids = sorted(body["event"]["id"] for body in bodies)
             for step in range(shape.steps):
                 self._step(task={"workflow": workflow_id, "events": ids, "step": step})
-            logger.info("run completed", extra={"workflow_id": workflow_id, "events": len(ids)})
+            self._completed(workflow_id, len(ids))
             return {"batchItemFailures": []}
 
-        def record_handler(record: SQSRecord) -> None:
+        async def record_handler(record: SQSRecord) -> None:
             body = json.loads(record.body)
             for step in range(shape.steps):
-                self._step(task={"workflow": workflow_id, "events": [body["event"]["id"]], "step": step})
-            logger.info("run completed", extra={"workflow_id": workflow_id, "event_id": body["event"]["id"]})
+                task = {"workflow": workflow_id, "events": [body["event"]["id"]], "step": step}
+                await asyncio.to_thread(self._step, task=task)
+            self._completed(workflow_id, 1)
 
-        processor = BatchProcessor(event_type=EventType.SQS)
-        return process_partial_response(
+        processor = AsyncBatchProcessor(event_type=EventType.SQS)
+        return async_process_partial_response(
             event=event, record_handler=record_handler, processor=processor, context=context
         )
 

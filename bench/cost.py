@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,8 +24,9 @@ from pathlib import Path
 import boto3
 from polos.aws import settings
 
-from bench import storage
+from bench import fixed, storage
 from bench.baselines import NaiveSystem, PowertoolsSystem
+from bench.fixed import FixedLine
 from bench.stack import Handlers, MeteredStack, Usage, aws_in_process, polos_handlers
 from bench.storage import Stored
 from bench.workload import APP_TARGET, SHAPES, Shape, app, sample_event
@@ -42,13 +44,13 @@ PER_REQUEST = (1, 10, 100)
 class Scenario:
     per_request: int
     shape: Shape
-    sparse: bool = False  # drain after every request: one message per delivered batch
+    sparse: bool = False  # 1 event/s: each delivery carries what the mapping batches at that rate
     data: str = "base64"  # what fills the events' data (bench.workload.DATA_KINDS)
 
     @property
     def label(self) -> str:
         mode = "batch(10)" if self.shape.batch else "single"
-        traffic = ", sparse" if self.sparse else ""
+        traffic = f", sparse ({SPARSE_EVENTS_PER_SECOND:g} event/s)" if self.sparse else ""
         data = f", random-{self.data.upper()} data" if self.data != "base64" else ""
         return (
             f"{self.per_request}/req, {self.shape.subscribers} sub, {self.shape.steps}-step, {mode}"
@@ -58,13 +60,16 @@ class Scenario:
 
 # The headline: 10 events per request, 1 subscriber, a 1-step single-event workflow, 1 KB events.
 TARGET = Scenario(10, Shape(1, 1, False))
+SPARSE_EVENTS_PER_SECOND = 1.0
 SPARSE = Scenario(1, Shape(1, 1, False), sparse=True)
+SPARSE_BATCH = Scenario(1, Shape(1, 1, True), sparse=True)
 # The headline with the worst case of text as data (random printable ASCII), so compression is not judged
 # on friendly data alone.
 WORST_DATA = Scenario(10, Shape(1, 1, False), data="ascii")
 SCENARIOS: tuple[Scenario, ...] = (
     *(Scenario(n, shape) for n in PER_REQUEST for shape in SHAPES),
     SPARSE,
+    SPARSE_BATCH,
     WORST_DATA,
 )
 SMOKE_SCENARIOS = (TARGET, Scenario(10, Shape(3, 5, True)), SPARSE)
@@ -72,11 +77,13 @@ SMOKE_SCENARIOS = (TARGET, Scenario(10, Shape(3, 5, True)), SPARSE)
 # lapse mid-run (which would leave records for redelivery and bill them twice).
 OPTIONS = StackOptions(visibility_timeout=900)
 
-# Issue 12's targets: the headline in dollars; two shapes against the Powertools baseline (10/req, 1 sub).
+# Issue 12's target: the headline in dollars per million events (per event, before the fixed lines).
 TARGET_USD_PER_MILLION = 2.50
+# Issue 26's targets: all in (fixed lines included) at 10M events a month, against the fair baseline.
 RATIO_TARGETS: dict[Scenario, float] = {
-    Scenario(10, Shape(1, 5, False)): 0.6,
-    Scenario(10, Shape(1, 1, True)): 2.0,
+    TARGET: 1.0,
+    Scenario(10, Shape(1, 5, False)): 0.7,
+    Scenario(10, Shape(1, 1, True)): 1.8,
 }
 
 
@@ -112,6 +119,8 @@ class Bill:
     retention_days: int = 30
     operations: Counter[str] = field(default_factory=Counter)
     levers: list[Lever] = field(default_factory=list)
+    metrics: frozenset[str] = frozenset()  # CloudWatch custom metrics its handlers emitted
+    fixed_lines: list[FixedLine] = field(default_factory=list)  # the deployment's monthly lines (bench.fixed)
 
     @classmethod
     def of(
@@ -147,6 +156,7 @@ class Bill:
             stored=stored,
             retention_days=settings.get_settings().retention_days,
             operations=Counter(f"{c.service}.{c.operation}" for c in billed),
+            metrics=frozenset().union(*(call.log.metrics for call in usage.lambdas)),
         )
         bill.levers = storage_levers(bill, ddb)
         return bill
@@ -160,7 +170,7 @@ class Bill:
 
     def usd_lines(self) -> dict[str, float]:
         """Dollars of this run, line by line (the per-service breakdown)."""
-        months = storage.retention_months(self.retention_days)
+        months = storage.retention_months(self.retention_days + storage.TTL_DELETE_LAG_DAYS)
         return {
             "HTTP-API requests": self.http_requests * prices.HTTP_API_REQUEST.usd,
             "Lambda requests": self.lambda_invocations * prices.LAMBDA_REQUEST.usd,
@@ -174,6 +184,9 @@ class Bill:
             "DynamoDB storage (index)": self.stored.index_bytes * months * prices.DYNAMODB_STORAGE.usd,
             "DynamoDB PITR": self.stored.table_bytes * months * prices.DYNAMODB_PITR.usd,
             "CloudWatch Logs ingestion": self.log_bytes * prices.CLOUDWATCH_LOGS_INGESTION.usd,
+            "CloudWatch Logs storage": self.log_bytes
+            * storage.retention_months(self.retention_days)
+            * prices.CLOUDWATCH_LOGS_STORAGE.usd,
         }
 
     def usd(self) -> dict[str, float]:
@@ -188,6 +201,17 @@ class Bill:
 
     def line_per_million(self, line: str) -> float:
         return self.usd_lines()[line] / self.events * prices.MILLION
+
+    def usd_per_event(self) -> float:
+        return sum(self.usd_lines().values()) / self.events
+
+    def monthly_usd(self, events_per_month: int) -> float:
+        """The month's bill at ``events_per_month``: the fixed lines plus every event's share."""
+        return fixed.total(self.fixed_lines) + self.usd_per_event() * events_per_month
+
+    def all_in_per_million(self, events_per_month: int = fixed.HEADLINE_VOLUME) -> float:
+        """Dollars per million events all in (fixed lines included) at ``events_per_month``."""
+        return self.monthly_usd(events_per_month) / events_per_month * prices.MILLION
 
 
 def _per_million(bill: Bill, usd: float) -> float:
@@ -299,6 +323,7 @@ def run(system: str, scenario: Scenario, events: int = 100) -> Bill:
             stack.reset_usage()
             before = storage.measure(shadow, _tables())
             delivered = 0
+            batched = events_per_delivery(stack.model, workflow_ids) if scenario.sparse else 0
             for r in range(requests):
                 stack.publish(
                     topic,
@@ -306,15 +331,39 @@ def run(system: str, scenario: Scenario, events: int = 100) -> Bill:
                         sample_event(1 + r * scenario.per_request + i, scenario.data)
                         for i in range(scenario.per_request)
                     ],
+                    idempotency_key=client_key(r),
                 )
-                if scenario.sparse:
+                if scenario.sparse and (r + 1) % batched == 0:
                     delivered += stack.drain(workflow_ids)
             delivered += stack.drain(workflow_ids)
             expected = total * len(workflow_ids)
             if delivered != expected:
                 raise RuntimeError(f"{system} {scenario.label}: {delivered} deliveries, expected {expected}")
             stored = storage.measure(shadow, _tables()) - before
-            return Bill.of(system, scenario, total, list(meter.calls), stack.usage, stored)
+            bill = Bill.of(system, scenario, total, list(meter.calls), stack.usage, stored)
+            queues = len(workflow_ids)
+            if system == "polos":
+                sweep = fixed.Sweep(*stack.sweep_timers())
+                bill.metrics |= sweep.log.metrics
+                bill.fixed_lines = fixed.polos_lines(queues, stack.model, APP_TARGET, bill.metrics, sweep)
+            else:
+                bill.fixed_lines = fixed.baseline_lines(queues, bill.metrics)
+            return bill
+
+
+def client_key(n: int) -> str:
+    """An ``Idempotency-Key`` like the one ``PolosClient`` sends with every publish it is not given one for
+    (the baselines ignore it: they do not make publishing idempotent)."""
+    return f"polos-client-{uuid.UUID(int=n)}"
+
+
+def events_per_delivery(model: AppModel, workflow_ids: list[str]) -> int:
+    """Events one delivery carries at :data:`SPARSE_EVENTS_PER_SECOND`: a poller hands a message over as
+    soon as it arrives unless the mapping's batching window holds it back (then a window's worth, at most
+    the batch size)."""
+    queue = next(q for q in model.queues if q.workflow_id == workflow_ids[0])
+    window = queue.batching_window_seconds or 0
+    return min(queue.batch_size, max(1, int(window * SPARSE_EVENTS_PER_SECOND)))
 
 
 def durable_functions_usd_per_million(shape: Shape) -> float:

@@ -7,14 +7,18 @@ the meter tag of the invocation that made it (a context variable, so threads the
 writes outside an invocation are dropped. Nothing is kept but counts.
 
 Billing (https://aws.amazon.com/cloudwatch/pricing/, "Logs", Standard: $0.50 per GB ingested): a log event
-is one line; its size is its UTF-8 bytes plus 26 bytes, the per-event overhead CloudWatch Logs counts for
-``PutLogEvents`` (https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutLogEvents.html).
+is one line, billed as its UTF-8 bytes (the log group's ``IncomingBytes``). The 26 bytes per event that
+``PutLogEvents`` adds are a *batch size* rule ("the sum of all event messages in UTF-8, plus 26 bytes for each
+log event" may not exceed 1 MB, https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutLogEvents.html),
+not a billing rule: the bench counted them until issue 26; :attr:`LogVolume.with_batch_overhead` keeps the old
+figure for the lever table.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import sys
 import threading
@@ -34,9 +38,17 @@ class LogVolume:
 
     events: int
     message_bytes: int
+    metrics: frozenset[str] = (
+        frozenset()
+    )  # CloudWatch metrics its EMF documents emitted (:func:`emf_metrics`)
 
     @property
     def billed_bytes(self) -> int:
+        return self.message_bytes
+
+    @property
+    def with_batch_overhead(self) -> int:
+        """Bytes as ``PutLogEvents`` sizes a batch (+26 per event): what the bench billed before issue 26."""
         return self.message_bytes + EVENT_OVERHEAD_BYTES * self.events
 
 
@@ -50,6 +62,25 @@ def platform_lines(memory_mb: int, duration_ms: float, billed_ms: int, max_memor
     ]
 
 
+def emf_metrics(line: str) -> set[str]:
+    """The CloudWatch custom metrics one EMF document emits: ``namespace|name|dimension=value,...`` for each
+    metric name and dimension set (each combination is billed as a metric of its own); none for others."""
+    if '"_aws"' not in line:
+        return set()
+    try:
+        document = json.loads(line)
+        directives = document["_aws"]["CloudWatchMetrics"]
+    except (ValueError, KeyError, TypeError):
+        return set()
+    found = set()
+    for directive in directives:
+        for names in directive.get("Dimensions") or [[]]:
+            dimensions = ",".join(f"{name}={document.get(name)}" for name in names)
+            for metric in directive.get("Metrics", []):
+                found.add(f"{directive.get('Namespace')}|{metric.get('Name')}|{dimensions}")
+    return found
+
+
 def volume_of(lines: list[str]) -> LogVolume:
     return LogVolume(len(lines), sum(len(line.encode()) for line in lines))
 
@@ -61,6 +92,7 @@ class LogTap(io.TextIOBase):
         self._lock = threading.Lock()
         self._bytes: Counter[str] = Counter()
         self._events: Counter[str] = Counter()
+        self._metrics: dict[str, set[str]] = {}
 
     def writable(self) -> bool:
         return True
@@ -69,15 +101,19 @@ class LogTap(io.TextIOBase):
         tag = current_tag()
         if tag is not None:
             data = text.encode()
+            metrics = emf_metrics(text)
             with self._lock:
                 self._bytes[tag] += len(data) - data.count(b"\n")  # the newline ends an event; not billed
                 self._events[tag] += data.count(b"\n")
+                if metrics:
+                    self._metrics.setdefault(tag, set()).update(metrics)
         return len(text)
 
     def take(self, tag: str) -> LogVolume:
         """What ``tag`` wrote so far, forgotten here."""
         with self._lock:
-            return LogVolume(self._events.pop(tag, 0), self._bytes.pop(tag, 0))
+            metrics = frozenset(self._metrics.pop(tag, ()))
+            return LogVolume(self._events.pop(tag, 0), self._bytes.pop(tag, 0), metrics)
 
 
 TAP = LogTap()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import json
 import math
@@ -73,6 +74,7 @@ class LambdaCall:
     aws_calls: int
     aws_waves: int
     log: LogVolume = field(default_factory=lambda: LogVolume(0, 0))
+    tag: str = ""  # the meter tag its requests were made under
 
     @classmethod
     def of(cls, spec: FunctionSpec, wall_seconds: float, calls: list[Call], log: LogVolume) -> LambdaCall:
@@ -87,7 +89,9 @@ class LambdaCall:
         waves = math.ceil(len(calls) / most) if most else 0
         made = cls(spec.logical_id, spec.memory_mb, wall_seconds, busy, len(calls), waves)
         platform = volume_of(platform_lines(spec.memory_mb, made.duration_ms, made.billed_ms))
-        total = LogVolume(log.events + platform.events, log.message_bytes + platform.message_bytes)
+        total = LogVolume(
+            log.events + platform.events, log.message_bytes + platform.message_bytes, log.metrics
+        )
         return dataclasses.replace(made, log=total)
 
     @property
@@ -278,10 +282,23 @@ class MeteredStack:
             finally:
                 wall = time.perf_counter() - started
                 call = LambdaCall.of(spec, wall, self.meter.select(tag=tag), TAP.take(tag))
+                call = dataclasses.replace(call, tag=tag)
                 self.usage.lambdas.append(call)
 
         self._invokers[spec.logical_id] = invoke
         return invoke
+
+    def sweep_timers(self) -> tuple[LambdaCall, list[Call]]:
+        """One scheduled invocation of the timers function (as EventBridge Scheduler makes each minute),
+        metered: its Lambda bill and its AWS requests."""
+        spec = self.model.function("sweeps_timers")
+        if spec.logical_id not in self._invokers:
+            self._metered(spec, functools.cache(lambda: load_handler(spec)))
+        before = len(self.usage.lambdas)
+        self._invokers[spec.logical_id]({})
+        (call,) = self.usage.lambdas[before:]
+        del self.usage.lambdas[before:]  # a monthly line (bench.fixed), not the scenario's
+        return call, self.meter.select(tag=call.tag)
 
     def invoke_again(self, function: str) -> Any:
         """Deliver ``function``'s last event once more (e.g. a duplicate SQS delivery), metered."""

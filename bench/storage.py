@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 ITEM_OVERHEAD_BYTES = 100
+# TTL deletes an expired item "typically within a few days" of its expiry, so it is stored (and backed up)
+# past the retention period: counted as 2 more days
+# (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/howitworks-ttl.html).
+TTL_DELETE_LAG_DAYS = 2
 HOURS_PER_MONTH = 730  # AWS's billing month
 
 

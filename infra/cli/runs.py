@@ -220,6 +220,7 @@ def list_command(args: argparse.Namespace) -> int:
     page = _call("runs", client.list_runs(workflow_id=args.workflow, status=args.status, limit=args.limit))
     if isinstance(page, int):
         return page
+    priced = any("cost" in run for run in page["runs"])  # `polos dev` prices each run
     rows = [
         [
             run["run_id"],
@@ -230,6 +231,7 @@ def list_command(args: argparse.Namespace) -> int:
             + (f" ({len(run['trigger']['event_ids'])})" if run["trigger"]["event_ids"] else ""),
             run["created_at"],
             _waiting(run.get("waiting_for")) or _error(run["error"]) or _compact(run["result"]),
+            *([_price(run.get("cost"))] if priced else []),
         ]
         for run in page["runs"]
     ]
@@ -237,6 +239,7 @@ def list_command(args: argparse.Namespace) -> int:
         print("no runs")
         return 0
     headers = ["RUN", "WORKFLOW", "STATUS", "ATTEMPTS", "TRIGGER", "CREATED", "RESULT / ERROR"]
+    headers += ["COST (list prices)"] if priced else []
     print(table(headers, rows))
     if page.get("next_cursor"):
         print("(more runs follow; raise --limit to see them)")
@@ -263,6 +266,8 @@ def show_command(args: argparse.Namespace) -> int:
         ["created", run["created_at"]],
         ["updated", run["updated_at"]],
     ]
+    if run.get("cost"):
+        facts.append(["cost", _price(run["cost"])])
     if run.get("waiting_for"):
         facts.append(["waiting for", _waiting(run["waiting_for"])])
     if run["error"]:
@@ -291,6 +296,14 @@ def show_command(args: argparse.Namespace) -> int:
         else "no steps"
     )
     return 0
+
+
+def _price(cost: dict[str, Any] | None) -> str:
+    """A run's metered cost: ``$0.0000041 (5 requests: dynamodb $0.0000038, sqs $0.0000004)``."""
+    if not cost:
+        return ""
+    services = ", ".join(f"{name} ${usd:.7f}" for name, usd in sorted(cost["by_service"].items()))
+    return f"${cost['usd']:.7f} ({cost['requests']} requests: {services})"
 
 
 def _waiting(waiting_for: dict[str, Any] | None) -> str:

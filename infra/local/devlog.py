@@ -22,10 +22,11 @@ def _stamp(created: float | None = None) -> str:
 
 
 class ConsoleLines(logging.Handler):
-    """Writes run transitions, warnings and errors as single readable lines."""
+    """Writes run transitions (DEBUG and up: a run's start and completion are DEBUG lines), warnings and
+    errors as single readable lines."""
 
     def __init__(self, stream: TextIO) -> None:
-        super().__init__(logging.INFO)
+        super().__init__(logging.DEBUG)
         self._stream = stream
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -73,7 +74,8 @@ class RequestLine:
 
 
 def route_logs(log_file: Path, console: TextIO | None = sys.stdout, faults: TextIO | None = None) -> None:
-    """Send the functions' JSON logs to ``log_file`` and readable lines to ``console`` (none: ``None``);
+    """Send the functions' JSON logs to ``log_file`` and readable lines to ``console`` (none: ``None``; with a
+    console the functions log at DEBUG);
     the local stack's own warnings (stdlib logging) go to ``console``, else to stderr; each injected AWS
     fault (``--aws-faults``, logged at DEBUG) to ``faults``."""
     json_stream = log_file.open("w", encoding="utf-8")  # this run's logs only
@@ -86,6 +88,8 @@ def route_logs(log_file: Path, console: TextIO | None = sys.stdout, faults: Text
                 handler.setStream(json_stream)
         if powertools and console is not None:
             logger.addHandler(ConsoleLines(console))
+            # Each run's lines, its completion included: DEBUG on AWS, where CloudWatch bills every line.
+            logger.setLevel(logging.DEBUG)
     local = logging.StreamHandler(console or sys.stderr)
     local.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     local.setLevel(logging.WARNING)

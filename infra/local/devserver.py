@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from polos.api import costs
+
 from infra.local.aws import MotoServer, apply_environment, fake_credentials
 from infra.local.devstate import DevState
 from infra.local.mapping import Pollers
@@ -105,6 +107,7 @@ class DevServer:
             self._before_serving()
         if self._metering is not None:
             self._metering.start()
+            costs.install(self._metering)  # the runs API's `cost` (polos.api.costs)
         self._gateway.start()
         self._pollers.start()
         self._timers.start()
@@ -148,6 +151,7 @@ class DevServer:
             clean = self._pollers.stop(timeout=max(0.0, deadline - time.monotonic())) and clean
             self._pollers = None
         if self._metering is not None:
+            costs.install(None)
             self._metering.stop()
             self._metering = None
         if self.stack is not None:

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from polos.aws import attribution
+
 from infra.metering import prices
 from infra.metering.units import item_size, read_units, write_units
 
@@ -54,10 +56,11 @@ class Call:
     params: Json
     ok: bool
     error_code: str | None
-    started: float  # time.perf_counter() when the request left
-    seconds: float
+    started: float  # time.perf_counter() when the request left (before the meter read item sizes)
+    seconds: float  # until its answer was parsed and the meter's own reads were done
     tag: str | None
     thread: int
+    run: attribution.RunRef | None = None  # the run the request was made for (polos.aws.attribution)
     billed_requests: int = 1
     read_units: float = 0.0
     write_units: float = 0.0
@@ -292,12 +295,16 @@ class Meter:
             seconds=time.perf_counter() - pending.started,
             tag=_TAG.get(),
             thread=threading.get_ident(),
+            run=attribution.current_run(),
         )
         if call.service == "sqs":
             call.billed_requests = _sqs_billed_requests(call.operation, pending.params, parsed)
             call.empty = call.operation == "ReceiveMessage" and ok and not parsed.get("Messages")
         elif call.service == "dynamodb" and self._shadow is not None:
             self._dynamodb_units(call, pending, parsed)
+        # The meter's own reads (item sizes before and after) count as the request's time, not the caller's:
+        # a Lambda's billed duration is its wall time less the requests' (``bench.stack.LambdaCall``).
+        call.seconds = time.perf_counter() - pending.started
         with self._lock:
             self.calls.append(call)
             self._by_tag.setdefault(call.tag, []).append(call)

@@ -1,8 +1,10 @@
 """The price table: US East (N. Virginia) list prices, each with its source. The one place prices live.
 
 Every figure is per unit (not per million) so the arithmetic elsewhere is a plain product. Prices as
-listed on ``PRICES_DATE`` (the storage and logs lines were added then; the others date from the first bench,
-2026-11-25, unchanged since). Free tiers are left out: the figures are the marginal price of a million events.
+listed on ``PRICES_DATE``: the fixed monthly lines (custom metrics, Scheduler, KMS, logs storage) were added
+then (Scheduler's also found in AWS's price list file AWSEvents: "$0 for the first 14 million scheduled
+invocations"), the storage and logs lines on 2026-11-30, the others date from the first bench, 2026-11-25,
+unchanged since. Free tiers are left out: the figures are the marginal price of a million events.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 REGION = "us-east-1"
 MILLION = 1_000_000
 GB = 1024**3
-PRICES_DATE = "2026-11-30"
+PRICES_DATE = "2026-12-07"
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,36 @@ DYNAMODB_PITR = Price(
 CLOUDWATCH_LOGS_INGESTION = Price(
     "CloudWatch Logs ingestion (Standard class)",
     0.50 / GB,
-    "byte ingested (each log event: its UTF-8 bytes + 26)",
+    "byte ingested (each log event's UTF-8 bytes: IncomingBytes)",
     "https://aws.amazon.com/cloudwatch/pricing/ (Logs, Standard: collect (data ingestion) $0.50 per GB)",
+)
+
+# Fixed monthly lines (``bench.fixed``): billed per month or per request of a deployment, not per event.
+CLOUDWATCH_CUSTOM_METRIC = Price(
+    "CloudWatch custom metric",
+    0.30,
+    "metric-month (one metric = one name x one combination of dimension values; prorated by the hour)",
+    "https://aws.amazon.com/cloudwatch/pricing/ (Metrics, first 10,000 metrics: $0.30 per metric per month)",
+)
+SCHEDULER_INVOCATION = Price(
+    "EventBridge Scheduler invocation",
+    1.00 / MILLION,
+    "scheduled invocation (64 KB chunks); the first 14M a month are free, not counted here",
+    "https://aws.amazon.com/eventbridge/pricing/ (Scheduler: $1.00 per million invocations after 14M free)",
+)
+KMS_REQUEST = Price(
+    "KMS request",
+    0.03 / 10_000,
+    "request to a KMS key (an AWS managed key has no monthly fee; an AWS owned key bills nothing)",
+    "https://aws.amazon.com/kms/pricing/ ($0.03 per 10,000 requests); DynamoDB: "
+    "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/encryption.tutorial.html "
+    "(AWS owned key: no additional fee; AWS managed key aws/dynamodb: AWS KMS charges apply)",
+)
+CLOUDWATCH_LOGS_STORAGE = Price(
+    "CloudWatch Logs storage",
+    0.03 / GB,
+    "byte-month archived (counted uncompressed: an upper bound; AWS stores it compressed)",
+    "https://aws.amazon.com/cloudwatch/pricing/ (Logs, Standard: store (archival) $0.03 per GB)",
 )
 
 STEP_FUNCTIONS_TRANSITION = Price(
@@ -115,6 +145,10 @@ ALL: tuple[Price, ...] = (
     DYNAMODB_STORAGE,
     DYNAMODB_PITR,
     CLOUDWATCH_LOGS_INGESTION,
+    CLOUDWATCH_LOGS_STORAGE,
+    CLOUDWATCH_CUSTOM_METRIC,
+    SCHEDULER_INVOCATION,
+    KMS_REQUEST,
     EVENTBRIDGE_EVENT,
     DURABLE_OPERATION,
     STEP_FUNCTIONS_TRANSITION,

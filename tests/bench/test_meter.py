@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
 import boto3
@@ -220,3 +221,29 @@ def test_index_writes_count_projected_bytes_only() -> None:
     assert index_writes(old, new, index, ["pk"]) == []  # an unprojected attribute changed
     assert index_writes(old, new, index, ["pk"], "ALL") == [item_size(new)]
     assert index_writes(None, new, index, ["pk"]) == [item_size({k: new[k] for k in ("pk", "wf", "small")})]
+
+
+def test_the_meters_own_reads_count_as_the_requests_time_not_the_callers(meter: Meter) -> None:
+    """An UpdateItem's units need the item read after it: that read is the meter's, so a Lambda's billed
+    duration (wall time less its requests' time, ``bench.stack.LambdaCall``) must not include it."""
+    shadow = meter._shadow_client()
+    slow = 0.05
+    real_get = shadow.get_item
+
+    def slow_get(**kwargs: object) -> object:
+        time.sleep(slow)  # stands in for the meter's read on a slow machine
+        return real_get(**kwargs)
+
+    shadow.get_item = slow_get  # type: ignore[method-assign]
+    client = settings.dynamodb()
+    started = time.perf_counter()
+    client.update_item(
+        TableName=TABLE,
+        Key={"pk": {"S": "a"}},
+        UpdateExpression="SET w = :w",
+        ExpressionAttributeValues={":w": {"S": "y"}},
+    )
+    wall = time.perf_counter() - started
+    (call,) = meter.calls
+    assert call.seconds >= 2 * slow  # the size before and the size after, both read inside the span
+    assert wall - call.seconds < slow  # what is left to the caller holds no meter read

@@ -224,7 +224,7 @@ def test_tables_keep_their_data_with_ttl_and_recovery(
         properties = table["Properties"]
         assert properties["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
         assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
-        assert properties["SSESpecification"] == {"SSEEnabled": True}
+        assert "SSESpecification" not in properties  # encrypted with the AWS owned key: no KMS charge
         assert properties["BillingMode"] == "PAY_PER_REQUEST"
 
 

@@ -14,6 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from polos import serde
+from polos.api import costs
 from polos.api.errors import Conflict, IdempotencyConflict, NotFound, PayloadTooLarge, ValidationFailed
 from polos.publish import idempotency, manifest
 from polos.publish.fanout import FanoutError
@@ -150,6 +151,9 @@ def get_run(run_id: str, step: Annotated[str | None, Query(min_length=1)] = None
         raise NotFound(str(exc)) from None
     if view is None:
         raise NotFound(f"run {run_id!r} does not exist")
+    cost = costs.run_cost(run_id)  # under `polos dev` only
+    if cost is not None:
+        view["cost"] = cost
     return view
 
 
@@ -171,6 +175,10 @@ def list_runs(
         page = runs.list_runs(workflow_ids, status, limit, cursor)
     except runs.InvalidCursorError as exc:
         raise ValidationFailed(str(exc)) from None
+    for run in page.runs:
+        cost = costs.run_cost(run["run_id"])  # under `polos dev` only
+        if cost is not None:
+            run["cost"] = cost
     return {"runs": page.runs, "next_cursor": page.next_cursor}
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from polos.aws import settings
+from polos.aws import attribution, settings
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer
@@ -74,7 +74,8 @@ def step_segment(key: str) -> Iterator[None]:
 
 def bind_run(run_id: str, workflow_id: str, event_ids: list[str]) -> None:
     """Log ``run_id``, ``workflow_id`` and the event (``event_id``, or ``event_count`` for a batch run) on
-    every line of the current task from now on.
+    every line of the current task from now on, and attribute its AWS requests to the run (``polos dev``
+    prices each run by them: :mod:`polos.aws.attribution`).
 
     Compact on purpose (CloudWatch Logs bills every byte of every line): a batch run's event ids are on its
     run item (``GET /api/v1/runs/{id}``), not repeated on each line.
@@ -85,6 +86,7 @@ def bind_run(run_id: str, workflow_id: str, event_ids: list[str]) -> None:
     elif event_ids:
         keys["event_count"] = len(event_ids)
     logger.thread_safe_append_keys(**keys)
+    attribution.attribute(run_id, workflow_id)
 
 
 def count(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count) -> None:

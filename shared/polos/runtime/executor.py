@@ -176,7 +176,7 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
             # read again (only in this race), so no journaled step runs twice.
             loaded = await _releasing(journal, run, owner, lambda: journal.load(run.run_id))
     log["attempt"] = run.attempts
-    logger.debug("run attempt started", extra=log)  # one INFO line per run: its outcome
+    logger.debug("run attempt started", extra=log)  # a run's completion is DEBUG too; failures WARNING+
     runner = StepRunner(
         run_id=run.run_id,
         journal=journal,
@@ -252,7 +252,7 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
         return AttemptResult("busy", run)
     if run.status == "failed":  # the result could not be stored (see ``_finish``)
         return AttemptResult("failed", run, run.error)
-    logger.info("run completed", extra=log)
+    logger.debug("run completed", extra=log)  # not at INFO: a line per run is billed (issue 26)
     return AttemptResult("completed", run, result=json.loads(text))
 
 
