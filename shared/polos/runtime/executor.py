@@ -200,7 +200,10 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
         raw = await _releasing(journal, run, owner, lambda: stored_payload(run, items or []))
     try:
         with overload.watch() as throttles:
-            result = await wf(ctx, wf.build_payload(raw))
+            try:
+                result = await wf(ctx, wf.build_payload(raw))
+            finally:  # steps awaited together that still run: journaled (or stopped) before the outcome
+                await runner.settle()
         if throttles:  # one of our AWS calls failed and the workflow's code went on regardless
             raise throttles[0]
         text = serde.to_json(result, what=f"result of workflow {wf.id!r}")

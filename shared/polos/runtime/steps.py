@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import functools
 import hashlib
 import inspect
 import json
 import random as _random
 import time
 import uuid as _uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 
 from aws_lambda_powertools import Logger
 
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
 logger = Logger(service="polos")
 
 MAX_STEP_KEY_LENGTH = 512
+_Method = TypeVar("_Method", bound=Callable[..., Awaitable[Any]])
 # An attempt calls no step function once its lease has less than this left: the next attempt may start
 # then. A tenth of the lease, at most 5 s (short leases in tests and local runs keep most of their time).
 MAX_LEASE_SAFETY_SECONDS = 5.0
@@ -100,6 +103,17 @@ class _StepFailed(Exception):
         self.calls = calls
 
 
+def _step_body(method: _Method) -> _Method:
+    """Run a step method's body marked as running in its task (:meth:`StepRunner._running`)."""
+
+    @functools.wraps(method)
+    async def body(self: StepRunner, *args: Any, **kwargs: Any) -> Any:
+        with self._running():
+            return await method(self, *args, **kwargs)
+
+    return cast(_Method, body)
+
+
 class StepRunner(StepAPI):
     """``ctx.step`` (:class:`polos.steps.StepAPI`): every method journals its result under a key unique
     within the run."""
@@ -132,6 +146,43 @@ class StepRunner(StepAPI):
         # run's outcome (``take_pending``). A crash before either re-runs it (at-least-once, as a crash
         # between a step's return and its own write always did); a journaled step never runs again.
         self._pending: StepRecord | None = None
+        # Steps awaited together (asyncio.gather, wait, TaskGroup): the tasks in a step's body now, so that
+        # a step completing beside others is journaled at once, and the attempt ends only once they settled.
+        self._in_flight: dict[asyncio.Task[Any] | None, int] = {}
+
+    @contextlib.contextmanager
+    def _running(self) -> Iterator[None]:
+        """Mark the calling task as inside a step's body (re-entrant per task)."""
+        task = asyncio.current_task()
+        self._in_flight[task] = self._in_flight.get(task, 0) + 1
+        try:
+            yield
+        finally:
+            self._in_flight[task] -= 1
+            if not self._in_flight[task]:
+                del self._in_flight[task]
+
+    def _beside_others(self) -> bool:
+        """Whether another task is in a step's body: a step completing now is journaled at once."""
+        current = asyncio.current_task()
+        return any(task is not current for task in self._in_flight)
+
+    async def settle(self) -> None:
+        """Let the steps still running beside the handler's end (it returned, raised or suspended while
+        steps awaited together went on) finish and journal themselves, up to the lease's call deadline;
+        those still running then are cancelled (not journaled: the next attempt calls them again)."""
+        current = asyncio.current_task()
+        others = {task for task in self._in_flight if task is not None and task is not current}
+        if not others:
+            return
+        _, late = await asyncio.wait(others, timeout=max(0.0, self._call_deadline - time.time()))
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+        for task in others:  # their outcomes are journaled; retrieved so asyncio does not warn of them
+            if not task.cancelled():
+                task.exception()
 
     def take_pending(self) -> StepRecord | None:
         """The completed step not journaled yet, for the executor to write with the run's outcome."""
@@ -259,6 +310,7 @@ class StepRunner(StepAPI):
 
         await self._wait(key, until)
 
+    @_step_body
     async def _wait(self, key: str, deadline: Callable[[float], float]) -> None:
         """The wait step: its deadline is computed once and journaled, so a replay never waits longer."""
         self._claim_key(key)
@@ -337,6 +389,7 @@ class StepRunner(StepAPI):
         value: dict[str, Any] = serde.from_json(step.result_json or "null", None, what=f"data of {key!r}")
         return value
 
+    @_step_body
     async def invoke(self, key: str, workflow: Any, payload: Any = None) -> ExecutionHandle:
         """Start a child run of ``workflow`` (an object or id) once, however often this run replays;
         returns its :class:`~polos.client.ExecutionHandle` (a replay rebuilds an equal one)."""
@@ -401,6 +454,7 @@ class StepRunner(StepAPI):
             runs.enqueue(child)  # again on a replay: a duplicate invoke message is turned away
         return child
 
+    @_step_body
     async def _wait_for_completion(
         self,
         key: str,
@@ -528,6 +582,7 @@ class StepRunner(StepAPI):
         failure.__cause__ = cause
         raise failure
 
+    @_step_body
     async def _durable(
         self,
         key: str,
@@ -570,8 +625,11 @@ class StepRunner(StepAPI):
         except StepResultError as exc:
             await self._journal_step(record("failed", calls, error=ErrorInfo.of(exc)))
             raise
-        # Journaled when the next step starts or with the run's outcome, whichever comes first.
-        self._pending = record("completed", calls, result_json=text, result_tag=tag)
+        completed = record("completed", calls, result_json=text, result_tag=tag)
+        if self._beside_others():  # awaited together with other steps: one may fail the attempt next
+            await self._journal_step(completed)
+        else:  # journaled when the next step starts or with the run's outcome, whichever comes first
+            self._pending = completed
         return restored
 
     def _claim_index(self) -> int:
