@@ -27,13 +27,19 @@ class StepAPI(Protocol):
         max_retries: int = 2,
         base_delay: float = 1.0,
         max_delay: float = 10.0,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
         **kwargs: Any,
     ) -> Any:
         """Call ``fn(*args, **kwargs)`` (sync or async) once per run and return its result.
 
-        Failed calls are retried in the attempt, ``max_retries`` times after the first, with exponential
-        backoff and jitter from ``base_delay`` up to ``max_delay`` seconds; then ``StepExecutionError``
-        (the cause chained). ``NonRetryableError`` is not retried. The result is journaled and every replay
+        Failed calls are retried, ``max_retries`` times after the first, with exponential backoff and
+        jitter from ``base_delay`` up to ``max_delay`` seconds; then ``StepExecutionError`` (the cause
+        chained). A pause over 10 s is a durable wait (the run is ``waiting``, ``waiting_for`` kind
+        ``retry``; nothing runs or is billed meanwhile, and it spends none of the run's ``max_attempts``).
+        With ``retry_on`` (exception classes) only those are retried, others fail the step at once;
+        ``NonRetryableError`` is never retried. ``timeout`` (seconds) fails a call that runs longer with
+        ``StepTimeoutError`` (an async function is cancelled, a sync one's result ignored). The result is journaled and every replay
         returns it rebuilt as ``fn``'s return annotation declares (pydantic models, dataclasses, ...).
         It must be JSON-serialisable and at most 350 KB serialised.
         """

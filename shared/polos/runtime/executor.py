@@ -347,7 +347,7 @@ async def _suspend(
     )
     if not finished:
         return AttemptResult("busy", run)
-    if waiting.kind != "timer" and run.status == "waiting":
+    if waiting.kind not in ("timer", "retry") and run.status == "waiting":
         completed = await asyncio.to_thread(journal.get_step, run.run_id, waiting.step)
         if completed is not None and completed.status != "waiting":
             await asyncio.to_thread(waiters.wake, run.workflow_id, run.run_id, waiting.step)

@@ -100,9 +100,13 @@ def step_view(step: StepRecord, with_result: bool = True) -> dict[str, Any]:
         view["error"] = (
             None if step.error is None else {"type": step.error.type, "message": step.error.message}
         )
-    child = WaitingFor.from_json(step.wait_json).child if step.wait_json is not None else None
-    if child is not None:
-        view["child_run_id"] = child
+    waiting = WaitingFor.from_json(step.wait_json) if step.wait_json is not None else None
+    if waiting is not None and waiting.child is not None:
+        view["child_run_id"] = waiting.child
+    # retries: the last failed call's error, and when a durable retry wait calls the function again
+    view["last_error"] = None if step.error is None else {"type": step.error.type, "message": step.error.message}
+    retry_at = waiting.view().get("until") if waiting is not None and waiting.kind == "retry" else None
+    view["next_attempt_at"] = retry_at if step.status == "waiting" else None
     return view
 
 

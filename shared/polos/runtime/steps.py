@@ -30,6 +30,7 @@ from polos.errors import (
     StepKeyError,
     StepKeyReusedError,
     StepResultError,
+    StepTimeoutError,
     WaitTimeoutError,
     WorkflowRunError,
 )
@@ -207,16 +208,27 @@ class StepRunner(StepAPI):
         max_retries: int = 2,
         base_delay: float = 1.0,
         max_delay: float = 10.0,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109  (the Polos SDK's name: a call's time limit)
         **kwargs: Any,
     ) -> Any:
-        """Run ``fn(*args, **kwargs)`` once per run (retried in-process), journal and return its result."""
+        """Run ``fn(*args, **kwargs)`` once per run (retried in-process, or after a durable wait when the
+        backoff is over 10 s), journal and return its result."""
         if not callable(fn):
             raise TypeError(f"step {key!r}: fn must be callable, got {type(fn).__name__}")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"step {key!r}: max_retries must be an integer >= 0, got {max_retries!r}")
         if base_delay < 0 or max_delay < 0:
             raise ValueError(f"step {key!r}: base_delay and max_delay must be >= 0")
-        return await self._durable(key, fn, args, kwargs, _Backoff(max_retries, base_delay, max_delay))
+        kinds = retry_on if isinstance(retry_on, tuple) else (retry_on,) if retry_on is not None else None
+        if kinds is not None and not all(isinstance(k, type) and issubclass(k, BaseException) for k in kinds):
+            raise StepArgumentError(f"step {key!r}: retry_on must be exception classes, got {retry_on!r}")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+        ):
+            raise StepArgumentError(f"step {key!r}: timeout must be a number of seconds > 0, got {timeout!r}")
+        backoff = _Backoff(max_retries, base_delay, max_delay, kinds, timeout)
+        return await self._durable(key, fn, args, kwargs, backoff)
 
     async def publish_event(
         self, key: str, topic: str, data: dict[str, Any], event_type: str | None = None
@@ -604,19 +616,40 @@ class StepRunner(StepAPI):
         index = previous.index if previous is not None else self._claim_index()
         prior_calls = previous.attempts if previous is not None else 0
         started_at = now_iso()
+        retrying = _retry_wait(previous)  # a durable wait between two calls: the calls go on counting
+        if retrying is not None:
+            if clock.now() < (retrying.until or 0):
+                raise RunSuspended(retrying)  # replayed for another step's sake: this one still waits
+            started_at = previous.started_at if previous is not None else started_at
+        first_call = prior_calls + 1 if retrying is not None else 1
+        last_error = previous.error if retrying is not None and previous is not None else None
 
-        def record(status: StepStatus, calls: int, **fields: Any) -> StepRecord:
-            return StepRecord(key, index, status, prior_calls + calls, started_at, now_iso(), **fields)
+        def record(status: StepStatus, calls: int, finished_at: str | None = None, **fields: Any) -> StepRecord:
+            fields.setdefault("error", last_error)
+            finished = now_iso() if finished_at is None else finished_at
+            return StepRecord(key, index, status, prior_calls + calls, started_at, finished, **fields)
 
         failed: _StepFailed | None = None
+        later: _RetryLater | None = None
         with observability.step_segment(key):
             try:
-                value, calls = await self._call_with_retries(key, fn, args, kwargs, backoff)
+                value, calls, last = await self._call_with_retries(key, fn, args, kwargs, backoff, first_call)
             except _StepFailed as exc:
                 failed = exc
+            except _RetryLater as exc:
+                later = exc
+        if later is not None:  # a backoff over 10 s: the run waits durably, nothing billed meanwhile
+            waiting = WaitingFor(step=key, kind="retry", until=clock.now() + later.pause)
+            error = ErrorInfo.of(later.error)
+            await self._journal_step(
+                record("waiting", later.calls, error=error, wait_json=waiting.to_json(), finished_at="")
+            )
+            raise RunSuspended(waiting)
         if failed is not None:  # raised outside the handler so the error's context stays its own
             await self._journal_step(record("failed", failed.calls, error=_cause_of(failed.error)))
             raise failed.error
+        if last is not None:
+            last_error = ErrorInfo.of(last)
         tag = None if declared is not None else serde.type_tag(value)
         try:
             text = serde.to_json(value, what=what)
@@ -658,33 +691,40 @@ class StepRunner(StepAPI):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         backoff: _Backoff,
-    ) -> tuple[Any, int]:
-        """``(value, calls)``; :class:`_StepFailed` when the function fails for good."""
+        first_call: int = 1,
+    ) -> tuple[Any, int, Exception | None]:
+        """``(value, calls made here, the last failed call's error)``; :class:`_StepFailed` when the
+        function fails for good, :class:`_RetryLater` when the next call is for a later attempt.
+        ``first_call`` numbers the first call (after a durable retry wait the count goes on)."""
         await self._check_cancel()
-        for call in range(1, backoff.max_retries + 2):
+        last: Exception | None = None
+        for call in range(first_call, backoff.max_retries + 2):
+            made = call - first_call + 1
             if time.time() > self._call_deadline:
                 raise RunLeaseLostError(f"run {self._run_id}: lease about to lapse; step {key!r} not called")
             try:
                 if _hooks is not None:
                     _hooks.before_call(self._run_id, key, call)
-                if _is_async(fn):
-                    value = await fn(*args, **kwargs)
-                else:
-                    # A thread, so that a blocking call does not stall the other runs of the invocation.
-                    value = await asyncio.to_thread(fn, *args, **kwargs)
-                    if inspect.isawaitable(value):
-                        value = await value
-                return value, call
+                value = await _call(key, fn, args, kwargs, backoff.timeout, call)
+                return value, made, last
             except NonRetryableError as exc:
-                raise _StepFailed(exc, call) from exc
+                raise _StepFailed(exc, made) from exc
             except InfrastructureThrottled:
                 raise  # our own AWS call (publish_event's), not the step's failure: the attempt stops
             except Exception as exc:
-                if call > backoff.max_retries:
+                if call > backoff.max_retries or not backoff.retries(exc):
                     failure = StepExecutionError(key, call, exc)
                     failure.__cause__ = exc
-                    raise _StepFailed(failure, call) from exc
+                    raise _StepFailed(failure, made) from exc
+                last = exc
                 pause = backoff.pause(call)
+                if pause > IN_ATTEMPT_MAX_SECONDS or time.time() + pause >= self._call_deadline:
+                    logger.warning(
+                        "step call failed; retrying after a durable wait",
+                        extra={"step_key": key, "call": call, "retry_in_s": round(pause, 3), "error": repr(exc)},
+                    )
+                    observability.count("StepRetries")
+                    raise _RetryLater(exc, made, pause) from exc
                 logger.warning(
                     "step call failed; retrying",
                     extra={"step_key": key, "call": call, "retry_in_s": round(pause, 3), "error": repr(exc)},
@@ -694,13 +734,59 @@ class StepRunner(StepAPI):
         raise AssertionError("unreachable")  # pragma: no cover
 
 
+class _RetryLater(Exception):
+    """Internal: call ``calls`` (made in this attempt) failed with ``error``; the next one is due in
+    ``pause`` seconds, too long to sleep in the attempt."""
+
+    def __init__(self, error: Exception, calls: int, pause: float) -> None:
+        super().__init__(str(error))
+        self.error, self.calls, self.pause = error, calls, pause
+
+
+async def _call(
+    key: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], limit: float | None, call: int
+) -> Any:
+    """One call of a step's function, within ``limit`` seconds when given (:class:`StepTimeoutError`)."""
+
+    async def called() -> Any:
+        if _is_async(fn):
+            return await fn(*args, **kwargs)
+        # A thread, so that a blocking call does not stall the other runs of the invocation.
+        value = await asyncio.to_thread(fn, *args, **kwargs)
+        return await value if inspect.isawaitable(value) else value
+
+    if limit is None:
+        return await called()
+    try:
+        return await asyncio.wait_for(called(), limit)
+    except TimeoutError as exc:
+        if isinstance(exc, StepTimeoutError):
+            raise
+        raise StepTimeoutError(f"step {key!r}: call {call} ran longer than its timeout of {limit} s") from None
+
+
+def _retry_wait(step: StepRecord | None) -> WaitingFor | None:
+    """The durable retry wait a journaled step is in, if any."""
+    if step is None or step.status != "waiting" or step.wait_json is None:
+        return None
+    waiting = WaitingFor.from_json(step.wait_json)
+    return waiting if waiting.kind == "retry" else None
+
+
 @dataclass(frozen=True)
 class _Backoff:
-    """In-process retries of one step: exponential backoff with equal jitter, capped at ``max_delay``."""
+    """Retries of one step: exponential backoff with equal jitter, capped at ``max_delay``; only the
+    ``retry_on`` exceptions (all when ``None``); each call within ``timeout`` seconds when given."""
 
     max_retries: int
     base_delay: float
     max_delay: float
+    retry_on: tuple[type[BaseException], ...] | None = None
+    timeout: float | None = None
+
+    def retries(self, error: Exception) -> bool:
+        """Whether a call that failed with ``error`` is retried."""
+        return self.retry_on is None or isinstance(error, self.retry_on)
 
     def pause(self, call: int) -> float:
         """Seconds to wait after failed call number ``call`` (1-based)."""

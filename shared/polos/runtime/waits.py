@@ -7,7 +7,8 @@ step asks :func:`is_due` whether it may complete. Every kind of wait goes throug
 
 Kinds: ``timer`` (``wait_for``/``wait_until``: over at ``until``), ``event`` (``wait_for_event``), ``resume``
 (``suspend``: an event of type ``resume_<key>`` on the run's own topic, or the resume route) and ``child``
-(``invoke_and_wait``). For the last three, ``until`` is the optional timeout, and whatever completes the
+(``invoke_and_wait``, ``batch_invoke_and_wait``); ``retry`` (a step's backoff over 10 s: over at ``until``,
+like a timer). For ``event``, ``resume`` and ``child``, ``until`` is the optional timeout, and whatever completes the
 wait (a matched event, a resume call, the child's end) records the step's result on the waiting step item
 itself, conditionally (only while it is still ``waiting``: exactly one completer wins), then sends the
 run a ``resume`` message (see :mod:`polos.runtime.completion`).
@@ -25,7 +26,7 @@ from polos.payloads import utc_iso
 if TYPE_CHECKING:
     from polos.runtime.records import StepRecord
 
-WaitKind = Literal["timer", "event", "resume", "child"]
+WaitKind = Literal["timer", "event", "resume", "child", "retry"]
 # Waits this short (seconds left) sleep inside the attempt instead of ending it.
 IN_ATTEMPT_MAX_SECONDS = 10.0
 MAX_WAIT_SECONDS = 365 * 24 * 3600
