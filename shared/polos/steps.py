@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from polos.client import ExecutionHandle
     from polos.payloads import EventItem, EventPayload
+    from polos.types.types import BatchStepResult, BatchWorkflowInput
 
 
 class StepAPI(Protocol):
@@ -39,9 +40,9 @@ class StepAPI(Protocol):
         ``retry``; nothing runs or is billed meanwhile, and it spends none of the run's ``max_attempts``).
         With ``retry_on`` (exception classes) only those are retried, others fail the step at once;
         ``NonRetryableError`` is never retried. ``timeout`` (seconds) fails a call that runs longer with
-        ``StepTimeoutError`` (an async function is cancelled, a sync one's result ignored). The result is journaled and every replay
-        returns it rebuilt as ``fn``'s return annotation declares (pydantic models, dataclasses, ...).
-        It must be JSON-serialisable and at most 350 KB serialised.
+        ``StepTimeoutError`` (an async function is cancelled, a sync one's result ignored). The result is
+        journaled and every replay returns it rebuilt as ``fn``'s return annotation declares (pydantic
+        models, dataclasses, ...). It must be JSON-serialisable and at most 350 KB serialised.
         """
         ...
 
@@ -121,4 +122,17 @@ class StepAPI(Protocol):
     ) -> Any:
         """Start a child run once and wait for it durably: its result, or ``StepExecutionError`` when it
         failed, was cancelled or ``timeout`` seconds passed first."""
+        ...
+
+    async def batch_invoke(self, key: str, workflows: list[BatchWorkflowInput]) -> list[ExecutionHandle]:
+        """Start up to 1,000 child runs (``BatchWorkflowInput(id=workflow_id, payload=...)``) once, however
+        often the run replays; their handles, in input order."""
+        ...
+
+    async def batch_invoke_and_wait(
+        self, key: str, workflows: list[BatchWorkflowInput]
+    ) -> list[BatchStepResult]:
+        """Start up to 1,000 child runs once and wait for all of them with one durable wait (the run
+        resumes once, after the last one ended); one ``BatchStepResult`` (``workflow_id``, ``success``,
+        ``result``, ``error``) per child, in input order. Cancelling the run cancels the children."""
         ...

@@ -103,7 +103,14 @@ def test_invoking_answers_202_with_a_queued_run_that_the_worker_completes(api: A
     ]
     first = run["steps"][0]
     assert sorted(first) == [
-        "attempts", "finished_at", "key", "last_error", "next_attempt_at", "result", "started_at", "status"
+        "attempts",
+        "finished_at",
+        "key",
+        "last_error",
+        "next_attempt_at",
+        "result",
+        "started_at",
+        "status",
     ]
     assert first["last_error"] is None and first["next_attempt_at"] is None
     assert first["result"] == "HI" and run["steps"][1]["result"] == run["result"]["token"]
@@ -119,7 +126,14 @@ def test_a_failed_step_and_run_show_their_errors(api: Api, pump: Pump, urls: dic
     assert run["error"] == {"type": "NonRetryableError", "message": "cannot take 'boom'"}
     failed = run["steps"][2]
     assert sorted(failed) == [
-        "attempts", "error", "finished_at", "key", "last_error", "next_attempt_at", "started_at", "status"
+        "attempts",
+        "error",
+        "finished_at",
+        "key",
+        "last_error",
+        "next_attempt_at",
+        "started_at",
+        "status",
     ]
     assert (failed["key"], failed["status"], failed["attempts"]) == ("explode", "failed", 1)
     assert failed["error"] == {"type": "NonRetryableError", "message": "cannot take 'boom'"}

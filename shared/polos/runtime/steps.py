@@ -36,7 +36,7 @@ from polos.errors import (
 )
 from polos.payloads import EventItem, EventPayload
 from polos.publish import waiters
-from polos.runtime import clock, control
+from polos.runtime import child_batches, clock, control
 from polos.runtime.journal import MAX_SORT_KEY_BYTES, STEP_PREFIX, hashed_run_id, now_iso
 from polos.runtime.records import ErrorInfo, ParentRef, RunRecord, StepRecord, StepStatus
 from polos.runtime.waits import (
@@ -53,6 +53,7 @@ from polos.topics import canonical_topic
 if TYPE_CHECKING:
     from polos.client import ExecutionHandle
     from polos.runtime.journal import Journal
+    from polos.types.types import BatchStepResult, BatchWorkflowInput
 
 logger = Logger(service="polos")
 
@@ -452,6 +453,80 @@ class StepRunner(StepAPI):
         step = await self._wait_for_completion(key, "child", timeout, child_of=(workflow, payload))
         return json.loads(step.result_json or "null")
 
+    @_step_body
+    async def batch_invoke(self, key: str, workflows: list[BatchWorkflowInput]) -> list[ExecutionHandle]:
+        """Start every child once, however often this run replays; their handles, in input order."""
+        from polos.client import ExecutionHandle
+
+        self._claim_key(key)
+        await self._flush()
+        children = _batch_children(key, workflows)
+        previous = self._journaled.get(key)
+        what = f"handles of step {key!r}"
+        if previous is not None and previous.status == "completed":
+            replayed: list[ExecutionHandle] = serde.from_json(
+                previous.result_json or "[]", list[ExecutionHandle], what=what
+            )
+            return replayed
+        started = await asyncio.to_thread(
+            child_batches.start, self._run_id, self._workflow_id, key, children, False
+        )
+        handles = [
+            ExecutionHandle(
+                id=run.run_id,
+                workflow_id=run.workflow_id,
+                created_at=run.created_at,
+                parent_execution_id=self._run_id,
+                step_key=key,
+            )
+            for run in started
+        ]
+        index = previous.index if previous is not None else self._claim_index()
+        description = WaitingFor(step=key, kind="child", children=len(children)).to_json()
+        stamp = now_iso()
+        text = serde.to_json(handles, what=what)
+        await self._journal_step(
+            StepRecord(key, index, "completed", 1, stamp, stamp, text, wait_json=description)
+        )
+        return handles
+
+    @_step_body
+    async def batch_invoke_and_wait(
+        self, key: str, workflows: list[BatchWorkflowInput]
+    ) -> list[BatchStepResult]:
+        """Start every child once and wait, durably and once, until the last one ended; every child's
+        outcome, in input order (a failed or cancelled child is ``success=False`` with its error)."""
+        from polos.types.types import BatchStepResult
+
+        self._claim_key(key)
+        await self._flush()
+        children = _batch_children(key, workflows)
+        previous = self._journaled.get(key)
+        if not children:
+            return []
+        if previous is None or previous.status == "waiting":
+            waiting = WaitingFor(step=key, kind="child", children=len(children))
+            if previous is None:
+                index = self._claim_index()
+                await self._journal_step(
+                    StepRecord(key, index, "waiting", 0, now_iso(), "", wait_json=waiting.to_json())
+                )
+            started = await asyncio.to_thread(
+                child_batches.start, self._run_id, self._workflow_id, key, children, True
+            )
+            ended = [run for run in started if run.finished]  # on a replay: ends that may not be reported
+            if not ended:
+                raise RunSuspended(waiting)
+            await asyncio.to_thread(
+                child_batches.each, ended, lambda run: control.report_end(run, wake=False)
+            )
+            step = await asyncio.to_thread(self._journal.get_step, self._run_id, key)
+            if step is None or step.status == "waiting":
+                raise RunSuspended(waiting)
+            self._journaled[key] = previous = step
+        outcome = self._outcome(key, previous)
+        return [BatchStepResult.model_validate(item) for item in json.loads(outcome.result_json or "[]")]
+
     def _start_child(self, key: str, workflow: Any, payload: Any, wait: bool) -> RunRecord:
         from polos.runtime import runs  # the runs module creates and enqueues invoked runs
 
@@ -624,7 +699,9 @@ class StepRunner(StepAPI):
         first_call = prior_calls + 1 if retrying is not None else 1
         last_error = previous.error if retrying is not None and previous is not None else None
 
-        def record(status: StepStatus, calls: int, finished_at: str | None = None, **fields: Any) -> StepRecord:
+        def record(
+            status: StepStatus, calls: int, finished_at: str | None = None, **fields: Any
+        ) -> StepRecord:
             fields.setdefault("error", last_error)
             finished = now_iso() if finished_at is None else finished_at
             return StepRecord(key, index, status, prior_calls + calls, started_at, finished, **fields)
@@ -721,7 +798,12 @@ class StepRunner(StepAPI):
                 if pause > IN_ATTEMPT_MAX_SECONDS or time.time() + pause >= self._call_deadline:
                     logger.warning(
                         "step call failed; retrying after a durable wait",
-                        extra={"step_key": key, "call": call, "retry_in_s": round(pause, 3), "error": repr(exc)},
+                        extra={
+                            "step_key": key,
+                            "call": call,
+                            "retry_in_s": round(pause, 3),
+                            "error": repr(exc),
+                        },
                     )
                     observability.count("StepRetries")
                     raise _RetryLater(exc, made, pause) from exc
@@ -744,7 +826,12 @@ class _RetryLater(Exception):
 
 
 async def _call(
-    key: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], limit: float | None, call: int
+    key: str,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    limit: float | None,
+    call: int,
 ) -> Any:
     """One call of a step's function, within ``limit`` seconds when given (:class:`StepTimeoutError`)."""
 
@@ -762,7 +849,38 @@ async def _call(
     except TimeoutError as exc:
         if isinstance(exc, StepTimeoutError):
             raise
-        raise StepTimeoutError(f"step {key!r}: call {call} ran longer than its timeout of {limit} s") from None
+        raise StepTimeoutError(
+            f"step {key!r}: call {call} ran longer than its timeout of {limit} s"
+        ) from None
+
+
+def _batch_children(key: str, workflows: Any) -> list[child_batches.Child]:
+    """The children a batch step names, validated before anything is started."""
+    from polos.types.types import BatchWorkflowInput
+
+    if not isinstance(workflows, list | tuple):
+        raise StepArgumentError(f"step {key!r}: workflows must be a list of BatchWorkflowInput")
+    if len(workflows) > child_batches.MAX_CHILDREN:
+        raise StepArgumentError(
+            f"step {key!r}: {len(workflows)} children; a batch step starts at most "
+            f"{child_batches.MAX_CHILDREN} (split them over several steps)"
+        )
+    children = []
+    for number, given in enumerate(workflows):
+        try:
+            item = (
+                given if isinstance(given, BatchWorkflowInput) else BatchWorkflowInput.model_validate(given)
+            )
+        except ValueError as exc:
+            raise StepArgumentError(
+                f"step {key!r}: workflows[{number}] is not a BatchWorkflowInput: {exc}"
+            ) from exc
+        workflow_id = item.id if isinstance(item.id, str) else getattr(item.id, "id", None)
+        if not workflow_id:
+            raise StepArgumentError(f"step {key!r}: workflows[{number}].id must be a workflow id")
+        text = serde.to_json(item.payload, what=f"payload of workflows[{number}] of step {key!r}")
+        children.append(child_batches.Child(workflow_id, text))
+    return children
 
 
 def _retry_wait(step: StepRecord | None) -> WaitingFor | None:

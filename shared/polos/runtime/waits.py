@@ -7,11 +7,11 @@ step asks :func:`is_due` whether it may complete. Every kind of wait goes throug
 
 Kinds: ``timer`` (``wait_for``/``wait_until``: over at ``until``), ``event`` (``wait_for_event``), ``resume``
 (``suspend``: an event of type ``resume_<key>`` on the run's own topic, or the resume route) and ``child``
-(``invoke_and_wait``, ``batch_invoke_and_wait``); ``retry`` (a step's backoff over 10 s: over at ``until``,
-like a timer). For ``event``, ``resume`` and ``child``, ``until`` is the optional timeout, and whatever completes the
-wait (a matched event, a resume call, the child's end) records the step's result on the waiting step item
-itself, conditionally (only while it is still ``waiting``: exactly one completer wins), then sends the
-run a ``resume`` message (see :mod:`polos.runtime.completion`).
+(``invoke_and_wait``, ``batch_invoke_and_wait``); ``retry`` (a step's backoff over 10 s: over at
+``until``, like a timer). For ``event``, ``resume`` and ``child``, ``until`` is the optional timeout, and
+whatever completes the wait (a matched event, a resume call, the child's end) records the step's result
+on the waiting step item itself, conditionally (only while it is still ``waiting``: exactly one completer
+wins), then sends the run a ``resume`` message (see :mod:`polos.runtime.completion`).
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ class WaitingFor:
     event_type: str | None = None
     match: dict[str, Any] | None = None
     child: str | None = None
+    # ``batch_invoke_and_wait`` (``child``) / ``batch_invoke``: how many children the step started.
+    children: int | None = None
     # ``event``/``resume``: the topic's last sequence id when the step was first reached.
     after: int | None = None
     # ``event``/``resume``, on the run's copy only: when to look back once more for events whose sequence
@@ -70,6 +72,7 @@ class WaitingFor:
             "event_type": self.event_type,
             "match": self.match,
             "child": self.child,
+            "children": self.children,
             "after": self.after,
             "recheck": self.recheck,
             "keep": self.keep,
@@ -90,6 +93,7 @@ class WaitingFor:
             event_type=raw.get("event_type"),
             match=raw.get("match"),
             child=raw.get("child"),
+            children=raw.get("children"),
             after=raw.get("after"),
             recheck=raw.get("recheck"),
             keep=raw.get("keep"),
@@ -106,6 +110,8 @@ class WaitingFor:
             shown["topic"] = self.topic
         if self.child is not None:
             shown["child"] = self.child
+        if self.children is not None:
+            shown["children"] = self.children
         return shown
 
 
