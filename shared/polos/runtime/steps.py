@@ -169,10 +169,14 @@ class StepRunner(StepAPI):
         current = asyncio.current_task()
         return any(task is not current for task in self._in_flight)
 
-    async def settle(self) -> None:
+    def settle(self) -> Awaitable[None]:
         """Let the steps still running beside the handler's end (it returned, raised or suspended while
         steps awaited together went on) finish and journal themselves, up to the lease's call deadline;
-        those still running then are cancelled (not journaled: the next attempt calls them again)."""
+        those still running then are cancelled (not journaled: the next attempt calls them again). For the
+        executor, not a step method (so not a coroutine function of ``ctx.step``'s)."""
+        return self._settle()
+
+    async def _settle(self) -> None:
         current = asyncio.current_task()
         others = {task for task in self._in_flight if task is not None and task is not current}
         if not others:
