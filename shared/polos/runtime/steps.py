@@ -879,11 +879,10 @@ def _batch_children(key: str, workflows: Any) -> list[child_batches.Child]:
             raise StepArgumentError(
                 f"step {key!r}: workflows[{number}] is not a BatchWorkflowInput: {exc}"
             ) from exc
-        workflow_id = item.id if isinstance(item.id, str) else getattr(item.id, "id", None)
-        if not workflow_id:
+        if not item.id:
             raise StepArgumentError(f"step {key!r}: workflows[{number}].id must be a workflow id")
         text = serde.to_json(item.payload, what=f"payload of workflows[{number}] of step {key!r}")
-        children.append(child_batches.Child(workflow_id, text))
+        children.append(child_batches.Child(item.id, text))
     return children
 
 
