@@ -44,8 +44,6 @@ class WaitingFor:
     event_type: str | None = None
     match: dict[str, Any] | None = None
     child: str | None = None
-    # ``batch_invoke_and_wait`` (``child``) / ``batch_invoke``: how many children the step started.
-    children: int | None = None
     # ``event``/``resume``: the topic's last sequence id when the step was first reached.
     after: int | None = None
     # ``event``/``resume``, on the run's copy only: when to look back once more for events whose sequence
@@ -58,6 +56,8 @@ class WaitingFor:
     keep: float | None = None
     checked: int | None = None
     reserved: int | None = None
+    # ``batch_invoke_and_wait`` (``child``) / ``batch_invoke``: how many children the step started.
+    children: int | None = None
 
     @property
     def wake_at(self) -> float | None:
