@@ -779,7 +779,8 @@ class StepRunner(StepAPI):
         ``first_call`` numbers the first call (after a durable retry wait the count goes on)."""
         await self._check_cancel()
         last: Exception | None = None
-        for call in range(first_call, backoff.max_retries + 2):
+        # at least one call: a retry wait journaled before ``max_retries`` was lowered still gets its call
+        for call in range(first_call, max(first_call, backoff.max_retries + 1) + 1):
             made = call - first_call + 1
             if time.time() > self._call_deadline:
                 raise RunLeaseLostError(f"run {self._run_id}: lease about to lapse; step {key!r} not called")
