@@ -35,7 +35,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["cost", "targets", "idle", "waits", "coldstart", "capacity", "timers"],
+        choices=["cost", "targets", "idle", "waits", "coldstart", "capacity", "timers", "fanout"],
         help="run one benchmark and print its rows (nothing is written); timers: only this way",
     )
     args = parser.parse_args(argv)
@@ -175,6 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench import timers
 
         return timers.main(smoke=args.smoke)
+    if args.only == "fanout":  # its own lines and verdict (bench/fanout.py); exit status 1 on FAIL
+        if str(ROOT) not in sys.path:
+            sys.path.insert(0, str(ROOT))
+        from bench import fanout
+
+        return fanout.main(smoke=args.smoke)
     results = measure(args)
     from bench import report
 

@@ -16,9 +16,12 @@ if TYPE_CHECKING:
     from polos.errors import NonRetryableError, StepExecutionError, WorkflowRunError
     from polos.payloads import BatchEventPayload, EventItem, EventPayload, PayloadEvent, SchedulePayload
     from polos.state import WorkflowState
+    from polos.types.types import BatchStepResult, BatchWorkflowInput
 
 _HOMES: dict[str, str] = {
     "BatchEventPayload": "polos.payloads",
+    "BatchStepResult": "polos.types.types",
+    "BatchWorkflowInput": "polos.types.types",
     "EventItem": "polos.payloads",
     "EventPayload": "polos.payloads",
     "PayloadEvent": "polos.payloads",
@@ -37,6 +40,8 @@ _HOMES: dict[str, str] = {
 
 __all__ = [  # a literal list, so linters and type checkers see the names; a test keeps it equal to _HOMES
     "BatchEventPayload",
+    "BatchStepResult",
+    "BatchWorkflowInput",
     "EventItem",
     "EventPayload",
     "ExecutionHandle",

@@ -37,6 +37,11 @@ class StepExecutionError(PolosError):
         self.attempts = attempts
 
 
+class StepTimeoutError(PolosError, TimeoutError):
+    """A step's call ran longer than its ``timeout`` (an async function is cancelled; a sync one's result
+    is ignored)."""
+
+
 class WaitTimeoutError(PolosError):
     """A wait for an event, a resume or a child run passed its timeout (the cause of the step's error)."""
 

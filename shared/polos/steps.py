@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from polos.client import ExecutionHandle
     from polos.payloads import EventItem, EventPayload
+    from polos.types.types import BatchStepResult, BatchWorkflowInput
 
 
 class StepAPI(Protocol):
@@ -27,15 +28,21 @@ class StepAPI(Protocol):
         max_retries: int = 2,
         base_delay: float = 1.0,
         max_delay: float = 10.0,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
         **kwargs: Any,
     ) -> Any:
         """Call ``fn(*args, **kwargs)`` (sync or async) once per run and return its result.
 
-        Failed calls are retried in the attempt, ``max_retries`` times after the first, with exponential
-        backoff and jitter from ``base_delay`` up to ``max_delay`` seconds; then ``StepExecutionError``
-        (the cause chained). ``NonRetryableError`` is not retried. The result is journaled and every replay
-        returns it rebuilt as ``fn``'s return annotation declares (pydantic models, dataclasses, ...).
-        It must be JSON-serialisable and at most 350 KB serialised.
+        Failed calls are retried, ``max_retries`` times after the first, with exponential backoff and
+        jitter from ``base_delay`` up to ``max_delay`` seconds; then ``StepExecutionError`` (the cause
+        chained). A pause over 10 s is a durable wait (the run is ``waiting``, ``waiting_for`` kind
+        ``retry``; nothing runs or is billed meanwhile, and it spends none of the run's ``max_attempts``).
+        With ``retry_on`` (exception classes) only those are retried, others fail the step at once;
+        ``NonRetryableError`` is never retried. ``timeout`` (seconds) fails a call that runs longer with
+        ``StepTimeoutError`` (an async function is cancelled, a sync one's result ignored). The result is
+        journaled and every replay returns it rebuilt as ``fn``'s return annotation declares (pydantic
+        models, dataclasses, ...). It must be JSON-serialisable and at most 350 KB serialised.
         """
         ...
 
@@ -128,4 +135,17 @@ class StepAPI(Protocol):
         """Start a child run once and wait for it durably: its result, or ``StepExecutionError`` when it
         failed, was cancelled or ``timeout`` seconds passed first. ``run_timeout_seconds`` and
         ``initial_state`` are the child's, as in ``Workflow.invoke``."""
+        ...
+
+    async def batch_invoke(self, key: str, workflows: list[BatchWorkflowInput]) -> list[ExecutionHandle]:
+        """Start up to 1,000 child runs (``BatchWorkflowInput(id=workflow_id, payload=...)``) once, however
+        often the run replays; their handles, in input order."""
+        ...
+
+    async def batch_invoke_and_wait(
+        self, key: str, workflows: list[BatchWorkflowInput]
+    ) -> list[BatchStepResult]:
+        """Start up to 1,000 child runs once and wait for all of them with one durable wait (the run
+        resumes once, after the last one ended); one ``BatchStepResult`` (``workflow_id``, ``success``,
+        ``result``, ``error``) per child, in input order. Cancelling the run cancels the children."""
         ...

@@ -16,8 +16,13 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from polos.testing import Stack
 
 SOAK = os.environ.get("POLOS_SOAK", "") not in ("", "0")
 DEFAULT_POINTS = 12
@@ -37,3 +42,31 @@ def same_requests_at_any_speed(monkeypatch: pytest.MonkeyPatch) -> None:
     from polos.runtime import steps
 
     monkeypatch.setattr(steps, "CANCEL_CHECK_SECONDS", -math.inf)
+
+
+def crashing(stack: Stack, crash_at: int | None, action: Callable[[], None], done: Callable[[], bool]) -> int:
+    """Do ``action`` (retried like a client retries a request that died), then drain until ``done``,
+    crashing after the ``crash_at``-th request; returns the number of requests made."""
+    from polos.aws import settings
+
+    from infra.metering.meter import Crash, Meter
+
+    meter = Meter()
+    meter.attach(settings.dynamodb(), settings.sqs())
+    meter.crash_after(crash_at, where=lambda call: call.tag != "test")
+    acted = False
+    for _ in range(12):
+        try:
+            if not acted:
+                action()
+                acted = True
+            stack.drain()
+        except Crash:
+            continue
+        with meter.tag("test"):
+            if done():
+                break
+    made = len([call for call in meter.calls if call.tag != "test"])
+    meter.detach()
+    assert not meter.crash_pending, f"no crash happened at request {crash_at}"
+    return made

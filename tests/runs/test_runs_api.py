@@ -102,7 +102,17 @@ def test_invoking_answers_202_with_a_queued_run_that_the_worker_completes(api: A
         ("token", "completed", 1),
     ]
     first = run["steps"][0]
-    assert sorted(first) == ["attempts", "finished_at", "key", "result", "started_at", "status"]
+    assert sorted(first) == [
+        "attempts",
+        "finished_at",
+        "key",
+        "last_error",
+        "next_attempt_at",
+        "result",
+        "started_at",
+        "status",
+    ]
+    assert first["last_error"] is None and first["next_attempt_at"] is None
     assert first["result"] == "HI" and run["steps"][1]["result"] == run["result"]["token"]
     assert TIMESTAMP.fullmatch(first["started_at"]) and first["started_at"] <= first["finished_at"]
     assert run["created_at"] <= run["updated_at"]
@@ -115,7 +125,16 @@ def test_a_failed_step_and_run_show_their_errors(api: Api, pump: Pump, urls: dic
     assert (run["status"], run["attempts"]) == ("failed", 1)
     assert run["error"] == {"type": "NonRetryableError", "message": "cannot take 'boom'"}
     failed = run["steps"][2]
-    assert sorted(failed) == ["attempts", "error", "finished_at", "key", "started_at", "status"]
+    assert sorted(failed) == [
+        "attempts",
+        "error",
+        "finished_at",
+        "key",
+        "last_error",
+        "next_attempt_at",
+        "started_at",
+        "status",
+    ]
     assert (failed["key"], failed["status"], failed["attempts"]) == ("explode", "failed", 1)
     assert failed["error"] == {"type": "NonRetryableError", "message": "cannot take 'boom'"}
     assert queue_depth(dlq_url(urls["ra-steps"])) == 0

@@ -11,14 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from helpers.crash_points import crash_points
+from helpers.crash_points import crash_points, crashing
 from polos import WorkflowContext, workflow
 from polos.app import App
 from polos.aws import settings
 from polos.errors import StepExecutionError
-from polos.testing import Stack, local_stack
-
-from infra.metering.meter import Crash, Meter
+from polos.testing import local_stack
 
 pytestmark = pytest.mark.usefixtures("steady_requests")
 
@@ -65,31 +63,6 @@ async def parent(ctx: WorkflowContext, payload: dict[str, Any]) -> Any:
 
 
 APP = App("control-crashes", [approval, order, child, parent])
-NOT_THE_TEST: Callable[[Any], bool] = lambda call: call.tag != "test"  # noqa: E731
-
-
-def crashing(stack: Stack, crash_at: int | None, action: Callable[[], None], done: Callable[[], bool]) -> int:
-    """Do ``action`` (retried like a client retries a request that died), then drain until ``done``,
-    crashing after the ``crash_at``-th request; returns the number of requests made."""
-    meter = Meter()
-    meter.attach(settings.dynamodb(), settings.sqs())
-    meter.crash_after(crash_at, where=NOT_THE_TEST)
-    acted = False
-    for _ in range(12):
-        try:
-            if not acted:
-                action()
-                acted = True
-            stack.drain()
-        except Crash:
-            continue
-        with meter.tag("test"):
-            if done():
-                break
-    made = len([call for call in meter.calls if call.tag != "test"])
-    meter.detach()
-    assert not meter.crash_pending, f"no crash happened at request {crash_at}"
-    return made
 
 
 def waiters_of(topic: str) -> int:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from aws_lambda_powertools import Logger
 
 from polos.publish import waiters
-from polos.runtime import deadline
+from polos.runtime import child_batches, deadline
 from polos.runtime.journal import Journal
 from polos.runtime.records import ErrorInfo, RunRecord
 from polos.runtime.waits import WaitingFor
@@ -21,6 +21,15 @@ def report_end(run: RunRecord, *, wake: bool = True, journal: Journal | None = N
     redelivered or replayed report changes nothing) and, with ``wake``, wakes the parent."""
     parent = run.parent
     if parent is None or not run.finished:
+        return
+    if parent.index is not None:  # one of a batch_invoke_and_wait's children: the last end completes it
+        if child_batches.record_end(parent):
+            won = child_batches.complete(parent)
+            if wake:
+                waiters.wake(parent.workflow_id, parent.run_id, parent.step)
+            logger.info(
+                "last child of a batch ended", extra={"parent_run_id": parent.run_id, "recorded": won}
+            )
         return
     if run.status == "completed":
         finished = (journal or Journal()).load_result(run)
@@ -49,6 +58,9 @@ def release_wait(run: RunRecord, journal: Journal | None = None) -> None:
             waiters.WaiterStore().remove(waiting.topic, run.run_id, waiting.step, waiting.match)
         if waiting.kind == "child" and waiting.child is not None:
             cancel(waiting.child, journal, wake_parent=False)
+        if waiting.kind == "child" and waiting.children is not None:
+            batch = child_batches.child_ids(run.run_id, waiting.step, waiting.children)
+            child_batches.each(batch, lambda child: cancel(child, journal, wake_parent=False))
 
 
 def ended_cancelled(run: RunRecord, journal: Journal | None = None, *, wake_parent: bool = True) -> None:

@@ -207,7 +207,10 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
         with overload.watch() as throttles:
             initial = json.loads(run.initial_state_json) if run.initial_state_json else None
             ctx.state = state.initial(wf.id, wf.state_schema, initial)  # every attempt starts from it
-            result = await deadline.within(ends_at, wf(ctx, wf.build_payload(raw)))
+            try:
+                result = await deadline.within(ends_at, wf(ctx, wf.build_payload(raw)))
+            finally:  # steps awaited together that still run: journaled (or stopped) before the outcome
+                await runner.settle()
         if throttles:  # one of our AWS calls failed and the workflow's code went on regardless
             raise throttles[0]
         text = serde.to_json(result, what=f"result of workflow {wf.id!r}")
@@ -409,7 +412,7 @@ async def _suspend(
     )
     if not finished:
         return AttemptResult("busy", run)
-    if waiting.kind != "timer" and run.status == "waiting":
+    if waiting.kind not in ("timer", "retry") and run.status == "waiting":
         completed = await asyncio.to_thread(journal.get_step, run.run_id, waiting.step)
         if completed is not None and completed.status != "waiting":
             await asyncio.to_thread(waiters.wake, run.workflow_id, run.run_id, waiting.step)

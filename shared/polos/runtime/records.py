@@ -71,21 +71,26 @@ class StepRecord:
 
 @dataclass(frozen=True, slots=True)
 class ParentRef:
-    """The run (and its waiting step) a child run reports its end to."""
+    """The run (and its waiting step) a child run reports its end to; a child of ``batch_invoke_and_wait``
+    is number ``index`` of the step's ``of`` children."""
 
     run_id: str
     workflow_id: str
     step: str
+    index: int | None = None
+    of: int | None = None
 
     def to_json(self) -> str:
-        return json.dumps([self.run_id, self.workflow_id, self.step])
+        batch = [self.index, self.of] if self.index is not None else []
+        return json.dumps([self.run_id, self.workflow_id, self.step, *batch])
 
     @classmethod
     def from_json(cls, text: str | None) -> ParentRef | None:
         if not text:
             return None
-        run_id, workflow_id, step = json.loads(text)
-        return cls(str(run_id), str(workflow_id), str(step))
+        run_id, workflow_id, step, *batch = json.loads(text)
+        index, of = (int(batch[0]), int(batch[1])) if batch else (None, None)
+        return cls(str(run_id), str(workflow_id), str(step), index, of)
 
 
 @dataclass(slots=True)

@@ -101,9 +101,15 @@ def step_view(step: StepRecord, with_result: bool = True) -> dict[str, Any]:
         view["error"] = (
             None if step.error is None else {"type": step.error.type, "message": step.error.message}
         )
-    child = WaitingFor.from_json(step.wait_json).child if step.wait_json is not None else None
-    if child is not None:
-        view["child_run_id"] = child
+    waiting = WaitingFor.from_json(step.wait_json) if step.wait_json is not None else None
+    if waiting is not None and waiting.child is not None:
+        view["child_run_id"] = waiting.child
+    # retries: the last failed call's error, and when a durable retry wait calls the function again
+    view["last_error"] = (
+        None if step.error is None else {"type": step.error.type, "message": step.error.message}
+    )
+    retry_at = waiting.view().get("until") if waiting is not None and waiting.kind == "retry" else None
+    view["next_attempt_at"] = retry_at if step.status == "waiting" else None
     return view
 
 
@@ -331,7 +337,7 @@ def fetch_runs(entries: list[_Entry]) -> dict[str, RunRecord]:
     return {key[0].removeprefix("run#"): decode_run(item) for key, item in found.items()}
 
 
-def _with_results(runs: list[RunRecord]) -> None:
+def with_results(runs: list[RunRecord]) -> None:
     """Fill in the results kept in their own items (one BatchGetItem for all of ``runs``)."""
     apart = [run for run in runs if run.result_apart and run.result_json is None]
     if not apart:
@@ -440,7 +446,7 @@ def _page(merged: Iterator[_Entry], status: RunStatus | None, limit: int) -> Run
             for entry in entries
             if (run := fetched.get(entry[1])) is not None and (status is None or run.status == status)
         }
-        _with_results(list(matching.values()))
+        with_results(list(matching.values()))
         for entry in entries:
             run = matching.get(entry)
             if run is not None:
@@ -504,7 +510,12 @@ def create_invoked(
 
 def enqueue(run: RunRecord) -> None:
     """Send the run's ``invoke`` message to its workflow's queue."""
-    deliver([WorkflowMessage(workflow_id=run.workflow_id, kind="invoke", run_id=run.run_id)])
+    enqueue_many([run])
+
+
+def enqueue_many(runs: list[RunRecord]) -> None:
+    """Send the runs' ``invoke`` messages (SendMessageBatch, 10 a call)."""
+    deliver([WorkflowMessage(workflow_id=run.workflow_id, kind="invoke", run_id=run.run_id) for run in runs])
 
 
 def discard_queued(run_id: str) -> None:

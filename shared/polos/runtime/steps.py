@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import functools
 import hashlib
 import inspect
 import json
 import random as _random
 import time
 import uuid as _uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel
@@ -29,12 +31,13 @@ from polos.errors import (
     StepKeyError,
     StepKeyReusedError,
     StepResultError,
+    StepTimeoutError,
     WaitTimeoutError,
     WorkflowRunError,
 )
 from polos.payloads import EventItem, EventPayload
 from polos.publish import waiters
-from polos.runtime import clock, control
+from polos.runtime import child_batches, clock, control
 from polos.runtime.journal import MAX_SORT_KEY_BYTES, STEP_PREFIX, hashed_run_id, now_iso
 from polos.runtime.records import ErrorInfo, ParentRef, RunRecord, StepRecord, StepStatus
 from polos.runtime.waits import (
@@ -52,10 +55,12 @@ if TYPE_CHECKING:
     from polos.client import ExecutionHandle
     from polos.runtime.journal import Journal
     from polos.runtime.runs import RunOptions
+    from polos.types.types import BatchStepResult, BatchWorkflowInput
 
 logger = Logger(service="polos")
 
 MAX_STEP_KEY_LENGTH = 512
+_Method = TypeVar("_Method", bound=Callable[..., Awaitable[Any]])
 # An attempt calls no step function once its lease has less than this left: the next attempt may start
 # then. A tenth of the lease, at most 5 s (short leases in tests and local runs keep most of their time).
 MAX_LEASE_SAFETY_SECONDS = 5.0
@@ -102,6 +107,17 @@ class _StepFailed(Exception):
         self.calls = calls
 
 
+def _step_body(method: _Method) -> _Method:
+    """Run a step method's body marked as running in its task (:meth:`StepRunner._running`)."""
+
+    @functools.wraps(method)
+    async def body(self: StepRunner, *args: Any, **kwargs: Any) -> Any:
+        with self._running():
+            return await method(self, *args, **kwargs)
+
+    return cast(_Method, body)
+
+
 class StepRunner(StepAPI):
     """``ctx.step`` (:class:`polos.steps.StepAPI`): every method journals its result under a key unique
     within the run."""
@@ -134,6 +150,47 @@ class StepRunner(StepAPI):
         # run's outcome (``take_pending``). A crash before either re-runs it (at-least-once, as a crash
         # between a step's return and its own write always did); a journaled step never runs again.
         self._pending: StepRecord | None = None
+        # Steps awaited together (asyncio.gather, wait, TaskGroup): the tasks in a step's body now, so that
+        # a step completing beside others is journaled at once, and the attempt ends only once they settled.
+        self._in_flight: dict[asyncio.Task[Any] | None, int] = {}
+
+    @contextlib.contextmanager
+    def _running(self) -> Iterator[None]:
+        """Mark the calling task as inside a step's body (re-entrant per task)."""
+        task = asyncio.current_task()
+        self._in_flight[task] = self._in_flight.get(task, 0) + 1
+        try:
+            yield
+        finally:
+            self._in_flight[task] -= 1
+            if not self._in_flight[task]:
+                del self._in_flight[task]
+
+    def _beside_others(self) -> bool:
+        """Whether another task is in a step's body: a step completing now is journaled at once."""
+        current = asyncio.current_task()
+        return any(task is not current for task in self._in_flight)
+
+    def settle(self) -> Awaitable[None]:
+        """Let the steps still running beside the handler's end (it returned, raised or suspended while
+        steps awaited together went on) finish and journal themselves, up to the lease's call deadline;
+        those still running then are cancelled (not journaled: the next attempt calls them again). For the
+        executor, not a step method (so not a coroutine function of ``ctx.step``'s)."""
+        return self._settle()
+
+    async def _settle(self) -> None:
+        current = asyncio.current_task()
+        others = {task for task in self._in_flight if task is not None and task is not current}
+        if not others:
+            return
+        _, late = await asyncio.wait(others, timeout=max(0.0, self._call_deadline - time.time()))
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+        for task in others:  # their outcomes are journaled; retrieved so asyncio does not warn of them
+            if not task.cancelled():
+                task.exception()
 
     def take_pending(self) -> StepRecord | None:
         """The completed step not journaled yet, for the executor to write with the run's outcome."""
@@ -158,16 +215,27 @@ class StepRunner(StepAPI):
         max_retries: int = 2,
         base_delay: float = 1.0,
         max_delay: float = 10.0,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109  (the Polos SDK's name: a call's time limit)
         **kwargs: Any,
     ) -> Any:
-        """Run ``fn(*args, **kwargs)`` once per run (retried in-process), journal and return its result."""
+        """Run ``fn(*args, **kwargs)`` once per run (retried in-process, or after a durable wait when the
+        backoff is over 10 s), journal and return its result."""
         if not callable(fn):
             raise TypeError(f"step {key!r}: fn must be callable, got {type(fn).__name__}")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"step {key!r}: max_retries must be an integer >= 0, got {max_retries!r}")
         if base_delay < 0 or max_delay < 0:
             raise ValueError(f"step {key!r}: base_delay and max_delay must be >= 0")
-        return await self._durable(key, fn, args, kwargs, _Backoff(max_retries, base_delay, max_delay))
+        kinds = retry_on if isinstance(retry_on, tuple) else (retry_on,) if retry_on is not None else None
+        if kinds is not None and not all(isinstance(k, type) and issubclass(k, BaseException) for k in kinds):
+            raise StepArgumentError(f"step {key!r}: retry_on must be exception classes, got {retry_on!r}")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+        ):
+            raise StepArgumentError(f"step {key!r}: timeout must be a number of seconds > 0, got {timeout!r}")
+        backoff = _Backoff(max_retries, base_delay, max_delay, kinds, timeout)
+        return await self._durable(key, fn, args, kwargs, backoff)
 
     async def publish_event(
         self, key: str, topic: str, data: dict[str, Any], event_type: str | None = None
@@ -261,6 +329,7 @@ class StepRunner(StepAPI):
 
         await self._wait(key, until)
 
+    @_step_body
     async def _wait(self, key: str, deadline: Callable[[float], float]) -> None:
         """The wait step: its deadline is computed once and journaled, so a replay never waits longer."""
         self._claim_key(key)
@@ -339,6 +408,7 @@ class StepRunner(StepAPI):
         value: dict[str, Any] = serde.from_json(step.result_json or "null", None, what=f"data of {key!r}")
         return value
 
+    @_step_body
     async def invoke(
         self,
         key: str,
@@ -402,6 +472,80 @@ class StepRunner(StepAPI):
         step = await self._wait_for_completion(key, "child", timeout, child_of=(workflow, payload, options))
         return json.loads(step.result_json or "null")
 
+    @_step_body
+    async def batch_invoke(self, key: str, workflows: list[BatchWorkflowInput]) -> list[ExecutionHandle]:
+        """Start every child once, however often this run replays; their handles, in input order."""
+        from polos.client import ExecutionHandle
+
+        self._claim_key(key)
+        await self._flush()
+        children = _batch_children(key, workflows)
+        previous = self._journaled.get(key)
+        what = f"handles of step {key!r}"
+        if previous is not None and previous.status == "completed":
+            replayed: list[ExecutionHandle] = serde.from_json(
+                previous.result_json or "[]", list[ExecutionHandle], what=what
+            )
+            return replayed
+        started = await asyncio.to_thread(
+            child_batches.start, self._run_id, self._workflow_id, key, children, False
+        )
+        handles = [
+            ExecutionHandle(
+                id=run.run_id,
+                workflow_id=run.workflow_id,
+                created_at=run.created_at,
+                parent_execution_id=self._run_id,
+                step_key=key,
+            )
+            for run in started
+        ]
+        index = previous.index if previous is not None else self._claim_index()
+        description = WaitingFor(step=key, kind="child", children=len(children)).to_json()
+        stamp = now_iso()
+        text = serde.to_json(handles, what=what)
+        await self._journal_step(
+            StepRecord(key, index, "completed", 1, stamp, stamp, text, wait_json=description)
+        )
+        return handles
+
+    @_step_body
+    async def batch_invoke_and_wait(
+        self, key: str, workflows: list[BatchWorkflowInput]
+    ) -> list[BatchStepResult]:
+        """Start every child once and wait, durably and once, until the last one ended; every child's
+        outcome, in input order (a failed or cancelled child is ``success=False`` with its error)."""
+        from polos.types.types import BatchStepResult
+
+        self._claim_key(key)
+        await self._flush()
+        children = _batch_children(key, workflows)
+        previous = self._journaled.get(key)
+        if not children:
+            return []
+        if previous is None or previous.status == "waiting":
+            waiting = WaitingFor(step=key, kind="child", children=len(children))
+            if previous is None:
+                index = self._claim_index()
+                await self._journal_step(
+                    StepRecord(key, index, "waiting", 0, now_iso(), "", wait_json=waiting.to_json())
+                )
+            started = await asyncio.to_thread(
+                child_batches.start, self._run_id, self._workflow_id, key, children, True
+            )
+            ended = [run for run in started if run.finished]  # on a replay: ends that may not be reported
+            if not ended:
+                raise RunSuspended(waiting)
+            await asyncio.to_thread(
+                child_batches.each, ended, lambda run: control.report_end(run, wake=False)
+            )
+            step = await asyncio.to_thread(self._journal.get_step, self._run_id, key)
+            if step is None or step.status == "waiting":
+                raise RunSuspended(waiting)
+            self._journaled[key] = previous = step
+        outcome = self._outcome(key, previous)
+        return [BatchStepResult.model_validate(item) for item in json.loads(outcome.result_json or "[]")]
+
     def _start_child(
         self, key: str, workflow: Any, payload: Any, wait: bool, options: RunOptions | None = None
     ) -> RunRecord:
@@ -418,6 +562,7 @@ class StepRunner(StepAPI):
             runs.enqueue(child)  # again on a replay: a duplicate invoke message is turned away
         return child
 
+    @_step_body
     async def _wait_for_completion(
         self,
         key: str,
@@ -545,6 +690,7 @@ class StepRunner(StepAPI):
         failure.__cause__ = cause
         raise failure
 
+    @_step_body
     async def _durable(
         self,
         key: str,
@@ -566,19 +712,42 @@ class StepRunner(StepAPI):
         index = previous.index if previous is not None else self._claim_index()
         prior_calls = previous.attempts if previous is not None else 0
         started_at = now_iso()
+        retrying = _retry_wait(previous)  # a durable wait between two calls: the calls go on counting
+        if retrying is not None:
+            if clock.now() < (retrying.until or 0):
+                raise RunSuspended(retrying)  # replayed for another step's sake: this one still waits
+            started_at = previous.started_at if previous is not None else started_at
+        first_call = prior_calls + 1 if retrying is not None else 1
+        last_error = previous.error if retrying is not None and previous is not None else None
 
-        def record(status: StepStatus, calls: int, **fields: Any) -> StepRecord:
-            return StepRecord(key, index, status, prior_calls + calls, started_at, now_iso(), **fields)
+        def record(
+            status: StepStatus, calls: int, finished_at: str | None = None, **fields: Any
+        ) -> StepRecord:
+            fields.setdefault("error", last_error)
+            finished = now_iso() if finished_at is None else finished_at
+            return StepRecord(key, index, status, prior_calls + calls, started_at, finished, **fields)
 
         failed: _StepFailed | None = None
+        later: _RetryLater | None = None
         with observability.step_segment(key):
             try:
-                value, calls = await self._call_with_retries(key, fn, args, kwargs, backoff)
+                value, calls, last = await self._call_with_retries(key, fn, args, kwargs, backoff, first_call)
             except _StepFailed as exc:
                 failed = exc
+            except _RetryLater as exc:
+                later = exc
+        if later is not None:  # a backoff over 10 s: the run waits durably, nothing billed meanwhile
+            waiting = WaitingFor(step=key, kind="retry", until=clock.now() + later.pause)
+            error = ErrorInfo.of(later.error)
+            await self._journal_step(
+                record("waiting", later.calls, error=error, wait_json=waiting.to_json(), finished_at="")
+            )
+            raise RunSuspended(waiting)
         if failed is not None:  # raised outside the handler so the error's context stays its own
             await self._journal_step(record("failed", failed.calls, error=_cause_of(failed.error)))
             raise failed.error
+        if last is not None:
+            last_error = ErrorInfo.of(last)
         tag = None if declared is not None else serde.type_tag(value)
         try:
             text = serde.to_json(value, what=what)
@@ -587,8 +756,11 @@ class StepRunner(StepAPI):
         except StepResultError as exc:
             await self._journal_step(record("failed", calls, error=ErrorInfo.of(exc)))
             raise
-        # Journaled when the next step starts or with the run's outcome, whichever comes first.
-        self._pending = record("completed", calls, result_json=text, result_tag=tag)
+        completed = record("completed", calls, result_json=text, result_tag=tag)
+        if self._beside_others():  # awaited together with other steps: one may fail the attempt next
+            await self._journal_step(completed)
+        else:  # journaled when the next step starts or with the run's outcome, whichever comes first
+            self._pending = completed
         return restored
 
     def _claim_index(self) -> int:
@@ -617,33 +789,46 @@ class StepRunner(StepAPI):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         backoff: _Backoff,
-    ) -> tuple[Any, int]:
-        """``(value, calls)``; :class:`_StepFailed` when the function fails for good."""
+        first_call: int = 1,
+    ) -> tuple[Any, int, Exception | None]:
+        """``(value, calls made here, the last failed call's error)``; :class:`_StepFailed` when the
+        function fails for good, :class:`_RetryLater` when the next call is for a later attempt.
+        ``first_call`` numbers the first call (after a durable retry wait the count goes on)."""
         await self._check_cancel()
-        for call in range(1, backoff.max_retries + 2):
+        last: Exception | None = None
+        # at least one call: a retry wait journaled before ``max_retries`` was lowered still gets its call
+        for call in range(first_call, max(first_call, backoff.max_retries + 1) + 1):
+            made = call - first_call + 1
             if time.time() > self._call_deadline:
                 raise RunLeaseLostError(f"run {self._run_id}: lease about to lapse; step {key!r} not called")
             try:
                 if _hooks is not None:
                     _hooks.before_call(self._run_id, key, call)
-                if _is_async(fn):
-                    value = await fn(*args, **kwargs)
-                else:
-                    # A thread, so that a blocking call does not stall the other runs of the invocation.
-                    value = await asyncio.to_thread(fn, *args, **kwargs)
-                    if inspect.isawaitable(value):
-                        value = await value
-                return value, call
+                value = await _call(key, fn, args, kwargs, backoff.timeout, call)
+                return value, made, last
             except NonRetryableError as exc:
-                raise _StepFailed(exc, call) from exc
+                raise _StepFailed(exc, made) from exc
             except InfrastructureThrottled:
                 raise  # our own AWS call (publish_event's), not the step's failure: the attempt stops
             except Exception as exc:
-                if call > backoff.max_retries:
+                if call > backoff.max_retries or not backoff.retries(exc):
                     failure = StepExecutionError(key, call, exc)
                     failure.__cause__ = exc
-                    raise _StepFailed(failure, call) from exc
+                    raise _StepFailed(failure, made) from exc
+                last = exc
                 pause = backoff.pause(call)
+                if pause > IN_ATTEMPT_MAX_SECONDS or time.time() + pause >= self._call_deadline:
+                    logger.warning(
+                        "step call failed; retrying after a durable wait",
+                        extra={
+                            "step_key": key,
+                            "call": call,
+                            "retry_in_s": round(pause, 3),
+                            "error": repr(exc),
+                        },
+                    )
+                    observability.count("StepRetries")
+                    raise _RetryLater(exc, made, pause) from exc
                 logger.warning(
                     "step call failed; retrying",
                     extra={"step_key": key, "call": call, "retry_in_s": round(pause, 3), "error": repr(exc)},
@@ -653,13 +838,94 @@ class StepRunner(StepAPI):
         raise AssertionError("unreachable")  # pragma: no cover
 
 
+class _RetryLater(Exception):
+    """Internal: call ``calls`` (made in this attempt) failed with ``error``; the next one is due in
+    ``pause`` seconds, too long to sleep in the attempt."""
+
+    def __init__(self, error: Exception, calls: int, pause: float) -> None:
+        super().__init__(str(error))
+        self.error, self.calls, self.pause = error, calls, pause
+
+
+async def _call(
+    key: str,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    limit: float | None,
+    call: int,
+) -> Any:
+    """One call of a step's function, within ``limit`` seconds when given (:class:`StepTimeoutError`)."""
+
+    async def called() -> Any:
+        if _is_async(fn):
+            return await fn(*args, **kwargs)
+        # A thread, so that a blocking call does not stall the other runs of the invocation.
+        value = await asyncio.to_thread(fn, *args, **kwargs)
+        return await value if inspect.isawaitable(value) else value
+
+    if limit is None:
+        return await called()
+    try:
+        return await asyncio.wait_for(called(), limit)
+    except TimeoutError as exc:
+        if isinstance(exc, StepTimeoutError):
+            raise
+        raise StepTimeoutError(
+            f"step {key!r}: call {call} ran longer than its timeout of {limit} s"
+        ) from None
+
+
+def _batch_children(key: str, workflows: Any) -> list[child_batches.Child]:
+    """The children a batch step names, validated before anything is started."""
+    from polos.types.types import BatchWorkflowInput
+
+    if not isinstance(workflows, list | tuple):
+        raise StepArgumentError(f"step {key!r}: workflows must be a list of BatchWorkflowInput")
+    if len(workflows) > child_batches.MAX_CHILDREN:
+        raise StepArgumentError(
+            f"step {key!r}: {len(workflows)} children; a batch step starts at most "
+            f"{child_batches.MAX_CHILDREN} (split them over several steps)"
+        )
+    children = []
+    for number, given in enumerate(workflows):
+        try:
+            item = (
+                given if isinstance(given, BatchWorkflowInput) else BatchWorkflowInput.model_validate(given)
+            )
+        except ValueError as exc:
+            raise StepArgumentError(
+                f"step {key!r}: workflows[{number}] is not a BatchWorkflowInput: {exc}"
+            ) from exc
+        if not item.id:
+            raise StepArgumentError(f"step {key!r}: workflows[{number}].id must be a workflow id")
+        text = serde.to_json(item.payload, what=f"payload of workflows[{number}] of step {key!r}")
+        children.append(child_batches.Child(item.id, text))
+    return children
+
+
+def _retry_wait(step: StepRecord | None) -> WaitingFor | None:
+    """The durable retry wait a journaled step is in, if any."""
+    if step is None or step.status != "waiting" or step.wait_json is None:
+        return None
+    waiting = WaitingFor.from_json(step.wait_json)
+    return waiting if waiting.kind == "retry" else None
+
+
 @dataclass(frozen=True)
 class _Backoff:
-    """In-process retries of one step: exponential backoff with equal jitter, capped at ``max_delay``."""
+    """Retries of one step: exponential backoff with equal jitter, capped at ``max_delay``; only the
+    ``retry_on`` exceptions (all when ``None``); each call within ``timeout`` seconds when given."""
 
     max_retries: int
     base_delay: float
     max_delay: float
+    retry_on: tuple[type[BaseException], ...] | None = None
+    timeout: float | None = None
+
+    def retries(self, error: Exception) -> bool:
+        """Whether a call that failed with ``error`` is retried."""
+        return self.retry_on is None or isinstance(error, self.retry_on)
 
     def pause(self, call: int) -> float:
         """Seconds to wait after failed call number ``call`` (1-based)."""

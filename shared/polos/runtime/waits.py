@@ -7,10 +7,11 @@ step asks :func:`is_due` whether it may complete. Every kind of wait goes throug
 
 Kinds: ``timer`` (``wait_for``/``wait_until``: over at ``until``), ``event`` (``wait_for_event``), ``resume``
 (``suspend``: an event of type ``resume_<key>`` on the run's own topic, or the resume route) and ``child``
-(``invoke_and_wait``). For the last three, ``until`` is the optional timeout, and whatever completes the
-wait (a matched event, a resume call, the child's end) records the step's result on the waiting step item
-itself, conditionally (only while it is still ``waiting``: exactly one completer wins), then sends the
-run a ``resume`` message (see :mod:`polos.runtime.completion`).
+(``invoke_and_wait``, ``batch_invoke_and_wait``); ``retry`` (a step's backoff over 10 s: over at
+``until``, like a timer). For ``event``, ``resume`` and ``child``, ``until`` is the optional timeout, and
+whatever completes the wait (a matched event, a resume call, the child's end) records the step's result
+on the waiting step item itself, conditionally (only while it is still ``waiting``: exactly one completer
+wins), then sends the run a ``resume`` message (see :mod:`polos.runtime.completion`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from polos.payloads import utc_iso
 if TYPE_CHECKING:
     from polos.runtime.records import StepRecord
 
-WaitKind = Literal["timer", "event", "resume", "child"]
+WaitKind = Literal["timer", "event", "resume", "child", "retry"]
 # Waits this short (seconds left) sleep inside the attempt instead of ending it.
 IN_ATTEMPT_MAX_SECONDS = 10.0
 MAX_WAIT_SECONDS = 365 * 24 * 3600
@@ -58,6 +59,8 @@ class WaitingFor:
     # On the run's copy only: the run's ``run_timeout_seconds`` deadline (epoch s), when it fails with
     # ``RunTimeout`` wherever it waits (see polos.runtime.deadline).
     deadline: float | None = None
+    # ``batch_invoke_and_wait`` (``child``) / ``batch_invoke``: how many children the step started.
+    children: int | None = None
 
     @property
     def wake_at(self) -> float | None:
@@ -74,6 +77,7 @@ class WaitingFor:
             "event_type": self.event_type,
             "match": self.match,
             "child": self.child,
+            "children": self.children,
             "after": self.after,
             "recheck": self.recheck,
             "keep": self.keep,
@@ -95,6 +99,7 @@ class WaitingFor:
             event_type=raw.get("event_type"),
             match=raw.get("match"),
             child=raw.get("child"),
+            children=raw.get("children"),
             after=raw.get("after"),
             recheck=raw.get("recheck"),
             keep=raw.get("keep"),
@@ -112,6 +117,8 @@ class WaitingFor:
             shown["topic"] = self.topic
         if self.child is not None:
             shown["child"] = self.child
+        if self.children is not None:
+            shown["children"] = self.children
         return shown
 
 
