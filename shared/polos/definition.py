@@ -52,6 +52,7 @@ class Workflow:
     max_attempts: int | None = None
     _payload_type: Any = field(default=None, repr=False)
     _adapter: TypeAdapter[Any] | None = field(default=None, repr=False)
+    _result_adapter: TypeAdapter[Any] | None = field(default=None, repr=False)  # built on first use
 
     @property
     def is_batch(self) -> bool:
@@ -78,23 +79,41 @@ class Workflow:
         return await (self.fn(ctx, payload) if self.takes_payload else self.fn(ctx))
 
     async def invoke(
-        self, client: PolosClient, payload: Any = None, *, idempotency_key: str | None = None
+        self,
+        client: PolosClient,
+        payload: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        **options: Any,
     ) -> ExecutionHandle:
-        """Start a run through the HTTP API; returns a handle to await its result."""
+        """Start a run through the HTTP API; returns a handle to await its result. ``options``
+        (``queue_name``, ``concurrency_key``, …) go to the HTTP API with the payload."""
         if isinstance(payload, BaseModel):
             payload = payload.model_dump(mode="json", by_alias=True)
         self.build_payload(payload)  # fail here, not in the worker, when the payload cannot fit
-        return await client.start_workflow(self.id, payload, idempotency_key=idempotency_key)
+        return await client.start_workflow(self.id, payload, idempotency_key=idempotency_key, **options)
 
     async def run(
         self,
         client: PolosClient,
         payload: Any = None,
         timeout: float = 600,  # noqa: ASYNC109 - DESIGN §1 names the parameter `timeout`
+        **options: Any,
     ) -> Any:
-        """Start a run and wait for its result (``WorkflowRunError`` if it fails)."""
-        handle = await self.invoke(client, payload)
-        return await handle.result(timeout=timeout)
+        """Start a run and wait for its result (``WorkflowRunError`` if it fails), typed as the handler's
+        return annotation declares it (a pydantic model comes back as that model)."""
+        handle = await self.invoke(client, payload, **options)
+        return self.build_result(await handle.result(client, timeout=timeout))
+
+    def build_result(self, raw: Any) -> Any:
+        """A run's JSON result as the handler's return annotation types it (unannotated: as it is)."""
+        if self._result_adapter is None:
+            try:
+                annotation = typing.get_type_hints(self.fn).get("return", Any)
+            except NameError:
+                annotation = Any  # an annotation that cannot be resolved types nothing
+            self._result_adapter = TypeAdapter(Any if annotation is None else annotation)
+        return self._result_adapter.validate_python(raw)
 
 
 class _Registry:

@@ -442,6 +442,8 @@ class StepRunner(StepAPI):
             if shown is not None:
                 started.result_json = serde.to_json(shown, what=f"data of step {key!r}")
             await self._journal_step(started)
+        if kind == "resume" and waiting.topic is not None:
+            await asyncio.to_thread(self._announce_suspend, key, waiting.topic, shown)
         if waiting.until is not None and now >= waiting.until:
             error = ErrorInfo.of(WaitTimeoutError(f"step {key!r}: no {kind} came within its timeout"))
             await asyncio.to_thread(waiters.complete_step, self._run_id, key, error_json=error.to_json())
@@ -458,6 +460,18 @@ class StepRunner(StepAPI):
                 await asyncio.to_thread(control.report_end, run, wake=False)
                 return self._outcome(key, await self._reread(key))
         raise RunSuspended(waiting)
+
+    def _announce_suspend(self, key: str, topic: str, data: dict[str, Any] | None) -> None:
+        """Publish ``suspend_<key>`` with ``data`` on the run's topic, as the official runtime does (a
+        client streaming the run sees it). Published after the step is journaled ``waiting``, so whoever
+        sees it can resume at once; its id is derived from the run and step, so however often the run
+        reaches the step (replays, rechecks) it is stored once. Its type is not ``resume_<key>``: it cannot
+        resume the step."""
+        from polos.publish.publishing import NewEvent, publish_events  # the publish side loads on first use
+
+        event_id = "evt_" + hashlib.sha256(f"{self._run_id}\x00suspend\x00{key}".encode()).hexdigest()[:26]
+        announced = NewEvent(id=event_id, data=data or {}, event_type=waiters.suspend_event_type(key))
+        publish_events(topic, [announced])
 
     def _register_and_look_back(self, waiting: WaitingFor) -> WaitingFor | None:
         """Register the event waiter, then look at the events published since the step was first reached,
