@@ -298,6 +298,7 @@ class WorkflowQueue:
     batch_size: int
     batching_window_seconds: int | None
     schedule: Schedule | None = None  # fired by an EventBridge Scheduler schedule onto this queue
+    schedulable: bool = False  # ``schedule=True``: the API function makes its schedules at run time
     # ``@workflow(max_attempts=N)``: its queue's receive count is sized behind it; ``None``: the deployment's.
     max_attempts: int | None = None
 
@@ -335,7 +336,9 @@ class AppModel:
     def manifest(self) -> Manifest:
         return Manifest(
             workflows={
-                q.workflow_id: WorkflowEntry(id=q.workflow_id, topic=q.topic, batch=q.batch)
+                q.workflow_id: WorkflowEntry(
+                    id=q.workflow_id, topic=q.topic, batch=q.batch, schedulable=q.schedulable
+                )
                 for q in self.queues
             }
         )
@@ -351,6 +354,7 @@ def build_model(app: App) -> AppModel:
             batch_size=wf.batch_size if wf.is_batch else SINGLE_EVENT_BATCH_SIZE,
             batching_window_seconds=wf.batch_timeout_seconds,
             schedule=wf.schedule,
+            schedulable=wf.schedulable,
             max_attempts=wf.max_attempts,
         )
         for wf in app

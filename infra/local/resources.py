@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from polos.aws.attempts import DEFAULT_MAX_ATTEMPTS
 
+from infra.local.aws import ACCOUNT_ID
 from infra.model import DLQ_RETENTION_SECONDS, QUEUE_MAX_MESSAGE_BYTES, TTL_ATTRIBUTE, AppModel, TableSpec
 
 if TYPE_CHECKING:
@@ -34,7 +35,17 @@ class LocalNames:
         names = {spec.env_var: self.table(spec) for spec in model.tables}
         names[settings.ENV_QUEUE_URL_PREFIX] = self.queue_url_prefix
         names[settings.ENV_MANIFEST_PATH] = self.manifest_path
+        if any(queue.schedulable for queue in model.queues):
+            names[settings.ENV_SCHEDULE_GROUP] = self.schedule_group
+            names[settings.ENV_SCHEDULER_ROLE_ARN] = (
+                f"arn:aws:iam::{ACCOUNT_ID}:role/{self.prefix}SchedulerRole"
+            )
         return names
+
+    @property
+    def schedule_group(self) -> str:
+        """The EventBridge Scheduler group of the schedules made at run time (``schedule=True``)."""
+        return f"{self.prefix}schedules"
 
 
 def create_table(client: DynamoDBClient, spec: TableSpec, name: str) -> None:

@@ -209,6 +209,8 @@ class LocalStack:
                 max_attempts=options.max_attempts,
                 visibility_timeouts=options.queue_visibility(model),
             )
+            if any(queue.schedulable for queue in model.queues):
+                settings.scheduler().create_schedule_group(Name=names.schedule_group)
             for workflow_id, url in urls.items():
                 if url != names.queue_url_prefix + workflow_id:
                     raise StackError(

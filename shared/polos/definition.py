@@ -47,6 +47,8 @@ class Workflow:
     batch_size: int
     batch_timeout_seconds: int | None
     schedule: Schedule | None = None
+    # ``schedule=True``: schedules are made at run time (``polos.schedules.create``), none by default.
+    schedulable: bool = False
     takes_payload: bool = True
     # Executions that may fail in a row for one message; ``None``: the deployment's (``POLOS_MAX_ATTEMPTS``).
     max_attempts: int | None = None
@@ -112,7 +114,8 @@ class Workflow:
                 annotation = typing.get_type_hints(self.fn).get("return", Any)
             except NameError:
                 annotation = Any  # an annotation that cannot be resolved types nothing
-            self._result_adapter = TypeAdapter(Any if annotation is None else annotation)
+            untyped = annotation is None or annotation is type(None)  # `-> None` types nothing
+            self._result_adapter = TypeAdapter(Any if untyped else annotation)
         return self._result_adapter.validate_python(raw)
 
 
@@ -229,7 +232,7 @@ def _define(
     trigger_on_event: str | None,
     batch_size: int,
     batch_timeout_seconds: int | None,
-    schedule: str | dict[str, str] | None = None,
+    schedule: str | dict[str, str] | bool | None = None,
     max_attempts: int | None = None,
 ) -> Workflow:
     if not callable(fn):
@@ -260,14 +263,16 @@ def _define(
             "(batches are of events)"
         )
     parsed_schedule = None
-    if schedule is not None:
+    schedulable = schedule is not None and schedule is not False
+    if schedulable:
         if topic is not None:
             raise WorkflowDefinitionError(
                 f"workflow {resolved_id!r}: a scheduled workflow is not also event-triggered; "
                 "give it schedule or trigger_on_event, not both"
             )
-        parsed_schedule = schedules.parse(schedule, resolved_id)
-    payload_type = _payload_type(fn, resolved_id, is_batch, topic is not None, parsed_schedule is not None)
+        if schedule is not True:
+            parsed_schedule = schedules.parse(schedule, resolved_id)
+    payload_type = _payload_type(fn, resolved_id, is_batch, topic is not None, schedulable)
     wf = Workflow(
         fn=fn,
         id=resolved_id,
@@ -276,6 +281,7 @@ def _define(
         batch_size=batch_size,
         batch_timeout_seconds=batch_timeout_seconds,
         schedule=parsed_schedule,
+        schedulable=schedulable,
         takes_payload=len(inspect.signature(fn).parameters) == 2,
         max_attempts=max_attempts,
         _payload_type=payload_type,
@@ -297,7 +303,7 @@ def workflow(
     trigger_on_event: str | None = None,
     batch_size: int = 1,
     batch_timeout_seconds: int | None = None,
-    schedule: str | dict[str, str] | None = None,
+    schedule: str | dict[str, str] | bool | None = None,
     max_attempts: int | None = None,
 ) -> Callable[[Handler], Workflow]: ...
 
@@ -311,7 +317,7 @@ def workflow(
     trigger_on_event: str | None = None,
     batch_size: int = 1,
     batch_timeout_seconds: int | None = None,
-    schedule: str | dict[str, str] | None = None,
+    schedule: str | dict[str, str] | bool | None = None,
     max_attempts: int | None = None,
 ) -> Workflow | Callable[[Handler], Workflow]:
     """Declare a durable workflow: ``@workflow`` or ``@workflow(id=..., trigger_on_event=..., ...)``."""

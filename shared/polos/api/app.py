@@ -41,6 +41,7 @@ from polos.api.errors import (
 )
 from polos.api.events import router as events_router
 from polos.api.runs import router as runs_router
+from polos.api.schedules import router as schedules_router
 from polos.aws import observability, overload
 from polos.errors import InvalidTopicError
 from polos.publish.idempotency import IdempotencyConflictError
@@ -79,6 +80,7 @@ app.include_router(runs_router)
 app.include_router(dead_letters_router)
 app.include_router(dashboard.router)
 app.include_router(keys.router)
+app.include_router(schedules_router)
 
 
 def _respond(

@@ -24,6 +24,7 @@ class WorkflowEntry:
     id: str
     topic: str | None
     batch: bool
+    schedulable: bool = False  # ``@workflow(schedule=True)``: schedules may be made for it at run time
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,12 @@ class Manifest:
         body = {
             "version": MANIFEST_VERSION,
             "workflows": {
-                wf_id: {"topic": wf.topic, "batch": wf.batch} for wf_id, wf in sorted(self.workflows.items())
+                wf_id: {
+                    "topic": wf.topic,
+                    "batch": wf.batch,
+                    **({"schedulable": True} if wf.schedulable else {}),
+                }
+                for wf_id, wf in sorted(self.workflows.items())
             },
         }
         return json.dumps(body, indent=2, sort_keys=True) + "\n"
@@ -52,7 +58,12 @@ class Manifest:
             raise ValueError(f"unsupported manifest version {raw.get('version')!r}")
         return cls(
             workflows={
-                wf_id: WorkflowEntry(id=wf_id, topic=entry["topic"], batch=bool(entry["batch"]))
+                wf_id: WorkflowEntry(
+                    id=wf_id,
+                    topic=entry["topic"],
+                    batch=bool(entry["batch"]),
+                    schedulable=bool(entry.get("schedulable", False)),
+                )
                 for wf_id, entry in raw["workflows"].items()
             }
         )
