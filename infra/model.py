@@ -181,6 +181,9 @@ class FunctionSpec:
     manages_dead_letters: bool = False
     # Sends a message whose run spent its max_attempts to its dead-letter queue (SEND_ACTIONS, by ARN).
     sends_dead_letters: bool = False
+    # Makes the EventBridge Scheduler schedules of ``schedule=True`` workflows (SCHEDULE_ACTIONS in the
+    # app's schedule group, and passing the scheduler role), when the app has such a workflow.
+    manages_schedules: bool = False
 
     @property
     def queue_actions(self) -> tuple[str, ...]:
@@ -222,6 +225,7 @@ API_FUNCTION = FunctionSpec(
     sends_to_queues=True,
     manages_dead_letters=True,
     serves_api=True,
+    manages_schedules=True,
 )
 WORKER_FUNCTION = FunctionSpec(
     "WorkerFunction",

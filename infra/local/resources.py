@@ -37,15 +37,23 @@ class LocalNames:
         names[settings.ENV_MANIFEST_PATH] = self.manifest_path
         if any(queue.schedulable for queue in model.queues):
             names[settings.ENV_SCHEDULE_GROUP] = self.schedule_group
-            names[settings.ENV_SCHEDULER_ROLE_ARN] = (
-                f"arn:aws:iam::{ACCOUNT_ID}:role/{self.prefix}SchedulerRole"
-            )
+            names[settings.ENV_SCHEDULER_ROLE_ARN] = scheduler_role_arn(self.prefix)
         return names
 
     @property
     def schedule_group(self) -> str:
         """The EventBridge Scheduler group of the schedules made at run time (``schedule=True``)."""
-        return f"{self.prefix}schedules"
+        return schedule_group_name(self.prefix)
+
+
+def schedule_group_name(prefix: str) -> str:
+    """The local stack's schedule group (the template's ``ScheduleGroup``)."""
+    return f"{prefix}schedules"
+
+
+def scheduler_role_arn(prefix: str) -> str:
+    """The ARN the local stack gives the template's ``SchedulerRole`` (no IAM here: a name only)."""
+    return f"arn:aws:iam::{ACCOUNT_ID}:role/{prefix}SchedulerRole"
 
 
 def create_table(client: DynamoDBClient, spec: TableSpec, name: str) -> None:

@@ -138,7 +138,7 @@ class LocalStack:
         self.iam: IamEnforcement | None = None
         if options.aws_faults.iam:  # each function's calls checked against its role in template.yaml
             tables = {spec.logical_id: names.table(spec) for spec in model.tables}
-            clients = (settings.dynamodb(), settings.sqs())
+            clients = (settings.dynamodb(), settings.sqs(), settings.scheduler())
             self.iam = install_iam_enforcement(
                 model, tables, names.prefix, clients, report=self.faults.injected
             )

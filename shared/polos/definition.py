@@ -263,8 +263,8 @@ def _define(
             "(batches are of events)"
         )
     parsed_schedule = None
-    schedulable = schedule is not None and schedule is not False
-    if schedulable:
+    schedulable = schedule is True  # schedules made at run time only, none by default
+    if schedule is not None and schedule is not False:
         if topic is not None:
             raise WorkflowDefinitionError(
                 f"workflow {resolved_id!r}: a scheduled workflow is not also event-triggered; "
@@ -272,7 +272,8 @@ def _define(
             )
         if schedule is not True:
             parsed_schedule = schedules.parse(schedule, resolved_id)
-    payload_type = _payload_type(fn, resolved_id, is_batch, topic is not None, schedulable)
+    scheduled = schedulable or parsed_schedule is not None
+    payload_type = _payload_type(fn, resolved_id, is_batch, topic is not None, scheduled)
     wf = Workflow(
         fn=fn,
         id=resolved_id,

@@ -123,3 +123,55 @@ def test_each_key_fires_once_per_minute_under_the_emulator_until_deleted(stack: 
     runs = stack.runs("reminder")
     assert len(runs) == 3 and all(run["status"] == "completed" for run in runs)
     assert all(run["trigger"]["type"] == "schedule" for run in runs)
+
+
+def test_the_api_role_may_make_only_its_groups_schedules_under_the_iam_fault() -> None:
+    """The template's grants, enforced as AWS would: the API function creates, lists, replaces and deletes
+    schedules of the app's group (passing the scheduler role) and nothing else."""
+    from polos.aws import settings
+
+    from infra.local.functions import as_function
+    from infra.model import API_FUNCTION, WORKER_FUNCTION
+
+    with local_stack(App("keyed-schedules", [reminder, plain]), aws_faults="iam") as stack:
+        iam = stack._local.iam
+        assert iam is not None
+        polos = StackPolos(stack)
+        made = asyncio.run(schedules.create(client=polos, workflow="reminder", cron="* * * * *", key="k"))
+        asyncio.run(schedules.create(client=polos, workflow="reminder", cron="*/2 * * * *", key="k"))
+        assert [s["cron"] for s in asyncio.run(schedules.list_schedules(polos))] == ["*/2 * * * *"]
+        asyncio.run(schedules.delete(polos, made))
+        assert iam.refused == []
+
+        def other_group() -> Any:
+            return settings.scheduler().delete_schedule(Name=made, GroupName="someone-elses")
+
+        for function in (API_FUNCTION, WORKER_FUNCTION):  # another group; a function without the grant
+            refused = iam.refused[:]
+            with pytest.raises(Exception, match="AccessDenied"):
+                as_function(function, other_group)
+            assert len(iam.refused) == len(refused) + 1
+        role = iam.roles[API_FUNCTION.logical_id]
+        iam.roles[API_FUNCTION.logical_id] = role.without("iam:PassRole")
+        answer = stack.request("POST", "/api/v1/schedules", {"workflow_id": "reminder", "cron": "* * * * *"})
+        assert answer.status == 500
+        assert iam.refused[-1][1] == "iam:PassRole"
+
+
+def test_the_template_gives_the_api_its_schedule_group_and_the_scheduler_role_the_queue() -> None:
+    from polos.aws import settings
+
+    from infra.model import build_model
+    from infra.template import render_template
+
+    doc = render_template(build_model(App("keyed-schedules", [reminder, plain])), "app")
+    resources = doc["Resources"]
+    assert resources["ScheduleGroup"]["Type"] == "AWS::Scheduler::ScheduleGroup"
+    env = resources["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert env[settings.ENV_SCHEDULE_GROUP] == {"Ref": "ScheduleGroup"}
+    assert env[settings.ENV_SCHEDULER_ROLE_ARN] == {"Fn::GetAtt": ["SchedulerRole", "Arn"]}
+    statements = resources["SchedulerRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    sends = next(s for s in statements if s["Action"] == ["sqs:SendMessage"])
+    assert sends["Resource"] == [{"Fn::GetAtt": ["QueueReminder", "Arn"]}]  # not the plain workflow's
+    worker = resources["WorkerFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    assert not any("scheduler" in str(s["Action"]) for s in worker)

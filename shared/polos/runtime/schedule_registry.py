@@ -141,7 +141,9 @@ def get(group: str, name: str) -> KeyedSchedule | None:
 
 def page(workflow_id: str | None = None, cursor: str | None = None) -> tuple[list[KeyedSchedule], str | None]:
     """One page of the schedules (of ``workflow_id``), and the cursor of the next (``None``: no more)."""
-    group, _ = _group_and_role()
+    group = settings.get_settings().schedule_group
+    if not group:  # no workflow is schedule=True: there is none
+        return [], None
     query: dict[str, Any] = {"GroupName": group, "MaxResults": PAGE}
     if workflow_id is not None:
         query["NamePrefix"] = workflow_prefix(workflow_id)
@@ -155,7 +157,9 @@ def page(workflow_id: str | None = None, cursor: str | None = None) -> tuple[lis
 
 def delete(identifier: str) -> bool:
     """Delete the schedule ``identifier``; ``False`` when there was none."""
-    group, _ = _group_and_role()
+    group = settings.get_settings().schedule_group
+    if not group:
+        return False
     try:
         settings.scheduler().delete_schedule(Name=identifier, GroupName=group)
     except ClientError as exc:
