@@ -50,8 +50,9 @@ class StepAPI(Protocol):
         """A random UUID (string), the same on every replay."""
         ...
 
-    async def now(self, key: str) -> datetime:
-        """The current UTC time, the same on every replay."""
+    async def now(self, key: str) -> int:
+        """The current time in milliseconds since the epoch (as the official SDK), the same on every
+        replay (``datetime.fromtimestamp(ms / 1000, UTC)`` for a datetime)."""
         ...
 
     async def random(self, key: str) -> float:
@@ -113,6 +114,7 @@ class StepAPI(Protocol):
         payload: Any = None,
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> Any:
-        """Start a child run once and wait for it durably: its result, or ``StepExecutionError`` when it
-        failed, was cancelled or ``timeout`` seconds passed first."""
+        """Start a child run once and wait for it durably: its result (typed as the child's return
+        annotation when ``workflow`` is the workflow object), or ``StepExecutionError`` when it failed,
+        was cancelled or ``timeout`` seconds passed first."""
         ...

@@ -47,9 +47,15 @@ async def approve(ctx: WorkflowContext, payload: dict) -> dict:  # type: ignore[
     return {"approved": decision["approved"]}
 
 
+@workflow(id="parent")
+async def parent(ctx: WorkflowContext, payload: Order) -> dict:  # type: ignore[type-arg]
+    child = await ctx.step.invoke_and_wait("child", summarise, payload)
+    return {"typed": isinstance(child, Summary), "first_sku": child.first.sku, "total": child.total_items}
+
+
 @pytest.fixture
 def stack() -> Iterator[Stack]:
-    with local_stack(App("official", [summarise, untyped, approve])) as opened:
+    with local_stack(App("official", [summarise, untyped, approve, parent])) as opened:
         yield opened
 
 
@@ -121,3 +127,9 @@ def test_polos_resume_with_the_official_keywords_resumes_the_suspended_step(stac
     stack.drain()
     run = stack.run(handle.id)
     assert (run["status"], run["result"]) == ("completed", {"approved": True})
+
+
+def test_invoke_and_wait_types_the_childs_result_by_its_return_annotation(stack: Stack) -> None:
+    order = Order(order_id="o-3", lines=[Line(sku="d", quantity=4)])
+    result = asyncio.run(parent.run(StackPolos(stack), order))
+    assert result == {"typed": True, "first_sku": "d", "total": 4}

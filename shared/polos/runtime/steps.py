@@ -193,10 +193,14 @@ class StepRunner(StepAPI):
         value: str = await self._durable(key, lambda: str(_uuid.uuid4()), (), {}, _ONCE, str)
         return value
 
-    async def now(self, key: str) -> datetime:
-        """The current UTC time, the same on every replay."""
-        value: datetime = await self._durable(key, lambda: datetime.now(UTC), (), {}, _ONCE, datetime)
-        return value
+    async def now(self, key: str) -> int:
+        """The current time in milliseconds since the epoch (the official SDK's), the same on every
+        replay."""
+        value: int | datetime = await self._durable(
+            key, lambda: int(time.time() * 1000), (), {}, _ONCE, int | datetime
+        )
+        # A run journaled before `now` answered milliseconds replays its datetime as milliseconds.
+        return value if isinstance(value, int) else int(value.timestamp() * 1000)
 
     async def random(self, key: str) -> float:
         """A random float in [0, 1), the same on every replay."""
@@ -382,10 +386,13 @@ class StepRunner(StepAPI):
         payload: Any = None,
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> Any:
-        """Start a child run once and wait, durably, for its end: its result, or ``StepExecutionError``
-        when it failed or was cancelled."""
+        """Start a child run once and wait, durably, for its end: its result (typed as the child's return
+        annotation when ``workflow`` is the workflow itself, as ``Workflow.run`` types it), or
+        ``StepExecutionError`` when it failed or was cancelled."""
         step = await self._wait_for_completion(key, "child", timeout, child_of=(workflow, payload))
-        return json.loads(step.result_json or "null")
+        result = json.loads(step.result_json or "null")
+        build_result = getattr(workflow, "build_result", None)
+        return build_result(result) if callable(build_result) else result
 
     def _start_child(self, key: str, workflow: Any, payload: Any, wait: bool) -> RunRecord:
         from polos.runtime import runs  # the runs module creates and enqueues invoked runs
