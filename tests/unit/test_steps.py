@@ -437,6 +437,13 @@ def test_uuid_now_random_are_journaled_and_identical_on_replay() -> None:
     assert third[0] != ident and third[2] != number
 
 
+def test_now_journaled_as_a_datetime_before_it_answered_milliseconds_replays_as_milliseconds() -> None:
+    journal = MemoryJournal()
+    journal.steps["at"] = StepRecord("at", 0, "completed", 1, "", "", result_json='"2026-12-07T09:00:00Z"')
+    moment = run(make_runner(journal).now("at"))
+    assert moment == int(dt.datetime(2026, 12, 7, 9, tzinfo=dt.UTC).timestamp() * 1000)
+
+
 # ---- lease and failure injection -------------------------------------------------------------------
 
 
