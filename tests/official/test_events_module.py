@@ -56,6 +56,7 @@ def test_publish_and_batch_publish_answer_sequence_ids_and_stream_topic_sees_the
     assert asyncio.run(scenario()) == [("created", {"n": 1}), ("created", {"n": 2})]
 
 
+@pytest.mark.timeout(60)  # a stream that never sees its suspend waits for the run's end: forever
 def test_stream_workflow_sees_each_suspend_once_and_ends_with_the_run(stack: Stack) -> None:
     polos = StackPolos(stack)
 
