@@ -220,7 +220,8 @@ class PolosClient:
         go in the request body beside the payload."""
         headers = {"Idempotency-Key": idempotency_key or _new_key()}
         path = f"/api/v1/workflows/{urllib.parse.quote(workflow_id, safe='')}/run"
-        body = {"payload": payload, **{name: value for name, value in options.items() if value is not None}}
+        given = {name: value for name, value in options.items() if value is not None}
+        body = {"payload": payload, **{name: json_data(value) for name, value in given.items()}}
         answer = await self._call("POST", path, body, headers)
         return ExecutionHandle.model_validate(answer).bound(self)
 
@@ -282,8 +283,7 @@ class PolosClient:
                 "resume needs the run (run_id or suspend_execution_id) and the step key "
                 "(key or suspend_step_key)"
             )
-        if isinstance(data, BaseModel):
-            data = data.model_dump(mode="json", by_alias=True)
+        data = json_data(data)
         answer: dict[str, Any] = await self._call(
             "POST",
             f"/api/v1/runs/{urllib.parse.quote(run_id, safe='')}/resume",
@@ -311,6 +311,11 @@ class PolosClient:
         )
         answer: dict[str, Any] = await self._call("GET", f"/api/v1/events?{params}")
         return answer
+
+
+def json_data(value: Any) -> Any:
+    """A pydantic model as JSON data (the official SDK takes models wherever it takes data)."""
+    return value.model_dump(mode="json", by_alias=True) if isinstance(value, BaseModel) else value
 
 
 def _new_key() -> str:

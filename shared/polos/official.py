@@ -12,14 +12,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
-from pydantic import BaseModel
-
-from polos.client import ExecutionHandle, PolosClient
-
-
-def _json_data(value: Any) -> Any:
-    """A pydantic model as JSON data (the official SDK accepts models wherever it takes data)."""
-    return value.model_dump(mode="json", by_alias=True) if isinstance(value, BaseModel) else value
+from polos.client import ExecutionHandle, PolosClient, json_data
 
 
 class Polos(PolosClient):
@@ -74,12 +67,12 @@ class Polos(PolosClient):
         """Start a run of ``workflow_id``; the options go to ``POST /api/v1/workflows/{id}/run``."""
         return await self.start_workflow(
             workflow_id,
-            _json_data(payload),
+            json_data(payload),
             queue_name=queue_name,
             queue_concurrency_limit=queue_concurrency_limit,
             concurrency_key=concurrency_key,
             session_id=session_id,
             user_id=user_id,
-            initial_state=_json_data(initial_state),
+            initial_state=initial_state,
             run_timeout_seconds=run_timeout_seconds,
         )
