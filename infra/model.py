@@ -181,6 +181,9 @@ class FunctionSpec:
     manages_dead_letters: bool = False
     # Sends a message whose run spent its max_attempts to its dead-letter queue (SEND_ACTIONS, by ARN).
     sends_dead_letters: bool = False
+    # Makes the EventBridge Scheduler schedules of ``schedule=True`` workflows (SCHEDULE_ACTIONS in the
+    # app's schedule group, and passing the scheduler role), when the app has such a workflow.
+    manages_schedules: bool = False
 
     @property
     def queue_actions(self) -> tuple[str, ...]:
@@ -222,6 +225,7 @@ API_FUNCTION = FunctionSpec(
     sends_to_queues=True,
     manages_dead_letters=True,
     serves_api=True,
+    manages_schedules=True,
 )
 WORKER_FUNCTION = FunctionSpec(
     "WorkerFunction",
@@ -298,6 +302,7 @@ class WorkflowQueue:
     batch_size: int
     batching_window_seconds: int | None
     schedule: Schedule | None = None  # fired by an EventBridge Scheduler schedule onto this queue
+    schedulable: bool = False  # ``schedule=True``: the API function makes its schedules at run time
     # ``@workflow(max_attempts=N)``: its queue's receive count is sized behind it; ``None``: the deployment's.
     max_attempts: int | None = None
     # ``@workflow(state_schema=...)``: the API takes an ``initial_state`` for it (the manifest says so).
@@ -337,7 +342,9 @@ class AppModel:
     def manifest(self) -> Manifest:
         return Manifest(
             workflows={
-                q.workflow_id: WorkflowEntry(id=q.workflow_id, topic=q.topic, batch=q.batch, state=q.state)
+                q.workflow_id: WorkflowEntry(
+                    id=q.workflow_id, topic=q.topic, batch=q.batch, state=q.state, schedulable=q.schedulable
+                )
                 for q in self.queues
             }
         )
@@ -353,6 +360,7 @@ def build_model(app: App) -> AppModel:
             batch_size=wf.batch_size if wf.is_batch else SINGLE_EVENT_BATCH_SIZE,
             batching_window_seconds=wf.batch_timeout_seconds,
             schedule=wf.schedule,
+            schedulable=wf.schedulable,
             max_attempts=wf.max_attempts,
             state=wf.state_schema is not None,
         )

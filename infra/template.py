@@ -294,6 +294,8 @@ def _statements(spec: FunctionSpec, queues: tuple[WorkflowQueue, ...], names: di
                 "Resource": [_arn(f"DeadLetterQueue{names[queue.workflow_id]}") for queue in queues],
             }
         )
+    if spec.manages_schedules and any(queue.schedulable for queue in queues):
+        statements.extend(_schedule_statements())
     if spec.sends_dead_letters and queues:
         statements.append(
             {
@@ -345,6 +347,13 @@ def _function(spec: FunctionSpec, model: AppModel) -> Doc:
         "Role": _arn(f"{spec.logical_id}Role"),
         "LoggingConfig": {"LogGroup": _ref(f"{spec.logical_id}LogGroup")},
     }
+    if spec.manages_schedules and any(queue.schedulable for queue in model.queues):
+        properties["Environment"] = {
+            "Variables": {
+                settings.ENV_SCHEDULE_GROUP: _ref(SCHEDULE_GROUP),
+                settings.ENV_SCHEDULER_ROLE_ARN: _arn(SCHEDULER_ROLE),
+            }
+        }
     if spec.serves_api:
         events: Doc = {
             route.name: {
@@ -444,9 +453,11 @@ def _resources(model: AppModel, names: dict[str, str]) -> Doc:
         resources[table.logical_id] = _table(table)
     for queue in model.queues:
         resources.update(_queue_resources(queue, names[queue.workflow_id], model.function("consumes_queues")))
-    scheduled = [queue for queue in model.queues if queue.schedule is not None]
+    scheduled = [queue for queue in model.queues if queue.schedule is not None or queue.schedulable]
     timers = model.function("sweeps_timers").logical_id
     resources[SCHEDULER_ROLE] = _scheduler_role(timers, scheduled, names)
+    if any(queue.schedulable for queue in model.queues):
+        resources[SCHEDULE_GROUP] = {"Type": "AWS::Scheduler::ScheduleGroup", "Properties": {}}
     resources["TimersSchedule"] = {
         "Type": "AWS::Scheduler::Schedule",
         "Properties": {
@@ -465,6 +476,38 @@ def _resources(model: AppModel, names: dict[str, str]) -> Doc:
 
 
 SCHEDULER_ROLE = "SchedulerRole"
+SCHEDULE_GROUP = "ScheduleGroup"
+# What the API function does to the schedules of ``schedule=True`` workflows (runtime.schedule_registry).
+SCHEDULE_ACTIONS = (
+    "scheduler:CreateSchedule",
+    "scheduler:UpdateSchedule",
+    "scheduler:DeleteSchedule",
+    "scheduler:GetSchedule",
+)
+
+
+def _schedule_statements() -> list[Doc]:
+    """The API function's grants for schedules made at run time: only those of the app's schedule group,
+    listing (which IAM grants on no narrower resource than ``*``), and handing them the scheduler role."""
+    return [
+        {
+            "Sid": "KeyedSchedules",
+            "Effect": "Allow",
+            "Action": list(SCHEDULE_ACTIONS),
+            "Resource": {
+                "Fn::Sub": "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule/"
+                f"${{{SCHEDULE_GROUP}}}/*"
+            },
+        },
+        {"Sid": "ListSchedules", "Effect": "Allow", "Action": ["scheduler:ListSchedules"], "Resource": "*"},
+        {
+            "Sid": "PassSchedulerRole",
+            "Effect": "Allow",
+            "Action": ["iam:PassRole"],
+            "Resource": _arn(SCHEDULER_ROLE),
+            "Condition": {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}},
+        },
+    ]
 
 
 def _schedule(queue: WorkflowQueue, schedule: Schedule, name: str) -> Doc:

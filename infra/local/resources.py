@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from polos.aws.attempts import DEFAULT_MAX_ATTEMPTS
 
+from infra.local.aws import ACCOUNT_ID
 from infra.model import DLQ_RETENTION_SECONDS, QUEUE_MAX_MESSAGE_BYTES, TTL_ATTRIBUTE, AppModel, TableSpec
 
 if TYPE_CHECKING:
@@ -34,7 +35,25 @@ class LocalNames:
         names = {spec.env_var: self.table(spec) for spec in model.tables}
         names[settings.ENV_QUEUE_URL_PREFIX] = self.queue_url_prefix
         names[settings.ENV_MANIFEST_PATH] = self.manifest_path
+        if any(queue.schedulable for queue in model.queues):
+            names[settings.ENV_SCHEDULE_GROUP] = self.schedule_group
+            names[settings.ENV_SCHEDULER_ROLE_ARN] = scheduler_role_arn(self.prefix)
         return names
+
+    @property
+    def schedule_group(self) -> str:
+        """The EventBridge Scheduler group of the schedules made at run time (``schedule=True``)."""
+        return schedule_group_name(self.prefix)
+
+
+def schedule_group_name(prefix: str) -> str:
+    """The local stack's schedule group (the template's ``ScheduleGroup``)."""
+    return f"{prefix}schedules"
+
+
+def scheduler_role_arn(prefix: str) -> str:
+    """The ARN the local stack gives the template's ``SchedulerRole`` (no IAM here: a name only)."""
+    return f"arn:aws:iam::{ACCOUNT_ID}:role/{prefix}SchedulerRole"
 
 
 def create_table(client: DynamoDBClient, spec: TableSpec, name: str) -> None:

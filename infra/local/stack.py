@@ -138,7 +138,7 @@ class LocalStack:
         self.iam: IamEnforcement | None = None
         if options.aws_faults.iam:  # each function's calls checked against its role in template.yaml
             tables = {spec.logical_id: names.table(spec) for spec in model.tables}
-            clients = (settings.dynamodb(), settings.sqs())
+            clients = (settings.dynamodb(), settings.sqs(), settings.scheduler())
             self.iam = install_iam_enforcement(
                 model, tables, names.prefix, clients, report=self.faults.injected
             )
@@ -209,6 +209,8 @@ class LocalStack:
                 max_attempts=options.max_attempts,
                 visibility_timeouts=options.queue_visibility(model),
             )
+            if any(queue.schedulable for queue in model.queues):
+                settings.scheduler().create_schedule_group(Name=names.schedule_group)
             for workflow_id, url in urls.items():
                 if url != names.queue_url_prefix + workflow_id:
                     raise StackError(

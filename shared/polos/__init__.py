@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from polos.context import WorkflowContext
     from polos.definition import Workflow, workflow
     from polos.errors import NonRetryableError, StepExecutionError, WorkflowRunError
+    from polos.official import Polos
     from polos.payloads import BatchEventPayload, EventItem, EventPayload, PayloadEvent, SchedulePayload
     from polos.state import WorkflowState
     from polos.types.types import BatchStepResult, BatchWorkflowInput
@@ -30,6 +31,7 @@ _HOMES: dict[str, str] = {
     "StepExecutionError": "polos.errors",
     "WorkflowRunError": "polos.errors",
     "PolosClient": "polos.client",
+    "Polos": "polos.official",
     "ExecutionHandle": "polos.client",
     "WorkflowHandle": "polos.client",
     "WorkflowContext": "polos.context",
@@ -47,6 +49,7 @@ __all__ = [  # a literal list, so linters and type checkers see the names; a tes
     "ExecutionHandle",
     "NonRetryableError",
     "PayloadEvent",
+    "Polos",
     "PolosClient",
     "SchedulePayload",
     "StepExecutionError",

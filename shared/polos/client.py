@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from polos.errors import PolosAPIError, WorkflowRunError
 
@@ -212,21 +212,16 @@ class PolosClient:
         return answer
 
     async def start_workflow(
-        self,
-        workflow_id: str,
-        payload: Any,
-        *,
-        idempotency_key: str | None = None,
-        run_timeout_seconds: int | None = None,
-        initial_state: dict[str, Any] | None = None,
+        self, workflow_id: str, payload: Any, *, idempotency_key: str | None = None, **options: Any
     ) -> ExecutionHandle:
         """Start a run of ``workflow_id`` and return its handle (bound to this client; one run however often
-        the request is retried: the call sends an ``Idempotency-Key`` of its own unless given one)."""
+        the request is retried: the call sends an ``Idempotency-Key`` of its own unless given one).
+        ``options`` that are not ``None`` (``queue_name``, ``concurrency_key``, ``run_timeout_seconds``, …)
+        go in the request body beside the payload."""
         headers = {"Idempotency-Key": idempotency_key or _new_key()}
         path = f"/api/v1/workflows/{urllib.parse.quote(workflow_id, safe='')}/run"
-        body: dict[str, Any] = {"payload": payload}
-        options = {"run_timeout_seconds": run_timeout_seconds, "initial_state": initial_state}
-        body.update({name: value for name, value in options.items() if value is not None})
+        given = {name: value for name, value in options.items() if value is not None}
+        body = {"payload": payload, **{name: json_data(value) for name, value in given.items()}}
         answer = await self._call("POST", path, body, headers)
         return ExecutionHandle.model_validate(answer).bound(self)
 
@@ -267,14 +262,28 @@ class PolosClient:
 
     async def resume(
         self,
-        run_id: str,
-        key: str,
-        data: dict[str, Any] | None = None,
+        run_id: str | None = None,
+        key: str | None = None,
+        data: Any = None,
         *,
         idempotency_key: str | None = None,
+        suspend_workflow_id: str | None = None,
+        suspend_execution_id: str | None = None,
+        suspend_step_key: str | None = None,
     ) -> dict[str, Any]:
-        """Resume the run's ``suspend`` step ``key`` with ``data``; returns the run. Sent with an
-        ``Idempotency-Key`` (a new one unless given): a retry with it answers like the first request."""
+        """Resume the run's ``suspend`` step ``key`` with ``data`` (a dict or pydantic model); returns the
+        run. The official SDK's keywords name the same: ``suspend_execution_id`` (the run),
+        ``suspend_step_key`` (the step) and ``suspend_workflow_id`` (its workflow: the run id alone names
+        the run here). Sent with an ``Idempotency-Key`` (a new one unless given): a retry with it answers
+        like the first request."""
+        run_id = run_id or suspend_execution_id
+        key = key or suspend_step_key
+        if not run_id or not key:
+            raise ValueError(
+                "resume needs the run (run_id or suspend_execution_id) and the step key "
+                "(key or suspend_step_key)"
+            )
+        data = json_data(data)
         answer: dict[str, Any] = await self._call(
             "POST",
             f"/api/v1/runs/{urllib.parse.quote(run_id, safe='')}/resume",
@@ -369,6 +378,11 @@ class PolosClient:
         return answer
 
 
+def json_data(value: Any) -> Any:
+    """A pydantic model as JSON data (the official SDK takes models wherever it takes data)."""
+    return value.model_dump(mode="json", by_alias=True) if isinstance(value, BaseModel) else value
+
+
 def _new_key() -> str:
     """An ``Idempotency-Key`` for one logical call."""
     return f"polos-client-{uuid.uuid4()}"
@@ -390,6 +404,16 @@ class ExecutionHandle(BaseModel):
     user_id: str | None = None
     step_key: str | None = None
     _client: PolosClient | None = PrivateAttr(default=None)  # the one it was started with
+
+    @model_validator(mode="after")
+    def _top_level_is_its_own_root(self) -> ExecutionHandle:
+        """A run started from outside (no parent) is the root of its tree, as the official SDK shows it."""
+        if self.parent_execution_id is None:
+            if self.root_workflow_id is None:
+                object.__setattr__(self, "root_workflow_id", self.workflow_id)
+            if self.root_execution_id is None:
+                object.__setattr__(self, "root_execution_id", self.id)
+        return self
 
     @property
     def run_id(self) -> str:

@@ -60,6 +60,8 @@ class Workflow:
     batch_size: int
     batch_timeout_seconds: int | None
     schedule: Schedule | None = None
+    # ``schedule=True``: schedules are made at run time (``polos.schedules.create``), none by default.
+    schedulable: bool = False
     takes_payload: bool = True
     # Executions that may fail in a row for one message; ``None``: the deployment's (``POLOS_MAX_ATTEMPTS``).
     max_attempts: int | None = None
@@ -69,6 +71,7 @@ class Workflow:
     state_schema: type[BaseModel] | None = None
     _payload_type: Any = field(default=None, repr=False)
     _adapter: TypeAdapter[Any] | None = field(default=None, repr=False)
+    _result_adapter: TypeAdapter[Any] | None = field(default=None, repr=False)  # built on first use
 
     @property
     def is_batch(self) -> bool:
@@ -115,29 +118,43 @@ class Workflow:
         idempotency_key: str | None = None,
         run_timeout_seconds: int | None = None,
         initial_state: BaseModel | dict[str, Any] | None = None,
+        **options: Any,
     ) -> ExecutionHandle:
-        """Start a run through the HTTP API; returns a handle to await its result."""
+        """Start a run through the HTTP API; returns a handle to await its result. ``options``
+        (``queue_name``, ``concurrency_key``, …) go to the HTTP API with the payload."""
         if isinstance(payload, BaseModel):
             payload = payload.model_dump(mode="json", by_alias=True)
         self.build_payload(payload)  # fail here, not in the worker, when the payload cannot fit
         if (problem := run_timeout_problem(run_timeout_seconds)) is not None:
             raise ValueError(problem)
-        options: dict[str, Any] = {
+        options |= {
             "run_timeout_seconds": run_timeout_seconds,
             "initial_state": self.check_initial_state(initial_state),
         }
-        given = {name: value for name, value in options.items() if value is not None}
-        return await client.start_workflow(self.id, payload, idempotency_key=idempotency_key, **given)
+        return await client.start_workflow(self.id, payload, idempotency_key=idempotency_key, **options)
 
     async def run(
         self,
         client: PolosClient,
         payload: Any = None,
         timeout: float = 600,  # noqa: ASYNC109 - DESIGN §1 names the parameter `timeout`
+        **options: Any,
     ) -> Any:
-        """Start a run and wait for its result (``WorkflowRunError`` if it fails)."""
-        handle = await self.invoke(client, payload)
-        return await handle.result(timeout=timeout)
+        """Start a run and wait for its result (``WorkflowRunError`` if it fails), typed as the handler's
+        return annotation declares it (a pydantic model comes back as that model)."""
+        handle = await self.invoke(client, payload, **options)
+        return self.build_result(await handle.result(client, timeout=timeout))
+
+    def build_result(self, raw: Any) -> Any:
+        """A run's JSON result as the handler's return annotation types it (unannotated: as it is)."""
+        if self._result_adapter is None:
+            try:
+                annotation = typing.get_type_hints(self.fn).get("return", Any)
+            except NameError:
+                annotation = Any  # an annotation that cannot be resolved types nothing
+            untyped = annotation is None or annotation is type(None)  # `-> None` types nothing
+            self._result_adapter = TypeAdapter(Any if untyped else annotation)
+        return self._result_adapter.validate_python(raw)
 
 
 class _Registry:
@@ -253,7 +270,7 @@ def _define(
     trigger_on_event: str | None,
     batch_size: int,
     batch_timeout_seconds: int | None,
-    schedule: str | dict[str, str] | None = None,
+    schedule: str | dict[str, str] | bool | None = None,
     max_attempts: int | None = None,
     run_timeout_seconds: int | None = None,
     state_schema: type[BaseModel] | None = None,
@@ -289,14 +306,17 @@ def _define(
             "(batches are of events)"
         )
     parsed_schedule = None
-    if schedule is not None:
+    schedulable = schedule is True  # schedules made at run time only, none by default
+    if schedule is not None and schedule is not False:
         if topic is not None:
             raise WorkflowDefinitionError(
                 f"workflow {resolved_id!r}: a scheduled workflow is not also event-triggered; "
                 "give it schedule or trigger_on_event, not both"
             )
-        parsed_schedule = schedules.parse(schedule, resolved_id)
-    payload_type = _payload_type(fn, resolved_id, is_batch, topic is not None, parsed_schedule is not None)
+        if schedule is not True:
+            parsed_schedule = schedules.parse(schedule, resolved_id)
+    scheduled = schedulable or parsed_schedule is not None
+    payload_type = _payload_type(fn, resolved_id, is_batch, topic is not None, scheduled)
     wf = Workflow(
         fn=fn,
         id=resolved_id,
@@ -305,6 +325,7 @@ def _define(
         batch_size=batch_size,
         batch_timeout_seconds=batch_timeout_seconds,
         schedule=parsed_schedule,
+        schedulable=schedulable,
         takes_payload=len(inspect.signature(fn).parameters) == 2,
         max_attempts=max_attempts,
         run_timeout_seconds=run_timeout_seconds,
@@ -328,7 +349,7 @@ def workflow(
     trigger_on_event: str | None = None,
     batch_size: int = 1,
     batch_timeout_seconds: int | None = None,
-    schedule: str | dict[str, str] | None = None,
+    schedule: str | dict[str, str] | bool | None = None,
     max_attempts: int | None = None,
     run_timeout_seconds: int | None = None,
     state_schema: type[BaseModel] | None = None,
@@ -344,7 +365,7 @@ def workflow(
     trigger_on_event: str | None = None,
     batch_size: int = 1,
     batch_timeout_seconds: int | None = None,
-    schedule: str | dict[str, str] | None = None,
+    schedule: str | dict[str, str] | bool | None = None,
     max_attempts: int | None = None,
     run_timeout_seconds: int | None = None,
     state_schema: type[BaseModel] | None = None,

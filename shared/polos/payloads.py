@@ -62,22 +62,26 @@ class BatchEventPayload(BaseModel):
 
 
 class SchedulePayload(BaseModel):
-    """The payload of a scheduled workflow: this firing's time, the one before it, and the schedule."""
+    """The payload of a scheduled workflow: this firing's time, the one before it and the next one, the
+    schedule's time zone, id and key (the official SDK's fields), and its cron expression."""
 
     model_config = _WORKFLOW_PAYLOAD
 
     timestamp: datetime
     last_timestamp: datetime | None = None
-    timezone: str
-    schedule: str
+    timezone: str = "UTC"
+    schedule_id: str | None = None
+    key: str | None = None
+    upcoming: datetime | None = None
+    schedule: str | None = None
 
-    @field_validator("timestamp", "last_timestamp")
+    @field_validator("timestamp", "last_timestamp", "upcoming")
     @classmethod
     def _as_utc(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
-    @field_serializer("timestamp", "last_timestamp")
+    @field_serializer("timestamp", "last_timestamp", "upcoming")
     def _serialize_times(self, value: datetime | None) -> str | None:
         return None if value is None else utc_iso(value)

@@ -1,4 +1,7 @@
-"""Cron schedules of workflows: parsing and checking at decoration time, firing times, the AWS expression.
+"""Cron schedules of workflows: parsing and checking at decoration time, firing times, the AWS expression;
+and, with the official SDK's names, the schedules made at run time for ``@workflow(schedule=True)``
+workflows: :func:`create` (one per workflow and key; created again = replaced), :func:`list_schedules`,
+:func:`delete`.
 
 A schedule is a 5-field cron expression (minute, hour, day of month, month, day of week) and an IANA time
 zone (UTC when not given). ``croniter`` parses and iterates it; :meth:`Schedule.aws_expression` renders the
@@ -8,13 +11,17 @@ Sunday and needs ``?`` in one of the two day fields.
 
 from __future__ import annotations
 
+import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from polos.errors import WorkflowDefinitionError
 from polos.payloads import SchedulePayload
+
+if TYPE_CHECKING:
+    from polos.client import PolosClient
 
 CRON_FIELDS = ("minute", "hour", "day of month", "month", "day of week")
 
@@ -63,12 +70,18 @@ class Schedule:
             weekday = "?"  # parse() refused a schedule restricting both day fields
         return f"cron({minute} {hour} {day} {month} {weekday} *)"
 
-    def payload(self, timestamp: datetime) -> dict[str, Any]:
-        """The :class:`~polos.payloads.SchedulePayload` (as JSON data) of the firing at ``timestamp``."""
+    def payload(
+        self, timestamp: datetime, schedule_id: str | None = None, key: str | None = None
+    ) -> dict[str, Any]:
+        """The :class:`~polos.payloads.SchedulePayload` (as JSON data) of the firing at ``timestamp`` (of
+        the schedule ``schedule_id`` / ``key`` when made with :func:`create`)."""
         return SchedulePayload(
             timestamp=timestamp,
             last_timestamp=self.previous_before(timestamp),
             timezone=self.timezone,
+            schedule_id=schedule_id,
+            key=key,
+            upcoming=self.next_after(timestamp),
             schedule=self.cron,
         ).model_dump(mode="json")
 
@@ -115,3 +128,40 @@ def parse(value: Any, workflow_id: str) -> Schedule:
             f"{where} timezone {timezone!r} is not an IANA time zone (e.g. 'UTC', 'Europe/Paris')"
         ) from None
     return Schedule(cron=" ".join(cron.split()), timezone=timezone)
+
+
+def _workflow_id(workflow: Any) -> str:
+    workflow_id = workflow if isinstance(workflow, str) else getattr(workflow, "id", None)
+    if not isinstance(workflow_id, str):
+        raise TypeError(f"workflow must be a workflow or its id, got {workflow!r}")
+    return workflow_id
+
+
+async def create(
+    client: PolosClient, workflow: Any, cron: str, timezone: str = "UTC", key: str = "global"
+) -> str:
+    """Schedule ``workflow`` (a ``schedule=True`` workflow or its id) at ``cron`` in ``timezone``; the
+    schedule's id. One schedule per workflow and ``key``: created again with the same key, it is replaced."""
+    body = {"workflow_id": _workflow_id(workflow), "cron": cron, "timezone": timezone, "key": key}
+    answer = await client._call("POST", "/api/v1/schedules", body)
+    return str(answer["schedule_id"])
+
+
+async def list_schedules(client: PolosClient, workflow: Any = None) -> list[dict[str, Any]]:
+    """Every schedule made with :func:`create` (of ``workflow`` when given): ``schedule_id``,
+    ``workflow_id``, ``key``, ``cron``, ``timezone``."""
+    found: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        query = {"workflow_id": None if workflow is None else _workflow_id(workflow), "cursor": cursor}
+        params = urllib.parse.urlencode({name: value for name, value in query.items() if value is not None})
+        answer = await client._call("GET", f"/api/v1/schedules?{params}")
+        found.extend(answer["schedules"])
+        cursor = answer.get("next_cursor")
+        if not cursor:
+            return found
+
+
+async def delete(client: PolosClient, schedule_id: str) -> None:
+    """Delete a schedule made with :func:`create` (``PolosAPIError`` 404 when there is none)."""
+    await client._call("DELETE", f"/api/v1/schedules/{urllib.parse.quote(schedule_id, safe='')}")

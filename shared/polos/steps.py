@@ -57,8 +57,9 @@ class StepAPI(Protocol):
         """A random UUID (string), the same on every replay."""
         ...
 
-    async def now(self, key: str) -> datetime:
-        """The current UTC time, the same on every replay."""
+    async def now(self, key: str) -> int:
+        """The current time in milliseconds since the epoch (as the official SDK), the same on every
+        replay (``datetime.fromtimestamp(ms / 1000, UTC)`` for a datetime)."""
         ...
 
     async def random(self, key: str) -> float:
@@ -132,9 +133,10 @@ class StepAPI(Protocol):
         run_timeout_seconds: int | None = None,
         initial_state: Any = None,
     ) -> Any:
-        """Start a child run once and wait for it durably: its result, or ``StepExecutionError`` when it
-        failed, was cancelled or ``timeout`` seconds passed first. ``run_timeout_seconds`` and
-        ``initial_state`` are the child's, as in ``Workflow.invoke``."""
+        """Start a child run once and wait for it durably: its result (typed as the child's return
+        annotation when ``workflow`` is the workflow object), or ``StepExecutionError`` when it failed,
+        was cancelled or ``timeout`` seconds passed first. ``run_timeout_seconds`` and ``initial_state``
+        are the child's, as in ``Workflow.invoke``."""
         ...
 
     async def batch_invoke(self, key: str, workflows: list[BatchWorkflowInput]) -> list[ExecutionHandle]:

@@ -42,6 +42,13 @@ ROUTES: dict[tuple[str, str], tuple[str, str, Any]] = {
         "/api/v1/workflows/create_user/dead-letters/redrive",
         None,
     ),
+    ("POST", "/api/v1/schedules"): (
+        ADMIN,
+        "/api/v1/schedules",
+        {"workflow_id": "create_user", "cron": "* * * * *"},
+    ),
+    ("GET", "/api/v1/schedules"): (READ, "/api/v1/schedules", None),
+    ("DELETE", "/api/v1/schedules/<schedule_id>"): (ADMIN, "/api/v1/schedules/s_missing", None),
     ("GET", "/ui"): (PUBLIC, "/ui", None),
     ("GET", "/ui/<asset>"): (PUBLIC, "/ui/app.js", None),
 }

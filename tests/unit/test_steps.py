@@ -419,7 +419,7 @@ def test_result_not_fitting_its_annotation_is_caught_before_journaling() -> None
 def test_uuid_now_random_are_journaled_and_identical_on_replay() -> None:
     journal = MemoryJournal()
 
-    async def body(runner: StepRunner) -> tuple[str, dt.datetime, float]:
+    async def body(runner: StepRunner) -> tuple[str, int, float]:
         return await runner.uuid("id"), await runner.now("at"), await runner.random("r")
 
     first = run(body(make_runner(journal)))
@@ -427,14 +427,21 @@ def test_uuid_now_random_are_journaled_and_identical_on_replay() -> None:
     assert first == second
     ident, moment, number = second
     assert len(ident) == 36 and ident.count("-") == 4
-    assert moment.tzinfo is not None and moment.utcoffset() == dt.timedelta(0)
-    assert abs((dt.datetime.now(dt.UTC) - moment).total_seconds()) < 60
+    assert isinstance(moment, int)  # milliseconds since the epoch, as the official SDK's
+    assert abs(dt.datetime.now(dt.UTC).timestamp() * 1000 - moment) < 60_000
     assert 0 <= number < 1
     assert {key: step.status for key, step in journal.steps.items()} == dict.fromkeys(
         ("id", "at", "r"), "completed"
     )
     third = run(body(make_runner(MemoryJournal())))  # a different run draws new values
     assert third[0] != ident and third[2] != number
+
+
+def test_now_journaled_as_a_datetime_before_it_answered_milliseconds_replays_as_milliseconds() -> None:
+    journal = MemoryJournal()
+    journal.steps["at"] = StepRecord("at", 0, "completed", 1, "", "", result_json='"2026-12-07T09:00:00Z"')
+    moment = run(make_runner(journal).now("at"))
+    assert moment == int(dt.datetime(2026, 12, 7, 9, tzinfo=dt.UTC).timestamp() * 1000)
 
 
 # ---- lease and failure injection -------------------------------------------------------------------

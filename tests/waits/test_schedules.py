@@ -76,6 +76,9 @@ def test_the_payload_names_this_firing_and_the_one_before_in_the_schedules_zone(
         "timestamp": "2026-11-30T02:00:00.000000Z",
         "last_timestamp": "2026-11-29T02:00:00.000000Z",
         "timezone": "Europe/Paris",
+        "schedule_id": None,
+        "key": None,
+        "upcoming": "2026-12-01T02:00:00.000000Z",
         "schedule": "0 3 * * *",
     }
     summer = paris.next_after(datetime(2026, 7, 1, tzinfo=UTC))

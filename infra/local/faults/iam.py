@@ -25,6 +25,7 @@ from botocore.exceptions import ClientError
 
 from infra.local.aws import ACCOUNT_ID, REGION
 from infra.local.functions import current_function
+from infra.local.resources import schedule_group_name, scheduler_role_arn
 from infra.model import AppModel
 from infra.template import logical_name, render_template
 
@@ -62,6 +63,15 @@ def iam_requests(
     """The (action, resource) pairs IAM authorises for one call; ``arn`` turns a table name or queue URL
     into its ARN. SQS batch calls are authorised as their single action, DynamoDB transactions item by
     item, DynamoDB batches per table, a call on an index as the index's ARN."""
+    if service == "scheduler":
+        if operation == "ListSchedules":  # IAM grants listing on "*" only
+            return [("scheduler:ListSchedules", "*")]
+        group = params.get("GroupName") or "default"
+        schedule = f"arn:aws:scheduler:{REGION}:{ACCOUNT_ID}:schedule/{group}/{params.get('Name', '*')}"
+        requests = [(f"scheduler:{operation}", schedule)]
+        if "Target" in params:  # making a schedule run as a role passes that role (iam:PassRole)
+            requests.append(("iam:PassRole", str(params["Target"]["RoleArn"])))
+        return requests
     if service == "sqs":
         action = operation.removesuffix("Batch")
         # A call naming no queue URL (ListQueues, GetQueueUrl) is judged on "*", which no role here grants.
@@ -170,7 +180,12 @@ def local_values(model: AppModel, tables: Mapping[str, str], queue_prefix: str) 
     """What the template's intrinsics resolve to in the local stack: each table's and queue's ARN (by the
     names the stack created them with: ``tables`` logical id → name, queues ``queue_prefix`` + id), each
     function's log group ARN, the parameters the roles use and the pseudo parameters."""
-    values = {**PSEUDO_PARAMETERS, "QueueNamePrefix": queue_prefix}
+    values = {
+        **PSEUDO_PARAMETERS,
+        "QueueNamePrefix": queue_prefix,
+        "ScheduleGroup": schedule_group_name(queue_prefix),
+        "SchedulerRole.Arn": scheduler_role_arn(queue_prefix),
+    }
     for spec in model.tables:
         values[f"{spec.logical_id}.Arn"] = resource_arn(tables[spec.logical_id])
     for queue in model.queues:

@@ -42,6 +42,7 @@ from polos.api.errors import (
 from polos.api.events import router as events_router
 from polos.api.recovery import router as recovery_router
 from polos.api.runs import router as runs_router
+from polos.api.schedules import router as schedules_router
 from polos.aws import observability, overload
 from polos.errors import InvalidTopicError
 from polos.publish.idempotency import IdempotencyConflictError
@@ -81,6 +82,7 @@ app.include_router(recovery_router)
 app.include_router(dead_letters_router)
 app.include_router(dashboard.router)
 app.include_router(keys.router)
+app.include_router(schedules_router)
 
 
 def _respond(

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import functools
 import os
+import urllib.parse
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import botocore.loaders
 import botocore.session
@@ -36,6 +37,8 @@ ENV_RETENTION_DAYS = "POLOS_RETENTION_DAYS"
 ENV_LEASE_SECONDS = "POLOS_LEASE_SECONDS"
 ENV_APP = "POLOS_APP"
 ENV_TRACING = "POLOS_TRACING"
+ENV_SCHEDULE_GROUP = "POLOS_SCHEDULE_GROUP"
+ENV_SCHEDULER_ROLE_ARN = "POLOS_SCHEDULER_ROLE_ARN"
 
 
 DEAD_LETTER_SUFFIX = "-dlq"
@@ -74,6 +77,9 @@ class Settings:
     lease_seconds: int
     app_module: str
     tracing: bool
+    # EventBridge Scheduler: the group holding the schedules made at run time, and the role they run as.
+    schedule_group: str = ""
+    scheduler_role_arn: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -91,6 +97,8 @@ class Settings:
             # The template's ``Tracing`` parameter: X-Ray costs ~0.5 s of import and $5 per million traces,
             # so it is opt-in.
             tracing=os.environ.get(ENV_TRACING, "PassThrough") == "Active",
+            schedule_group=os.environ.get(ENV_SCHEDULE_GROUP, ""),
+            scheduler_role_arn=os.environ.get(ENV_SCHEDULER_ROLE_ARN, ""),
         )
 
     @property
@@ -102,6 +110,11 @@ class Settings:
         if not self.queue_url_prefix:
             raise ConfigurationError(f"{ENV_QUEUE_URL_PREFIX} is not set; cannot address workflow queues")
         return self.queue_url_prefix + workflow_id
+
+    def queue_arn(self, workflow_id: str) -> str:
+        """The ARN of a workflow's queue, from its URL (``…/<account>/<name>``) and SQS's region."""
+        account, _, name = urllib.parse.urlsplit(self.queue_url(workflow_id)).path.strip("/").partition("/")
+        return f"arn:aws:sqs:{sqs().meta.region_name}:{account}:{name}"
 
     def dead_letter_queue_url(self, workflow_id: str) -> str:
         """The URL of a workflow's dead-letter queue (its queue's name + ``-dlq``)."""
@@ -125,7 +138,7 @@ def get_settings() -> Settings:
     return Settings.from_env()
 
 
-SERVICES = ("dynamodb", "sqs")
+SERVICES = ("dynamodb", "sqs", "scheduler")
 
 
 class _ModelLoader(botocore.loaders.Loader):
@@ -176,9 +189,18 @@ def sqs() -> SQSClient:
     return cast("SQSClient", client)
 
 
+@functools.cache
+def scheduler() -> Any:
+    """The process-wide EventBridge Scheduler client (the schedules made at run time)."""
+    client = _session().create_client("scheduler", config=_CLIENT_CONFIG)
+    retries.install(client)
+    return client
+
+
 def reset() -> None:
     """Forget cached settings and clients (after the environment changed, e.g. in tests)."""
     get_settings.cache_clear()
     _session.cache_clear()
     dynamodb.cache_clear()
     sqs.cache_clear()
+    scheduler.cache_clear()

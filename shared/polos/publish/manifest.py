@@ -26,6 +26,7 @@ class WorkflowEntry:
     batch: bool
     # It has a ``state_schema`` (an ``initial_state`` is refused for a workflow without one).
     state: bool = False
+    schedulable: bool = False  # ``@workflow(schedule=True)``: schedules may be made for it at run time
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,12 @@ class Manifest:
         body = {
             "version": MANIFEST_VERSION,
             "workflows": {
-                wf_id: {"topic": wf.topic, "batch": wf.batch} | ({"state": True} if wf.state else {})
+                wf_id: {
+                    "topic": wf.topic,
+                    "batch": wf.batch,
+                    **({"state": True} if wf.state else {}),
+                    **({"schedulable": True} if wf.schedulable else {}),
+                }
                 for wf_id, wf in sorted(self.workflows.items())
             },
         }
@@ -56,7 +62,11 @@ class Manifest:
         return cls(
             workflows={
                 wf_id: WorkflowEntry(
-                    id=wf_id, topic=entry["topic"], batch=bool(entry["batch"]), state=bool(entry.get("state"))
+                    id=wf_id,
+                    topic=entry["topic"],
+                    batch=bool(entry["batch"]),
+                    state=bool(entry.get("state")),
+                    schedulable=bool(entry.get("schedulable", False)),
                 )
                 for wf_id, entry in raw["workflows"].items()
             }

@@ -19,6 +19,7 @@ from polos.payloads import EventItem
 MESSAGE_VERSION = 1
 # The queues' MaximumMessageSize (SQS's maximum, 1 MiB since 2025); the infrastructure sets it explicitly.
 MAX_MESSAGE_BYTES = 1024 * 1024
+KEYED_SCHEDULE_FIELDS = ("id", "key", "cron", "timezone")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class WorkflowMessage:
     run_id: str | None = None
     step: str | None = None
     scheduled_time: str | None = None
+    # A schedule made with ``polos.schedules.create``: {"id", "key", "cron", "timezone"} (None: the
+    # workflow's own ``schedule=``).
+    schedule: dict[str, str] | None = None
     delay_seconds: int = 0
 
     def to_json(self) -> str:
@@ -46,6 +50,8 @@ class WorkflowMessage:
             body["step"] = self.step
         if self.scheduled_time is not None:
             body["scheduled_time"] = self.scheduled_time
+        if self.schedule is not None:
+            body["schedule"] = self.schedule
         return json.dumps(body, separators=(",", ":"), ensure_ascii=True)
 
     @classmethod
@@ -69,5 +75,15 @@ class WorkflowMessage:
         if kind == "resume" and isinstance(body.get("run_id"), str) and isinstance(body.get("step"), str):
             return cls(workflow_id=workflow_id, kind="resume", run_id=body["run_id"], step=body["step"])
         if kind == "schedule" and isinstance(body.get("scheduled_time"), str):
-            return cls(workflow_id=workflow_id, kind="schedule", scheduled_time=body["scheduled_time"])
+            keyed = body.get("schedule")
+            if keyed is not None and not (
+                isinstance(keyed, dict) and all(isinstance(keyed.get(f), str) for f in KEYED_SCHEDULE_FIELDS)
+            ):
+                raise ValueError(f"message body's schedule must hold {', '.join(KEYED_SCHEDULE_FIELDS)}")
+            return cls(
+                workflow_id=workflow_id,
+                kind="schedule",
+                scheduled_time=body["scheduled_time"],
+                schedule=None if keyed is None else {f: keyed[f] for f in KEYED_SCHEDULE_FIELDS},
+            )
         raise ValueError(f"message body has an unknown kind {kind!r} or lacks its fields")

@@ -88,6 +88,11 @@ def resume_event_type(key: str) -> str:
     return f"resume_{key}"
 
 
+def suspend_event_type(key: str) -> str:
+    """The type of the event a ``suspend`` step publishes on the run's topic when it starts waiting."""
+    return f"suspend_{key}"
+
+
 # --- completing a waiting step -----------------------------------------------------------------------
 
 

@@ -103,10 +103,13 @@ def event_run_id(workflow_id: str, topic: str, sequence_id: int) -> str:
     return hashed_run_id(workflow_id, topic, str(sequence_id))
 
 
-def scheduled_run_id(workflow_id: str, scheduled_time: str) -> str:
-    """The run of one firing of a workflow's schedule: a firing delivered twice maps to it."""
+def scheduled_run_id(workflow_id: str, scheduled_time: str, schedule_id: str | None = None) -> str:
+    """The run of one firing of a workflow's schedule (of its schedule ``schedule_id``, made at run time):
+    a firing delivered twice maps to it."""
     fired = datetime.fromisoformat(scheduled_time.replace("Z", "+00:00"))
-    return hashed_run_id(workflow_id, "schedule", utc_iso(fired))
+    if schedule_id is None:
+        return hashed_run_id(workflow_id, "schedule", utc_iso(fired))
+    return hashed_run_id(workflow_id, "schedule", schedule_id, utc_iso(fired))
 
 
 def now_iso() -> str:

@@ -263,10 +263,14 @@ class StepRunner(StepAPI):
         value: str = await self._durable(key, lambda: str(_uuid.uuid4()), (), {}, _ONCE, str)
         return value
 
-    async def now(self, key: str) -> datetime:
-        """The current UTC time, the same on every replay."""
-        value: datetime = await self._durable(key, lambda: datetime.now(UTC), (), {}, _ONCE, datetime)
-        return value
+    async def now(self, key: str) -> int:
+        """The current time in milliseconds since the epoch (the official SDK's), the same on every
+        replay."""
+        value: int | datetime = await self._durable(
+            key, lambda: int(time.time() * 1000), (), {}, _ONCE, int | datetime
+        )
+        # A run journaled before `now` answered milliseconds replays its datetime as milliseconds.
+        return value if isinstance(value, int) else int(value.timestamp() * 1000)
 
     async def random(self, key: str) -> float:
         """A random float in [0, 1), the same on every replay."""
@@ -466,11 +470,14 @@ class StepRunner(StepAPI):
         run_timeout_seconds: int | None = None,
         initial_state: Any = None,
     ) -> Any:
-        """Start a child run once and wait, durably, for its end: its result, or ``StepExecutionError``
-        when it failed or was cancelled."""
+        """Start a child run once and wait, durably, for its end: its result (typed as the child's return
+        annotation when ``workflow`` is the workflow itself, as ``Workflow.run`` types it), or
+        ``StepExecutionError`` when it failed or was cancelled."""
         options = _child_options(key, workflow, run_timeout_seconds, initial_state)
         step = await self._wait_for_completion(key, "child", timeout, child_of=(workflow, payload, options))
-        return json.loads(step.result_json or "null")
+        result = json.loads(step.result_json or "null")
+        build_result = getattr(workflow, "build_result", None)
+        return build_result(result) if callable(build_result) else result
 
     @_step_body
     async def batch_invoke(self, key: str, workflows: list[BatchWorkflowInput]) -> list[ExecutionHandle]:
@@ -604,6 +611,8 @@ class StepRunner(StepAPI):
             if shown is not None:
                 started.result_json = serde.to_json(shown, what=f"data of step {key!r}")
             await self._journal_step(started)
+        if kind == "resume" and waiting.topic is not None:
+            await asyncio.to_thread(self._announce_suspend, key, waiting.topic, shown)
         if waiting.until is not None and now >= waiting.until:
             error = ErrorInfo.of(WaitTimeoutError(f"step {key!r}: no {kind} came within its timeout"))
             await asyncio.to_thread(waiters.complete_step, self._run_id, key, error_json=error.to_json())
@@ -620,6 +629,18 @@ class StepRunner(StepAPI):
                 await asyncio.to_thread(control.report_end, run, wake=False)
                 return self._outcome(key, await self._reread(key))
         raise RunSuspended(waiting)
+
+    def _announce_suspend(self, key: str, topic: str, data: dict[str, Any] | None) -> None:
+        """Publish ``suspend_<key>`` with ``data`` on the run's topic, as the official runtime does (a
+        client streaming the run sees it). Published after the step is journaled ``waiting``, so whoever
+        sees it can resume at once; its id is derived from the run and step, so however often the run
+        reaches the step (replays, rechecks) it is stored once. Its type is not ``resume_<key>``: it cannot
+        resume the step."""
+        from polos.publish.publishing import NewEvent, publish_events  # the publish side loads on first use
+
+        event_id = "evt_" + hashlib.sha256(f"{self._run_id}\x00suspend\x00{key}".encode()).hexdigest()[:26]
+        announced = NewEvent(id=event_id, data=data or {}, event_type=waiters.suspend_event_type(key))
+        publish_events(topic, [announced])
 
     def _register_and_look_back(self, waiting: WaitingFor) -> WaitingFor | None:
         """Register the event waiter, then look at the events published since the step was first reached,

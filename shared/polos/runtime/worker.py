@@ -30,6 +30,7 @@ from polos.runtime.executor import Attempt, AttemptResult, execute
 from polos.runtime.journal import Acquired, Journal, scheduled_run_id
 from polos.runtime.records import ErrorInfo
 from polos.runtime.runs import new_run_id, single_run_id
+from polos.schedules import Schedule
 
 if TYPE_CHECKING:
     from polos.app import App
@@ -69,7 +70,10 @@ class Delivery:
         """The run of a single event or of a schedule's firing (derived from them, so a duplicate finds the
         same run), or of an invocation or wake-up (named by the message)."""
         if self.message.scheduled_time is not None:
-            return scheduled_run_id(self.workflow.id, self.message.scheduled_time)
+            keyed = self.message.schedule
+            return scheduled_run_id(
+                self.workflow.id, self.message.scheduled_time, None if keyed is None else keyed["id"]
+            )
         return single_run_id(self.message)
 
     @property
@@ -209,11 +213,16 @@ class Invocation:
         if message.event is not None:
             attempt = Attempt(wf, first.run_id, "event", refs, payload=payload, final=final, wakes=wakes)
         elif message.kind == "schedule" and message.scheduled_time is not None and not wakes:
-            if wf.schedule is None:  # the schedule was removed by a redeploy since this firing
-                logger.warning("firing of a workflow that has no schedule now; acknowledged")
+            keyed = message.schedule
+            schedule = wf.schedule if keyed is None else Schedule(keyed["cron"], keyed["timezone"])
+            if schedule is None or (keyed is not None and not wf.schedulable):
+                # The schedule was removed by a redeploy since this firing.
+                logger.warning("firing of a workflow that has no such schedule now; acknowledged")
                 return set()
             fired = datetime.fromisoformat(message.scheduled_time.replace("Z", "+00:00"))
-            payload = wf.schedule.payload(fired)
+            payload = schedule.payload(
+                fired, *((keyed["id"], keyed["key"]) if keyed is not None else (None, None))
+            )
             attempt = Attempt(wf, first.run_id, "schedule", payload=payload, final=final)
         else:
             # An invocation or a wake-up: the stored run says what to run (a wake-up never creates it).

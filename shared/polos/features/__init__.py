@@ -1,0 +1,1 @@
+"""The official Polos SDK's ``polos.features`` package: ``from polos.features import events``."""
