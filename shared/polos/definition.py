@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from polos import schedules
+from polos import flow_control, schedules
 from polos.aws import attempts
 from polos.errors import (
     InvalidTopicError,
@@ -50,6 +50,11 @@ class Workflow:
     takes_payload: bool = True
     # Executions that may fail in a row for one message; ``None``: the deployment's (``POLOS_MAX_ATTEMPTS``).
     max_attempts: int | None = None
+    # Event flow control (``polos.flow_control``): the options as given, normalised; ``flow`` parsed.
+    debounce: dict[str, Any] | None = None
+    throttle: dict[str, Any] | None = None
+    rate_limit: dict[str, Any] | None = None
+    flow: tuple[flow_control.FlowLimit, ...] = ()
     _payload_type: Any = field(default=None, repr=False)
     _adapter: TypeAdapter[Any] | None = field(default=None, repr=False)
 
@@ -212,6 +217,7 @@ def _define(
     batch_timeout_seconds: int | None,
     schedule: str | dict[str, str] | None = None,
     max_attempts: int | None = None,
+    flow: dict[str, object] | None = None,
 ) -> Workflow:
     if not callable(fn):
         raise WorkflowDefinitionError(
@@ -248,6 +254,12 @@ def _define(
                 "give it schedule or trigger_on_event, not both"
             )
         parsed_schedule = schedules.parse(schedule, resolved_id)
+    triggered = topic is not None
+    limits = {
+        option: flow_control.parse(resolved_id, option, raw, event_triggered=triggered, batch=is_batch)
+        for option, raw in (flow or {}).items()
+    }
+    shown = {option: None if limit is None else limit.as_dict() for option, limit in limits.items()}
     payload_type = _payload_type(fn, resolved_id, is_batch, topic is not None, parsed_schedule is not None)
     wf = Workflow(
         fn=fn,
@@ -259,6 +271,8 @@ def _define(
         schedule=parsed_schedule,
         takes_payload=len(inspect.signature(fn).parameters) == 2,
         max_attempts=max_attempts,
+        **shown,
+        flow=tuple(limit for limit in limits.values() if limit is not None),
         _payload_type=payload_type,
         _adapter=None if payload_type is None else TypeAdapter(payload_type),
     )
@@ -280,6 +294,9 @@ def workflow(
     batch_timeout_seconds: int | None = None,
     schedule: str | dict[str, str] | None = None,
     max_attempts: int | None = None,
+    debounce: dict[str, Any] | None = None,
+    throttle: dict[str, Any] | None = None,
+    rate_limit: dict[str, Any] | None = None,
 ) -> Callable[[Handler], Workflow]: ...
 
 
@@ -294,6 +311,9 @@ def workflow(
     batch_timeout_seconds: int | None = None,
     schedule: str | dict[str, str] | None = None,
     max_attempts: int | None = None,
+    debounce: dict[str, Any] | None = None,
+    throttle: dict[str, Any] | None = None,
+    rate_limit: dict[str, Any] | None = None,
 ) -> Workflow | Callable[[Handler], Workflow]:
     """Declare a durable workflow: ``@workflow`` or ``@workflow(id=..., trigger_on_event=..., ...)``."""
     if fn is not None:
@@ -309,6 +329,7 @@ def workflow(
             batch_timeout_seconds,
             schedule,
             max_attempts,
+            {"debounce": debounce, "throttle": throttle, "rate_limit": rate_limit},
         )
 
     return decorate
