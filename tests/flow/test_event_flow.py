@@ -6,6 +6,7 @@ duplicate deliveries, concurrent pollers, DynamoDB throttling)."""
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -75,7 +76,7 @@ def test_a_steady_stream_still_starts_a_run_by_the_timeout(stack: Stack) -> None
     assert runs, "a run started although no quiet period came"
     # Slack: SQS delays are whole seconds, and the queues are only read at each drain of this loop (the
     # clock also moves by the real time a round takes).
-    slack = 1 + max(b - a for a, b in zip(drained, drained[1:], strict=False))
+    slack = 1 + max(b - a for a, b in itertools.pairwise(drained))
     late = runs[0]["at"] - (first_at + 30)
     assert late <= slack, f"the first run by the timeout (30 s): {late:.2f} s after it (slack {slack:.2f} s)"
     # The burst's last event so far: the one published in the round the burst fired may come after it.
@@ -92,7 +93,8 @@ def test_throttle_drops_nothing_and_starts_at_most_limit_per_period(stack: Stack
     stack.drain()
     queued = stack.runs("throttled", "queued")
     assert len(queued) == 5 and all(run["waiting_for"]["kind"] == "throttle" for run in queued), queued
-    assert {run["waiting_for"]["key"] for run in queued} == {"t"} and all("until" in r["waiting_for"] for r in queued)
+    assert {run["waiting_for"]["key"] for run in queued} == {"t"}
+    assert all("until" in run["waiting_for"] for run in queued)
     for _ in range(40):  # 40 s, a second at a time
         stack.advance(seconds=1)
         stack.drain()
