@@ -132,6 +132,10 @@ def measure(events: int = 200, waiting: int = 100) -> list[KeyLoad]:
             found += key_loads(
                 f"throttled events of one key (throttle {capacity_app.THROTTLE})",
                 meter.calls,
-                {FLOW_KEY: ("event", events), TOPIC_EVENTS: ("event", events), API_KEY: ("request", requests)},
+                {
+                    FLOW_KEY: ("event", events),
+                    TOPIC_EVENTS: ("event", events),
+                    API_KEY: ("request", requests),
+                },
             )
     return found
