@@ -160,3 +160,10 @@ def test_options_that_do_not_fit_fail_at_decoration_naming_option_value_and_rule
     assert option in message and named in message, message
     value = options[option]
     assert any(repr(v) in message for v in [value, *value.values()]), message
+
+
+def test_polos_runs_takes_status_skipped() -> None:
+    from infra.cli.main import build_parser
+
+    args = build_parser().parse_args(["runs", "--status", "skipped"])
+    assert args.status == "skipped"
