@@ -453,6 +453,14 @@ class Admissions:
             return None
         return "|".join(state_pk(wf.id, limit.kind, key_value(limit.key, message.event)) for limit in wf.flow)
 
+    def _slot(self, wf: Workflow, messages: list[WorkflowMessage]) -> tuple[str, int] | None:
+        """The key and sequence id of the event among ``messages`` (a run's records: maybe wake-ups too)."""
+        for message in messages:
+            group = self._group(wf, message)
+            if group is not None and message.event is not None:
+                return group, message.event.sequence_id
+        return None
+
     def _event(self, slot: tuple[str, int]) -> asyncio.Event:
         return self._done.setdefault(slot, asyncio.Event())
 
@@ -460,8 +468,7 @@ class Admissions:
         """:func:`admit`, after the admissions of the same key with lower sequence ids."""
         if not wf.flow:
             return "run"
-        group = self._group(wf, messages[0])
-        slot = None if group is None or messages[0].event is None else (group, messages[0].event.sequence_id)
+        slot = self._slot(wf, messages)
         try:
             for earlier in self._before.get(slot, []) if slot is not None else []:
                 await self._event(earlier).wait()
