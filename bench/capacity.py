@@ -20,6 +20,7 @@ from infra.local.stack import StackOptions
 from infra.metering import prices
 from infra.metering.capacity import (
     API_KEY,
+    FLOW_KEY,
     TIMER_SHARD,
     TOPIC_EVENTS,
     WORKFLOW_INDEX,
@@ -122,6 +123,19 @@ def measure(events: int = 200, waiting: int = 100) -> list[KeyLoad]:
                     TIMER_SHARD: ("wait", events),
                     API_KEY: ("request", events),
                     WORKFLOW_INDEX: ("run", events),
+                },
+            )
+
+            meter.reset()
+            requests = _publish_all(stack, capacity_app.THROTTLED_TOPIC, orders)
+            stack.drain()
+            found += key_loads(
+                f"throttled events of one key (throttle {capacity_app.THROTTLE})",
+                meter.calls,
+                {
+                    FLOW_KEY: ("event", events),
+                    TOPIC_EVENTS: ("event", events),
+                    API_KEY: ("request", requests),
                 },
             )
     return found

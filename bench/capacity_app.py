@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from polos import WorkflowContext, workflow
+from polos import EventPayload, WorkflowContext, workflow
 from polos.app import App
 from polos.definition import Workflow
 
@@ -12,6 +12,9 @@ from bench.workload import Shape, make_workflow
 
 ORDERS_TOPIC = "capacity/orders"
 PAYMENTS_TOPIC = "capacity/payments"
+THROTTLED_TOPIC = "capacity/throttled"
+# The busiest a throttled key can be: the largest limit over the shortest period, every event one key.
+THROTTLE = {"limit": 1000, "period": 1}
 WAIT_HOURS = 1
 
 
@@ -29,16 +32,21 @@ async def _sleep(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
     return "woke"
 
 
+async def _throttled(ctx: WorkflowContext, payload: EventPayload) -> str:
+    return payload.id
+
+
 async def _invoked(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
     return str(await ctx.step.run("work", lambda: "done"))
 
 
-_pay.__module__ = _sleep.__module__ = _invoked.__module__ = __name__
+_pay.__module__ = _sleep.__module__ = _invoked.__module__ = _throttled.__module__ = __name__
 WORKFLOWS: list[Workflow] = [
     make_workflow("capacity-orders", Shape(1, 1, False), ORDERS_TOPIC, __name__),
     workflow(id="capacity-pay")(_pay),
     workflow(id="capacity-sleep")(_sleep),
     workflow(id="capacity-invoked")(_invoked),
+    workflow(id="capacity-throttled", trigger_on_event=THROTTLED_TOPIC, throttle=THROTTLE)(_throttled),
 ]
 
 

@@ -9,16 +9,18 @@ import argparse
 import asyncio
 import json
 import sys
+import typing
 import urllib.error
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 from polos.client import ENV_API_KEY, ENV_API_URL, PolosClient
 from polos.errors import PolosAPIError
+from polos.runtime.status import RunStatus
 
 T = TypeVar("T")
 
-STATUSES = ("queued", "running", "waiting", "completed", "failed", "cancelled")
+STATUSES = typing.get_args(RunStatus)
 MAX_CELL = 60
 
 

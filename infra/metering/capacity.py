@@ -55,6 +55,8 @@ WAITERS = KeyClass("topic waiters (wait#)", "topic", TARGET_PER_SECOND)
 WORKFLOW_INDEX = KeyClass("workflow index (by_workflow)", "workflow", TARGET_PER_SECOND, spread=INDEX_SHARDS)
 API_KEY = KeyClass("API key item", "API key", TARGET_PER_SECOND, spread=REPLICAS)
 TIMER_SHARD = KeyClass("timer shard (timer#)", "all timers", None)
+# One item per workflow, option and key value (``flow#``): takes every admission of its key (DESIGN §1c).
+FLOW_KEY = KeyClass("flow-control key (flow#)", "flow-control key", None)
 RUN = KeyClass("run partition (run#)", "one run", None, shared=False)
 IDEMPOTENCY = KeyClass("Idempotency-Key record", "one request", None, shared=False)
 OTHER = KeyClass("other", "-", None)
@@ -68,6 +70,7 @@ CLASSES = {
         WORKFLOW_INDEX,
         API_KEY,
         TIMER_SHARD,
+        FLOW_KEY,
         RUN,
         IDEMPOTENCY,
         OTHER,
@@ -91,6 +94,7 @@ def key_class(use: PartitionUse) -> KeyClass:
         "id": TOPIC_CLIENT_IDS,
         "wait": WAITERS,
         "timer": TIMER_SHARD,
+        "flow": FLOW_KEY,
         "run": RUN,
     }
     return by_prefix.get(prefix, OTHER)

@@ -464,9 +464,10 @@ class ExecutionHandle(BaseModel):
             run = await api.get_run(self.id)
             if run["status"] == "completed":
                 return run["result"]
-            if run["status"] in ("failed", "cancelled"):
+            if run["status"] in ("failed", "cancelled", "skipped"):
                 error = run.get("error") or {}
-                kind = error.get("type", "RunCancelled" if run["status"] == "cancelled" else "Error")
+                default = "Error" if run["status"] == "failed" else f"Run{run['status'].capitalize()}"
+                kind = error.get("type", default)
                 raise WorkflowRunError(self.id, kind, error.get("message", f"run {run['status']}"))
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from polos import schedules, state
+from polos import flow_control, schedules, state
 from polos.aws import attempts
 from polos.errors import (
     InvalidTopicError,
@@ -69,6 +69,11 @@ class Workflow:
     run_timeout_seconds: int | None = None
     # ``ctx.state``'s model (``polos.WorkflowState``), started from ``initial_state`` or its defaults.
     state_schema: type[BaseModel] | None = None
+    # Event flow control (``polos.flow_control``): the options as given, normalised; ``flow`` parsed.
+    debounce: dict[str, Any] | None = None
+    throttle: dict[str, Any] | None = None
+    rate_limit: dict[str, Any] | None = None
+    flow: tuple[flow_control.FlowLimit, ...] = ()
     _payload_type: Any = field(default=None, repr=False)
     _adapter: TypeAdapter[Any] | None = field(default=None, repr=False)
     _result_adapter: TypeAdapter[Any] | None = field(default=None, repr=False)  # built on first use
@@ -274,6 +279,7 @@ def _define(
     max_attempts: int | None = None,
     run_timeout_seconds: int | None = None,
     state_schema: type[BaseModel] | None = None,
+    flow: dict[str, object] | None = None,
 ) -> Workflow:
     if not callable(fn):
         raise WorkflowDefinitionError(
@@ -316,6 +322,12 @@ def _define(
         if schedule is not True:
             parsed_schedule = schedules.parse(schedule, resolved_id)
     scheduled = schedulable or parsed_schedule is not None
+    triggered = topic is not None
+    limits = {
+        option: flow_control.parse(resolved_id, option, raw, event_triggered=triggered, batch=is_batch)
+        for option, raw in (flow or {}).items()
+    }
+    shown = {option: None if limit is None else limit.as_dict() for option, limit in limits.items()}
     payload_type = _payload_type(fn, resolved_id, is_batch, topic is not None, scheduled)
     wf = Workflow(
         fn=fn,
@@ -330,6 +342,10 @@ def _define(
         max_attempts=max_attempts,
         run_timeout_seconds=run_timeout_seconds,
         state_schema=schema,
+        debounce=shown.get("debounce"),
+        throttle=shown.get("throttle"),
+        rate_limit=shown.get("rate_limit"),
+        flow=tuple(limit for limit in limits.values() if limit is not None),
         _payload_type=payload_type,
         _adapter=None if payload_type is None else TypeAdapter(payload_type),
     )
@@ -353,6 +369,9 @@ def workflow(
     max_attempts: int | None = None,
     run_timeout_seconds: int | None = None,
     state_schema: type[BaseModel] | None = None,
+    debounce: dict[str, Any] | None = None,
+    throttle: dict[str, Any] | None = None,
+    rate_limit: dict[str, Any] | None = None,
 ) -> Callable[[Handler], Workflow]: ...
 
 
@@ -369,6 +388,9 @@ def workflow(
     max_attempts: int | None = None,
     run_timeout_seconds: int | None = None,
     state_schema: type[BaseModel] | None = None,
+    debounce: dict[str, Any] | None = None,
+    throttle: dict[str, Any] | None = None,
+    rate_limit: dict[str, Any] | None = None,
 ) -> Workflow | Callable[[Handler], Workflow]:
     """Declare a durable workflow: ``@workflow`` or ``@workflow(id=..., trigger_on_event=..., ...)``."""
     if fn is not None:
@@ -386,6 +408,7 @@ def workflow(
             max_attempts,
             run_timeout_seconds,
             state_schema,
+            {"debounce": debounce, "throttle": throttle, "rate_limit": rate_limit},
         )
 
     return decorate

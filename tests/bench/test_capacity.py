@@ -113,6 +113,7 @@ def test_a_query_partition_is_read_from_its_key_condition() -> None:
         ("b1-RunsTable", "by_workflow", "orders", capacity.WORKFLOW_INDEX),
         ("b1-RunsTable", None, "timer#3", capacity.TIMER_SHARD),
         ("b1-RunsTable", None, "run#abc", capacity.RUN),
+        ("b1-RunsTable", None, "flow#orders#throttle#0a1b", capacity.FLOW_KEY),
         ("b1-ApiKeysTable", None, "0123abcd", capacity.API_KEY),
         ("b1-IdempotencyTable", None, "publish#k", capacity.IDEMPOTENCY),
     ],

@@ -26,11 +26,13 @@ KEYED_SCHEDULE_FIELDS = ("id", "key", "cron", "timezone")
 class WorkflowMessage:
     """``kind="event"`` carries the stored event; ``kind="invoke"`` names a run created by the API;
     ``kind="resume"`` wakes run ``run_id`` waiting in step ``step``; ``kind="schedule"`` is a schedule's
-    firing at ``scheduled_time`` (EventBridge Scheduler fills it in). ``delay_seconds`` is not part of the
+    firing at ``scheduled_time`` (EventBridge Scheduler fills it in); ``kind="debounce"`` checks burst
+    ``step`` of the debounce state item ``run_id`` (see ``polos.runtime.event_flow``), and an ``event`` that
+    is ``released`` is the run a debounced burst starts. ``delay_seconds`` is not part of the
     body: it is the SQS delay the message is sent with (a timer's wake-up)."""
 
     workflow_id: str
-    kind: Literal["event", "invoke", "resume", "schedule"]
+    kind: Literal["event", "invoke", "resume", "schedule", "debounce"]
     event: EventItem | None = None
     run_id: str | None = None
     step: str | None = None
@@ -39,6 +41,7 @@ class WorkflowMessage:
     # workflow's own ``schedule=``).
     schedule: dict[str, str] | None = None
     delay_seconds: int = 0
+    released: bool = False
 
     def to_json(self) -> str:
         body: dict[str, Any] = {"v": MESSAGE_VERSION, "kind": self.kind, "workflow_id": self.workflow_id}
@@ -52,6 +55,8 @@ class WorkflowMessage:
             body["scheduled_time"] = self.scheduled_time
         if self.schedule is not None:
             body["schedule"] = self.schedule
+        if self.released:
+            body["released"] = True
         return json.dumps(body, separators=(",", ":"), ensure_ascii=True)
 
     @classmethod
@@ -69,11 +74,14 @@ class WorkflowMessage:
             raise ValueError("message body has no workflow_id")
         if kind == "event":
             event = EventItem.model_validate(body.get("event"))
-            return cls(workflow_id=workflow_id, kind="event", event=event)
+            released = body.get("released") is True
+            return cls(workflow_id=workflow_id, kind="event", event=event, released=released)
         if kind == "invoke" and isinstance(body.get("run_id"), str):
             return cls(workflow_id=workflow_id, kind="invoke", run_id=body["run_id"])
         if kind == "resume" and isinstance(body.get("run_id"), str) and isinstance(body.get("step"), str):
             return cls(workflow_id=workflow_id, kind="resume", run_id=body["run_id"], step=body["step"])
+        if kind == "debounce" and isinstance(body.get("run_id"), str) and isinstance(body.get("step"), str):
+            return cls(workflow_id=workflow_id, kind="debounce", run_id=body["run_id"], step=body["step"])
         if kind == "schedule" and isinstance(body.get("scheduled_time"), str):
             keyed = body.get("schedule")
             if keyed is not None and not (

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from polos.publish.events import EventRef
+from polos.runtime.status import TERMINAL
 from polos.runtime.status import RunStatus as RunStatus  # re-exported: the runtime imports it from here
 
 StepStatus = Literal["completed", "failed", "waiting"]
 TriggerType = Literal["event", "batch", "invoke", "schedule"]
-FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+FINISHED: frozenset[str] = TERMINAL
 # Error messages are cut to this many characters: a huge message must not push an item past 400 KB.
 MAX_ERROR_MESSAGE = 4000
 # DynamoDB's item limit is 400 KB. A run item keeps its payload and result inline while together they fit

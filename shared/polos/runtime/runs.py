@@ -24,7 +24,7 @@ from polos.aws.responses import RESPONSE_BUDGET_BYTES, wire_size
 from polos.publish.events import EventRef, EventStore
 from polos.publish.fanout import deliver
 from polos.publish.messages import WorkflowMessage
-from polos.runtime import batches
+from polos.runtime import batches, event_flow
 from polos.runtime.journal import (
     BY_WORKFLOW_INDEX,
     RESULT_SK,
@@ -165,6 +165,8 @@ def run_view(
     }
     if run.status == "waiting" and run.waiting_for_json is not None:
         view["waiting_for"] = WaitingFor.from_json(run.waiting_for_json).view()
+    elif (throttled := event_flow.waiting_view(run)) is not None:
+        view["waiting_for"] = throttled
     if run.parent is not None:
         view["parent_run_id"] = run.parent.run_id
     if run.state_json is not None or run.initial_state_json is not None:

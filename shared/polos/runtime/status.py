@@ -5,4 +5,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-RunStatus = Literal["queued", "running", "waiting", "completed", "failed", "cancelled"]
+RunStatus = Literal["queued", "running", "waiting", "completed", "failed", "cancelled", "skipped"]
+# The statuses a run never leaves (``skipped``: a rate limit gave the event no execution).
+TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled", "skipped"})

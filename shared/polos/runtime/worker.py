@@ -25,7 +25,7 @@ from polos.aws import observability, overload, settings
 from polos.payloads import EventItem
 from polos.publish.events import EventRef, EventStore
 from polos.publish.messages import WorkflowMessage
-from polos.runtime import batches, dead_letters, deferral, partial_batch
+from polos.runtime import batches, dead_letters, deferral, event_flow, partial_batch
 from polos.runtime.executor import Attempt, AttemptResult, execute
 from polos.runtime.journal import Acquired, Journal, scheduled_run_id
 from polos.runtime.records import ErrorInfo
@@ -148,6 +148,8 @@ class Invocation:
             self._parsed[message_id] = delivery
             if not delivery.exhausted:
                 self._shared.setdefault(delivery.work_key, []).append(delivery)
+        pending = [(each.workflow, each.message) for group in self._shared.values() for each in group]
+        self._flow = event_flow.Admissions(pending)  # debounce, throttle, rate limit: before the run
 
     async def process(self, record: dict[str, Any]) -> str:
         """The record handler: returns when the record is done with (or deferred), raises to leave it."""
@@ -205,6 +207,8 @@ class Invocation:
         of it, a redelivery) says how to run it, and each ``resume`` among them may wake it."""
         first = next((d for d in deliveries if d.message.kind != "resume"), deliveries[0])
         message, wf = first.message, first.workflow
+        if wf.flow and await self._flow.admit(wf, first.run_id, [d.message for d in deliveries]) == "done":
+            return set()
         final = any(delivery.final for delivery in deliveries)
         wakes = frozenset(d.message.step for d in deliveries if d.message.kind == "resume" and d.message.step)
         refs = [ref_of(message.event)] if message.event is not None else []

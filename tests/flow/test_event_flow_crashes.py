@@ -1,0 +1,117 @@
+"""Crash matrix of event flow control: the worker dies right after each AWS request of debouncing and
+throttling a key's events (the crash-matrix harness's ``Meter.crash_after``; the invocation's messages
+come back, the crashed attempt's lease lapses). Then: a debounced burst started exactly one run, with its
+last event; every throttled event started exactly once, never more than ``limit`` per ``period``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import flow_app
+import pytest
+from flow_app import DEBOUNCE_TOPIC, THROTTLE, THROTTLE_TOPIC, starts
+from helpers.crash_points import crash_points
+from polos.aws import settings
+from polos.testing import Stack, local_stack
+
+from infra.metering.meter import Call, Meter
+
+pytestmark = [pytest.mark.usefixtures("steady_requests"), pytest.mark.timeout(900)]
+ROUNDS = 8
+PROBE: list[str] = []  # the last lifecycle's requests, for the report
+MAX_POINTS = 60  # every request of the lifecycle up to this many (else an even spread of them)
+
+
+@pytest.fixture
+def stack() -> Iterator[Stack]:
+    flow_app.STARTS.clear()
+    with local_stack(flow_app.app(), max_attempts=25) as opened:  # each crash point uses its own key
+        yield opened
+
+
+def _timers(call: Call) -> bool:
+    """A request of the timers' sweep (every drain looks at its shards): not part of what is tested here."""
+    text = repr(call.params.get("Key") or call.params.get("ExpressionAttributeValues") or {})
+    return "timer#" in text or "timer-lease#" in text
+
+
+# The local event source mapping's own requests: the worker's are the crash points.
+MAPPING = {"ReceiveMessage", "DeleteMessageBatch", "GetQueueAttributes", "ChangeMessageVisibilityBatch"}
+
+
+def _counted(call: Call) -> bool:
+    return call.tag != "test" and not _timers(call) and call.operation not in MAPPING
+
+
+def lifecycle(
+    stack: Stack, topic: str, count: int, step: float, crash_at: int | None
+) -> tuple[list[str], int]:
+    """Publish ``count`` events of a fresh key, then drain and move the clock ``step`` s, ``ROUNDS`` times,
+    crashing the worker after request ``crash_at``; the events and the requests made."""
+    user = f"point-{crash_at}"
+    meter = Meter()
+    meter.attach(settings.dynamodb(), settings.sqs())
+    with meter.tag("test"):  # the publish is not a crash point: the worker's requests are
+        events = [e["id"] for e in stack.publish(topic, [{"data": {"user": user}}] * count)["events"]]
+    meter.reset()
+    meter.crash_after(crash_at, where=_counted)
+    for _ in range(ROUNDS):
+        stack.drain()  # a crashed invocation leaves its messages, delivered again (and its lease lapsed)
+        stack.advance(seconds=step)
+    made = len([call for call in meter.calls if _counted(call)])
+    PROBE[:] = [f"{call.service}.{call.operation}" for call in meter.calls if _counted(call)]
+    meter.detach()
+    assert not meter.crash_pending, f"no crash happened at request {crash_at}"
+    return events, made
+
+
+def check_debounced(stack: Stack, events: list[str], user: str) -> None:
+    assert [s["event"] for s in starts("debounced", user)] == [events[-1]], "one run, with the last event"
+    mine = [run for run in stack.runs("debounced") if set(run["trigger"]["event_ids"]) & set(events)]
+    assert [(run["trigger"]["event_ids"], run["status"]) for run in mine] == [([events[-1]], "completed")]
+    assert not stack.dead_letters("debounced")
+
+
+def check_throttled(stack: Stack, events: list[str], user: str) -> None:
+    started = starts("throttled", user)
+    assert set(s["event"] for s in started) == set(events), "every throttled event started"
+    # A crash may cut another record of the same invocation between its step's call and its journal write:
+    # that step is called again (at-least-once, DESIGN section 3). A run starts at its first call.
+    first: dict[str, float] = {}
+    for s in started:
+        first[s["event"]] = min(s["at"], first.get(s["event"], s["at"]))
+    times = sorted(first.values())
+    limit, period = THROTTLE["limit"], THROTTLE["period"]
+    crowded = [(a, b) for a, b in zip(times, times[limit:], strict=False) if b - a < period]
+    assert not crowded, f"more than {limit} starts within {period} s: {crowded}"
+    mine = [run for run in stack.runs("throttled") if set(run["trigger"]["event_ids"]) & set(events)]
+    assert sorted(e for run in mine for e in run["trigger"]["event_ids"]) == sorted(events), "a run each"
+    assert {run["status"] for run in mine} == {"completed"}
+    assert not stack.dead_letters("throttled")
+
+
+Check = Callable[[Stack, list[str], str], None]
+CASES: dict[str, tuple[str, int, float, Check]] = {
+    "debounce": (DEBOUNCE_TOPIC, 3, 11, check_debounced),
+    "throttle": (THROTTLE_TOPIC, 4, 5, check_throttled),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_crash_after_any_request_of_debouncing_or_throttling_loses_and_doubles_nothing(
+    stack: Stack, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    topic, count, step, check = CASES[case]
+    events, points = lifecycle(stack, topic, count, step, crash_at=None)
+    probe_points = list(PROBE)
+    check(stack, events, "point-None")
+    assert points >= 6, points
+    visited: list[Any] = []
+    for n in range(1, points + 1) if points <= MAX_POINTS else crash_points(points):
+        events, _ = lifecycle(stack, topic, count, step, crash_at=n)
+        check(stack, events, f"point-{n}")
+        visited.append(n)
+    with capsys.disabled():
+        print(f"\n{case}: {points} worker requests, crashed after each of {visited}")
+        print(f"requests: {probe_points}")
