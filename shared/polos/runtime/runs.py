@@ -23,7 +23,7 @@ from polos.aws.responses import RESPONSE_BUDGET_BYTES, wire_size
 from polos.publish.events import EventRef, EventStore
 from polos.publish.fanout import deliver
 from polos.publish.messages import WorkflowMessage
-from polos.runtime import batches
+from polos.runtime import attempts, batches
 from polos.runtime.journal import (
     BY_WORKFLOW_INDEX,
     RESULT_SK,
@@ -224,7 +224,10 @@ def get_run(run_id: str, step_key: str | None = None) -> dict[str, Any] | None:
         summary = run_view(loaded.run, members, [])
         summary["steps"] = [step_view(step, with_result=False) for step in loaded.steps]
         Journal().load_results(run_id, _held_results(summary, loaded.steps, RESPONSE_BUDGET_BYTES))
-        return run_view(loaded.run, members, loaded.steps)
+        view = run_view(loaded.run, members, loaded.steps)
+        run_item = next(item for item in items if item.get("sk", {}).get("S") == RUN_SK)
+        view["attempt_history"] = attempts.history(loaded.run, run_item, items)
+        return view
     if not valid_run_id(run_id):
         return None
     journal = Journal()
