@@ -8,7 +8,7 @@ from typing import Any
 from polos.app import App
 from polos.aws import settings
 from polos.aws.attempts import receive_limit
-from polos.publish.manifest import Manifest, WorkflowEntry
+from polos.publish.manifest import Manifest, WorkflowEntry, options_of, plain
 from polos.publish.messages import MAX_MESSAGE_BYTES
 from polos.schedules import Schedule
 
@@ -121,6 +121,7 @@ ROUTES: tuple[Route, ...] = (
     # The dashboard's static files: they hold no data, so the API function serves them without a key.
     Route("Dashboard", "GET", "/ui"),
     Route("DashboardAsset", "GET", "/ui/{asset}"),
+    Route("ListWorkflows", "GET", "/api/v1/workflows"),
     Route("ListDeadLetters", "GET", "/api/v1/workflows/{workflow_id}/dead-letters"),
     Route("RedriveDeadLetters", "POST", "/api/v1/workflows/{workflow_id}/dead-letters/redrive"),
 )
@@ -300,6 +301,7 @@ class WorkflowQueue:
     schedule: Schedule | None = None  # fired by an EventBridge Scheduler schedule onto this queue
     # ``@workflow(max_attempts=N)``: its queue's receive count is sized behind it; ``None``: the deployment's.
     max_attempts: int | None = None
+    options: dict[str, Any] = field(default_factory=dict, hash=False)  # shown by GET /api/v1/workflows
 
     def receive_limit(self, default_attempts: int) -> int:
         """The queue's ``maxReceiveCount`` when the deployment allows ``default_attempts`` executions."""
@@ -335,7 +337,15 @@ class AppModel:
     def manifest(self) -> Manifest:
         return Manifest(
             workflows={
-                q.workflow_id: WorkflowEntry(id=q.workflow_id, topic=q.topic, batch=q.batch)
+                q.workflow_id: WorkflowEntry(
+                    id=q.workflow_id,
+                    topic=q.topic,
+                    batch=q.batch,
+                    batch_size=q.batch_size,
+                    batch_window_seconds=q.batching_window_seconds,
+                    schedule=None if q.schedule is None else plain(q.schedule),
+                    options=q.options,
+                )
                 for q in self.queues
             }
         )
@@ -352,6 +362,7 @@ def build_model(app: App) -> AppModel:
             batching_window_seconds=wf.batch_timeout_seconds,
             schedule=wf.schedule,
             max_attempts=wf.max_attempts,
+            options=options_of(wf),
         )
         for wf in app
     )

@@ -64,14 +64,20 @@ def _start(api: Api, workflow_id: str, payload: dict[str, Any]) -> str:
     return str(answer.json["run_id"])
 
 
-def test_each_execution_is_listed_with_its_outcome_and_a_failed_one_with_its_traceback(urls: dict[str, str]) -> None:
+def test_each_execution_is_listed_with_its_outcome_and_a_failed_one_with_its_traceback(
+    urls: dict[str, str],
+) -> None:
     api = Api()
     run_id = _start(api, "ah-flaky", {"key": "a"})
     Pump(APP, urls).drain()
     run = api("GET", f"/api/v1/runs/{run_id}").json
     assert (run["status"], run["attempts"]) == ("completed", 3)
     history = run["attempt_history"]
-    assert [(a["attempt"], a["outcome"]) for a in history] == [(1, "retried"), (2, "retried"), (3, "completed")]
+    assert [(a["attempt"], a["outcome"]) for a in history] == [
+        (1, "retried"),
+        (2, "retried"),
+        (3, "completed"),
+    ]
     for entry in history:
         assert entry["started_at"] <= entry["finished_at"]
     assert history[0]["started_at"] < history[1]["started_at"] < history[2]["started_at"]
@@ -95,7 +101,10 @@ def test_a_traceback_is_cut_to_8_kb_keeping_the_innermost_frames(urls: dict[str,
     for error in errors:
         size = len(error["traceback"].encode())
         assert attempts.MAX_TRACEBACK_BYTES - 64 < size <= attempts.MAX_TRACEBACK_BYTES
-        assert error["traceback"].startswith("… (") and "RuntimeError: bottom of a deep stack" in error["traceback"]
+        assert (
+            error["traceback"].startswith("… (")
+            and "RuntimeError: bottom of a deep stack" in error["traceback"]
+        )
         assert "in _deep" in error["traceback"] and "in deep" not in error["traceback"]  # innermost kept
         assert len(error["message"]) <= attempts.MAX_SUMMARY_MESSAGE + 1
 

@@ -67,7 +67,9 @@ def outcome_of(status: str, error: ErrorInfo | None, uncounted: bool) -> str:
     return status
 
 
-def summary(run: RunRecord, status: str, error: ErrorInfo | None, uncounted: bool, now: str) -> AttemptSummary:
+def summary(
+    run: RunRecord, status: str, error: ErrorInfo | None, uncounted: bool, now: str
+) -> AttemptSummary:
     """The summary of the execution of ``run`` ending now (``run.updated_at`` is when its lease was taken)."""
     return AttemptSummary(run.attempts, run.updated_at, now, outcome_of(status, error, uncounted), error)
 
@@ -119,7 +121,14 @@ def history(run: RunRecord, run_item: dict[str, Any], items: list[dict[str, Any]
         entry = found.get(number)
         if entry is None:
             if number == run.attempts and run.status == "running":
-                shown.append({"attempt": number, "started_at": run.updated_at, "finished_at": None, "outcome": "running"})
+                shown.append(
+                    {
+                        "attempt": number,
+                        "started_at": run.updated_at,
+                        "finished_at": None,
+                        "outcome": "running",
+                    }
+                )
             else:
                 shown.append({"attempt": number, "started_at": None, "finished_at": None, "outcome": "lost"})
             continue

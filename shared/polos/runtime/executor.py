@@ -227,7 +227,9 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
         spent = retryable and final  # the message goes to the dead-letter queue
         pending = runner.take_pending()
         with contextlib.suppress(overload.InfrastructureThrottled):  # the run's outcome matters more
-            await asyncio.to_thread(journal.put_traceback, run.run_id, run.attempts, attempts.bounded_traceback(exc))
+            await asyncio.to_thread(
+                journal.put_traceback, run.run_id, run.attempts, attempts.bounded_traceback(exc)
+            )
         if not await _finish(journal, run, owner, ended, log, error=error, step=pending, dead_letter=spent):
             return AttemptResult("busy", run)
         if not final and run.status != "failed":  # failed anyway: its outcome could not be stored

@@ -33,8 +33,8 @@ from polos.aws import settings
 from polos.aws.chunking import get_all, query_all
 from polos.errors import RunLeaseLostError
 from polos.payloads import utc_iso
-from polos.runtime.attempts import AttemptSummary, traceback_sort_key
 from polos.publish.events import EventRef
+from polos.runtime.attempts import AttemptSummary, traceback_sort_key
 from polos.runtime.records import (
     FINISHED,
     RUN_ITEM_BUDGET,

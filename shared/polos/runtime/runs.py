@@ -341,8 +341,11 @@ def _with_results(runs: list[RunRecord]) -> None:
         run.result_json = None if item is None else item["result"]["S"]
 
 
-def _index_query(partition: str, before: _Entry | None, page_size: int) -> dict[str, Any]:
-    """The Query of one ``by_workflow`` partition's entries not newer than ``before``, newest first."""
+def _index_query(
+    partition: str, before: _Entry | None, page_size: int, after: str | None = None
+) -> dict[str, Any]:
+    """The Query of one ``by_workflow`` partition's entries not newer than ``before`` (nor older than
+    ``after``), newest first."""
     kwargs: dict[str, Any] = {
         "TableName": settings.get_settings().runs_table,
         "IndexName": BY_WORKFLOW_INDEX,
@@ -352,8 +355,12 @@ def _index_query(partition: str, before: _Entry | None, page_size: int) -> dict[
         "Limit": page_size,
     }
     if before is not None:
-        kwargs["KeyConditionExpression"] += " AND created_at <= :before"
         kwargs["ExpressionAttributeValues"][":before"] = {"S": before[0]}
+    if after is not None:
+        kwargs["ExpressionAttributeValues"][":after"] = {"S": after}
+    bounds = {(True, False): " AND created_at <= :before", (False, True): " AND created_at >= :after"}
+    bounds[(True, True)] = " AND created_at BETWEEN :after AND :before"
+    kwargs["KeyConditionExpression"] += bounds.get((before is not None, after is not None), "")
     return kwargs
 
 
@@ -378,18 +385,28 @@ def _index_entries(query: dict[str, Any], first: Future[Any], before: _Entry | N
         page = settings.dynamodb().query(**query)
 
 
-def list_runs(workflow_ids: list[str], status: RunStatus | None, limit: int, cursor: str | None) -> RunPage:
+def list_runs(
+    workflow_ids: list[str],
+    status: RunStatus | None,
+    limit: int,
+    cursor: str | None,
+    created_after: str | None = None,
+    created_before: str | None = None,
+) -> RunPage:
     """One page of the runs of ``workflow_ids``, newest first (``InvalidCursorError`` on a bad cursor).
 
     Every index partition of every workflow (:func:`~polos.runtime.journal.index_partitions`) is read as
     a stream, newest first (their first pages at once), and the streams are merged; runs are fetched a page
     of entries at a time and the status filter applied after the fetch, until the page is full or every
     stream is spent. The cursor is the last entry the page went past: the next page takes the entries
-    older than it.
+    older than it. ``created_after``/``created_before`` (timestamps as the runs show them) bound the index
+    Queries themselves: a time range reads only its entries.
     """
     before = _decode_cursor(cursor) if cursor else None
+    if created_before is not None and (before is None or (created_before, "\uffff") < before):
+        before = (created_before, "\uffff")  # inclusive: every run id sorts before it
     queries = [
-        _index_query(partition, before, limit + 1)
+        _index_query(partition, before, limit + 1, created_after)
         for workflow_id in workflow_ids
         for partition in index_partitions(workflow_id)
     ]
