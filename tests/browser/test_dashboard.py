@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 from helpers.dev_process import ROOT, DevProcess, clean_env, get_json
+from polos.app import load_app
 
 pytestmark = pytest.mark.e2e
 
 WAIT_SECONDS = 60
+UI_APP_IDS = sorted(wf.id for wf in load_app(str(ROOT / "tests" / "browser" / "apps" / "ui_app.py")))
 XSS = "<img src=x onerror=window.__xss=1>"
 # `make screenshot` sets it to docs/dashboard.png; otherwise the screenshot goes to the test's tmp dir.
 SCREENSHOT_ENV = "POLOS_SCREENSHOT"
@@ -386,13 +388,22 @@ def test_a_read_key_sees_runs_and_is_offered_no_action(browser: Any, ui_server: 
         wait(browser, lambda b: not key_dialog_open(b), "the read key to be accepted")
         wait(browser, lambda b: row_status(b, run["run_id"]) == "waiting", "the run listed")
         assert css(browser, "#scope")[0].text == "read key · view only"
-        assert _nav_hidden(browser, "dead-letters") and not _nav_hidden(browser, "events")
+        assert not _nav_hidden(browser, "dead-letters") and not _nav_hidden(browser, "events")
+        assert not css(browser, "#open-run")[0].is_displayed() and not css(browser, "#open-publish")[0].is_displayed()
 
         css(browser, f"a.row-link[data-k='run:{run['run_id']}']")[0].click()
         wait(browser, lambda b: _badge(b) == "waiting" and css(b, "#payload"), "the run's page")
         assert css(browser, "#cancel-run") == [] and css(browser, "#resume-run") == []
+        assert css(browser, "#rerun-run") == [] and css(browser, ".rerun-step") == []
+        assert "An admin key can resume it." in css(browser, "#wait-box")[0].text
 
-        browser.get(f"{ui_server.url}/ui#/dead-letters")
+        browser.get(f"{ui_server.url}/ui#/dead-letters")  # every workflow's count: a read key sees them
+        wait(browser, lambda b: css(b, "a.row-link[data-k='dl:ui-echo']"), "the dead letters' counts")
+        assert css(browser, "button.redrive") == []
+        browser.get(f"{ui_server.url}/ui#/workflows")
+        wait(browser, lambda b: css(b, "a.row-link[data-k='wf:ui-echo']"), "the workflows")
+        assert css(browser, "button.run-wf") == []
+        browser.get(f"{ui_server.url}/ui#/dead-letters?workflow_id=ui-echo")
         wait(
             browser,
             lambda b: "Dead letters need an admin key." in css(b, "#main")[0].text,

@@ -48,7 +48,17 @@ async def deep(ctx: WorkflowContext, payload: dict[str, Any]) -> None:
     _deep(300)
 
 
-APP = App("attempt-history", [flaky, deep])
+seen_while_running: list[Any] = []
+
+
+@workflow(id="ah-look")
+async def look(ctx: WorkflowContext, payload: dict[str, Any]) -> None:
+    from polos.runtime import runs
+
+    seen_while_running.append(runs.get_run(ctx.run_id))
+
+
+APP = App("attempt-history", [flaky, deep, look])
 
 
 @pytest.fixture
@@ -142,3 +152,13 @@ def test_the_run_item_keeps_the_last_executions_only_and_an_ending_costs_no_extr
         )
     history = api("GET", f"/api/v1/runs/{run_id}").json["attempt_history"]
     assert [a["attempt"] for a in history] == list(range(7, 17))
+
+
+def test_a_running_execution_is_shown_running(urls: dict[str, str]) -> None:
+    seen_while_running.clear()
+    run_id = _start(Api(), "ah-look", {})
+    Pump(APP, urls).drain()
+    [view] = seen_while_running
+    assert view["status"] == "running"
+    assert [(a["attempt"], a["outcome"], a["finished_at"]) for a in view["attempt_history"]] == [(1, "running", None)]
+    assert Api()("GET", f"/api/v1/runs/{run_id}").json["attempt_history"][0]["outcome"] == "completed"

@@ -117,7 +117,7 @@ def history(run: RunRecord, run_item: dict[str, Any], items: list[dict[str, Any]
         return []  # never executed, or stored before attempt summaries were
     first = max(run.attempts - KEPT + 1, 1)
     shown: list[dict[str, Any]] = []
-    for number in range(first, max(max(found), run.attempts) + 1):
+    for number in range(first, max([*found, run.attempts]) + 1):
         entry = found.get(number)
         if entry is None:
             if number == run.attempts and run.status == "running":

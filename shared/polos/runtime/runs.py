@@ -96,6 +96,8 @@ def step_view(step: StepRecord, with_result: bool = True) -> dict[str, Any]:
         view["finished_at"] = None
         if step.wait_json is not None:
             view["waiting_for"] = WaitingFor.from_json(step.wait_json).view()
+        if step.result_json is not None:  # what a suspend shows while it waits (its ``data``)
+            view["data"] = _json_or_none(step.result_json)
     else:
         view["error"] = (
             None if step.error is None else {"type": step.error.type, "message": step.error.message}
@@ -227,6 +229,8 @@ def get_run(run_id: str, step_key: str | None = None) -> dict[str, Any] | None:
         view = run_view(loaded.run, members, loaded.steps)
         run_item = next(item for item in items if item.get("sk", {}).get("S") == RUN_SK)
         view["attempt_history"] = attempts.history(loaded.run, run_item, items)
+        if loaded.run.dead_letter:  # its message is in the workflow's dead-letter queue (redrive reruns it)
+            view["dead_lettered"] = True
         return view
     if not valid_run_id(run_id):
         return None
