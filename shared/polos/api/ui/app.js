@@ -113,6 +113,7 @@
     const kind = el.dataset.tick;
     if (kind === "dur") return duration(now - Number(el.dataset.from));
     const at = Number(el.dataset.at);
+    if (kind === "stamp") return `${el.dataset.clock} · ${relative(at, now)}`;
     const prefix = el.dataset.prefix ? `${el.dataset.prefix} ` : "";
     if (at <= now && el.dataset.past) return el.dataset.past;
     return prefix + relative(at, now);
@@ -132,8 +133,7 @@
   function stamp(iso) {
     const t = ms(iso);
     if (Number.isNaN(t)) return h("span", { class: "muted" }, "—");
-    return h("time", { datetime: iso, title: new Date(t).toISOString(), class: "num" },
-      `${time(iso)} ${ZONE} · `, ticking("span", { class: "muted" }, { tick: "rel", at: String(t) }));
+    return ticking("time", { datetime: iso, title: iso, class: "num" }, { tick: "stamp", at: String(t), clock: `${time(iso)} ${ZONE}` });
   }
 
   // How long a run has lasted: ticking while it is not finished.
@@ -402,16 +402,24 @@
   // A table whose rows are wholly clickable (each row's first link is where it goes); on a phone every
   // cell becomes a labelled line (style.css, data-label).
   function table(cls, columns, rows) {
-    const body = h("tbody", {});
+    const body = document.createElement("tbody");
     for (const row of rows) {
-      const tr = h("tr", { class: "clickable" }, row.map((cell, i) => h("td", { "data-label": columns[i] }, cell)));
-      tr.addEventListener("click", (e) => {
-        if (e.target.closest("a, button, summary, input, select")) return;
-        const link = tr.querySelector("a.row-link");
-        if (link) location.hash = link.getAttribute("href");
+      const tr = document.createElement("tr");
+      tr.className = "clickable";
+      row.forEach((cell, i) => {
+        const td = document.createElement("td");
+        td.dataset.label = columns[i];
+        append(td, [cell]);
+        tr.append(td);
       });
       body.append(tr);
     }
+    body.addEventListener("click", (e) => {
+      if (e.target.closest("a, button, summary, input, select")) return;
+      const tr = e.target.closest("tr");
+      const link = tr && tr.querySelector("a.row-link");
+      if (link) location.hash = link.getAttribute("href");
+    });
     return h("table", { class: `grid ${cls}` }, h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col" }, c)))), body);
   }
 
@@ -470,11 +478,11 @@
         badge(run.status),
         h("a", { href: `#/runs/${enc(run.run_id)}`, "data-k": `run:${run.run_id}`, class: "row-link mono", title: run.run_id }, short(run.run_id)),
         run.workflow_id,
-        h("span", { class: "muted" }, run.parent_run_id ? "child run" : trigger.type === "invoke" ? "invoked" : trigger.type, events ? ` · ${events} event${events > 1 ? "s" : ""}` : ""),
-        why.length ? h("span", { class: "why" }, why) : h("span", { class: "muted" }, "—"),
+        `${run.parent_run_id ? "child run" : trigger.type === "invoke" ? "invoked" : trigger.type}${events ? ` · ${events} event${events > 1 ? "s" : ""}` : ""}`,
+        why.length ? h("span", { class: "why" }, why) : "—",
         stamp(run.created_at),
-        runDuration(run),
-        h("span", { class: "muted ellipsis" }, run.error ? `${run.error.type}: ${run.error.message}` : ""),
+        FINISHED.has(run.status) ? duration(ms(run.updated_at) - ms(run.created_at)) : runDuration(run),
+        run.error ? h("span", { class: "muted ellipsis" }, `${run.error.type}: ${run.error.message}`) : "",
       ];
     });
   }
@@ -552,7 +560,7 @@
     const extra = [];
     if (w && w.kind === "resume") extra.push(isAdmin() ? " Use “Resume…” to continue it with data." : " An admin key can resume it.");
     return h("div", { class: "panel wait-box", id: "wait-box" }, lead, words, extra,
-      step && step.data !== undefined ? h("details", { "data-k": `data:${run.run_id}`, open: true }, h("summary", {}, "Data shown with the wait"), h("pre", { id: "wait-data" }, json(step.data))) : null);
+      step && step.data !== undefined ? [h("div", { class: "muted" }, "Data shown with the wait:"), h("pre", { id: "wait-data" }, json(step.data))] : null);
   }
 
   // A completed wait_for_event step's result is the event: link it on its topic's page.
