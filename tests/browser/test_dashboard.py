@@ -155,9 +155,11 @@ def test_the_page_asks_for_the_key_and_shows_a_published_run_live(
     screenshot(browser, tmp_path)
 
 
-def screenshot(browser: Any, tmp_path: Path) -> None:
-    """The README's picture: a finished run's page on a laptop-sized window."""
-    target = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "dashboard.png")
+def screenshot(browser: Any, tmp_path: Path, name: str = "dashboard.png") -> None:
+    """A picture for the README (``make screenshot`` puts it next to docs/dashboard.png): by default a
+    finished run's page on a laptop-sized window."""
+    chosen = os.environ.get(SCREENSHOT_ENV)
+    target = Path(chosen).parent / name if chosen else tmp_path / name
     browser.execute_script("document.activeElement.blur(); window.scrollTo(0, 0)")
     assert browser.save_screenshot(str(target))
     png = target.read_bytes()
@@ -391,7 +393,10 @@ def test_a_read_key_sees_runs_and_is_offered_no_action(browser: Any, ui_server: 
         wait(browser, lambda b: row_status(b, run["run_id"]) == "waiting", "the run listed")
         assert css(browser, "#scope")[0].text == "read key · view only"
         assert not _nav_hidden(browser, "dead-letters") and not _nav_hidden(browser, "events")
-        assert not css(browser, "#open-run")[0].is_displayed() and not css(browser, "#open-publish")[0].is_displayed()
+        assert (
+            not css(browser, "#open-run")[0].is_displayed()
+            and not css(browser, "#open-publish")[0].is_displayed()
+        )
 
         css(browser, f"a.row-link[data-k='run:{run['run_id']}']")[0].click()
         wait(browser, lambda b: _badge(b) == "waiting" and css(b, "#payload"), "the run's page")

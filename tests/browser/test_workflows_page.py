@@ -4,6 +4,7 @@ you can act on, waits you can read, phones, the publish and run forms, and what 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from test_dashboard import (
     publish,
     row_status,
     run_of,
+    screenshot,
     send_key,
     wait,
 )
@@ -41,7 +43,7 @@ def _listed(browser: Any, prefix: str) -> list[str]:
 
 
 def test_a_fresh_tab_starts_on_every_workflow_and_the_filters_narrow_the_lists(
-    browser: Any, ui_server: DevProcess
+    browser: Any, ui_server: DevProcess, tmp_path: Path
 ) -> None:
     browser.get(f"{ui_server.url}/ui")
     browser.execute_script("sessionStorage.clear()")
@@ -50,11 +52,14 @@ def test_a_fresh_tab_starts_on_every_workflow_and_the_filters_narrow_the_lists(
     send_key(browser, ui_server.api_key)
     wait(browser, lambda b: sorted(_listed(b, "wf:")) == UI_APP_IDS, "every workflow of the app")
     assert "ui/orders" in _text(browser, "#workflows-content")  # its trigger
+    screenshot(browser, tmp_path, "dashboard-workflows.png")
 
     prefix = css(browser, "#wf-prefix")[0]
     prefix.send_keys("ui-w")
     wait(browser, lambda b: _listed(b, "wf:") == ["ui-wait"], "the prefix to narrow the list")
-    connect(browser, ui_server, "#/workflows")
+    from selenium.webdriver.common.keys import Keys
+
+    prefix.send_keys(*[Keys.BACKSPACE] * 4)  # as a user empties the field: the list follows each key
     wait(browser, lambda b: len(_listed(b, "wf:")) == len(UI_APP_IDS), "the whole list again")
     from selenium.webdriver.support.ui import Select
 
@@ -89,18 +94,28 @@ def test_a_fresh_tab_starts_on_every_workflow_and_the_filters_narrow_the_lists(
     connect(browser, ui_server, "#/dead-letters")
     wait(browser, lambda b: sorted(_listed(b, "dl:")) == UI_APP_IDS, "every workflow's dead letters")
     connect(browser, ui_server, "#/events")
-    wait(browser, lambda b: "topic:ui/orders" in json.dumps(_listed(b, "topic:ui/orders")) or css(b, "#topics"), "topics")
+    wait(
+        browser,
+        lambda b: "topic:ui/orders" in json.dumps(_listed(b, "topic:ui/orders")) or css(b, "#topics"),
+        "topics",
+    )
     topics = _listed(browser, "topic:")
     assert set(topics) == {
-        wf["trigger"]["topic"] for wf in get_json(ui_server, "/api/v1/workflows")["workflows"] if "topic" in wf["trigger"]
+        wf["trigger"]["topic"]
+        for wf in get_json(ui_server, "/api/v1/workflows")["workflows"]
+        if "topic" in wf["trigger"]
     }
 
 
 def test_a_failed_run_shows_its_attempts_traceback_and_dead_letter_and_redrive_completes_it(
-    browser: Any, ui_server: DevProcess
+    browser: Any, ui_server: DevProcess, tmp_path: Path
 ) -> None:
     event_id = publish(ui_server, "ui/flaky", {"card": "4242"})
-    wait(browser, lambda b: (run_of(ui_server, "ui-flaky", event_id) or {}).get("status") == "failed", "failure")
+    wait(
+        browser,
+        lambda b: (run_of(ui_server, "ui-flaky", event_id) or {}).get("status") == "failed",
+        "failure",
+    )
     run_id = run_of(ui_server, "ui-flaky", event_id)["run_id"]  # type: ignore[index]
     connect(browser, ui_server, f"#/runs/{run_id}")
     wait(browser, lambda b: css(b, "#attempts") and css(b, "#traceback"), "the attempts and the traceback")
@@ -108,6 +123,7 @@ def test_a_failed_run_shows_its_attempts_traceback_and_dead_letter_and_redrive_c
     assert "#1" in attempts and "failed" in attempts and "ConnectionError" in attempts
     traceback = browser.execute_script("return document.getElementById('traceback').textContent")
     assert "in _flaky_charge" in traceback and "ConnectionError: card network timed out" in traceback
+    screenshot(browser, tmp_path, "dashboard-failed-run.png")
 
     _click(browser, "#dead-letter-link")
     wait(browser, lambda b: css(b, f"li.focused[data-run='{run_id}']"), "the run's dead letter, highlighted")
@@ -124,7 +140,9 @@ def test_a_failed_run_shows_its_attempts_traceback_and_dead_letter_and_redrive_c
 def test_waits_read_at_a_glance_and_live_durations_tick(browser: Any, ui_server: DevProcess) -> None:
     event_id = publish(ui_server, "ui/wait", {})
     run = wait(browser, lambda b: run_of(ui_server, "ui-wait", event_id), "the run")
-    wait(browser, lambda b: get_json(ui_server, f"/api/v1/runs/{run['run_id']}")["status"] == "waiting", "wait")
+    wait(
+        browser, lambda b: get_json(ui_server, f"/api/v1/runs/{run['run_id']}")["status"] == "waiting", "wait"
+    )
     connect(browser, ui_server, "#/runs?workflow_id=ui-wait")
 
     def cell(b: Any, column: int) -> str:
@@ -163,7 +181,11 @@ def test_parent_and_child_runs_and_the_event_a_wait_got_link_each_other(
     browser: Any, ui_server: DevProcess
 ) -> None:
     event_id = publish(ui_server, "ui/parent", {})
-    wait(browser, lambda b: (run_of(ui_server, "ui-parent", event_id) or {}).get("status") == "completed", "parent")
+    wait(
+        browser,
+        lambda b: (run_of(ui_server, "ui-parent", event_id) or {}).get("status") == "completed",
+        "parent",
+    )
     parent = run_of(ui_server, "ui-parent", event_id)
     assert parent is not None
     connect(browser, ui_server, f"#/runs/{parent['run_id']}")
@@ -174,7 +196,11 @@ def test_parent_and_child_runs_and_the_event_a_wait_got_link_each_other(
     assert css(browser, "a.parent-link")[0].get_attribute("href").endswith(f"#/runs/{parent['run_id']}")
 
     waiting_event = publish(ui_server, "ui/await", {})
-    wait(browser, lambda b: (run_of(ui_server, "ui-await", waiting_event) or {}).get("status") == "waiting", "w")
+    wait(
+        browser,
+        lambda b: (run_of(ui_server, "ui-await", waiting_event) or {}).get("status") == "waiting",
+        "w",
+    )
     approved = publish(ui_server, "ui/approved", {"by": "ada"})
     done = wait(
         browser,
@@ -190,25 +216,38 @@ def test_parent_and_child_runs_and_the_event_a_wait_got_link_each_other(
 
 @pytest.mark.parametrize("size", PHONES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_phone_widths_have_no_horizontal_scroll_and_every_action_in_reach(
-    browser: Any, ui_server: DevProcess, size: tuple[int, int]
+    browser: Any, ui_server: DevProcess, size: tuple[int, int], tmp_path: Path
 ) -> None:
     event_id = publish(ui_server, "ui/orders", {"order": "P-1", "amount": 1})
-    run = wait(browser, lambda b: (r := run_of(ui_server, "ui-orders", event_id)) and r["status"] == "completed" and r, "run")
+    run = wait(
+        browser,
+        lambda b: (r := run_of(ui_server, "ui-orders", event_id)) and r["status"] == "completed" and r,
+        "run",
+    )
     original = browser.get_window_size()
     try:
         browser.set_window_size(*size)
-        pages = ["#/workflows", "#/runs", f"#/runs/{run['run_id']}", "#/events?topic=ui/orders", "#/dead-letters"]
+        pages = [
+            "#/workflows",
+            "#/runs",
+            f"#/runs/{run['run_id']}",
+            "#/events?topic=ui/orders",
+            "#/dead-letters",
+        ]
         for page in pages:
             connect(browser, ui_server, page)
             wait(browser, lambda b: "Live" in _text(b, "#live"), f"{page} loaded")
             wait(browser, lambda b: css(b, "#main .panel"), f"{page}'s content")
-            width = browser.execute_script("return [document.scrollingElement.scrollWidth, window.innerWidth]")
+            width = browser.execute_script(
+                "return [document.scrollingElement.scrollWidth, window.innerWidth]"
+            )
             assert width[0] <= width[1], f"{page} at {size}: {width[0]} px wide in a {width[1]} px window"
             out = browser.execute_script(
-                "return [...document.querySelectorAll('header button:not([hidden]), header a, main button, main a,"
-                " main select, main input, .step-head')]"
+                "return [...document.querySelectorAll('header button:not([hidden]), header a, main button,"
+                " main a, main select, main input, .step-head')]"
                 ".filter(e => e.offsetParent !== null)"
-                ".filter(e => { const r = e.getBoundingClientRect(); return r.left < 0 || r.right > innerWidth + 0.5; })"
+                ".filter(e => { const r = e.getBoundingClientRect();"
+                " return r.left < 0 || r.right > innerWidth + 0.5; })"
                 ".map(e => e.id || e.className || e.textContent)"
             )
             assert out == [], f"{page} at {size}: cut or out of reach: {out}"
@@ -221,6 +260,8 @@ def test_phone_widths_have_no_horizontal_scroll_and_every_action_in_reach(
             "return getComputedStyle(document.querySelector('.runs tbody td'), '::before').content"
         )
         assert label == '"Status"'
+        if size == PHONES[1]:
+            screenshot(browser, tmp_path, "dashboard-phone.png")
     finally:
         browser.set_window_size(original["width"], original["height"])
 
@@ -284,10 +325,13 @@ def test_queued_skipped_retrying_and_costed_runs_say_why_in_the_shared_component
           created_at: new Date().toISOString(), updated_at: new Date().toISOString(),
           trigger: {{type: 'event', event_ids: ['e1']}}}};
         const runs = [
-          {{...base, run_id: 'r1', status: 'queued', waiting_for: {{kind: 'concurrency', queue: 'payments', key: 'acme'}}}},
-          {{...base, run_id: 'r2', status: 'queued', waiting_for: {{kind: 'throttle', key: 'acme', until: {soon}}}}},
+          {{...base, run_id: 'r1', status: 'queued',
+            waiting_for: {{kind: 'concurrency', queue: 'payments', key: 'acme'}}}},
+          {{...base, run_id: 'r2', status: 'queued',
+            waiting_for: {{kind: 'throttle', key: 'acme', until: {soon}}}}},
           {{...base, run_id: 'r3', status: 'skipped'}},
-          {{...base, run_id: 'r4', status: 'waiting', waiting_for: {{step: 'pay', kind: 'retry', until: {soon}}}}},
+          {{...base, run_id: 'r4', status: 'waiting',
+            waiting_for: {{step: 'pay', kind: 'retry', until: {soon}}}}},
         ];
         const table = window.polosDashboard.runsTable(runs);
         return [...table.querySelectorAll('tbody tr')].map(tr => tr.children[4].textContent);

@@ -160,5 +160,7 @@ def test_a_running_execution_is_shown_running(urls: dict[str, str]) -> None:
     Pump(APP, urls).drain()
     [view] = seen_while_running
     assert view["status"] == "running"
-    assert [(a["attempt"], a["outcome"], a["finished_at"]) for a in view["attempt_history"]] == [(1, "running", None)]
+    assert [(a["attempt"], a["outcome"], a["finished_at"]) for a in view["attempt_history"]] == [
+        (1, "running", None)
+    ]
     assert Api()("GET", f"/api/v1/runs/{run_id}").json["attempt_history"][0]["outcome"] == "completed"

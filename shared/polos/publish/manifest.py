@@ -79,7 +79,7 @@ def plain(value: Any) -> Any:
         return [plain(item) for item in value]
     if isinstance(value, type):
         return value.__name__
-    if dataclasses.is_dataclass(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return plain(dataclasses.asdict(value))
     dump = getattr(value, "model_dump", None)
     return plain(dump(mode="json")) if callable(dump) else str(value)
