@@ -27,6 +27,7 @@
     afters: [], // events view: after_sequence_id of the pages before the current one
     after: 0,
     open: new Set(), // ids of <details> the user opened, kept open across refreshes
+    closed: new Set(), // ... and of those the user closed (a traceback is drawn open)
     renderMs: 0,
     runsHash: "#/runs", // the runs list last shown, to go back to from a run
     scope: sessionStorage.getItem(SCOPE), // null until the key's scope is known
@@ -364,8 +365,12 @@
     const started = performance.now();
     replace(target, draw(data));
     for (const el of target.querySelectorAll("details[data-k]")) {
-      el.open = state.open.has(el.dataset.k);
-      el.addEventListener("toggle", () => (el.open ? state.open.add(el.dataset.k) : state.open.delete(el.dataset.k)));
+      const k = el.dataset.k;
+      if (state.open.has(k) || state.closed.has(k)) el.open = state.open.has(k); // else as drawn
+      el.addEventListener("toggle", () => {
+        (el.open ? state.open : state.closed).add(k);
+        (el.open ? state.closed : state.open).delete(k);
+      });
     }
     if (focused) {
       const again = target.querySelector(`[data-k="${CSS.escape(focused)}"]`);
