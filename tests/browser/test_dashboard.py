@@ -279,13 +279,12 @@ def test_render_time_at_a_thousand_runs(browser: Any, ui_server: DevProcess) -> 
         table.remove();
         return took;
     """
-    thousand = browser.execute_script(build, 1000)
-    page_of_100 = browser.execute_script(build, 100)
+    # The best of three: the machine's other load (2 shared cores) adds to a single measurement.
+    thousand = min(browser.execute_script(build, 1000) for _ in range(3))
+    page_of_100 = min(browser.execute_script(build, 100) for _ in range(3))
     print(f"\nruns table built and laid out: 100 rows {page_of_100:.0f} ms, 1,000 rows {thousand:.0f} ms")
     # Bounds with room for a loaded 2-core machine; typical figures are in docs/dashboard.md.
-    # Rows carry clock time, zone and a ticking relative time since issue 27 (~1.9 s for 1,000 rows at a
-    # load of 15 on 2 cores, against ~1.4 s before); a page shows at most 100.
-    assert page_of_100 < 500 and thousand < 2500
+    assert page_of_100 < 500 and thousand < 1500
     page = float(browser.execute_script("return document.body.dataset.renderMs || 'nan'"))
     assert page == page and page < 200  # the live page's last render (not NaN)
 
