@@ -65,9 +65,10 @@ soak: install
 chaos: install
 	POLOS_AWS_FAULTS=$${POLOS_AWS_FAULTS:-all} $(BIN)/pytest tests/reliability tests/waits tests/e2e -o timeout=1800
 
-# The README's picture of the dashboard (docs/dashboard.png), taken by its browser test.
+# The README's pictures of the dashboard (docs/dashboard*.png), taken by its browser tests.
 screenshot: install browser
-	POLOS_SCREENSHOT=$(CURDIR)/docs/dashboard.png $(BIN)/pytest tests/browser -k published_run_live
+	POLOS_SCREENSHOT=$(CURDIR)/docs/dashboard.png $(BIN)/pytest tests/browser \
+	  -k "published_run_live or fresh_tab or failed_run_shows or phone_widths"
 
 $(SAM_VENV)/.installed:
 	$(PYTHON) -m venv $(SAM_VENV)

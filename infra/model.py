@@ -8,7 +8,7 @@ from typing import Any
 from polos.app import App
 from polos.aws import settings
 from polos.aws.attempts import receive_limit
-from polos.publish.manifest import Manifest, WorkflowEntry
+from polos.publish.manifest import Manifest, WorkflowEntry, options_of, plain
 from polos.publish.messages import MAX_MESSAGE_BYTES
 from polos.schedules import Schedule
 
@@ -121,6 +121,7 @@ ROUTES: tuple[Route, ...] = (
     # The dashboard's static files: they hold no data, so the API function serves them without a key.
     Route("Dashboard", "GET", "/ui"),
     Route("DashboardAsset", "GET", "/ui/{asset}"),
+    Route("ListWorkflows", "GET", "/api/v1/workflows"),
     Route("ListDeadLetters", "GET", "/api/v1/workflows/{workflow_id}/dead-letters"),
     Route("RedriveDeadLetters", "POST", "/api/v1/workflows/{workflow_id}/dead-letters/redrive"),
 )
@@ -307,6 +308,7 @@ class WorkflowQueue:
     max_attempts: int | None = None
     # ``@workflow(state_schema=...)``: the API takes an ``initial_state`` for it (the manifest says so).
     state: bool = False
+    options: dict[str, Any] = field(default_factory=dict, hash=False)  # shown by GET /api/v1/workflows
 
     def receive_limit(self, default_attempts: int) -> int:
         """The queue's ``maxReceiveCount`` when the deployment allows ``default_attempts`` executions."""
@@ -343,7 +345,15 @@ class AppModel:
         return Manifest(
             workflows={
                 q.workflow_id: WorkflowEntry(
-                    id=q.workflow_id, topic=q.topic, batch=q.batch, state=q.state, schedulable=q.schedulable
+                    id=q.workflow_id,
+                    topic=q.topic,
+                    batch=q.batch,
+                    batch_size=q.batch_size,
+                    batch_window_seconds=q.batching_window_seconds,
+                    schedule=None if q.schedule is None else plain(q.schedule),
+                    options=q.options,
+                    state=q.state,
+                    schedulable=q.schedulable,
                 )
                 for q in self.queues
             }
@@ -363,6 +373,7 @@ def build_model(app: App) -> AppModel:
             schedulable=wf.schedulable,
             max_attempts=wf.max_attempts,
             state=wf.state_schema is not None,
+            options=options_of(wf),
         )
         for wf in app
     )

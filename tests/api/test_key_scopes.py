@@ -32,6 +32,7 @@ ROUTES: dict[tuple[str, str], tuple[str, str, Any]] = {
         "/api/v1/runs/run_missing/resume",
         {"step_key": "s", "data": {}},
     ),
+    ("GET", "/api/v1/workflows"): (READ, "/api/v1/workflows", None),
     ("GET", "/api/v1/workflows/<workflow_id>/dead-letters"): (
         ADMIN,
         "/api/v1/workflows/create_user/dead-letters",

@@ -48,7 +48,7 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevProcess]:
             "--app",
             str(UI_APP.relative_to(ROOT)),
             "--visibility-timeout",
-            "2",
+            "20",  # an execution slowed by a loaded machine is not taken for a dead one (DeliveryExhausted)
             "--max-attempts",
             "1",  # one execution: a failing run fails at once and is dead-lettered
         )

@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 from helpers.dev_process import ROOT, DevProcess, clean_env, get_json
+from polos.app import load_app
 
 pytestmark = pytest.mark.e2e
 
 WAIT_SECONDS = 60
+UI_APP_IDS = sorted(wf.id for wf in load_app(str(ROOT / "tests" / "browser" / "apps" / "ui_app.py")))
 XSS = "<img src=x onerror=window.__xss=1>"
 # `make screenshot` sets it to docs/dashboard.png; otherwise the screenshot goes to the test's tmp dir.
 SCREENSHOT_ENV = "POLOS_SCREENSHOT"
@@ -153,9 +155,11 @@ def test_the_page_asks_for_the_key_and_shows_a_published_run_live(
     screenshot(browser, tmp_path)
 
 
-def screenshot(browser: Any, tmp_path: Path) -> None:
-    """The README's picture: a finished run's page on a laptop-sized window."""
-    target = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "dashboard.png")
+def screenshot(browser: Any, tmp_path: Path, name: str = "dashboard.png") -> None:
+    """A picture for the README (``make screenshot`` puts it next to docs/dashboard.png): by default a
+    finished run's page on a laptop-sized window."""
+    chosen = os.environ.get(SCREENSHOT_ENV)
+    target = Path(chosen).parent / name if chosen else tmp_path / name
     browser.execute_script("document.activeElement.blur(); window.scrollTo(0, 0)")
     assert browser.save_screenshot(str(target))
     png = target.read_bytes()
@@ -275,8 +279,9 @@ def test_render_time_at_a_thousand_runs(browser: Any, ui_server: DevProcess) -> 
         table.remove();
         return took;
     """
-    thousand = browser.execute_script(build, 1000)
-    page_of_100 = browser.execute_script(build, 100)
+    # The best of three: the machine's other load (2 shared cores) adds to a single measurement.
+    thousand = min(browser.execute_script(build, 1000) for _ in range(3))
+    page_of_100 = min(browser.execute_script(build, 100) for _ in range(3))
     print(f"\nruns table built and laid out: 100 rows {page_of_100:.0f} ms, 1,000 rows {thousand:.0f} ms")
     # Bounds with room for a loaded 2-core machine; typical figures are in docs/dashboard.md.
     assert page_of_100 < 500 and thousand < 1500
@@ -386,13 +391,25 @@ def test_a_read_key_sees_runs_and_is_offered_no_action(browser: Any, ui_server: 
         wait(browser, lambda b: not key_dialog_open(b), "the read key to be accepted")
         wait(browser, lambda b: row_status(b, run["run_id"]) == "waiting", "the run listed")
         assert css(browser, "#scope")[0].text == "read key · view only"
-        assert _nav_hidden(browser, "dead-letters") and not _nav_hidden(browser, "events")
+        assert not _nav_hidden(browser, "dead-letters") and not _nav_hidden(browser, "events")
+        assert (
+            not css(browser, "#open-run")[0].is_displayed()
+            and not css(browser, "#open-publish")[0].is_displayed()
+        )
 
         css(browser, f"a.row-link[data-k='run:{run['run_id']}']")[0].click()
         wait(browser, lambda b: _badge(b) == "waiting" and css(b, "#payload"), "the run's page")
         assert css(browser, "#cancel-run") == [] and css(browser, "#resume-run") == []
+        assert css(browser, "#rerun-run") == [] and css(browser, ".rerun-step") == []
+        assert "An admin key can resume it." in css(browser, "#wait-box")[0].text
 
-        browser.get(f"{ui_server.url}/ui#/dead-letters")
+        browser.get(f"{ui_server.url}/ui#/dead-letters")  # every workflow's count: a read key sees them
+        wait(browser, lambda b: css(b, "a.row-link[data-k='dl:ui-echo']"), "the dead letters' counts")
+        assert css(browser, "button.redrive") == []
+        browser.get(f"{ui_server.url}/ui#/workflows")
+        wait(browser, lambda b: css(b, "a.row-link[data-k='wf:ui-echo']"), "the workflows")
+        assert css(browser, "button.run-wf") == []
+        browser.get(f"{ui_server.url}/ui#/dead-letters?workflow_id=ui-echo")
         wait(
             browser,
             lambda b: "Dead letters need an admin key." in css(b, "#main")[0].text,

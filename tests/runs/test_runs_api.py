@@ -91,10 +91,11 @@ def test_invoking_answers_202_with_a_queued_run_that_the_worker_completes(api: A
         "updated_at": started["created_at"],
         "trigger": {"type": "invoke", "event_ids": []},
         "steps": [],
+        "attempt_history": [],
     }
     pump.drain()
     run = api("GET", f"/api/v1/runs/{started['run_id']}").json
-    assert list(run) == [*RUN_KEYS, "steps"]
+    assert list(run) == [*RUN_KEYS, "steps", "attempt_history"]
     assert (run["status"], run["attempts"], run["error"]) == ("completed", 1, None)
     assert run["result"]["loud"] == "HI"
     assert [(s["key"], s["status"], s["attempts"]) for s in run["steps"]] == [

@@ -83,7 +83,8 @@ def test_check_fails_with_a_diff_after_batch_size_changes(project: Path, capsys:
     captured = capsys.readouterr()
     assert "--- template.yaml (checked in)\n+++ template.yaml (rendered)" in captured.out
     assert "-      BatchSize: 5\n+      BatchSize: 7\n" in captured.out
-    assert MANIFEST_PATH not in captured.out  # batch size is not in the manifest
+    # The manifest carries the batch size too: GET /api/v1/workflows shows it from there.
+    assert f"--- {MANIFEST_PATH} (checked in)" in captured.out and '+      "batch_size": 7,' in captured.out
     assert "stale; run `polos template`" in captured.err
     assert (project / TEMPLATE_PATH).read_text() == rendered  # --check writes nothing
 

@@ -43,6 +43,7 @@ from polos.api.events import router as events_router
 from polos.api.recovery import router as recovery_router
 from polos.api.runs import router as runs_router
 from polos.api.schedules import router as schedules_router
+from polos.api.workflows import router as workflows_router
 from polos.aws import observability, overload
 from polos.errors import InvalidTopicError
 from polos.publish.idempotency import IdempotencyConflictError
@@ -80,6 +81,7 @@ app.include_router(events_router)
 app.include_router(runs_router)
 app.include_router(recovery_router)
 app.include_router(dead_letters_router)
+app.include_router(workflows_router)
 app.include_router(dashboard.router)
 app.include_router(keys.router)
 app.include_router(schedules_router)

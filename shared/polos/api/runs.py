@@ -7,6 +7,7 @@ against the handler's annotation by the worker (an invalid payload fails the run
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -20,6 +21,7 @@ from polos.publish import idempotency, manifest
 from polos.publish.fanout import FanoutError
 from polos.runtime.status import RunStatus
 from polos.state import MAX_STATE_BYTES
+from polos.timestamps import utc_iso
 
 if TYPE_CHECKING:
     from polos.runtime.records import RunRecord
@@ -163,16 +165,29 @@ def list_runs(
     status: Annotated[RunStatus | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
     cursor: Annotated[str | None, Query(min_length=1, max_length=100_000)] = None,
+    workflow_prefix: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    created_after: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    created_before: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
 ) -> dict[str, Any]:
-    """A page of runs, newest first; ``next_cursor`` continues it."""
+    """A page of runs, newest first; ``next_cursor`` continues it. ``workflow_prefix``: the runs of the
+    workflows whose id starts with it; ``created_after``/``created_before``: ISO 8601 times, inclusive."""
     from polos.definition import WORKFLOW_ID
     from polos.runtime import runs
 
     if workflow_id is not None and not WORKFLOW_ID.fullmatch(workflow_id):
         raise ValidationFailed(f"workflow_id {workflow_id!r} is not a workflow id")
     workflow_ids = [workflow_id] if workflow_id is not None else sorted(manifest.current().workflows)
+    if workflow_prefix is not None:
+        workflow_ids = [wf for wf in workflow_ids if wf.startswith(workflow_prefix)]
     try:
-        page = runs.list_runs(workflow_ids, status, limit, cursor)
+        page = runs.list_runs(
+            workflow_ids,
+            status,
+            limit,
+            cursor,
+            _instant("created_after", created_after),
+            _instant("created_before", created_before),
+        )
     except runs.InvalidCursorError as exc:
         raise ValidationFailed(str(exc)) from None
     for run in page.runs:
@@ -180,6 +195,21 @@ def list_runs(
         if cost is not None:
             run["cost"] = cost
     return {"runs": page.runs, "next_cursor": page.next_cursor}
+
+
+def _instant(name: str, text: str | None) -> str | None:
+    """An ISO 8601 time with its zone as the runs store it (``...Z``); ``400`` naming ``name`` otherwise."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ValidationFailed(
+            f"{name}: {text!r} is not an ISO 8601 time with a zone (e.g. 2026-01-31T09:00:00Z)"
+        )
+    return utc_iso(moment.astimezone(UTC))
 
 
 @router.get("/api/v1/executions/<execution_id>")

@@ -6,15 +6,30 @@ from its package (``POLOS_MANIFEST_PATH``), so hundreds of workflows cost a file
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from polos.aws import settings
 
 MANIFEST_VERSION = 1
+# The options of ``@workflow`` that ``GET /api/v1/workflows`` shows (CONTRACTS: queues, flow control, runs),
+# read with ``getattr(workflow, name, None)``: an option this version does not have is simply not shown.
+OPTION_NAMES = (
+    "queue",
+    "concurrency_key",
+    "max_concurrency",
+    "debounce",
+    "throttle",
+    "rate_limit",
+    "run_timeout_seconds",
+    "state_schema",
+    "max_attempts",
+)
 
 
 @dataclass(frozen=True)
@@ -27,6 +42,62 @@ class WorkflowEntry:
     # It has a ``state_schema`` (an ``initial_state`` is refused for a workflow without one).
     state: bool = False
     schedulable: bool = False  # ``@workflow(schedule=True)``: schedules may be made for it at run time
+    batch_size: int = 1
+    batch_window_seconds: int | None = None
+    schedule: dict[str, Any] | None = field(default=None, hash=False)  # {"cron", "timezone"}
+    options: dict[str, Any] = field(default_factory=dict, hash=False)  # of OPTION_NAMES, those set
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's entry: the keys beyond ``topic`` and ``batch`` only when they are not defaults."""
+        body: dict[str, Any] = {"topic": self.topic, "batch": self.batch}
+        if self.batch:
+            body |= {"batch_size": self.batch_size, "batch_window_seconds": self.batch_window_seconds}
+        if self.schedule is not None:
+            body["schedule"] = self.schedule
+        if self.options:
+            body["options"] = self.options
+        if self.state:
+            body["state"] = True
+        if self.schedulable:
+            body["schedulable"] = True
+        return body
+
+    @classmethod
+    def from_dict(cls, wf_id: str, entry: Mapping[str, Any]) -> WorkflowEntry:
+        return cls(
+            id=wf_id,
+            topic=entry["topic"],
+            batch=bool(entry["batch"]),
+            batch_size=int(entry.get("batch_size", 1)),
+            batch_window_seconds=entry.get("batch_window_seconds"),
+            schedule=entry.get("schedule"),
+            options=dict(entry.get("options") or {}),
+            state=bool(entry.get("state")),
+            schedulable=bool(entry.get("schedulable", False)),
+        )
+
+
+def plain(value: Any) -> Any:
+    """``value`` as JSON data: mappings, sequences, dataclasses and pydantic models by their fields, a class
+    (a state schema) by its name, anything else by ``str``."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, Mapping):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [plain(item) for item in value]
+    if isinstance(value, type):
+        return value.__name__
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return plain(dataclasses.asdict(value))
+    dump = getattr(value, "model_dump", None)
+    return plain(dump(mode="json")) if callable(dump) else str(value)
+
+
+def options_of(workflow: object) -> dict[str, Any]:
+    """The :data:`OPTION_NAMES` ``workflow`` has and sets (not ``None``), as JSON data."""
+    found = {name: getattr(workflow, name, None) for name in OPTION_NAMES}
+    return {name: plain(value) for name, value in found.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -42,15 +113,7 @@ class Manifest:
     def to_json(self) -> str:
         body = {
             "version": MANIFEST_VERSION,
-            "workflows": {
-                wf_id: {
-                    "topic": wf.topic,
-                    "batch": wf.batch,
-                    **({"state": True} if wf.state else {}),
-                    **({"schedulable": True} if wf.schedulable else {}),
-                }
-                for wf_id, wf in sorted(self.workflows.items())
-            },
+            "workflows": {wf_id: wf.to_dict() for wf_id, wf in sorted(self.workflows.items())},
         }
         return json.dumps(body, indent=2, sort_keys=True) + "\n"
 
@@ -61,14 +124,7 @@ class Manifest:
             raise ValueError(f"unsupported manifest version {raw.get('version')!r}")
         return cls(
             workflows={
-                wf_id: WorkflowEntry(
-                    id=wf_id,
-                    topic=entry["topic"],
-                    batch=bool(entry["batch"]),
-                    state=bool(entry.get("state")),
-                    schedulable=bool(entry.get("schedulable", False)),
-                )
-                for wf_id, entry in raw["workflows"].items()
+                wf_id: WorkflowEntry.from_dict(wf_id, entry) for wf_id, entry in raw["workflows"].items()
             }
         )
 

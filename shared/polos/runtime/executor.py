@@ -19,8 +19,8 @@ from polos.context import WorkflowContext
 from polos.errors import NonRetryableError, RunLeaseLostError
 from polos.publish import waiters
 from polos.publish.events import EventRef
-from polos.runtime import clock, control, dead_letters, deadline, retention, steps, timers
-from polos.runtime.journal import Acquired, Item, Journal
+from polos.runtime import attempts, clock, control, dead_letters, deadline, retention, steps, timers
+from polos.runtime.journal import Acquired, Item, Journal, now_iso
 from polos.runtime.records import ErrorInfo, LoadedRun, RunRecord, RunStatus, StepRecord, TriggerType
 from polos.runtime.runs import stored_payload
 from polos.runtime.steps import StepRunner, lease_margin
@@ -241,6 +241,10 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
         ended: Literal["failed", "queued"] = "failed" if final else "queued"
         spent = retryable and final  # the message goes to the dead-letter queue
         pending, saved = runner.take_pending(), _saved_state(ctx, log)
+        with contextlib.suppress(overload.InfrastructureThrottled):  # the run's outcome matters more
+            await asyncio.to_thread(
+                journal.put_traceback, run.run_id, run.attempts, attempts.bounded_traceback(exc)
+            )
         if not await _finish(
             journal, run, owner, ended, log, error=error, step=pending, dead_letter=spent, state_json=saved
         ):
@@ -465,6 +469,7 @@ async def _finish(
             kept_until=kept_until,
             uncounted=uncounted,
             state_json=state_json,
+            attempt=attempts.summary(run, status, error, uncounted, now_iso()),
         )
 
     cancel_asked = False

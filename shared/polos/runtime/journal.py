@@ -34,6 +34,7 @@ from polos.aws.chunking import get_all, query_all
 from polos.errors import RunLeaseLostError
 from polos.payloads import utc_iso
 from polos.publish.events import EventRef
+from polos.runtime.attempts import AttemptSummary, traceback_sort_key
 from polos.runtime.records import (
     FINISHED,
     RUN_ITEM_BUDGET,
@@ -693,6 +694,7 @@ class Journal:
         kept_until: int | None = None,
         uncounted: bool = False,
         state_json: str | None = None,
+        attempt: AttemptSummary | None = None,
     ) -> bool:
         """End this attempt: ``completed``/``failed``/``cancelled`` for good, ``queued`` to retry, or
         ``waiting`` (with ``waiting_for_json``) until a wake-up. Returns whether a cancel was asked for
@@ -716,6 +718,8 @@ class Journal:
 
         ``state_json``: ``ctx.state`` as the attempt left it (``state_schema`` workflows), saved with the
         outcome.
+
+        ``attempt``: this execution's summary, kept in the run item (see :mod:`polos.runtime.attempts`).
         """
         values: dict[str, AttributeValueTypeDef] = {
             ":status": {"S": status},
@@ -766,6 +770,10 @@ class Journal:
                 names["#step"] = STEP_PREFIX + step.key
                 values[":step"] = _step_attribute(step)
                 assignments.append("#step = :step")
+        if attempt is not None:
+            names["#attempt"] = attempt.attribute
+            values[":attempt"] = {"S": attempt.to_json()}
+            assignments.append("#attempt = :attempt")
         given_back = ""
         if uncounted and "message_attempts" not in removals:
             values[":given_back"] = {"N": "-1"}
@@ -800,6 +808,18 @@ class Journal:
             if [reason.get("Code") for reason in reasons][:1] == ["ConditionalCheckFailed"]:
                 raise RunLeaseLostError(lost) from exc
             raise
+
+    def put_traceback(self, run_id: str, attempt: int, text: str) -> None:
+        """Keep a failed execution's (bounded) traceback in the run's partition, as long as the run."""
+        self._client.put_item(
+            TableName=self._table,
+            Item={
+                "pk": {"S": run_pk(run_id)},
+                "sk": {"S": traceback_sort_key(attempt)},
+                "traceback": {"S": text},
+                "expires_at": {"N": str(self.expires_at())},
+            },
+        )
 
     def cancel(self, run_id: str) -> tuple[RunRecord, bool] | None:
         """Cancel a run: ``queued``/``waiting`` become ``cancelled`` at once; a ``running`` one gets

@@ -24,7 +24,7 @@ from polos.aws.responses import RESPONSE_BUDGET_BYTES, wire_size
 from polos.publish.events import EventRef, EventStore
 from polos.publish.fanout import deliver
 from polos.publish.messages import WorkflowMessage
-from polos.runtime import batches, event_flow
+from polos.runtime import attempts, batches, event_flow
 from polos.runtime.journal import (
     BY_WORKFLOW_INDEX,
     RESULT_SK,
@@ -97,6 +97,8 @@ def step_view(step: StepRecord, with_result: bool = True) -> dict[str, Any]:
         view["finished_at"] = None
         if step.wait_json is not None:
             view["waiting_for"] = WaitingFor.from_json(step.wait_json).view()
+        if step.result_json is not None:  # what a suspend shows while it waits (its ``data``)
+            view["data"] = _json_or_none(step.result_json)
     else:
         view["error"] = (
             None if step.error is None else {"type": step.error.type, "message": step.error.message}
@@ -237,7 +239,12 @@ def get_run(run_id: str, step_key: str | None = None) -> dict[str, Any] | None:
         summary = run_view(loaded.run, members, [])
         summary["steps"] = [step_view(step, with_result=False) for step in loaded.steps]
         Journal().load_results(run_id, _held_results(summary, loaded.steps, RESPONSE_BUDGET_BYTES))
-        return run_view(loaded.run, members, loaded.steps)
+        view = run_view(loaded.run, members, loaded.steps)
+        run_item = next(item for item in items if item.get("sk", {}).get("S") == RUN_SK)
+        view["attempt_history"] = attempts.history(loaded.run, run_item, items)
+        if loaded.run.dead_letter:  # its message is in the workflow's dead-letter queue (redrive reruns it)
+            view["dead_lettered"] = True
+        return view
     if not valid_run_id(run_id):
         return None
     journal = Journal()
@@ -365,12 +372,12 @@ def _index_query(
         "Limit": page_size,
     }
     if before is not None:
-        kwargs["KeyConditionExpression"] += " AND created_at <= :before"
         kwargs["ExpressionAttributeValues"][":before"] = {"S": before[0]}
     if after is not None:
-        bounds = "BETWEEN :after AND :before" if before is not None else ">= :after"
-        kwargs["KeyConditionExpression"] = f"wf = :wf AND created_at {bounds}"
         kwargs["ExpressionAttributeValues"][":after"] = {"S": after}
+    bounds = {(True, False): " AND created_at <= :before", (False, True): " AND created_at >= :after"}
+    bounds[(True, True)] = " AND created_at BETWEEN :after AND :before"
+    kwargs["KeyConditionExpression"] += bounds.get((before is not None, after is not None), "")
     return kwargs
 
 
@@ -395,17 +402,27 @@ def _index_entries(query: dict[str, Any], first: Future[Any], before: _Entry | N
         page = settings.dynamodb().query(**query)
 
 
-def list_runs(workflow_ids: list[str], status: RunStatus | None, limit: int, cursor: str | None) -> RunPage:
+def list_runs(
+    workflow_ids: list[str],
+    status: RunStatus | None,
+    limit: int,
+    cursor: str | None,
+    created_after: str | None = None,
+    created_before: str | None = None,
+) -> RunPage:
     """One page of the runs of ``workflow_ids``, newest first (``InvalidCursorError`` on a bad cursor).
 
     Every index partition of every workflow (:func:`~polos.runtime.journal.index_partitions`) is read as
     a stream, newest first (their first pages at once), and the streams are merged; runs are fetched a page
     of entries at a time and the status filter applied after the fetch, until the page is full or every
     stream is spent. The cursor is the last entry the page went past: the next page takes the entries
-    older than it.
+    older than it. ``created_after``/``created_before`` (timestamps as the runs show them) bound the index
+    Queries themselves: a time range reads only its entries.
     """
     before = decode_cursor(cursor) if cursor else None
-    with merged_entries(workflow_ids, before, limit + 1) as merged:
+    if created_before is not None and (before is None or (created_before, "\uffff") < before):
+        before = (created_before, "\uffff")  # inclusive: every run id sorts before it
+    with merged_entries(workflow_ids, before, limit + 1, created_after) as merged:
         return _page(merged, status, limit)
 
 

@@ -6,11 +6,13 @@
   const KEY = "polos.apiKey";
   const SCOPE = "polos.keyScope"; // the key's scope (GET /api/v1/keys/me): what the page offers to do
   const POLL_MS = 1500;
-  const RUN_STATUSES = ["queued", "running", "waiting", "completed", "failed", "cancelled"];
+  const RUN_STATUSES = ["queued", "running", "waiting", "completed", "failed", "cancelled", "skipped"];
   const CANCELLABLE = new Set(["queued", "waiting", "running"]);
-  const FINISHED = new Set(["completed", "failed", "cancelled"]);
+  const FINISHED = new Set(["completed", "failed", "cancelled", "skipped"]);
   const PAGE_SIZES = [25, 50, 100];
-  const RUNS_INDEX_PAGES = 3; // events view: runs are matched to events among the 300 newest runs
+  // The runs list's time range: created within the last ... (one select: one keyboard stop).
+  const SINCE = { "": "any time", "15m": "last 15 min", "1h": "last hour", "24h": "last 24 h", "7d": "last 7 days" };
+  const SINCE_MS = { "15m": 9e5, "1h": 36e5, "24h": 864e5, "7d": 6048e5 };
 
   const $ = (id) => document.getElementById(id);
   const main = $("main");
@@ -19,13 +21,13 @@
     timer: null,
     view: null, // {name, params, refresh()}
     last: "", // JSON of the data last rendered, to skip identical re-renders
-    workflows: new Set(JSON.parse(sessionStorage.getItem("polos.workflows") || "[]")),
-    topics: new Set(JSON.parse(sessionStorage.getItem("polos.topics") || "[]")),
+    workflows: null, // GET /api/v1/workflows: every workflow of the app (the pages start from it)
     cursors: [], // runs view: cursors of the pages before the current one
     cursor: null,
     afters: [], // events view: after_sequence_id of the pages before the current one
     after: 0,
     open: new Set(), // ids of <details> the user opened, kept open across refreshes
+    closed: new Set(), // ... and of those the user closed (a traceback is drawn open)
     renderMs: 0,
     runsHash: "#/runs", // the runs list last shown, to go back to from a run
     scope: sessionStorage.getItem(SCOPE), // null until the key's scope is known
@@ -82,12 +84,90 @@
     if (millis < 60000) return `${(millis / 1000).toFixed(millis < 10000 ? 2 : 1)} s`;
     const minutes = Math.floor(millis / 60000);
     if (minutes < 60) return `${minutes} m ${Math.round((millis % 60000) / 1000)} s`;
-    return `${Math.floor(minutes / 60)} h ${minutes % 60} m`;
+    if (minutes < 2880) return `${Math.floor(minutes / 60)} h ${minutes % 60} m`;
+    return `${Math.floor(minutes / 1440)} d ${Math.floor((minutes % 1440) / 60)} h`;
+  }
+
+  // "3 d", "5 h", "12 min", "40 s": the rough size of a span, for "in …" and "… ago".
+  function roughly(millis) {
+    const s = Math.abs(millis) / 1000;
+    if (s < 60) return `${Math.max(Math.round(s), 1)} s`;
+    if (s < 3600) return `${Math.round(s / 60)} min`;
+    if (s < 172800) return `${Math.round(s / 3600)} h`;
+    return `${Math.round(s / 86400)} d`;
+  }
+  const relative = (t, now) => (t >= now ? `in ${roughly(t - now)}` : `${roughly(now - t)} ago`);
+
+  // The browser's zone, named once: "UTC", "GMT+1", "CET" (Intl costs too much to call per cell).
+  const ZONE = (() => {
+    try {
+      return new Date().toLocaleTimeString("en-US", { timeZoneName: "short" }).split(" ").pop();
+    } catch (_) {
+      return "local";
+    }
+  })();
+
+  // Elements whose text follows the clock (durations of live runs, "wakes in …"): updated every second
+  // by ticker() without re-rendering the page. kind "dur": since data-from; "rel": relative to data-at,
+  // after the words in data-prefix ("wakes", "times out").
+  function tickText(el, now) {
+    const kind = el.dataset.tick;
+    if (kind === "dur") return duration(now - Number(el.dataset.from));
+    const at = Number(el.dataset.at);
+    if (kind === "stamp") return `${el.dataset.clock} · ${relative(at, now)}`;
+    const prefix = el.dataset.prefix ? `${el.dataset.prefix} ` : "";
+    if (at <= now && el.dataset.past) return el.dataset.past;
+    return prefix + relative(at, now);
+  }
+  function ticking(tag, props, data) {
+    const el = h(tag, props);
+    Object.assign(el.dataset, data);
+    el.textContent = tickText(el, Date.now());
+    return el;
+  }
+  setInterval(() => {
+    const now = Date.now();
+    for (const el of document.querySelectorAll("[data-tick]")) el.textContent = tickText(el, now);
+  }, 1000);
+
+  // A time as clock time with the zone and a relative form that keeps ticking: "14:03:22 CET · 5 min ago".
+  function stamp(iso) {
+    const t = ms(iso);
+    if (Number.isNaN(t)) return h("span", { class: "muted" }, "—");
+    return ticking("time", { datetime: iso, title: iso, class: "num" }, { tick: "stamp", at: String(t), clock: `${time(iso)} ${ZONE}` });
+  }
+
+  // How long a run has lasted: ticking while it is not finished.
+  function runDuration(run) {
+    const start = ms(run.created_at);
+    if (FINISHED.has(run.status)) return h("span", { class: "num" }, duration(ms(run.updated_at) - start));
+    return ticking("span", { class: "num live-duration" }, { tick: "dur", from: String(start) });
   }
 
   const json = (value) => JSON.stringify(value, null, 2);
   const short = (id) => (id && id.length > 14 ? `${id.slice(0, 8)}…${id.slice(-4)}` : id || "");
   const badge = (status) => h("span", { class: `badge s-${RUN_STATUSES.includes(status) ? status : "other"}` }, status);
+  const runLink = (id, text) => h("a", { href: `#/runs/${enc(id)}`, class: "mono", title: id }, text || short(id));
+  const usd = (v) => `$${v < 0.01 ? v.toFixed(6) : v.toFixed(4)}`;
+
+  // What a waiting or queued run waits for, or why a run did not run, in a few words (lists and pages).
+  function waitWords(w, status) {
+    if (status === "skipped") return ["rate limited: not run"];
+    if (!w) return [];
+    const until = ms(w.until);
+    const when = (prefix, past) => (Number.isFinite(until) ? ticking("span", {}, { tick: "rel", at: String(until), prefix, past }) : null);
+    const timeout = when("times out", "timing out");
+    switch (w.kind) {
+      case "timer": return ["timer · ", when("wakes", "waking up")];
+      case "event": return [`event on ${w.topic || "?"}`, timeout ? [" · ", timeout] : null];
+      case "resume": return [`resume of step ${w.step}`, timeout ? [" · ", timeout] : null];
+      case "child": return [w.child ? ["child run ", runLink(w.child)] : "a child run"];
+      case "retry": return [`retry of step ${w.step} · `, when("next attempt", "retrying")];
+      case "concurrency": return [`a slot of queue ${w.queue || "?"}`, w.key ? ` (key ${w.key})` : ""];
+      case "throttle": return [`throttle${w.key ? ` (key ${w.key})` : ""}`, Number.isFinite(until) ? [" · ", when("runs", "running")] : null];
+      default: return [w.kind];
+    }
+  }
 
   function toast(text, kind) {
     const el = $("toast");
@@ -96,12 +176,6 @@
     el.hidden = false;
     clearTimeout(toast.timer);
     toast.timer = setTimeout(() => (el.hidden = true), 4000);
-  }
-
-  function remember(set, name, values) {
-    const before = set.size;
-    for (const v of values) if (v) set.add(v);
-    if (set.size !== before) sessionStorage.setItem(name, JSON.stringify([...set].sort()));
   }
 
   // ---- the API ---------------------------------------------------------------------------------------
@@ -173,13 +247,30 @@
     applyScope();
   }
 
-  // Actions the key may not take are not offered: dead letters (listing and redrive) need an admin key.
+  // Actions the key may not take are not offered (run, publish, cancel, resume, rerun, redrive need an
+  // admin key); a read key sees every page.
   function applyScope() {
     const admin = isAdmin();
-    document.querySelector('nav a[data-nav="dead-letters"]').hidden = !admin;
+    for (const el of document.querySelectorAll(".admin-only")) el.hidden = !admin;
     $("scope").hidden = admin || !state.scope;
     $("scope").textContent = admin || !state.scope ? "" : `${state.scope} key · view only`;
   }
+
+  // Every workflow of the app (all pages of GET /api/v1/workflows), read once per tab and again by the
+  // Workflows page; ``fresh`` reads it again.
+  async function workflows(fresh) {
+    if (state.workflows && !fresh) return state.workflows;
+    const all = [];
+    let cursor = null;
+    do {
+      const page = await api(`/api/v1/workflows${query({ cursor })}`);
+      all.push(...page.workflows);
+      cursor = page.next_cursor;
+    } while (cursor);
+    state.workflows = all;
+    return all;
+  }
+  const topicsOf = (list) => [...new Set(list.filter((w) => w.trigger && w.trigger.topic).map((w) => w.trigger.topic))].sort();
 
   // ---- the key dialog --------------------------------------------------------------------------------
 
@@ -274,8 +365,12 @@
     const started = performance.now();
     replace(target, draw(data));
     for (const el of target.querySelectorAll("details[data-k]")) {
-      el.open = state.open.has(el.dataset.k);
-      el.addEventListener("toggle", () => (el.open ? state.open.add(el.dataset.k) : state.open.delete(el.dataset.k)));
+      const k = el.dataset.k;
+      if (state.open.has(k) || state.closed.has(k)) el.open = state.open.has(k); // else as drawn
+      el.addEventListener("toggle", () => {
+        (el.open ? state.open : state.closed).add(k);
+        (el.open ? state.closed : state.open).delete(k);
+      });
     }
     if (focused) {
       const again = target.querySelector(`[data-k="${CSS.escape(focused)}"]`);
@@ -289,45 +384,121 @@
     return h("div", { class: "panel error-box", role: "alert" }, h("strong", {}, "Could not load: "), err.message);
   }
 
+  // ---- shared pieces: options, triggers, the table cells every list uses --------------------------------
+
+  function triggerText(t) {
+    if (!t) return "—";
+    if (t.type === "event") return ["event ", h("a", { href: `#/events${query({ topic: t.topic })}`, class: "mono" }, t.topic)];
+    if (t.type === "schedule") return ["schedule ", h("span", { class: "mono" }, t.cron), ` (${t.timezone || "UTC"})`];
+    return "invoke only";
+  }
+
+  // Every option a workflow sets (queue, flow control, limits), whatever its shape: one chip each.
+  function optionChips(wf) {
+    const chips = [];
+    if (wf.batch) chips.push(h("span", { class: "chip" }, `batch ${wf.batch.size}`, wf.batch.window_seconds !== null && wf.batch.window_seconds !== undefined ? ` / ${wf.batch.window_seconds} s` : ""));
+    for (const [name, value] of Object.entries(wf.options || {})) {
+      const text = value !== null && typeof value === "object" ? Object.entries(value).map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ") : String(value);
+      chips.push(h("span", { class: "chip", title: `${name}: ${JSON.stringify(value)}` }, `${name.replace(/_/g, " ")}: ${text}`));
+    }
+    return chips.length ? chips : h("span", { class: "muted" }, "—");
+  }
+
+  // A table whose rows are wholly clickable (each row's first link is where it goes); on a phone every
+  // cell becomes a labelled line (style.css, data-label).
+  function table(cls, columns, rows) {
+    const body = document.createElement("tbody");
+    for (const row of rows) {
+      const tr = document.createElement("tr");
+      tr.className = "clickable";
+      row.forEach((cell, i) => {
+        const td = document.createElement("td");
+        td.dataset.label = columns[i];
+        append(td, [cell]);
+        tr.append(td);
+      });
+      body.append(tr);
+    }
+    body.addEventListener("click", (e) => {
+      if (e.target.closest("a, button, summary, input, select")) return;
+      const tr = e.target.closest("tr");
+      const link = tr && tr.querySelector("a.row-link");
+      if (link) location.hash = link.getAttribute("href");
+    });
+    return h("table", { class: `grid ${cls}` }, h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col" }, c)))), body);
+  }
+
+  // ---- workflows -------------------------------------------------------------------------------------
+
+  function workflowsView(params) {
+    const filters = { prefix: params.get("prefix") || "", trigger: params.get("trigger") || "", topic: params.get("topic") || "" };
+    const set = (name, value) => {
+      const next = new URLSearchParams({ ...filters, [name]: value });
+      for (const [k, v] of [...next]) if (!v) next.delete(k);
+      location.hash = `#/workflows${next.toString() ? `?${next}` : ""}`;
+    };
+    const prefix = h("input", { id: "wf-prefix", type: "search", value: filters.prefix, placeholder: "id starts with…", autocomplete: "off", "data-primary": true });
+    prefix.addEventListener("input", () => { filters.prefix = prefix.value.trim(); state.last = ""; refresh(); });
+    prefix.addEventListener("change", () => set("prefix", prefix.value.trim()));
+    const trigger = h("select", { id: "wf-trigger" }, [["", "any trigger"], ["event", "event"], ["schedule", "schedule"], ["invoke", "invoke only"]].map(([v, t]) => h("option", { value: v, selected: v === filters.trigger }, t)));
+    trigger.addEventListener("change", () => set("trigger", trigger.value));
+    const topic = h("select", { id: "wf-topic" }, h("option", { value: "" }, "any topic"));
+    topic.addEventListener("change", () => set("topic", topic.value));
+    const content = h("div", { id: "workflows-content" });
+    replace(main, h("div", { class: "toolbar" }, h("h1", {}, "Workflows"),
+      h("label", { for: "wf-prefix" }, "Workflow"), prefix,
+      h("label", { for: "wf-trigger" }, "Trigger"), trigger,
+      h("label", { for: "wf-topic" }, "Topic"), topic), content);
+
+    const refresh = async () => {
+      const all = await workflows(true);
+      if (topic.options.length === 1) append(topic, topicsOf(all).map((t) => h("option", { value: t, selected: t === filters.topic }, t)));
+      const shown = all.filter((w) => w.id.startsWith(filters.prefix) && (!filters.trigger || w.trigger.type === filters.trigger) && (!filters.topic || w.trigger.topic === filters.topic));
+      show(content, { shown, admin: isAdmin() }, () => {
+        if (!shown.length) return h("div", { class: "panel empty" }, all.length ? "No workflow matches these filters." : "This app has no workflows.");
+        const hasCost = shown.some((w) => w.cost);
+        const columns = ["Workflow", "Trigger", "Options", "Dead letters", ...(hasCost ? ["Cost / 1M runs"] : []), ""];
+        const rows = shown.map((w) => [
+          h("a", { href: `#/runs${query({ workflow_id: w.id })}`, class: "row-link mono", "data-k": `wf:${w.id}` }, w.id),
+          triggerText(w.trigger),
+          optionChips(w),
+          w.dead_letters ? h("a", { href: `#/dead-letters${query({ workflow_id: w.id })}`, class: "dead-count" }, `${w.dead_letters} dead`) : h("span", { class: "muted num" }, w.dead_letters === null ? "?" : "0"),
+          ...(hasCost ? [w.cost ? h("span", { class: "num", title: `${w.cost.runs_metered} runs metered` }, usd(w.cost.usd_per_million_runs)) : "—"] : []),
+          isAdmin() ? h("button", { type: "button", class: "run-wf", "data-k": `runwf:${w.id}`, onclick: () => openRun(w.id) }, "Run…") : null,
+        ]);
+        return [h("div", { class: "panel flush" }, table("workflows", columns, rows)), h("p", { class: "muted" }, `${shown.length} of ${all.length} workflows`)];
+      });
+    };
+    return { name: "workflows", refresh };
+  }
+
   // ---- runs ------------------------------------------------------------------------------------------
 
   function runRows(runs) {
-    const body = h("tbody", {});
-    const now = Date.now();
-    for (const run of runs) {
-      const end = FINISHED.has(run.status) ? ms(run.updated_at) : now;
+    return runs.map((run) => {
       const trigger = run.trigger || { type: "?", event_ids: [] };
       const events = trigger.event_ids.length;
-      body.append(
-        h(
-          "tr",
-          {},
-          h("td", {}, badge(run.status)),
-          h("td", { class: "mono" }, h("a", { href: `#/runs/${enc(run.run_id)}`, "data-k": `run:${run.run_id}`, class: "row-link", title: run.run_id }, run.run_id)),
-          h("td", {}, run.workflow_id),
-          h("td", { class: "muted" }, trigger.type, events ? ` · ${events} event${events > 1 ? "s" : ""}` : ""),
-          h("td", { class: "num" }, String(run.attempts)),
-          h("td", { class: "num" }, time(run.created_at)),
-          h("td", { class: "num" }, duration(end - ms(run.created_at))),
-          h("td", { class: "muted ellipsis" }, run.error ? `${run.error.type}: ${run.error.message}` : ""),
-        ),
-      );
-    }
-    return body;
+      const why = waitWords(run.waiting_for, run.status);
+      return [
+        badge(run.status),
+        h("a", { href: `#/runs/${enc(run.run_id)}`, "data-k": `run:${run.run_id}`, class: "row-link mono", title: run.run_id }, short(run.run_id)),
+        run.workflow_id,
+        `${run.parent_run_id ? "child run" : trigger.type === "invoke" ? "invoked" : trigger.type}${events ? ` · ${events} event${events > 1 ? "s" : ""}` : ""}`,
+        why.length ? h("span", { class: "why" }, why) : "—",
+        stamp(run.created_at),
+        FINISHED.has(run.status) ? duration(ms(run.updated_at) - ms(run.created_at)) : runDuration(run),
+        run.error ? h("span", { class: "muted ellipsis" }, `${run.error.type}: ${run.error.message}`) : "",
+      ];
+    });
   }
 
   function runsTable(runs) {
-    return h(
-      "table",
-      { class: "grid runs" },
-      h("thead", {}, h("tr", {}, ["Status", "Run", "Workflow", "Trigger", "Attempts", "Created", "Duration", "Error"].map((c) => h("th", { scope: "col" }, c)))),
-      runRows(runs),
-    );
+    return table("runs", ["Status", "Run", "Workflow", "Trigger", "Waiting for", "Created", "Duration", "Error"], runRows(runs));
   }
 
   function runsView(params) {
     const limit = PAGE_SIZES.includes(Number(params.get("limit"))) ? Number(params.get("limit")) : 50;
-    const filters = { workflow_id: params.get("workflow_id") || "", status: params.get("status") || "" };
+    const filters = { workflow_id: params.get("workflow_id") || "", status: params.get("status") || "", since: params.get("since") || "" };
     const setFilter = (name, value) => {
       const next = new URLSearchParams({ ...filters, limit: String(limit) });
       next.set(name, value);
@@ -336,11 +507,13 @@
       state.cursor = null;
       location.hash = `#/runs?${next}`;
     };
-    const workflow = h("input", { id: "filter-workflow", type: "search", list: "workflow-list", value: filters.workflow_id, placeholder: "all workflows", autocomplete: "off", "data-primary": true });
+    const workflow = h("input", { id: "filter-workflow", type: "search", list: "workflow-list", value: filters.workflow_id, placeholder: "all workflows (prefix)", autocomplete: "off", "data-primary": true });
     workflow.addEventListener("change", () => setFilter("workflow_id", workflow.value.trim()));
     const status = h("select", { id: "filter-status" }, h("option", { value: "" }, "any status"), RUN_STATUSES.map((s) => h("option", { value: s, selected: s === filters.status }, s)));
     status.addEventListener("change", () => setFilter("status", status.value));
-    const size = h("select", { id: "filter-limit" }, PAGE_SIZES.map((n) => h("option", { value: n, selected: n === limit }, `${n} per page`)));
+    const since = h("select", { id: "filter-since" }, Object.entries(SINCE).map(([v, t]) => h("option", { value: v, selected: v === filters.since }, t)));
+    since.addEventListener("change", () => setFilter("since", since.value));
+    const size = h("select", { id: "filter-limit", "aria-label": "Page size" }, PAGE_SIZES.map((n) => h("option", { value: n, selected: n === limit }, `${n} per page`)));
     size.addEventListener("change", () => setFilter("limit", size.value));
     const datalist = h("datalist", { id: "workflow-list" });
     const content = h("div", { id: "runs-content" });
@@ -350,15 +523,20 @@
         h("h1", {}, "Runs"),
         h("label", { for: "filter-workflow" }, "Workflow"), workflow, datalist,
         h("label", { for: "filter-status" }, "Status"), status,
+        h("label", { for: "filter-since" }, "Created"), since,
         size),
       content,
     );
 
     const refresh = async () => {
-      const page = await api(`/api/v1/runs${query({ ...filters, limit, cursor: state.cursor })}`);
-      remember(state.workflows, "polos.workflows", page.runs.map((r) => r.workflow_id));
-      if (datalist.childNodes.length !== state.workflows.size) replace(datalist, [...state.workflows].sort().map((w) => h("option", { value: w })));
-      show(content, page, () => {
+      const known = await workflows();
+      if (!datalist.childNodes.length) replace(datalist, known.map((w) => h("option", { value: w.id })));
+      // An exact id lists that workflow; anything else is a prefix of ids ("trial" finds "trial-signup").
+      const exact = known.some((w) => w.id === filters.workflow_id);
+      const created_after = SINCE_MS[filters.since] ? new Date(Date.now() - SINCE_MS[filters.since]).toISOString() : "";
+      const wanted = { workflow_id: exact ? filters.workflow_id : "", workflow_prefix: exact ? "" : filters.workflow_id, status: filters.status, created_after, limit, cursor: state.cursor };
+      const page = await api(`/api/v1/runs${query(wanted)}`);
+      show(content, { runs: page.runs, next: page.next_cursor }, () => {
         const pageNo = state.cursors.length + 1;
         const first = (pageNo - 1) * limit + 1;
         const pager = h("div", { class: "pager" },
@@ -367,7 +545,7 @@
           h("button", { type: "button", id: "older", "data-k": "older", disabled: !page.next_cursor, onclick: () => { state.cursors.push(state.cursor); state.cursor = page.next_cursor; state.last = ""; refresh(); } }, "Older →"),
         );
         if (!page.runs.length) {
-          const hint = filters.workflow_id || filters.status ? "No run matches these filters." : "No runs yet. Publish an event and its runs appear here.";
+          const hint = filters.workflow_id || filters.status || filters.since ? "No run matches these filters." : "No runs yet. Publish an event or run a workflow and its runs appear here.";
           return [h("div", { class: "panel empty" }, hint), pager];
         }
         return [h("div", { class: "panel flush" }, runsTable(page.runs)), pager];
@@ -378,15 +556,25 @@
 
   // ---- one run ---------------------------------------------------------------------------------------
 
-  function waitText(w) {
-    if (!w) return "";
-    const kinds = {
-      timer: () => `a timer until ${time(w.until)}`,
-      event: () => `an event on topic ${w.topic}`,
-      resume: () => "a resume (POST /api/v1/runs/{id}/resume)",
-      child: () => "a child run to finish",
-    };
-    return `Step ${w.step} waits for ${(kinds[w.kind] || (() => w.kind))()}`;
+  function waitBanner(run) {
+    const w = run.waiting_for;
+    const words = waitWords(w, run.status);
+    if (!words.length) return null;
+    const step = w && (run.steps || []).find((s) => s.key === w.step);
+    const lead = run.status === "queued" ? "Queued: waits for " : run.status === "skipped" ? "Skipped: " : `Step ${w.step} waits for `;
+    const extra = [];
+    if (w && w.kind === "resume") extra.push(isAdmin() ? " Use “Resume…” to continue it with data." : " An admin key can resume it.");
+    return h("div", { class: "panel wait-box", id: "wait-box" }, lead, words, extra,
+      step && step.data !== undefined ? [h("div", { class: "muted" }, "Data shown with the wait:"), h("pre", { id: "wait-data" }, json(step.data))] : null);
+  }
+
+  // A completed wait_for_event step's result is the event: link it on its topic's page.
+  const eventOf = (result) => (result && typeof result === "object" && typeof result.id === "string" && typeof result.topic === "string" && "sequence_id" in result ? result : null);
+
+  function stepWords(step) {
+    if (step.waiting_for || (step.status === "waiting")) return step.status === "waiting" ? "waiting" : "waited";
+    if (step.attempts === 0 || step.attempts === undefined) return "wait";
+    return `${step.attempts} attempt${step.attempts === 1 ? "" : "s"}`;
   }
 
   function timeline(run) {
@@ -399,32 +587,52 @@
     const t1 = Math.max(FINISHED.has(run.status) ? ms(run.updated_at) : now, ...ends);
     const span = Math.max(t1 - t0, 1);
     const list = h("ol", { class: "timeline", "aria-label": "Steps" });
+    const rerunnable = isAdmin() && FINISHED.has(run.status);
     steps.forEach((step, i) => {
       const start = ms(step.started_at);
       const end = step.finished_at ? ms(step.finished_at) : now;
       const left = Number.isFinite(start) ? ((start - t0) / span) * 100 : 0;
       const width = Number.isFinite(start) ? Math.max(((end - start) / span) * 100, 0.6) : 0;
-      const waiting = run.waiting_for && run.waiting_for.step === step.key ? run.waiting_for : null;
+      const waiting = run.waiting_for && run.waiting_for.step === step.key ? run.waiting_for : step.waiting_for || null;
       const detail = [];
       if (step.error) detail.push(h("div", { class: "step-error" }, h("strong", {}, step.error.type || "Error"), ": ", step.error.message || ""));
-      if (waiting || step.status === "waiting") detail.push(h("div", { class: "step-wait" }, waiting ? waitText(waiting) : "Waiting"));
-      if ("result" in step) {
-        detail.push(h("details", { "data-k": `step:${run.run_id}:${step.key}` }, h("summary", {}, "Result"), h("pre", {}, json(step.result))));
-      }
+      if (step.last_error && !step.error) detail.push(h("div", { class: "step-error" }, "Last error: ", h("strong", {}, step.last_error.type), ": ", step.last_error.message));
+      if (step.next_attempt_at) detail.push(h("div", { class: "step-wait" }, ticking("span", {}, { tick: "rel", at: String(ms(step.next_attempt_at)), prefix: "next attempt", past: "retrying now" })));
+      if (waiting && step.status === "waiting") detail.push(h("div", { class: "step-wait" }, "Waits for ", waitWords(waiting, "waiting")));
+      if (step.child_run_id) detail.push(h("div", { class: "step-child" }, "Child run ", runLink(step.child_run_id)));
+      const event = step.status === "completed" ? eventOf(step.result) : null;
+      if (event) detail.push(h("div", { class: "step-event" }, "Satisfied by event ", h("a", { href: `#/events${query({ topic: event.topic, focus: event.id })}`, class: "mono event-link" }, `${event.topic} #${event.sequence_id}`)));
+      if ("result" in step) detail.push(h("details", { "data-k": `step:${run.run_id}:${step.key}` }, h("summary", {}, "Result"), h("pre", {}, json(step.result))));
       list.append(
         h("li", { class: `step s-${step.status}` },
           h("div", { class: "step-head" },
             h("span", { class: "step-no muted" }, String(i + 1)),
-            h("span", { class: "step-key mono" }, step.key),
+            h("span", { class: "step-key mono", title: step.key }, step.key),
             badge(step.status),
-            h("span", { class: "muted" }, `${step.attempts} attempt${step.attempts === 1 ? "" : "s"}`),
-            h("span", { class: "num" }, Number.isFinite(start) ? duration(end - start) : "—"),
+            h("span", { class: "muted" }, stepWords(step)),
+            Number.isFinite(start) && !step.finished_at ? ticking("span", { class: "num" }, { tick: "dur", from: String(start) }) : h("span", { class: "num" }, Number.isFinite(start) ? duration(end - start) : "—"),
             h("div", { class: "bar-track", title: `started ${time(step.started_at)}, finished ${time(step.finished_at)}` },
-              h("div", { class: `bar s-${step.status}`, style: `left:${left.toFixed(2)}%;width:${width.toFixed(2)}%` }))),
+              h("div", { class: `bar s-${step.status}`, style: `left:${left.toFixed(2)}%;width:${width.toFixed(2)}%` })),
+            rerunnable ? h("button", { type: "button", class: "rerun-step small", "data-k": `rerunstep:${step.key}`, title: `Rerun this run from step ${step.key}`, onclick: () => rerun(run, step.key) }, "Rerun from here") : null),
           detail),
       );
     });
     return list;
+  }
+
+  function attemptsPanel(run) {
+    const history = run.attempt_history || [];
+    if (!history.length) return null;
+    const rows = history.map((a) => [
+      h("span", { class: "num" }, `#${a.attempt}`),
+      badge(a.outcome),
+      stamp(a.started_at),
+      a.finished_at ? h("span", { class: "num" }, duration(ms(a.finished_at) - ms(a.started_at))) : a.outcome === "running" ? ticking("span", { class: "num" }, { tick: "dur", from: String(ms(a.started_at)) }) : "—",
+      a.error ? h("div", {}, h("strong", {}, a.error.type), ": ", a.error.message,
+        a.error.traceback ? h("details", { "data-k": `tb:${run.run_id}:${a.attempt}`, class: "traceback" }, h("summary", {}, "Traceback"), h("pre", {}, a.error.traceback)) : null)
+        : a.outcome === "lost" ? h("span", { class: "muted" }, "ended without an outcome (timed out or lost its lease)") : "",
+    ]);
+    return h("section", { class: "panel", id: "attempts" }, h("h2", {}, `Attempts (${history.length})`), h("div", { class: "flush-table" }, table("attempts", ["Attempt", "Outcome", "Started", "Took", "Error"], rows)));
   }
 
   async function control(run, action, body) {
@@ -433,11 +641,29 @@
       toast(`Run ${short(run.run_id)}: ${answer && answer.status ? answer.status : action + " sent"}`, "ok");
       state.last = "";
       if (state.view) state.view.refresh();
-      return true;
+      return answer || true;
     } catch (err) {
       toast(`${action} failed: ${err.message}`, "bad");
       return false;
     }
+  }
+
+  // POST /api/v1/runs/{id}/rerun (from a step or from the start): the new run's page opens.
+  async function rerun(run, fromStep) {
+    const answer = await control(run, "rerun", fromStep ? { from_step: fromStep } : {});
+    const id = answer && (answer.run_id || answer.new_run_id);
+    if (id && id !== run.run_id) location.hash = `#/runs/${enc(id)}`;
+  }
+
+  async function redrive(workflowId) {
+    try {
+      const answer = await api(`/api/v1/workflows/${enc(workflowId)}/dead-letters/redrive`, { body: {} });
+      toast(`Moved ${answer.moved} message${answer.moved === 1 ? "" : "s"} back to ${workflowId}'s queue`, "ok");
+    } catch (err) {
+      toast(`Redrive failed: ${err.message}`, "bad");
+    }
+    state.last = "";
+    if (state.view) state.view.refresh();
   }
 
   function openResume(run) {
@@ -450,97 +676,189 @@
     $("resume-data").focus();
   }
 
+  // JSON typed in a form: the value, or null with the problem shown in ``errorEl``.
+  function parseJson(text, errorEl, what, objectOnly) {
+    let value;
+    try {
+      value = JSON.parse(text);
+    } catch (err) {
+      errorEl.textContent = `${what} is not JSON: ${err.message}`;
+      return undefined;
+    }
+    if (objectOnly && (value === null || typeof value !== "object" || Array.isArray(value))) {
+      errorEl.textContent = `${what} must be a JSON object ({…}).`;
+      return undefined;
+    }
+    return value;
+  }
+
   $("resume-cancel").addEventListener("click", () => $("resume-dialog").close());
   $("resume-form").addEventListener("submit", async (e) => {
     e.preventDefault();
-    let data;
-    try {
-      data = JSON.parse($("resume-data").value || "{}");
-    } catch (err) {
-      $("resume-error").textContent = `Data is not JSON: ${err.message}`;
-      return;
-    }
-    if (data === null || typeof data !== "object" || Array.isArray(data)) {
-      $("resume-error").textContent = "Data must be a JSON object.";
-      return;
-    }
+    const data = parseJson($("resume-data").value || "{}", $("resume-error"), "Data", true);
+    if (data === undefined) return;
     const dialog = $("resume-dialog");
     if (await control({ run_id: dialog.dataset.run }, "resume", { step_key: $("resume-step").value, data })) dialog.close();
   });
 
+  // ---- the run and publish forms ----------------------------------------------------------------------
+
+  async function openRun(workflowId) {
+    const select = $("run-workflow");
+    const list = await workflows().catch(() => []);
+    replace(select, list.map((w) => h("option", { value: w.id, selected: w.id === workflowId }, w.id)));
+    $("run-error").textContent = "";
+    $("run-dialog").showModal();
+    $("run-payload").focus();
+  }
+
+  $("open-run").addEventListener("click", () => openRun(state.view && state.view.workflowId));
+  $("run-cancel").addEventListener("click", () => $("run-dialog").close());
+  $("run-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    $("run-error").textContent = "";
+    const payload = parseJson($("run-payload").value || "null", $("run-error"), "Payload", false);
+    if (payload === undefined) return;
+    const workflowId = $("run-workflow").value;
+    try {
+      const answer = await api(`/api/v1/workflows/${enc(workflowId)}/run`, { body: { payload } });
+      $("run-dialog").close();
+      toast(`Started run ${short(answer.run_id)} of ${workflowId}`, "ok");
+      location.hash = `#/runs/${enc(answer.run_id)}`;
+    } catch (err) {
+      $("run-error").textContent = err.message;
+    }
+  });
+
+  async function openPublish(topic) {
+    const list = await workflows().catch(() => []);
+    replace($("publish-topics"), topicsOf(list).map((t) => h("option", { value: t })));
+    if (topic) $("publish-topic").value = topic;
+    $("publish-error").textContent = "";
+    $("publish-dialog").showModal();
+    (topic ? $("publish-data") : $("publish-topic")).focus();
+  }
+
+  $("open-publish").addEventListener("click", () => openPublish(state.view && state.view.topic));
+  $("publish-cancel").addEventListener("click", () => $("publish-dialog").close());
+  $("publish-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    $("publish-error").textContent = "";
+    const data = parseJson($("publish-data").value || "{}", $("publish-error"), "Data", true);
+    if (data === undefined) return;
+    const topic = $("publish-topic").value.trim();
+    const eventType = $("publish-type").value.trim();
+    try {
+      const answer = await api("/api/v1/events/publish", { body: { topic, events: [{ data, ...(eventType ? { event_type: eventType } : {}) }] } });
+      $("publish-dialog").close();
+      const published = answer.events[0];
+      toast(`Published event #${published.sequence_id} on ${published.topic}`, "ok");
+      location.hash = `#/events${query({ topic: published.topic, focus: published.id })}`;
+    } catch (err) {
+      $("publish-error").textContent = err.message;
+    }
+  });
+
+  function triggerFact(run, execution) {
+    if (run.parent_run_id) return ["invoked by parent run ", h("a", { href: `#/runs/${enc(run.parent_run_id)}`, class: "mono parent-link", title: run.parent_run_id }, short(run.parent_run_id))];
+    const type = run.trigger ? run.trigger.type : "—";
+    if (type === "invoke") return "invoked through the API";
+    if (type === "schedule") return "its schedule";
+    return [type, " ", eventLinks(run, execution)];
+  }
+
   function eventLinks(run, execution) {
     const ids = (run.trigger && run.trigger.event_ids) || [];
-    if (!ids.length) return "—";
+    if (!ids.length) return "";
     const payload = execution && execution.payload;
     const events = payload ? (Array.isArray(payload.events) ? payload.events : [payload]) : [];
     const topics = new Map(events.filter((e) => e && e.id).map((e) => [e.id, e.topic]));
     return ids.map((id) => {
       const topic = topics.get(id);
-      return topic ? h("a", { href: `#/events${query({ topic })}`, class: "mono chip", title: `${topic} · ${id}` }, `${topic} · ${short(id)}`) : h("span", { class: "mono chip" }, short(id));
+      return topic ? h("a", { href: `#/events${query({ topic, focus: id })}`, class: "mono chip", title: `${topic} · ${id}` }, `${topic} · ${short(id)}`) : h("span", { class: "mono chip" }, short(id));
     });
+  }
+
+  function costFact(cost) {
+    const by = Object.entries(cost.by_service || {}).map(([k, v]) => `${k} ${usd(v)}`).join(", ");
+    return h("span", { class: "num", title: by }, usd(cost.usd), ` · ${cost.requests} requests`);
   }
 
   function runView(runId) {
     const content = h("div", { id: "run-content" });
     replace(main, content);
-    const refresh = async () => {
+    const view = { name: "run", refresh: null, workflowId: null };
+    view.refresh = async () => {
       const [run, execution] = await Promise.all([
         api(`/api/v1/runs/${enc(runId)}`),
         api(`/api/v1/executions/${enc(runId)}`).catch(() => null),
       ]);
-      show(content, { run, execution }, () => {
-        const end = FINISHED.has(run.status) ? ms(run.updated_at) : Date.now();
+      view.workflowId = run.workflow_id;
+      show(content, { run, execution, admin: isAdmin() }, () => {
         const actions = h("div", { class: "actions" });
-        if (isAdmin() && CANCELLABLE.has(run.status)) actions.append(h("button", { type: "button", id: "cancel-run", class: "danger", "data-k": "cancel", onclick: () => control(run, "cancel") }, "Cancel run"));
-        if (isAdmin() && run.status === "waiting" && run.waiting_for && run.waiting_for.kind === "resume") actions.append(h("button", { type: "button", id: "resume-run", class: "primary", "data-k": "resume", onclick: () => openResume(run) }, "Resume…"));
+        const admin = isAdmin();
+        if (admin && CANCELLABLE.has(run.status)) actions.append(h("button", { type: "button", id: "cancel-run", class: "danger", "data-k": "cancel", onclick: () => control(run, "cancel") }, "Cancel run"));
+        if (admin && run.status === "waiting" && run.waiting_for && run.waiting_for.kind === "resume") actions.append(h("button", { type: "button", id: "resume-run", class: "primary", "data-k": "resume", onclick: () => openResume(run) }, "Resume…"));
+        if (admin && run.dead_lettered) actions.append(h("button", { type: "button", id: "redrive-run", "data-k": "redrive", title: `Move ${run.workflow_id}'s dead letters back to its queue: this run runs again`, onclick: () => redrive(run.workflow_id) }, "Redrive"));
+        if (admin && FINISHED.has(run.status)) actions.append(h("button", { type: "button", id: "rerun-run", "data-k": "rerun", onclick: () => rerun(run) }, "Rerun"));
         const facts = [
           ["Workflow", h("a", { href: `#/runs${query({ workflow_id: run.workflow_id })}` }, run.workflow_id)],
-          ["Trigger", [h("span", {}, run.trigger ? run.trigger.type : "—"), " ", eventLinks(run, execution)]],
+          ["Trigger", triggerFact(run, execution)],
           ["Attempts", String(run.attempts)],
-          ["Created", time(run.created_at)],
-          ["Updated", time(run.updated_at)],
-          ["Duration", duration(end - ms(run.created_at))],
+          ["Created", stamp(run.created_at)],
+          ["Updated", stamp(run.updated_at)],
+          ["Duration", runDuration(run)],
         ];
+        if (run.rerun_of) facts.push(["Rerun of", runLink(run.rerun_of)]);
+        if (run.cost) facts.push(["Cost", costFact(run.cost)]);
+        if (run.dead_lettered) facts.push(["Dead letter", h("a", { href: `#/dead-letters${query({ workflow_id: run.workflow_id, run: run.run_id })}`, id: "dead-letter-link" }, "in the dead-letter queue")]);
+        const children = run.children || [];
+        const lastFailed = [...(run.attempt_history || [])].reverse().find((a) => a.error && a.error.traceback);
         return [
           h("div", { class: "crumbs" }, h("a", { href: state.runsHash, "data-k": "back" }, "← Runs")),
-          h("div", { class: "run-head" }, h("h1", { class: "mono" }, run.run_id), badge(run.status), h("span", { class: "spacer" }), actions),
+          h("div", { class: "run-head" }, h("h1", { class: "mono run-id" }, run.run_id), badge(run.status), h("span", { class: "spacer" }), actions),
           h("dl", { class: "facts panel" }, facts.map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, v)))),
-          run.waiting_for ? h("div", { class: "panel wait-box" }, waitText(run.waiting_for)) : null,
-          run.error ? h("div", { class: "panel error-box" }, h("strong", {}, run.error.type), ": ", run.error.message) : null,
+          waitBanner(run),
+          run.error ? h("div", { class: "panel error-box" }, h("strong", {}, run.error.type), ": ", run.error.message,
+            lastFailed ? h("details", { "data-k": `err-tb:${run.run_id}`, class: "traceback", open: true }, h("summary", {}, `Traceback (attempt ${lastFailed.attempt})`), h("pre", { id: "traceback" }, lastFailed.error.traceback)) : null) : null,
+          children.length ? h("section", { class: "panel", id: "children" }, h("h2", {}, `Child runs (${children.length})`), h("div", { class: "chips" }, children.map((id) => h("a", { href: `#/runs/${enc(id)}`, class: "chip mono child-link", title: id }, short(id))))) : null,
           h("section", { class: "panel" }, h("h2", {}, `Steps (${(run.steps || []).length})`), timeline(run)),
+          attemptsPanel(run),
+          "state" in run ? h("section", { class: "panel" }, h("h2", {}, "State"), h("pre", { id: "state" }, json(run.state))) : null,
           h("div", { class: "two" },
             h("section", { class: "panel" }, h("h2", {}, "Payload"), execution ? h("pre", { id: "payload" }, json(execution.payload)) : h("p", { class: "muted" }, "Unavailable")),
             h("section", { class: "panel" }, h("h2", {}, "Result"), h("pre", { id: "result" }, json(run.result)))),
         ];
       });
     };
-    return { name: "run", refresh };
+    return view;
   }
 
   // ---- events ----------------------------------------------------------------------------------------
 
-  async function runsByEvent() {
+  // The runs of the events shown: the runs of the topic's workflows created since the page's first event
+  // (one bounded listing per subscribed workflow, whatever this tab saw before).
+  async function runsByEvent(topic, events) {
     const index = new Map();
-    let cursor = null;
-    for (let i = 0; i < RUNS_INDEX_PAGES; i++) {
-      const page = await api(`/api/v1/runs${query({ limit: 100, cursor })}`);
-      for (const run of page.runs) for (const id of (run.trigger && run.trigger.event_ids) || []) {
-        if (!index.has(id)) index.set(id, []);
-        index.get(id).push(run);
-      }
-      if (!page.next_cursor) break;
-      cursor = page.next_cursor;
+    if (!events.length) return index;
+    const subscribers = (await workflows()).filter((w) => w.trigger && w.trigger.topic === topic);
+    const since = events.map((e) => e.created_at).sort()[0];
+    const pages = await Promise.all(subscribers.map((w) => api(`/api/v1/runs${query({ workflow_id: w.id, created_after: since, limit: 100 })}`)));
+    for (const page of pages) for (const run of page.runs) for (const id of (run.trigger && run.trigger.event_ids) || []) {
+      if (!index.has(id)) index.set(id, []);
+      index.get(id).push(run);
     }
     return index;
   }
 
   function eventsView(params) {
     const topic = params.get("topic") || "";
+    const focus = params.get("focus") || "";
     const input = h("input", { id: "topic", type: "search", list: "topic-list", value: topic, placeholder: "e.g. user/signup", autocomplete: "off", required: true, "data-primary": true });
+    const datalist = h("datalist", { id: "topic-list" });
     const form = h("form", { class: "toolbar", role: "search" },
       h("h1", {}, "Events"),
-      h("label", { for: "topic" }, "Topic"), input,
-      h("datalist", { id: "topic-list" }, [...state.topics].map((t) => h("option", { value: t }))),
+      h("label", { for: "topic" }, "Topic"), input, datalist,
       h("button", { type: "submit", class: "primary" }, "Show"));
     form.addEventListener("submit", (e) => {
       e.preventDefault();
@@ -550,16 +868,24 @@
     });
     const content = h("div", { id: "events-content" });
     replace(main, form, content);
+    const fillTopics = async () => {
+      const topics = topicsOf(await workflows());
+      if (!datalist.childNodes.length) replace(datalist, topics.map((t) => h("option", { value: t })));
+      return topics;
+    };
     if (!topic) {
-      replace(content, h("div", { class: "panel empty" }, "Choose a topic to see its events and the runs they started."));
-      return { name: "events", refresh: async () => {} };
+      const refresh = async () => {
+        const topics = await fillTopics();
+        show(content, { topics }, () => topics.length
+          ? h("div", { class: "panel" }, h("h2", {}, "Topics the app's workflows listen to"), h("div", { class: "chips", id: "topics" }, topics.map((t) => h("a", { href: `#/events${query({ topic: t })}`, class: "chip mono row-link", "data-k": `topic:${t}` }, t))))
+          : h("div", { class: "panel empty" }, "No workflow is triggered by a topic. Choose a topic to see its events."));
+      };
+      return { name: "events", refresh };
     }
     const refresh = async () => {
-      const [page, index] = await Promise.all([
-        api(`/api/v1/events${query({ topic, after_sequence_id: state.after, limit: 50 })}`),
-        runsByEvent(),
-      ]);
-      if (page.events.length) remember(state.topics, "polos.topics", [topic]);
+      fillTopics();
+      const page = await api(`/api/v1/events${query({ topic, after_sequence_id: state.after, limit: 50 })}`);
+      const index = await runsByEvent(topic, page.events);
       const rows = page.events.map((e) => ({ ...e, runs: (index.get(e.id) || []).map((r) => ({ run_id: r.run_id, workflow_id: r.workflow_id, status: r.status })) }));
       show(content, { rows, next: page.next_after_sequence_id }, () => {
         const pager = h("div", { class: "pager" },
@@ -569,19 +895,19 @@
         if (!rows.length) return [h("div", { class: "panel empty" }, "No events on this topic yet."), pager];
         const body = h("tbody", {});
         for (const e of rows) {
-          body.append(h("tr", {},
-            h("td", { class: "num" }, String(e.sequence_id)),
-            h("td", { class: "mono", title: e.id }, short(e.id)),
-            h("td", {}, e.event_type || h("span", { class: "muted" }, "—")),
-            h("td", { class: "num" }, time(e.created_at)),
-            h("td", {}, h("details", { "data-k": `event:${e.id}` }, h("summary", { class: "mono ellipsis" }, JSON.stringify(e.data)), h("pre", {}, json(e.data)))),
-            h("td", {}, e.runs.length ? e.runs.map((r) => h("a", { href: `#/runs/${enc(r.run_id)}`, class: "chip row-link", "data-k": `run:${r.run_id}` }, badge(r.status), " ", r.workflow_id)) : h("span", { class: "muted" }, "—"))));
+          body.append(h("tr", { class: e.id === focus ? "focused" : null, id: e.id === focus ? "focused-event" : null },
+            h("td", { class: "num", "data-label": "Seq" }, String(e.sequence_id)),
+            h("td", { class: "mono", title: e.id, "data-label": "Event" }, short(e.id)),
+            h("td", { "data-label": "Type" }, e.event_type || h("span", { class: "muted" }, "—")),
+            h("td", { "data-label": "Published" }, stamp(e.created_at)),
+            h("td", { "data-label": "Data" }, h("details", { "data-k": `event:${e.id}` }, h("summary", { class: "mono ellipsis" }, JSON.stringify(e.data)), h("pre", {}, json(e.data)))),
+            h("td", { "data-label": "Runs" }, e.runs.length ? e.runs.map((r) => h("a", { href: `#/runs/${enc(r.run_id)}`, class: "chip row-link", "data-k": `run:${r.run_id}` }, badge(r.status), " ", r.workflow_id)) : h("span", { class: "muted" }, "—"))));
         }
         const head = h("thead", {}, h("tr", {}, ["Seq", "Event", "Type", "Published", "Data", "Runs"].map((c) => h("th", { scope: "col" }, c))));
         return [h("div", { class: "panel flush" }, h("table", { class: "grid events" }, head, body)), pager];
       });
     };
-    return { name: "events", refresh };
+    return { name: "events", refresh, topic };
   }
 
   // ---- dead letters ----------------------------------------------------------------------------------
@@ -590,54 +916,59 @@
 
   function deadLettersView(params) {
     const workflow = params.get("workflow_id") || "";
+    const highlight = params.get("run") || "";
     const content = h("div", { id: "dead-content" });
     replace(main, h("div", { class: "toolbar" }, h("h1", {}, "Dead letters"), workflow ? h("a", { href: "#/dead-letters" }, "← All workflows") : null), content);
-    const redrive = async (wf) => {
-      try {
-        const answer = await api(`/api/v1/workflows/${enc(wf)}/dead-letters/redrive`, { body: {} });
-        toast(`Moved ${answer.moved} message${answer.moved === 1 ? "" : "s"} back to ${wf}'s queue`, "ok");
-      } catch (err) {
-        toast(`Redrive failed: ${err.message}`, "bad");
-      }
-      state.last = "";
-      refresh();
-    };
     const refresh = async () => {
+      if (!workflow) {
+        // Every workflow, with its dead-letter queue's depth (GET /api/v1/workflows: any read key).
+        const all = await workflows(true);
+        return show(content, { all, admin: isAdmin() }, () => {
+          if (!all.length) return h("div", { class: "panel empty" }, "This app has no workflows.");
+          const rows = all.map((w) => [
+            h("a", { href: `#/dead-letters${query({ workflow_id: w.id })}`, class: "row-link mono", "data-k": `dl:${w.id}` }, w.id),
+            h("span", { class: "num" }, w.dead_letters === null ? "?" : String(w.dead_letters)),
+            isAdmin() && w.dead_letters ? h("button", { type: "button", class: "redrive", "data-k": `redrive:${w.id}`, onclick: () => redrive(w.id) }, "Redrive") : null,
+          ]);
+          return h("div", { class: "panel flush" }, table("dead", ["Workflow", "Dead letters", ""], rows));
+        });
+      }
       if (!isAdmin()) return show(content, { scope: state.scope }, () => h("div", { class: "panel empty" }, "Dead letters need an admin key."));
-      const names = workflow ? [workflow] : [...state.workflows].sort();
       let supported = true;
-      const lists = await Promise.all(names.map((wf) => api(`/api/v1/workflows/${enc(wf)}/dead-letters`).then(deadItems, (err) => {
-        if (notFoundRoute(err)) supported = false;
-        else throw err;
-        return [];
-      })));
-      show(content, { names, lists, supported }, () => {
+      const [items, failed] = await Promise.all([
+        api(`/api/v1/workflows/${enc(workflow)}/dead-letters`).then(deadItems, (err) => {
+          if (!notFoundRoute(err)) throw err;
+          supported = false;
+          return [];
+        }),
+        // The errors of the workflow's failed runs (one listing), shown with their dead letters.
+        api(`/api/v1/runs${query({ workflow_id: workflow, status: "failed", limit: 100 })}`).then((p) => p.runs, () => []),
+      ]);
+      const errors = new Map(failed.map((r) => [r.run_id, r.error]));
+      show(content, { items, errors: [...errors], supported }, () => {
         if (!supported) return h("div", { class: "panel empty" }, "This server has no dead-letter routes, so there is nothing to show or redrive.");
-        if (!names.length) return h("div", { class: "panel empty" }, "No workflow seen yet: workflows appear here once they have runs.");
-        if (!workflow) {
-          const body = h("tbody", {}, names.map((wf, i) => h("tr", {},
-            h("td", {}, h("a", { href: `#/dead-letters${query({ workflow_id: wf })}`, class: "row-link", "data-k": `dl:${wf}` }, wf)),
-            h("td", { class: "num" }, String(lists[i].length)),
-            h("td", {}, lists[i].length ? h("button", { type: "button", class: "redrive", "data-k": `redrive:${wf}`, onclick: () => redrive(wf) }, "Redrive") : null))));
-          return h("div", { class: "panel flush" }, h("table", { class: "grid" }, h("thead", {}, h("tr", {}, ["Workflow", "Dead letters", ""].map((c) => h("th", { scope: "col" }, c)))), body));
-        }
-        const items = lists[0];
         return [
           h("div", { class: "run-head" }, h("h2", {}, `${workflow}: ${items.length} dead letter${items.length === 1 ? "" : "s"}`), h("span", { class: "spacer" }),
             items.length ? h("button", { type: "button", class: "primary redrive", "data-k": `redrive:${workflow}`, onclick: () => redrive(workflow) }, "Redrive all") : null),
-          items.length ? h("div", { class: "panel" }, h("ol", { class: "plain" }, items.map((item, i) => h("li", {},
-            item && item.run_id ? h("a", { href: `#/runs/${enc(item.run_id)}`, class: "mono" }, item.run_id) : h("span", { class: "mono" }, `#${i + 1}`),
-            h("details", { "data-k": `dlitem:${workflow}:${i}` }, h("summary", {}, "Message"), h("pre", {}, json(item))))))) : h("div", { class: "panel empty" }, "No dead letters."),
+          items.length ? h("div", { class: "panel" }, h("ol", { class: "plain dead-letters" }, items.map((item, i) => {
+            const error = item && errors.get(item.run_id);
+            return h("li", { class: item && item.run_id === highlight ? "focused" : null, "data-run": item && item.run_id },
+              item && item.run_id ? ["Run ", runLink(item.run_id, item.run_id)] : h("span", { class: "mono" }, `#${i + 1}`),
+              item && item.sent_at ? [" · ", stamp(item.sent_at)] : null,
+              item && item.event ? [" · event ", h("a", { href: `#/events${query({ topic: item.event.topic, focus: item.event.id })}`, class: "mono" }, `${item.event.topic} #${item.event.sequence_id}`)] : null,
+              error ? h("div", { class: "step-error dl-error" }, h("strong", {}, error.type), ": ", error.message) : item && item.error ? h("div", { class: "step-error dl-error" }, item.error) : null,
+              h("details", { "data-k": `dlitem:${workflow}:${i}` }, h("summary", {}, "Message"), h("pre", {}, json(item))));
+          }))) : h("div", { class: "panel empty" }, "No dead letters."),
         ];
       });
     };
-    return { name: "dead-letters", refresh };
+    return { name: "dead-letters", refresh, workflowId: workflow || null };
   }
 
   // ---- routing and keys ------------------------------------------------------------------------------
 
   function route() {
-    const hash = location.hash.replace(/^#/, "") || "/runs";
+    const hash = location.hash.replace(/^#/, "") || "/workflows";
     const [path, search] = hash.split("?");
     const params = new URLSearchParams(search || "");
     const parts = path.split("/").filter(Boolean);
@@ -645,7 +976,8 @@
     if (parts[0] === "runs" && parts[1]) view = runView(decodeURIComponent(parts[1]));
     else if (parts[0] === "events") view = eventsView(params);
     else if (parts[0] === "dead-letters") view = deadLettersView(params);
-    else view = runsView(params);
+    else if (parts[0] === "runs") view = runsView(params);
+    else view = workflowsView(params);
     const section = view.name === "run" ? "runs" : view.name;
     if (view.name === "runs") state.runsHash = location.hash || "#/runs";
     for (const a of document.querySelectorAll("nav a")) a.setAttribute("aria-current", a.dataset.nav === section ? "page" : "false");
