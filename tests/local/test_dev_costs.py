@@ -71,6 +71,8 @@ def test_a_runs_price_under_polos_dev_equals_the_meters_for_the_same_requests(
         "usd_per_million_runs": pytest.approx((dynamodb + sqs) * prices.MILLION),
         "runs_metered": 1,
     }
+    [shown] = client.request("GET", f"/api/v1/workflows?prefix={WORKFLOW}")["workflows"]
+    assert shown["cost"] == costs.workflow_cost(WORKFLOW)  # the Workflows page shows it
 
     os.environ.update({"POLOS_API_URL": dev.url, "POLOS_API_KEY": dev.api_key})
     assert main(["runs", "--workflow", WORKFLOW]) == 0

@@ -4,7 +4,8 @@ Each shows its trigger (a topic, a schedule, or invoke only), its batch settings
 ``@workflow`` the manifest carries (queues, flow control, run limits: whatever of
 :data:`~polos.publish.manifest.OPTION_NAMES` the workflow sets) and its dead letters: the dead-letter queue's
 ``ApproximateNumberOfMessages``, one ``GetQueueAttributes`` per workflow of the page (sent side by side),
-so nothing a run does writes a counter. Filters: ``prefix`` of the id, ``trigger`` type, ``topic``.
+so nothing a run does writes a counter; under ``polos dev`` also its ``cost`` (``polos.api.costs``).
+Filters: ``prefix`` of the id, ``trigger`` type, ``topic``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from botocore.exceptions import ClientError
 
+from polos.api import costs
 from polos.aws import settings
 from polos.publish import manifest
 from polos.publish.manifest import WorkflowEntry
@@ -54,7 +56,7 @@ def dead_letter_count(workflow_id: str) -> int | None:
 
 
 def view(entry: WorkflowEntry, dead_letters: int | None) -> dict[str, Any]:
-    return {
+    shown: dict[str, Any] = {
         "id": entry.id,
         "trigger": trigger_of(entry),
         "batch": (
@@ -63,6 +65,10 @@ def view(entry: WorkflowEntry, dead_letters: int | None) -> dict[str, Any]:
         "options": entry.options,
         "dead_letters": dead_letters,
     }
+    cost = costs.workflow_cost(entry.id)  # under `polos dev` only: $ per million runs so far
+    if cost is not None:
+        shown["cost"] = cost
+    return shown
 
 
 @router.get("/api/v1/workflows")
