@@ -85,3 +85,21 @@ class SchedulePayload(BaseModel):
     @field_serializer("timestamp", "last_timestamp", "upcoming")
     def _serialize_times(self, value: datetime | None) -> str | None:
         return None if value is None else utc_iso(value)
+
+
+class ResumeData(dict[str, Any]):
+    """What ``ctx.step.suspend`` returns: the data the resume gave, as a plain dict (``==`` a dict, JSON as
+    one). The official SDK returns the resume *event* instead and its users read ``result.get("data")`` /
+    ``result["data"]``: that reading works here too and gives the same data, unless the data has a key
+    ``"data"`` of its own (then it is that key's value, as for any dict)."""
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "data" and not super().__contains__("data"):
+            return dict(self)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``dict.get``, with ``"data"`` read as the official SDK's users read it (see the class)."""
+        if key == "data" and not super().__contains__("data"):
+            return dict(self)
+        return super().get(key, default)

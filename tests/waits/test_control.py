@@ -29,6 +29,13 @@ async def approval(ctx: WorkflowContext, payload: dict[str, Any]) -> dict[str, A
     return decision
 
 
+@workflow(id="approval-read-as-event")
+async def approval_read_as_event(ctx: WorkflowContext, payload: dict[str, Any]) -> dict[str, Any]:
+    """Reads the resume as the official SDK's examples read its resume event: ``.get("data", {})``."""
+    decision = await ctx.step.suspend("approve", {})
+    return {"got": decision.get("data", {}), "indexed": decision["data"], "plain": decision}
+
+
 @workflow(id="order")
 async def order(ctx: WorkflowContext, payload: dict[str, Any]) -> dict[str, Any]:
     try:
@@ -78,7 +85,7 @@ def cancel_self(run_id_hint: str) -> str:
     return count("one")
 
 
-APP = App("control", [approval, order, child, parent, stepper])
+APP = App("control", [approval, approval_read_as_event, order, child, parent, stepper])
 
 
 @pytest.fixture
@@ -103,6 +110,17 @@ def test_a_suspended_run_resumes_with_the_data_and_a_second_resume_is_409(stack:
     run = stack.run(run_id)
     assert run["status"] == "completed" and run["result"] == {"ok": 1}
     assert calls == {"ask": 1, "after": 1}
+
+
+def test_the_resume_data_reads_as_the_official_sdks_resume_event_too(stack: Stack) -> None:
+    plain, own = stack.invoke("approval-read-as-event", {}), stack.invoke("approval-read-as-event", {})
+    stack.drain()
+    for run_id, data in ((plain, {"ok": 1}), (own, {"data": 7})):
+        answer = stack.request("POST", f"/api/v1/runs/{run_id}/resume", {"step_key": "approve", "data": data})
+        assert answer.status == 200, answer.body
+    stack.drain()
+    assert stack.run(plain)["result"] == {"got": {"ok": 1}, "indexed": {"ok": 1}, "plain": {"ok": 1}}
+    assert stack.run(own)["result"] == {"got": 7, "indexed": 7, "plain": {"data": 7}}  # its own key wins
 
 
 def test_resume_bodies_and_unknown_steps_are_refused_naming_the_field(stack: Stack) -> None:

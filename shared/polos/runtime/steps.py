@@ -35,7 +35,7 @@ from polos.errors import (
     WaitTimeoutError,
     WorkflowRunError,
 )
-from polos.payloads import EventItem, EventPayload
+from polos.payloads import EventItem, EventPayload, ResumeData
 from polos.publish import waiters
 from polos.runtime import child_batches, clock, control
 from polos.runtime.journal import MAX_SORT_KEY_BYTES, STEP_PREFIX, hashed_run_id, now_iso
@@ -410,7 +410,7 @@ class StepRunner(StepAPI):
             key, "resume", timeout, topic=topic, event_type=waiters.resume_event_type(key), shown=data
         )
         value: dict[str, Any] = serde.from_json(step.result_json or "null", None, what=f"data of {key!r}")
-        return value
+        return ResumeData(value) if isinstance(value, dict) else value
 
     @_step_body
     async def invoke(
