@@ -179,6 +179,14 @@ class _Registry:
             )
         in_module[wf.id] = wf  # re-executing a module (reload) replaces its own definitions
 
+    def sibling(self, of: Workflow, workflow_id: str) -> Workflow | None:
+        """The workflow ``workflow_id`` of ``of``'s app: its own module first, then its top-level package."""
+        module = of.fn.__module__
+        found = self._by_module.get(module, {}).get(workflow_id)
+        if found is None:
+            found = next((wf for wf in self.in_package(module.split(".")[0]) if wf.id == workflow_id), None)
+        return found
+
     def in_package(self, package: str) -> list[Workflow]:
         """Workflows defined in ``package`` or any module below it."""
         return [

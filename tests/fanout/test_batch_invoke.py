@@ -10,6 +10,7 @@ from polos import BatchStepResult, BatchWorkflowInput, WorkflowContext, workflow
 from polos.app import App
 from polos.errors import NonRetryableError
 from polos.testing import local_stack
+from pydantic import BaseModel
 
 calls: dict[str, int] = {}
 
@@ -60,7 +61,24 @@ async def too_many(ctx: WorkflowContext, payload: dict[str, Any]) -> None:
     )
 
 
-APP = App("batch-invoke", [child, parent, starter, too_many])
+class Review(BaseModel):
+    reviewer: str
+    score: int
+
+
+@workflow(id="bi-reviewer")
+async def reviewer(ctx: WorkflowContext, payload: dict[str, Any]) -> Review:
+    return Review(reviewer=str(payload["who"]), score=len(str(payload["who"])))
+
+
+@workflow(id="bi-reviews")
+async def reviews(ctx: WorkflowContext, payload: dict[str, Any]) -> list[str]:
+    inputs = [BatchWorkflowInput(id="bi-reviewer", payload={"who": who}) for who in ("ann", "bob")]
+    results = await ctx.step.batch_invoke_and_wait("reviews", inputs)
+    return [f"{r.result.reviewer}:{r.result.score}" for r in results]  # typed as the child's annotation
+
+
+APP = App("batch-invoke", [child, parent, starter, too_many, reviewer, reviews])
 
 
 def setup_function() -> None:
@@ -137,3 +155,12 @@ def test_more_than_1000_children_is_a_clear_error() -> None:
 def test_batch_workflow_input_refuses_options_it_does_not_honour() -> None:
     with pytest.raises(ValueError, match="initial_state"):
         BatchWorkflowInput(id="bi-child", payload={}, initial_state={"a": 1})  # type: ignore[call-arg]
+
+
+def test_each_childs_result_is_typed_as_its_workflows_return_annotation() -> None:
+    with local_stack(APP) as stack:
+        run_id = stack.invoke("bi-reviews", {})
+        stack.drain()
+        run = stack.run(run_id)
+        assert run["status"] == "completed", run
+        assert run["result"] == ["ann:3", "bob:3"]

@@ -186,6 +186,7 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
         lease_owner=owner,
         workflow_id=wf.id,
         suspended=run.waiting_for_json,
+        workflow=wf,
     )
     if run.cancel_requested:  # asked for while no attempt ran (a crashed one): ends here, no step called
         return await _cancelled(journal, run, owner, log)

@@ -53,6 +53,7 @@ from polos.topics import canonical_topic
 
 if TYPE_CHECKING:
     from polos.client import ExecutionHandle
+    from polos.definition import Workflow
     from polos.runtime.journal import Journal
     from polos.runtime.runs import RunOptions
     from polos.types.types import BatchStepResult, BatchWorkflowInput
@@ -134,8 +135,10 @@ class StepRunner(StepAPI):
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         workflow_id: str = "",
         suspended: str | None = None,
+        workflow: Workflow | None = None,
     ) -> None:
         self._run_id = run_id
+        self._workflow = workflow  # the run's own: its app's workflows type the children's results
         self._suspended = suspended  # the run's copy of what it waited for when this attempt began
         self._workflow_id = workflow_id
         self._cancel_checked = time.time()
@@ -551,7 +554,18 @@ class StepRunner(StepAPI):
                 raise RunSuspended(waiting)
             self._journaled[key] = previous = step
         outcome = self._outcome(key, previous)
-        return [BatchStepResult.model_validate(item) for item in json.loads(outcome.result_json or "[]")]
+        results = [BatchStepResult.model_validate(item) for item in json.loads(outcome.result_json or "[]")]
+        return [self._typed(result) for result in results]
+
+    def _typed(self, outcome: BatchStepResult) -> BatchStepResult:
+        """A child's result typed as its workflow's return annotation, as ``Workflow.run`` types it (when
+        the workflow is of this run's app; else as the JSON it is)."""
+        from polos.definition import registry
+
+        child = None if self._workflow is None else registry.sibling(self._workflow, outcome.workflow_id)
+        if child is None or not outcome.success:
+            return outcome
+        return outcome.model_copy(update={"result": child.build_result(outcome.result)})
 
     def _start_child(
         self, key: str, workflow: Any, payload: Any, wait: bool, options: RunOptions | None = None
