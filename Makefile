@@ -32,9 +32,15 @@ lint: install
 typecheck: install
 	$(BIN)/mypy shared/polos infra functions/api functions/worker functions/timers bench
 
-# pytest exits 5 when no test ran; make treats that as the failure it is.
+# pytest exits 5 when no test ran; make treats that as the failure it is. Test files are spread over the
+# machine's cores (pytest-xdist; a file's tests stay on one worker, sharing its module fixtures); the tests
+# that time a real `polos dev` or browser (marked `serial` by tests/conftest.py) run after, alone, so no
+# other test's load moves their clocks. The slowest tests are listed, so a suite creeping past its budget
+# shows where.
+PYTEST_WORKERS ?= auto
 test: lint typecheck browser
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not serial" --durations=15
+	$(BIN)/pytest -m serial --durations=10
 
 demo: install
 	$(BIN)/polos demo

@@ -21,6 +21,16 @@ from polos.aws import settings  # noqa: E402
 
 from infra.local.aws import one_request_at_a_time  # noqa: E402
 
+SERIAL_DIRS = (ROOT / "tests" / "e2e", ROOT / "tests" / "browser")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that time a real ``polos dev`` or browser ``serial``: ``make test`` runs them after
+    the others, alone (the others run side by side on every core)."""
+    for item in items:
+        if any(item.path.is_relative_to(directory) for directory in SERIAL_DIRS):
+            item.add_marker(pytest.mark.serial)
+
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
