@@ -112,7 +112,8 @@ def _shard_key(parent_run_id: str, step: str, shard: int) -> tuple[str, str]:
 def record_end(parent: ParentRef) -> bool:
     """Mark child ``parent.index`` ended; ``True`` when every child of the step has ended (then the
     caller completes the step). One UpdateItem, and a BatchGetItem when this end may be the last."""
-    assert parent.index is not None and parent.of is not None
+    if parent.index is None or parent.of is None:
+        raise ValueError(f"run {parent.run_id}'s step {parent.step!r} has no batch position to mark")
     shard = parent.index // SHARD_SIZE
     pk, sk = _shard_key(parent.run_id, parent.step, shard)
     # The marks live as long as the parent may wait for its children (a child may wait up to 365 days).
@@ -185,7 +186,8 @@ def _outcome(run_id: str, run: RunRecord | None) -> dict[str, Any]:
 def complete(parent: ParentRef) -> bool:
     """Complete the parent's waiting step with every child's outcome (``True`` when this call did). An
     answer too large for the step's item fails the step with an error saying so."""
-    assert parent.of is not None
+    if parent.of is None:
+        raise ValueError(f"run {parent.run_id}'s step {parent.step!r} is not a batch of children")
     text = json.dumps(
         outcomes(parent.run_id, parent.step, parent.of), ensure_ascii=False, separators=(",", ":")
     )
