@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from polos.definition import Workflow, workflow
     from polos.errors import NonRetryableError, StepExecutionError, WorkflowRunError
     from polos.payloads import BatchEventPayload, EventItem, EventPayload, PayloadEvent, SchedulePayload
+    from polos.queues import Queue, queue
 
 _HOMES: dict[str, str] = {
     "BatchEventPayload": "polos.payloads",
@@ -31,6 +32,8 @@ _HOMES: dict[str, str] = {
     "WorkflowContext": "polos.context",
     "Workflow": "polos.definition",
     "workflow": "polos.definition",
+    "Queue": "polos.queues",
+    "queue": "polos.queues",
 }
 
 __all__ = [  # a literal list, so linters and type checkers see the names; a test keeps it equal to _HOMES
@@ -41,12 +44,14 @@ __all__ = [  # a literal list, so linters and type checkers see the names; a tes
     "NonRetryableError",
     "PayloadEvent",
     "PolosClient",
+    "Queue",
     "SchedulePayload",
     "StepExecutionError",
     "Workflow",
     "WorkflowContext",
     "WorkflowHandle",
     "WorkflowRunError",
+    "queue",
     "workflow",
 ]
 

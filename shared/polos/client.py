@@ -212,13 +212,28 @@ class PolosClient:
         return answer
 
     async def start_workflow(
-        self, workflow_id: str, payload: Any, *, idempotency_key: str | None = None
+        self,
+        workflow_id: str,
+        payload: Any,
+        *,
+        idempotency_key: str | None = None,
+        queue_name: str | None = None,
+        queue_concurrency_limit: int | None = None,
+        concurrency_key: str | None = None,
     ) -> ExecutionHandle:
         """Start a run of ``workflow_id`` and return its handle (bound to this client; one run however often
-        the request is retried: the call sends an ``Idempotency-Key`` of its own unless given one)."""
+        the request is retried: the call sends an ``Idempotency-Key`` of its own unless given one).
+        ``queue_name`` / ``queue_concurrency_limit`` / ``concurrency_key``: the run's queue (DESIGN §1c)."""
         headers = {"Idempotency-Key": idempotency_key or _new_key()}
         path = f"/api/v1/workflows/{urllib.parse.quote(workflow_id, safe='')}/run"
-        answer = await self._call("POST", path, {"payload": payload}, headers)
+        body: dict[str, Any] = {"payload": payload}
+        queueing = {
+            "queue_name": queue_name,
+            "queue_concurrency_limit": queue_concurrency_limit,
+            "concurrency_key": concurrency_key,
+        }
+        body.update({name: value for name, value in queueing.items() if value is not None})
+        answer = await self._call("POST", path, body, headers)
         return ExecutionHandle.model_validate(answer).bound(self)
 
     async def get_run(self, run_id: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from polos import schedules
+from polos import queues, schedules
 from polos.aws import attempts
 from polos.errors import (
     InvalidTopicError,
@@ -20,6 +20,7 @@ from polos.errors import (
     validation_summary,
 )
 from polos.payloads import BatchEventPayload, EventItem, EventPayload, SchedulePayload
+from polos.queues import Queue
 from polos.schedules import Schedule
 from polos.topics import canonical_topic
 
@@ -50,6 +51,11 @@ class Workflow:
     takes_payload: bool = True
     # Executions that may fail in a row for one message; ``None``: the deployment's (``POLOS_MAX_ATTEMPTS``).
     max_attempts: int | None = None
+    # At most ``queue.concurrency_limit`` runs at once (per ``concurrency_key``, a dotted path into the
+    # event); ``max_concurrency``: the event source mapping's maximum concurrency (see polos.queues).
+    queue: Queue | None = None
+    concurrency_key: str | None = None
+    max_concurrency: int | None = None
     _payload_type: Any = field(default=None, repr=False)
     _adapter: TypeAdapter[Any] | None = field(default=None, repr=False)
 
@@ -78,13 +84,29 @@ class Workflow:
         return await (self.fn(ctx, payload) if self.takes_payload else self.fn(ctx))
 
     async def invoke(
-        self, client: PolosClient, payload: Any = None, *, idempotency_key: str | None = None
+        self,
+        client: PolosClient,
+        payload: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        queue_name: str | None = None,
+        queue_concurrency_limit: int | None = None,
+        concurrency_key: str | None = None,
     ) -> ExecutionHandle:
-        """Start a run through the HTTP API; returns a handle to await its result."""
+        """Start a run through the HTTP API; returns a handle to await its result. ``queue_name`` runs it
+        in that queue (``queue_concurrency_limit``: the limit of a queue named only here), at most the
+        queue's limit at once per ``concurrency_key``."""
         if isinstance(payload, BaseModel):
             payload = payload.model_dump(mode="json", by_alias=True)
         self.build_payload(payload)  # fail here, not in the worker, when the payload cannot fit
-        return await client.start_workflow(self.id, payload, idempotency_key=idempotency_key)
+        return await client.start_workflow(
+            self.id,
+            payload,
+            idempotency_key=idempotency_key,
+            queue_name=queue_name,
+            queue_concurrency_limit=queue_concurrency_limit,
+            concurrency_key=concurrency_key,
+        )
 
     async def run(
         self,
@@ -212,6 +234,9 @@ def _define(
     batch_timeout_seconds: int | None,
     schedule: str | dict[str, str] | None = None,
     max_attempts: int | None = None,
+    queue: str | Queue | dict[str, int] | None = None,
+    concurrency_key: str | None = None,
+    max_concurrency: int | None = None,
 ) -> Workflow:
     if not callable(fn):
         raise WorkflowDefinitionError(
@@ -249,6 +274,10 @@ def _define(
             )
         parsed_schedule = schedules.parse(schedule, resolved_id)
     payload_type = _payload_type(fn, resolved_id, is_batch, topic is not None, parsed_schedule is not None)
+    resolved_queue = queues.resolve(resolved_id, queue)
+    queues.check_options(
+        resolved_id, resolved_queue, concurrency_key, max_concurrency, event=topic is not None, batch=is_batch
+    )
     wf = Workflow(
         fn=fn,
         id=resolved_id,
@@ -259,6 +288,9 @@ def _define(
         schedule=parsed_schedule,
         takes_payload=len(inspect.signature(fn).parameters) == 2,
         max_attempts=max_attempts,
+        queue=resolved_queue,
+        concurrency_key=concurrency_key,
+        max_concurrency=max_concurrency,
         _payload_type=payload_type,
         _adapter=None if payload_type is None else TypeAdapter(payload_type),
     )
@@ -280,6 +312,9 @@ def workflow(
     batch_timeout_seconds: int | None = None,
     schedule: str | dict[str, str] | None = None,
     max_attempts: int | None = None,
+    queue: str | Queue | dict[str, int] | None = None,
+    concurrency_key: str | None = None,
+    max_concurrency: int | None = None,
 ) -> Callable[[Handler], Workflow]: ...
 
 
@@ -294,6 +329,9 @@ def workflow(
     batch_timeout_seconds: int | None = None,
     schedule: str | dict[str, str] | None = None,
     max_attempts: int | None = None,
+    queue: str | Queue | dict[str, int] | None = None,
+    concurrency_key: str | None = None,
+    max_concurrency: int | None = None,
 ) -> Workflow | Callable[[Handler], Workflow]:
     """Declare a durable workflow: ``@workflow`` or ``@workflow(id=..., trigger_on_event=..., ...)``."""
     if fn is not None:
@@ -309,6 +347,9 @@ def workflow(
             batch_timeout_seconds,
             schedule,
             max_attempts,
+            queue,
+            concurrency_key,
+            max_concurrency,
         )
 
     return decorate

@@ -101,9 +101,19 @@ class StepAPI(Protocol):
         ``data`` is shown with the waiting step; ``StepExecutionError`` when ``timeout`` s pass first."""
         ...
 
-    async def invoke(self, key: str, workflow: Any, payload: Any = None) -> ExecutionHandle:
+    async def invoke(
+        self,
+        key: str,
+        workflow: Any,
+        payload: Any = None,
+        *,
+        queue_name: str | None = None,
+        queue_concurrency_limit: int | None = None,
+        concurrency_key: str | None = None,
+    ) -> ExecutionHandle:
         """Start a child run of ``workflow`` (a workflow or its id) once, however often this run replays,
-        and return its handle. Inside a workflow the handle is data: wait with ``invoke_and_wait``."""
+        and return its handle. Inside a workflow the handle is data: wait with ``invoke_and_wait``.
+        ``queue_name`` / ``queue_concurrency_limit`` / ``concurrency_key``: the child's queue."""
         ...
 
     async def invoke_and_wait(

@@ -31,12 +31,18 @@ router = Router()  # type: ignore[no-untyped-call]
 MAX_PAYLOAD_BYTES = 256 * 1024
 DEFAULT_PAGE = 50
 MAX_PAGE = 100
+# polos.queues' rules, repeated as constants here: importing it would load the definition's errors at the
+# publish path's cold start (a test keeps them equal).
+QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+MAX_CONCURRENCY_LIMIT = 10_000
+MAX_KEY_LENGTH = 256
 
 
 class RunRequest(BaseModel):
     """The body of ``POST /api/v1/workflows/{workflow_id}/run``.
 
-    The other fields are those the Polos SDK sends; they are accepted and ignored (DESIGN §2).
+    ``queue_name`` / ``queue_concurrency_limit`` / ``concurrency_key`` are honoured (polos.runtime.slots);
+    most other fields are those the Polos SDK sends; they are accepted and ignored (DESIGN §2).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -46,8 +52,9 @@ class RunRequest(BaseModel):
     deployment_id: Any = None
     session_id: Any = None
     user_id: Any = None
-    queue_name: Any = None
-    concurrency_key: Any = None
+    queue_name: str | None = Field(default=None, pattern=QUEUE_NAME_PATTERN)
+    queue_concurrency_limit: int | None = Field(default=None, ge=1, le=MAX_CONCURRENCY_LIMIT, strict=True)
+    concurrency_key: str | None = Field(default=None, min_length=1, max_length=MAX_KEY_LENGTH)
     run_timeout_seconds: Any = None
     initial_state: Any = None
     otel_traceparent: Any = None
@@ -90,7 +97,9 @@ def run_workflow(
         raise PayloadTooLarge(
             f"payload is {size} bytes as compact JSON; at most {MAX_PAYLOAD_BYTES} are allowed"
         )
-    run, created = runs.create_invoked(workflow_id, payload_json, idempotency_key)
+    asked = {"name": body.queue_name, "limit": body.queue_concurrency_limit, "key": body.concurrency_key}
+    queue_json = json.dumps(asked) if any(value is not None for value in asked.values()) else None
+    run, created = runs.create_invoked(workflow_id, payload_json, idempotency_key, queue_json=queue_json)
     if not created:
         # The key was used before: the same request gets the same answer, another one a conflict.
         if run.payload_json is None or idempotency.request_hash(json.loads(run.payload_json)) != (

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from aws_lambda_powertools import Logger
 
 from polos.publish import waiters
+from polos.runtime import slots
 from polos.runtime.journal import Journal
 from polos.runtime.records import ErrorInfo, RunRecord
 from polos.runtime.waits import WaitingFor
@@ -49,6 +50,7 @@ def ended_cancelled(run: RunRecord, journal: Journal | None = None, *, wake_pare
             waiters.WaiterStore().remove(waiting.topic, run.run_id, waiting.step, waiting.match)
         if waiting.kind == "child" and waiting.child is not None:
             cancel(waiting.child, journal, wake_parent=False)
+    slots.settle(run)  # a run cancelled while queued for a slot leaves its queue's backlog
     report_end(run, wake=wake_parent, journal=journal)
 
 

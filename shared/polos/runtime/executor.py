@@ -19,7 +19,7 @@ from polos.context import WorkflowContext
 from polos.errors import NonRetryableError, RunLeaseLostError
 from polos.publish import waiters
 from polos.publish.events import EventRef
-from polos.runtime import clock, control, dead_letters, retention, steps, timers
+from polos.runtime import clock, control, dead_letters, retention, slots, steps, timers
 from polos.runtime.journal import Acquired, Item, Journal
 from polos.runtime.records import ErrorInfo, LoadedRun, RunRecord, RunStatus, StepRecord, TriggerType
 from polos.runtime.runs import stored_payload
@@ -198,6 +198,56 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
     raw = attempt.payload
     if raw is _NO_PAYLOAD:  # an invocation, or a wake-up: the input is stored with the run
         raw = await _releasing(journal, run, owner, lambda: stored_payload(run, items or []))
+    spec = slots.spec_for(wf, run, raw)
+    admitted = await _releasing(journal, run, owner, lambda: slots.admit(spec, run, _slot_queued(run)))
+    if admitted is None and spec is not None:
+        return await _queued_for_slot(journal, run, owner, spec, log)
+    held = admitted if isinstance(admitted, slots.Held) else None
+    run.slot_json = slots.encode(held)
+    try:
+        outcome = await _run_handler(attempt, journal, run, owner, runner, ctx, raw, log, allowed)
+    except Exception:
+        await asyncio.to_thread(slots.release, held, run.run_id)
+        raise
+    await asyncio.to_thread(slots.release, held, run.run_id)  # the outcome is stored: the slot goes back
+    return outcome
+
+
+def _slot_queued(run: RunRecord) -> bool:
+    """Whether the run waited in a queue's backlog before this attempt (its waiter is to be removed)."""
+    return (
+        run.waiting_for_json is not None and WaitingFor.from_json(run.waiting_for_json).kind == "concurrency"
+    )
+
+
+async def _queued_for_slot(
+    journal: Journal, run: RunRecord, owner: str, spec: slots.SlotSpec, log: dict[str, Any]
+) -> AttemptResult:
+    """Park the run ``queued`` for a slot (its waiter is stored): nothing executed, nothing counted; then
+    look once more for a slot freed meanwhile (its hand-on may have found the run still held)."""
+    waiting = WaitingFor(step="", kind="concurrency", queue=spec.queue, key=spec.key)
+    run.slot_json = slots.encode(spec)
+    if not await _finish(
+        journal, run, owner, "queued", log, waiting_for=waiting, uncounted=True, unexecuted=True
+    ):
+        return AttemptResult("busy", run)
+    await asyncio.to_thread(slots.recheck, spec)
+    return AttemptResult("waiting", run)
+
+
+async def _run_handler(
+    attempt: Attempt,
+    journal: Journal,
+    run: RunRecord,
+    owner: str,
+    runner: StepRunner,
+    ctx: WorkflowContext,
+    raw: Any,
+    log: dict[str, Any],
+    allowed: int,
+) -> AttemptResult:
+    """The handler's run in this attempt, and its outcome stored."""
+    wf = attempt.workflow
     try:
         with overload.watch() as throttles:
             result = await wf(ctx, wf.build_payload(raw))
@@ -282,6 +332,7 @@ async def _already_finished(journal: Journal, run: RunRecord, log: dict[str, Any
     logger.info("run already finished; delivery acknowledged", extra={**log, "status": run.status})
     # What follows its end may have been cut short by a crash: a cancel's whole effect, the parent's report.
     await asyncio.to_thread(control.end_again, run, journal)
+    await asyncio.to_thread(slots.settle, run)  # and its slot's release and hand-on
     if run.dead_letter:  # failed for want of attempts: its message still belongs in the dead-letter queue
         return AttemptResult("exhausted", run, run.error)
     return AttemptResult("finished", run)
@@ -290,6 +341,7 @@ async def _already_finished(journal: Journal, run: RunRecord, log: dict[str, Any
 async def _still_waiting(journal: Journal, run: RunRecord, log: dict[str, Any]) -> AttemptResult:
     """A waiting run this delivery does not wake. A cancel asked for while its last attempt ran is applied
     now when that attempt could not (it died after parking the run, or lost the answer of that write)."""
+    await asyncio.to_thread(slots.settle, run)  # the slot it gave back at its wait, handed on (again)
     if run.cancel_requested:
         cancelled = await asyncio.to_thread(control.cancel, run.run_id, journal)
         if cancelled is not None and cancelled[0].status == "cancelled":
@@ -367,6 +419,7 @@ async def _finish(
     dead_letter: bool = False,
     kept_until: int | None = None,
     uncounted: bool = False,
+    unexecuted: bool = False,
 ) -> bool:
     """Record the attempt's outcome (with ``step``, its last completed step not journaled yet) and mirror
     it on ``run``; ``False`` when the lease was lost meanwhile.
@@ -394,6 +447,8 @@ async def _finish(
             dead_letter=dead_letter,
             kept_until=kept_until,
             uncounted=uncounted,
+            slot_json=run.slot_json,
+            unexecuted=unexecuted,
         )
 
     cancel_asked = False

@@ -145,6 +145,7 @@ def encode_run(run: RunRecord, expires_at: int) -> Item:
         "lease_owner": run.lease_owner,
         "waiting_for": run.waiting_for_json,
         "parent": run.parent.to_json() if run.parent else None,
+        "queue": run.queue_json,
     }
     for name, value in optional.items():
         if value is not None:
@@ -189,6 +190,8 @@ def decode_run(item: Item) -> RunRecord:
         message_attempts=int(_n(item, "message_attempts") or 0),
         dead_letter=bool(item.get("dead_letter", {}).get("BOOL", False)),
         kept_until=_n(item, "kept_until"),
+        queue_json=_s(item, "queue"),
+        slot_json=_s(item, "slot"),
     )
 
 
@@ -676,6 +679,8 @@ class Journal:
         dead_letter: bool = False,
         kept_until: int | None = None,
         uncounted: bool = False,
+        slot_json: str | None = None,
+        unexecuted: bool = False,
     ) -> bool:
         """End this attempt: ``completed``/``failed``/``cancelled`` for good, ``queued`` to retry, or
         ``waiting`` (with ``waiting_for_json``) until a wake-up. Returns whether a cancel was asked for
@@ -696,6 +701,9 @@ class Journal:
 
         ``uncounted``: the attempt was stopped by AWS (a throttle, a timeout), not by the workflow: the
         execution the lease counted is given back (``max_attempts`` counts the workflow's failures only).
+
+        ``slot_json``: the concurrency slot the attempt took or queued for (``polos.runtime.slots``).
+        ``unexecuted``: the attempt ran nothing (queued for a slot): its ``attempts`` count is given back.
         """
         values: dict[str, AttributeValueTypeDef] = {
             ":status": {"S": status},
@@ -715,6 +723,9 @@ class Journal:
         if kept_until is not None:
             values[":kept"] = {"N": str(kept_until)}
             assignments += ["expires_at = :kept", "kept_until = :kept"]
+        if slot_json is not None:
+            values[":slot"] = {"S": slot_json}
+            assignments.append("slot = :slot")
         if waiting_for_json is not None:
             values[":waiting_for"] = {"S": waiting_for_json}
             assignments.append("waiting_for = :waiting_for")
@@ -746,6 +757,9 @@ class Journal:
         if uncounted and "message_attempts" not in removals:
             values[":given_back"] = {"N": "-1"}
             given_back = " ADD message_attempts :given_back"
+        if unexecuted:
+            values[":given_back"] = {"N": "-1"}
+            given_back += (", " if given_back else " ADD ") + "attempts :given_back"
         update: UpdateTypeDef = {
             "TableName": self._table,
             "Key": {"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},

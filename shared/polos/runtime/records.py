@@ -123,6 +123,10 @@ class RunRecord:
     dead_letter: bool = False
     # Everything the run reads when it wakes lives at least until then (epoch s; see polos.runtime.retention).
     kept_until: float | None = None
+    # An invoked run's ``queue_name`` / ``queue_concurrency_limit`` / ``concurrency_key`` (JSON), and the
+    # concurrency slot its last attempt took or queued for (see ``polos.runtime.slots``).
+    queue_json: str | None = None
+    slot_json: str | None = None
 
     @property
     def finished(self) -> bool:

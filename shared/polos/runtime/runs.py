@@ -156,7 +156,7 @@ def run_view(
         "updated_at": run.updated_at,
         "trigger": {"type": run.trigger_type, "event_ids": [ref.id for ref in members]},
     }
-    if run.status == "waiting" and run.waiting_for_json is not None:
+    if run.status in ("waiting", "queued") and run.waiting_for_json is not None:
         view["waiting_for"] = WaitingFor.from_json(run.waiting_for_json).view()
     if run.parent is not None:
         view["parent_run_id"] = run.parent.run_id
@@ -443,9 +443,11 @@ def create_invoked(
     *,
     run_id: str | None = None,
     parent: ParentRef | None = None,
+    queue_json: str | None = None,
 ) -> tuple[RunRecord, bool]:
     """Store a ``queued`` run; returns it and ``True``, or the run the key (or ``run_id``: a child run's)
-    created before and ``False``."""
+    created before and ``False``. ``queue_json``: the caller's ``queue_name`` / ``queue_concurrency_limit``
+    / ``concurrency_key`` (see polos.runtime.slots)."""
     if run_id is None:
         run_id = keyed_run_id(workflow_id, idempotency_key) if idempotency_key is not None else new_run_id()
     stamp = now_iso()
@@ -459,6 +461,7 @@ def create_invoked(
         updated_at=stamp,
         payload_json=payload_json,
         parent=parent,
+        queue_json=queue_json,
     )
     stored = Journal().create_queued(run)
     return stored, stored is run

@@ -337,9 +337,19 @@ class StepRunner(StepAPI):
         value: dict[str, Any] = serde.from_json(step.result_json or "null", None, what=f"data of {key!r}")
         return value
 
-    async def invoke(self, key: str, workflow: Any, payload: Any = None) -> ExecutionHandle:
+    async def invoke(
+        self,
+        key: str,
+        workflow: Any,
+        payload: Any = None,
+        *,
+        queue_name: str | None = None,
+        queue_concurrency_limit: int | None = None,
+        concurrency_key: str | None = None,
+    ) -> ExecutionHandle:
         """Start a child run of ``workflow`` (an object or id) once, however often this run replays;
-        returns its :class:`~polos.client.ExecutionHandle` (a replay rebuilds an equal one)."""
+        returns its :class:`~polos.client.ExecutionHandle` (a replay rebuilds an equal one). The queue
+        arguments are those of ``Workflow.invoke``."""
         from polos.client import ExecutionHandle  # the client module loads on first use (cold start)
 
         self._claim_key(key)
@@ -351,7 +361,8 @@ class StepRunner(StepAPI):
                 previous.result_json or "null", ExecutionHandle, what=what
             )
             return replayed
-        child = await asyncio.to_thread(self._start_child, key, workflow, payload, False)
+        queueing = _queueing(key, queue_name, queue_concurrency_limit, concurrency_key)
+        child = await asyncio.to_thread(self._start_child, key, workflow, payload, False, queueing)
         handle = ExecutionHandle(
             id=child.run_id,
             workflow_id=child.workflow_id,
@@ -387,7 +398,9 @@ class StepRunner(StepAPI):
         step = await self._wait_for_completion(key, "child", timeout, child_of=(workflow, payload))
         return json.loads(step.result_json or "null")
 
-    def _start_child(self, key: str, workflow: Any, payload: Any, wait: bool) -> RunRecord:
+    def _start_child(
+        self, key: str, workflow: Any, payload: Any, wait: bool, queue_json: str | None = None
+    ) -> RunRecord:
         from polos.runtime import runs  # the runs module creates and enqueues invoked runs
 
         workflow_id = workflow if isinstance(workflow, str) else getattr(workflow, "id", None)
@@ -396,7 +409,9 @@ class StepRunner(StepAPI):
         text = serde.to_json(payload, what=f"payload of step {key!r}")
         parent = ParentRef(self._run_id, self._workflow_id, key) if wait else None
         run_id = hashed_run_id(self._run_id, "child", key)
-        child, _ = runs.create_invoked(workflow_id, text, None, run_id=run_id, parent=parent)
+        child, _ = runs.create_invoked(
+            workflow_id, text, None, run_id=run_id, parent=parent, queue_json=queue_json
+        )
         if child.status == "queued":
             runs.enqueue(child)  # again on a replay: a duplicate invoke message is turned away
         return child
@@ -664,3 +679,22 @@ def _cause_of(exc: BaseException) -> ErrorInfo:
     if isinstance(exc, StepExecutionError) and exc.__cause__ is not None:
         return ErrorInfo.of(exc.__cause__)
     return ErrorInfo.of(exc)
+
+
+def _queueing(key: str, name: str | None, limit: int | None, concurrency_key: str | None) -> str | None:
+    """A child's queue arguments as its run keeps them (checked like the HTTP API checks them)."""
+    from polos import queues
+
+    problem = (None if name is None else queues.name_problem(name)) or queues.limit_problem(
+        limit, "queue_concurrency_limit"
+    )
+    if concurrency_key is not None and (
+        not isinstance(concurrency_key, str) or not 1 <= len(concurrency_key) <= queues.MAX_KEY_LENGTH
+    ):
+        problem = (
+            f"concurrency_key={concurrency_key!r} must be a string of 1 to {queues.MAX_KEY_LENGTH} characters"
+        )
+    if problem is not None:
+        raise StepArgumentError(f"step {key!r}: {problem}")
+    asked = {"name": name, "limit": limit, "key": concurrency_key}
+    return json.dumps(asked) if any(value is not None for value in asked.values()) else None

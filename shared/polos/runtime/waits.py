@@ -25,7 +25,7 @@ from polos.payloads import utc_iso
 if TYPE_CHECKING:
     from polos.runtime.records import StepRecord
 
-WaitKind = Literal["timer", "event", "resume", "child"]
+WaitKind = Literal["timer", "event", "resume", "child", "concurrency"]
 # Waits this short (seconds left) sleep inside the attempt instead of ending it.
 IN_ATTEMPT_MAX_SECONDS = 10.0
 MAX_WAIT_SECONDS = 365 * 24 * 3600
@@ -55,6 +55,9 @@ class WaitingFor:
     keep: float | None = None
     checked: int | None = None
     reserved: int | None = None
+    # ``concurrency`` (a ``queued`` run over its queue's limit, see polos.runtime.slots): the queue and key.
+    queue: str | None = None
+    key: str | None = None
 
     @property
     def wake_at(self) -> float | None:
@@ -74,6 +77,8 @@ class WaitingFor:
             "keep": self.keep,
             "checked": self.checked,
             "reserved": self.reserved,
+            "queue": self.queue,
+            "key": self.key,
         }
         raw.update({name: value for name, value in extra.items() if value is not None})
         return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
@@ -94,10 +99,15 @@ class WaitingFor:
             keep=raw.get("keep"),
             checked=raw.get("checked"),
             reserved=raw.get("reserved"),
+            queue=raw.get("queue"),
+            key=raw.get("key"),
         )
 
     def view(self) -> dict[str, Any]:
-        """As the runs API shows it: ``{"step", "kind", "until"?, "topic"?, "child"?}`` (ISO UTC time)."""
+        """As the runs API shows it: ``{"step", "kind", "until"?, "topic"?, "child"?}`` (ISO UTC time), or
+        ``{"kind": "concurrency", "queue", "key"}``."""
+        if self.kind == "concurrency":
+            return {"kind": self.kind, "queue": self.queue, "key": self.key}
         shown: dict[str, Any] = {"step": self.step, "kind": self.kind}
         if self.until is not None:
             shown["until"] = utc_iso(datetime.fromtimestamp(self.until, UTC))
