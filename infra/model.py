@@ -300,6 +300,8 @@ class WorkflowQueue:
     schedule: Schedule | None = None  # fired by an EventBridge Scheduler schedule onto this queue
     # ``@workflow(max_attempts=N)``: its queue's receive count is sized behind it; ``None``: the deployment's.
     max_attempts: int | None = None
+    # ``@workflow(max_concurrency=N)``: the mapping's ScalingConfig.MaximumConcurrency (``None``: Lambda's).
+    max_concurrency: int | None = None
 
     def receive_limit(self, default_attempts: int) -> int:
         """The queue's ``maxReceiveCount`` when the deployment allows ``default_attempts`` executions."""
@@ -352,6 +354,7 @@ def build_model(app: App) -> AppModel:
             batching_window_seconds=wf.batch_timeout_seconds,
             schedule=wf.schedule,
             max_attempts=wf.max_attempts,
+            max_concurrency=wf.max_concurrency,
         )
         for wf in app
     )
