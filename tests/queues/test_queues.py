@@ -17,7 +17,7 @@ from polos.testing import Stack, local_stack
 
 # (workflow, n, key, start, end) of each call of a step function
 SPANS: list[tuple[str, int, str | None, float, float]] = []
-WORK_SECONDS = 0.05
+WORK_SECONDS = 0.2
 
 
 async def _work(wf: str, n: int, key: str | None) -> int:
@@ -97,6 +97,16 @@ def test_four_runs_on_a_queue_of_limit_one_never_overlap_and_start_in_sequence_o
 
 
 def test_a_concurrency_key_limits_each_key_alone(stack: Stack) -> None:
+    # Key "a"'s one slot is held elsewhere: "b" runs, "a" waits for that slot.
+    spec = slots.SlotSpec("q-keyed", 1, "a", "a")
+    holder = slots.Slots().take(spec, "run_outsider", time.time() + 3600, woken=False)
+    _publish(stack, "q/keyed", [{"n": 10, "customer": "a"}, {"n": 11, "customer": "b"}])
+    stack.drain()
+    statuses = {run["status"] for run in stack.runs("q-keyed")}
+    assert statuses == {"queued", "completed"} and [span[2] for span in SPANS] == ["b"]
+    slots.release(holder, "run_outsider")
+    stack.drain()
+    SPANS.clear()
     data = [{"n": n, "customer": "a" if n % 2 == 0 else "b"} for n in range(6)]
     _publish(stack, "q/keyed", data)
     stack.drain()
