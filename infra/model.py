@@ -118,6 +118,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GetRun", "GET", "/api/v1/runs/{run_id}"),
     Route("ListRuns", "GET", "/api/v1/runs"),
     Route("GetExecution", "GET", "/api/v1/executions/{id}"),
+    Route("GetQueue", "GET", "/api/v1/queues/{name}"),
     # The dashboard's static files: they hold no data, so the API function serves them without a key.
     Route("Dashboard", "GET", "/ui"),
     Route("DashboardAsset", "GET", "/ui/{asset}"),
@@ -302,6 +303,9 @@ class WorkflowQueue:
     max_attempts: int | None = None
     # ``@workflow(max_concurrency=N)``: the mapping's ScalingConfig.MaximumConcurrency (``None``: Lambda's).
     max_concurrency: int | None = None
+    # ``@workflow(queue=...)``: its name and limit (the manifest carries them for the queues API).
+    queue: str | None = None
+    concurrency_limit: int | None = None
 
     def receive_limit(self, default_attempts: int) -> int:
         """The queue's ``maxReceiveCount`` when the deployment allows ``default_attempts`` executions."""
@@ -337,7 +341,13 @@ class AppModel:
     def manifest(self) -> Manifest:
         return Manifest(
             workflows={
-                q.workflow_id: WorkflowEntry(id=q.workflow_id, topic=q.topic, batch=q.batch)
+                q.workflow_id: WorkflowEntry(
+                    id=q.workflow_id,
+                    topic=q.topic,
+                    batch=q.batch,
+                    queue=q.queue,
+                    concurrency_limit=q.concurrency_limit,
+                )
                 for q in self.queues
             }
         )
@@ -355,6 +365,8 @@ def build_model(app: App) -> AppModel:
             schedule=wf.schedule,
             max_attempts=wf.max_attempts,
             max_concurrency=wf.max_concurrency,
+            queue=wf.queue.name if wf.queue is not None else None,
+            concurrency_limit=wf.queue.concurrency_limit if wf.queue is not None else None,
         )
         for wf in app
     )

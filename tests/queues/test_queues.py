@@ -146,9 +146,32 @@ def test_a_queued_run_shows_what_it_waits_for_and_starts_when_the_slot_frees(sta
     assert SPANS == []
     listed = stack.request("GET", "/api/v1/runs?workflow_id=q-single&status=queued").body
     assert [entry["run_id"] for entry in listed["runs"]] == [run["run_id"]]
+    shown = stack.request("GET", "/api/v1/queues/q-single-lane").body
+    assert shown["concurrency_limit"] == 1 and shown["workflows"] == ["q-single"]
+    assert shown["holders"] == [{"run_id": "run_outsider", "key": None}]
+    assert shown["backlog"] == [{"key": None, "run_ids": [run["run_id"]], "count": 1}]
     slots.release(holder, "run_outsider")  # the holder ends: its slot goes to the backlog's first run
     stack.drain()
     assert stack.run(run["run_id"])["status"] == "completed" and len(SPANS) == 1
+    shown = stack.request("GET", "/api/v1/queues/q-single-lane").body
+    assert (shown["holders"], shown["backlog"]) == ([], [])  # the run's slot went back when it ended
+    assert stack.request("GET", "/api/v1/queues/no-such-queue").status == 404
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("queue_name", "bad name"),
+        ("queue_concurrency_limit", 0),
+        ("queue_concurrency_limit", "2"),
+        ("concurrency_key", ""),
+    ],
+)
+def test_bad_queue_fields_of_a_run_request_are_a_400_naming_the_field(
+    stack: Stack, field: str, value: Any
+) -> None:
+    answer = stack.request("POST", "/api/v1/workflows/q-invoked/run", {"payload": {"n": 1}, field: value})
+    assert answer.status == 400 and field in answer.body["error"], answer.body
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from polos.testing import Stack as Reader
 from reliability_support import ShiftedClock
 
 from bench.stack import MeteredStack, aws_in_process, polos_handlers
+from infra.local.faults.config import AwsFaults
 from infra.local.mapping import drain
 from infra.local.stack import StackOptions
 from infra.metering.meter import Call, Crash, Meter
@@ -26,7 +27,8 @@ from infra.metering.meter import Call, Crash, Meter
 pytestmark = [pytest.mark.timeout(600), pytest.mark.usefixtures("steady_requests")]
 
 EVENTS = 3
-OPTIONS = StackOptions(visibility_timeout=30, max_attempts=25)
+# POLOS_AWS_FAULTS (shuffle, duplicates, pollers, throttle, ...) applies here too.
+OPTIONS = StackOptions(visibility_timeout=30, max_attempts=25, aws_faults=AwsFaults.resolve())
 
 
 def _slot_request(call: Call) -> bool:

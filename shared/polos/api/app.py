@@ -40,6 +40,7 @@ from polos.api.errors import (
     ValidationFailed,
 )
 from polos.api.events import router as events_router
+from polos.api.queues import router as queues_router
 from polos.api.runs import router as runs_router
 from polos.aws import observability, overload
 from polos.errors import InvalidTopicError
@@ -77,6 +78,7 @@ app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=_str
 app.include_router(events_router)
 app.include_router(runs_router)
 app.include_router(dead_letters_router)
+app.include_router(queues_router)
 app.include_router(dashboard.router)
 app.include_router(keys.router)
 

@@ -24,6 +24,15 @@ class WorkflowEntry:
     id: str
     topic: str | None
     batch: bool
+    # ``@workflow(queue=...)``: the queue's name and limit (``GET /api/v1/queues/{name}``).
+    queue: str | None = None
+    concurrency_limit: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"topic": self.topic, "batch": self.batch}
+        if self.queue is not None:  # absent otherwise: manifests of apps without queues are unchanged
+            body.update(queue=self.queue, concurrency_limit=self.concurrency_limit)
+        return body
 
 
 @dataclass(frozen=True)
@@ -40,7 +49,7 @@ class Manifest:
         body = {
             "version": MANIFEST_VERSION,
             "workflows": {
-                wf_id: {"topic": wf.topic, "batch": wf.batch} for wf_id, wf in sorted(self.workflows.items())
+                wf_id: wf.to_dict() for wf_id, wf in sorted(self.workflows.items())
             },
         }
         return json.dumps(body, indent=2, sort_keys=True) + "\n"
@@ -52,7 +61,13 @@ class Manifest:
             raise ValueError(f"unsupported manifest version {raw.get('version')!r}")
         return cls(
             workflows={
-                wf_id: WorkflowEntry(id=wf_id, topic=entry["topic"], batch=bool(entry["batch"]))
+                wf_id: WorkflowEntry(
+                    id=wf_id,
+                    topic=entry["topic"],
+                    batch=bool(entry["batch"]),
+                    queue=entry.get("queue"),
+                    concurrency_limit=entry.get("concurrency_limit"),
+                )
                 for wf_id, entry in raw["workflows"].items()
             }
         )

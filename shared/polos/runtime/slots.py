@@ -266,6 +266,7 @@ class Slots:
                 "wf": {"S": queue_index(spec.queue)},
                 "created_at": {"S": spec.order},
                 "key": {"S": spec.key or ""},
+                "lim": {"N": str(spec.limit)},
                 "expires_at": {"N": str(int(time.time()) + settings.get_settings().retention_seconds)},
             },
         )
@@ -328,33 +329,86 @@ class Slots:
         return self.live_holders(held.spec, held.shard, time.time()) < shard_caps(held.spec.limit)[held.shard]
 
     def live_holders(self, spec: SlotSpec, shard: int, now: float) -> int:
-        """How many holders of a shard hold it now (those whose lease passed do not). One GetItem."""
+        """How many runs hold a shard now (those whose lease passed do not). One GetItem."""
+        return len(self.shard_holders(spec, shard, now))
+
+    def shard_holders(self, spec: SlotSpec, shard: int, now: float) -> list[str]:
+        """The runs holding a shard now. One GetItem."""
         answer = self._client.get_item(
             TableName=self._table,
             Key={"pk": {"S": _slot_pk(spec, shard)}, "sk": {"S": SLOT_SK}},
             ConsistentRead=True,
         )
         item = answer.get("Item", {})
-        return sum(
-            1 for name, value in item.items() if name.startswith(HOLDER_PREFIX) and float(value["N"]) >= now
-        )
+        return [
+            name.removeprefix(HOLDER_PREFIX)
+            for name, value in item.items()
+            if name.startswith(HOLDER_PREFIX) and float(value["N"]) >= now
+        ]
 
-    # --- reading (the queues API) ------------------------------------------------------------------
-
-    def holders(self, spec: SlotSpec) -> list[dict[str, Any]]:
+    def holders(self, spec: SlotSpec) -> list[str]:
         """The runs holding the key's slots now (one GetItem per shard)."""
         now = time.time()
-        found: list[dict[str, Any]] = []
-        for shard in range(shards(spec.limit)):
-            answer = self._client.get_item(
-                TableName=self._table,
-                Key={"pk": {"S": _slot_pk(spec, shard)}, "sk": {"S": SLOT_SK}},
-                ConsistentRead=True,
-            )
-            for name, value in answer.get("Item", {}).items():
-                if name.startswith(HOLDER_PREFIX) and float(value["N"]) >= now:
-                    found.append({"run_id": name.removeprefix(HOLDER_PREFIX), "key": spec.key})
-        return found
+        return [
+            run_id for shard in range(shards(spec.limit)) for run_id in self.shard_holders(spec, shard, now)
+        ]
+
+
+# --- the queues API -----------------------------------------------------------------------------------
+
+VIEW_BACKLOG_PAGE = 100  # waiters listed (the first page of the queue's backlog, all keys)
+VIEW_HOLDER_KEYS = 10  # keys whose holders are read (the keyless bucket and the backlog's first keys)
+
+
+def queue_view(name: str, limit: int | None, key: str | None = None) -> dict[str, Any]:
+    """``GET /api/v1/queues/{name}``: the limit, the runs holding slots and the backlog by key (its first
+    page; ``key`` narrows both to one key). Bounded: one Query, one BatchGetItem of waiters, and the slot
+    shards of at most :data:`VIEW_HOLDER_KEYS` keys."""
+    client = settings.dynamodb()
+    table = settings.get_settings().runs_table
+    if key is not None:
+        query: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": backlog_pk(name, key)}},
+            "ConsistentRead": True,
+        }
+    else:
+        query = {
+            "IndexName": "by_workflow",
+            "KeyConditionExpression": "wf = :wf",
+            "ExpressionAttributeValues": {":wf": {"S": queue_index(name)}},
+        }
+    page = client.query(TableName=table, Limit=VIEW_BACKLOG_PAGE, **query)
+    entries = page.get("Items", [])
+    waiters: list[Item] = []
+    if entries:
+        wanted = [{"pk": entry["pk"], "sk": entry["sk"]} for entry in entries]
+        answer = client.batch_get_item(RequestItems={table: {"Keys": wanted, "ConsistentRead": True}})
+        found = answer.get("Responses", {}).get(table, [])
+        waiters = sorted(found, key=lambda item: (item["pk"]["S"], item["sk"]["S"]))
+    if limit is None and waiters:
+        limit = int(waiters[0]["lim"]["N"])
+    backlog: dict[str | None, list[str]] = {}
+    for item in waiters:
+        backlog.setdefault(item["key"]["S"] or None, []).append(item["run_id"]["S"])
+    keys = [key] if key is not None else [None, *[k for k in backlog if k is not None]]
+    holders: list[dict[str, Any]] = []
+    if limit is not None:
+        now = time.time()
+        slots = Slots()
+        for held_key in keys[:VIEW_HOLDER_KEYS]:
+            spec = SlotSpec(name, limit, held_key, "")
+            for shard in range(shards(limit)):
+                holders += [
+                    {"run_id": run_id, "key": held_key} for run_id in slots.shard_holders(spec, shard, now)
+                ]
+    return {
+        "queue": name,
+        "concurrency_limit": limit,
+        "holders": holders,
+        "backlog": [{"key": k, "run_ids": ids, "count": len(ids)} for k, ids in backlog.items()],
+        "backlog_truncated": "LastEvaluatedKey" in page,
+    }
 
 
 def _unhanded(item: Item, now: float) -> bool:
