@@ -35,7 +35,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["cost", "waits", "coldstart", "capacity", "timers"],
+        choices=["cost", "waits", "coldstart", "capacity", "timers", "slots"],
         help="run one benchmark and print its rows (nothing is written); timers: only this way",
     )
     args = parser.parse_args(argv)
@@ -74,10 +74,14 @@ def measure(args: argparse.Namespace) -> Results:
     if args.only == "capacity":
         _measure_capacity(results, args.smoke)
         return results
+    if args.only == "slots":
+        _measure_slots(results)
+        return results
     _measure_coldstart(results, args.import_runs)
     if args.only == "coldstart":
         return results
     _measure_cost(results, args)
+    _measure_slots(results)
     _measure_waits(results, args.smoke)
     _measure_capacity(results, args.smoke)
     _progress("memory: API on a 6 MB publish, worker on its largest batch (subprocesses) ...")
@@ -108,6 +112,15 @@ def _measure_cost(results: Results, args: argparse.Namespace) -> None:
     _progress("request budgets: first delivery and a duplicate of 1-step and 5-step runs ...")
     with tapped():
         results.budgets = cost.budgets()
+
+
+def _measure_slots(results: Results) -> None:
+    from bench import slots
+    from bench.logs import tapped
+
+    _progress("queues: the headline run with and without a non-binding queue slot, a queued run waiting ...")
+    with tapped():
+        results.slots = slots.measure()
 
 
 def _measure_capacity(results: Results, smoke: bool) -> None:
