@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from polos import WorkflowContext, workflow
+from polos import Queue, WorkflowContext, workflow
 from polos.app import App
 from polos.definition import Workflow
 
@@ -13,6 +13,7 @@ from bench.workload import Shape, make_workflow
 ORDERS_TOPIC = "capacity/orders"
 PAYMENTS_TOPIC = "capacity/payments"
 WAIT_HOURS = 1
+QUEUE_LIMIT = 60  # 3 slot items (polos.runtime.slots.shards)
 
 
 async def _pay(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
@@ -39,6 +40,8 @@ WORKFLOWS: list[Workflow] = [
     workflow(id="capacity-pay")(_pay),
     workflow(id="capacity-sleep")(_sleep),
     workflow(id="capacity-invoked")(_invoked),
+    # A queue whose limit never binds: every run takes and frees a slot of its one key.
+    workflow(id="capacity-queued", queue=Queue("capacity-lane", concurrency_limit=QUEUE_LIMIT))(_invoked),
 ]
 
 

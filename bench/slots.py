@@ -40,7 +40,9 @@ async def unbound_queue(ctx: WorkflowContext, payload: EventPayload) -> str:
     return str(await ctx.step.run("work", lambda: "done"))
 
 
-@workflow(id="bench-slot-one", trigger_on_event="bench/slots/one", queue=Queue("bench-one", concurrency_limit=1))
+@workflow(
+    id="bench-slot-one", trigger_on_event="bench/slots/one", queue=Queue("bench-one", concurrency_limit=1)
+)
 async def single_lane(ctx: WorkflowContext, payload: EventPayload) -> str:
     return str(await ctx.step.run("work", lambda: "done"))
 

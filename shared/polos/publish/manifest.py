@@ -48,9 +48,7 @@ class Manifest:
     def to_json(self) -> str:
         body = {
             "version": MANIFEST_VERSION,
-            "workflows": {
-                wf_id: wf.to_dict() for wf_id, wf in sorted(self.workflows.items())
-            },
+            "workflows": {wf_id: wf.to_dict() for wf_id, wf in sorted(self.workflows.items())},
         }
         return json.dumps(body, indent=2, sort_keys=True) + "\n"
 

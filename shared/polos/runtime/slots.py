@@ -28,9 +28,11 @@ that takes its slot hands on once more when its shard still has room, so several
 as many waiters.
 
 Capacity: each shard holds at most :data:`SHARD_CAPACITY` holders (one write unit per take or free) and
-takes about 500 starts a second (1,000 writes/s per item, two per run), so a key of limit L has
-``shards(L)`` items: 1 for L = 1 (a run of 2 ms or more cannot reach 500 starts/s alone), at least 2
-beyond (1,000 starts/s), and one more per 20 slots.
+takes about 400 starts a second (80 % of 1,000 writes/s per item, two per run), so a key of limit L has
+``shards(L)`` items: L of them for L <= 2 (a run of 2.5 ms or more cannot start 400 times a second per
+slot), at least :data:`MIN_SHARDS` beyond (1,200 starts/s), and one more per 20 slots. So a key never
+caps below min(L / run time, 1,000 starts/s); ``polos capacity`` and ``python -m bench --only capacity``
+print the ceiling (key class ``slot#``).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ logger = Logger(service="polos")
 
 SLOT_SK = "slot"
 SHARD_CAPACITY = 20
+MIN_SHARDS = 3  # a key of limit 3 or more: 3 x 400 starts/s at 80 % of each item's writes, past 1,000/s
 HOLDER_PREFIX = "h#"
 BACKLOG_PAGE = 10  # waiters read per hand-on or ordering check (one Query, 0.5 read unit per 4 KB)
 MAX_TAKE_TRIES = 3  # a shard's conditional take raced by others this often is treated as full
@@ -108,7 +111,7 @@ class Held:
 
 def shards(limit: int) -> int:
     """How many items hold a key's slots (see the module's capacity note)."""
-    return 1 if limit == 1 else max(2, math.ceil(limit / SHARD_CAPACITY))
+    return limit if limit <= 2 else max(MIN_SHARDS, math.ceil(limit / SHARD_CAPACITY))
 
 
 def shard_caps(limit: int) -> list[int]:
