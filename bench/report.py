@@ -313,8 +313,8 @@ def slot_rows(cost: slots.SlotCost | None) -> list[Row]:
             "queues",
             case,
             "Polos",
-            result=f"+{cost.extra_write_units:g} WRU/run (take + free), ${cost.usd_per_million():.2f}/M runs; "
-            f"{cost.queued_requests} requests while queued",
+            result=f"+{cost.extra_write_units:g} WRU/run (take + free), "
+            f"${cost.usd_per_million():.2f}/M runs; {cost.queued_requests} requests while queued",
             relative=f"{cost.extra_read_units:g} RRU, {cost.extra_requests:g} requests/run",
             target=f"<= {slots.TARGET_EXTRA_WRITE_UNITS:g} WRU/run; 0 while queued",
             verdict=_verdict(

@@ -250,7 +250,7 @@ class Ledger:
                 whole.writes += totals.writes
                 continue
             if cls is QUEUE_BACKLOG:
-                continue  # written only while a limit binds: a queued run's put and delete (reported by bench)
+                continue  # written only while a limit binds (a queued run's put and delete): bench reports it
             if cls.scope == "topic":
                 topic = _topic(key)
                 count = totals.writes if cls.span is not None else events.get(topic, 0)

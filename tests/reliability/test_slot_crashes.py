@@ -6,6 +6,7 @@ functions' own times), and no slot is held (none leaked past a lease)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -67,7 +68,7 @@ class Matrix:
         assert sorted(run["status"] for run in runs) == ["completed"] * len(events), "no queued run forgotten"
         assert {event for event, _, _ in slots_app.SPANS} == set(events)
         ordered = sorted(slots_app.SPANS, key=lambda span: span[1])
-        overlaps = [(a[0], b[0]) for a, b in zip(ordered, ordered[1:], strict=False) if b[1] < a[2]]
+        overlaps = [(a[0], b[0]) for a, b in itertools.pairwise(ordered) if b[1] < a[2]]
         assert not overlaps, f"runs of a queue of limit 1 overlapped: {overlaps}"
         spec = slots.SlotSpec("slot-lane", 1, None, "")
         held = slots.Slots().holders(spec)
