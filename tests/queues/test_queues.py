@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from polos import EventPayload, Queue, WorkflowContext, queue, workflow
+from polos import EventPayload, NonRetryableError, Queue, WorkflowContext, queue, workflow
 from polos.app import App
 from polos.errors import WorkflowDefinitionError
 from polos.runtime import slots
@@ -53,7 +53,25 @@ async def invoked(ctx: WorkflowContext, payload: dict[str, Any]) -> int:
     return await ctx.step.run("work", _work, "q-invoked", payload["n"], payload.get("key"))
 
 
-APP = App("queues", [single_lane, keyed, unlimited, invoked])
+@workflow(id="q-pausing", trigger_on_event="q/pausing", queue=Queue("q-pausing-lane", concurrency_limit=1))
+async def pausing(ctx: WorkflowContext, payload: EventPayload) -> int:
+    await ctx.step.run("before", _work, "q-pausing", payload.data["n"], "before")
+    await ctx.step.wait_for("pause", hours=1)
+    return await ctx.step.run("after", _work, "q-pausing", payload.data["n"], "after")
+
+
+@workflow(id="q-failing", trigger_on_event="q/failing", queue=Queue("q-failing-lane", concurrency_limit=1))
+async def failing(ctx: WorkflowContext, payload: EventPayload) -> int:
+    if payload.data["fail"]:
+        raise NonRetryableError("this run fails for good")
+    return await ctx.step.run("work", _work, "q-failing", payload.data["n"], None)
+
+
+APP = App("queues", [single_lane, keyed, unlimited, invoked, pausing, failing])
+
+
+def _holders(queue_name: str) -> list[dict[str, Any]]:
+    return list(slots.queue_view(queue_name, 1)["holders"])
 
 
 @pytest.fixture
@@ -205,3 +223,34 @@ def test_a_key_needs_a_single_event_workflow_and_a_queue_a_valid_limit() -> None
     with pytest.raises(WorkflowDefinitionError, match=r"concurrency_limit=-1 is invalid"):
         queue("lane", -1)
     assert queue("lane-ok", 3) == Queue("lane-ok", 3)
+
+
+def test_a_waiting_run_gives_its_slot_back_and_takes_one_again_when_it_wakes(stack: Stack) -> None:
+    _publish(stack, "q/pausing", [{"n": 0}, {"n": 1}])
+    stack.drain()
+    # Both ran up to their wait: the first gave its slot back when it began waiting.
+    assert sorted(run["status"] for run in stack.runs("q-pausing")) == ["waiting", "waiting"]
+    assert _holders("q-pausing-lane") == []
+    stack.advance(hours=1)
+    stack.drain()
+    assert sorted(run["status"] for run in stack.runs("q-pausing")) == ["completed", "completed"]
+    afters = [span for span in SPANS if span[2] == "after"]
+    assert len(afters) == 2 and _overlaps(afters) == []
+    assert _holders("q-pausing-lane") == []
+
+
+def test_a_failed_run_frees_its_slot_and_a_cancelled_queued_run_leaves_the_backlog(stack: Stack) -> None:
+    _publish(stack, "q/failing", [{"n": 0, "fail": True}, {"n": 1, "fail": False}])
+    stack.drain()
+    assert sorted(run["status"] for run in stack.runs("q-failing")) == ["completed", "failed"]
+    assert _holders("q-failing-lane") == []
+    spec = slots.SlotSpec("q-single-lane", 1, None, "a")
+    holder = slots.Slots().take(spec, "run_outsider", time.time() + 3600, woken=False)
+    _publish(stack, "q/single", [{"n": 5}])
+    stack.drain()
+    (queued,) = stack.runs("q-single")
+    assert stack.request("POST", f"/api/v1/runs/{queued['run_id']}/cancel").status == 200
+    assert stack.request("GET", "/api/v1/queues/q-single-lane").body["backlog"] == []
+    slots.release(holder, "run_outsider")
+    stack.drain()
+    assert stack.run(queued["run_id"])["status"] == "cancelled" and SPANS[-1][0] == "q-failing"
