@@ -9,7 +9,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from polos import EventPayload, NonRetryableError, Queue, WorkflowContext, queue, workflow
+from polos import (
+    EventPayload,
+    NonRetryableError,
+    Queue,
+    SchedulePayload,
+    WorkflowContext,
+    queue,
+    workflow,
+)
+from polos.publish.fanout import deliver
+from polos.publish.messages import WorkflowMessage
 from polos.app import App
 from polos.errors import WorkflowDefinitionError
 from polos.runtime import slots
@@ -67,7 +77,12 @@ async def failing(ctx: WorkflowContext, payload: EventPayload) -> int:
     return await ctx.step.run("work", _work, "q-failing", payload.data["n"], None)
 
 
-APP = App("queues", [single_lane, keyed, unlimited, invoked, pausing, failing])
+@workflow(id="q-cron", schedule="0 3 * * *")
+async def nightly(ctx: WorkflowContext, payload: SchedulePayload) -> int:
+    return await ctx.step.run("work", _work, "q-cron", payload.timestamp.day, None)
+
+
+APP = App("queues", [single_lane, keyed, unlimited, invoked, pausing, failing, nightly])
 
 
 def _holders(queue_name: str) -> list[dict[str, Any]]:
@@ -254,3 +269,11 @@ def test_a_failed_run_frees_its_slot_and_a_cancelled_queued_run_leaves_the_backl
     slots.release(holder, "run_outsider")
     stack.drain()
     assert stack.run(queued["run_id"])["status"] == "cancelled" and SPANS[-1][0] == "q-failing"
+
+
+def test_a_scheduled_workflow_runs_one_firing_at_a_time(stack: Stack) -> None:
+    firings = [f"2026-11-{day:02d}T03:00:00Z" for day in (1, 2, 3)]
+    deliver([WorkflowMessage("q-cron", "schedule", scheduled_time=fired) for fired in firings])
+    stack.drain()
+    assert sorted(run["status"] for run in stack.runs("q-cron")) == ["completed"] * 3
+    assert len(SPANS) == 3 and _overlaps(SPANS) == []
