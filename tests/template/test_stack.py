@@ -53,6 +53,7 @@ ROUTES = {
     ("get", "/api/v1/runs/{run_id}"),
     ("get", "/api/v1/runs"),
     ("get", "/api/v1/executions/{id}"),
+    ("get", "/api/v1/queues/{name}"),
     ("get", "/api/v1/workflows/{workflow_id}/dead-letters"),
     ("post", "/api/v1/workflows/{workflow_id}/dead-letters/redrive"),
 }
