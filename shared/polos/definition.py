@@ -99,6 +99,8 @@ class Workflow:
         if isinstance(payload, BaseModel):
             payload = payload.model_dump(mode="json", by_alias=True)
         self.build_payload(payload)  # fail here, not in the worker, when the payload cannot fit
+        if queue_name is None and queue_concurrency_limit is None and concurrency_key is None:
+            return await client.start_workflow(self.id, payload, idempotency_key=idempotency_key)
         return await client.start_workflow(
             self.id,
             payload,

@@ -16,7 +16,7 @@ State, in the runs table (no new table, no new grant):
   a dead attempt's slot is free after its lease, never later. A run retaking its own slot (a redelivery
   after a crash) finds its attribute and keeps one slot.
 - a key's backlog: items ``qwait#<queue>#<key>`` sorted by the run's order (events by ``sequence_id``,
-  other runs by creation time), also in the ``by_workflow`` index under ``queue#<queue>`` (the queues
+  other runs by creation time), also in the ``by_workflow`` index under ``~queue#<queue>`` (the queues
   API's listing). ``handed`` marks the waiter whose wake-up was sent.
 
 Failures: the attempt's message is acknowledged only after the release and the hand-on, so a crash
@@ -153,8 +153,9 @@ def backlog_pk(queue: str, key: str | None) -> str:
 
 
 def queue_index(queue: str) -> str:
-    """The ``by_workflow`` index partition of a queue's waiters (the queues API lists its backlog)."""
-    return f"queue#{queue}"
+    """The ``by_workflow`` index partition of a queue's waiters (the queues API lists its backlog); ``~``
+    is in no workflow id, so no workflow's partition (``<workflow>#<n>``) is ever this one."""
+    return f"~queue#{queue}"
 
 
 def _condition_failed(exc: ClientError) -> bool:
