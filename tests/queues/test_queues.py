@@ -82,7 +82,20 @@ async def nightly(ctx: WorkflowContext, payload: SchedulePayload) -> int:
     return await ctx.step.run("work", _work, "q-cron", payload.timestamp.day, None)
 
 
-APP = App("queues", [single_lane, keyed, unlimited, invoked, pausing, failing, nightly])
+@workflow(id="q-parent")
+async def parent(ctx: WorkflowContext, payload: dict[str, Any]) -> None:
+    for n in range(4):
+        await ctx.step.invoke(
+            f"child-{n}",
+            invoked,
+            {"n": n, "key": "k"},
+            queue_name="children-lane",
+            queue_concurrency_limit=1,
+            concurrency_key="k",
+        )
+
+
+APP = App("queues", [single_lane, keyed, unlimited, invoked, pausing, failing, nightly, parent])
 
 
 def _holders(queue_name: str) -> list[dict[str, Any]]:
@@ -277,3 +290,11 @@ def test_a_scheduled_workflow_runs_one_firing_at_a_time(stack: Stack) -> None:
     stack.drain()
     assert sorted(run["status"] for run in stack.runs("q-cron")) == ["completed"] * 3
     assert len(SPANS) == 3 and _overlaps(SPANS) == []
+
+
+def test_children_started_by_step_invoke_honour_their_queue_arguments(stack: Stack) -> None:
+    stack.invoke("q-parent", {})
+    stack.drain()
+    children = stack.runs("q-invoked")
+    assert sorted(run["status"] for run in children) == ["completed"] * 4
+    assert len(SPANS) == 4 and _overlaps(SPANS) == []
