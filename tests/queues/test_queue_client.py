@@ -12,7 +12,7 @@ from polos import WorkflowContext, workflow
 from polos.client import PolosClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from test_client_retries import KEY, server  # noqa: E402
+from test_client_retries import KEY, server
 
 
 @workflow(id="q-client")

@@ -18,10 +18,10 @@ from polos import (
     queue,
     workflow,
 )
-from polos.publish.fanout import deliver
-from polos.publish.messages import WorkflowMessage
 from polos.app import App
 from polos.errors import WorkflowDefinitionError
+from polos.publish.fanout import deliver
+from polos.publish.messages import WorkflowMessage
 from polos.runtime import slots
 from polos.testing import Stack, local_stack
 
