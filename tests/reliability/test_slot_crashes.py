@@ -23,11 +23,12 @@ from bench.stack import MeteredStack, aws_in_process, polos_handlers
 from infra.local.faults.config import AwsFaults
 from infra.local.mapping import drain
 from infra.local.stack import StackOptions
-from infra.metering.meter import Call, Crash, Meter
+from infra.metering.meter import Call, Meter
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.usefixtures("steady_requests")]
 
 EVENTS = 3
+MAX_UNREACHED = 4 if not AwsFaults.resolve().enabled else 8
 # POLOS_AWS_FAULTS (shuffle, duplicates, pollers, throttle, ...) applies here too.
 OPTIONS = StackOptions(visibility_timeout=30, max_attempts=25, aws_faults=AwsFaults.resolve())
 
@@ -124,17 +125,21 @@ def test_crash_after_each_aws_request_of_taking_freeing_and_handing_on_a_slot(
     assert {"dynamodb.UpdateItem", "dynamodb.PutItem", "dynamodb.Query", "sqs.SendMessageBatch"} <= set(
         points
     )
-    for n, point in enumerate(points, start=1):
+    missed: list[int] = []
+    for n in range(1, len(points) + 1):
         matrix = matrices()
         events = matrix.publish(f"run-{n}")
         matrix.meter.crash_after(n, where=_slot_request)
         matrix.drain()
-        # Under faults (throttles, duplicates, several pollers) a run makes more or fewer requests than the
-        # probe's: the last points may not be reached; without faults every one is.
-        assert OPTIONS.aws_faults.enabled or not matrix.meter.crash_pending, (
-            f"no crash at point {n} ({point})"
-        )
+        if matrix.meter.crash_pending:
+            missed.append(n)
         matrix.check(events)
+    # The three runs' records run concurrently: which one takes the slot first, and so how many slot
+    # requests the runs make in all, varies by a few from the probe's (more under faults). Every point a
+    # run reached crashed it; only the last few may not be reached.
+    assert all(n > len(points) - MAX_UNREACHED for n in missed), f"crash points never reached: {missed}"
     with capsys.disabled():
-        print(f"\nslot crash matrix ({EVENTS} runs, limit 1): {len(points)} crash points: {points}")
-    assert Crash is not None
+        print(
+            f"\nslot crash matrix ({EVENTS} runs, limit 1): {len(points)} crash points: {points}; "
+            f"not reached: {missed}"
+        )
