@@ -57,11 +57,13 @@ def ended_cancelled(run: RunRecord, journal: Journal | None = None, *, wake_pare
 def end_again(run: RunRecord, journal: Journal | None = None) -> None:
     """What follows a finished run's end, done again (a crash may have cut it short; each part is
     idempotent, so its parent hears of it once): a cancelled run's whole effect (:func:`ended_cancelled`),
-    or any other run's end reported to its parent."""
+    or any other run's end reported to its parent; and its queue slot's release and hand-on."""
     if run.status == "cancelled":
-        ended_cancelled(run, journal)
-    elif run.finished and run.parent is not None:
+        ended_cancelled(run, journal)  # settles the slot too
+        return
+    if run.finished and run.parent is not None:
         report_end(run, journal=journal)
+    slots.settle(run)
 
 
 def cancel(

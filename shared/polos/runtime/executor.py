@@ -331,8 +331,7 @@ async def _infrastructure_failure(
 async def _already_finished(journal: Journal, run: RunRecord, log: dict[str, Any]) -> AttemptResult:
     logger.info("run already finished; delivery acknowledged", extra={**log, "status": run.status})
     # What follows its end may have been cut short by a crash: a cancel's whole effect, the parent's report.
-    await asyncio.to_thread(control.end_again, run, journal)
-    await asyncio.to_thread(slots.settle, run)  # and its slot's release and hand-on
+    await asyncio.to_thread(control.end_again, run, journal)  # its slot's release and hand-on too
     if run.dead_letter:  # failed for want of attempts: its message still belongs in the dead-letter queue
         return AttemptResult("exhausted", run, run.error)
     return AttemptResult("finished", run)
