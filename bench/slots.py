@@ -86,7 +86,7 @@ def measure() -> SlotCost:
             billed[topic] = _units([call for call in meter.calls if _billed_per_run(call)])
         plain, slotted = billed["bench/slots/none"], billed["bench/slots/free"]
         spec = slots.SlotSpec("bench-one", 1, None, "0")
-        holder = slots.Slots().take(spec, "run_bench_holder", time.time() + 7200, woken=False)
+        holder = slots.Slots().take(spec, "run_bench_holder", time.time() + 7200)
         stack.publish("bench/slots/one", [sample_event(0)])
         stack.drain()  # the run queues
         meter.reset()

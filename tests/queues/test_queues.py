@@ -145,7 +145,7 @@ def test_four_runs_on_a_queue_of_limit_one_never_overlap_and_start_in_sequence_o
 def test_a_concurrency_key_limits_each_key_alone(stack: Stack) -> None:
     # Key "a"'s one slot is held elsewhere: "b" runs, "a" waits for that slot.
     spec = slots.SlotSpec("q-keyed", 1, "a", "a")
-    holder = slots.Slots().take(spec, "run_outsider", time.time() + 3600, woken=False)
+    holder = slots.Slots().take(spec, "run_outsider", time.time() + 3600)
     _publish(stack, "q/keyed", [{"n": 10, "customer": "a"}, {"n": 11, "customer": "b"}])
     stack.drain()
     statuses = {run["status"] for run in stack.runs("q-keyed")}
@@ -182,7 +182,7 @@ def test_an_invoked_runs_queue_name_limit_and_key_are_honoured(stack: Stack) -> 
 
 def test_a_queued_run_shows_what_it_waits_for_and_starts_when_the_slot_frees(stack: Stack) -> None:
     spec = slots.SlotSpec("q-single-lane", 1, None, "a")
-    holder = slots.Slots().take(spec, "run_outsider", time.time() + 3600, woken=False)
+    holder = slots.Slots().take(spec, "run_outsider", time.time() + 3600)
     assert holder is not None
     _publish(stack, "q/single", [{"n": 7}])
     stack.drain()
@@ -273,7 +273,7 @@ def test_a_failed_run_frees_its_slot_and_a_cancelled_queued_run_leaves_the_backl
     assert sorted(run["status"] for run in stack.runs("q-failing")) == ["completed", "failed"]
     assert _holders("q-failing-lane") == []
     spec = slots.SlotSpec("q-single-lane", 1, None, "a")
-    holder = slots.Slots().take(spec, "run_outsider", time.time() + 3600, woken=False)
+    holder = slots.Slots().take(spec, "run_outsider", time.time() + 3600)
     _publish(stack, "q/single", [{"n": 5}])
     stack.drain()
     (queued,) = stack.runs("q-single")

@@ -98,7 +98,6 @@ class Held:
     spec: SlotSpec
     shard: int
     lease_until: float
-    woken: bool  # the run was queued before (its waiter is removed, and it hands on when room is left)
 
     def to_json(self) -> str:
         return json.dumps([self.spec.to_json(), self.shard, self.lease_until], separators=(",", ":"))
@@ -106,7 +105,7 @@ class Held:
     @classmethod
     def from_json(cls, text: str) -> Held:
         spec, shard, lease_until = json.loads(text)
-        return cls(SlotSpec.from_json(spec), int(shard), float(lease_until), False)
+        return cls(SlotSpec.from_json(spec), int(shard), float(lease_until))
 
 
 def shards(limit: int) -> int:
@@ -171,7 +170,7 @@ class Slots:
 
     # --- taking ------------------------------------------------------------------------------------
 
-    def take(self, spec: SlotSpec, run_id: str, lease_until: float, *, woken: bool) -> Held | None:
+    def take(self, spec: SlotSpec, run_id: str, lease_until: float) -> Held | None:
         """A slot for ``run_id`` until ``lease_until``, or ``None`` when every shard is full or an earlier
         run of the backlog has not been handed its turn yet (order is kept: it goes first)."""
         now = time.time()
@@ -183,7 +182,7 @@ class Slots:
         for offset in range(count):
             shard = (start + offset) % count
             if self._take_shard(spec, shard, caps[shard], run_id, lease_until, now):
-                return Held(spec, shard, lease_until, woken)
+                return Held(spec, shard, lease_until)
         return None
 
     def _earlier_waiter(self, spec: SlotSpec, run_id: str, now: float) -> bool:
@@ -431,7 +430,7 @@ def admit(spec: SlotSpec | None, run: RunRecord, woken: bool) -> Held | bool | N
     if spec is None:
         return True
     slots = Slots()
-    held = slots.take(spec, run.run_id, run.lease_until or time.time(), woken=woken)
+    held = slots.take(spec, run.run_id, run.lease_until or time.time())
     if held is None:
         slots.wait(spec, run.run_id, run.workflow_id)
         observability.count("RunsQueued")
@@ -485,5 +484,5 @@ def encode(held: Held | SlotSpec | None) -> str | None:
     if held is None:
         return None
     if isinstance(held, SlotSpec):
-        return Held(held, -1, 0.0, False).to_json()
+        return Held(held, -1, 0.0).to_json()
     return held.to_json()
