@@ -35,7 +35,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["cost", "targets", "idle", "waits", "coldstart", "capacity", "timers", "fanout"],
+        choices=["cost", "targets", "idle", "waits", "coldstart", "capacity", "timers", "fanout", "slots"],
         help="run one benchmark and print its rows (nothing is written); timers: only this way",
     )
     args = parser.parse_args(argv)
@@ -77,11 +77,15 @@ def measure(args: argparse.Namespace) -> Results:
     if args.only == "idle":
         _measure_idle(results)
         return results
+    if args.only == "slots":
+        _measure_slots(results)
+        return results
     _measure_coldstart(results, args.import_runs)
     if args.only == "coldstart":
         return results
     _measure_cost(results, args)
     _measure_idle(results)
+    _measure_slots(results)
     _measure_waits(results, args.smoke)
     _measure_capacity(results, args.smoke)
     _progress("memory: API on a 6 MB publish, worker on its largest batch (subprocesses) ...")
@@ -129,6 +133,15 @@ def _measure_idle(results: Results) -> None:
     _progress("idle: the example app's stack with no events, a month of fixed lines ...")
     with tapped():
         results.idle = idle.measure(*idle.example_app())
+
+
+def _measure_slots(results: Results) -> None:
+    from bench import slots
+    from bench.logs import tapped
+
+    _progress("queues: the headline run with and without a non-binding queue slot, a queued run waiting ...")
+    with tapped():
+        results.slots = slots.measure()
 
 
 def _measure_capacity(results: Results, smoke: bool) -> None:

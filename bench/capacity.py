@@ -21,6 +21,7 @@ from infra.metering import prices
 from infra.metering.capacity import (
     API_KEY,
     FLOW_KEY,
+    QUEUE_SLOTS,
     TIMER_SHARD,
     TOPIC_EVENTS,
     WORKFLOW_INDEX,
@@ -110,6 +111,16 @@ def measure(events: int = 200, waiting: int = 100) -> list[KeyLoad]:
                 f"payment pattern: {waiting} runs wait_for_event, each matched by one event",
                 meter.calls,
                 {TOPIC_EVENTS: ("event", waiting), API_KEY: ("request", requests)},
+            )
+
+            meter.reset()
+            for n in range(runs):
+                _run_workflow(stack, "capacity-queued", {"n": n})
+            stack.drain()
+            found += key_loads(
+                f"runs on a queue of limit {capacity_app.QUEUE_LIMIT} (one key, not binding)",
+                meter.calls,
+                {QUEUE_SLOTS: ("run", runs), API_KEY: ("request", runs), WORKFLOW_INDEX: ("run", runs)},
             )
 
             meter.reset()

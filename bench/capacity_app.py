@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from polos import EventPayload, WorkflowContext, workflow
+from polos import EventPayload, Queue, WorkflowContext, workflow
 from polos.app import App
 from polos.definition import Workflow
 
@@ -16,6 +16,7 @@ THROTTLED_TOPIC = "capacity/throttled"
 # The busiest a throttled key can be: the largest limit over the shortest period, every event one key.
 THROTTLE = {"limit": 1000, "period": 1}
 WAIT_HOURS = 1
+QUEUE_LIMIT = 60  # 3 slot items (polos.runtime.slots.shards)
 
 
 async def _pay(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
@@ -47,6 +48,8 @@ WORKFLOWS: list[Workflow] = [
     workflow(id="capacity-sleep")(_sleep),
     workflow(id="capacity-invoked")(_invoked),
     workflow(id="capacity-throttled", trigger_on_event=THROTTLED_TOPIC, throttle=THROTTLE)(_throttled),
+    # A queue whose limit never binds: every run takes and frees a slot of its one key.
+    workflow(id="capacity-queued", queue=Queue("capacity-lane", concurrency_limit=QUEUE_LIMIT))(_invoked),
 ]
 
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from bench import idle, monthly, waits
+from bench import idle, monthly, slots, waits
 from bench.coldstart import BASELINE, NO_BYTECODE, ImportCost, ImportTime
 from bench.cost import (
     RATIO_TARGETS,
@@ -105,6 +105,7 @@ class Results:
     capacity: list[KeyLoad] = field(default_factory=list)
     idle: IdleBill | None = None
     logs_before: float | None = None  # the headline's logs $/M with a run's completion at INFO
+    slots: slots.SlotCost | None = None
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -302,6 +303,27 @@ def throughput_rows(result: Throughput | None) -> list[Row]:
     return rows
 
 
+def slot_rows(cost: slots.SlotCost | None) -> list[Row]:
+    """The headline run on a queue whose limit never binds, next to the headline: what its slot adds."""
+    if cost is None:
+        return []
+    case = f"headline shape on a queue of limit {slots.UNBOUND_LIMIT} (not binding); a queued run waiting 1 h"
+    return [
+        Row(
+            "queues",
+            case,
+            "Polos",
+            result=f"+{cost.extra_write_units:g} WRU/run (take + free), "
+            f"${cost.usd_per_million():.2f}/M runs; {cost.queued_requests} requests while queued",
+            relative=f"{cost.extra_read_units:g} RRU, {cost.extra_requests:g} requests/run",
+            target=f"<= {slots.TARGET_EXTRA_WRITE_UNITS:g} WRU/run; 0 while queued",
+            verdict=_verdict(
+                cost.extra_write_units <= slots.TARGET_EXTRA_WRITE_UNITS and cost.queued_requests == 0
+            ),
+        )
+    ]
+
+
 def wait_rows(wait: WaitCost | None) -> list[Row]:
     if wait is None:
         return []
@@ -455,6 +477,7 @@ def payment_rows(capacity: PaymentCapacity | None) -> list[Row]:
 def rows(results: Results) -> list[Row]:
     return (
         cost_rows(results.bills)
+        + slot_rows(results.slots)
         + reference_rows(results.bills)
         + import_rows(results.imports, results.first_calls)
         + no_bytecode_rows(results.imports_without_bytecode, results.imports)

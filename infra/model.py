@@ -118,6 +118,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GetRun", "GET", "/api/v1/runs/{run_id}"),
     Route("ListRuns", "GET", "/api/v1/runs"),
     Route("GetExecution", "GET", "/api/v1/executions/{id}"),
+    Route("GetQueue", "GET", "/api/v1/queues/{name}"),
     # The dashboard's static files: they hold no data, so the API function serves them without a key.
     Route("Dashboard", "GET", "/ui"),
     Route("DashboardAsset", "GET", "/ui/{asset}"),
@@ -309,6 +310,11 @@ class WorkflowQueue:
     # ``@workflow(state_schema=...)``: the API takes an ``initial_state`` for it (the manifest says so).
     state: bool = False
     options: dict[str, Any] = field(default_factory=dict, hash=False)  # shown by GET /api/v1/workflows
+    # ``@workflow(max_concurrency=N)``: the mapping's ScalingConfig.MaximumConcurrency (``None``: Lambda's).
+    max_concurrency: int | None = None
+    # ``@workflow(queue=...)``: its name and limit (the manifest carries them for the queues API).
+    queue: str | None = None
+    concurrency_limit: int | None = None
 
     def receive_limit(self, default_attempts: int) -> int:
         """The queue's ``maxReceiveCount`` when the deployment allows ``default_attempts`` executions."""
@@ -354,6 +360,8 @@ class AppModel:
                     options=q.options,
                     state=q.state,
                     schedulable=q.schedulable,
+                    queue=q.queue,
+                    concurrency_limit=q.concurrency_limit,
                 )
                 for q in self.queues
             }
@@ -374,6 +382,9 @@ def build_model(app: App) -> AppModel:
             max_attempts=wf.max_attempts,
             state=wf.state_schema is not None,
             options=options_of(wf),
+            max_concurrency=wf.max_concurrency,
+            queue=wf.queue.name if wf.queue is not None else None,
+            concurrency_limit=wf.queue.concurrency_limit if wf.queue is not None else None,
         )
         for wf in app
     )

@@ -407,6 +407,8 @@ def _queue_resources(queue: WorkflowQueue, name: str, worker: FunctionSpec) -> D
     }
     if queue.batching_window_seconds is not None:
         mapping["MaximumBatchingWindowInSeconds"] = queue.batching_window_seconds
+    if queue.max_concurrency is not None:
+        mapping["ScalingConfig"] = {"MaximumConcurrency": queue.max_concurrency}
     mapping["FunctionResponseTypes"] = ["ReportBatchItemFailures"]
     return {
         dlq: {

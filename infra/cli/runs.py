@@ -9,10 +9,9 @@ import argparse
 import asyncio
 import json
 import sys
-import typing
 import urllib.error
 from collections.abc import Coroutine, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from polos.client import ENV_API_KEY, ENV_API_URL, PolosClient
 from polos.errors import PolosAPIError
@@ -20,7 +19,7 @@ from polos.runtime.status import RunStatus
 
 T = TypeVar("T")
 
-STATUSES = typing.get_args(RunStatus)
+STATUSES: tuple[str, ...] = get_args(RunStatus)  # the runs API's statuses (``queued``, ``skipped``, ...)
 MAX_CELL = 60
 
 
@@ -312,6 +311,9 @@ def _waiting(waiting_for: dict[str, Any] | None) -> str:
     """``waits for timer until 2026-12-01T03:00:00.000000Z`` (empty when the run does not wait)."""
     if not waiting_for:
         return ""
+    if waiting_for["kind"] == "concurrency":  # a queued run over its queue's limit
+        key = f" key {waiting_for['key']}" if waiting_for.get("key") is not None else ""
+        return f"waits for a slot of queue {waiting_for['queue']}{key}"
     shown = f"waits for {waiting_for['kind']} (step {waiting_for['step']})"
     if waiting_for.get("until"):
         shown += f" until {waiting_for['until']}"

@@ -48,11 +48,17 @@ class MappingSpec:
     queue_arn: str
     batch_size: int
     window_seconds: int = 0
+    max_concurrency: int | None = None  # ScalingConfig.MaximumConcurrency: invocations at once
 
     @classmethod
     def of(cls, queue: WorkflowQueue, queue_url: str, queue_arn: str) -> MappingSpec:
         return cls(
-            queue.workflow_id, queue_url, queue_arn, queue.batch_size, queue.batching_window_seconds or 0
+            queue.workflow_id,
+            queue_url,
+            queue_arn,
+            queue.batch_size,
+            queue.batching_window_seconds or 0,
+            queue.max_concurrency,
         )
 
 
@@ -131,6 +137,8 @@ class EventSourceMapping:
         self.spec = spec
         self._sqs = sqs
         self._invoke = invoke
+        # Lambda's maximum concurrency: a poller at the limit receives nothing until an invocation ends.
+        self._slots = threading.BoundedSemaphore(spec.max_concurrency) if spec.max_concurrency else None
         self._clock = clock
         self._pause = pause
         self.faults = faults
@@ -208,7 +216,14 @@ class EventSourceMapping:
     def poll(
         self, *, wait_seconds: int, flush: bool = False, stopping: Callable[[], bool] = lambda: False
     ) -> Delivery | None:
-        """Collect a batch and deliver it; ``None`` when the queue had nothing (or we are stopping)."""
+        """Collect a batch and deliver it; ``None`` when the queue had nothing (or we are stopping). At the
+        mapping's maximum concurrency a poller waits for an invocation to end before it receives."""
+        if self._slots is None:
+            return self._poll(wait_seconds=wait_seconds, flush=flush, stopping=stopping)
+        with self._slots:
+            return self._poll(wait_seconds=wait_seconds, flush=flush, stopping=stopping)
+
+    def _poll(self, *, wait_seconds: int, flush: bool, stopping: Callable[[], bool]) -> Delivery | None:
         messages = self.collect(wait_seconds=wait_seconds, flush=flush, stopping=stopping)
         if not messages:
             return None

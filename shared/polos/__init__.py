@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from polos.errors import NonRetryableError, StepExecutionError, WorkflowRunError
     from polos.official import Polos
     from polos.payloads import BatchEventPayload, EventItem, EventPayload, PayloadEvent, SchedulePayload
+    from polos.queues import Queue, queue
     from polos.state import WorkflowState
     from polos.types.types import BatchStepResult, BatchWorkflowInput
 
@@ -38,6 +39,8 @@ _HOMES: dict[str, str] = {
     "Workflow": "polos.definition",
     "workflow": "polos.definition",
     "WorkflowState": "polos.state",
+    "Queue": "polos.queues",
+    "queue": "polos.queues",
 }
 
 __all__ = [  # a literal list, so linters and type checkers see the names; a test keeps it equal to _HOMES
@@ -51,6 +54,7 @@ __all__ = [  # a literal list, so linters and type checkers see the names; a tes
     "PayloadEvent",
     "Polos",
     "PolosClient",
+    "Queue",
     "SchedulePayload",
     "StepExecutionError",
     "Workflow",
@@ -58,6 +62,7 @@ __all__ = [  # a literal list, so linters and type checkers see the names; a tes
     "WorkflowHandle",
     "WorkflowRunError",
     "WorkflowState",
+    "queue",
     "workflow",
 ]
 

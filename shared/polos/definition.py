@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from polos import flow_control, schedules, state
+from polos import flow_control, queues, schedules, state
 from polos.aws import attempts
 from polos.errors import (
     InvalidTopicError,
@@ -20,6 +20,7 @@ from polos.errors import (
     validation_summary,
 )
 from polos.payloads import BatchEventPayload, EventItem, EventPayload, SchedulePayload
+from polos.queues import Queue
 from polos.schedules import Schedule
 from polos.topics import canonical_topic
 
@@ -74,6 +75,11 @@ class Workflow:
     throttle: dict[str, Any] | None = None
     rate_limit: dict[str, Any] | None = None
     flow: tuple[flow_control.FlowLimit, ...] = ()
+    # At most ``queue.concurrency_limit`` runs at once (per ``concurrency_key``, a dotted path into the
+    # event); ``max_concurrency``: the event source mapping's maximum concurrency (see polos.queues).
+    queue: Queue | None = None
+    concurrency_key: str | None = None
+    max_concurrency: int | None = None
     _payload_type: Any = field(default=None, repr=False)
     _adapter: TypeAdapter[Any] | None = field(default=None, repr=False)
     _result_adapter: TypeAdapter[Any] | None = field(default=None, repr=False)  # built on first use
@@ -123,10 +129,14 @@ class Workflow:
         idempotency_key: str | None = None,
         run_timeout_seconds: int | None = None,
         initial_state: BaseModel | dict[str, Any] | None = None,
+        queue_name: str | None = None,
+        queue_concurrency_limit: int | None = None,
+        concurrency_key: str | None = None,
         **options: Any,
     ) -> ExecutionHandle:
-        """Start a run through the HTTP API; returns a handle to await its result. ``options``
-        (``queue_name``, ``concurrency_key``, …) go to the HTTP API with the payload."""
+        """Start a run through the HTTP API; returns a handle to await its result. ``queue_name`` runs it
+        in that queue (``queue_concurrency_limit``: the limit of a queue named only here), at most the
+        queue's limit at once per ``concurrency_key``; other ``options`` go to the HTTP API as given."""
         if isinstance(payload, BaseModel):
             payload = payload.model_dump(mode="json", by_alias=True)
         self.build_payload(payload)  # fail here, not in the worker, when the payload cannot fit
@@ -135,6 +145,9 @@ class Workflow:
         options |= {
             "run_timeout_seconds": run_timeout_seconds,
             "initial_state": self.check_initial_state(initial_state),
+            "queue_name": queue_name,
+            "queue_concurrency_limit": queue_concurrency_limit,
+            "concurrency_key": concurrency_key,
         }
         return await client.start_workflow(self.id, payload, idempotency_key=idempotency_key, **options)
 
@@ -288,6 +301,9 @@ def _define(
     run_timeout_seconds: int | None = None,
     state_schema: type[BaseModel] | None = None,
     flow: dict[str, object] | None = None,
+    queue: str | Queue | dict[str, int] | None = None,
+    concurrency_key: str | None = None,
+    max_concurrency: int | None = None,
 ) -> Workflow:
     if not callable(fn):
         raise WorkflowDefinitionError(
@@ -337,6 +353,10 @@ def _define(
     }
     shown = {option: None if limit is None else limit.as_dict() for option, limit in limits.items()}
     payload_type = _payload_type(fn, resolved_id, is_batch, topic is not None, scheduled)
+    resolved_queue = queues.resolve(resolved_id, queue)
+    queues.check_options(
+        resolved_id, resolved_queue, concurrency_key, max_concurrency, event=topic is not None, batch=is_batch
+    )
     wf = Workflow(
         fn=fn,
         id=resolved_id,
@@ -354,6 +374,9 @@ def _define(
         throttle=shown.get("throttle"),
         rate_limit=shown.get("rate_limit"),
         flow=tuple(limit for limit in limits.values() if limit is not None),
+        queue=resolved_queue,
+        concurrency_key=concurrency_key,
+        max_concurrency=max_concurrency,
         _payload_type=payload_type,
         _adapter=None if payload_type is None else TypeAdapter(payload_type),
     )
@@ -380,6 +403,9 @@ def workflow(
     debounce: dict[str, Any] | None = None,
     throttle: dict[str, Any] | None = None,
     rate_limit: dict[str, Any] | None = None,
+    queue: str | Queue | dict[str, int] | None = None,
+    concurrency_key: str | None = None,
+    max_concurrency: int | None = None,
 ) -> Callable[[Handler], Workflow]: ...
 
 
@@ -399,6 +425,9 @@ def workflow(
     debounce: dict[str, Any] | None = None,
     throttle: dict[str, Any] | None = None,
     rate_limit: dict[str, Any] | None = None,
+    queue: str | Queue | dict[str, int] | None = None,
+    concurrency_key: str | None = None,
+    max_concurrency: int | None = None,
 ) -> Workflow | Callable[[Handler], Workflow]:
     """Declare a durable workflow: ``@workflow`` or ``@workflow(id=..., trigger_on_event=..., ...)``."""
     if fn is not None:
@@ -417,6 +446,9 @@ def workflow(
             run_timeout_seconds,
             state_schema,
             {"debounce": debounce, "throttle": throttle, "rate_limit": rate_limit},
+            queue,
+            concurrency_key,
+            max_concurrency,
         )
 
     return decorate

@@ -117,10 +117,14 @@ class StepAPI(Protocol):
         *,
         run_timeout_seconds: int | None = None,
         initial_state: Any = None,
+        queue_name: str | None = None,
+        queue_concurrency_limit: int | None = None,
+        concurrency_key: str | None = None,
     ) -> ExecutionHandle:
         """Start a child run of ``workflow`` (a workflow or its id) once, however often this run replays,
         and return its handle. Inside a workflow the handle is data: wait with ``invoke_and_wait``.
-        ``run_timeout_seconds`` and ``initial_state`` are the child's, as in ``Workflow.invoke``."""
+        ``run_timeout_seconds`` and ``initial_state`` are the child's, as in ``Workflow.invoke``;
+        ``queue_name`` / ``queue_concurrency_limit`` / ``concurrency_key``: the child's queue."""
         ...
 
     async def invoke_and_wait(

@@ -23,6 +23,7 @@ ROUTES: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("GET", "/api/v1/runs"): (READ, "/api/v1/runs", None),
     ("GET", "/api/v1/runs/<run_id>"): (READ, "/api/v1/runs/run_missing", None),
     ("GET", "/api/v1/executions/<execution_id>"): (READ, "/api/v1/executions/run_missing", None),
+    ("GET", "/api/v1/queues/<name>"): (READ, "/api/v1/queues/no-such-queue", None),
     ("GET", "/api/v1/keys/me"): (ANY, "/api/v1/keys/me", None),
     ("POST", "/api/v1/workflows/<workflow_id>/run"): (ADMIN, "/api/v1/workflows/nope/run", {"payload": {}}),
     ("POST", "/api/v1/runs/<run_id>/cancel"): (ADMIN, "/api/v1/runs/run_missing/cancel", None),

@@ -54,6 +54,7 @@ ROUTES = {
     ("get", "/api/v1/runs"),
     ("get", "/api/v1/executions/{id}"),
     ("get", "/api/v1/workflows"),
+    ("get", "/api/v1/queues/{name}"),
     ("get", "/api/v1/workflows/{workflow_id}/dead-letters"),
     ("post", "/api/v1/workflows/{workflow_id}/dead-letters/redrive"),
 }

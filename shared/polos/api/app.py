@@ -40,6 +40,7 @@ from polos.api.errors import (
     ValidationFailed,
 )
 from polos.api.events import router as events_router
+from polos.api.queues import router as queues_router
 from polos.api.recovery import router as recovery_router
 from polos.api.runs import router as runs_router
 from polos.api.schedules import router as schedules_router
@@ -82,6 +83,7 @@ app.include_router(runs_router)
 app.include_router(recovery_router)
 app.include_router(dead_letters_router)
 app.include_router(workflows_router)
+app.include_router(queues_router)
 app.include_router(dashboard.router)
 app.include_router(keys.router)
 app.include_router(schedules_router)

@@ -35,6 +35,11 @@ router = Router()  # type: ignore[no-untyped-call]
 MAX_PAYLOAD_BYTES = 256 * 1024
 DEFAULT_PAGE = 50
 MAX_PAGE = 100
+# polos.queues' rules, repeated as constants here: importing it would load the definition's errors at the
+# publish path's cold start (a test keeps them equal).
+QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+MAX_CONCURRENCY_LIMIT = 10_000
+MAX_KEY_LENGTH = 256
 
 
 class RunRequest(BaseModel):
@@ -42,6 +47,7 @@ class RunRequest(BaseModel):
 
     ``run_timeout_seconds`` and ``initial_state`` are honoured (checked here, ``initial_state`` against
     the workflow's ``state_schema`` by the worker: a misfit fails the run at once, naming the field).
+    ``queue_name`` / ``queue_concurrency_limit`` / ``concurrency_key`` are honoured (polos.runtime.slots).
     ``wait_for_subworkflow``, ``deployment_id``, ``session_id``, ``user_id`` and ``otel_traceparent`` are
     those the Polos SDK sends that mean nothing here: accepted and ignored (DESIGN §2).
     """
@@ -53,8 +59,9 @@ class RunRequest(BaseModel):
     deployment_id: Any = None
     session_id: Any = None
     user_id: Any = None
-    queue_name: Any = None
-    concurrency_key: Any = None
+    queue_name: str | None = Field(default=None, pattern=QUEUE_NAME_PATTERN)
+    queue_concurrency_limit: int | None = Field(default=None, ge=1, le=MAX_CONCURRENCY_LIMIT, strict=True)
+    concurrency_key: str | None = Field(default=None, min_length=1, max_length=MAX_KEY_LENGTH)
     run_timeout_seconds: Annotated[int, Field(strict=True)] | None = None
     initial_state: dict[str, Any] | None = None
     otel_traceparent: Any = None
@@ -110,7 +117,9 @@ def run_workflow(
     if (problem := run_timeout_problem(body.run_timeout_seconds)) is not None:
         raise ValidationFailed(problem)
     payload_json = compact_json(body.payload, "payload", MAX_PAYLOAD_BYTES)
+    asked = {"name": body.queue_name, "limit": body.queue_concurrency_limit, "key": body.concurrency_key}
     options = runs.RunOptions(
+        queue_json=json.dumps(asked) if any(value is not None for value in asked.values()) else None,
         run_timeout_seconds=body.run_timeout_seconds,
         initial_state_json=None
         if initial_state is None

@@ -46,6 +46,9 @@ class WorkflowEntry:
     batch_window_seconds: int | None = None
     schedule: dict[str, Any] | None = field(default=None, hash=False)  # {"cron", "timezone"}
     options: dict[str, Any] = field(default_factory=dict, hash=False)  # of OPTION_NAMES, those set
+    # ``@workflow(queue=...)``: the queue's name and limit (``GET /api/v1/queues/{name}``).
+    queue: str | None = None
+    concurrency_limit: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest's entry: the keys beyond ``topic`` and ``batch`` only when they are not defaults."""
@@ -60,6 +63,8 @@ class WorkflowEntry:
             body["state"] = True
         if self.schedulable:
             body["schedulable"] = True
+        if self.queue is not None:
+            body.update(queue=self.queue, concurrency_limit=self.concurrency_limit)
         return body
 
     @classmethod
@@ -74,6 +79,8 @@ class WorkflowEntry:
             options=dict(entry.get("options") or {}),
             state=bool(entry.get("state")),
             schedulable=bool(entry.get("schedulable", False)),
+            queue=entry.get("queue"),
+            concurrency_limit=entry.get("concurrency_limit"),
         )
 
 

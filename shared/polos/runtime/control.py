@@ -8,7 +8,7 @@ from typing import Any, Literal
 from aws_lambda_powertools import Logger
 
 from polos.publish import waiters
-from polos.runtime import child_batches, deadline
+from polos.runtime import child_batches, deadline, slots
 from polos.runtime.journal import Journal
 from polos.runtime.records import ErrorInfo, RunRecord
 from polos.runtime.waits import WaitingFor
@@ -68,20 +68,23 @@ def ended_cancelled(run: RunRecord, journal: Journal | None = None, *, wake_pare
     parent hears of its end (and is woken, unless ``wake_parent`` is off: a parent cancelling its children
     has nothing to wake for, and waking it would cancel them again)."""
     release_wait(run, journal)
+    slots.settle(run)  # a run cancelled while queued for a slot leaves its queue's backlog
     report_end(run, wake=wake_parent, journal=journal)
 
 
 def end_again(run: RunRecord, journal: Journal | None = None) -> None:
     """What follows a finished run's end, done again (a crash may have cut it short; each part is
     idempotent, so its parent hears of it once): a cancelled run's whole effect (:func:`ended_cancelled`),
-    a timed-out run's wait released, any other run's end reported to its parent."""
+    a timed-out run's wait released, any other run's end reported to its parent; and its queue slot's
+    release and hand-on."""
     if run.status == "cancelled":
-        ended_cancelled(run, journal)
+        ended_cancelled(run, journal)  # settles the slot too
         return
     if deadline.timed_out(run):
         release_wait(run, journal)
     if run.finished and run.parent is not None:
         report_end(run, journal=journal)
+    slots.settle(run)
 
 
 def cancel(

@@ -19,7 +19,7 @@ from polos.context import WorkflowContext
 from polos.errors import NonRetryableError, RunLeaseLostError
 from polos.publish import waiters
 from polos.publish.events import EventRef
-from polos.runtime import attempts, clock, control, dead_letters, deadline, retention, steps, timers
+from polos.runtime import attempts, clock, control, dead_letters, deadline, retention, slots, steps, timers
 from polos.runtime.journal import Acquired, Item, Journal, now_iso
 from polos.runtime.records import ErrorInfo, LoadedRun, RunRecord, RunStatus, StepRecord, TriggerType
 from polos.runtime.runs import stored_payload
@@ -203,6 +203,57 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
     raw = attempt.payload
     if raw is _NO_PAYLOAD:  # an invocation, or a wake-up: the input is stored with the run
         raw = await _releasing(journal, run, owner, lambda: stored_payload(run, items or []))
+    spec = slots.spec_for(wf, run, raw)
+    admitted = await _releasing(journal, run, owner, lambda: slots.admit(spec, run, _slot_queued(run)))
+    if admitted is None and spec is not None:
+        return await _queued_for_slot(journal, run, owner, spec, log)
+    held = admitted if isinstance(admitted, slots.Held) else None
+    run.slot_json = slots.encode(held)
+    try:
+        outcome = await _run_handler(attempt, journal, run, owner, runner, ctx, raw, log, allowed, ends_at)
+    except Exception:
+        await asyncio.to_thread(slots.release, held, run.run_id)
+        raise
+    await asyncio.to_thread(slots.release, held, run.run_id)  # the outcome is stored: the slot goes back
+    return outcome
+
+
+def _slot_queued(run: RunRecord) -> bool:
+    """Whether the run waited in a queue's backlog before this attempt (its waiter is to be removed)."""
+    return (
+        run.waiting_for_json is not None and WaitingFor.from_json(run.waiting_for_json).kind == "concurrency"
+    )
+
+
+async def _queued_for_slot(
+    journal: Journal, run: RunRecord, owner: str, spec: slots.SlotSpec, log: dict[str, Any]
+) -> AttemptResult:
+    """Park the run ``queued`` for a slot (its waiter is stored): nothing executed, nothing counted; then
+    look once more for a slot freed meanwhile (its hand-on may have found the run still held)."""
+    waiting = WaitingFor(step="", kind="concurrency", queue=spec.queue, key=spec.key)
+    run.slot_json = slots.encode(spec)
+    if not await _finish(
+        journal, run, owner, "queued", log, waiting_for=waiting, uncounted=True, unexecuted=True
+    ):
+        return AttemptResult("busy", run)
+    await asyncio.to_thread(slots.recheck, spec)
+    return AttemptResult("waiting", run)
+
+
+async def _run_handler(
+    attempt: Attempt,
+    journal: Journal,
+    run: RunRecord,
+    owner: str,
+    runner: StepRunner,
+    ctx: WorkflowContext,
+    raw: Any,
+    log: dict[str, Any],
+    allowed: int,
+    ends_at: float | None,
+) -> AttemptResult:
+    """The handler's run in this attempt (cut at the run's deadline ``ends_at``), and its outcome stored."""
+    wf = attempt.workflow
     saved: str | None = None
     try:
         with overload.watch() as throttles:
@@ -306,7 +357,7 @@ async def _infrastructure_failure(
 async def _already_finished(journal: Journal, run: RunRecord, log: dict[str, Any]) -> AttemptResult:
     logger.info("run already finished; delivery acknowledged", extra={**log, "status": run.status})
     # What follows its end may have been cut short by a crash: a cancel's whole effect, the parent's report.
-    await asyncio.to_thread(control.end_again, run, journal)
+    await asyncio.to_thread(control.end_again, run, journal)  # its slot's release and hand-on too
     if run.dead_letter:  # failed for want of attempts: its message still belongs in the dead-letter queue
         return AttemptResult("exhausted", run, run.error)
     return AttemptResult("finished", run)
@@ -315,6 +366,7 @@ async def _already_finished(journal: Journal, run: RunRecord, log: dict[str, Any
 async def _still_waiting(journal: Journal, run: RunRecord, log: dict[str, Any]) -> AttemptResult:
     """A waiting run this delivery does not wake. A cancel asked for while its last attempt ran is applied
     now when that attempt could not (it died after parking the run, or lost the answer of that write)."""
+    await asyncio.to_thread(slots.settle, run)  # the slot it gave back at its wait, handed on (again)
     if run.cancel_requested:
         cancelled = await asyncio.to_thread(control.cancel, run.run_id, journal)
         if cancelled is not None and cancelled[0].status == "cancelled":
@@ -441,6 +493,7 @@ async def _finish(
     kept_until: int | None = None,
     uncounted: bool = False,
     state_json: str | None = None,
+    unexecuted: bool = False,
 ) -> bool:
     """Record the attempt's outcome (with ``step``, its last completed step not journaled yet) and mirror
     it on ``run``; ``False`` when the lease was lost meanwhile.
@@ -471,6 +524,8 @@ async def _finish(
             uncounted=uncounted,
             state_json=state_json,
             attempt=attempts.summary(run, status, error, uncounted, now_iso()),
+            slot_json=run.slot_json,
+            unexecuted=unexecuted,
         )
 
     cancel_asked = False

@@ -154,6 +154,7 @@ def encode_run(run: RunRecord, expires_at: int) -> Item:
         "rerun_of": run.rerun_of,
         "from_step": run.from_step,
         "rerun_op": run.rerun_op,
+        "queue": run.queue_json,
     }
     for name, value in optional.items():
         if value is not None:
@@ -206,6 +207,8 @@ def decode_run(item: Item) -> RunRecord:
         rerun_of=_s(item, "rerun_of"),
         from_step=_s(item, "from_step"),
         rerun_op=_s(item, "rerun_op"),
+        queue_json=_s(item, "queue"),
+        slot_json=_s(item, "slot"),
     )
 
 
@@ -695,6 +698,8 @@ class Journal:
         uncounted: bool = False,
         state_json: str | None = None,
         attempt: AttemptSummary | None = None,
+        slot_json: str | None = None,
+        unexecuted: bool = False,
     ) -> bool:
         """End this attempt: ``completed``/``failed``/``cancelled`` for good, ``queued`` to retry, or
         ``waiting`` (with ``waiting_for_json``) until a wake-up. Returns whether a cancel was asked for
@@ -720,6 +725,9 @@ class Journal:
         outcome.
 
         ``attempt``: this execution's summary, kept in the run item (see :mod:`polos.runtime.attempts`).
+
+        ``slot_json``: the concurrency slot the attempt took or queued for (``polos.runtime.slots``).
+        ``unexecuted``: the attempt ran nothing (queued for a slot): its ``attempts`` count is given back.
         """
         values: dict[str, AttributeValueTypeDef] = {
             ":status": {"S": status},
@@ -739,6 +747,9 @@ class Journal:
         if kept_until is not None:
             values[":kept"] = {"N": str(kept_until)}
             assignments += ["expires_at = :kept", "kept_until = :kept"]
+        if slot_json is not None:
+            values[":slot"] = {"S": slot_json}
+            assignments.append("slot = :slot")
         if waiting_for_json is not None:
             values[":waiting_for"] = {"S": waiting_for_json}
             assignments.append("waiting_for = :waiting_for")
@@ -778,6 +789,9 @@ class Journal:
         if uncounted and "message_attempts" not in removals:
             values[":given_back"] = {"N": "-1"}
             given_back = " ADD message_attempts :given_back"
+        if unexecuted:
+            values[":given_back"] = {"N": "-1"}
+            given_back += (", " if given_back else " ADD ") + "attempts :given_back"
         update: UpdateTypeDef = {
             "TableName": self._table,
             "Key": {"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},

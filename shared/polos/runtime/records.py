@@ -139,6 +139,10 @@ class RunRecord:
     rerun_of: str | None = None
     from_step: str | None = None
     rerun_op: str | None = None
+    # An invoked run's ``queue_name`` / ``queue_concurrency_limit`` / ``concurrency_key`` (JSON), and the
+    # concurrency slot its last attempt took or queued for (see ``polos.runtime.slots``).
+    queue_json: str | None = None
+    slot_json: str | None = None
 
     @property
     def finished(self) -> bool:

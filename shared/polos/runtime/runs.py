@@ -165,7 +165,7 @@ def run_view(
         "updated_at": run.updated_at,
         "trigger": {"type": run.trigger_type, "event_ids": [ref.id for ref in members]},
     }
-    if run.status == "waiting" and run.waiting_for_json is not None:
+    if run.status in ("waiting", "queued") and run.waiting_for_json is not None:
         view["waiting_for"] = WaitingFor.from_json(run.waiting_for_json).view()
     elif (throttled := event_flow.waiting_view(run)) is not None:
         view["waiting_for"] = throttled
@@ -492,6 +492,8 @@ class RunOptions:
     rerun_of: str | None = None
     from_step: str | None = None
     rerun_op: str | None = None
+    # The caller's ``queue_name`` / ``queue_concurrency_limit`` / ``concurrency_key`` (polos.runtime.slots).
+    queue_json: str | None = None
 
 
 def create_invoked(
@@ -518,6 +520,7 @@ def create_invoked(
         updated_at=stamp,
         payload_json=payload_json,
         parent=parent,
+        queue_json=None if options is None else options.queue_json,
     )
     if options is not None:
         run.run_timeout_seconds = options.run_timeout_seconds

@@ -424,9 +424,13 @@ class StepRunner(StepAPI):
         *,
         run_timeout_seconds: int | None = None,
         initial_state: Any = None,
+        queue_name: str | None = None,
+        queue_concurrency_limit: int | None = None,
+        concurrency_key: str | None = None,
     ) -> ExecutionHandle:
         """Start a child run of ``workflow`` (an object or id) once, however often this run replays;
-        returns its :class:`~polos.client.ExecutionHandle` (a replay rebuilds an equal one)."""
+        returns its :class:`~polos.client.ExecutionHandle` (a replay rebuilds an equal one). The queue
+        arguments are those of ``Workflow.invoke``."""
         from polos.client import ExecutionHandle  # the client module loads on first use (cold start)
 
         self._claim_key(key)
@@ -438,7 +442,8 @@ class StepRunner(StepAPI):
                 previous.result_json or "null", ExecutionHandle, what=what
             )
             return replayed
-        options = _child_options(key, workflow, run_timeout_seconds, initial_state)
+        queue_json = _queueing(key, queue_name, queue_concurrency_limit, concurrency_key)
+        options = _child_options(key, workflow, run_timeout_seconds, initial_state, queue_json)
         child = await asyncio.to_thread(self._start_child, key, workflow, payload, False, options)
         handle = ExecutionHandle(
             id=child.run_id,
@@ -973,14 +978,14 @@ _ONCE = _Backoff(0, 0.0, 0.0)
 
 
 def _child_options(
-    key: str, workflow: Any, run_timeout_seconds: Any, initial_state: Any
+    key: str, workflow: Any, run_timeout_seconds: Any, initial_state: Any, queue_json: str | None = None
 ) -> RunOptions | None:
     """A child run's invoke arguments, checked here (``initial_state`` against the schema of a workflow
-    given as an object; by the child's worker otherwise)."""
+    given as an object; by the child's worker otherwise); ``queue_json`` from :func:`_queueing`."""
     from polos.definition import Workflow, run_timeout_problem
     from polos.runtime.runs import RunOptions
 
-    if run_timeout_seconds is None and initial_state is None:
+    if run_timeout_seconds is None and initial_state is None and queue_json is None:
         return None
     if (problem := run_timeout_problem(run_timeout_seconds)) is not None:
         raise StepArgumentError(f"step {key!r}: {problem}")
@@ -993,7 +998,7 @@ def _child_options(
     text = (
         None if initial_state is None else serde.to_json(initial_state, what=f"initial_state of step {key!r}")
     )
-    return RunOptions(run_timeout_seconds=run_timeout_seconds, initial_state_json=text)
+    return RunOptions(run_timeout_seconds=run_timeout_seconds, initial_state_json=text, queue_json=queue_json)
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
@@ -1006,3 +1011,22 @@ def _cause_of(exc: BaseException) -> ErrorInfo:
     if isinstance(exc, StepExecutionError) and exc.__cause__ is not None:
         return ErrorInfo.of(exc.__cause__)
     return ErrorInfo.of(exc)
+
+
+def _queueing(key: str, name: str | None, limit: int | None, concurrency_key: str | None) -> str | None:
+    """A child's queue arguments as its run keeps them (checked like the HTTP API checks them)."""
+    from polos import queues
+
+    problem = (None if name is None else queues.name_problem(name)) or queues.limit_problem(
+        limit, "queue_concurrency_limit"
+    )
+    if concurrency_key is not None and (
+        not isinstance(concurrency_key, str) or not 1 <= len(concurrency_key) <= queues.MAX_KEY_LENGTH
+    ):
+        problem = (
+            f"concurrency_key={concurrency_key!r} must be a string of 1 to {queues.MAX_KEY_LENGTH} characters"
+        )
+    if problem is not None:
+        raise StepArgumentError(f"step {key!r}: {problem}")
+    asked = {"name": name, "limit": limit, "key": concurrency_key}
+    return json.dumps(asked) if any(value is not None for value in asked.values()) else None

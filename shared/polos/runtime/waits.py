@@ -26,7 +26,7 @@ from polos.payloads import utc_iso
 if TYPE_CHECKING:
     from polos.runtime.records import StepRecord
 
-WaitKind = Literal["timer", "event", "resume", "child", "retry"]
+WaitKind = Literal["timer", "event", "resume", "child", "retry", "concurrency"]
 # Waits this short (seconds left) sleep inside the attempt instead of ending it.
 IN_ATTEMPT_MAX_SECONDS = 10.0
 MAX_WAIT_SECONDS = 365 * 24 * 3600
@@ -61,6 +61,9 @@ class WaitingFor:
     deadline: float | None = None
     # ``batch_invoke_and_wait`` (``child``) / ``batch_invoke``: how many children the step started.
     children: int | None = None
+    # ``concurrency`` (a ``queued`` run over its queue's limit, see polos.runtime.slots): the queue and key.
+    queue: str | None = None
+    key: str | None = None
 
     @property
     def wake_at(self) -> float | None:
@@ -84,6 +87,8 @@ class WaitingFor:
             "checked": self.checked,
             "reserved": self.reserved,
             "deadline": self.deadline,
+            "queue": self.queue,
+            "key": self.key,
         }
         raw.update({name: value for name, value in extra.items() if value is not None})
         return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
@@ -106,10 +111,15 @@ class WaitingFor:
             checked=raw.get("checked"),
             reserved=raw.get("reserved"),
             deadline=raw.get("deadline"),
+            queue=raw.get("queue"),
+            key=raw.get("key"),
         )
 
     def view(self) -> dict[str, Any]:
-        """As the runs API shows it: ``{"step", "kind", "until"?, "topic"?, "child"?}`` (ISO UTC time)."""
+        """As the runs API shows it: ``{"step", "kind", "until"?, "topic"?, "child"?}`` (ISO UTC time), or
+        ``{"kind": "concurrency", "queue", "key"}``."""
+        if self.kind == "concurrency":
+            return {"kind": self.kind, "queue": self.queue, "key": self.key}
         shown: dict[str, Any] = {"step": self.step, "kind": self.kind}
         if self.until is not None:
             shown["until"] = utc_iso(datetime.fromtimestamp(self.until, UTC))
