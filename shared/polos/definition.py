@@ -149,7 +149,8 @@ class Workflow:
             "queue_concurrency_limit": queue_concurrency_limit,
             "concurrency_key": concurrency_key,
         }
-        return await client.start_workflow(self.id, payload, idempotency_key=idempotency_key, **options)
+        given = {name: value for name, value in options.items() if value is not None}
+        return await client.start_workflow(self.id, payload, idempotency_key=idempotency_key, **given)
 
     async def run(
         self,

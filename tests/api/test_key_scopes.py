@@ -33,6 +33,9 @@ ROUTES: dict[tuple[str, str], tuple[str, str, Any]] = {
         "/api/v1/runs/run_missing/resume",
         {"step_key": "s", "data": {}},
     ),
+    ("POST", "/api/v1/runs/<run_id>/rerun"): (ADMIN, "/api/v1/runs/run_missing/rerun", {}),
+    ("POST", "/api/v1/runs/cancel"): (ADMIN, "/api/v1/runs/cancel", {"workflow_id": "create_user"}),
+    ("POST", "/api/v1/runs/rerun"): (ADMIN, "/api/v1/runs/rerun", {"workflow_id": "create_user"}),
     ("GET", "/api/v1/workflows"): (READ, "/api/v1/workflows", None),
     ("GET", "/api/v1/workflows/<workflow_id>/dead-letters"): (
         ADMIN,

@@ -109,9 +109,9 @@ def test_polos_invoke_sends_the_official_run_options_and_only_those_given(stack:
     assert (method, path) == ("POST", "/api/v1/workflows/untyped/run")
     assert body == {"payload": {"x": 2}, "concurrency_key": "tenant-1", "run_timeout_seconds": 60}
     assert handle.workflow_id == "untyped"
-    # Workflow.invoke / run pass the same options; a pydantic model goes as JSON data.
-    asyncio.run(untyped.invoke(polos, {"x": 3}, initial_state=Line(sku="s", quantity=1)))
-    assert polos.sent[-1][2] == {"payload": {"x": 3}, "initial_state": {"sku": "s", "quantity": 1}}
+    # Workflow.invoke / run pass the same options, those given only.
+    asyncio.run(untyped.invoke(polos, {"x": 3}, run_timeout_seconds=30, queue_name="lane"))
+    assert polos.sent[-1][2] == {"payload": {"x": 3}, "run_timeout_seconds": 30, "queue_name": "lane"}
 
 
 def test_polos_resume_with_the_official_keywords_resumes_the_suspended_step(stack: Stack) -> None:

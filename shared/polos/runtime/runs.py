@@ -165,10 +165,10 @@ def run_view(
         "updated_at": run.updated_at,
         "trigger": {"type": run.trigger_type, "event_ids": [ref.id for ref in members]},
     }
-    if run.status in ("waiting", "queued") and run.waiting_for_json is not None:
-        view["waiting_for"] = WaitingFor.from_json(run.waiting_for_json).view()
-    elif (throttled := event_flow.waiting_view(run)) is not None:
+    if (throttled := event_flow.waiting_view(run)) is not None:  # a throttled run keeps its own shape
         view["waiting_for"] = throttled
+    elif run.status in ("waiting", "queued") and run.waiting_for_json is not None:
+        view["waiting_for"] = WaitingFor.from_json(run.waiting_for_json).view()
     if run.parent is not None:
         view["parent_run_id"] = run.parent.run_id
     if run.state_json is not None or run.initial_state_json is not None:
