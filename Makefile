@@ -63,13 +63,17 @@ moto-parity: install
 # The reliability suite at full size: 10,000-event load test, the whole crash matrix, and every crash point
 # of the waits crash tests (the suite visits 12 of each, spread evenly).
 soak: install
-	POLOS_SOAK=1 $(BIN)/pytest tests/reliability tests/waits -o timeout=3600
+	POLOS_SOAK=1 $(BIN)/pytest tests/reliability tests/waits tests/flow tests/fanout -o timeout=3600
 
-# The reliability, waits and end-to-end tiers again under AWS's faults (infra/local/faults): the stacks of
+# The reliability, waits, end-to-end, flow-control, queue, fan-out and recovery tiers again under AWS's
+# faults (infra/local/faults), side by side then the timed ones alone as in `make test`: the stacks of
 # polos.testing and the polos dev servers honour POLOS_AWS_FAULTS (default here: all) and POLOS_FAULTS_SEED
 # (default: a random seed per stack, printed with a failure; set it to replay one).
+CHAOS_TIERS = tests/reliability tests/waits tests/e2e tests/flow tests/queues tests/fanout tests/recovery
 chaos: install
-	POLOS_AWS_FAULTS=$${POLOS_AWS_FAULTS:-all} $(BIN)/pytest tests/reliability tests/waits tests/e2e -o timeout=1800
+	POLOS_AWS_FAULTS=$${POLOS_AWS_FAULTS:-all} $(BIN)/pytest $(CHAOS_TIERS) -o timeout=1800 \
+		-n $(PYTEST_WORKERS) --dist loadfile -m "not serial"
+	POLOS_AWS_FAULTS=$${POLOS_AWS_FAULTS:-all} $(BIN)/pytest $(CHAOS_TIERS) -o timeout=1800 -m serial
 
 # The README's pictures of the dashboard (docs/dashboard*.png), taken by its browser tests.
 screenshot: install browser

@@ -47,6 +47,7 @@ from polos.publish.messages import WorkflowMessage
 from polos.runtime import clock
 from polos.runtime.journal import RUN_SK, Journal, decode_run, now_iso, run_pk
 from polos.runtime.records import RunRecord
+from polos.runtime.status import RunStatus
 from polos.timestamps import utc_iso
 
 if TYPE_CHECKING:
@@ -160,24 +161,31 @@ def _grant(limit: FlowLimit, tag: str) -> Callable[[State | None], tuple[State |
     return change
 
 
+def _event_run(
+    wf: Workflow, run_id: str, event: EventItem, status: RunStatus, waiting_for_json: str | None = None
+) -> RunRecord:
+    """The run item of an event that flow control did not start now (``skipped``, or ``queued``)."""
+    stamp = now_iso()
+    return RunRecord(
+        run_id=run_id,
+        workflow_id=wf.id,
+        status=status,
+        attempts=0,
+        trigger_type="event",
+        created_at=stamp,
+        updated_at=stamp,
+        event_refs=[EventRef(event.topic, event.sequence_id, event.id)],
+        waiting_for_json=waiting_for_json,
+    )
+
+
 def _rate_limit(wf: Workflow, limit: FlowLimit, run_id: str, event: EventItem) -> Verdict:
     if _stored_run(run_id) is not None:  # granted (or skipped) before
         return "run"
     key = key_value(limit.key, event)
     if _update(state_pk(wf.id, "rate", key), limit.period, _grant(limit, _tag(run_id))):
         return "run"
-    stamp = now_iso()
-    skipped = RunRecord(
-        run_id=run_id,
-        workflow_id=wf.id,
-        status="skipped",
-        attempts=0,
-        trigger_type="event",
-        created_at=stamp,
-        updated_at=stamp,
-        event_refs=[EventRef(event.topic, event.sequence_id, event.id)],
-    )
-    Journal().create_queued(skipped)
+    Journal().create_queued(_event_run(wf, run_id, event, "skipped"))
     observability.count("RunsSkipped")
     logger.info(
         "event skipped: over the workflow's rate limit",
@@ -240,18 +248,7 @@ def _throttle(wf: Workflow, limit: FlowLimit, run_id: str, event: EventItem) -> 
         if until <= clock.now():
             return "run"
         waiting = {"step": "", "kind": "throttle", "key": _shown(key), "until": until}
-        stamp = now_iso()
-        queued = RunRecord(
-            run_id=run_id,
-            workflow_id=wf.id,
-            status="queued",
-            attempts=0,
-            trigger_type="event",
-            created_at=stamp,
-            updated_at=stamp,
-            event_refs=[EventRef(event.topic, event.sequence_id, event.id)],
-            waiting_for_json=json.dumps(waiting, separators=(",", ":")),
-        )
+        queued = _event_run(wf, run_id, event, "queued", json.dumps(waiting, separators=(",", ":")))
         Journal().create_queued(queued)
         observability.count("RunsThrottled")
         logger.info("run throttled", extra={"run_id": run_id, "workflow_id": wf.id, "until": until})
