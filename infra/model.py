@@ -213,13 +213,15 @@ API_FUNCTION = FunctionSpec(
             RUNS_TABLE,
             # DeleteItem: a queued run whose message could not be sent is removed (runs.discard_queued);
             # UpdateItem: cancel, and completing a waiting step (resume, a matched event); BatchGetItem: the
-            # runs a list page names (the by_workflow index projects keys only)
+            # runs a list page names (the by_workflow index projects keys only); GetItem: a queue's slot
+            # shards (GET /api/v1/queues/{name})
             (
                 "dynamodb:PutItem",
                 "dynamodb:Query",
                 "dynamodb:DeleteItem",
                 "dynamodb:UpdateItem",
                 "dynamodb:BatchGetItem",
+                "dynamodb:GetItem",
             ),
             index_actions=("dynamodb:Query",),
         ),
@@ -240,10 +242,12 @@ WORKER_FUNCTION = FunctionSpec(
             RUNS_TABLE,
             # GetItem: the cancel check at step boundaries, a completed waiting step read back;
             # ConditionCheckItem: a step written fenced by the lease (in its last margin, or the pending last
-            # step of a result kept apart) checks the run item's lease owner in the same transaction
+            # step of a result kept apart) checks the run item's lease owner in the same transaction;
+            # DeleteItem: a run that took its queue slot leaves the key's backlog (polos.runtime.slots)
             (
                 "dynamodb:PutItem",
                 "dynamodb:UpdateItem",
+                "dynamodb:DeleteItem",
                 "dynamodb:Query",
                 "dynamodb:BatchGetItem",
                 "dynamodb:GetItem",

@@ -19,6 +19,8 @@ from polos.errors import WorkflowDefinitionError
 from polos.runtime import clock
 from polos.testing import Stack, local_stack
 
+from infra.local.faults.config import AwsFaults
+
 
 @pytest.fixture
 def stack() -> Iterator[Stack]:
@@ -104,7 +106,8 @@ def test_throttle_drops_nothing_and_starts_at_most_limit_per_period(stack: Stack
     crowded = [(a, b) for a, b in zip(times, times[2:], strict=False) if b - a < 10]
     assert not crowded, f"more than 2 starts within 10 s: {crowded} of {times}"
     by_time = [s["seq"] for s in sorted(started, key=lambda s: (s["at"], s["seq"]))]
-    assert by_time == sorted(by_time), "the rest start later, by sequence_id"
+    if AwsFaults.resolve().pollers is None:  # concurrent deliveries book in arrival order (guarantees.md)
+        assert by_time == sorted(by_time), "the rest start later, by sequence_id"
     assert len(starts("throttled", "u")) == 1, "another key is not held up"
     assert {run["status"] for run in stack.runs("throttled")} == {"completed"}
 

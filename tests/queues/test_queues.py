@@ -298,3 +298,11 @@ def test_children_started_by_step_invoke_honour_their_queue_arguments(stack: Sta
     children = stack.runs("q-invoked")
     assert sorted(run["status"] for run in children) == ["completed"] * 4
     assert len(SPANS) == 4 and _overlaps(SPANS) == []
+
+
+def test_a_slot_taken_queued_for_and_handed_on_is_granted_by_the_template() -> None:
+    """The scenario above under the ``iam`` fault: each function's calls checked against its role as
+    template.yaml renders it (the worker's backlog DeleteItem, the queues route's GetItem of the shards)."""
+    SPANS.clear()
+    with local_stack(APP, aws_faults="iam") as stack:
+        test_a_queued_run_shows_what_it_waits_for_and_starts_when_the_slot_frees(stack)

@@ -74,16 +74,23 @@ def test_the_deployments_max_attempts_is_the_number_of_executions(stack: Stack) 
     assert calls == {"poison": DEPLOYMENT_MAX_ATTEMPTS}
     assert run["status"] == "failed" and run["attempts"] == DEPLOYMENT_MAX_ATTEMPTS
     assert run["error"] == {"type": "RuntimeError", "message": "never works"}
-    (letter,) = stack.dead_letters("ma-poison")
+    letters = stack.dead_letters("ma-poison")
+    (letter,) = distinct(letters)
     assert letter["event"]["id"] == run["trigger"]["event_ids"][0]
 
     # a redrive starts a fresh count: the code runs max_attempts times again
     moved = stack.request("POST", "/api/v1/workflows/ma-poison/dead-letters/redrive")
-    assert moved.status == 200 and moved.body == {"moved": 1}
+    assert moved.status == 200 and moved.body == {"moved": len(letters)}
     stack.drain()
     assert calls == {"poison": 2 * DEPLOYMENT_MAX_ATTEMPTS}
     assert stack.run(run["run_id"])["status"] == "failed"
-    assert len(stack.dead_letters("ma-poison")) == 1
+    assert [letter["run_id"] for letter in distinct(stack.dead_letters("ma-poison"))] == [run["run_id"]]
+
+
+def distinct(letters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One dead letter per run: under the ``duplicates`` fault (make chaos) a copy of a delivery may be
+    dead-lettered too, naming the same run (polos.runtime.dead_letters); without it there is one."""
+    return list({letter["run_id"]: letter for letter in letters}.values())
 
 
 def test_a_workflows_own_max_attempts_wins(stack: Stack) -> None:
