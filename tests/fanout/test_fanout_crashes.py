@@ -60,7 +60,10 @@ def fan_out(crash_at: int | None) -> int:
         run = stack.run(run_id)
         assert run["status"] == "completed" and run["result"] == [100, 101, 102], run
         assert len(stack.runs("fc-child")) == CHILDREN  # each child started once
-        assert calls == {"after": 1, **{f"child{n}": 1 for n in range(CHILDREN)}}, calls  # resumed once
+        assert calls["after"] == 1, calls  # the parent resumed once
+        # A child's step runs again only when the crash cut it after its call, before its journal write (the
+        # children of one delivery run side by side, so where request N falls among them varies with timing).
+        assert all(1 <= calls[f"child{n}"] <= (1 if crash_at is None else 2) for n in range(CHILDREN)), calls
         return made
 
 
