@@ -10,7 +10,7 @@ import asyncio
 import json
 import sys
 import urllib.error
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar, get_args
 
 from polos.client import ENV_API_KEY, ENV_API_URL, PolosClient
@@ -120,30 +120,41 @@ def _bulk(name: str, args: argparse.Namespace, client: PolosClient) -> int:
 
 
 def rerun_command(args: argparse.Namespace) -> int:
-    bulk = _one_or_bulk("runs rerun", args)
-    client = None if bulk is None else _client("runs rerun")
-    if client is None:
-        return 2
-    if bulk:
-        return _bulk("runs rerun", args, client)
-    run = _call("runs rerun", client.rerun(args.run_id, from_step=args.from_step, payload=args.payload))
-    if isinstance(run, int):
-        return run
-    print(f"{run['run_id']}  rerun of {run['rerun_of']}")
-    return 0
+    return _one_or_every(
+        "runs rerun",
+        args,
+        lambda client: client.rerun(args.run_id, from_step=args.from_step, payload=args.payload),
+        lambda run: f"{run['run_id']}  rerun of {run['rerun_of']}",
+    )
 
 
 def cancel_command(args: argparse.Namespace) -> int:
-    bulk = _one_or_bulk("runs cancel", args)
-    client = None if bulk is None else _client("runs cancel")
+    return _one_or_every(
+        "runs cancel",
+        args,
+        lambda client: client.cancel(args.run_id),
+        lambda run: f"{run['run_id']}  {run['status']}",
+    )
+
+
+def _one_or_every(
+    name: str,
+    args: argparse.Namespace,
+    one: Callable[[PolosClient], Coroutine[Any, Any, dict[str, Any]]],
+    shown: Callable[[dict[str, Any]], str],
+) -> int:
+    """``polos runs rerun|cancel``: the run ``args.run_id`` (``one``, printed by ``shown``) or, with a
+    filter, every matching run (``_bulk``)."""
+    bulk = _one_or_bulk(name, args)
+    client = None if bulk is None else _client(name)
     if client is None:
         return 2
     if bulk:
-        return _bulk("runs cancel", args, client)
-    run = _call("runs cancel", client.cancel(args.run_id))
+        return _bulk(name, args, client)
+    run = _call(name, one(client))
     if isinstance(run, int):
         return run
-    print(f"{run['run_id']}  {run['status']}")
+    print(shown(run))
     return 0
 
 
