@@ -29,7 +29,7 @@ async def napper(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
     return await ctx.step.run("after", count, "after")
 
 
-@workflow(id="bounded", run_timeout_seconds=2)
+@workflow(id="bounded", run_timeout_seconds=60)  # past any drain on a loaded machine
 async def bounded(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
     await ctx.step.wait_for_event("never", topic="nothing/comes")
     return "woke"
@@ -84,7 +84,7 @@ def test_the_workflow_option_bounds_an_event_wait_with_no_timeout_of_its_own(sta
     run_id = invoke(stack, "bounded", {})
     stack.drain()
     assert stack.run(run_id)["status"] == "waiting"
-    stack.advance(seconds=2)
+    stack.advance(seconds=60)
     run = failed_in_time(stack, run_id)
     assert run is not None and run["error"]["type"] == "RunTimeout"
 

@@ -230,6 +230,7 @@ def test_a_cancelled_untimed_wait_is_kept_no_longer(short_stack: Stack) -> None:
 # --- a crash between the writes never leaves a waiting run with an input that expires first ----------------
 
 
+@pytest.mark.usefixtures("steady_requests")  # a crash matrix: one batch run per crash point
 def test_a_crash_at_any_request_never_leaves_a_run_waiting_with_inputs_that_expire_first(
     stack: Stack,
 ) -> None:
