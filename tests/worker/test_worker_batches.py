@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import EndpointConnectionError
 from helpers.runs import index_entries
 from helpers.stack import provision
 from helpers.worker import (
@@ -245,7 +245,7 @@ def test_a_run_item_missing_after_its_anchor_is_written_by_a_delivery_of_the_anc
     events = publish("wb/batch", *[{"n": n} for n in range(4)])
     refs = [ref_of(event) for event in events]
     items = [batches.member_item("run_cut", 0, refs, 2_000_000_000)]
-    batches._write_items(items)
+    batches.put_items(items)
     assert batches.claim("wb-batch", "run_cut", refs[0], 2_000_000_000) == "run_cut"
     messages = receive_all(urls["wb-batch"])
     anchor = [m for m in messages if event_in(m).sequence_id == refs[0].sequence_id]
@@ -259,7 +259,9 @@ def test_a_run_item_missing_after_its_anchor_is_written_by_a_delivery_of_the_anc
     assert_each_event_in_exactly_one_run("wb-batch", events)
 
 
-@pytest.mark.parametrize("operation,nth", [("PutItem", 1), ("PutItem", 2), ("PutItem", 3), ("BatchWriteItem", 1)])
+@pytest.mark.parametrize(
+    "operation,nth", [("PutItem", 1), ("PutItem", 2), ("PutItem", 3), ("BatchWriteItem", 1)]
+)
 def test_a_write_applied_but_unanswered_keeps_its_events_in_the_payload(
     pump: Pump, urls: dict[str, str], operation: str, nth: int
 ) -> None:
@@ -278,7 +280,9 @@ def test_a_write_applied_but_unanswered_keeps_its_events_in_the_payload(
     assert queue_depth(urls["wb-batch"]) == 0
 
 
-def test_members_are_listed_before_any_claim_and_the_run_item_follows_the_anchor(urls: dict[str, str]) -> None:
+def test_members_are_listed_before_any_claim_and_the_run_item_follows_the_anchor(
+    urls: dict[str, str],
+) -> None:
     refs = [EventRef("wb/batch", n, f"evt_{n}") for n in range(1, 5)]
     order: list[str] = []
 

@@ -36,13 +36,20 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from polos.aws import settings
-from polos.aws.chunking import UnprocessedKeysError, UnprocessedWritesError, get_all, query_all, write_all
+from polos.aws.chunking import (
+    BATCH_WRITE_MAX_ITEMS,
+    UnprocessedKeysError,
+    UnprocessedWritesError,
+    get_all,
+    query_all,
+    write_all,
+)
 from polos.publish.events import EventRef
 from polos.runtime.journal import (
     CLAIMED_BY,
@@ -65,7 +72,6 @@ MEMBER_PREFIX = "member#"
 # Refs per member chunk item (~60 bytes each: ~6 KB, well under the 400 KB item limit; 10 fit in 1 KB).
 MEMBERS_PER_ITEM = 98
 PARALLEL_CLAIMS = 16  # claims sent at once (each its own PutItem)
-_BATCH_WRITE_ITEMS = 25
 _NEW_ITEM = "attribute_not_exists(pk)"
 
 
@@ -109,7 +115,9 @@ def read_owners(workflow_id: str, refs: list[EventRef], *, consistent: bool = Fa
     """
     wanted = {(claim_pk(workflow_id, ref), RUN_SK): ref for ref in refs}
     try:
-        found = get_all(_client(), _table(), list(wanted), consistent=consistent, projection="pk, sk, " + CLAIMED_BY)
+        found = get_all(
+            _client(), _table(), list(wanted), consistent=consistent, projection="pk, sk, " + CLAIMED_BY
+        )
     except UnprocessedKeysError as exc:
         raise BatchCreationError(f"claims of workflow {workflow_id!r} stayed unread: {exc}") from exc
     owners = Owners()
@@ -140,11 +148,18 @@ def claim(workflow_id: str, run_id: str, ref: EventRef, expires_at: int) -> str 
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-            raise
-        old = exc.response.get("Item") or {}
-        return str(old[CLAIMED_BY]["S"]) if CLAIMED_BY in old else None  # type: ignore[index]
+        old = _found(exc)
+        return str(old[CLAIMED_BY]["S"]) if CLAIMED_BY in old else None
     return run_id
+
+
+def _found(exc: ClientError) -> dict[str, Any]:
+    """The item that refused a conditional PutItem (``ReturnValuesOnConditionCheckFailure``); any other
+    error is raised again."""
+    if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+        raise exc
+    found = exc.response.get("Item")
+    return found if isinstance(found, dict) else {}
 
 
 def member_item(run_id: str, chunk: int, refs: list[EventRef], expires_at: int) -> Item:
@@ -180,12 +195,12 @@ def load_members(run_id: str) -> list[EventRef]:
     return members(items)
 
 
-def _write_items(items: list[Item]) -> None:
+def put_items(items: list[Item]) -> None:
     """Put ``items`` (unconditional, so sending them again is harmless) in BatchWriteItem calls."""
-    requests: list[WriteRequestTypeDef] = [{"PutRequest": {"Item": item}} for item in items]  # type: ignore[typeddict-item]
-    for start in range(0, len(requests), _BATCH_WRITE_ITEMS):
+    requests: list[WriteRequestTypeDef] = [{"PutRequest": {"Item": item}} for item in items]
+    for start in range(0, len(requests), BATCH_WRITE_MAX_ITEMS):
         try:
-            write_all(_client(), _table(), requests[start : start + _BATCH_WRITE_ITEMS])
+            write_all(_client(), _table(), requests[start : start + BATCH_WRITE_MAX_ITEMS])
         except UnprocessedWritesError as exc:
             raise BatchCreationError(f"member items stayed unwritten: {exc}") from exc
 
@@ -242,13 +257,13 @@ def _put_run(item: Item, owner: str) -> bool:
     our own write finds our own lease in it: ``True``)."""
     try:
         _client().put_item(
-            TableName=_table(), Item=item, ConditionExpression=_NEW_ITEM, ReturnValuesOnConditionCheckFailure="ALL_OLD"
+            TableName=_table(),
+            Item=item,
+            ConditionExpression=_NEW_ITEM,
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-            raise
-        old = exc.response.get("Item") or {}
-        return old.get("lease_owner", {}).get("S") == owner
+        return bool(_found(exc).get("lease_owner", {}).get("S") == owner)
     return True
 
 
@@ -261,7 +276,7 @@ def create_batch_run(workflow_id: str, run_id: str, refs: list[EventRef], owner:
         member_item(run_id, n, ordered[start : start + MEMBERS_PER_ITEM], expires_at)
         for n, start in enumerate(range(0, len(ordered), MEMBERS_PER_ITEM))
     ]
-    _write_items(listed)
+    put_items(listed)
     rest = list(ordered)
     while rest and not outcome.members:  # the anchor: the first event this run can claim
         ref = rest.pop(0)
@@ -304,10 +319,12 @@ def _relist(items: list[Item], won: set[EventRef]) -> list[Item]:
             kept = [ref for ref in listed if ref in won]
             if kept != listed:
                 chunk = int(item["sk"]["S"].removeprefix(MEMBER_PREFIX))
-                item = member_item(item["pk"]["S"].removeprefix("run#"), chunk, kept, int(item["expires_at"]["N"]))
+                item = member_item(
+                    item["pk"]["S"].removeprefix("run#"), chunk, kept, int(item["expires_at"]["N"])
+                )
                 changed.append(item)
         result.append(item)
-    _write_items(changed)
+    put_items(changed)
     return result
 
 
