@@ -351,8 +351,10 @@ def settle(workflow_id: str, run_id: str, items: list[Item], known: set[EventRef
 def recover_batch_run(workflow_id: str, run_id: str, items: list[Item], owner: str) -> NewBatch | None:
     """A run whose anchor is claimed but whose run item is missing (its creating attempt died between the
     two): its run item written now, leased to ``owner``, and its membership settled. ``None`` when it has no
-    member items (nothing to recover) or another attempt wrote the run item first."""
-    if not any(_is_member_item(item) for item in items):
+    live member items (nothing to recover: past its retention, TTL deletes them) or another attempt wrote
+    the run item first."""
+    listed = [item for item in items if _is_member_item(item)]
+    if not listed or int(listed[0]["expires_at"]["N"]) <= time.time():
         return None
     run_item, _ = _new_run(workflow_id, run_id, owner)
     if not _put_run(run_item, owner):
