@@ -237,16 +237,20 @@ def test_a_creation_cut_after_any_write_is_settled_by_the_redelivery(
     assert queue_depth(urls["wb-batch"]) == 0
 
 
+@pytest.mark.parametrize("inline", [True, False])
 def test_a_run_item_missing_after_its_anchor_is_written_by_a_delivery_of_the_anchor(
-    pump: Pump, urls: dict[str, str]
+    pump: Pump, urls: dict[str, str], inline: bool
 ) -> None:
     """The creating attempt died between its anchor claim and its run item; a delivery of the anchor alone
-    writes the run item and settles the membership: the anchor and every listed event still unclaimed."""
+    writes the run item and settles the membership: the anchor and every listed event still unclaimed.
+    The list is in the anchor claim (inline) or in member chunk items."""
     events = publish("wb/batch", *[{"n": n} for n in range(4)])
     refs = [ref_of(event) for event in events]
-    items = [batches.member_item("run_cut", 0, refs, 2_000_000_000)]
-    batches.put_items(items)
-    assert batches.claim("wb-batch", "run_cut", refs[0], 2_000_000_000) == "run_cut"
+    expires_at = 2_000_000_000
+    if not inline:
+        batches.put_items([batches.member_item("run_cut", 0, refs, expires_at)])
+    packed = batches.pack(refs) if inline else None
+    assert batches.claim("wb-batch", "run_cut", refs[0], expires_at, packed) == "run_cut"
     messages = receive_all(urls["wb-batch"])
     anchor = [m for m in messages if event_in(m).sequence_id == refs[0].sequence_id]
     delivery = pump.mapping("wb-batch").deliver(anchor)
@@ -260,13 +264,16 @@ def test_a_run_item_missing_after_its_anchor_is_written_by_a_delivery_of_the_anc
 
 
 @pytest.mark.parametrize(
-    "operation,nth", [("PutItem", 1), ("PutItem", 2), ("PutItem", 3), ("BatchWriteItem", 1)]
+    "operation,nth,inline",
+    [("PutItem", 1, True), ("PutItem", 2, True), ("PutItem", 3, True), ("BatchWriteItem", 1, False)],
 )
 def test_a_write_applied_but_unanswered_keeps_its_events_in_the_payload(
-    pump: Pump, urls: dict[str, str], operation: str, nth: int
+    pump: Pump, urls: dict[str, str], monkeypatch: pytest.MonkeyPatch, operation: str, nth: int, inline: bool
 ) -> None:
     """A member item, the anchor claim, the run item or another claim is applied, its answer lost, and
     botocore sends it again: the claim's (or run item's) condition fails on our own write, which counts."""
+    if not inline:
+        monkeypatch.setattr(batches, "INLINE_MEMBERS_BYTES", 0)  # members in chunk items
     events = publish("wb/batch", *[{"n": n} for n in range(10)])
     with answer_lost(operation, nth) as seen_calls:
         delivery = pump.once("wb-batch", redeliver=False)
@@ -280,15 +287,19 @@ def test_a_write_applied_but_unanswered_keeps_its_events_in_the_payload(
     assert queue_depth(urls["wb-batch"]) == 0
 
 
+@pytest.mark.parametrize("inline", [True, False])
 def test_members_are_listed_before_any_claim_and_the_run_item_follows_the_anchor(
-    urls: dict[str, str],
+    urls: dict[str, str], monkeypatch: pytest.MonkeyPatch, inline: bool
 ) -> None:
+    if not inline:
+        monkeypatch.setattr(batches, "INLINE_MEMBERS_BYTES", 0)
     refs = [EventRef("wb/batch", n, f"evt_{n}") for n in range(1, 5)]
     order: list[str] = []
 
     def note(params: dict[str, Any], **_: Any) -> None:
         item = params.get("Item", {})
-        order.append("run" if "lease_owner" in item else "claim" if "run_id" in item else "members")
+        kind = "run" if "lease_owner" in item else "claim" if "run_id" in item else "members"
+        order.append(kind + ("+list" if batches.MEMBERS_ATTRIBUTE in item else ""))
 
     hooks = settings.dynamodb().meta.events
     hooks.register("before-parameter-build.dynamodb.PutItem", note)
@@ -298,7 +309,11 @@ def test_members_are_listed_before_any_claim_and_the_run_item_follows_the_anchor
     finally:
         hooks.unregister("before-parameter-build.dynamodb.PutItem", note)
         hooks.unregister("before-parameter-build.dynamodb.BatchWriteItem", note)
-    assert order == ["members", "claim", "run", "claim", "claim", "claim"]
+    if inline:  # the list in the anchor claim and in the run item
+        assert order == ["claim+list", "run+list", "claim", "claim", "claim"]
+    else:
+        assert order == ["members", "claim", "run", "claim", "claim", "claim"]
+    assert batches.load_members("run_order") == refs
 
 
 def test_a_batch_run_of_100_events_lists_them_in_two_items_and_claims_each_in_one_write(

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextvars
 import json
 import time
+import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -69,6 +70,11 @@ if TYPE_CHECKING:
 logger = Logger(service="polos")
 
 MEMBER_PREFIX = "member#"
+# A batch whose member list packs (zlib of its JSON) into INLINE_MEMBERS_BYTES keeps it in its run item and
+# its anchor claim instead (a batch of 10: ~240 bytes, so neither item passes 1 KB and no chunk item is
+# written); a larger one lists its members in chunk items.
+MEMBERS_ATTRIBUTE = "members_z"
+INLINE_MEMBERS_BYTES = 400
 # Refs per member chunk item (~60 bytes each: ~6 KB, well under the 400 KB item limit; 10 fit in 1 KB).
 MEMBERS_PER_ITEM = 98
 PARALLEL_CLAIMS = 16  # claims sent at once (each its own PutItem)
@@ -130,16 +136,20 @@ def read_owners(workflow_id: str, refs: list[EventRef], *, consistent: bool = Fa
     return owners
 
 
-def claim(workflow_id: str, run_id: str, ref: EventRef, expires_at: int) -> str | None:
+def claim(
+    workflow_id: str, run_id: str, ref: EventRef, expires_at: int, packed: bytes | None = None
+) -> str | None:
     """Claim ``ref`` for batch run ``run_id`` (one conditional PutItem): the run that holds it now —
     ``run_id`` when this request, or an earlier send of it, won — or ``None`` when the event's single-event
-    run holds it."""
+    run holds it. ``packed``: the run's member list, carried by its anchor claim (:func:`pack`)."""
     item: Item = {
         "pk": {"S": claim_pk(workflow_id, ref)},
         "sk": {"S": RUN_SK},
         CLAIMED_BY: {"S": run_id},
         "expires_at": {"N": str(expires_at)},
     }
+    if packed is not None:
+        item[MEMBERS_ATTRIBUTE] = {"B": packed}
     try:
         _client().put_item(
             TableName=_table(),
@@ -171,8 +181,23 @@ def member_item(run_id: str, chunk: int, refs: list[EventRef], expires_at: int) 
     }
 
 
+def pack(refs: list[EventRef]) -> bytes:
+    """A member list as kept in a run item and its anchor claim: zlib of its compact JSON."""
+    return zlib.compress(json.dumps([ref.to_list() for ref in refs], separators=(",", ":")).encode())
+
+
+def _unpack(packed: bytes) -> list[EventRef]:
+    return [EventRef.from_list(raw) for raw in json.loads(zlib.decompress(packed))]
+
+
 def _chunk_refs(item: Item) -> list[EventRef]:
     return [EventRef.from_list(raw) for raw in json.loads(item["refs"]["S"])]
+
+
+def _inline(item: Item) -> list[EventRef] | None:
+    """The member list a run item keeps itself (``None``: its chunk items list them)."""
+    packed = item.get(MEMBERS_ATTRIBUTE)
+    return None if packed is None else _unpack(packed["B"])
 
 
 def _is_member_item(item: Item) -> bool:
@@ -180,12 +205,25 @@ def _is_member_item(item: Item) -> bool:
 
 
 def members(items: list[Item]) -> list[EventRef]:
-    """The member events listed by the member chunk items among ``items``, in sequence order."""
-    return sorted({ref for item in items if _is_member_item(item) for ref in _chunk_refs(item)})
+    """The member events listed among a run's partition ``items`` (its run item or its member chunk
+    items), in sequence order."""
+    refs: set[EventRef] = set()
+    for item in items:
+        if _is_member_item(item):
+            refs.update(_chunk_refs(item))
+        elif item["sk"]["S"] == RUN_SK:
+            refs.update(_inline(item) or [])
+    return sorted(refs)
 
 
 def load_members(run_id: str) -> list[EventRef]:
-    """The member events of a batch run (one Query of its member chunk items)."""
+    """The member events of a batch run: its run item's list (one GetItem), else one Query of its member
+    chunk items."""
+    key: Item = {"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}}
+    run = _client().get_item(TableName=_table(), Key=key, ProjectionExpression="sk, " + MEMBERS_ATTRIBUTE)
+    inline = _inline(run.get("Item", {}))
+    if inline is not None:
+        return sorted(inline)
     items = query_all(
         _client(),
         TableName=_table(),
@@ -272,15 +310,21 @@ def create_batch_run(workflow_id: str, run_id: str, refs: list[EventRef], owner:
     run_item, expires_at = _new_run(workflow_id, run_id, owner)
     ordered = sorted(set(refs))
     outcome = NewBatch(run_id=run_id, owner=owner)
-    listed = [
-        member_item(run_id, n, ordered[start : start + MEMBERS_PER_ITEM], expires_at)
-        for n, start in enumerate(range(0, len(ordered), MEMBERS_PER_ITEM))
-    ]
-    put_items(listed)
+    packed = pack(ordered)
+    inline = len(packed) <= INLINE_MEMBERS_BYTES
+    listed: list[Item] = []
+    if inline:
+        run_item[MEMBERS_ATTRIBUTE] = {"B": packed}
+    else:
+        listed = [
+            member_item(run_id, n, ordered[start : start + MEMBERS_PER_ITEM], expires_at)
+            for n, start in enumerate(range(0, len(ordered), MEMBERS_PER_ITEM))
+        ]
+        put_items(listed)
     rest = list(ordered)
     while rest and not outcome.members:  # the anchor: the first event this run can claim
         ref = rest.pop(0)
-        outcome.note(ref, claim(workflow_id, run_id, ref, expires_at))
+        outcome.note(ref, claim(workflow_id, run_id, ref, expires_at, packed if inline else None))
     if not outcome.members:
         return outcome  # every event is held already (the chunk items stay unread until they expire)
     if not _put_run(run_item, owner):
@@ -292,7 +336,7 @@ def create_batch_run(workflow_id: str, run_id: str, refs: list[EventRef], owner:
     for ref, holder in zip(rest, _claim_all(workflow_id, run_id, rest, expires_at), strict=True):
         outcome.note(ref, holder)
     outcome.members.sort()
-    outcome.items = [*_relist(listed, set(outcome.members)), run_item]
+    outcome.items = _relist([*listed, run_item], set(outcome.members))
     return outcome
 
 
@@ -310,11 +354,22 @@ def _claim_all(workflow_id: str, run_id: str, refs: Sequence[EventRef], expires_
 
 
 def _relist(items: list[Item], won: set[EventRef]) -> list[Item]:
-    """``items`` with each member chunk item that lists an event not in ``won`` rewritten without it."""
+    """``items`` with each member list (chunk item, or run item) that lists an event not in ``won``
+    rewritten without it."""
     changed: list[Item] = []
     result: list[Item] = []
     for item in items:
-        if _is_member_item(item):
+        inline = _inline(item) if item["sk"]["S"] == RUN_SK else None
+        if inline is not None and any(ref not in won for ref in inline):
+            item = {**item, MEMBERS_ATTRIBUTE: {"B": pack([ref for ref in inline if ref in won])}}
+            _client().update_item(
+                TableName=_table(),
+                Key={"pk": item["pk"], "sk": item["sk"]},
+                UpdateExpression="SET #members = :members",
+                ExpressionAttributeNames={"#members": MEMBERS_ATTRIBUTE},
+                ExpressionAttributeValues={":members": item[MEMBERS_ATTRIBUTE]},
+            )
+        elif _is_member_item(item):
             listed = _chunk_refs(item)
             kept = [ref for ref in listed if ref in won]
             if kept != listed:
@@ -340,7 +395,7 @@ def settle(workflow_id: str, run_id: str, items: list[Item], known: set[EventRef
     won = {ref for ref in listed if ref in known or claims.get(ref) == run_id}
     unclaimed = [ref for ref in unsure if ref not in claims]
     if unclaimed:
-        expires_at = int(next(i for i in items if _is_member_item(i))["expires_at"]["N"])
+        expires_at = int(next(i for i in items if "expires_at" in i)["expires_at"]["N"])
         holders = _claim_all(workflow_id, run_id, unclaimed, expires_at)
         won |= {ref for ref, holder in zip(unclaimed, holders, strict=True) if holder == run_id}
     if won != set(listed):
@@ -348,17 +403,27 @@ def settle(workflow_id: str, run_id: str, items: list[Item], known: set[EventRef
     return _relist(items, won)
 
 
-def recover_batch_run(workflow_id: str, run_id: str, items: list[Item], owner: str) -> NewBatch | None:
+def recover_batch_run(
+    workflow_id: str, run_id: str, items: list[Item], owner: str, claimed: list[EventRef]
+) -> NewBatch | None:
     """A run whose anchor is claimed but whose run item is missing (its creating attempt died between the
-    two): its run item written now, leased to ``owner``, and its membership settled. ``None`` when it has no
-    live member items (nothing to recover: past its retention, TTL deletes them) or another attempt wrote
-    the run item first."""
+    two): its run item written now, leased to ``owner``, and its membership settled. ``items``: its
+    partition; ``claimed``: events whose claim names it (its anchor: no other claim precedes the run item).
+    ``None`` when no member list is found (nothing to recover; or past its retention, TTL deletes it) or
+    another attempt wrote the run item first."""
     listed = [item for item in items if _is_member_item(item)]
+    if not listed:  # a small batch: its member list is in its anchor claim
+        keys = [(claim_pk(workflow_id, ref), RUN_SK) for ref in claimed]
+        found = get_all(_client(), _table(), keys, consistent=True).values()
+        listed = [item for item in found if item.get(CLAIMED_BY, {}).get("S") == run_id and _inline(item)]
     if not listed or int(listed[0]["expires_at"]["N"]) <= time.time():
         return None
     run_item, _ = _new_run(workflow_id, run_id, owner)
+    if not _is_member_item(listed[0]):
+        run_item[MEMBERS_ATTRIBUTE] = listed[0][MEMBERS_ATTRIBUTE]
+        listed = []
     if not _put_run(run_item, owner):
         return None
     logger.warning("batch run item written by a redelivery of its claimed events", extra={"run_id": run_id})
-    settled = settle(workflow_id, run_id, items, set())
-    return NewBatch(run_id=run_id, owner=owner, items=[*settled, run_item], members=members(settled))
+    settled = settle(workflow_id, run_id, [*listed, run_item], set())
+    return NewBatch(run_id=run_id, owner=owner, items=settled, members=members(settled))

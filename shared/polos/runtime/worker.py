@@ -410,7 +410,9 @@ class BatchGroup:
         if loaded is None:
             # Its creating attempt died between claiming the first event and writing the run item.
             owner = uuid.uuid4().hex
-            recovered = await asyncio.to_thread(batches.recover_batch_run, self._wf.id, run_id, items, owner)
+            recovered = await asyncio.to_thread(
+                batches.recover_batch_run, self._wf.id, run_id, items, owner, delivered
+            )
             if recovered is None:
                 logger.error("batch run of claimed events not found; records left for redelivery")
                 return False
