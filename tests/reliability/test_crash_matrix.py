@@ -226,30 +226,28 @@ def test_crash_after_each_aws_request_of_a_run(
     _report(capsys, f"crash matrix (runs of {RUN_EVENTS} event(s)): {len(points)} crash points: {points}")
 
 
-def _claim_transaction(call: Call) -> bool:
-    return _in("WorkerFunction")(call) and call.operation == "TransactWriteItems"
+def _membership_write(call: Call) -> bool:
+    """A write of a batch run's creation: its member items, its claims, its run item."""
+    return _in("WorkerFunction")(call) and call.operation in ("BatchWriteItem", "PutItem")
 
 
-def test_crash_after_each_claim_transaction_of_a_batch(
-    matrices: Matrices, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+def test_crash_after_each_membership_write_of_a_batch(
+    matrices: Matrices, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A batch claimed in several transactions (one event each): the process dies after each of them."""
-    from polos.runtime import batches
-
-    monkeypatch.setattr(batches, "MAX_CLAIMS_PER_TRANSACTION", 1)
+    """A batch run's member items, anchor claim, run item and other claims: the process dies after each."""
     count = max(RUN_EVENTS, 3)
     probe = matrices.new()
     events = probe.publish(probe.events(count), "probe")
     probe.meter.reset()
     probe.drain()
-    points = [c for c in probe.meter.calls if _claim_transaction(c)]
+    points = [c for c in probe.meter.calls if _membership_write(c)]
     probe.check(events)
-    assert len(points) >= count
+    assert len(points) >= count + 2  # member items, a claim per event, the run item
     for n in range(1, len(points) + 1):
         matrix = matrices.new()
         events = matrix.publish(matrix.events(count), f"claim-{n}")
-        matrix.meter.crash_after(n, where=_claim_transaction)
+        matrix.meter.crash_after(n, where=_membership_write)
         matrix.drain()
-        assert not matrix.meter.crash_pending, f"no crash at claim transaction {n}"
+        assert not matrix.meter.crash_pending, f"no crash at membership write {n}"
         matrix.check(events)
-    _report(capsys, f"crash matrix (batch of {count} claimed one per transaction): {len(points)} points")
+    _report(capsys, f"crash matrix (batch of {count}, each membership write): {len(points)} points")

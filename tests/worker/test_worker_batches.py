@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import EndpointConnectionError
 from helpers.runs import index_entries
 from helpers.stack import provision
 from helpers.worker import (
@@ -185,50 +185,99 @@ def test_events_claimed_meanwhile_by_another_run_are_left_to_it(
     assert_each_event_in_exactly_one_run("wb-batch", events)
 
 
-def test_a_crash_between_chunks_leaves_the_later_events_for_a_new_run(
-    pump: Pump, urls: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(batches, "MAX_CLAIMS_PER_TRANSACTION", 4)
-    events = publish("wb/batch", *[{"n": n} for n in range(10)])
-    transactions = 0
+def lapse_leases(workflow_id: str) -> None:
+    """Every run of the workflow with its lease lapsed (as after the visibility timeout)."""
+    for item in index_entries(workflow_id):
+        settings.dynamodb().update_item(
+            TableName=settings.get_settings().runs_table,
+            Key={"pk": item["pk"], "sk": {"S": "run"}},
+            UpdateExpression="SET lease_until = :past",
+            ExpressionAttributeValues={":past": {"N": "0"}},
+        )
 
-    def crash_on_second_transaction(**_: Any) -> None:
-        nonlocal transactions
-        transactions += 1
-        if transactions == 2:
+
+def _fail_nth(operation: str, nth: int) -> tuple[Any, list[int]]:
+    """A hook failing the ``nth`` ``operation`` request before it is sent (no retry: the call raises)."""
+    calls = [0]
+
+    def fail(**_: Any) -> None:
+        calls[0] += 1
+        if calls[0] == nth:
             raise EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
 
+    return fail, calls
+
+
+@pytest.mark.parametrize("nth", [1, 2, 5])
+def test_a_creation_cut_after_any_write_is_settled_by_the_redelivery(
+    pump: Pump, urls: dict[str, str], nth: int
+) -> None:
+    """The nth PutItem of a batch run's creation fails (1: the anchor claim, 2: its run item, 5: a claim
+    among the others): the records are left, and their redelivery gives each event exactly one run."""
+    events = publish("wb/batch", *[{"n": n} for n in range(10)])
+    fail, calls = _fail_nth("PutItem", nth)
     hooks = settings.dynamodb().meta.events
-    hooks.register("before-call.dynamodb.TransactWriteItems", crash_on_second_transaction)
+    hooks.register("before-call.dynamodb.PutItem", fail)
     try:
         first = pump.once("wb-batch", redeliver=False)
     finally:
-        hooks.unregister("before-call.dynamodb.TransactWriteItems", crash_on_second_transaction)
-    assert first is not None and len(first.messages) == 10
-    sequence_ids = [event.sequence_id for event in events]
-    # The first chunk's run has its four events and ran; the other six stayed unclaimed, left for SQS.
-    assert sorted(event_in(m).sequence_id for m in first.failed) == sequence_ids[4:]
-    [state] = runs_of("wb-batch").values()
-    assert state == ("completed", 1, sequence_ids[:4])
+        hooks.unregister("before-call.dynamodb.PutItem", fail)
+    assert calls[0] >= nth
+    assert first is not None and len(first.messages) == 10 and len(first.failed) == 10
+    assert seen == [], "no run executes before its membership is settled"
+    lapse_leases("wb-batch")  # SQS redelivers after the visibility timeout, when the creator's lease lapsed
     pump.mapping("wb-batch").release(first.failed)
     second = pump.once("wb-batch")
-    assert second is not None and len(second.messages) == 6 and not second.failed
+    assert second is not None and len(second.messages) == 10 and not second.failed
     owners = assert_each_event_in_exactly_one_run("wb-batch", events)
-    assert len(set(owners.values())) == 2
-    assert seen == [sequence_ids[:4], sequence_ids[4:]]
+    runs = runs_of("wb-batch")
+    assert all(state == "completed" for state, _, _ in runs.values())
+    assert sorted(sorted(ids) for ids in seen) == sorted(members for _, _, members in runs.values())
+    assert len(set(owners.values())) == (1 if nth == 1 else 2)
     assert queue_depth(urls["wb-batch"]) == 0
 
 
-def test_a_claim_transaction_applied_but_unanswered_keeps_its_events_in_the_payload(
-    pump: Pump, urls: dict[str, str], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("inline", [True, False])
+def test_a_run_item_missing_after_its_anchor_is_written_by_a_delivery_of_the_anchor(
+    pump: Pump, urls: dict[str, str], inline: bool
 ) -> None:
-    monkeypatch.setattr(batches, "MAX_CLAIMS_PER_TRANSACTION", 4)
+    """The creating attempt died between its anchor claim and its run item; a delivery of the anchor alone
+    writes the run item and settles the membership: the anchor and every listed event still unclaimed.
+    The list is in the anchor claim (inline) or in member chunk items."""
+    events = publish("wb/batch", *[{"n": n} for n in range(4)])
+    refs = [ref_of(event) for event in events]
+    expires_at = 2_000_000_000
+    if not inline:
+        batches.put_items([batches.member_item("run_cut", 0, refs, expires_at)])
+    packed = batches.pack(refs) if inline else None
+    assert batches.claim("wb-batch", "run_cut", refs[0], expires_at, packed) == "run_cut"
+    messages = receive_all(urls["wb-batch"])
+    anchor = [m for m in messages if event_in(m).sequence_id == refs[0].sequence_id]
+    delivery = pump.mapping("wb-batch").deliver(anchor)
+    assert not delivery.failed
+    assert runs_of("wb-batch") == {"run_cut": ("completed", 1, [ref.sequence_id for ref in refs])}
+    assert seen == [[ref.sequence_id for ref in refs]]
+    rest = [m for m in messages if m not in anchor]
+    assert not pump.mapping("wb-batch").deliver(rest).failed  # finished: acknowledged
+    assert seen == [[ref.sequence_id for ref in refs]]
+    assert_each_event_in_exactly_one_run("wb-batch", events)
+
+
+@pytest.mark.parametrize(
+    "operation,nth,inline",
+    [("PutItem", 1, True), ("PutItem", 2, True), ("PutItem", 3, True), ("BatchWriteItem", 1, False)],
+)
+def test_a_write_applied_but_unanswered_keeps_its_events_in_the_payload(
+    pump: Pump, urls: dict[str, str], monkeypatch: pytest.MonkeyPatch, operation: str, nth: int, inline: bool
+) -> None:
+    """A member item, the anchor claim, the run item or another claim is applied, its answer lost, and
+    botocore sends it again: the claim's (or run item's) condition fails on our own write, which counts."""
+    if not inline:
+        monkeypatch.setattr(batches, "INLINE_MEMBERS_BYTES", 0)  # members in chunk items
     events = publish("wb/batch", *[{"n": n} for n in range(10)])
-    # The 2nd claim transaction is applied, its answer lost; botocore sends it again (the member item and
-    # the claims exist by then), and the 3rd goes through.
-    with answer_lost("TransactWriteItems", 2) as seen_calls:
+    with answer_lost(operation, nth) as seen_calls:
         delivery = pump.once("wb-batch", redeliver=False)
-    assert seen_calls[0] >= 3
+    assert seen_calls[0] > nth
     assert delivery is not None and len(delivery.messages) == 10 and not delivery.failed
     sequence_ids = [event.sequence_id for event in events]
     [(run_id, state)] = runs_of("wb-batch").items()
@@ -238,32 +287,43 @@ def test_a_claim_transaction_applied_but_unanswered_keeps_its_events_in_the_payl
     assert queue_depth(urls["wb-batch"]) == 0
 
 
-def test_claim_transactions_carry_a_client_request_token_derived_from_run_and_chunk(
-    urls: dict[str, str], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("inline", [True, False])
+def test_members_are_listed_before_any_claim_and_the_run_item_follows_the_anchor(
+    urls: dict[str, str], monkeypatch: pytest.MonkeyPatch, inline: bool
 ) -> None:
-    monkeypatch.setattr(batches, "MAX_CLAIMS_PER_TRANSACTION", 2)
+    if not inline:
+        monkeypatch.setattr(batches, "INLINE_MEMBERS_BYTES", 0)
     refs = [EventRef("wb/batch", n, f"evt_{n}") for n in range(1, 5)]
-    tokens: list[str] = []
+    order: list[str] = []
 
-    def token_of(params: dict[str, Any], **_: Any) -> None:
-        tokens.append(params["ClientRequestToken"])
+    def note(params: dict[str, Any], **_: Any) -> None:
+        item = params.get("Item", {})
+        kind = "run" if "lease_owner" in item else "claim" if "run_id" in item else "members"
+        order.append(kind + ("+list" if batches.MEMBERS_ATTRIBUTE in item else ""))
 
     hooks = settings.dynamodb().meta.events
-    hooks.register("before-parameter-build.dynamodb.TransactWriteItems", token_of)
+    hooks.register("before-parameter-build.dynamodb.PutItem", note)
+    hooks.register("before-parameter-build.dynamodb.BatchWriteItem", note)
     try:
-        batches.create_batch_run("wb-batch", "run_tokens", refs, "owner-1")
+        batches.create_batch_run("wb-batch", "run_order", refs, "owner-1")
     finally:
-        hooks.unregister("before-parameter-build.dynamodb.TransactWriteItems", token_of)
-    assert len(tokens) == 2 and len(set(tokens)) == 2 and all(len(t) <= 36 for t in tokens)
-    assert tokens[0] == batches.claim_token("run_tokens", 0, refs[:2], 0)
+        hooks.unregister("before-parameter-build.dynamodb.PutItem", note)
+        hooks.unregister("before-parameter-build.dynamodb.BatchWriteItem", note)
+    if inline:  # the list in the anchor claim and in the run item
+        assert order == ["claim+list", "run+list", "claim", "claim", "claim"]
+    else:
+        assert order == ["members", "claim", "run", "claim", "claim", "claim"]
+    assert batches.load_members("run_order") == refs
 
 
-def test_a_batch_run_claims_its_events_in_transactions_of_at_most_100_actions(urls: dict[str, str]) -> None:
+def test_a_batch_run_of_100_events_lists_them_in_two_items_and_claims_each_in_one_write(
+    urls: dict[str, str],
+) -> None:
     refs = [EventRef("wb/batch", n, f"evt_{n}") for n in range(1, 101)]
     with count_requests() as requests:
         created = batches.create_batch_run("wb-batch", "run_chunks", refs, "owner-1")
-    assert requests.calls["TransactWriteItems"] == 2
-    assert requests.written_items == 1 + 2 + 100  # the run, two member chunks, a claim per event
+    assert dict(requests.calls) == {"BatchWriteItem": 1, "PutItem": 101}
+    assert requests.written_items == 2 + 1 + 100  # two member chunks, the run, a claim per event
     assert created.members == refs and not created.taken and not created.unclaimed
     items = Journal().query_partition("run_chunks")
     assert [item["sk"]["S"] for item in items] == ["member#0000", "member#0001", "run"]
@@ -288,27 +348,19 @@ def test_poison_batch_fails_its_run_after_max_attempts_and_reaches_the_dlq(
     assert queue_depth(urls["wb-poison"]) == 0
 
 
-def test_a_transaction_conflict_is_retried(urls: dict[str, str]) -> None:
-    refs = [EventRef("wb/batch", n, f"evt_{n}") for n in range(1, 4)]
-    calls = 0
-
-    def conflict_once(params: dict[str, Any], **_: Any) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            reasons = [{"Code": "None"}] * 2 + [{"Code": "TransactionConflict"}] + [{"Code": "None"}] * 2
-            error = {"Error": {"Code": "TransactionCanceledException"}, "CancellationReasons": reasons}
-            raise ClientError(error, "TransactWriteItems")  # type: ignore[arg-type]
-
-    hooks = settings.dynamodb().meta.events
-    hooks.register("before-call.dynamodb.TransactWriteItems", conflict_once)
-    try:
-        created = batches.create_batch_run("wb-batch", "run_conflict", refs, "owner-1")
-    finally:
-        hooks.unregister("before-call.dynamodb.TransactWriteItems", conflict_once)
-    assert calls == 2
-    assert created.members == refs and not created.taken and not created.unclaimed
-    assert set(batches.read_claims("wb-batch", refs).values()) == {"run_conflict"}
+def test_events_another_run_claimed_are_taken_and_unlisted(urls: dict[str, str]) -> None:
+    refs = [EventRef("wb/batch", n, f"evt_{n}") for n in range(1, 6)]
+    for ref in (refs[0], refs[3]):  # the first one: the anchor is the next event
+        assert batches.claim("wb-batch", "run_other", ref, 2_000_000_000) == "run_other"
+    created = batches.create_batch_run("wb-batch", "run_mine", refs, "owner-1")
+    assert created.members == [refs[1], refs[2], refs[4]]
+    assert created.taken == {refs[0]: "run_other", refs[3]: "run_other"} and not created.unclaimed
+    assert batches.load_members("run_mine") == created.members
+    assert batches.read_claims("wb-batch", refs) == {
+        **{ref: "run_mine" for ref in created.members},
+        refs[0]: "run_other",
+        refs[3]: "run_other",
+    }
 
 
 def test_member_refs_round_trip() -> None:

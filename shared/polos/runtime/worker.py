@@ -408,13 +408,21 @@ class BatchGroup:
         items = await asyncio.to_thread(self._journal.query_partition, run_id)
         loaded = Journal.decode_partition(items)
         if loaded is None:
-            logger.error("batch run of claimed events not found; records left for redelivery")
-            return False
+            # Its creating attempt died between claiming the first event and writing the run item.
+            owner = uuid.uuid4().hex
+            recovered = await asyncio.to_thread(
+                batches.recover_batch_run, self._wf.id, run_id, items, owner, delivered
+            )
+            if recovered is None:
+                logger.error("batch run of claimed events not found; records left for redelivery")
+                return False
+            return await self._start(recovered)
         if loaded.run.finished:
             logger.info(
                 "batch run already finished; delivery acknowledged", extra={"status": loaded.run.status}
             )
             return not loaded.run.dead_letter  # a spent run's message goes to the dead-letter queue
+        items = await asyncio.to_thread(batches.settle, self._wf.id, run_id, items, set(delivered))
         members = batches.members(items)
         observability.bind_run(run_id, self._wf.id, [ref.id for ref in members])
         present = await self._member_events(members)
