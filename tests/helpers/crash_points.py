@@ -9,7 +9,9 @@ runs must make the same requests however fast the machine is. One request depend
 reads its run's ``cancel_requested`` before a step call once its last look is ``CANCEL_CHECK_SECONDS`` old
 (1 s). On a loaded machine a probe that stalled that long made one request more than the runs it measures,
 so its last crash point lay past their end ("no crash happened at request N").
-:func:`same_requests_at_any_speed` makes that read before every step call instead.
+:func:`same_requests_at_any_speed` makes that read before every step call instead. Likewise a completed step
+is journaled on its own once ``PENDING_FLUSH_SECONDS`` pass without a write of the attempt: it makes that
+never happen (``tests/integration/test_pending_step_flush.py`` crashes around that write).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def same_requests_at_any_speed(monkeypatch: pytest.MonkeyPatch) -> None:
     from polos.runtime import steps
 
     monkeypatch.setattr(steps, "CANCEL_CHECK_SECONDS", -math.inf)
+    monkeypatch.setattr(steps, "PENDING_FLUSH_SECONDS", math.inf)
 
 
 def crashing(stack: Stack, crash_at: int | None, action: Callable[[], None], done: Callable[[], bool]) -> int:

@@ -69,6 +69,9 @@ MAX_LEASE_SAFETY_SECONDS = 5.0
 # its last look (the lease acquire counts as one) is at least this old: a cancel stops a running run at
 # its first step boundary this long after it was asked for, and a run of short steps pays one read a second.
 CANCEL_CHECK_SECONDS = 1.0
+# A completed step is journaled by the attempt's next write (the next step, a wait, a publish, the outcome),
+# or this long after it returned while the workflow goes on without one: a crash re-runs it only within it.
+PENDING_FLUSH_SECONDS = 1.0
 
 
 def lease_margin(lease_seconds: float) -> float:
@@ -149,10 +152,13 @@ class StepRunner(StepAPI):
         self._call_deadline = lease_until - lease_margin
         self._lease_owner = lease_owner
         self._sleep = sleep
-        # The last completed step, not journaled yet: it is written when the next step starts, or with the
-        # run's outcome (``take_pending``). A crash before either re-runs it (at-least-once, as a crash
-        # between a step's return and its own write always did); a journaled step never runs again.
+        # The last completed step, not journaled yet: it is written when the next step starts, with the
+        # run's outcome (``take_pending``), or by ``_flush_late`` after PENDING_FLUSH_SECONDS, whichever comes
+        # first. A crash before it re-runs it (at-least-once, as a crash between a step's return and its own
+        # write always did); a journaled step never runs again.
         self._pending: StepRecord | None = None
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._flushing_late: asyncio.Task[None] | None = None
         # Steps awaited together (asyncio.gather, wait, TaskGroup): the tasks in a step's body now, so that
         # a step completing beside others is journaled at once, and the attempt ends only once they settled.
         self._in_flight: dict[asyncio.Task[Any] | None, int] = {}
@@ -184,8 +190,12 @@ class StepRunner(StepAPI):
     async def _settle(self) -> None:
         current = asyncio.current_task()
         others = {task for task in self._in_flight if task is not None and task is not current}
-        if not others:
-            return
+        if others:
+            await self._stop_after_deadline(others)
+        self._cancel_flush_timer()  # the pending step goes with the outcome now
+        await self._late_flush_done()
+
+    async def _stop_after_deadline(self, others: set[asyncio.Task[Any]]) -> None:
         _, late = await asyncio.wait(others, timeout=max(0.0, self._call_deadline - time.time()))
         for task in late:
             task.cancel()
@@ -197,11 +207,46 @@ class StepRunner(StepAPI):
 
     def take_pending(self) -> StepRecord | None:
         """The completed step not journaled yet, for the executor to write with the run's outcome."""
+        self._cancel_flush_timer()
         pending, self._pending = self._pending, None
         return pending
 
+    def _defer(self, step: StepRecord) -> None:
+        """Leave the completed ``step`` pending: journaled by the attempt's next write, or by
+        ``_flush_late`` if the workflow goes on for PENDING_FLUSH_SECONDS without one."""
+        self._pending = step
+        self._cancel_flush_timer()
+        self._flush_timer = asyncio.get_running_loop().call_later(PENDING_FLUSH_SECONDS, self._flush_late)
+
+    def _cancel_flush_timer(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+
+    def _flush_late(self) -> None:
+        self._flush_timer = None
+        if self._pending is not None and self._flushing_late is None:
+            self._flushing_late = asyncio.ensure_future(self._write_late())
+
+    async def _write_late(self) -> None:
+        """Journal the pending step while the workflow goes on. On failure it stays pending (written with the
+        outcome or by the next step); a crash (``BaseException``) reaches whoever awaits this next."""
+        pending = self.take_pending()
+        try:
+            if pending is not None:
+                await self._write(pending)
+        except Exception:
+            self._pending = pending
+
+    async def _late_flush_done(self) -> None:
+        """Wait for a late journal write in flight: whatever follows depends on it."""
+        if self._flushing_late is not None:
+            await asyncio.shield(self._flushing_late)
+            self._flushing_late = None
+
     async def _flush(self) -> None:
         """Journal the pending step now (something durable follows it)."""
+        await self._late_flush_done()
         pending = self.take_pending()
         if pending is not None:
             try:
@@ -799,8 +844,8 @@ class StepRunner(StepAPI):
         completed = record("completed", calls, result_json=text, result_tag=tag)
         if self._beside_others():  # awaited together with other steps: one may fail the attempt next
             await self._journal_step(completed)
-        else:  # journaled when the next step starts or with the run's outcome, whichever comes first
-            self._pending = completed
+        else:  # journaled when the next step starts, with the run's outcome, or within PENDING_FLUSH_SECONDS
+            self._defer(completed)
         return restored
 
     def _claim_index(self) -> int:
