@@ -123,6 +123,7 @@ class KeyLoad:
     unit: str  # what one unit of load is: "event", "run", "request", "wait"
     read_units: float  # on that key, per unit of load
     write_units: float
+    target: float | None = None  # its own target, else its class's (flow: min(limit / period, 1,000))
 
     @property
     def ceiling(self) -> float:
@@ -142,8 +143,13 @@ class KeyLoad:
         return min(rates, default=math.inf)
 
     @property
+    def goal(self) -> float | None:
+        """The rate the key must reach: its own target, else its class's."""
+        return self.target if self.target is not None else self.key_class.target
+
+    @property
     def verdict(self) -> str:
-        target = self.key_class.target
+        target = self.goal
         if target is None:
             return "-"
         return "PASS" if self.ceiling >= target else "FAIL"
@@ -305,7 +311,7 @@ def text_table(loads: Iterable[KeyLoad]) -> list[str]:
         f"{'scope':<40} {'key class':<30} {'RCU/unit':>9} {'WCU/unit':>9} {'ceiling':>20}  target",
     ]
     for load in loads:
-        target = "" if load.key_class.target is None else f"{load.key_class.target:,.0f}/s "
+        target = "" if load.goal is None else f"{load.goal:,.0f}/s "
         rows.append(
             f"{load.workload:<40} {load.key_class.name:<30} {load.read_units:>9.3f} {load.write_units:>9.3f} "
             f"{rate(load):>20}  {target}{load.verdict}"
