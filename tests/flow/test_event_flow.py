@@ -13,12 +13,11 @@ from typing import Any
 
 import flow_app
 import pytest
-from flow_app import DEBOUNCE_TOPIC, RATE_TOPIC, THROTTLE_TOPIC, starts
+from flow_app import DEBOUNCE_TOPIC, RATE_TOPIC, THROTTLE_TOPIC, held_messages, starts
 from polos import EventPayload, WorkflowContext, workflow
 from polos.aws import settings
 from polos.errors import WorkflowDefinitionError
 from polos.publish.fanout import send_bodies
-from polos.publish.messages import WorkflowMessage
 from polos.runtime import clock, event_flow
 from polos.testing import Stack, local_stack
 
@@ -184,26 +183,9 @@ def test_polos_runs_takes_status_skipped() -> None:
     assert args.status == "skipped"
 
 
-def _hold_messages(workflow_id: str) -> list[str]:
-    """Take every message off the workflow's queue (to send them back one at a time, in an order of ours)."""
-    queue_url = settings.get_settings().queue_url(workflow_id)
-    bodies: list[str] = []
-    while True:
-        answer = settings.sqs().receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=900
-        )
-        messages = answer.get("Messages", [])
-        if not messages:
-            return bodies
-        for message in messages:
-            bodies.append(message["Body"])
-            settings.sqs().delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-
-
 def test_throttled_runs_start_by_sequence_id_when_lower_ids_arrive_in_later_deliveries(stack: Stack) -> None:
     events = publish(stack, THROTTLE_TOPIC, ["o"] * 6)
-    held = [(WorkflowMessage.from_json(body), body) for body in _hold_messages("throttled")]
-    by_seq = {message.event.sequence_id: body for message, body in held if message.event is not None}
+    by_seq = held_messages("throttled")
     assert sorted(by_seq) == [e["sequence_id"] for e in events], "one message per event"
     first, second, *rest = sorted(by_seq)
     # The two lowest start at once (the limit: 2 per 10 s); the rest arrive one delivery at a time, highest

@@ -1,20 +1,31 @@
 """Event flow control: debounce, throttle and rate limits of event-triggered single-event workflows.
 
-Each option keeps one small state item per workflow and key value (``flow#<workflow>#<kind>#<hash>``, in
+Each option keeps small state items per workflow and key value (``flow#<workflow>#<kind>#<hash>``, in
 the runs table, TTL'd), changed by optimistic concurrency: a strongly consistent GetItem, then a PutItem
 conditional on the ``version`` read (a conflict reads again). Times are :mod:`polos.runtime.clock`'s.
 
-- **Rate limit**: the window holds the runs granted in the last ``period`` (at most ``limit``, each with a
-  tag of its run id, so a redelivery after a crash finds its own grant). An event beyond it gets a run item
+- **Shards**: a throttle's or rate limit's window is :func:`shards` items (the key's item, then
+  ``<item>#1``, ...), each with its share of ``limit`` (the shares add up to it: at most ``limit`` in any
+  period over all of them), as many as keep each under 80 % of an item's 1,000 write units a second at
+  ``limit / period`` starts a second (one when the rate is low: a few starts a second). A run tries the
+  shard of its run id's hash first; when that one has no room now, every shard (one BatchGetItem), and
+  takes the earliest turn among them.
+
+- **Rate limit**: each shard holds the runs it granted in the last ``period`` (at most its share, each with
+  a tag of its run id, so a redelivery after a crash finds its own grant). An event beyond it gets a run item
   ``skipped`` (terminal, no execution, no steps), a ``RunsSkipped`` metric and a log line.
-- **Throttle**: the window holds the last ``limit`` booked start times and the last ``limit`` actual starts.
-  An event books the first time at which a start keeps at most ``limit`` bookings in any ``period`` (after
-  every booking before it: arrival order, and ``sequence_id`` order within a delivery); booked now, it
-  starts; booked later, its run is stored ``queued`` with ``waiting_for {"kind": "throttle", "key",
-  "until"}`` and the event's message is sent again with that delay (SQS ``DelaySeconds``, 15 minutes at a
-  time): nothing runs or is billed meanwhile. When it is due the start itself is counted in the window of
-  actual starts (at most ``limit`` in any ``period``, however late the wake-ups come); over it, it waits
-  again. Nothing is dropped: the message is acknowledged only once its run is stored and its wake-up sent.
+- **Throttle**: a shard holds its bookings (``[at, sequence_id, tag]``: the last ``share`` of them, or the
+  waiting ones if more, at most :data:`WAITING_KEPT`) and its last ``share`` actual starts. An event books
+  the first time at which a start keeps at most ``share`` bookings in any ``period``, after every booking
+  before it; but among the waiting (booked later) it goes by ``sequence_id``: it takes the turn of the first
+  waiting booking with a higher id, and each of those moves to the next turn, the last to a new one. Booked
+  now, it starts; booked later, its run is stored ``queued`` with ``waiting_for {"kind": "throttle", "key",
+  "until", "shard"}`` and the event's message is sent again with that delay (SQS ``DelaySeconds``, 15
+  minutes at a time): nothing runs or is billed meanwhile. When it is due, it looks up its booking: moved
+  later (a lower id took its turn), its message is sent again for the new time; else the start itself is
+  counted in the window of actual starts (at most ``share`` in any ``period``, however late the wake-ups
+  come); over it, it waits again. Nothing is dropped: the message is acknowledged only once its run is
+  stored and its wake-up sent; a redelivery finds its own booking or start (by its run id's tag).
 - **Debounce**: the state is the key's current burst (``open`` → ``fired`` → ``released``): an event with
   no open burst starts one and sends its check (a ``debounce`` message delayed until the burst is due:
   ``period`` after its last event, at most ``timeout`` after its first); a later event joins it (the highest
