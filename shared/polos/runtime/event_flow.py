@@ -192,14 +192,21 @@ def _place(
 
 def shards(limit: FlowLimit) -> int:
     """How many items hold a throttle's or rate limit's window: the fewest that keep each under
-    :data:`ITEM_WRITE_UNITS` at ``limit / period`` starts a second (two writes a start: its booking and
-    its start; each as many units as the item's KB). One when the rate is low."""
+    :data:`ITEM_WRITE_UNITS` at ``limit / period`` starts a second at its fullest (a throttled start: two
+    writes, its booking and its start; a grant: one; each as many units as the item's KB). One when the
+    rate is low."""
     for count in range(1, limit.limit + 1):
         share = math.ceil(limit.limit / count)
-        size = ITEM_BYTES + ENTRY_BYTES * (share + max(share, WAITING_KEPT))
-        if 2 * math.ceil(size / 1024) * share / limit.period <= ITEM_WRITE_UNITS:
+        if item_write_units(limit.kind, share) * share / limit.period <= ITEM_WRITE_UNITS:
             return count
     return limit.limit
+
+
+def item_write_units(kind: str, share: int) -> int:
+    """The write units one start takes on a shard of ``share`` at its fullest (see :func:`shards`)."""
+    if kind == "throttle":  # its booking and its start; the bookings kept and the starts
+        return 2 * math.ceil((ITEM_BYTES + ENTRY_BYTES * (share + max(share, WAITING_KEPT))) / 1024)
+    return math.ceil((ITEM_BYTES + ENTRY_BYTES * share) / 1024)  # a grant; the grants
 
 
 def shard_pks(pk: str, count: int) -> list[str]:
