@@ -7,7 +7,7 @@ conditional on the ``version`` read (a conflict reads again). Times are :mod:`po
 - **Shards**: a throttle's or rate limit's window is :func:`shards` items (the key's item, then
   ``<item>#1``, ...), each with its share of ``limit`` (the shares add up to it: at most ``limit`` in any
   period over all of them), as many as keep each under 80 % of an item's 1,000 write units a second at
-  ``limit / period`` starts a second (one when the rate is low: a few starts a second). A run tries the
+  ``limit / period`` starts a second (one when the rate is low: up to some 20 to 50 a second). A run tries the
   shard of its run id's hash first; when that one has no room now, every shard (one BatchGetItem), and
   takes the earliest turn among them.
 
