@@ -8,6 +8,7 @@ key of each class into the ceiling it puts on a topic, a workflow or an API key 
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from infra.metering.capacity import (
 from infra.metering.meter import Meter
 
 PER_REQUEST = 10  # events per publish request
+FLOW_KEY_TARGET = 1_000  # starts/s a throttle's or rate limit's key never caps below (if its limit allows)
 OPTIONS = StackOptions(visibility_timeout=900)
 
 
@@ -137,16 +139,34 @@ def measure(events: int = 200, waiting: int = 100) -> list[KeyLoad]:
                 },
             )
 
-            meter.reset()
-            requests = _publish_all(stack, capacity_app.THROTTLED_TOPIC, orders)
-            stack.drain()
-            found += key_loads(
-                f"throttled events of one key (throttle {capacity_app.THROTTLE})",
-                meter.calls,
-                {
-                    FLOW_KEY: ("event", events),
-                    TOPIC_EVENTS: ("event", events),
-                    API_KEY: ("request", requests),
-                },
-            )
+            found += flow_key_loads(stack, meter, "throttle", orders)
+            found += flow_key_loads(stack, meter, "rate_limit", orders)
     return found
+
+
+FLOW_WORKLOADS = {
+    "throttle": (capacity_app.THROTTLED_TOPIC, capacity_app.THROTTLE),
+    "rate_limit": (capacity_app.RATE_LIMITED_TOPIC, capacity_app.RATE_LIMIT),
+}
+
+
+def flow_key_loads(
+    stack: MeteredStack, meter: Meter, option: str, events: list[dict[str, Any]]
+) -> list[KeyLoad]:
+    """The key loads of ``events`` of one key through a workflow with ``option`` (``throttle`` or
+    ``rate_limit``); the flow key's target is what it must not cap: min(limit / period, 1,000) events/s."""
+    topic, limit = FLOW_WORKLOADS[option]
+    meter.reset()
+    requests = _publish_all(stack, topic, events)
+    stack.drain()
+    loads = key_loads(
+        f"events of one key ({option} {limit})",
+        meter.calls,
+        {
+            FLOW_KEY: ("event", len(events)),
+            TOPIC_EVENTS: ("event", len(events)),
+            API_KEY: ("request", requests),
+        },
+    )
+    goal = min(limit["limit"] / limit["period"], FLOW_KEY_TARGET)
+    return [replace(load, target=goal) if load.key_class is FLOW_KEY else load for load in loads]

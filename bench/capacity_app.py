@@ -13,8 +13,10 @@ from bench.workload import Shape, make_workflow
 ORDERS_TOPIC = "capacity/orders"
 PAYMENTS_TOPIC = "capacity/payments"
 THROTTLED_TOPIC = "capacity/throttled"
+RATE_LIMITED_TOPIC = "capacity/rate-limited"
 # The busiest a throttled key can be: the largest limit over the shortest period, every event one key.
 THROTTLE = {"limit": 1000, "period": 1}
+RATE_LIMIT = {"limit": 5000, "period": 1}  # its window in polos.runtime.event_flow.shards items
 WAIT_HOURS = 1
 QUEUE_LIMIT = 60  # 3 slot items (polos.runtime.slots.shards)
 
@@ -48,6 +50,9 @@ WORKFLOWS: list[Workflow] = [
     workflow(id="capacity-sleep")(_sleep),
     workflow(id="capacity-invoked")(_invoked),
     workflow(id="capacity-throttled", trigger_on_event=THROTTLED_TOPIC, throttle=THROTTLE)(_throttled),
+    workflow(id="capacity-rate-limited", trigger_on_event=RATE_LIMITED_TOPIC, rate_limit=RATE_LIMIT)(
+        _throttled
+    ),
     # A queue whose limit never binds: every run takes and frees a slot of its one key.
     workflow(id="capacity-queued", queue=Queue("capacity-lane", concurrency_limit=QUEUE_LIMIT))(_invoked),
 ]

@@ -46,6 +46,9 @@ class KeyClass:
     # name, thousands a second, a key's share strays from it by a few percent only (at 8,000 new runs a
     # second over 16 partitions: 500 +- 22 a partition).
     spread: int | None = None
+    # Keys that are one scope's shards (``<key>``, ``<key>#1``, ...: a flow-control key's window), its load
+    # spread over them by run id: measured as the mean share over the shards the workload touched.
+    sharded: bool = False
 
 
 TOPIC_COUNTER = KeyClass("topic counter (seq#)", "topic", TARGET_PER_SECOND)
@@ -56,8 +59,9 @@ WAITERS = KeyClass("topic waiters (wait#)", "topic", TARGET_PER_SECOND)
 WORKFLOW_INDEX = KeyClass("workflow index (by_workflow)", "workflow", TARGET_PER_SECOND, spread=INDEX_SHARDS)
 API_KEY = KeyClass("API key item", "API key", TARGET_PER_SECOND, spread=REPLICAS)
 TIMER_SHARD = KeyClass("timer shard (timer#)", "all timers", None)
-# One item per workflow, option and key value (``flow#``): takes every admission of its key (DESIGN §1c).
-FLOW_KEY = KeyClass("flow-control key (flow#)", "flow-control key", None)
+# Per workflow, option and key value (``flow#``): a throttle's or rate limit's window is sharded past one
+# item's writes (polos.runtime.event_flow.shards), a debounce burst is one item.
+FLOW_KEY = KeyClass("flow-control key (flow#)", "flow-control key", None, sharded=True)
 # A queue key's slots: ``slot#<queue>#<key>#<n>``, at least MIN_SHARDS items for a limit of 3 or more (runs
 # spread over them by run id); the target is 1,000 starts/s (a key caps at min(limit / run time, that)).
 QUEUE_SLOTS = KeyClass("queue key slots (slot#)", "queue key", 1_000, spread=MIN_SHARDS)
@@ -119,6 +123,7 @@ class KeyLoad:
     unit: str  # what one unit of load is: "event", "run", "request", "wait"
     read_units: float  # on that key, per unit of load
     write_units: float
+    target: float | None = None  # its own target, else its class's (flow: min(limit / period, 1,000))
 
     @property
     def ceiling(self) -> float:
@@ -138,8 +143,13 @@ class KeyLoad:
         return min(rates, default=math.inf)
 
     @property
+    def goal(self) -> float | None:
+        """The rate the key must reach: its own target, else its class's."""
+        return self.target if self.target is not None else self.key_class.target
+
+    @property
     def verdict(self) -> str:
-        target = self.key_class.target
+        target = self.goal
         if target is None:
             return "-"
         return "PASS" if self.ceiling >= target else "FAIL"
@@ -151,10 +161,12 @@ def key_loads(workload: str, calls: Iterable[Call], loads: dict[KeyClass, tuple[
     ``loads[TOPIC_EVENTS]``, or of the first entry; a class of unshared keys counts per run or request)."""
     default = loads.get(TOPIC_EVENTS) or next(iter(loads.values()))
     totals: dict[tuple[KeyClass, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    shards: dict[tuple[KeyClass, str], set[str]] = defaultdict(set)
     for call in calls:
         for use in call.partitions:
             cls = key_class(use)
-            key = _spread_scope(use.key) if cls.spread else use.key  # a spread class: its scope's keys as one
+            key = _spread_scope(use.key) if cls.spread or cls.sharded else use.key  # a scope's keys as one
+            shards[(cls, f"{use.index or 'table'}:{key}")].add(use.key)
             units = totals[(cls, f"{use.index or 'table'}:{key}")]
             units[0] += use.read_units
             units[1] += use.write_units
@@ -168,6 +180,9 @@ def key_loads(workload: str, calls: Iterable[Call], loads: dict[KeyClass, tuple[
             count = max(1, int(written))
         elif cls.spread:  # one of the scope's keys: the mean share
             count, key = count * cls.spread, f"{key} (1 of {cls.spread} keys)"
+        elif cls.sharded:  # one of the scope's shards: the mean share over those touched
+            seen = len(shards[(cls, key)])
+            count, key = count * seen, f"{key} (1 of {seen} shards)"
         load = KeyLoad(workload, cls, key, unit, reads / count, writes / count)
         if cls not in busiest or load.ceiling < busiest[cls].ceiling:
             busiest[cls] = load
@@ -175,8 +190,10 @@ def key_loads(workload: str, calls: Iterable[Call], loads: dict[KeyClass, tuple[
 
 
 def _spread_scope(key: str) -> str:
-    """The scope of a key of a spread class: ``<workflow>#<n>``, ``<key id>#<n>`` and
-    ``slot#<queue>#<key>#<n>`` without the ``#<n>``."""
+    """The scope of a key of a spread or sharded class: ``<workflow>#<n>``, ``<key id>#<n>`` and
+    ``slot#<queue>#<key>#<n>`` without the ``#<n>``; ``flow#<workflow>#<kind>#<hash>[#<n>]`` without it."""
+    if key.startswith("flow#"):
+        return "#".join(key.split("#")[:4])
     return key.rsplit("#", 1)[0] if key.startswith("slot#") else key.split("#")[0]
 
 
@@ -243,10 +260,12 @@ class Ledger:
         # A key's checks are spread over its copies (``<key id>#<n>``), a workflow's new runs over its index
         # partitions (``<workflow>#<n>``): their totals per key id or workflow, per request or run of it.
         spread: dict[tuple[str, str], KeyTotals] = defaultdict(KeyTotals)
+        shards: dict[tuple[str, str], int] = defaultdict(int)
         found = []
         for (name, key), totals in self.keys.items():
             cls = CLASSES[name]
-            if cls.spread:
+            if cls.spread or cls.sharded:
+                shards[(name, _spread_scope(key))] += 1
                 whole = spread[(name, _spread_scope(key))]
                 whole.read_units += totals.read_units
                 whole.write_units += totals.write_units
@@ -272,11 +291,14 @@ class Ledger:
                 if cls is WORKFLOW_INDEX
                 else (f"{scope_id}", "run", whole.writes // 2)  # a run's take and free
                 if cls is QUEUE_SLOTS
+                else (f"{scope_id}", "start", whole.writes)  # a start, booking or grant: one write
+                if cls is FLOW_KEY
                 else (f"API key {scope_id}", "request", whole.reads)
             )
             if count:
-                share = count * (cls.spread or 1)
-                key = f"{scope_id} (1 of {cls.spread} keys)"
+                keys = cls.spread or shards[(name, scope_id)]
+                share = count * keys
+                key = f"{scope_id} (1 of {keys} {'keys' if cls.spread else 'shards'})"
                 found.append(
                     KeyLoad(scope, cls, key, unit, whole.read_units / share, whole.write_units / share)
                 )
@@ -289,7 +311,7 @@ def text_table(loads: Iterable[KeyLoad]) -> list[str]:
         f"{'scope':<40} {'key class':<30} {'RCU/unit':>9} {'WCU/unit':>9} {'ceiling':>20}  target",
     ]
     for load in loads:
-        target = "" if load.key_class.target is None else f"{load.key_class.target:,.0f}/s "
+        target = "" if load.goal is None else f"{load.goal:,.0f}/s "
         rows.append(
             f"{load.workload:<40} {load.key_class.name:<30} {load.read_units:>9.3f} {load.write_units:>9.3f} "
             f"{rate(load):>20}  {target}{load.verdict}"

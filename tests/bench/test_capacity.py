@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 
 import boto3
 import pytest
@@ -176,3 +177,28 @@ def test_unshared_keys_count_per_run() -> None:
     (load,) = key_loads("w", calls, {capacity.TOPIC_EVENTS: ("event", 100)})
     assert (load.unit, load.write_units) == ("run", 3.0)
     assert capacity.rate(load) == "not shared (one run)"
+
+
+def test_a_flow_keys_shards_count_as_one_key_at_their_mean_share() -> None:
+    """A throttle's window over 4 items (the key's own item, then ``#1``..``#3``): a quarter of the units per
+    event on each, in the bench and in ``polos capacity`` (per start: one write each)."""
+    base = "flow#orders#throttle#0a1b"
+    shards = [base, *(f"{base}#{n}" for n in range(1, 4))]
+    calls = [
+        _call(PartitionUse("b-RunsTable", None, shards[n % 4], read_units=1.0, write_units=1.0))
+        for n in range(40)
+    ]
+    (load,) = key_loads("w", calls, {capacity.FLOW_KEY: ("event", 40)})
+    assert load.write_units == pytest.approx(1 / 4) and load.key.endswith("(1 of 4 shards)")
+    assert load.ceiling == pytest.approx(0.8 * 1_000 * 4)
+    ledger = capacity.Ledger()
+    ledger.add(calls)
+    (flow,) = ledger.loads()
+    assert (flow.workload, flow.unit, flow.key_class) == (base, "start", capacity.FLOW_KEY)
+    assert flow.write_units == pytest.approx(1 / 4) and flow.read_units == pytest.approx(1 / 4)
+
+
+def test_a_load_of_its_own_target_is_judged_by_it() -> None:
+    flow = KeyLoad("w", capacity.FLOW_KEY, "k", "event", read_units=0.0, write_units=1.0)
+    assert flow.verdict == "-"  # no target of the class: a flow key's is its limit / period
+    assert replace(flow, target=500).verdict == "PASS" and replace(flow, target=1_000).verdict == "FAIL"

@@ -8,6 +8,8 @@ from typing import Any
 
 from polos import EventPayload, WorkflowContext, workflow
 from polos.app import App
+from polos.aws import settings
+from polos.publish.messages import WorkflowMessage
 from polos.runtime import clock
 
 DEBOUNCE_TOPIC = "flow/debounced"
@@ -55,3 +57,20 @@ def app() -> App:
 def starts(workflow_id: str, user: str | None = None) -> list[dict[str, Any]]:
     with _LOCK:
         return [s for s in STARTS if s["wf"] == workflow_id and (user is None or s["user"] == user)]
+
+
+def held_messages(workflow_id: str) -> dict[int, str]:
+    """Every message of the workflow's queue taken off it, by its event's ``sequence_id`` (for a test to
+    send them back one at a time, in an order of its own)."""
+    queue_url = settings.get_settings().queue_url(workflow_id)
+    held: dict[int, str] = {}
+    while True:
+        answer = settings.sqs().receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=900
+        )
+        if not answer.get("Messages"):
+            return held
+        for message in answer["Messages"]:
+            event = WorkflowMessage.from_json(message["Body"]).event
+            held[event.sequence_id if event is not None else 0] = message["Body"]
+            settings.sqs().delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])

@@ -10,9 +10,11 @@ from typing import Any
 
 import flow_app
 import pytest
-from flow_app import DEBOUNCE_TOPIC, THROTTLE, THROTTLE_TOPIC, starts
+from flow_app import DEBOUNCE_TOPIC, THROTTLE, THROTTLE_TOPIC, held_messages, starts
 from helpers.crash_points import crash_points
 from polos.aws import settings
+from polos.publish.fanout import send_bodies
+from polos.runtime import event_flow
 from polos.testing import Stack, local_stack
 
 from infra.metering.meter import Call, Meter
@@ -43,11 +45,23 @@ def _counted(call: Call) -> bool:
     return call.tag != "test" and not _timers(call) and call.operation not in MAPPING
 
 
+def _deliver_highest_first(stack: Stack, meter: Meter, workflow_id: str) -> None:
+    """The queued messages again one delivery at a time, highest ``sequence_id`` first (lower ids booked
+    later take the turns of higher ones: the displaced wake up, find their turn moved and wait again)."""
+    with meter.tag("test"):  # the test's own requests are not crash points; the worker's (drain) are
+        held = held_messages(workflow_id)
+    for seq in sorted(held, reverse=True):
+        with meter.tag("test"):
+            send_bodies(settings.get_settings().queue_url(workflow_id), [(held[seq], 0)])
+        stack.drain()
+
+
 def lifecycle(
-    stack: Stack, topic: str, count: int, step: float, crash_at: int | None
+    stack: Stack, topic: str, count: int, step: float, crash_at: int | None, *, reverse: bool = False
 ) -> tuple[list[str], int]:
-    """Publish ``count`` events of a fresh key, then drain and move the clock ``step`` s, ``ROUNDS`` times,
-    crashing the worker after request ``crash_at``; the events and the requests made."""
+    """Publish ``count`` events of a fresh key (``reverse``: delivered one at a time, highest id first),
+    then drain and move the clock ``step`` s, ``ROUNDS`` times, crashing the worker after request
+    ``crash_at``; the events and the requests made."""
     user = f"point-{crash_at}"
     meter = Meter()
     meter.attach(settings.dynamodb(), settings.sqs())
@@ -55,6 +69,8 @@ def lifecycle(
         events = [e["id"] for e in stack.publish(topic, [{"data": {"user": user}}] * count)["events"]]
     meter.reset()
     meter.crash_after(crash_at, where=_counted)
+    if reverse:
+        _deliver_highest_first(stack, meter, "throttled")
     for _ in range(ROUNDS):
         stack.drain()  # a crashed invocation leaves its messages, delivered again (and its lease lapsed)
         stack.advance(seconds=step)
@@ -91,24 +107,31 @@ def check_throttled(stack: Stack, events: list[str], user: str) -> None:
 
 
 Check = Callable[[Stack, list[str], str], None]
-CASES: dict[str, tuple[str, int, float, Check]] = {
-    "debounce": (DEBOUNCE_TOPIC, 3, 11, check_debounced),
-    "throttle": (THROTTLE_TOPIC, 4, 5, check_throttled),
+# topic, events, seconds between rounds, check, the throttle window's shards, delivered highest id first
+CASES: dict[str, tuple[str, int, float, Check, int, bool]] = {
+    "debounce": (DEBOUNCE_TOPIC, 3, 11, check_debounced, 1, False),
+    "throttle": (THROTTLE_TOPIC, 4, 5, check_throttled, 1, False),
+    "throttle-reordered": (THROTTLE_TOPIC, 5, 5, check_throttled, 1, True),
+    "throttle-sharded": (THROTTLE_TOPIC, 5, 5, check_throttled, 2, True),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_crash_after_any_request_of_debouncing_or_throttling_loses_and_doubles_nothing(
-    stack: Stack, case: str, capsys: pytest.CaptureFixture[str]
+    stack: Stack, case: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    topic, count, step, check = CASES[case]
-    events, points = lifecycle(stack, topic, count, step, crash_at=None)
+    topic, count, step, check, shards, reverse = CASES[case]
+    monkeypatch.setattr(event_flow, "shards", lambda limit: shards)
+    # Every run tries shard 0 first (not its run id's hash): each lifecycle makes the same requests, so the
+    # probe's count of them names the crash points of every other one.
+    monkeypatch.setattr(event_flow, "_home", lambda run_id, count: 0)
+    events, points = lifecycle(stack, topic, count, step, crash_at=None, reverse=reverse)
     probe_points = list(PROBE)
     check(stack, events, "point-None")
     assert points >= 6, points
     visited: list[Any] = []
     for n in crash_points(points):  # an even spread of them; every one under POLOS_SOAK=1 (make soak)
-        events, _ = lifecycle(stack, topic, count, step, crash_at=n)
+        events, _ = lifecycle(stack, topic, count, step, crash_at=n, reverse=reverse)
         check(stack, events, f"point-{n}")
         visited.append(n)
     with capsys.disabled():

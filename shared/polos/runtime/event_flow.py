@@ -1,20 +1,31 @@
 """Event flow control: debounce, throttle and rate limits of event-triggered single-event workflows.
 
-Each option keeps one small state item per workflow and key value (``flow#<workflow>#<kind>#<hash>``, in
+Each option keeps small state items per workflow and key value (``flow#<workflow>#<kind>#<hash>``, in
 the runs table, TTL'd), changed by optimistic concurrency: a strongly consistent GetItem, then a PutItem
 conditional on the ``version`` read (a conflict reads again). Times are :mod:`polos.runtime.clock`'s.
 
-- **Rate limit**: the window holds the runs granted in the last ``period`` (at most ``limit``, each with a
-  tag of its run id, so a redelivery after a crash finds its own grant). An event beyond it gets a run item
+- **Shards**: a throttle's or rate limit's window is :func:`shards` items (the key's item, then
+  ``<item>#1``, ...), each with its share of ``limit`` (the shares add up to it: at most ``limit`` in any
+  period over all of them), as many as keep each under 80 % of an item's 1,000 write units a second at
+  ``limit / period`` starts a second (one when the rate is low: up to some 20 to 50 a second). A run tries the
+  shard of its run id's hash first; when that one has no room now, every shard (one BatchGetItem), and
+  takes the earliest turn among them.
+
+- **Rate limit**: each shard holds the runs it granted in the last ``period`` (at most its share, each with
+  a tag of its run id, so a redelivery after a crash finds its own grant). An event beyond it gets a run item
   ``skipped`` (terminal, no execution, no steps), a ``RunsSkipped`` metric and a log line.
-- **Throttle**: the window holds the last ``limit`` booked start times and the last ``limit`` actual starts.
-  An event books the first time at which a start keeps at most ``limit`` bookings in any ``period`` (after
-  every booking before it: arrival order, and ``sequence_id`` order within a delivery); booked now, it
-  starts; booked later, its run is stored ``queued`` with ``waiting_for {"kind": "throttle", "key",
-  "until"}`` and the event's message is sent again with that delay (SQS ``DelaySeconds``, 15 minutes at a
-  time): nothing runs or is billed meanwhile. When it is due the start itself is counted in the window of
-  actual starts (at most ``limit`` in any ``period``, however late the wake-ups come); over it, it waits
-  again. Nothing is dropped: the message is acknowledged only once its run is stored and its wake-up sent.
+- **Throttle**: a shard holds its bookings (``[at, sequence_id, tag]``: the last ``share`` of them, or the
+  waiting ones if more, at most :data:`WAITING_KEPT`) and its last ``share`` actual starts. An event books
+  the first time at which a start keeps at most ``share`` bookings in any ``period``, after every booking
+  before it; but among the waiting (booked later) it goes by ``sequence_id``: it takes the turn of the first
+  waiting booking with a higher id, and each of those moves to the next turn, the last to a new one. Booked
+  now, it starts; booked later, its run is stored ``queued`` with ``waiting_for {"kind": "throttle", "key",
+  "until", "shard"}`` and the event's message is sent again with that delay (SQS ``DelaySeconds``, 15
+  minutes at a time): nothing runs or is billed meanwhile. When it is due, it looks up its booking: moved
+  later (a lower id took its turn), its message is sent again for the new time; else the start itself is
+  counted in the window of actual starts (at most ``share`` in any ``period``, however late the wake-ups
+  come); over it, it waits again. Nothing is dropped: the message is acknowledged only once its run is
+  stored and its wake-up sent; a redelivery finds its own booking or start (by its run id's tag).
 - **Debounce**: the state is the key's current burst (``open`` → ``fired`` → ``released``): an event with
   no open burst starts one and sends its check (a ``debounce`` message delayed until the burst is due:
   ``period`` after its last event, at most ``timeout`` after its first); a later event joins it (the highest
@@ -32,13 +43,14 @@ import asyncio
 import hashlib
 import json
 import math
+import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from botocore.exceptions import ClientError
 
-from polos.aws import observability, settings
+from polos.aws import chunking, observability, settings
 from polos.flow_control import FlowLimit
 from polos.payloads import EventItem
 from polos.publish.events import EventRef, EventStore
@@ -47,6 +59,7 @@ from polos.publish.messages import WorkflowMessage
 from polos.runtime import clock
 from polos.runtime.journal import RUN_SK, Journal, decode_run, now_iso, run_pk
 from polos.runtime.records import RunRecord
+from polos.runtime.slots import shard_caps
 from polos.runtime.status import RunStatus
 from polos.timestamps import utc_iso
 
@@ -63,6 +76,11 @@ MAX_DELAY_SECONDS = 900  # SQS DelaySeconds
 MAX_TRIES = 50  # conflicting writers of one key's state before the record is left for redelivery
 KEEP_SECONDS = 24 * 3600  # a state item outlives its last use by this much beyond its period / timeout
 MAX_KEY_SHOWN = 256  # characters of a key value shown in ``waiting_for``
+# A window's shards (see :func:`shards`): an item's write units a second at limit / period starts, at most
+ITEM_WRITE_UNITS = 800  # 80 % of DynamoDB's 1,000 a second per item
+ENTRY_BYTES = 48  # one booking ``[at, sequence_id, tag]`` (or start / grant ``[at, tag]``) in the item
+ITEM_BYTES = 200  # an item's keys, version and expiry
+WAITING_KEPT = 64  # bookings a throttle shard keeps beyond its share: the waiting runs it can reorder
 
 
 class FlowStateContention(Exception):
@@ -90,16 +108,26 @@ def state_pk(workflow_id: str, kind: str, value: str | None) -> str:
     return f"flow#{workflow_id}#{kind}#{digest}"
 
 
+def _decoded(item: dict[str, Any] | None) -> tuple[State | None, int]:
+    if not item:
+        return None, 0
+    return json.loads(item["state"]["S"]), int(item["version"]["N"])
+
+
 def _read(pk: str) -> tuple[State | None, int]:
     answer = settings.dynamodb().get_item(
         TableName=settings.get_settings().runs_table,
         Key={"pk": {"S": pk}, "sk": {"S": STATE_SK}},
         ConsistentRead=True,
     )
-    item = answer.get("Item")
-    if not item:
-        return None, 0
-    return json.loads(item["state"]["S"]), int(item["version"]["N"])
+    return _decoded(answer.get("Item"))
+
+
+def _read_many(pks: list[str]) -> list[tuple[State | None, int]]:
+    """The states of ``pks`` (strongly consistent ``BatchGetItem``s), in their order."""
+    table = settings.get_settings().runs_table
+    found = chunking.get_all(settings.dynamodb(), table, [(pk, STATE_SK) for pk in pks], consistent=True)
+    return [_decoded(found.get((pk, STATE_SK))) for pk in pks]
 
 
 def _write(pk: str, state: State, version: int, keep: float) -> bool:
@@ -136,6 +164,61 @@ def _update(pk: str, keep: float, change: Callable[[State | None], tuple[State |
     raise FlowStateContention(f"flow state {pk} changed under {MAX_TRIES} tries")
 
 
+def _place(
+    pks: list[str],
+    home: int,
+    keep: float,
+    change_for: Callable[[int], Callable[[State | None], tuple[State | None, _T]]],
+    score: Callable[[_T], float],
+) -> tuple[int, _T]:
+    """Apply a shard's change (``change_for(n)``) to the ``home`` shard; when it scores above 0 (no room
+    now, nothing of this run found), to every shard, stored on the one that scores lowest (the first on a
+    tie, home first). The shard and the change's result."""
+    for _ in range(MAX_TRIES):
+        state, version = _read(pks[home])
+        new, result = change_for(home)(state)
+        best = (home, new, version, result)
+        if score(result) > 0 and len(pks) > 1:
+            others = [n for n in range(len(pks)) if n != home]
+            for n, (other, other_version) in zip(others, _read_many([pks[n] for n in others]), strict=True):
+                other_new, other_result = change_for(n)(other)
+                if score(other_result) < score(best[3]):
+                    best = (n, other_new, other_version, other_result)
+        shard, new, version, result = best
+        if new is None or _write(pks[shard], new, version, keep):
+            return shard, result
+    raise FlowStateContention(f"flow state {pks[home]} changed under {MAX_TRIES} tries")
+
+
+def shards(limit: FlowLimit) -> int:
+    """How many items hold a throttle's or rate limit's window: the fewest that keep each under
+    :data:`ITEM_WRITE_UNITS` at ``limit / period`` starts a second at its fullest (a throttled start: two
+    writes, its booking and its start; a grant: one; each as many units as the item's KB). One when the
+    rate is low."""
+    for count in range(1, limit.limit + 1):
+        share = math.ceil(limit.limit / count)
+        if item_write_units(limit.kind, share) * share / limit.period <= ITEM_WRITE_UNITS:
+            return count
+    return limit.limit
+
+
+def item_write_units(kind: str, share: int) -> int:
+    """The write units one start takes on a shard of ``share`` at its fullest (see :func:`shards`)."""
+    if kind == "throttle":  # its booking and its start; the bookings kept and the starts
+        return 2 * math.ceil((ITEM_BYTES + ENTRY_BYTES * (share + max(share, WAITING_KEPT))) / 1024)
+    return math.ceil((ITEM_BYTES + ENTRY_BYTES * share) / 1024)  # a grant; the grants
+
+
+def shard_pks(pk: str, count: int) -> list[str]:
+    """A window's shard items: the key's own state item first (so one shard is the item it always was)."""
+    return [pk, *(f"{pk}#{n}" for n in range(1, count))]
+
+
+def _home(run_id: str, count: int) -> int:
+    """The shard a run tries first: its run id spreads the runs of a key evenly."""
+    return zlib.crc32(run_id.encode()) % count
+
+
 def _tag(run_id: str) -> str:
     return run_id.removeprefix("run_")[:12]
 
@@ -147,18 +230,25 @@ def _recent(entries: list[list[Any]], now: float, period: float) -> list[list[An
 
 # --- rate limit ------------------------------------------------------------------------------------------
 
+Grant = tuple[bool, bool]  # granted, and whether it was this run's own grant from before
 
-def _grant(limit: FlowLimit, tag: str) -> Callable[[State | None], tuple[State | None, bool]]:
-    def change(state: State | None) -> tuple[State | None, bool]:
+
+def _grant(cap: int, period: float, tag: str) -> Callable[[State | None], tuple[State | None, Grant]]:
+    def change(state: State | None) -> tuple[State | None, Grant]:
         now = clock.now()
-        granted = _recent((state or {}).get("granted", []), now, limit.period)
+        granted = _recent((state or {}).get("granted", []), now, period)
         if any(entry[1] == tag for entry in granted):
-            return None, True
-        if len(granted) >= limit.limit:
-            return None, False
-        return {"granted": [*granted, [now, tag]]}, True
+            return None, (True, True)
+        if len(granted) >= cap:
+            return None, (False, False)
+        return {"granted": [*granted, [now, tag]]}, (True, False)
 
     return change
+
+
+def _grant_score(grant: Grant) -> float:
+    granted, own = grant
+    return -1 if own else 0 if granted else 1
 
 
 def _event_run(
@@ -183,7 +273,13 @@ def _rate_limit(wf: Workflow, limit: FlowLimit, run_id: str, event: EventItem) -
     if _stored_run(run_id) is not None:  # granted (or skipped) before
         return "run"
     key = key_value(limit.key, event)
-    if _update(state_pk(wf.id, "rate", key), limit.period, _grant(limit, _tag(run_id))):
+    pks = shard_pks(state_pk(wf.id, "rate", key), shards(limit))
+    caps = shard_caps(limit.limit, len(pks))
+    tag = _tag(run_id)
+    _, (granted, _) = _place(
+        pks, _home(run_id, len(pks)), limit.period, lambda n: _grant(caps[n], limit.period, tag), _grant_score
+    )
+    if granted:
         return "run"
     Journal().create_queued(_event_run(wf, run_id, event, "skipped"))
     observability.count("RunsSkipped")
@@ -202,52 +298,122 @@ def _rate_limit(wf: Workflow, limit: FlowLimit, run_id: str, event: EventItem) -
 
 # --- throttle --------------------------------------------------------------------------------------------
 
+Turn = tuple[float, bool]  # when the run starts (now or earlier: at once), and whether it was booked before
 
-def _book(limit: FlowLimit, tag: str) -> Callable[[State | None], tuple[State | None, float]]:
-    """Book the event's start: now when the window allows it and nobody waits before it, else later."""
 
-    def change(state: State | None) -> tuple[State | None, float]:
+def _bookings(state: State | None) -> list[list[Any]]:
+    """A shard's bookings ``[at, sequence_id, tag]``, by time (a bare time: a booking of an older version)."""
+    entries = (state or {}).get("booked", [])
+    return sorted(entry if isinstance(entry, list) else [entry, 0, ""] for entry in entries)
+
+
+def _kept(bookings: list[list[Any]], cap: int, now: float) -> list[list[Any]]:
+    """The bookings a shard keeps: the last ``cap`` (the window's rule), or the waiting ones if more, at most
+    :data:`WAITING_KEPT` (the latest: the earliest waiting wake up by their own time)."""
+    ordered = sorted(bookings)
+    waiting = sum(1 for entry in ordered if entry[0] > now)
+    return ordered[-max(cap, min(waiting, WAITING_KEPT)) :]
+
+
+def _next_free(
+    booked: list[list[Any]], started: list[list[Any]], cap: int, period: float, now: float
+) -> float:
+    """The earliest start a booking after every other keeps at most ``cap`` bookings and starts in any
+    ``period``."""
+    at = max([now, *(entry[0] for entry in booked[-1:])])
+    if len(booked) >= cap:
+        at = max(at, booked[-cap][0] + period)
+    if len(started) >= cap:
+        at = max(at, started[-cap][0] + period)
+    return float(at)
+
+
+def _counted(
+    state: State | None, started: list[list[Any]], cap: int, period: float, tag: str
+) -> tuple[State | None, Turn]:
+    """A due run's start, counted in the window of actual starts (``started``); else when to try again."""
+    now = clock.now()
+    if len(started) >= cap:
+        return None, (float(started[-cap][0] + period), True)
+    return {**(state or {}), "started": [*started, [now, tag]][-cap:]}, (now, True)
+
+
+def _take(state: State | None, cap: int, period: float, tag: str) -> tuple[State | None, Turn] | None:
+    """A run's turn when its booking (or start) is in ``state``: started before, waiting for a booking
+    moved later, or due (:func:`_counted`). ``None``: nothing of the run in ``state``."""
+    now = clock.now()
+    started = _recent((state or {}).get("started", []), now, period)
+    if any(entry[1] == tag for entry in started):
+        return None, (now, True)
+    mine = next((entry for entry in _bookings(state) if entry[2] == tag), None)
+    if mine is None:
+        return None
+    if mine[0] > now:
+        return None, (float(mine[0]), True)
+    return _counted(state, started, cap, period, tag)
+
+
+def _book(cap: int, period: float, tag: str, seq: int) -> Callable[[State | None], tuple[State | None, Turn]]:
+    """An event's turn: its own booking if it has one, else a new one: now when the window allows it and
+    nobody waits, else later, in ``sequence_id`` order among the waiting (an event takes the turn of the
+    first waiting one with a higher id, each of those moves to the next turn, the last to a new one)."""
+
+    def change(state: State | None) -> tuple[State | None, Turn]:
+        taken = _take(state, cap, period, tag)
+        if taken is not None:
+            return taken
         now = clock.now()
-        booked: list[float] = (state or {}).get("booked", [])
-        started = _recent((state or {}).get("started", []), now, limit.period)
-        if any(entry[1] == tag for entry in started):
-            return None, now
-        at = max([now, *booked[-1:]])
-        if len(booked) >= limit.limit:
-            at = max(at, booked[-limit.limit] + limit.period)
-        if len(started) >= limit.limit:
-            at = max(at, started[-limit.limit][0] + limit.period)
+        booked = _bookings(state)
+        started = _recent((state or {}).get("started", []), now, period)
+        later = [entry for entry in booked if entry[0] > now and entry[1] > seq]
+        turns = [entry[0] for entry in later] + [_next_free(booked, started, cap, period, now)]
+        moved = {entry[2]: at for entry, at in zip(later, turns[1:], strict=True)}
+        at = turns[0]
+        booked = [[moved.get(entry[2], entry[0]), entry[1], entry[2]] for entry in booked] + [[at, seq, tag]]
         if at <= now:
             started = [*started, [now, tag]]
-        return {"booked": [*booked, at][-limit.limit :], "started": started[-limit.limit :]}, at
+        return {"booked": _kept(booked, cap, now), "started": started[-cap:]}, (at, False)
 
     return change
 
 
-def _start(limit: FlowLimit, tag: str) -> Callable[[State | None], tuple[State | None, float | None]]:
-    """A due run's start, counted in the window of actual starts; else when to try again."""
+def _start(cap: int, period: float, tag: str) -> Callable[[State | None], tuple[State | None, Turn]]:
+    """A woken run's start (:func:`_take`); one whose booking the shard no longer keeps starts when the
+    window of actual starts allows it."""
 
-    def change(state: State | None) -> tuple[State | None, float | None]:
-        now = clock.now()
-        started = _recent((state or {}).get("started", []), now, limit.period)
-        if any(entry[1] == tag for entry in started):
-            return None, None
-        if len(started) >= limit.limit:
-            return None, started[-limit.limit][0] + limit.period
-        return {**(state or {}), "started": [*started, [now, tag]][-limit.limit :]}, None
+    def change(state: State | None) -> tuple[State | None, Turn]:
+        taken = _take(state, cap, period, tag)
+        if taken is not None:
+            return taken
+        return _counted(
+            state, _recent((state or {}).get("started", []), clock.now(), period), cap, period, tag
+        )
 
     return change
+
+
+def _turn_score(turn: Turn) -> float:
+    at, own = turn
+    return -1 if own else max(0.0, at - clock.now())
 
 
 def _throttle(wf: Workflow, limit: FlowLimit, run_id: str, event: EventItem) -> Verdict:
     key = key_value(limit.key, event)
-    pk = state_pk(wf.id, "throttle", key)
+    pks = shard_pks(state_pk(wf.id, "throttle", key), shards(limit))
+    caps = shard_caps(limit.limit, len(pks))
+    tag = _tag(run_id)
     run = _stored_run(run_id)
     if run is None:
-        until = _update(pk, limit.period, _book(limit, _tag(run_id)))
+        shard, (until, _) = _place(
+            pks,
+            _home(run_id, len(pks)),
+            limit.period,
+            lambda n: _book(caps[n], limit.period, tag, event.sequence_id),
+            _turn_score,
+        )
         if until <= clock.now():
             return "run"
-        waiting = {"step": "", "kind": "throttle", "key": _shown(key), "until": until}
+        waiting = {"step": "", "kind": "throttle", "key": _shown(key), "until": until, "shard": shard}
         queued = _event_run(wf, run_id, event, "queued", json.dumps(waiting, separators=(",", ":")))
         Journal().create_queued(queued)
         observability.count("RunsThrottled")
@@ -260,10 +426,13 @@ def _throttle(wf: Workflow, limit: FlowLimit, run_id: str, event: EventItem) -> 
     if clock.now() < float(waited["until"]):
         _send_later(wf, event, float(waited["until"]))
         return "done"
-    again = _update(pk, limit.period, _start(limit, _tag(run_id)))
-    if again is None:
+    shard = min(int(waited.get("shard", 0)), len(pks) - 1)
+    _, (again, _) = _place(
+        pks, shard, limit.period, lambda n: _start(caps[n], limit.period, tag), _turn_score
+    )
+    if again <= clock.now():
         return "run"
-    _send_later(wf, event, again)
+    _send_later(wf, event, again)  # its turn moved (a lower sequence_id took it), or the window is full
     return "done"
 
 

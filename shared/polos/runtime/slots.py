@@ -113,9 +113,9 @@ def shards(limit: int) -> int:
     return limit if limit <= 2 else max(MIN_SHARDS, math.ceil(limit / SHARD_CAPACITY))
 
 
-def shard_caps(limit: int) -> list[int]:
-    """Each shard's share of ``limit``: they add up to it exactly."""
-    count = shards(limit)
+def shard_caps(limit: int, count: int | None = None) -> list[int]:
+    """Each of ``count`` shards' share of ``limit`` (default: :func:`shards`): they add up to it exactly."""
+    count = shards(limit) if count is None else count
     return [limit // count + (1 if index < limit % count else 0) for index in range(count)]
 
 
