@@ -49,6 +49,7 @@ from botocore.exceptions import ClientError
 
 from polos import queues
 from polos.aws import observability, settings
+from polos.publish import start_order
 from polos.publish.fanout import deliver
 from polos.publish.messages import WorkflowMessage
 
@@ -170,11 +171,18 @@ class Slots:
 
     # --- taking ------------------------------------------------------------------------------------
 
-    def take(self, spec: SlotSpec, run_id: str, lease_until: float) -> Held | None:
+    def take(
+        self, spec: SlotSpec, run_id: str, lease_until: float, *, backlog: list[Item] | None = None
+    ) -> Held | None:
         """A slot for ``run_id`` until ``lease_until``, or ``None`` when every shard is full or an earlier
-        run of the backlog has not been handed its turn yet (order is kept: it goes first)."""
+        run of the backlog has not been handed its turn yet (order is kept: it goes first). ``backlog``:
+        its first page, when the caller read it already (:meth:`backlog_page`)."""
         now = time.time()
-        if self._earlier_waiter(spec, run_id, now):
+        page = self.backlog_page(spec) if backlog is None else backlog
+        if any(
+            item["sk"]["S"] < spec.order and _unhanded(item, now) and item["run_id"]["S"] != run_id
+            for item in page
+        ):
             return None
         count = shards(spec.limit)
         caps = shard_caps(spec.limit)
@@ -185,20 +193,17 @@ class Slots:
                 return Held(spec, shard, lease_until)
         return None
 
-    def _earlier_waiter(self, spec: SlotSpec, run_id: str, now: float) -> bool:
-        """Whether the backlog holds a run before this one that was not handed its turn (then this run
-        queues behind it). One Query of the first page before ``spec.order``."""
+    def backlog_page(self, spec: SlotSpec) -> list[Item]:
+        """The key's backlog's first page (its earliest waiters): whether a run before this one was not
+        handed its turn (then this run queues behind it), and whether any waits after it. One Query."""
         answer = self._client.query(
             TableName=self._table,
-            KeyConditionExpression="pk = :pk AND sk < :order",
-            ExpressionAttributeValues={
-                ":pk": {"S": backlog_pk(spec.queue, spec.key)},
-                ":order": {"S": spec.order},
-            },
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": backlog_pk(spec.queue, spec.key)}},
             ConsistentRead=True,
             Limit=BACKLOG_PAGE,
         )
-        return any(_unhanded(item, now) and item["run_id"]["S"] != run_id for item in answer.get("Items", []))
+        return list(answer.get("Items", []))
 
     def _take_shard(
         self, spec: SlotSpec, shard: int, cap: int, run_id: str, lease_until: float, now: float
@@ -312,6 +317,8 @@ class Slots:
             run_id = item["run_id"]["S"]
             if run_id == skip or not _unhanded(item, now):
                 continue
+            if _held_back(spec, item["workflow_id"]["S"], item["sk"]["S"], now).blocked_until is not None:
+                return None  # an earlier event's run has not reached admission: it goes first
             deliver([WorkflowMessage(item["workflow_id"]["S"], "invoke", run_id=run_id)])
             try:
                 self._client.update_item(
@@ -426,22 +433,48 @@ def _unhanded(item: Item, now: float) -> bool:
 def admit(spec: SlotSpec | None, run: RunRecord, woken: bool) -> Held | bool | None:
     """The one call before an attempt executes: ``True`` when no limit applies, the :class:`Held` slot
     when one was taken, ``None`` when the run must wait (its waiter is stored; the caller parks it
-    ``queued``). ``woken``: the run was queued for this spec before."""
+    ``queued``). ``woken``: the run was queued for this spec before.
+
+    An event run whose lower sequence ids (registered by their publish) have not reached admission waits
+    too, however many slots are free, and sends itself a delayed wake-up for when they stop holding it back
+    (:mod:`polos.publish.start_order`); it is handed on earlier when they are admitted."""
     if spec is None:
         return True
     slots = Slots()
-    held = slots.take(spec, run.run_id, run.lease_until or time.time())
+    now = time.time()
+    order = _held_back(spec, run.workflow_id, spec.order, now)
+    backlog = [] if order.blocked_until is not None else slots.backlog_page(spec)
+    held = (
+        None
+        if order.blocked_until is not None
+        else slots.take(spec, run.run_id, run.lease_until or now, backlog=backlog)
+    )
     if held is None:
         slots.wait(spec, run.run_id, run.workflow_id)
+        start_order.admitted(order)  # the waiter stands for it now
+        if order.blocked_until is not None:  # nobody may hand on to it when an earlier event never comes
+            wake = WorkflowMessage(
+                run.workflow_id, "invoke", run_id=run.run_id, delay_seconds=order.delay_seconds(now)
+            )
+            deliver([wake])
         observability.count("RunsQueued")
         logger.info("run queued: its queue's concurrency limit is reached", extra=spec.waiting_for())
         return None
+    start_order.admitted(order)
     observability.count("SlotsTaken")
     if woken:
         slots.unwait(spec)
-        if slots.room_left(held):  # several slots freed at once: the next waiter too
-            slots.hand_on(spec, skip=run.run_id)
+    # Runs wait after it (held back by its sequence id, or several slots freed at once): the next one too.
+    if (woken or any(item["sk"]["S"] > spec.order for item in backlog)) and slots.room_left(held):
+        slots.hand_on(spec, skip=run.run_id)
     return held
+
+
+def _held_back(spec: SlotSpec, workflow_id: str, order: str, now: float) -> start_order.Standing:
+    """Where a run of ``order`` stands in its workflow's start-order registry (event runs only)."""
+    if not order.startswith("e"):
+        return start_order.Standing("", 0, None, None)
+    return start_order.standing(spec.queue, spec.key, workflow_id, int(order[1:]), now)
 
 
 def release(held: Held | None, run_id: str) -> None:
