@@ -27,7 +27,8 @@ DynamoDB requests for N events: 1 (reserve) + ceil(N/25) (writes); with client i
 lookup, + as many again to load ids already stored) and one transaction per 50 client-id events; with an
 ``Idempotency-Key`` + 3 (read, claim, complete); + ceil(items/25) when queue-limited workflows subscribe
 (one start-order item per workflow and concurrency key, :mod:`polos.publish.start_order`); a replay of a
-completed key costs 1 + the reads of its events (BatchGetItem, 100 per call). SQS: ceil(N/10) SendMessageBatch per subscriber (N small events).
+completed key costs 1 + the reads of its events (BatchGetItem, 100 per call). SQS: ceil(N/10)
+SendMessageBatch per subscriber (N small events).
 """
 
 from __future__ import annotations
