@@ -118,3 +118,46 @@ def test_a_queue_of_limit_two_starts_the_first_two_together_then_the_rest_in_ord
     # Limit 2: each run starts no later than the run two places after it in sequence order.
     late = [n for n in range(EVENTS - 2) if started.index(n) > started.index(n + 2)]
     assert late == [], f"runs started out of sequence order: {started}"
+
+
+def test_an_event_whose_run_never_comes_holds_the_others_back_only_until_its_bound(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bound = 0.5
+    monkeypatch.setattr(start_order, "wait_bound", lambda: bound)
+    published = time.time()
+    stack.publish("o/lane", [{"data": {"n": n}} for n in range(2)])
+    (mapping,) = [m for m in stack._local.mappings if m.spec.workflow_id == "o-lane"]
+    received = mapping.collect(wait_seconds=0, flush=True)
+    received.sort(key=lambda message: json.loads(message["Body"])["event"]["sequence_id"])
+    first, second = received
+    mapping.delete([first])  # its message is lost (dead-lettered before a run was taken, say)
+    mapping.deliver([second])
+    (run,) = stack.runs("o-lane")
+    assert run["status"] == "queued" and STARTS == [], "the second event's run did not wait for the first"
+    while time.time() <= published + bound:  # the first event stops holding it back
+        time.sleep(0.05)
+    stack.advance(seconds=start_order.MAX_DELAY_SECONDS)  # the parked run's delayed wake-up is due
+    stack.drain()
+    assert stack.run(run["run_id"])["status"] == "completed" and _started("o-lane") == [1]
+    assert _registry_left("o-lane", None, "o-lane") == [], "the lapsed registration was deleted"
+
+
+def test_a_publish_whose_sending_fails_holds_nothing_back(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from polos.publish import fanout
+
+    def refuse(messages: list[Any]) -> None:
+        raise fanout.FanoutError("SQS refused the batch")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(fanout, "deliver", refuse)
+        answer = stack.request(
+            "POST", "/api/v1/events/publish", {"topic": "o/lane", "events": [{"data": {"n": 0}}]}
+        )
+    assert answer.status >= 500
+    assert _registry_left("o-lane", None, "o-lane") == [], "a failed publish left its events registered"
+    stack.publish("o/lane", [{"data": {"n": 1}}])
+    stack.drain()
+    assert _started("o-lane") == [1]
