@@ -16,9 +16,11 @@ of ``s`` reads the first page of the registry before ``s`` (one Query, :data:`RE
 
 Bound: an event whose run never reaches admission (its publish died between registering and sending, its
 message dead-lettered before a run was taken) holds no one back longer than :func:`wait_bound` after it was
-registered (one lease: as long as a slot of a dead attempt is held). A run parked behind such an event sends
-itself a delayed wake-up (SQS ``DelaySeconds``, at most 900 s, again if need be); the first reader that
-finds an item past its bound deletes it.
+registered: a lease times the queue's ``maxReceiveCount`` (each receive that dies before admission hides the
+message at least a lease, and after that many SQS dead-letters it), 5 h by default. So order survives
+crashes and redeliveries; a lost event stalls its key's later runs that long. The hand-on that finds its
+next run held back sends that run a delayed wake-up (SQS ``DelaySeconds``, at most 900 s, again if need
+be); the first reader that finds an item past its bound deletes it.
 
 Only a fresh publish registers: a retry (``Idempotency-Key``) may find runs of its events admitted already,
 which must not be made pending again; a publish whose sending fails unregisters what it registered.
@@ -36,6 +38,7 @@ from botocore.exceptions import ClientError
 
 from polos import queues
 from polos.aws import settings
+from polos.aws.attempts import receive_limit
 from polos.aws.chunking import BATCH_WRITE_MAX_ITEMS, write_all
 from polos.payloads import EventItem
 from polos.publish import manifest
@@ -60,7 +63,8 @@ def order_of(sequence_id: int) -> str:
 
 def wait_bound() -> float:
     """How long after its registration an event whose run has not reached admission holds others back."""
-    return float(settings.get_settings().lease_seconds)
+    config = settings.get_settings()
+    return float(config.lease_seconds * receive_limit(config.max_attempts))
 
 
 def registers(entry: manifest.WorkflowEntry) -> bool:

@@ -317,8 +317,15 @@ class Slots:
             run_id = item["run_id"]["S"]
             if run_id == skip or not _unhanded(item, now):
                 continue
-            if _held_back(spec, item["workflow_id"]["S"], item["sk"]["S"], now).blocked_until is not None:
-                return None  # an earlier event's run has not reached admission: it goes first
+            order = _held_back(spec, item["workflow_id"]["S"], item["sk"]["S"], now)
+            if order.blocked_until is not None:  # an earlier event's run has not reached admission yet
+                # It goes first, and hands on when admitted; should it never come, this run is woken once
+                # it stops holding it back (at most 900 s later, then again if need be).
+                wake = WorkflowMessage(
+                    item["workflow_id"]["S"], "invoke", run_id=run_id, delay_seconds=order.delay_seconds(now)
+                )
+                deliver([wake])
+                return None
             deliver([WorkflowMessage(item["workflow_id"]["S"], "invoke", run_id=run_id)])
             try:
                 self._client.update_item(
@@ -436,8 +443,8 @@ def admit(spec: SlotSpec | None, run: RunRecord, woken: bool) -> Held | bool | N
     ``queued``). ``woken``: the run was queued for this spec before.
 
     An event run whose lower sequence ids (registered by their publish) have not reached admission waits
-    too, however many slots are free, and sends itself a delayed wake-up for when they stop holding it back
-    (:mod:`polos.publish.start_order`); it is handed on earlier when they are admitted."""
+    too, however many slots are free (:mod:`polos.publish.start_order`): it is handed on when they are
+    admitted, or woken by a delayed wake-up once they stop holding it back (:meth:`Slots.hand_on`)."""
     if spec is None:
         return True
     slots = Slots()
@@ -452,11 +459,6 @@ def admit(spec: SlotSpec | None, run: RunRecord, woken: bool) -> Held | bool | N
     if held is None:
         slots.wait(spec, run.run_id, run.workflow_id)
         start_order.admitted(order)  # the waiter stands for it now
-        if order.blocked_until is not None:  # nobody may hand on to it when an earlier event never comes
-            wake = WorkflowMessage(
-                run.workflow_id, "invoke", run_id=run.run_id, delay_seconds=order.delay_seconds(now)
-            )
-            deliver([wake])
         observability.count("RunsQueued")
         logger.info("run queued: its queue's concurrency limit is reached", extra=spec.waiting_for())
         return None
