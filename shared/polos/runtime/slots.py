@@ -19,6 +19,11 @@ State, in the runs table (no new table, no new grant):
   other runs by creation time), also in the ``by_workflow`` index under ``~queue#<queue>`` (the queues
   API's listing). ``handed`` marks the waiter whose wake-up was sent.
 
+Start order: a slot goes to event runs by ``sequence_id`` also when SQS delivers their events out of
+order: before taking, a run reads its workflow's start-order registry (:mod:`polos.publish.start_order`,
+written by the publish) and parks behind lower ids whose runs have not reached admission; a hand-on never
+wakes such a run (it sends it a delayed wake-up for when they stop holding it back instead).
+
 Failures: the attempt's message is acknowledged only after the release and the hand-on, so a crash
 anywhere between the take and the hand-on leaves the message to SQS, whose redelivery (after the
 visibility timeout, which is the lease) finds the run finished or waiting and releases and hands on again
@@ -460,11 +465,12 @@ def admit(spec: SlotSpec | None, run: RunRecord, woken: bool) -> Held | bool | N
         slots.wait(spec, run.run_id, run.workflow_id)
         start_order.admitted(order)  # the waiter stands for it now
         observability.count("RunsQueued")
-        logger.info("run queued: its queue's concurrency limit is reached", extra=spec.waiting_for())
+        why = "an earlier event's run goes first" if order.blocked_until else "its queue's limit is reached"
+        logger.info(f"run queued: {why}", extra=spec.waiting_for())
         return None
     start_order.admitted(order)
     observability.count("SlotsTaken")
-    if woken:
+    if woken or any(item["sk"]["S"] == spec.order for item in backlog):  # or it died parking itself
         slots.unwait(spec)
     # Runs wait after it (held back by its sequence id, or several slots freed at once): the next one too.
     if (woken or any(item["sk"]["S"] > spec.order for item in backlog)) and slots.room_left(held):
