@@ -46,7 +46,7 @@ from polos.publish import manifest
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-REGISTRY_PAGE = 25  # registry items read before a run's sequence id (one Query; ~100 bytes each)
+REGISTRY_PAGE = 25  # registry items read before a run's sequence id (one Query; ~100 bytes + ~10 per id)
 MAX_DELAY_SECONDS = 900  # SQS's maximum DelaySeconds
 FLOW_OPTIONS = ("debounce", "throttle", "rate_limit")
 Item = dict[str, Any]

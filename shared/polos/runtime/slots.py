@@ -142,7 +142,7 @@ def spec_for(wf: Workflow, run: RunRecord, payload: Any) -> SlotSpec | None:
         return None
     if run.trigger_type == "event" and isinstance(payload, dict):
         key = queues.event_key(getattr(wf, "concurrency_key", None), payload)
-        order = f"e{int(payload.get('sequence_id') or 0):020d}"
+        order = start_order.order_of(int(payload.get("sequence_id") or 0))
     else:
         key = asked.get("key")
         order = f"r{run.created_at}#{run.run_id}"
