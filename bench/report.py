@@ -327,7 +327,8 @@ def slot_rows(cost: slots.SlotCost | None) -> list[Row]:
             "Polos",
             result=f"+{cost.order_write_units:g} WRU/event at {slots.PER_REQUEST} events/request, one key; "
             f"+{cost.order_write_units_keyed:g} with a key per event",
-            relative=f"take + free + order: {cost.extra_write_units + cost.order_write_units:g} WRU/run",
+            relative=f"{cost.order_read_units:g} RRU/event; take + free + order: "
+            f"{cost.extra_write_units + cost.order_write_units:g} WRU/run",
         ),
     ]
 

@@ -71,6 +71,7 @@ class SlotCost:
     queued_requests: int  # billed requests while the run was queued (between parking and the hand-on)
     order_write_units: float = 0.0  # start-order registry per event, 10 events/request, one key
     order_write_units_keyed: float = 0.0  # the same with a distinct key per event
+    order_read_units: float = 0.0  # start-order registry reads per event, 10 events/request, one key
 
     def usd_per_million(self) -> float:
         return prices.MILLION * (
@@ -131,4 +132,5 @@ def measure() -> SlotCost:
         queued_requests=len(waiting),
         order_write_units=ordering["bench/slots/free"][0] / EVENTS,
         order_write_units_keyed=ordering["bench/slots/keyed"][0] / EVENTS,
+        order_read_units=ordering["bench/slots/free"][1] / EVENTS,
     )

@@ -11,8 +11,10 @@ order), with ``pending``, the number set of its sequence ids whose runs have not
 A run reaches admission when it takes a slot or parks in its key's backlog (:mod:`polos.runtime.slots`);
 then its sequence id leaves ``pending`` (the item goes when ``pending`` empties). So what proves that the
 run of sequence id ``t`` reached admission is ``t``'s absence from ``pending``. Before taking a slot, the run
-of ``s`` reads the first page of the registry before ``s`` (one Query, :data:`REGISTRY_PAGE` items): a
-``pending`` id below ``s`` holds it back (it parks ``queued``, costing nothing, and is handed on in order).
+of ``s`` reads the first page of the registry before ``s`` (one Query, :data:`REGISTRY_PAGE` items) and
+takes a slot only if its shard keeps room for its share of the ``pending`` ids below ``s`` (all of them on
+a queue of limit 1 or 2; on a large queue whose limit does not bind, runs delivered side by side start
+side by side); else it parks ``queued`` (costing nothing) and is handed on in order once they are admitted.
 
 Bound: an event whose run never reaches admission (its publish died between registering and sending, its
 message dead-lettered before a run was taken) holds no one back longer than :func:`wait_bound` after it was
@@ -142,13 +144,15 @@ def _write(client: DynamoDBClient, table: str, requests: list[Any]) -> None:
 
 @dataclass(frozen=True)
 class Standing:
-    """Where the run of ``sequence_id`` stands: held back until ``blocked_until`` (``None``: not held
-    back) by lower pending ids; ``own`` is the registry item holding its own id (``None``: none)."""
+    """Where the run of ``sequence_id`` stands: ``lower`` registered ids below it have not reached
+    admission (the slots it must leave them), until ``blocked_until`` at the latest (``None``: none);
+    ``own`` is the registry item holding its own id (``None``: none)."""
 
     pk: str
     sequence_id: int
     blocked_until: float | None
     own: Item | None
+    lower: int = 0
 
     def delay_seconds(self, now: float) -> int:
         """The SQS delay of the wake-up a run held back sends itself (re-sent while still held back)."""
@@ -173,6 +177,7 @@ def standing(queue: str, key: str | None, workflow_id: str, sequence_id: int, no
     bound = wait_bound()
     blocked_until: float | None = None
     own: Item | None = None
+    lower = 0
     for item in items:
         pending = _pending(item)
         until = float(item["at"]["N"]) + bound
@@ -181,7 +186,9 @@ def standing(queue: str, key: str | None, workflow_id: str, sequence_id: int, no
             continue
         if sequence_id in pending:
             own = item
-        if min(pending) < sequence_id:
+        below = sum(1 for pending_id in pending if pending_id < sequence_id)
+        if below:
+            lower += below
             blocked_until = max(blocked_until or until, until)
     if own is None and "LastEvaluatedKey" in page:
         last = client.query(
@@ -193,7 +200,7 @@ def standing(queue: str, key: str | None, workflow_id: str, sequence_id: int, no
             Limit=1,
         ).get("Items", [])
         own = next((item for item in last if sequence_id in _pending(item)), None)
-    return Standing(pk, sequence_id, blocked_until, own)
+    return Standing(pk, sequence_id, blocked_until, own, lower)
 
 
 def admitted(found: Standing) -> None:

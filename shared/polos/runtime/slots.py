@@ -21,8 +21,9 @@ State, in the runs table (no new table, no new grant):
 
 Start order: a slot goes to event runs by ``sequence_id`` also when SQS delivers their events out of
 order: before taking, a run reads its workflow's start-order registry (:mod:`polos.publish.start_order`,
-written by the publish) and parks behind lower ids whose runs have not reached admission; a hand-on never
-wakes such a run (it sends it a delayed wake-up for when they stop holding it back instead).
+written by the publish) and takes a slot only if its shard keeps room for its share of the lower ids whose
+runs have not reached admission, else parks behind them; a hand-on never wakes such a run (it sends it a
+delayed wake-up for when they stop holding it back instead).
 
 Failures: the attempt's message is acknowledged only after the release and the hand-on, so a crash
 anywhere between the take and the hand-on leaves the message to SQS, whose redelivery (after the
@@ -177,11 +178,18 @@ class Slots:
     # --- taking ------------------------------------------------------------------------------------
 
     def take(
-        self, spec: SlotSpec, run_id: str, lease_until: float, *, backlog: list[Item] | None = None
+        self,
+        spec: SlotSpec,
+        run_id: str,
+        lease_until: float,
+        *,
+        backlog: list[Item] | None = None,
+        earlier: int = 0,
     ) -> Held | None:
         """A slot for ``run_id`` until ``lease_until``, or ``None`` when every shard is full or an earlier
         run of the backlog has not been handed its turn yet (order is kept: it goes first). ``backlog``:
-        its first page, when the caller read it already (:meth:`backlog_page`)."""
+        its first page, when the caller read it already (:meth:`backlog_page`). ``earlier``: runs before
+        this one that have not come yet; each shard keeps room for its share of them."""
         now = time.time()
         page = self.backlog_page(spec) if backlog is None else backlog
         if any(
@@ -194,7 +202,8 @@ class Slots:
         start = zlib.crc32(run_id.encode()) % count
         for offset in range(count):
             shard = (start + offset) % count
-            if self._take_shard(spec, shard, caps[shard], run_id, lease_until, now):
+            room = caps[shard] - math.ceil(earlier * caps[shard] / spec.limit)
+            if room > 0 and self._take_shard(spec, shard, room, run_id, lease_until, now):
                 return Held(spec, shard, lease_until)
         return None
 
@@ -248,7 +257,7 @@ class Slots:
                 for name, value in old.items()
                 if name.startswith(HOLDER_PREFIX) and float(value["N"]) < now
             ]
-            if not expired:
+            if not expired or int(old.get("held", {"N": "0"})["N"]) - len(expired) >= cap:
                 return False
             # Full, but with holders whose attempts' leases passed: evicted by this very take.
             names = {"#h": holder, **{f"#x{i}": name for i, name in enumerate(expired)}}
@@ -323,7 +332,7 @@ class Slots:
             if run_id == skip or not _unhanded(item, now):
                 continue
             order = _held_back(spec, item["workflow_id"]["S"], item["sk"]["S"], now)
-            if order.blocked_until is not None:  # an earlier event's run has not reached admission yet
+            if order.lower:  # an earlier event's run has not reached admission yet
                 # It goes first, and hands on when admitted; should it never come, this run is woken once
                 # it stops holding it back (at most 900 s later, then again if need be).
                 wake = WorkflowMessage(
@@ -447,25 +456,21 @@ def admit(spec: SlotSpec | None, run: RunRecord, woken: bool) -> Held | bool | N
     when one was taken, ``None`` when the run must wait (its waiter is stored; the caller parks it
     ``queued``). ``woken``: the run was queued for this spec before.
 
-    An event run whose lower sequence ids (registered by their publish) have not reached admission waits
-    too, however many slots are free (:mod:`polos.publish.start_order`): it is handed on when they are
-    admitted, or woken by a delayed wake-up once they stop holding it back (:meth:`Slots.hand_on`)."""
+    An event run whose lower sequence ids (registered by their publish) have not reached admission leaves
+    room for them (:mod:`polos.publish.start_order`), or waits: it is handed on when they are admitted, or
+    woken by a delayed wake-up once they stop holding it back (:meth:`Slots.hand_on`)."""
     if spec is None:
         return True
     slots = Slots()
     now = time.time()
     order = _held_back(spec, run.workflow_id, spec.order, now)
-    backlog = [] if order.blocked_until is not None else slots.backlog_page(spec)
-    held = (
-        None
-        if order.blocked_until is not None
-        else slots.take(spec, run.run_id, run.lease_until or now, backlog=backlog)
-    )
+    backlog = slots.backlog_page(spec)
+    held = slots.take(spec, run.run_id, run.lease_until or now, backlog=backlog, earlier=order.lower)
     if held is None:
         slots.wait(spec, run.run_id, run.workflow_id)
         start_order.admitted(order)  # the waiter stands for it now
         observability.count("RunsQueued")
-        why = "an earlier event's run goes first" if order.blocked_until else "its queue's limit is reached"
+        why = "an earlier event's run goes first" if order.lower else "its queue's limit is reached"
         logger.info(f"run queued: {why}", extra=spec.waiting_for())
         return None
     start_order.admitted(order)
