@@ -24,6 +24,13 @@ crashes and redeliveries; a lost event stalls its key's later runs that long. Th
 next run held back sends that run a delayed wake-up (SQS ``DelaySeconds``, at most 900 s, again if need
 be); the first reader that finds an item past its bound deletes it.
 
+Cost: the publish's item is one write unit per request, workflow and key (BatchWriteItem, 25 a call); an
+admission removes its id (one UpdateItem; the item's last id, one DeleteItem; after several ids, both) and
+reads one Query (0.5 read unit). ``python -m bench --only slots``: 1.2 write units per event at 10 events a
+request with one key, 2 with a key per event. Capacity: a key's registry is one partition (per workflow),
+about one write per run, so ordered starts of one key and workflow cap near 1,000/s (DynamoDB's writes per
+partition), not sharded like the slots.
+
 Only a fresh publish registers: a retry (``Idempotency-Key``) may find runs of its events admitted already,
 which must not be made pending again; a publish whose sending fails unregisters what it registered.
 """
