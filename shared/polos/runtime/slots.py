@@ -187,15 +187,13 @@ class Slots:
         earlier: int = 0,
     ) -> Held | None:
         """A slot for ``run_id`` until ``lease_until``, or ``None`` when every shard is full or an earlier
-        run of the backlog has not been handed its turn yet (order is kept: it goes first). ``backlog``:
+        run waits in the backlog (order is kept: it goes first, also when it was handed its turn and its
+        wake-up is on the way: a duplicate delivery of a later run must not take that slot). ``backlog``:
         its first page, when the caller read it already (:meth:`backlog_page`). ``earlier``: runs before
         this one that have not come yet; each shard keeps room for its share of them."""
         now = time.time()
         page = self.backlog_page(spec) if backlog is None else backlog
-        if any(
-            item["sk"]["S"] < spec.order and _unhanded(item, now) and item["run_id"]["S"] != run_id
-            for item in page
-        ):
+        if any(item["sk"]["S"] < spec.order and item["run_id"]["S"] != run_id for item in page):
             return None
         count = shards(spec.limit)
         caps = shard_caps(spec.limit)
@@ -318,7 +316,8 @@ class Slots:
                 raise
 
     def hand_on(self, spec: SlotSpec, *, skip: str | None = None) -> str | None:
-        """Wake the backlog's first run not handed its turn (sent first, marked after); its run id."""
+        """Wake the backlog's first run not handed its turn (sent first, marked after); its run id. None
+        while an earlier one's wake-up is on the way (it hands on in turn when it took its slot)."""
         now = time.time()
         answer = self._client.query(
             TableName=self._table,
@@ -329,8 +328,10 @@ class Slots:
         )
         for item in answer.get("Items", []):
             run_id = item["run_id"]["S"]
-            if run_id == skip or not _unhanded(item, now):
+            if run_id == skip:
                 continue
+            if not _unhanded(item, now):
+                return None
             order = _held_back(spec, item["workflow_id"]["S"], item["sk"]["S"], now)
             if order.lower:  # an earlier event's run has not reached admission yet
                 # It goes first, and hands on when admitted; should it never come, this run is woken once
