@@ -155,14 +155,13 @@ class Standing:
     admission (the slots it must leave them), until ``blocked_until`` at the latest (``None``: none);
     ``own`` is the registry item holding its own id (``None``: none)."""
 
-    pk: str
     sequence_id: int
     blocked_until: float | None
     own: Item | None
     lower: int = 0
 
     def delay_seconds(self, now: float) -> int:
-        """The SQS delay of the wake-up a run held back sends itself (re-sent while still held back)."""
+        """The SQS delay of the wake-up a hand-on sends a run held back (sent again while it still is)."""
         waited = (self.blocked_until or now) - now
         return max(1, min(MAX_DELAY_SECONDS, math.ceil(waited) + 1))
 
@@ -207,7 +206,7 @@ def standing(queue: str, key: str | None, workflow_id: str, sequence_id: int, no
             Limit=1,
         ).get("Items", [])
         own = next((item for item in last if sequence_id in _pending(item)), None)
-    return Standing(pk, sequence_id, blocked_until, own, lower)
+    return Standing(sequence_id, blocked_until, own, lower)
 
 
 def admitted(found: Standing) -> None:

@@ -487,7 +487,7 @@ def admit(spec: SlotSpec | None, run: RunRecord, woken: bool) -> Held | bool | N
 def _held_back(spec: SlotSpec, workflow_id: str, order: str, now: float) -> start_order.Standing:
     """Where a run of ``order`` stands in its workflow's start-order registry (event runs only)."""
     if not order.startswith("e"):
-        return start_order.Standing("", 0, None, None)
+        return start_order.Standing(0, None, None)
     return start_order.standing(spec.queue, spec.key, workflow_id, int(order[1:]), now)
 
 
