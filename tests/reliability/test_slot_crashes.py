@@ -33,6 +33,8 @@ pytestmark = [pytest.mark.timeout(600), pytest.mark.usefixtures("steady_requests
 
 EVENTS = 3
 MAX_UNREACHED = 4 if not AwsFaults.resolve().enabled else 8
+# Delivered in reverse under faults, duplicates wake parked runs again: the probe's count varies more.
+MAX_UNREACHED_REVERSED = 4 if not AwsFaults.resolve().enabled else 16
 # POLOS_AWS_FAULTS (shuffle, duplicates, pollers, throttle, ...) applies here too.
 OPTIONS = StackOptions(visibility_timeout=30, max_attempts=25, aws_faults=AwsFaults.resolve())
 
@@ -168,7 +170,8 @@ def test_crash_after_each_aws_request_of_taking_freeing_and_handing_on_a_slot(
     # The three runs' records run concurrently: which one takes the slot first, and so how many slot
     # requests the runs make in all, varies by a few from the probe's (more under faults). Every point a
     # run reached crashed it; only the last few may not be reached.
-    assert all(n > len(points) - MAX_UNREACHED for n in missed), f"crash points never reached: {missed}"
+    unreached = MAX_UNREACHED_REVERSED if reverse else MAX_UNREACHED
+    assert all(n > len(points) - unreached for n in missed), f"crash points never reached: {missed}"
     with capsys.disabled():
         print(
             f"\nslot crash matrix ({EVENTS} runs, limit 1, {'reversed' if reverse else 'in order'}): "
