@@ -50,7 +50,13 @@ async def pair(ctx: WorkflowContext, payload: EventPayload) -> int:
     return await ctx.step.run("work", _work, "o-pair", payload.data["n"], None)
 
 
-APP = App("start-order", [lane, keyed, pair])
+@workflow(id="o-publisher")
+async def publisher(ctx: WorkflowContext, payload: dict[str, Any]) -> None:
+    for n in range(2):
+        await ctx.step.publish_event(f"event-{n}", "o/lane", {"n": n})
+
+
+APP = App("start-order", [lane, keyed, pair, publisher])
 
 
 @pytest.fixture
@@ -161,3 +167,16 @@ def test_a_publish_whose_sending_fails_holds_nothing_back(
     stack.publish("o/lane", [{"data": {"n": 1}}])
     stack.drain()
     assert _started("o-lane") == [1]
+
+
+def test_a_step_publishing_registers_with_the_templates_grants() -> None:
+    """Under the ``iam`` fault (each function's calls checked against its role as template.yaml renders it):
+    the API's registration (BatchWriteItem) and the worker's, for ``ctx.step.publish_event``."""
+    STARTS.clear()
+    with local_stack(APP, aws_faults="iam") as stack:
+        stack.publish("o/lane", [{"data": {"n": n}} for n in range(2)])
+        stack.invoke("o-publisher", {})
+        stack.drain()
+        assert sorted(run["status"] for run in stack.runs("o-lane")) == ["completed"] * 4
+        assert _registry_left("o-lane", None, "o-lane") == []
+        assert not stack.fault_counts().get("iam"), "a call was refused: the template lacks its grant"
