@@ -214,8 +214,7 @@ API_FUNCTION = FunctionSpec(
             # DeleteItem: a queued run whose message could not be sent is removed (runs.discard_queued);
             # UpdateItem: cancel, and completing a waiting step (resume, a matched event); BatchGetItem: the
             # runs a list page names (the by_workflow index projects keys only); GetItem: a queue's slot
-            # shards (GET /api/v1/queues/{name}); BatchWriteItem: a publish's start-order items (and their
-            # removal when sending failed, polos.publish.start_order)
+            # shards (GET /api/v1/queues/{name})
             (
                 "dynamodb:PutItem",
                 "dynamodb:Query",
@@ -223,7 +222,6 @@ API_FUNCTION = FunctionSpec(
                 "dynamodb:UpdateItem",
                 "dynamodb:BatchGetItem",
                 "dynamodb:GetItem",
-                "dynamodb:BatchWriteItem",
             ),
             index_actions=("dynamodb:Query",),
         ),
@@ -245,8 +243,7 @@ WORKER_FUNCTION = FunctionSpec(
             # GetItem: the cancel check at step boundaries, a completed waiting step read back;
             # ConditionCheckItem: a step written fenced by the lease (in its last margin, or the pending last
             # step of a result kept apart) checks the run item's lease owner in the same transaction;
-            # DeleteItem: a run that took its queue slot leaves the key's backlog (polos.runtime.slots);
-            # BatchWriteItem: ctx.step.publish_event's start-order items (polos.publish.start_order)
+            # DeleteItem: a run that took its queue slot leaves the key's backlog (polos.runtime.slots)
             (
                 "dynamodb:PutItem",
                 "dynamodb:UpdateItem",
@@ -255,7 +252,6 @@ WORKER_FUNCTION = FunctionSpec(
                 "dynamodb:BatchGetItem",
                 "dynamodb:GetItem",
                 "dynamodb:ConditionCheckItem",
-                "dynamodb:BatchWriteItem",
             ),
         ),
         # ctx.step.publish_event publishes like the API, always with a client-given (deterministic) id: its

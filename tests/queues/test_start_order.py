@@ -171,7 +171,7 @@ def test_a_publish_whose_sending_fails_holds_nothing_back(
 
 def test_a_step_publishing_registers_with_the_templates_grants() -> None:
     """Under the ``iam`` fault (each function's calls checked against its role as template.yaml renders it):
-    the API's registration (BatchWriteItem) and the worker's, for ``ctx.step.publish_event``."""
+    the API's registration and the worker's, for ``ctx.step.publish_event``."""
     STARTS.clear()
     with local_stack(APP, aws_faults="iam") as stack:
         stack.publish("o/lane", [{"data": {"n": n}} for n in range(2)])

@@ -137,15 +137,8 @@ RARE_WORKER_CALLS = (("dynamodb:ConditionCheckItem", RUNS_TABLE), ("dynamodb:Bat
 UNWALKED_WORKER_CALLS = (("dynamodb:Query", EVENTS_TABLE), ("dynamodb:DeleteItem", EVENTS_TABLE))
 # Granted for queues, which the example app does not declare: the worker removes a run from its key's
 # backlog (DeleteItem), the queues route reads the slot shards (GetItem); walked under the ``iam`` fault by
-# tests/queues/test_queues.py::test_a_slot_taken_queued_for_and_handed_on_is_granted_by_the_template; and
-# a publish's start-order items (BatchWriteItem, by the API and by ctx.step.publish_event), walked by
-# tests/queues/test_start_order.py::test_a_step_publishing_registers_with_the_templates_grants.
-QUEUE_CALLS = (
-    ("WorkerFunction", "dynamodb:DeleteItem"),
-    ("ApiFunction", "dynamodb:GetItem"),
-    ("ApiFunction", "dynamodb:BatchWriteItem"),
-    ("WorkerFunction", "dynamodb:BatchWriteItem"),
-)
+# tests/queues/test_queues.py::test_a_slot_taken_queued_for_and_handed_on_is_granted_by_the_template.
+QUEUE_CALLS = (("WorkerFunction", "dynamodb:DeleteItem"), ("ApiFunction", "dynamodb:GetItem"))
 QUEUES = "workflow queues"
 DEAD_LETTER_QUEUES = "dead-letter queues"
 

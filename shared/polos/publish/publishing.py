@@ -25,8 +25,8 @@ A retry under a key whose plan is older finishes it differently:
 
 DynamoDB requests for N events: 1 (reserve) + ceil(N/25) (writes); with client ids + ceil(ids/100) (claim
 lookup, + as many again to load ids already stored) and one transaction per 50 client-id events; with an
-``Idempotency-Key`` + 3 (read, claim, complete); + ceil(items/25) when queue-limited workflows subscribe
-(one start-order item per workflow and concurrency key, :mod:`polos.publish.start_order`); a replay of a
+``Idempotency-Key`` + 3 (read, claim, complete); + 1 PutItem per workflow and concurrency key when
+queue-limited workflows subscribe (the start order, :mod:`polos.publish.start_order`); a replay of a
 completed key costs 1 + the reads of its events (BatchGetItem, 100 per call). SQS: ceil(N/10)
 SendMessageBatch per subscriber (N small events).
 """

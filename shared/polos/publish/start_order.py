@@ -24,7 +24,7 @@ crashes and redeliveries; a lost event stalls its key's later runs that long. Th
 next run held back sends that run a delayed wake-up (SQS ``DelaySeconds``, at most 900 s, again if need
 be); the first reader that finds an item past its bound deletes it.
 
-Cost: the publish's item is one write unit per request, workflow and key (BatchWriteItem, 25 a call); an
+Cost: the publish's item is one write unit per request, workflow and key (a PutItem each); an
 admission removes its id (one UpdateItem; the item's last id, one DeleteItem; after several ids, both) and
 reads one Query (0.5 read unit). ``python -m bench --only slots``: 1.2 write units per event at 10 events a
 request with one key, 2 with a key per event. Capacity: a key's registry is one partition (per workflow),
@@ -39,24 +39,22 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from polos import queues
 from polos.aws import settings
 from polos.aws.attempts import receive_limit
-from polos.aws.chunking import BATCH_WRITE_MAX_ITEMS, write_all
 from polos.payloads import EventItem
 from polos.publish import manifest
 
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
-
 REGISTRY_PAGE = 25  # registry items read before a run's sequence id (one Query; ~100 bytes + ~10 per id)
 MAX_DELAY_SECONDS = 900  # SQS's maximum DelaySeconds
+PARALLEL_WRITES = 16  # a publish's registry items written at once (one per workflow and key)
 FLOW_OPTIONS = ("debounce", "throttle", "rate_limit")
 Item = dict[str, Any]
 
@@ -102,7 +100,8 @@ class Registered:
 
 def register(topic: str, events: Iterable[EventItem]) -> Registered:
     """Register ``events`` (new ones, before they are sent) for each ordering workflow subscribed to
-    ``topic``: one item per workflow and key, written with ``BatchWriteItem`` (25 items a call)."""
+    ``topic``: one item per workflow and key (PutItem, :data:`PARALLEL_WRITES` at once: the functions'
+    grants stay as they are, so the API role's size, which caps the workflows of a stack, does not grow)."""
     events = list(events)
     entries = [
         entry for entry in manifest.current().workflows.values() if entry.topic == topic and registers(entry)
@@ -127,23 +126,24 @@ def register(topic: str, events: Iterable[EventItem]) -> Registered:
         }
         for pk, ids in groups.items()
     ]
-    _write(
-        settings.dynamodb(),
-        settings.get_settings().runs_table,
-        [{"PutRequest": {"Item": item}} for item in items],
-    )
+    client, table = settings.dynamodb(), settings.get_settings().runs_table
+    _each(items, lambda item: client.put_item(TableName=table, Item=item))
     return Registered([{"pk": item["pk"], "sk": item["sk"]} for item in items])
 
 
 def unregister(registered: Registered) -> None:
     """Remove what :func:`register` wrote (its events were not all sent: none may hold others back)."""
-    requests: list[Any] = [{"DeleteRequest": {"Key": key}} for key in registered.keys]
-    _write(settings.dynamodb(), settings.get_settings().runs_table, requests)
+    client, table = settings.dynamodb(), settings.get_settings().runs_table
+    _each(registered.keys, lambda key: client.delete_item(TableName=table, Key=key))
 
 
-def _write(client: DynamoDBClient, table: str, requests: list[Any]) -> None:
-    for start in range(0, len(requests), BATCH_WRITE_MAX_ITEMS):
-        write_all(client, table, requests[start : start + BATCH_WRITE_MAX_ITEMS])
+def _each(items: list[Item], write: Callable[[Item], object]) -> None:
+    """``write`` each item, several at once; the first error is raised once all were tried."""
+    if len(items) == 1:
+        write(items[0])
+        return
+    with ThreadPoolExecutor(max_workers=min(PARALLEL_WRITES, len(items))) as pool:
+        list(pool.map(write, items))
 
 
 # --- the worker's side -------------------------------------------------------------------------------
