@@ -320,7 +320,16 @@ def slot_rows(cost: slots.SlotCost | None) -> list[Row]:
             verdict=_verdict(
                 cost.extra_write_units <= slots.TARGET_EXTRA_WRITE_UNITS and cost.queued_requests == 0
             ),
-        )
+        ),
+        Row(
+            "queues",
+            "start order of its event runs (the registry: publish + admission)",
+            "Polos",
+            result=f"+{cost.order_write_units:g} WRU/event at {slots.PER_REQUEST} events/request, one key; "
+            f"+{cost.order_write_units_keyed:g} with a key per event",
+            relative=f"{cost.order_read_units:g} RRU/event; take + free + order: "
+            f"{cost.extra_write_units + cost.order_write_units:g} WRU/run",
+        ),
     ]
 
 

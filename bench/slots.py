@@ -2,9 +2,12 @@
 
 The headline's shape (1 KB events, 10 per publish, a 1-step single-event workflow) twice on moto with
 every request metered (DynamoDB units from a shadow client): once without a queue, once on a queue whose
-limit never binds. The difference per run is the slot's take and free (target: at most 2 write units).
-Then a queue of limit 1 whose slot is held: a run queues; everything billed while it waits (an hour on the
-testing clock) is counted (target: nothing), and the run starts when the slot is freed.
+limit never binds. The difference per run is the slot's take and free (target: at most 2 write units)
+and the start-order registry's writes (:mod:`polos.publish.start_order`: the publish's item per request and
+key, the admission's removal of the run's id), told apart by their ``qorder#`` items and reported per event
+with one key per request and with a distinct key per event. Then a queue of limit 1 whose slot is held: a
+run queues; everything billed while it waits (an hour on the testing clock) is counted (target: nothing),
+and the run starts when the slot is freed.
 """
 
 from __future__ import annotations
@@ -41,6 +44,16 @@ async def unbound_queue(ctx: WorkflowContext, payload: EventPayload) -> str:
 
 
 @workflow(
+    id="bench-slot-keyed",
+    trigger_on_event="bench/slots/keyed",
+    queue=Queue("bench-keyed", concurrency_limit=UNBOUND_LIMIT),
+    concurrency_key="data.order_id",  # a distinct key per event
+)
+async def keyed_queue(ctx: WorkflowContext, payload: EventPayload) -> str:
+    return str(await ctx.step.run("work", lambda: "done"))
+
+
+@workflow(
     id="bench-slot-one", trigger_on_event="bench/slots/one", queue=Queue("bench-one", concurrency_limit=1)
 )
 async def single_lane(ctx: WorkflowContext, payload: EventPayload) -> str:
@@ -49,12 +62,16 @@ async def single_lane(ctx: WorkflowContext, payload: EventPayload) -> str:
 
 @dataclass(frozen=True)
 class SlotCost:
-    """Per run: the units a non-binding slot adds; and what one queued run was billed while it waited."""
+    """Per run: the units a non-binding slot adds (take and free, and the start-order registry apart);
+    and what one queued run was billed while it waited."""
 
-    extra_write_units: float
+    extra_write_units: float  # take + free: the queue's slot alone
     extra_read_units: float
     extra_requests: float
     queued_requests: int  # billed requests while the run was queued (between parking and the hand-on)
+    order_write_units: float = 0.0  # start-order registry per event, 10 events/request, one key
+    order_write_units_keyed: float = 0.0  # the same with a distinct key per event
+    order_read_units: float = 0.0  # start-order registry reads per event, 10 events/request, one key
 
     def usd_per_million(self) -> float:
         return prices.MILLION * (
@@ -68,22 +85,32 @@ def _units(calls: list[Call]) -> tuple[float, float, int]:
     return sum(c.write_units for c in ddb), sum(c.read_units for c in ddb), len(calls)
 
 
+def _on_registry(call: Call) -> bool:
+    """A request on start-order registry items (``qorder#``), the publish's or a run's."""
+    return call.service == "dynamodb" and "qorder#" in str(call.params)
+
+
 def measure() -> SlotCost:
     import boto3
     from polos.aws import settings
     from polos.runtime import slots
     from polos.testing import local_stack
 
-    with local_stack(App("bench-slots", [no_queue, unbound_queue, single_lane])) as stack:
+    with local_stack(App("bench-slots", [no_queue, unbound_queue, keyed_queue, single_lane])) as stack:
         meter = Meter(shadow=boto3.client("dynamodb", region_name=prices.REGION))
         meter.attach(settings.dynamodb(), settings.sqs())
         billed: dict[str, tuple[float, float, int]] = {}
-        for topic in ("bench/slots/none", "bench/slots/free"):
+        ordering: dict[str, tuple[float, float, int]] = {}  # the start-order registry's, publishes and runs
+        for topic in ("bench/slots/none", "bench/slots/free", "bench/slots/keyed"):
+            meter.reset()
             for start in range(0, EVENTS, PER_REQUEST):
                 stack.publish(topic, [sample_event(n) for n in range(start, start + PER_REQUEST)])
-            meter.reset()  # the runs only (the publishes are the same)
+            published = list(meter.calls)
+            meter.reset()  # the runs apart (the publishes are the same but for the registry)
             stack.drain()
-            billed[topic] = _units([call for call in meter.calls if _billed_per_run(call)])
+            runs = [call for call in meter.calls if _billed_per_run(call)]
+            ordering[topic] = _units([call for call in published + runs if _on_registry(call)])
+            billed[topic] = _units([call for call in runs if not _on_registry(call)])
         plain, slotted = billed["bench/slots/none"], billed["bench/slots/free"]
         spec = slots.SlotSpec("bench-one", 1, None, "0")
         holder = slots.Slots().take(spec, "run_bench_holder", time.time() + 7200)
@@ -103,4 +130,7 @@ def measure() -> SlotCost:
         extra_read_units=(slotted[1] - plain[1]) / EVENTS,
         extra_requests=(slotted[2] - plain[2]) / EVENTS,
         queued_requests=len(waiting),
+        order_write_units=ordering["bench/slots/free"][0] / EVENTS,
+        order_write_units_keyed=ordering["bench/slots/keyed"][0] / EVENTS,
+        order_read_units=ordering["bench/slots/free"][1] / EVENTS,
     )

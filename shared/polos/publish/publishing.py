@@ -25,8 +25,10 @@ A retry under a key whose plan is older finishes it differently:
 
 DynamoDB requests for N events: 1 (reserve) + ceil(N/25) (writes); with client ids + ceil(ids/100) (claim
 lookup, + as many again to load ids already stored) and one transaction per 50 client-id events; with an
-``Idempotency-Key`` + 3 (read, claim, complete); a replay of a completed key costs 1 + the reads of
-its events (BatchGetItem, 100 per call). SQS: ceil(N/10) SendMessageBatch per subscriber (N small events).
+``Idempotency-Key`` + 3 (read, claim, complete); + 1 PutItem per workflow and concurrency key when
+queue-limited workflows subscribe (the start order, :mod:`polos.publish.start_order`); a replay of a
+completed key costs 1 + the reads of its events (BatchGetItem, 100 per call). SQS: ceil(N/10)
+SendMessageBatch per subscriber (N small events).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from polos import serde
 from polos.aws import observability
 from polos.errors import NonRetryableError, StepResultError
 from polos.payloads import EventItem, utc_iso
-from polos.publish import fanout, idempotency, waiters
+from polos.publish import fanout, idempotency, start_order, waiters
 from polos.publish.events import (
     REPLAN_AFTER_SECONDS,
     WRITE_WINDOW_SECONDS,
@@ -199,7 +201,7 @@ def publish_events(
         record = keyed.records.claim(keyed.key, keyed.digest, plan.to_json())
         if record is not None:  # a concurrent request with the same key claimed it first
             return _follow(record, keyed, store, checked)
-    return _carry_out(store, plan, checked, known, keyed)
+    return _carry_out(store, plan, checked, known, keyed, fresh=True)
 
 
 def _follow(
@@ -263,12 +265,27 @@ def _now() -> datetime:
 
 
 def _carry_out(
-    store: EventStore, plan: _Plan, events: list[NewEvent], known: dict[str, EventItem], keyed: _Keyed | None
+    store: EventStore,
+    plan: _Plan,
+    events: list[NewEvent],
+    known: dict[str, EventItem],
+    keyed: _Keyed | None,
+    *,
+    fresh: bool = False,
 ) -> PublishResult:
     """Store the plan, send every event of it to the subscribers, hand them to the event waiters they can
-    match, complete the key (only then: a retry after a crash before it matches again)."""
+    match, complete the key (only then: a retry after a crash before it matches again). A ``fresh`` plan
+    (not a retry's) registers its new events' start order first (:mod:`polos.publish.start_order`)."""
     stored = _execute(store, plan, events, known)
-    fanout.deliver(fanout.event_messages(plan.topic, stored))  # first: a slow match holds back no event
+    new = {entry.sequence_id for entry in plan.entries if entry.new}
+    registered = start_order.register(
+        plan.topic, [e for e in stored if e.sequence_id in new] if fresh else []
+    )
+    try:
+        fanout.deliver(fanout.event_messages(plan.topic, stored))  # first: a slow match holds back no event
+    except Exception:
+        start_order.unregister(registered)  # not all were sent: none may hold later events back
+        raise
     if plan.marks is None or plan.marks.any:  # after the events are stored: see polos.publish.waiters
         waiters.match_published(plan.topic, stored, plan.marks)
     if keyed is not None:

@@ -19,6 +19,12 @@ State, in the runs table (no new table, no new grant):
   other runs by creation time), also in the ``by_workflow`` index under ``~queue#<queue>`` (the queues
   API's listing). ``handed`` marks the waiter whose wake-up was sent.
 
+Start order: a slot goes to event runs by ``sequence_id`` also when SQS delivers their events out of
+order: before taking, a run reads its workflow's start-order registry (:mod:`polos.publish.start_order`,
+written by the publish) and takes a slot only if its shard keeps room for its share of the lower ids whose
+runs have not reached admission, else parks behind them; a hand-on never wakes such a run (it sends it a
+delayed wake-up for when they stop holding it back instead).
+
 Failures: the attempt's message is acknowledged only after the release and the hand-on, so a crash
 anywhere between the take and the hand-on leaves the message to SQS, whose redelivery (after the
 visibility timeout, which is the lease) finds the run finished or waiting and releases and hands on again
@@ -49,6 +55,7 @@ from botocore.exceptions import ClientError
 
 from polos import queues
 from polos.aws import observability, settings
+from polos.publish import start_order
 from polos.publish.fanout import deliver
 from polos.publish.messages import WorkflowMessage
 
@@ -136,7 +143,7 @@ def spec_for(wf: Workflow, run: RunRecord, payload: Any) -> SlotSpec | None:
         return None
     if run.trigger_type == "event" and isinstance(payload, dict):
         key = queues.event_key(getattr(wf, "concurrency_key", None), payload)
-        order = f"e{int(payload.get('sequence_id') or 0):020d}"
+        order = start_order.order_of(int(payload.get("sequence_id") or 0))
     else:
         key = asked.get("key")
         order = f"r{run.created_at}#{run.run_id}"
@@ -170,35 +177,45 @@ class Slots:
 
     # --- taking ------------------------------------------------------------------------------------
 
-    def take(self, spec: SlotSpec, run_id: str, lease_until: float) -> Held | None:
+    def take(
+        self,
+        spec: SlotSpec,
+        run_id: str,
+        lease_until: float,
+        *,
+        backlog: list[Item] | None = None,
+        earlier: int = 0,
+    ) -> Held | None:
         """A slot for ``run_id`` until ``lease_until``, or ``None`` when every shard is full or an earlier
-        run of the backlog has not been handed its turn yet (order is kept: it goes first)."""
+        run waits in the backlog (order is kept: it goes first, also when it was handed its turn and its
+        wake-up is on the way: a duplicate delivery of a later run must not take that slot). ``backlog``:
+        its first page, when the caller read it already (:meth:`backlog_page`). ``earlier``: runs before
+        this one that have not come yet; each shard keeps room for its share of them."""
         now = time.time()
-        if self._earlier_waiter(spec, run_id, now):
+        page = self.backlog_page(spec) if backlog is None else backlog
+        if any(item["sk"]["S"] < spec.order and item["run_id"]["S"] != run_id for item in page):
             return None
         count = shards(spec.limit)
         caps = shard_caps(spec.limit)
         start = zlib.crc32(run_id.encode()) % count
         for offset in range(count):
             shard = (start + offset) % count
-            if self._take_shard(spec, shard, caps[shard], run_id, lease_until, now):
+            room = caps[shard] - math.ceil(earlier * caps[shard] / spec.limit)
+            if room > 0 and self._take_shard(spec, shard, room, run_id, lease_until, now):
                 return Held(spec, shard, lease_until)
         return None
 
-    def _earlier_waiter(self, spec: SlotSpec, run_id: str, now: float) -> bool:
-        """Whether the backlog holds a run before this one that was not handed its turn (then this run
-        queues behind it). One Query of the first page before ``spec.order``."""
+    def backlog_page(self, spec: SlotSpec) -> list[Item]:
+        """The key's backlog's first page (its earliest waiters): whether a run before this one was not
+        handed its turn (then this run queues behind it), and whether any waits after it. One Query."""
         answer = self._client.query(
             TableName=self._table,
-            KeyConditionExpression="pk = :pk AND sk < :order",
-            ExpressionAttributeValues={
-                ":pk": {"S": backlog_pk(spec.queue, spec.key)},
-                ":order": {"S": spec.order},
-            },
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": backlog_pk(spec.queue, spec.key)}},
             ConsistentRead=True,
             Limit=BACKLOG_PAGE,
         )
-        return any(_unhanded(item, now) and item["run_id"]["S"] != run_id for item in answer.get("Items", []))
+        return list(answer.get("Items", []))
 
     def _take_shard(
         self, spec: SlotSpec, shard: int, cap: int, run_id: str, lease_until: float, now: float
@@ -238,7 +255,7 @@ class Slots:
                 for name, value in old.items()
                 if name.startswith(HOLDER_PREFIX) and float(value["N"]) < now
             ]
-            if not expired:
+            if not expired or int(old.get("held", {"N": "0"})["N"]) - len(expired) >= cap:
                 return False
             # Full, but with holders whose attempts' leases passed: evicted by this very take.
             names = {"#h": holder, **{f"#x{i}": name for i, name in enumerate(expired)}}
@@ -299,7 +316,8 @@ class Slots:
                 raise
 
     def hand_on(self, spec: SlotSpec, *, skip: str | None = None) -> str | None:
-        """Wake the backlog's first run not handed its turn (sent first, marked after); its run id."""
+        """Wake the backlog's first run not handed its turn (sent first, marked after); its run id. None
+        while an earlier one's wake-up is on the way (it hands on in turn when it took its slot)."""
         now = time.time()
         answer = self._client.query(
             TableName=self._table,
@@ -310,8 +328,19 @@ class Slots:
         )
         for item in answer.get("Items", []):
             run_id = item["run_id"]["S"]
-            if run_id == skip or not _unhanded(item, now):
+            if run_id == skip:
                 continue
+            if not _unhanded(item, now):
+                return None
+            order = _held_back(spec, item["workflow_id"]["S"], item["sk"]["S"], now)
+            if order.lower:  # an earlier event's run has not reached admission yet
+                # It goes first, and hands on when admitted; should it never come, this run is woken once
+                # it stops holding it back (at most 900 s later, then again if need be).
+                wake = WorkflowMessage(
+                    item["workflow_id"]["S"], "invoke", run_id=run_id, delay_seconds=order.delay_seconds(now)
+                )
+                deliver([wake])
+                return None
             deliver([WorkflowMessage(item["workflow_id"]["S"], "invoke", run_id=run_id)])
             try:
                 self._client.update_item(
@@ -426,22 +455,40 @@ def _unhanded(item: Item, now: float) -> bool:
 def admit(spec: SlotSpec | None, run: RunRecord, woken: bool) -> Held | bool | None:
     """The one call before an attempt executes: ``True`` when no limit applies, the :class:`Held` slot
     when one was taken, ``None`` when the run must wait (its waiter is stored; the caller parks it
-    ``queued``). ``woken``: the run was queued for this spec before."""
+    ``queued``). ``woken``: the run was queued for this spec before.
+
+    An event run whose lower sequence ids (registered by their publish) have not reached admission leaves
+    room for them (:mod:`polos.publish.start_order`), or waits: it is handed on when they are admitted, or
+    woken by a delayed wake-up once they stop holding it back (:meth:`Slots.hand_on`)."""
     if spec is None:
         return True
     slots = Slots()
-    held = slots.take(spec, run.run_id, run.lease_until or time.time())
+    now = time.time()
+    order = _held_back(spec, run.workflow_id, spec.order, now)
+    backlog = slots.backlog_page(spec)
+    held = slots.take(spec, run.run_id, run.lease_until or now, backlog=backlog, earlier=order.lower)
     if held is None:
         slots.wait(spec, run.run_id, run.workflow_id)
+        start_order.admitted(order)  # the waiter stands for it now
         observability.count("RunsQueued")
-        logger.info("run queued: its queue's concurrency limit is reached", extra=spec.waiting_for())
+        why = "an earlier event's run goes first" if order.lower else "its queue's limit is reached"
+        logger.info(f"run queued: {why}", extra=spec.waiting_for())
         return None
+    start_order.admitted(order)
     observability.count("SlotsTaken")
-    if woken:
+    if woken or any(item["sk"]["S"] == spec.order for item in backlog):  # or it died parking itself
         slots.unwait(spec)
-        if slots.room_left(held):  # several slots freed at once: the next waiter too
-            slots.hand_on(spec, skip=run.run_id)
+    # Runs wait after it (held back by its sequence id, or several slots freed at once): the next one too.
+    if (woken or any(item["sk"]["S"] > spec.order for item in backlog)) and slots.room_left(held):
+        slots.hand_on(spec, skip=run.run_id)
     return held
+
+
+def _held_back(spec: SlotSpec, workflow_id: str, order: str, now: float) -> start_order.Standing:
+    """Where a run of ``order`` stands in its workflow's start-order registry (event runs only)."""
+    if not order.startswith("e"):
+        return start_order.Standing(0, None, None)
+    return start_order.standing(spec.queue, spec.key, workflow_id, int(order[1:]), now)
 
 
 def release(held: Held | None, run_id: str) -> None:

@@ -1,0 +1,240 @@
+"""Start order of queue-limited event runs when SQS delivers their events out of order.
+
+A run over its queue's limit starts by ``sequence_id`` (DESIGN §1c). The backlog alone cannot keep that when
+event 5 is delivered before event 3 and a slot is free: only the publish knows that 3 exists. So the publish
+registers the events of every queue-limited single-event workflow (without debounce, throttle or rate limit,
+which order their events themselves) before it sends them: per request, workflow and concurrency key ONE
+item of the runs table, pk ``qorder#<queue>#<key>#<workflow>``, sk ``e<lowest sequence id>`` (the backlog's
+order), with ``pending``, the number set of its sequence ids whose runs have not reached admission, and
+``at``, when it was written.
+
+A run reaches admission when it takes a slot or parks in its key's backlog (:mod:`polos.runtime.slots`);
+then its sequence id leaves ``pending`` (the item goes when ``pending`` empties). So what proves that the
+run of sequence id ``t`` reached admission is ``t``'s absence from ``pending``. Before taking a slot, the run
+of ``s`` reads the first page of the registry before ``s`` (one Query, :data:`REGISTRY_PAGE` items) and
+takes a slot only if its shard keeps room for its share of the ``pending`` ids below ``s`` (all of them on
+a queue of limit 1 or 2; on a large queue whose limit does not bind, runs delivered side by side start
+side by side); else it parks ``queued`` (costing nothing) and is handed on in order once they are admitted.
+
+Bound: an event whose run never reaches admission (its publish died between registering and sending, its
+message dead-lettered before a run was taken) holds no one back longer than :func:`wait_bound` after it was
+registered: a lease times the queue's ``maxReceiveCount`` (each receive that dies before admission hides the
+message at least a lease, and after that many SQS dead-letters it), 5 h by default. So order survives
+crashes and redeliveries; a lost event stalls its key's later runs that long. The hand-on that finds its
+next run held back sends that run a delayed wake-up (SQS ``DelaySeconds``, at most 900 s, again if need
+be); the first reader that finds an item past its bound deletes it.
+
+Cost: the publish's item is one write unit per request, workflow and key (a PutItem each); an
+admission removes its id (one UpdateItem; the item's last id, one DeleteItem; after several ids, both) and
+reads one Query (0.5 read unit). ``python -m bench --only slots``: 1.2 write units per event at 10 events a
+request with one key, 2 with a key per event. Capacity: a key's registry is one partition (per workflow),
+about one write per run, so ordered starts of one key and workflow cap near 1,000/s (DynamoDB's writes per
+partition), not sharded like the slots.
+
+Only a fresh publish registers: a retry (``Idempotency-Key``) may find runs of its events admitted already,
+which must not be made pending again; a publish whose sending fails unregisters what it registered.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from polos import queues
+from polos.aws import settings
+from polos.aws.attempts import receive_limit
+from polos.payloads import EventItem
+from polos.publish import manifest
+
+REGISTRY_PAGE = 25  # registry items read before a run's sequence id (one Query; ~100 bytes + ~10 per id)
+MAX_DELAY_SECONDS = 900  # SQS's maximum DelaySeconds
+PARALLEL_WRITES = 16  # a publish's registry items written at once (one per workflow and key)
+FLOW_OPTIONS = ("debounce", "throttle", "rate_limit")
+Item = dict[str, Any]
+
+
+def registry_pk(queue: str, key: str | None, workflow_id: str) -> str:
+    return f"qorder#{queue}#{key or ''}#{workflow_id}"
+
+
+def order_of(sequence_id: int) -> str:
+    """An event run's place in its backlog and registry (the same as :mod:`polos.runtime.slots` sorts)."""
+    return f"e{sequence_id:020d}"
+
+
+def wait_bound() -> float:
+    """How long after its registration an event whose run has not reached admission holds others back."""
+    config = settings.get_settings()
+    return float(config.lease_seconds * receive_limit(config.max_attempts))
+
+
+def registers(entry: manifest.WorkflowEntry) -> bool:
+    """Whether the publish registers this workflow's events: single-event, on a queue with a limit, and
+    without an event flow option (a debounced or rate-limited event may get no run by design)."""
+    limited = entry.queue is not None and entry.concurrency_limit is not None
+    return limited and not entry.batch and not any(entry.options.get(name) for name in FLOW_OPTIONS)
+
+
+def _event_key(path: str | None, event: EventItem) -> str | None:
+    """The concurrency key of ``event`` as the worker computes it from its payload."""
+    if path is None:
+        return None
+    return queues.event_key(path, {**event.model_dump(mode="json", exclude={"data"}), "data": event.data})
+
+
+# --- the publish's side ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Registered:
+    """The registry items one publish wrote (what it removes when sending fails)."""
+
+    keys: list[Item]
+
+
+def register(topic: str, events: Iterable[EventItem]) -> Registered:
+    """Register ``events`` (new ones, before they are sent) for each ordering workflow subscribed to
+    ``topic``: one item per workflow and key (PutItem, :data:`PARALLEL_WRITES` at once: the functions'
+    grants stay as they are, so the API role's size, which caps the workflows of a stack, does not grow)."""
+    events = list(events)
+    entries = [
+        entry for entry in manifest.current().workflows.values() if entry.topic == topic and registers(entry)
+    ]
+    if not entries or not events:
+        return Registered([])
+    groups: dict[str, list[int]] = {}
+    for entry in entries:
+        path = entry.options.get("concurrency_key")
+        for event in events:
+            pk = registry_pk(str(entry.queue), _event_key(path, event), entry.id)
+            groups.setdefault(pk, []).append(event.sequence_id)
+    now = time.time()
+    expires = str(int(now + 2 * wait_bound() + 86_400))
+    items: list[Item] = [
+        {
+            "pk": {"S": pk},
+            "sk": {"S": order_of(min(ids))},
+            "pending": {"NS": [str(i) for i in sorted(set(ids))]},
+            "at": {"N": repr(now)},
+            "expires_at": {"N": expires},
+        }
+        for pk, ids in groups.items()
+    ]
+    client, table = settings.dynamodb(), settings.get_settings().runs_table
+    _each(items, lambda item: client.put_item(TableName=table, Item=item))
+    return Registered([{"pk": item["pk"], "sk": item["sk"]} for item in items])
+
+
+def unregister(registered: Registered) -> None:
+    """Remove what :func:`register` wrote (its events were not all sent: none may hold others back)."""
+    client, table = settings.dynamodb(), settings.get_settings().runs_table
+    _each(registered.keys, lambda key: client.delete_item(TableName=table, Key=key))
+
+
+def _each(items: list[Item], write: Callable[[Item], object]) -> None:
+    """``write`` each item, several at once; the first error is raised once all were tried."""
+    if len(items) == 1:
+        write(items[0])
+        return
+    with ThreadPoolExecutor(max_workers=min(PARALLEL_WRITES, len(items))) as pool:
+        list(pool.map(write, items))
+
+
+# --- the worker's side -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Where the run of ``sequence_id`` stands: ``lower`` registered ids below it have not reached
+    admission (the slots it must leave them), until ``blocked_until`` at the latest (``None``: none);
+    ``own`` is the registry item holding its own id (``None``: none)."""
+
+    sequence_id: int
+    blocked_until: float | None
+    own: Item | None
+    lower: int = 0
+
+    def delay_seconds(self, now: float) -> int:
+        """The SQS delay of the wake-up a hand-on sends a run held back (sent again while it still is)."""
+        waited = (self.blocked_until or now) - now
+        return max(1, min(MAX_DELAY_SECONDS, math.ceil(waited) + 1))
+
+
+def standing(queue: str, key: str | None, workflow_id: str, sequence_id: int, now: float) -> Standing:
+    """Read the registry before ``sequence_id`` (one Query; one more only when the page is full and its own
+    item is not on it); items past their bound, or with nothing pending, are deleted on the way."""
+    client, table = settings.dynamodb(), settings.get_settings().runs_table
+    pk = registry_pk(queue, key, workflow_id)
+    order = order_of(sequence_id)
+    page = client.query(
+        TableName=table,
+        KeyConditionExpression="pk = :pk AND sk <= :order",
+        ExpressionAttributeValues={":pk": {"S": pk}, ":order": {"S": order}},
+        ConsistentRead=True,
+        Limit=REGISTRY_PAGE,
+    )
+    items: list[Item] = list(page.get("Items", []))
+    bound = wait_bound()
+    blocked_until: float | None = None
+    own: Item | None = None
+    lower = 0
+    for item in items:
+        pending = _pending(item)
+        until = float(item["at"]["N"]) + bound
+        if not pending or until <= now:
+            client.delete_item(TableName=table, Key={"pk": item["pk"], "sk": item["sk"]})
+            continue
+        if sequence_id in pending:
+            own = item
+        below = sum(1 for pending_id in pending if pending_id < sequence_id)
+        if below:
+            lower += below
+            blocked_until = max(blocked_until or until, until)
+    if own is None and "LastEvaluatedKey" in page:
+        last = client.query(
+            TableName=table,
+            KeyConditionExpression="pk = :pk AND sk <= :order",
+            ExpressionAttributeValues={":pk": {"S": pk}, ":order": {"S": order}},
+            ConsistentRead=True,
+            ScanIndexForward=False,
+            Limit=1,
+        ).get("Items", [])
+        own = next((item for item in last if sequence_id in _pending(item)), None)
+    return Standing(sequence_id, blocked_until, own, lower)
+
+
+def admitted(found: Standing) -> None:
+    """The run reached admission (took a slot or parked in the backlog): its id leaves ``pending``; the
+    item goes with the last one. One write (two for the last of a several-event item)."""
+    if found.own is None:
+        return
+    client, table = settings.dynamodb(), settings.get_settings().runs_table
+    key = {"pk": found.own["pk"], "sk": found.own["sk"]}
+    if _pending(found.own) == {found.sequence_id}:  # nothing is ever added: the item is done with
+        client.delete_item(TableName=table, Key=key)
+        return
+    try:
+        answer = client.update_item(
+            TableName=table,
+            Key=key,
+            UpdateExpression="DELETE pending :id",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":id": {"NS": [str(found.sequence_id)]}},
+            ReturnValues="UPDATED_NEW",
+        )
+    except ClientError as exc:  # its other ids were admitted and the item deleted already
+        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
+        return
+    if "pending" not in answer.get("Attributes", {}):  # DynamoDB removes a set that empties
+        client.delete_item(TableName=table, Key=key)
+
+
+def _pending(item: Mapping[str, Any]) -> set[int]:
+    return {int(value) for value in item.get("pending", {}).get("NS", [])}
