@@ -499,8 +499,30 @@ class EventStore:
         legacy = self._query_events(_legacy_pk(topic), after_sequence_id, last, page_items)
         yield from heapq.merge(itertools.chain.from_iterable(blocks), legacy, key=lambda pair: pair[0])
 
+    def newest_first(
+        self, topic: str, upto: int, page_items: int = SCAN_PAGE_ITEMS
+    ) -> Iterator[tuple[int, EventItem | None]]:
+        """Sequence ids of ``topic`` from ``upto`` down, with their event (``None``: a gap marker), read a
+        page at a time as they are asked for: the blocks from ``upto``'s down, merged with the partition of
+        events stored before blocks. The blocks stop at the first one below ``upto``'s that holds nothing:
+        every event has the same retention, so the blocks below it expired before it."""
+
+        def blocks() -> Iterator[tuple[int, EventItem | None]]:
+            top = upto // BLOCK_EVENTS
+            for block in range(top, -1, -1):
+                held = False
+                pk = event_pk(topic, block * BLOCK_EVENTS)
+                for pair in self._query_events(pk, -1, upto, page_items, forward=False):
+                    held = True
+                    yield pair
+                if not held and block < top:
+                    return
+
+        legacy = self._query_events(_legacy_pk(topic), -1, upto, page_items, forward=False)
+        yield from heapq.merge(blocks(), legacy, key=lambda pair: pair[0], reverse=True)
+
     def _query_events(
-        self, pk: str, after_sequence_id: int, upto: int, page_items: int
+        self, pk: str, after_sequence_id: int, upto: int, page_items: int, forward: bool = True
     ) -> Iterator[tuple[int, EventItem | None]]:
         kwargs: dict[str, Any] = {
             "TableName": self._table,
@@ -512,6 +534,7 @@ class EventStore:
             },
             "ConsistentRead": True,
             "Limit": page_items,
+            "ScanIndexForward": forward,
         }
         while True:
             page = self._client.query(**kwargs)
