@@ -13,6 +13,7 @@ from helpers.worker import Pump, publish
 from polos import NonRetryableError, WorkflowContext, workflow
 from polos.app import App
 from polos.aws import settings
+from polos.publish.events import BLOCK_EVENTS, EventStore
 from polos.runtime import recovery, runs
 from polos.runtime.journal import RUN_SK, event_run_id, index_partition, run_pk
 
@@ -164,3 +165,13 @@ def test_bulk_rerun_acts_on_single_event_runs(api: Api, pump: Pump) -> None:
     sources = {event_run_id("ux-event", e.topic, e.sequence_id) for e in events if e.data.get("explode")}
     made = [recovery.rerun_id(source, wanted.operation("rerun")) for source in sources]
     assert all(run_item(run_id)["rerun_of"]["S"] in sources for run_id in made)
+
+
+def test_a_time_bound_starts_a_topics_stream_within_a_block_of_its_events(urls: dict[str, str]) -> None:
+    firsts = [publish("ux/quiet", *({} for _ in range(n)))[0] for n in (120, 120, 10)]  # no subscriber
+    store = EventStore()
+    stamps = [first.model_dump(mode="json")["created_at"] for first in firsts]
+    # sequence ids 1-120, 121-240, 241-250; blocks of 100: [1, 99], [100, 199], [200, 250]
+    assert [store.sequence_before("ux/quiet", stamp) for stamp in stamps] == [199, 250, 250]
+    assert store.sequence_before("ux/quiet", "2000-01-01T00:00:00.000000Z") == BLOCK_EVENTS - 1
+    assert store.sequence_before("ux/none", stamps[0]) == 0  # a topic with no events

@@ -521,6 +521,31 @@ class EventStore:
         legacy = self._query_events(_legacy_pk(topic), -1, upto, page_items, forward=False)
         yield from heapq.merge(blocks(), legacy, key=lambda pair: pair[0], reverse=True)
 
+    def sequence_before(self, topic: str, stamp: str) -> int:
+        """A sequence id of ``topic`` at or above every event created at or before ``stamp`` (a stored
+        ``created_at``) and less than a block above the newest of them: a binary search over the blocks,
+        one Query of a block's first items each (log2 of the blocks). A block holding no event (expired)
+        counts as older."""
+        last = self.last_reserved(topic)
+        low, high = 0, last // BLOCK_EVENTS  # the blocks above ``high`` start after ``stamp``
+        while low < high:
+            middle = (low + high + 1) // 2
+            if self._block_starts_after(topic, middle, stamp):
+                high = middle - 1
+            else:
+                low = middle
+        return min(last, (low + 1) * BLOCK_EVENTS - 1)
+
+    def _block_starts_after(self, topic: str, block: int, stamp: str) -> bool:
+        page = self._client.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": event_pk(topic, block * BLOCK_EVENTS)}},
+            Limit=10,  # past the gap markers a block may start with
+        )
+        first = next((item for item in page.get("Items", []) if "created_at" in item), None)
+        return first is not None and str(first["created_at"]["S"]) > stamp
+
     def _query_events(
         self, pk: str, after_sequence_id: int, upto: int, page_items: int, forward: bool = True
     ) -> Iterator[tuple[int, EventItem | None]]:

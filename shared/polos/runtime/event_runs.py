@@ -36,9 +36,15 @@ def single_event_topics(workflow_ids: list[str]) -> dict[str, list[str]]:
     return topics
 
 
-def start(topic: str, position: Position | None) -> Position:
-    """Where a topic's stream starts: ``position`` (a cursor's), else above its last reserved event."""
-    return position if position is not None else (EventStore().last_reserved(topic) + 1, "")
+def start(topic: str, position: Position | None, before: tuple[str, str] | None) -> Position:
+    """Where a topic's stream starts: ``position`` (a cursor's), else above the events older than
+    ``before`` (found by a binary search over the topic's blocks, so a time range far back reads no more
+    than a block of newer events), else above its last reserved event."""
+    if position is not None:
+        return position
+    store = EventStore()
+    last = store.last_reserved(topic) if before is None else store.sequence_before(topic, before[0])
+    return last + 1, ""
 
 
 def entries(

@@ -488,7 +488,7 @@ def merged_entries(
     # above its last event, at the cursor's time; a page that passes none of its events still records that.
     bounds = {topic: created_before if topic in position.topics else before for topic in topics}
     for topic in topics:
-        position.topics[topic] = event_runs.start(topic, position.topics.get(topic))
+        position.topics[topic] = event_runs.start(topic, position.topics.get(topic), bounds[topic])
     with ThreadPoolExecutor(max_workers=min(len(queries), MAX_PARALLEL_QUERIES) or 1) as pool:
         # Every partition's first page at once: a page's latency is one round trip, not one per partition.
         client = settings.dynamodb()
