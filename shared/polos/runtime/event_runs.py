@@ -12,16 +12,14 @@ a cursor continues each topic's stream at the exact event it stopped at (:class:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from polos.payloads import utc_iso
 from polos.publish import manifest
 from polos.publish.events import EventStore
 from polos.runtime.journal import event_run_id
 
-if TYPE_CHECKING:
-    from polos.runtime.runs import Entry
-
+# A listed entry: (created_at, run id, topic, sequence id); topic "" for an index entry (polos.runtime.runs).
+Entry = tuple[str, str, str, int]
 Position = tuple[int, str]  # in a topic's stream: the entries after this (sequence id, run id), newest first
 
 

@@ -322,9 +322,7 @@ class RunPage:
 
 
 _Entry = tuple[str, str]  # (created_at, run id): the listing's order, newest first
-# A listed entry: (created_at, run id, topic, sequence id); topic "" for an index entry, else the event's
-# (``polos.runtime.event_runs``).
-Entry = tuple[str, str, str, int]
+Entry = event_runs.Entry
 
 
 @dataclass
