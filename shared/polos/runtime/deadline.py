@@ -1,12 +1,12 @@
 """Run timeouts (``run_timeout_seconds``): a run unfinished that long after its creation fails with
 ``RunTimeout``.
 
-The deadline is the run's ``created_at`` (a single-event run's is its event's) plus its invoke argument
-``run_timeout_seconds`` (stored on the run item), else the workflow's option. An attempt checks it before
-it runs anything and runs the handler no longer than the time left (:func:`within`); a run that waits
-carries it in its ``waiting_for`` (``WaitingFor.deadline``), so its wake-up timer fires at the deadline at
-the latest (a durable timer, no polling) and that attempt fails it. A run between two deliveries (a failed attempt, SQS's visibility
-timeout) is failed by its next delivery.
+The deadline is the run's ``created_at`` plus its invoke argument ``run_timeout_seconds`` (stored on the run
+item), else the workflow's option. An attempt checks it before it runs anything and runs the handler no
+longer than the time left (:func:`within`); a run that waits carries it in its ``waiting_for``
+(``WaitingFor.deadline``), so its wake-up timer fires at the deadline at the latest (a durable timer, no
+polling) and that attempt fails it. A run between two deliveries (a failed attempt, SQS's visibility
+timeout) is failed by its next delivery. A single-event run's ``created_at`` is its event's.
 """
 
 from __future__ import annotations
