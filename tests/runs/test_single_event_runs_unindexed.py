@@ -175,3 +175,12 @@ def test_a_time_bound_starts_a_topics_stream_within_a_block_of_its_events(urls: 
     assert [store.sequence_before("ux/quiet", stamp) for stamp in stamps] == [199, 250, 250]
     assert store.sequence_before("ux/quiet", "2000-01-01T00:00:00.000000Z") == BLOCK_EVENTS - 1
     assert store.sequence_before("ux/none", stamps[0]) == 0  # a topic with no events
+
+
+def test_newest_first_reads_past_the_empty_blocks_of_a_publish_that_died(urls: dict[str, str]) -> None:
+    store = EventStore()
+    [oldest] = publish("ux/holes", {})
+    store.reserve("ux/holes", 2 * BLOCK_EVENTS + 50)  # ids reserved, never written: blocks 1 and 2 empty
+    [newest] = publish("ux/holes", {})
+    read = [sequence_id for sequence_id, event in store.newest_first("ux/holes", newest.sequence_id)]
+    assert read == [newest.sequence_id, oldest.sequence_id]

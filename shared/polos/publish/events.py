@@ -86,6 +86,9 @@ COUNTER_SK = "seq"
 # Consecutive sequence ids per partition key of a topic's events: 100 events of 1 KB are 100 write units,
 # a tenth of one key's limit however fast the topic is published to (``python -m bench --only capacity``).
 BLOCK_EVENTS = 100
+# A publish reserves at most 1,000 ids (polos.publish.publishing.MAX_EVENTS): one that died before writing
+# its events leaves at most 10 blocks with nothing in a row; more in a row are expired (reading newest first).
+EMPTY_BLOCKS_AT_END = 11
 TRANSACTION_MAX_ACTIONS = 100
 TRANSACTION_MAX_BYTES = 4 * 1024 * 1024
 SCAN_PAGE_ITEMS = 100  # events read per Query while listing (a page of the API stops at its byte budget)
@@ -504,18 +507,20 @@ class EventStore:
     ) -> Iterator[tuple[int, EventItem | None]]:
         """Sequence ids of ``topic`` from ``upto`` down, with their event (``None``: a gap marker), read a
         page at a time as they are asked for: the blocks from ``upto``'s down, merged with the partition of
-        events stored before blocks. The blocks stop at the first one below ``upto``'s that holds nothing:
-        every event has the same retention, so the blocks below it expired before it."""
+        events stored before blocks. The blocks stop after :data:`EMPTY_BLOCKS_AT_END` below ``upto``'s that
+        hold nothing in a row: every event has the same retention, so the blocks below them expired before
+        them (fewer in a row may be the ids of a publish that died before writing its events)."""
 
         def blocks() -> Iterator[tuple[int, EventItem | None]]:
-            top = upto // BLOCK_EVENTS
+            top, empty = upto // BLOCK_EVENTS, 0
             for block in range(top, -1, -1):
                 held = False
                 pk = event_pk(topic, block * BLOCK_EVENTS)
                 for pair in self._query_events(pk, -1, upto, page_items, forward=False):
                     held = True
                     yield pair
-                if not held and block < top:
+                empty = 0 if held or block == top else empty + 1
+                if empty == EMPTY_BLOCKS_AT_END:
                     return
 
         legacy = self._query_events(_legacy_pk(topic), -1, upto, page_items, forward=False)
