@@ -35,7 +35,13 @@ async def twin(ctx: WorkflowContext, payload: Any) -> str:
     return "twin"
 
 
-APP = App("unindexed", [invoked, on_event, twin])
+@workflow(id="ux-nap", trigger_on_event="ux/nap")
+async def nap(ctx: WorkflowContext, payload: Any) -> str:
+    await ctx.step.wait_for("nap", days=payload.data["days"])
+    return "rested"
+
+
+APP = App("unindexed", [invoked, on_event, twin, nap])
 
 
 @pytest.fixture
@@ -184,3 +190,17 @@ def test_newest_first_reads_past_the_empty_blocks_of_a_publish_that_died(urls: d
     [newest] = publish("ux/holes", {})
     read = [sequence_id for sequence_id, event in store.newest_first("ux/holes", newest.sequence_id)]
     assert read == [newest.sequence_id, oldest.sequence_id]
+
+
+def test_a_single_event_run_kept_past_the_retention_gets_its_index_entry(api: Api, pump: Pump) -> None:
+    [long, short] = publish("ux/nap", {"days": 60}, {"days": 1})
+    pump.drain()
+    napping = event_run_id("ux-nap", long.topic, long.sequence_id)
+    # Its event's blocks may expire around it (a listing stops after empty blocks): the index lists it.
+    assert run_item(napping)["wf"] == {"S": index_partition("ux-nap", napping)}
+    assert "wf" not in run_item(event_run_id("ux-nap", short.topic, short.sequence_id))
+    listed, _ = every_page(api, workflow_id="ux-nap", limit=1)
+    assert sorted(run["run_id"] for run in listed) == sorted(
+        event_run_id("ux-nap", e.topic, e.sequence_id) for e in (long, short)
+    )
+    assert {run["status"] for run in listed} == {"waiting"}

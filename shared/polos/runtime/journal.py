@@ -552,6 +552,22 @@ class Journal:
             return NotAcquired(run=current, outcome="waiting" if waits else "busy")
         return Acquired(run=decode_run(answer["Attributes"]))
 
+    def index_run(self, run_id: str, workflow_id: str) -> None:
+        """Give a single-event run its ``by_workflow`` index entry (one UpdateItem; a run already in the
+        index, or gone, is left as it is): a run kept past its event's retention, which a listing of its
+        topic's events may no longer reach (``polos.runtime.event_runs``)."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
+                UpdateExpression="SET wf = :wf",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(wf)",
+                ExpressionAttributeValues={":wf": {"S": index_partition(workflow_id, run_id)}},
+            )
+        except ClientError as exc:
+            if not _condition_failed(exc):
+                raise
+
     def rewait(self, run_id: str, waited: str, waiting_for_json: str, kept_until: int) -> bool:
         """A waiting run waits on, for ``waiting_for_json`` now, its items kept until ``kept_until`` (see
         ``polos.runtime.retention.renew``); ``False`` unless it still waited for ``waited`` (exactly), with
