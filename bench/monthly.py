@@ -161,6 +161,9 @@ def lever_rows(bills: Sequence[Bill], logs_before: float | None = None) -> list[
     index = (
         polos.usd_lines()["DynamoDB writes (index)"] + polos.usd_lines()["DynamoDB storage (index)"]
     ) * per_m
+    # Not written since single-event runs left the index (the runs API lists them from their events): a
+    # write unit per run (its keys-only copy's storage goes too; not counted here).
+    unindexed = TARGET.shape.subscribers * prices.DYNAMODB_WRITE_UNIT.usd * prices.MILLION
     kms = fixed.kms(4, len(FUNCTIONS)).usd_per_month
     batch_overhead = polos.log_events * EVENT_OVERHEAD_BYTES * prices.CLOUDWATCH_LOGS_INGESTION.usd * per_m
     months = storage.retention_months(polos.retention_days)
@@ -181,9 +184,10 @@ def lever_rows(bills: Sequence[Bill], logs_before: float | None = None) -> list[
     return [
         [
             "single-event runs listed without a runs-index entry",
-            "not built",
-            f"-{index:.3f}",
-            "would save the index's write unit and copy per run (counted from this bill's index lines)",
+            "built",
+            f"-{unindexed:.3f}",
+            f"the index's write unit per single-event run ({TARGET.shape.subscribers} a headline event), no "
+            f"longer written (its copy's storage neither); this bill's index lines: {index:.3f}",
         ],
         [
             "a run's completion logged at DEBUG, not INFO",

@@ -16,7 +16,6 @@ from polos.runtime.journal import (
     NotAcquired,
     decode_run,
     encode_run,
-    index_partition,
     run_pk,
 )
 from polos.runtime.records import ErrorInfo, EventRef, RunRecord, StepRecord
@@ -78,8 +77,8 @@ def test_first_acquire_creates_the_run_item(journal: Journal) -> None:
     assert run.lease_owner == "o1" and run.lease_until is not None and run.lease_until > time.time() + 50
     assert run.created_at.endswith("Z") and run.created_at == run.updated_at
     item = raw_item(journal, "r1")
-    # Keys of the by_workflow index: the workflow's index partition for this run, and its creation time.
-    assert item["wf"] == {"S": index_partition("journal-probe", "r1")} and "created_at" in item
+    # A single-event run is not in the by_workflow index (its event lists it): its workflow in ``wid``.
+    assert "wf" not in item and item["wid"] == {"S": "journal-probe"} and "created_at" in item
 
 
 def test_a_live_lease_keeps_other_attempts_out(journal: Journal) -> None:

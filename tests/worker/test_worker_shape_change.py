@@ -16,9 +16,10 @@ from helpers.stack import provision
 from helpers.worker import Pump, publish, queue_depth
 from polos import BatchEventPayload, EventPayload, WorkflowContext, workflow
 from polos.app import App
+from polos.payloads import EventItem
 from polos.publish.fanout import deliver, event_messages
 from polos.runtime import batches
-from polos.runtime.journal import Journal
+from polos.runtime.journal import Journal, event_run_id
 from polos.runtime.records import RunRecord
 
 WORK: Counter[int] = Counter()  # step calls per event sequence id
@@ -63,9 +64,11 @@ def urls(aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str
     return provision(SINGLE, tmp_path, monkeypatch)
 
 
-def all_runs() -> list[RunRecord]:
-    items = index_entries("wsc-flow")
-    runs = [Journal().load(item["pk"]["S"].removeprefix("run#")) for item in items]
+def all_runs(events: list[EventItem]) -> list[RunRecord]:
+    """The workflow's runs: those in the index, and the single-event runs of ``events`` (not indexed)."""
+    indexed = [item["pk"]["S"].removeprefix("run#") for item in index_entries("wsc-flow")]
+    single = [event_run_id("wsc-flow", event.topic, event.sequence_id) for event in events]
+    runs = [Journal().load(run_id) for run_id in dict.fromkeys(indexed + single)]
     return [loaded.run for loaded in runs if loaded is not None]
 
 
@@ -82,7 +85,7 @@ def test_single_to_batch_finishes_old_single_runs_and_batches_the_rest(urls: dic
     new.drain("wsc-flow")
     assert queue_depth(urls["wsc-flow"]) == 0
     assert {done: 1, half: 1, fresh: 1} == WORK, "no event ran twice"
-    runs = all_runs()
+    runs = all_runs(events)
     assert {run.status for run in runs} == {"completed"}
     by_type = Counter(run.trigger_type for run in runs)
     assert by_type == {"event": 2, "batch": 1}
@@ -109,7 +112,7 @@ def test_batch_to_single_finishes_or_fails_old_batch_runs(urls: dict[str, str]) 
     new.drain("wsc-flow")
     assert queue_depth(urls["wsc-flow"]) == 0
     assert dict.fromkeys(seq, 1) == WORK, "no event ran twice"
-    runs = all_runs()
+    runs = all_runs(events)
     assert all(run.trigger_type == "batch" for run in runs) and len(runs) == 3
     statuses = {tuple(r.sequence_id for r in batches.load_members(run.run_id)): run for run in runs}
     assert statuses[tuple(seq[0:2])].status == "completed"

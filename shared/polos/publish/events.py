@@ -86,6 +86,9 @@ COUNTER_SK = "seq"
 # Consecutive sequence ids per partition key of a topic's events: 100 events of 1 KB are 100 write units,
 # a tenth of one key's limit however fast the topic is published to (``python -m bench --only capacity``).
 BLOCK_EVENTS = 100
+# A publish reserves at most 1,000 ids (polos.publish.publishing.MAX_EVENTS): one that died before writing
+# its events leaves at most 10 blocks with nothing in a row; more in a row are expired (reading newest first).
+EMPTY_BLOCKS_AT_END = 11
 TRANSACTION_MAX_ACTIONS = 100
 TRANSACTION_MAX_BYTES = 4 * 1024 * 1024
 SCAN_PAGE_ITEMS = 100  # events read per Query while listing (a page of the API stops at its byte budget)
@@ -499,8 +502,57 @@ class EventStore:
         legacy = self._query_events(_legacy_pk(topic), after_sequence_id, last, page_items)
         yield from heapq.merge(itertools.chain.from_iterable(blocks), legacy, key=lambda pair: pair[0])
 
+    def newest_first(
+        self, topic: str, upto: int, page_items: int = SCAN_PAGE_ITEMS
+    ) -> Iterator[tuple[int, EventItem | None]]:
+        """Sequence ids of ``topic`` from ``upto`` down, with their event (``None``: a gap marker), read a
+        page at a time as they are asked for: the blocks from ``upto``'s down, merged with the partition of
+        events stored before blocks. The blocks stop after :data:`EMPTY_BLOCKS_AT_END` below ``upto``'s that
+        hold nothing in a row: every event has the same retention, so the blocks below them expired before
+        them (fewer in a row may be the ids of a publish that died before writing its events)."""
+
+        def blocks() -> Iterator[tuple[int, EventItem | None]]:
+            top, empty = upto // BLOCK_EVENTS, 0
+            for block in range(top, -1, -1):
+                held = False
+                pk = event_pk(topic, block * BLOCK_EVENTS)
+                for pair in self._query_events(pk, -1, upto, page_items, forward=False):
+                    held = True
+                    yield pair
+                empty = 0 if held or block == top else empty + 1
+                if empty == EMPTY_BLOCKS_AT_END:
+                    return
+
+        legacy = self._query_events(_legacy_pk(topic), -1, upto, page_items, forward=False)
+        yield from heapq.merge(blocks(), legacy, key=lambda pair: pair[0], reverse=True)
+
+    def sequence_before(self, topic: str, stamp: str) -> int:
+        """A sequence id of ``topic`` at or above every event created at or before ``stamp`` (a stored
+        ``created_at``) and less than a block above the newest of them: a binary search over the blocks,
+        one Query of a block's first items each (log2 of the blocks). A block holding no event (expired)
+        counts as older."""
+        last = self.last_reserved(topic)
+        low, high = 0, last // BLOCK_EVENTS  # the blocks above ``high`` start after ``stamp``
+        while low < high:
+            middle = (low + high + 1) // 2
+            if self._block_starts_after(topic, middle, stamp):
+                high = middle - 1
+            else:
+                low = middle
+        return min(last, (low + 1) * BLOCK_EVENTS - 1)
+
+    def _block_starts_after(self, topic: str, block: int, stamp: str) -> bool:
+        page = self._client.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": event_pk(topic, block * BLOCK_EVENTS)}},
+            Limit=10,  # past the gap markers a block may start with
+        )
+        first = next((item for item in page.get("Items", []) if "created_at" in item), None)
+        return first is not None and str(first["created_at"]["S"]) > stamp
+
     def _query_events(
-        self, pk: str, after_sequence_id: int, upto: int, page_items: int
+        self, pk: str, after_sequence_id: int, upto: int, page_items: int, forward: bool = True
     ) -> Iterator[tuple[int, EventItem | None]]:
         kwargs: dict[str, Any] = {
             "TableName": self._table,
@@ -512,6 +564,7 @@ class EventStore:
             },
             "ConsistentRead": True,
             "Limit": page_items,
+            "ScanIndexForward": forward,
         }
         while True:
             page = self._client.query(**kwargs)

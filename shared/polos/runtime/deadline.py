@@ -6,7 +6,7 @@ item), else the workflow's option. An attempt checks it before it runs anything 
 longer than the time left (:func:`within`); a run that waits carries it in its ``waiting_for``
 (``WaitingFor.deadline``), so its wake-up timer fires at the deadline at the latest (a durable timer, no
 polling) and that attempt fails it. A run between two deliveries (a failed attempt, SQS's visibility
-timeout) is failed by its next delivery.
+timeout) is failed by its next delivery. A single-event run's ``created_at`` is its event's.
 """
 
 from __future__ import annotations

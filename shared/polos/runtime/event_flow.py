@@ -262,7 +262,7 @@ def _event_run(
         status=status,
         attempts=0,
         trigger_type="event",
-        created_at=stamp,
+        created_at=utc_iso(event.created_at),  # where the runs API lists it (polos.runtime.event_runs)
         updated_at=stamp,
         event_refs=[EventRef(event.topic, event.sequence_id, event.id)],
         waiting_for_json=waiting_for_json,

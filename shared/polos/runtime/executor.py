@@ -150,6 +150,7 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
                 # A waiting run is taken by its wake-up only (a duplicate of its first message acknowledges).
                 wake=not lease_first,
                 max_attempts=allowed,
+                created_at=attempt.payload.get("created_at") if attempt.trigger_type == "event" else None,
             )
         )
         if not isinstance(taken, Acquired):

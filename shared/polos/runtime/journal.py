@@ -5,7 +5,8 @@ key ``run`` and each step ``step#<key>``, so loading a run's whole journal is ON
 is ONE PutItem (a fenced TransactWriteItems when the attempt's lease is at risk), taking and finishing an
 attempt one UpdateItem each. Run items (not steps) carry ``wf`` (the workflow's index partition,
 :func:`index_partition`) and ``created_at``, the keys of the sparse ``by_workflow`` index the runs API lists
-from.
+from; a single-event run (trigger ``event``) carries its workflow id in ``wid`` instead, outside the index:
+its topic's events list it (``polos.runtime.event_runs``).
 
 The lease: an attempt executes only while it holds ``lease_owner``/``lease_until`` on the run item, taken
 with a conditional write that no other live attempt can win. A Lambda invocation cannot outlive its
@@ -95,6 +96,18 @@ def index_partitions(workflow_id: str) -> list[str]:
     return [workflow_id, *(f"{workflow_id}#{shard}" for shard in range(INDEX_SHARDS))]
 
 
+# The attribute naming a run item's workflow: the index key ``wf``, or ``wid`` (not a key of any index) for
+# a single-event run, which its event lists (one index write less per event).
+UNINDEXED_WORKFLOW = "wid"
+
+
+def workflow_attribute(trigger_type: str, workflow_id: str, run_id: str) -> tuple[str, str]:
+    """The attribute (and its value) a new run item names its workflow with (see ``UNINDEXED_WORKFLOW``)."""
+    if trigger_type == "event":
+        return UNINDEXED_WORKFLOW, workflow_id
+    return "wf", index_partition(workflow_id, run_id)
+
+
 def hashed_run_id(*parts: str) -> str:
     return "run_" + hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:26]
 
@@ -132,7 +145,6 @@ def encode_run(run: RunRecord, expires_at: int) -> Item:
     item: Item = {
         "pk": {"S": run_pk(run.run_id)},
         "sk": {"S": RUN_SK},
-        "wf": {"S": index_partition(run.workflow_id, run.run_id)},
         "status": {"S": run.status},
         "attempts": {"N": str(run.attempts)},
         "trigger_type": {"S": run.trigger_type},
@@ -140,6 +152,8 @@ def encode_run(run: RunRecord, expires_at: int) -> Item:
         "updated_at": {"S": run.updated_at},
         "expires_at": {"N": str(expires_at)},
     }
+    name, workflow = workflow_attribute(run.trigger_type, run.workflow_id, run.run_id)
+    item[name] = {"S": workflow}
     if run.event_refs:
         item["event_refs"] = {"S": json.dumps([ref.to_list() for ref in run.event_refs])}
     optional = {
@@ -181,7 +195,7 @@ def decode_run(item: Item) -> RunRecord:
     attempts = _n(item, "attempts")
     return RunRecord(
         run_id=pk.removeprefix("run#"),
-        workflow_id=(_s(item, "wf") or "").split("#")[0],
+        workflow_id=_s(item, UNINDEXED_WORKFLOW) or (_s(item, "wf") or "").split("#")[0],
         status=_s(item, "status"),  # type: ignore[arg-type]
         attempts=int(attempts or 0),
         trigger_type=_s(item, "trigger_type"),  # type: ignore[arg-type]
@@ -453,6 +467,7 @@ class Journal:
         create: bool = True,
         wake: bool = True,
         max_attempts: int | None = None,
+        created_at: str | None = None,
     ) -> Acquired | NotAcquired:
         """Take the run's lease for one attempt, creating the run item on its first delivery (with
         ``payload_json`` when the run's input is not stored elsewhere: a scheduled run's).
@@ -462,18 +477,22 @@ class Journal:
         (the executor asks so when its wait is over); else the answer is ``waiting``. The answer (``ALL_NEW``,
         or ``ALL_OLD`` when refused) tells the executor whether an earlier attempt may have journaled
         steps (``attempts``), so a first delivery needs no read. With ``max_attempts``, a run whose current
-        message has had that many executions (``message_attempts``) is not taken: ``spent``.
+        message has had that many executions (``message_attempts``) is not taken: ``spent``. A new run's
+        ``created_at`` is ``created_at`` when given (a single-event run's: its event's, where the runs API
+        lists it), else now.
         """
         moment = time.time() if now is None else now
         stamp = now_iso()
+        named, workflow = workflow_attribute(trigger_type, workflow_id, run_id)
         values: dict[str, AttributeValueTypeDef] = {
-            ":wf": {"S": index_partition(workflow_id, run_id)},
+            ":wf": {"S": workflow},
             ":running": {"S": "running"},
             ":queued": {"S": "queued"},
             ":owner": {"S": owner},
             ":until": {"N": repr(moment + lease_seconds)},
             ":now": {"N": repr(moment)},
             ":stamp": {"S": stamp},
+            ":created": {"S": created_at or stamp},
             ":trigger": {"S": trigger_type},
             ":expires": {"N": str(self.expires_at())},
             ":one": {"N": "1"},
@@ -500,9 +519,9 @@ class Journal:
                 TableName=self._table,
                 Key={"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
                 UpdateExpression=(
-                    "SET wf = if_not_exists(wf, :wf), #status = :running, lease_owner = :owner, "
+                    f"SET {named} = if_not_exists({named}, :wf), #status = :running, lease_owner = :owner, "
                     "lease_until = :until, "
-                    "updated_at = :stamp, created_at = if_not_exists(created_at, :stamp), "
+                    "updated_at = :stamp, created_at = if_not_exists(created_at, :created), "
                     "trigger_type = if_not_exists(trigger_type, :trigger), "
                     "expires_at = if_not_exists(expires_at, :expires)"
                     + set_refs
@@ -532,6 +551,22 @@ class Journal:
             waits = current.status == "waiting" and current.lease_until is None
             return NotAcquired(run=current, outcome="waiting" if waits else "busy")
         return Acquired(run=decode_run(answer["Attributes"]))
+
+    def index_run(self, run_id: str, workflow_id: str) -> None:
+        """Give a single-event run its ``by_workflow`` index entry (one UpdateItem; a run already in the
+        index, or gone, is left as it is): a run kept past its event's retention, which a listing of its
+        topic's events may no longer reach (``polos.runtime.event_runs``)."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
+                UpdateExpression="SET wf = :wf",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(wf)",
+                ExpressionAttributeValues={":wf": {"S": index_partition(workflow_id, run_id)}},
+            )
+        except ClientError as exc:
+            if not _condition_failed(exc):
+                raise
 
     def rewait(self, run_id: str, waited: str, waiting_for_json: str, kept_until: int) -> bool:
         """A waiting run waits on, for ``waiting_for_json`` now, its items kept until ``kept_until`` (see

@@ -8,8 +8,9 @@ first, then the run item is written marking ``from_step`` (so its first attempt 
 message is sent: a crash anywhere is mended by doing the same again (the copies are the same items; the run
 id is derived from the source and the request's key, so the run is created once).
 
-Bulk operations walk the workflow's ``by_workflow`` index partitions newest first (created_before and
-created_after bound the Queries), a chunk of index entries at a time: the chunk's run items are fetched
+Bulk operations walk the workflow's ``by_workflow`` index partitions (and, for a single-event workflow, its
+topic's events: ``polos.runtime.event_runs``) newest first (created_before and created_after bound the
+Queries), a chunk of entries at a time: the chunk's run items are fetched
 (BatchGetItem), those matching act (in parallel), and the answer's cursor is the last entry done. A call
 stops at ``limit`` matches (at most 10,000) or when the API function's time runs short. Every act is
 idempotent: a cancel is conditional on the run being unfinished (a cancelled run matches again, so that a
@@ -185,12 +186,13 @@ def bulk(
 ) -> BulkResult:
     """Cancel or rerun the runs ``wanted`` names, newest first, from ``cursor`` (``InvalidCursorError`` on
     a bad one): up to ``limit`` of them, a chunk of index entries at a time (see the module)."""
-    before = runs.decode_cursor(cursor) if cursor else None
-    if before is None and wanted.created_before is not None:
-        before = (wanted.created_before, "")  # entries sort after it by run id: strictly before it
+    position = runs.decode_cursor(cursor) if cursor else runs.Cursor()
+    bound = None if wanted.created_before is None else (wanted.created_before, "")  # run ids sort above it
+    if bound is not None and (position.before is None or bound < position.before):
+        position.before = bound  # strictly before it
     matched = 0
     with (
-        runs.merged_entries([wanted.workflow_id], before, CHUNK, wanted.created_after) as merged,
+        runs.merged_entries([wanted.workflow_id], position, CHUNK, wanted.created_after, bound) as merged,
         ThreadPoolExecutor(max_workers=PARALLEL_ACTS) as pool,
     ):
         while True:
@@ -200,18 +202,19 @@ def bulk(
             fetched = runs.fetch_runs(entries)
             chosen = [
                 run
-                for _, run_id in entries
-                if (run := fetched.get(run_id)) is not None and wanted.matches(run, action, op)
+                for entry in entries
+                if (run := fetched.get(entry)) is not None and wanted.matches(run, action, op)
             ]
             acts = [pool.submit(contextvars.copy_context().run, _act, action, run, op) for run in chosen]
             made = [future.result() for future in acts]
             if action == "rerun":
                 send([run for run in made if run is not None])
             matched += len(chosen)
-            last = entries[-1]
+            for entry in entries:
+                position.passed(entry)
             if matched >= limit or time_short():
                 more = next(merged, None) is not None
-                return BulkResult(matched, runs.encode_cursor(last) if more else None)
+                return BulkResult(matched, position.encode() if more else None)
 
 
 def _act(action: BulkAction, run: RunRecord, op: str) -> RunRecord | None:

@@ -121,8 +121,12 @@ def renew(journal: Journal, run: RunRecord, waiting: WaitingFor) -> bool:
 
 def extend(journal: Journal, run: RunRecord, waiting: WaitingFor, horizon: int) -> int:
     """Keep every item ``run`` reads when it wakes (but its run item) until ``horizon``; how many items
-    were written (items already kept as long, or gone, are left as they are)."""
+    were written (items already kept as long, or gone, are left as they are). A single-event run gets its
+    index entry then (:meth:`Journal.index_run`)."""
     items = journal.query_partition(run.run_id)
+    run_item = next((item for item in items if item["sk"]["S"] == RUN_SK), None)
+    if run.trigger_type == "event" and run_item is not None and "wf" not in run_item:
+        journal.index_run(run.run_id, run.workflow_id)  # listed by the index once its event's blocks expire
     targets: list[tuple[str, Item]] = [
         (journal.table, {"pk": item["pk"], "sk": item["sk"]})
         for item in items

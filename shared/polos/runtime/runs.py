@@ -13,7 +13,7 @@ import re
 import secrets
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -24,7 +24,7 @@ from polos.aws.responses import RESPONSE_BUDGET_BYTES, wire_size
 from polos.publish.events import EventRef, EventStore
 from polos.publish.fanout import deliver
 from polos.publish.messages import WorkflowMessage
-from polos.runtime import attempts, batches, event_flow
+from polos.runtime import attempts, batches, event_flow, event_runs
 from polos.runtime.journal import (
     BY_WORKFLOW_INDEX,
     RESULT_SK,
@@ -34,6 +34,7 @@ from polos.runtime.journal import (
     event_run_id,
     hashed_run_id,
     index_partitions,
+    is_claim,
     now_iso,
     run_pk,
 )
@@ -44,8 +45,11 @@ if TYPE_CHECKING:
     from polos.runtime.journal import Item
 
 RUN_ID = re.compile(r"run_[A-Za-z0-9_-]{1,124}")
-CURSOR_VERSION = 2
+CURSOR_VERSION = 3
 MAX_PARALLEL_QUERIES = 16  # index partitions read at once by one listing page
+# Entries one listing page passes at most (run items fetched, 100 per BatchGetItem): a page of a status
+# that few runs have, or of events that have no run, ends short of its limit there, its cursor going on.
+PAGE_SCAN_BUDGET = 1000
 
 
 class InvalidCursorError(ValueError):
@@ -317,33 +321,64 @@ class RunPage:
     next_cursor: str | None
 
 
-_Entry = tuple[str, str]  # an index entry's (created_at, run id): the listing's order, newest first
+_Entry = tuple[str, str]  # (created_at, run id): the listing's order, newest first
+Entry = event_runs.Entry
 
 
-def encode_cursor(last: _Entry) -> str:
-    body = {"v": CURSOR_VERSION, "before": list(last)}
-    return base64.urlsafe_b64encode(json.dumps(body, separators=(",", ":")).encode()).decode().rstrip("=")
+@dataclass
+class Cursor:
+    """Where a listing stands: the index entries after ``before``, each topic's events after its position.
+
+    When the merge hands out an entry, every index entry not handed out yet is older (the entry was the
+    newest head of every stream), so ``before`` is the oldest entry passed, of any stream; a topic's events
+    are not strictly in time order, so its stream goes on from its own last event instead."""
+
+    before: _Entry | None = None
+    topics: dict[str, event_runs.Position] = field(default_factory=dict)
+
+    def passed(self, entry: Entry) -> None:
+        created_at, run_id, topic, sequence_id = entry
+        if self.before is None or (created_at, run_id) < self.before:
+            self.before = (created_at, run_id)
+        if topic:
+            self.topics[topic] = (sequence_id, run_id)
+
+    def encode(self) -> str:
+        body = {
+            "v": CURSOR_VERSION,
+            "before": None if self.before is None else list(self.before),
+            "topics": {topic: list(position) for topic, position in self.topics.items()},
+        }
+        return base64.urlsafe_b64encode(json.dumps(body, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> _Entry:
+def decode_cursor(cursor: str) -> Cursor:
     try:
         body = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if not isinstance(body, dict) or body.get("v") != CURSOR_VERSION:
             raise ValueError("unknown cursor version")
-        created_at, run_id = body["before"]
-        return str(created_at), str(run_id)
+        before = None if body["before"] is None else (str(body["before"][0]), str(body["before"][1]))
+        topics = {str(topic): (int(seq), str(run_id)) for topic, (seq, run_id) in body["topics"].items()}
+        return Cursor(before, topics)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, binascii.Error) as exc:
         raise InvalidCursorError(
             "cursor is invalid; pass the next_cursor of a previous page unchanged"
         ) from exc
 
 
-def fetch_runs(entries: list[_Entry]) -> dict[str, RunRecord]:
-    """The run items of index ``entries`` by run id (BatchGetItem: the index projects keys only). A run
-    removed since the index was read (a discarded queued run) is not in the answer."""
+def fetch_runs(entries: list[Entry]) -> dict[Entry, RunRecord]:
+    """The run items of ``entries`` (BatchGetItem: the index projects keys only). Not in the answer: a run
+    removed since the index was read (a discarded queued run), and for an event's entry, no run (the event
+    has none yet, or a batch run claimed it) or a run in the index (made before single-event runs left it:
+    its index entry lists it)."""
     table = settings.get_settings().runs_table
-    found = get_all(settings.dynamodb(), table, [(run_pk(run_id), RUN_SK) for _, run_id in entries])
-    return {key[0].removeprefix("run#"): decode_run(item) for key, item in found.items()}
+    found = get_all(settings.dynamodb(), table, [(run_pk(entry[1]), RUN_SK) for entry in entries])
+    runs: dict[Entry, RunRecord] = {}
+    for entry in entries:
+        item = found.get((run_pk(entry[1]), RUN_SK))
+        if item is not None and not is_claim(item) and not (entry[2] and "wf" in item):
+            runs[entry] = decode_run(item)
+    return runs
 
 
 def with_results(runs: list[RunRecord]) -> None:
@@ -381,19 +416,19 @@ def _index_query(
     return kwargs
 
 
-def _index_entries(query: dict[str, Any], first: Future[Any], before: _Entry | None) -> Iterator[_Entry]:
+def _index_entries(query: dict[str, Any], first: Future[Any], before: _Entry | None) -> Iterator[Entry]:
     """One partition's entries older than ``before``, newest first (ties on ``created_at`` by run id,
     descending: the order every stream of the merge keeps); ``first`` is the answer to ``query`` (sent
     ahead, with the other partitions'), later pages are read as the merge gets to them."""
-    ties: list[_Entry] = []  # entries of one created_at, held until the next one (the index orders no ties)
+    ties: list[Entry] = []  # entries of one created_at, held until the next one (the index orders no ties)
     page = first.result()
     while True:
         for item in page.get("Items", []):
-            entry = (item["created_at"]["S"], item["pk"]["S"].removeprefix("run#"))
+            entry = (item["created_at"]["S"], item["pk"]["S"].removeprefix("run#"), "", 0)
             if ties and entry[0] != ties[0][0]:
                 yield from sorted(ties, reverse=True)
                 ties = []
-            if before is None or entry < before:
+            if before is None or entry[:2] < before:
                 ties.append(entry)
         if "LastEvaluatedKey" not in page:
             yield from sorted(ties, reverse=True)
@@ -413,30 +448,45 @@ def list_runs(
     """One page of the runs of ``workflow_ids``, newest first (``InvalidCursorError`` on a bad cursor).
 
     Every index partition of every workflow (:func:`~polos.runtime.journal.index_partitions`) is read as
-    a stream, newest first (their first pages at once), and the streams are merged; runs are fetched a page
-    of entries at a time and the status filter applied after the fetch, until the page is full or every
-    stream is spent. The cursor is the last entry the page went past: the next page takes the entries
-    older than it. ``created_after``/``created_before`` (timestamps as the runs show them) bound the index
-    Queries themselves: a time range reads only its entries.
+    a stream, newest first (their first pages at once), and so is each topic's events for its single-event
+    workflows (:mod:`polos.runtime.event_runs`); the streams are merged, runs are fetched a page of entries
+    at a time and the status filter applied after the fetch, until the page is full, every stream is spent
+    or the page passed ``PAGE_SCAN_BUDGET`` entries. The cursor holds where each stream stopped: the last
+    index entry the page went past (the next page takes the entries older than it) and each topic's last
+    event. ``created_after``/``created_before`` (timestamps as the runs show them; a single-event run's is
+    its event's) bound the index Queries themselves: a time range reads only its entries.
     """
-    before = decode_cursor(cursor) if cursor else None
-    if created_before is not None and (before is None or (created_before, "\uffff") < before):
-        before = (created_before, "\uffff")  # inclusive: every run id sorts before it
-    with merged_entries(workflow_ids, before, limit + 1, created_after) as merged:
-        return _page(merged, status, limit)
+    position = decode_cursor(cursor) if cursor else Cursor()
+    bound = None if created_before is None else (created_before, "\uffff")  # inclusive: run ids sort below
+    if bound is not None and (position.before is None or bound < position.before):
+        position.before = bound
+    with merged_entries(workflow_ids, position, limit + 1, created_after, bound) as merged:
+        return _page(merged, position, status, limit)
 
 
 @contextlib.contextmanager
 def merged_entries(
-    workflow_ids: list[str], before: _Entry | None, page_size: int, after: str | None = None
-) -> Iterator[Iterator[_Entry]]:
-    """The index entries of ``workflow_ids`` older than ``before`` (and not older than ``after``), newest
-    first: every partition read as a stream (their first pages at once) and the streams merged."""
+    workflow_ids: list[str],
+    position: Cursor,
+    page_size: int,
+    after: str | None = None,
+    created_before: _Entry | None = None,
+) -> Iterator[Iterator[Entry]]:
+    """The entries of ``workflow_ids`` after ``position`` (older than ``created_before``, not older than
+    ``after``), newest first: every index partition and every single-event topic read as a stream (the
+    partitions' first pages at once) and the streams merged. ``position`` gets every topic's start."""
+    before = position.before
     queries = [
         _index_query(partition, before, page_size, after)
         for workflow_id in workflow_ids
         for partition in index_partitions(workflow_id)
     ]
+    topics = event_runs.single_event_topics(workflow_ids)
+    # A topic the cursor has no position for (a first page; a workflow new since the last page) starts
+    # above its last event, at the cursor's time; a page that passes none of its events still records that.
+    bounds = {topic: created_before if topic in position.topics else before for topic in topics}
+    for topic in topics:
+        position.topics[topic] = event_runs.start(topic, position.topics.get(topic), bounds[topic])
     with ThreadPoolExecutor(max_workers=min(len(queries), MAX_PARALLEL_QUERIES) or 1) as pool:
         # Every partition's first page at once: a page's latency is one round trip, not one per partition.
         client = settings.dynamodb()
@@ -447,23 +497,29 @@ def merged_entries(
         # Each in the caller's context (logging, tracing): a pool's threads do not inherit it.
         firsts = [pool.submit(contextvars.copy_context().run, query_page, query) for query in queries]
         streams = [_index_entries(query, first, before) for query, first in zip(queries, firsts, strict=True)]
+        streams += [
+            event_runs.entries(topic, ids, position.topics[topic], bounds[topic], after, page_size)
+            for topic, ids in topics.items()
+        ]
         yield heapq.merge(*streams, reverse=True)
 
 
-def _page(merged: Iterator[_Entry], status: RunStatus | None, limit: int) -> RunPage:
-    """Up to ``limit`` runs of the merged entries (with ``status`` only), within the response budget."""
+def _page(merged: Iterator[Entry], position: Cursor, status: RunStatus | None, limit: int) -> RunPage:
+    """Up to ``limit`` runs of the merged entries (with ``status`` only), within the response budget and
+    ``PAGE_SCAN_BUDGET`` entries; ``position`` moves past every entry the page passes."""
     views: list[dict[str, Any]] = []
-    passed: _Entry | None = None  # the last entry this page went past (shown or filtered out)
     budget = RESPONSE_BUDGET_BYTES
-    while len(views) < limit:
-        entries = list(itertools.islice(merged, limit - len(views)))
+    scanned = 0
+    while len(views) < limit and scanned < PAGE_SCAN_BUDGET:
+        entries = list(itertools.islice(merged, min(limit - len(views), PAGE_SCAN_BUDGET - scanned)))
         if not entries:
             return RunPage(views, None)
+        scanned += len(entries)
         fetched = fetch_runs(entries)
         matching = {
             entry: run
             for entry in entries
-            if (run := fetched.get(entry[1])) is not None and (status is None or run.status == status)
+            if (run := fetched.get(entry)) is not None and (status is None or run.status == status)
         }
         with_results(list(matching.values()))
         for entry in entries:
@@ -472,12 +528,12 @@ def _page(merged: Iterator[_Entry], status: RunStatus | None, limit: int) -> Run
                 view = run_view(run, _members(run))
                 cost = wire_size(view) + 1
                 if views and cost > budget:  # the page stops at the byte budget; the cursor continues it
-                    return RunPage(views, encode_cursor(passed) if passed else None)
+                    return RunPage(views, position.encode())
                 budget -= cost
                 views.append(view)
-            passed = entry
+            position.passed(entry)
     more = next(merged, None) is not None
-    return RunPage(views, encode_cursor(passed) if more and passed else None)
+    return RunPage(views, position.encode() if more else None)
 
 
 # --- invoked runs ------------------------------------------------------------------------------------
