@@ -172,13 +172,13 @@ def standing(queue: str, key: str | None, workflow_id: str, sequence_id: int, no
     client, table = settings.dynamodb(), settings.get_settings().runs_table
     pk = registry_pk(queue, key, workflow_id)
     order = order_of(sequence_id)
-    page = client.query(
-        TableName=table,
-        KeyConditionExpression="pk = :pk AND sk <= :order",
-        ExpressionAttributeValues={":pk": {"S": pk}, ":order": {"S": order}},
-        ConsistentRead=True,
-        Limit=REGISTRY_PAGE,
-    )
+    before_own: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :pk AND sk <= :order",
+        "ExpressionAttributeValues": {":pk": {"S": pk}, ":order": {"S": order}},
+        "ConsistentRead": True,
+    }
+    page = client.query(**before_own, Limit=REGISTRY_PAGE)
     items: list[Item] = list(page.get("Items", []))
     bound = wait_bound()
     blocked_until: float | None = None
@@ -197,14 +197,7 @@ def standing(queue: str, key: str | None, workflow_id: str, sequence_id: int, no
             lower += below
             blocked_until = max(blocked_until or until, until)
     if own is None and "LastEvaluatedKey" in page:
-        last = client.query(
-            TableName=table,
-            KeyConditionExpression="pk = :pk AND sk <= :order",
-            ExpressionAttributeValues={":pk": {"S": pk}, ":order": {"S": order}},
-            ConsistentRead=True,
-            ScanIndexForward=False,
-            Limit=1,
-        ).get("Items", [])
+        last = client.query(**before_own, ScanIndexForward=False, Limit=1).get("Items", [])
         own = next((item for item in last if sequence_id in _pending(item)), None)
     return Standing(sequence_id, blocked_until, own, lower)
 

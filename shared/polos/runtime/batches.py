@@ -150,17 +150,10 @@ def claim(
     }
     if packed is not None:
         item[MEMBERS_ATTRIBUTE] = {"B": packed}
-    try:
-        _client().put_item(
-            TableName=_table(),
-            Item=item,
-            ConditionExpression=_NEW_ITEM,
-            ReturnValuesOnConditionCheckFailure="ALL_OLD",
-        )
-    except ClientError as exc:
-        old = _found(exc)
-        return str(old[CLAIMED_BY]["S"]) if CLAIMED_BY in old else None
-    return run_id
+    old = _put_new(item)
+    if old is None:
+        return run_id
+    return str(old[CLAIMED_BY]["S"]) if CLAIMED_BY in old else None
 
 
 def _found(exc: ClientError) -> dict[str, Any]:
@@ -293,6 +286,12 @@ def _new_run(workflow_id: str, run_id: str, owner: str) -> tuple[Item, int]:
 def _put_run(item: Item, owner: str) -> bool:
     """Write a new run item; ``False`` when another attempt's run item is there already (a lost answer of
     our own write finds our own lease in it: ``True``)."""
+    old = _put_new(item)
+    return old is None or old.get("lease_owner", {}).get("S") == owner
+
+
+def _put_new(item: Item) -> Item | None:
+    """Write ``item`` unless its key exists; ``None`` when written, else the item found there."""
     try:
         _client().put_item(
             TableName=_table(),
@@ -301,8 +300,8 @@ def _put_run(item: Item, owner: str) -> bool:
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
     except ClientError as exc:
-        return bool(_found(exc).get("lease_owner", {}).get("S") == owner)
-    return True
+        return _found(exc)
+    return None
 
 
 def create_batch_run(workflow_id: str, run_id: str, refs: list[EventRef], owner: str) -> NewBatch:
