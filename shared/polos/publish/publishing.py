@@ -284,7 +284,10 @@ def _carry_out(
     try:
         fanout.deliver(fanout.event_messages(plan.topic, stored))  # first: a slow match holds back no event
     except Exception:
-        start_order.unregister(registered)  # not all were sent: none may hold later events back
+        try:  # not all were sent: none may hold later events back (past its bound, it holds none anyway)
+            start_order.unregister(registered)
+        except Exception:  # the send's own error is the answer (a throttle: 503, retried by the client)
+            logger.exception("could not unregister the start order of a publish whose sending failed")
         raise
     if plan.marks is None or plan.marks.any:  # after the events are stored: see polos.publish.waiters
         waiters.match_published(plan.topic, stored, plan.marks)

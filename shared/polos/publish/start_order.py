@@ -139,8 +139,9 @@ def unregister(registered: Registered) -> None:
 
 def _each(items: list[Item], write: Callable[[Item], object]) -> None:
     """``write`` each item, several at once; the first error is raised once all were tried."""
-    if len(items) == 1:
-        write(items[0])
+    if len(items) <= 1:
+        for item in items:
+            write(item)
         return
     with ThreadPoolExecutor(max_workers=min(PARALLEL_WRITES, len(items))) as pool:
         list(pool.map(write, items))
