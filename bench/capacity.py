@@ -8,6 +8,8 @@ key of each class into the ceiling it puts on a topic, a workflow or an API key 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -69,10 +71,9 @@ def _payment(order_id: str) -> dict[str, Any]:
     return {"event_type": "payment_succeeded", "data": data}
 
 
-def measure(events: int = 200, waiting: int = 100) -> list[KeyLoad]:
-    """Run every workload (``events`` events or runs each; ``waiting`` runs in the payment pattern) and
-    return each class's busiest key per workload, tightest first within a workload."""
-    found: list[KeyLoad] = []
+@contextmanager
+def metered_stack() -> Iterator[tuple[MeteredStack, Meter]]:
+    """The capacity app's stack in moto, every request metered (with a shadow client for the units)."""
     with tempfile.TemporaryDirectory() as tmp, aws_in_process():
         meter = Meter(shadow=boto3.client("dynamodb", region_name=prices.REGION))
         with MeteredStack(
@@ -83,64 +84,72 @@ def measure(events: int = 200, waiting: int = 100) -> list[KeyLoad]:
             app_target=capacity_app.__name__,
             options=OPTIONS,
         ) as stack:
-            stack.publish(capacity_app.ORDERS_TOPIC, [sample_event(0)])  # warm-up, not counted
-            stack.drain()
+            yield stack, meter
 
-            orders = [sample_event(n) for n in range(events)]
-            found += _published(stack, meter, f"publish {PER_REQUEST}/request, 1 subscriber", orders)
-            with_ids = [{**sample_event(n), "id": f"order-{n}"} for n in range(events)]
-            found += _published(stack, meter, "publish with client event ids (publish_event steps)", with_ids)
 
-            meter.reset()
-            runs = 2 * events  # a workflow's runs spread over 16 index keys by hash: enough runs to see it
-            for n in range(runs):
-                _run_workflow(stack, "capacity-invoked", {"n": n})
-            stack.drain()
-            found += key_loads(
-                "invoked runs (POST /workflows/{id}/run)",
-                meter.calls,
-                {WORKFLOW_INDEX: ("run", runs), API_KEY: ("request", runs)},
-            )
+def measure(events: int = 200, waiting: int = 100) -> list[KeyLoad]:
+    """Run every workload (``events`` events or runs each; ``waiting`` runs in the payment pattern) and
+    return each class's busiest key per workload, tightest first within a workload."""
+    found: list[KeyLoad] = []
+    with metered_stack() as (stack, meter):
+        stack.publish(capacity_app.ORDERS_TOPIC, [sample_event(0)])  # warm-up, not counted
+        stack.drain()
 
-            for n in range(waiting):
-                _run_workflow(stack, "capacity-pay", {"order_id": f"pay-{n}"})
-            stack.drain()
-            meter.reset()
-            payments = [_payment(f"pay-{n}") for n in range(waiting)]
-            requests = _publish_all(stack, capacity_app.PAYMENTS_TOPIC, payments)
-            stack.drain()
-            found += key_loads(
-                f"payment pattern: {waiting} runs wait_for_event, each matched by one event",
-                meter.calls,
-                {TOPIC_EVENTS: ("event", waiting), API_KEY: ("request", requests)},
-            )
+        orders = [sample_event(n) for n in range(events)]
+        found += _published(stack, meter, f"publish {PER_REQUEST}/request, 1 subscriber", orders)
+        with_ids = [{**sample_event(n), "id": f"order-{n}"} for n in range(events)]
+        found += _published(stack, meter, "publish with client event ids (publish_event steps)", with_ids)
 
-            meter.reset()
-            for n in range(runs):
-                _run_workflow(stack, "capacity-queued", {"n": n})
-            stack.drain()
-            found += key_loads(
-                f"runs on a queue of limit {capacity_app.QUEUE_LIMIT} (one key, not binding)",
-                meter.calls,
-                {QUEUE_SLOTS: ("run", runs), API_KEY: ("request", runs), WORKFLOW_INDEX: ("run", runs)},
-            )
+        meter.reset()
+        runs = 2 * events  # a workflow's runs spread over 16 index keys by hash: enough runs to see it
+        for n in range(runs):
+            _run_workflow(stack, "capacity-invoked", {"n": n})
+        stack.drain()
+        found += key_loads(
+            "invoked runs (POST /workflows/{id}/run)",
+            meter.calls,
+            {WORKFLOW_INDEX: ("run", runs), API_KEY: ("request", runs)},
+        )
 
-            meter.reset()
-            for n in range(events):
-                _run_workflow(stack, "capacity-sleep", {"n": n})
-            stack.drain()
-            found += key_loads(
-                f"{capacity_app.WAIT_HOURS}-hour waits (timer items)",
-                meter.calls,
-                {
-                    TIMER_SHARD: ("wait", events),
-                    API_KEY: ("request", events),
-                    WORKFLOW_INDEX: ("run", events),
-                },
-            )
+        for n in range(waiting):
+            _run_workflow(stack, "capacity-pay", {"order_id": f"pay-{n}"})
+        stack.drain()
+        meter.reset()
+        payments = [_payment(f"pay-{n}") for n in range(waiting)]
+        requests = _publish_all(stack, capacity_app.PAYMENTS_TOPIC, payments)
+        stack.drain()
+        found += key_loads(
+            f"payment pattern: {waiting} runs wait_for_event, each matched by one event",
+            meter.calls,
+            {TOPIC_EVENTS: ("event", waiting), API_KEY: ("request", requests)},
+        )
 
-            found += flow_key_loads(stack, meter, "throttle", orders)
-            found += flow_key_loads(stack, meter, "rate_limit", orders)
+        meter.reset()
+        for n in range(runs):
+            _run_workflow(stack, "capacity-queued", {"n": n})
+        stack.drain()
+        found += key_loads(
+            f"runs on a queue of limit {capacity_app.QUEUE_LIMIT} (one key, not binding)",
+            meter.calls,
+            {QUEUE_SLOTS: ("run", runs), API_KEY: ("request", runs), WORKFLOW_INDEX: ("run", runs)},
+        )
+
+        meter.reset()
+        for n in range(events):
+            _run_workflow(stack, "capacity-sleep", {"n": n})
+        stack.drain()
+        found += key_loads(
+            f"{capacity_app.WAIT_HOURS}-hour waits (timer items)",
+            meter.calls,
+            {
+                TIMER_SHARD: ("wait", events),
+                API_KEY: ("request", events),
+                WORKFLOW_INDEX: ("run", events),
+            },
+        )
+
+        found += flow_key_loads(stack, meter, "throttle", orders)
+        found += flow_key_loads(stack, meter, "rate_limit", orders)
     return found
 
 

@@ -30,3 +30,17 @@ def index_entries(workflow_id: str) -> list[dict[str, Any]]:
             ExpressionAttributeValues={":wf": {"S": partition}},
         )["Items"]
     ]
+
+
+def step_items(run_id: str) -> list[str]:
+    """The sort keys of a run's own step items (``step#...``): the steps journaled apart from the run item."""
+    from polos.aws import settings
+    from polos.runtime.journal import run_pk
+
+    answer = settings.dynamodb().query(
+        TableName=settings.get_settings().runs_table,
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :step)",
+        ExpressionAttributeValues={":pk": {"S": run_pk(run_id)}, ":step": {"S": "step#"}},
+        ConsistentRead=True,
+    )
+    return [item["sk"]["S"] for item in answer["Items"]]

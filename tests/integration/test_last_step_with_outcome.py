@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from helpers.runs import store_invoked
+from helpers.runs import step_items, store_invoked
 from polos import WorkflowContext, workflow
 from polos.app import App
 from polos.aws import settings
@@ -64,16 +64,6 @@ class Writes:
 
 def attempt(run_id: str) -> Any:
     return asyncio.run(execute(Attempt(two_steps, run_id, "invoke")))
-
-
-def step_items(run_id: str) -> list[str]:
-    answer = settings.dynamodb().query(
-        TableName=settings.get_settings().runs_table,
-        KeyConditionExpression="pk = :pk AND begins_with(sk, :step)",
-        ExpressionAttributeValues={":pk": {"S": run_pk(run_id)}, ":step": {"S": "step#"}},
-        ConsistentRead=True,
-    )
-    return [item["sk"]["S"] for item in answer["Items"]]
 
 
 def test_the_last_step_is_journaled_by_the_outcomes_update_and_shown_as_a_step(app: None) -> None:

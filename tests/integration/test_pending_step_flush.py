@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from helpers.runs import store_invoked
+from helpers.runs import step_items, store_invoked
 from polos import WorkflowContext, workflow
 from polos.app import App
 from polos.aws import settings
@@ -117,16 +117,6 @@ class Requests:
 
 def attempt(run_id: str) -> AttemptResult:
     return asyncio.run(execute(Attempt(step_then_more_code, run_id, "invoke")))
-
-
-def step_items(run_id: str) -> list[str]:
-    answer = settings.dynamodb().query(
-        TableName=settings.get_settings().runs_table,
-        KeyConditionExpression="pk = :pk AND begins_with(sk, :step)",
-        ExpressionAttributeValues={":pk": {"S": run_pk(run_id)}, ":step": {"S": "step#"}},
-        ConsistentRead=True,
-    )
-    return [item["sk"]["S"] for item in answer["Items"]]
 
 
 def lapse_lease(run_id: str) -> None:
