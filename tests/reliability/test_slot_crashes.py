@@ -32,9 +32,11 @@ from infra.metering.meter import Call, Crash, Meter
 pytestmark = [pytest.mark.timeout(600), pytest.mark.usefixtures("steady_requests")]
 
 EVENTS = 3
-MAX_UNREACHED = 4 if not AwsFaults.resolve().enabled else 8
-# Delivered in reverse under faults, duplicates wake parked runs again: the probe's count varies more.
-MAX_UNREACHED_REVERSED = 4 if not AwsFaults.resolve().enabled else 16
+MAX_UNREACHED = 4
+# Under faults (``make chaos``) each pass draws its own duplicates, shuffles and throttles, and a crash
+# changes which the later runs meet: a pass may make far fewer requests than the probe (seen: 27 of 43).
+# There, which points the passes reach is not asserted; what each pass leaves (``Matrix.check``) still is.
+COVERAGE_ASSERTED = not AwsFaults.resolve().enabled
 # POLOS_AWS_FAULTS (shuffle, duplicates, pollers, throttle, ...) applies here too.
 OPTIONS = StackOptions(visibility_timeout=30, max_attempts=25, aws_faults=AwsFaults.resolve())
 
@@ -167,11 +169,11 @@ def test_crash_after_each_aws_request_of_taking_freeing_and_handing_on_a_slot(
         if matrix.meter.crash_pending:
             missed.append(n)
         matrix.check(events)
-    # The three runs' records run concurrently: which one takes the slot first, and so how many slot
-    # requests the runs make in all, varies by a few from the probe's (more under faults). Every point a
-    # run reached crashed it; only the last few may not be reached.
-    unreached = MAX_UNREACHED_REVERSED if reverse else MAX_UNREACHED
-    assert all(n > len(points) - unreached for n in missed), f"crash points never reached: {missed}"
+    # The runs' records run concurrently: which one takes the slot first, and so how many slot requests
+    # the runs make in all, varies by a few from the probe's. Every point a run reached crashed it; only
+    # the last few may not be reached.
+    if COVERAGE_ASSERTED:
+        assert all(n > len(points) - MAX_UNREACHED for n in missed), f"crash points never reached: {missed}"
     with capsys.disabled():
         print(
             f"\nslot crash matrix ({EVENTS} runs, limit 1, {'reversed' if reverse else 'in order'}): "
