@@ -40,7 +40,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +48,7 @@ from botocore.exceptions import ClientError
 from polos import queues
 from polos.aws import settings
 from polos.aws.attempts import receive_limit
+from polos.aws.attribution import concurrently
 from polos.payloads import EventItem
 from polos.publish import manifest
 
@@ -139,12 +139,7 @@ def unregister(registered: Registered) -> None:
 
 def _each(items: list[Item], write: Callable[[Item], object]) -> None:
     """``write`` each item, several at once; the first error is raised once all were tried."""
-    if len(items) <= 1:
-        for item in items:
-            write(item)
-        return
-    with ThreadPoolExecutor(max_workers=min(PARALLEL_WRITES, len(items))) as pool:
-        list(pool.map(write, items))
+    concurrently(write, items, PARALLEL_WRITES)
 
 
 # --- the worker's side -------------------------------------------------------------------------------

@@ -30,12 +30,10 @@ says who holds the event.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import time
 import zlib
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +41,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from polos.aws import settings
+from polos.aws.attribution import concurrently
 from polos.aws.chunking import (
     BATCH_WRITE_MAX_ITEMS,
     UnprocessedKeysError,
@@ -341,15 +340,7 @@ def create_batch_run(workflow_id: str, run_id: str, refs: list[EventRef], owner:
 
 def _claim_all(workflow_id: str, run_id: str, refs: Sequence[EventRef], expires_at: int) -> list[str | None]:
     """Each of ``refs``' holder after claiming it for ``run_id`` (concurrent PutItems)."""
-    if not refs:
-        return []
-    with ThreadPoolExecutor(max_workers=min(PARALLEL_CLAIMS, len(refs))) as pool:
-        # Each in a copy of this context: the run its requests are made for (polos.aws.attribution).
-        sent = [
-            pool.submit(contextvars.copy_context().run, claim, workflow_id, run_id, ref, expires_at)
-            for ref in refs
-        ]
-        return [future.result() for future in sent]
+    return concurrently(lambda ref: claim(workflow_id, run_id, ref, expires_at), refs, PARALLEL_CLAIMS)
 
 
 def _relist(items: list[Item], won: set[EventRef]) -> list[Item]:
