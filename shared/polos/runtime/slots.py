@@ -319,15 +319,8 @@ class Slots:
         """Wake the backlog's first run not handed its turn (sent first, marked after); its run id. None
         while an earlier one's wake-up is on the way (it hands on in turn when it took its slot)."""
         now = time.time()
-        answer = self._client.query(
-            TableName=self._table,
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": backlog_pk(spec.queue, spec.key)}},
-            ConsistentRead=True,
-            Limit=BACKLOG_PAGE,
-        )
-        for item in answer.get("Items", []):
-            run_id = item["run_id"]["S"]
+        for item in self.backlog_page(spec):
+            run_id = str(item["run_id"]["S"])
             if run_id == skip:
                 continue
             if not _unhanded(item, now):
