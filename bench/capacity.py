@@ -24,6 +24,7 @@ from infra.metering import prices
 from infra.metering.capacity import (
     API_KEY,
     FLOW_KEY,
+    QUEUE_ORDER,
     QUEUE_SLOTS,
     TIMER_SHARD,
     TOPIC_EVENTS,
@@ -132,6 +133,21 @@ def measure(events: int = 200, waiting: int = 100) -> list[KeyLoad]:
             f"runs on a queue of limit {capacity_app.QUEUE_LIMIT} (one key, not binding)",
             meter.calls,
             {QUEUE_SLOTS: ("run", runs), API_KEY: ("request", runs), WORKFLOW_INDEX: ("run", runs)},
+        )
+
+        meter.reset()
+        requests = _publish_all(stack, capacity_app.QUEUED_TOPIC, orders)
+        stack.drain()
+        found += key_loads(
+            f"events on a queue of limit {capacity_app.QUEUE_LIMIT} (one key, not binding, "
+            f"{PER_REQUEST}/request)",
+            meter.calls,
+            {
+                TOPIC_EVENTS: ("event", len(orders)),
+                QUEUE_SLOTS: ("run", len(orders)),
+                QUEUE_ORDER: ("run", len(orders)),
+                API_KEY: ("request", requests),
+            },
         )
 
         meter.reset()

@@ -19,6 +19,7 @@ THROTTLE = {"limit": 1000, "period": 1}
 RATE_LIMIT = {"limit": 5000, "period": 1}  # its window in polos.runtime.event_flow.shards items
 WAIT_HOURS = 1
 QUEUE_LIMIT = 60  # 3 slot items (polos.runtime.slots.shards)
+QUEUED_TOPIC = "capacity/queued"
 
 
 async def _pay(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
@@ -55,6 +56,12 @@ WORKFLOWS: list[Workflow] = [
     ),
     # A queue whose limit never binds: every run takes and frees a slot of its one key.
     workflow(id="capacity-queued", queue=Queue("capacity-lane", concurrency_limit=QUEUE_LIMIT))(_invoked),
+    # The same for events: each run also passes the start-order registry of its one key.
+    workflow(
+        id="capacity-queued-events",
+        trigger_on_event=QUEUED_TOPIC,
+        queue=Queue("capacity-event-lane", concurrency_limit=QUEUE_LIMIT),
+    )(_throttled),
 ]
 
 

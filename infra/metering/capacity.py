@@ -66,6 +66,9 @@ FLOW_KEY = KeyClass("flow-control key (flow#)", "flow-control key", None, sharde
 # spread over them by run id); the target is 1,000 starts/s (a key caps at min(limit / run time, that)).
 QUEUE_SLOTS = KeyClass("queue key slots (slot#)", "queue key", 1_000, spread=MIN_SHARDS)
 QUEUE_BACKLOG = KeyClass("queue key backlog (qwait#)", "queue key", None)
+# A queue key's start-order registry per workflow: ``qorder#<queue>#<key>#<workflow>[#<n>]``, min(limit, 3)
+# partitions (polos.publish.start_order.partitions); the target is the slots' 1,000 ordered starts/s.
+QUEUE_ORDER = KeyClass("queue key start order (qorder#)", "queue key", 1_000, sharded=True)
 RUN = KeyClass("run partition (run#)", "one run", None, shared=False)
 IDEMPOTENCY = KeyClass("Idempotency-Key record", "one request", None, shared=False)
 OTHER = KeyClass("other", "-", None)
@@ -82,6 +85,7 @@ CLASSES = {
         FLOW_KEY,
         QUEUE_SLOTS,
         QUEUE_BACKLOG,
+        QUEUE_ORDER,
         RUN,
         IDEMPOTENCY,
         OTHER,
@@ -108,6 +112,7 @@ def key_class(use: PartitionUse) -> KeyClass:
         "flow": FLOW_KEY,
         "slot": QUEUE_SLOTS,
         "qwait": QUEUE_BACKLOG,
+        "qorder": QUEUE_ORDER,
         "run": RUN,
     }
     return by_prefix.get(prefix, OTHER)
@@ -191,8 +196,9 @@ def key_loads(workload: str, calls: Iterable[Call], loads: dict[KeyClass, tuple[
 
 def _spread_scope(key: str) -> str:
     """The scope of a key of a spread or sharded class: ``<workflow>#<n>``, ``<key id>#<n>`` and
-    ``slot#<queue>#<key>#<n>`` without the ``#<n>``; ``flow#<workflow>#<kind>#<hash>[#<n>]`` without it."""
-    if key.startswith("flow#"):
+    ``slot#<queue>#<key>#<n>`` without the ``#<n>``; ``flow#<workflow>#<kind>#<hash>[#<n>]`` and
+    ``qorder#<queue>#<key>#<workflow>[#<n>]`` without it."""
+    if key.startswith(("flow#", "qorder#")):
         return "#".join(key.split("#")[:4])
     return key.rsplit("#", 1)[0] if key.startswith("slot#") else key.split("#")[0]
 
@@ -293,6 +299,8 @@ class Ledger:
                 if cls is QUEUE_SLOTS
                 else (f"{scope_id}", "start", whole.writes)  # a start, booking or grant: one write
                 if cls is FLOW_KEY
+                else (f"{scope_id}", "run", whole.reads // shards[(name, scope_id)])  # a run reads each one
+                if cls is QUEUE_ORDER
                 else (f"API key {scope_id}", "request", whole.reads)
             )
             if count:

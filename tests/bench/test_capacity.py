@@ -115,6 +115,7 @@ def test_a_query_partition_is_read_from_its_key_condition() -> None:
         ("b1-RunsTable", None, "timer#3", capacity.TIMER_SHARD),
         ("b1-RunsTable", None, "run#abc", capacity.RUN),
         ("b1-RunsTable", None, "flow#orders#throttle#0a1b", capacity.FLOW_KEY),
+        ("b1-RunsTable", None, "qorder#lane#k#orders#2", capacity.QUEUE_ORDER),
         ("b1-ApiKeysTable", None, "0123abcd", capacity.API_KEY),
         ("b1-IdempotencyTable", None, "publish#k", capacity.IDEMPOTENCY),
     ],
@@ -202,3 +203,22 @@ def test_a_load_of_its_own_target_is_judged_by_it() -> None:
     flow = KeyLoad("w", capacity.FLOW_KEY, "k", "event", read_units=0.0, write_units=1.0)
     assert flow.verdict == "-"  # no target of the class: a flow key's is its limit / period
     assert replace(flow, target=500).verdict == "PASS" and replace(flow, target=1_000).verdict == "FAIL"
+
+
+def test_a_start_order_registrys_partitions_count_as_one_key_at_their_mean_share() -> None:
+    """An ordered key's registry over 3 partitions (the key's own, then ``#1``, ``#2``): each run reads all
+    three and writes one; per run, a third of its writes and one read land on each."""
+    base = "qorder#lane#k#orders"
+    partitions = [base, f"{base}#1", f"{base}#2"]
+    calls = [
+        _call(*(PartitionUse("b-RunsTable", None, pk, read_units=1.0) for pk in partitions))
+        for _ in range(30)
+    ] + [_call(PartitionUse("b-RunsTable", None, partitions[n % 3], write_units=1.0)) for n in range(30)]
+    (load,) = key_loads("w", calls, {capacity.QUEUE_ORDER: ("run", 30)})
+    assert load.key.endswith("(1 of 3 shards)") and load.write_units == pytest.approx(1 / 3)
+    assert load.read_units == pytest.approx(1.0) and load.verdict == "PASS"
+    ledger = capacity.Ledger()
+    ledger.add(calls)
+    (order,) = ledger.loads()
+    assert (order.workload, order.unit, order.key_class) == (base, "run", capacity.QUEUE_ORDER)
+    assert order.write_units == pytest.approx(1 / 3) and order.read_units == pytest.approx(1.0)

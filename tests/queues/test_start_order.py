@@ -50,13 +50,18 @@ async def pair(ctx: WorkflowContext, payload: EventPayload) -> int:
     return await ctx.step.run("work", _work, "o-pair", payload.data["n"], None)
 
 
+@workflow(id="o-wide", trigger_on_event="o/wide", queue=Queue("o-wide", concurrency_limit=3))
+async def wide(ctx: WorkflowContext, payload: EventPayload) -> int:
+    return await ctx.step.run("work", _work, "o-wide", payload.data["n"], None)
+
+
 @workflow(id="o-publisher")
 async def publisher(ctx: WorkflowContext, payload: dict[str, Any]) -> None:
     for n in range(2):
         await ctx.step.publish_event(f"event-{n}", "o/lane", {"n": n})
 
 
-APP = App("start-order", [lane, keyed, pair, publisher])
+APP = App("start-order", [lane, keyed, pair, wide, publisher])
 
 
 @pytest.fixture
@@ -85,14 +90,20 @@ def _started(workflow_id: str) -> list[int]:
     return [n for wf, n, _, _ in sorted(STARTS, key=lambda start: start[3]) if wf == workflow_id]
 
 
-def _registry_left(queue: str, key: str | None, workflow_id: str) -> list[dict[str, Any]]:
-    answer = settings.dynamodb().query(
-        TableName=settings.get_settings().runs_table,
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": start_order.registry_pk(queue, key, workflow_id)}},
-        ConsistentRead=True,
-    )
-    return list(answer.get("Items", []))
+def _registry_left(queue: str, key: str | None, workflow_id: str, limit: int = 1) -> list[dict[str, Any]]:
+    """Every registry item of the key, in all its partitions."""
+    left: list[dict[str, Any]] = []
+    for partition in range(start_order.partitions(limit)):
+        answer = settings.dynamodb().query(
+            TableName=settings.get_settings().runs_table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={
+                ":pk": {"S": start_order.registry_pk(queue, key, workflow_id, partition)}
+            },
+            ConsistentRead=True,
+        )
+        left += answer.get("Items", [])
+    return left
 
 
 def test_runs_start_in_sequence_order_when_their_events_arrive_in_reverse(stack: Stack) -> None:
@@ -124,6 +135,26 @@ def test_a_queue_of_limit_two_starts_the_first_two_together_then_the_rest_in_ord
     # Limit 2: each run starts no later than the run two places after it in sequence order.
     late = [n for n in range(EVENTS - 2) if started.index(n) > started.index(n + 2)]
     assert late == [], f"runs started out of sequence order: {started}"
+
+
+def test_a_wide_queues_registry_spreads_over_partitions_and_a_run_sees_every_one(stack: Stack) -> None:
+    """Limit 3: three partition keys take the registry's writes (no one key takes every write of an
+    ordered key); a run reads all of them, so a lower id registered in another partition still counts."""
+    requests = 6
+    for n in range(requests):
+        stack.publish("o/wide", [{"data": {"n": n}}])
+    registered = _registry_left("o-wide", None, "o-wide", limit=3)
+    used = {item["pk"]["S"] for item in registered}
+    assert len(registered) == requests and len(used) > 1, f"one partition took every registration: {used}"
+    highest = max(int(item["sk"]["S"][1:]) for item in registered)
+    found = start_order.standing("o-wide", None, "o-wide", highest, time.time(), limit=3)
+    assert found.own is not None and found.lower == requests - 1, "lower ids of other partitions were missed"
+    _deliver_in_reverse(stack, "o-wide", requests)
+    started = _started("o-wide")
+    assert sorted(started) == list(range(requests))
+    late = [n for n in range(requests - 3) if started.index(n) > started.index(n + 3)]
+    assert late == [], f"runs started out of sequence order: {started}"
+    assert _registry_left("o-wide", None, "o-wide", limit=3) == [], "every registered event was admitted"
 
 
 def test_an_event_whose_run_never_comes_holds_the_others_back_only_until_its_bound(

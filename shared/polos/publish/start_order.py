@@ -8,6 +8,14 @@ item of the runs table, pk ``qorder#<queue>#<key>#<workflow>``, sk ``e<lowest se
 order), with ``pending``, the number set of its sequence ids whose runs have not reached admission, and
 ``at``, when it was written.
 
+Partitions: a key's registry is :func:`partitions` partition keys (``<pk>``, ``<pk>#1``, ``<pk>#2``), one
+per slot up to :data:`MAX_PARTITIONS`, each item in the one its sort key hashes to; a run reads them all.
+With about two writes per run at one event per request (the publish's item and the admission), one
+partition takes 400 ordered starts a second at 80 % of DynamoDB's 1,000 writes/s per partition key: as
+many as one slot can start (a run takes at least ~2.5 ms, :mod:`polos.runtime.slots`), so a key of limit
+L starts min(L / run time, 1,000) runs a second with min(L, 3) partitions. Partition 0 is the key without
+a suffix (what a registry of one partition always was).
+
 A run reaches admission when it takes a slot or parks in its key's backlog (:mod:`polos.runtime.slots`);
 then its sequence id leaves ``pending`` (the item goes when ``pending`` empties). So what proves that the
 run of sequence id ``t`` reached admission is ``t``'s absence from ``pending``. Before taking a slot, the run
@@ -26,10 +34,9 @@ be); the first reader that finds an item past its bound deletes it.
 
 Cost: the publish's item is one write unit per request, workflow and key (a PutItem each); an
 admission removes its id (one UpdateItem; the item's last id, one DeleteItem; after several ids, both) and
-reads one Query (0.5 read unit). ``python -m bench --only slots``: 1.2 write units per event at 10 events a
-request with one key, 2 with a key per event. Capacity: a key's registry is one partition (per workflow),
-about one write per run, so ordered starts of one key and workflow cap near 1,000/s (DynamoDB's writes per
-partition), not sharded like the slots.
+reads one Query per partition (one read unit each, strongly consistent). ``python -m bench --only slots``:
+1.2 write units per event at 10 events a request with one key, 2 with a key per event.
+``python -m bench --only capacity`` prints a key's ordered-start ceiling (key class ``qorder#``).
 
 Only a fresh publish registers: a retry (``Idempotency-Key``) may find runs of its events admitted already,
 which must not be made pending again; a publish whose sending fails unregisters what it registered.
@@ -39,6 +46,7 @@ from __future__ import annotations
 
 import math
 import time
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -52,15 +60,28 @@ from polos.aws.attribution import concurrently
 from polos.payloads import EventItem
 from polos.publish import manifest
 
-REGISTRY_PAGE = 25  # registry items read before a run's sequence id (one Query; ~100 bytes + ~10 per id)
+REGISTRY_PAGE = 25  # registry items read per partition before a run's sequence id (~100 bytes + ~10 per id)
+MAX_PARTITIONS = 3  # 3 x 400 ordered starts/s at 80 % of a partition's writes: past 1,000/s
 MAX_DELAY_SECONDS = 900  # SQS's maximum DelaySeconds
 PARALLEL_WRITES = 16  # a publish's registry items written at once (one per workflow and key)
 FLOW_OPTIONS = ("debounce", "throttle", "rate_limit")
 Item = dict[str, Any]
 
 
-def registry_pk(queue: str, key: str | None, workflow_id: str) -> str:
-    return f"qorder#{queue}#{key or ''}#{workflow_id}"
+def registry_pk(queue: str, key: str | None, workflow_id: str, partition: int = 0) -> str:
+    """One partition of a key's registry (partition 0 has no suffix)."""
+    base = f"qorder#{queue}#{key or ''}#{workflow_id}"
+    return f"{base}#{partition}" if partition else base
+
+
+def partitions(limit: int) -> int:
+    """How many partition keys hold the registry of a key of a queue of ``limit`` (module note)."""
+    return max(1, min(limit, MAX_PARTITIONS))
+
+
+def _partition_of(order: str, count: int) -> int:
+    """The partition of the registry item of sort key ``order``."""
+    return zlib.crc32(order.encode()) % count
 
 
 def order_of(sequence_id: int) -> str:
@@ -108,24 +129,27 @@ def register(topic: str, events: Iterable[EventItem]) -> Registered:
     ]
     if not entries or not events:
         return Registered([])
-    groups: dict[str, list[int]] = {}
+    groups: dict[tuple[str, str | None, str, int], list[int]] = {}
     for entry in entries:
         path = entry.options.get("concurrency_key")
+        count = partitions(entry.concurrency_limit or 1)
         for event in events:
-            pk = registry_pk(str(entry.queue), _event_key(path, event), entry.id)
-            groups.setdefault(pk, []).append(event.sequence_id)
+            group = (str(entry.queue), _event_key(path, event), entry.id, count)
+            groups.setdefault(group, []).append(event.sequence_id)
     now = time.time()
     expires = str(int(now + 2 * wait_bound() + 86_400))
-    items: list[Item] = [
-        {
-            "pk": {"S": pk},
-            "sk": {"S": order_of(min(ids))},
-            "pending": {"NS": [str(i) for i in sorted(set(ids))]},
-            "at": {"N": repr(now)},
-            "expires_at": {"N": expires},
-        }
-        for pk, ids in groups.items()
-    ]
+    items: list[Item] = []
+    for (queue, key, workflow_id, count), ids in groups.items():
+        order = order_of(min(ids))
+        items.append(
+            {
+                "pk": {"S": registry_pk(queue, key, workflow_id, _partition_of(order, count))},
+                "sk": {"S": order},
+                "pending": {"NS": [str(i) for i in sorted(set(ids))]},
+                "at": {"N": repr(now)},
+                "expires_at": {"N": expires},
+            }
+        )
     client, table = settings.dynamodb(), settings.get_settings().runs_table
     _each(items, lambda item: client.put_item(TableName=table, Item=item))
     return Registered([{"pk": item["pk"], "sk": item["sk"]} for item in items])
@@ -162,20 +186,17 @@ class Standing:
         return max(1, min(MAX_DELAY_SECONDS, math.ceil(waited) + 1))
 
 
-def standing(queue: str, key: str | None, workflow_id: str, sequence_id: int, now: float) -> Standing:
-    """Read the registry before ``sequence_id`` (one Query; one more only when the page is full and its own
-    item is not on it); items past their bound, or with nothing pending, are deleted on the way."""
-    client, table = settings.dynamodb(), settings.get_settings().runs_table
-    pk = registry_pk(queue, key, workflow_id)
+def standing(
+    queue: str, key: str | None, workflow_id: str, sequence_id: int, now: float, *, limit: int
+) -> Standing:
+    """Read the registry before ``sequence_id``: one Query per partition (:func:`partitions` of ``limit``,
+    side by side), one more in a partition whose page is full without its own item; items past their bound,
+    or with nothing pending, are deleted on the way."""
     order = order_of(sequence_id)
-    before_own: dict[str, Any] = {
-        "TableName": table,
-        "KeyConditionExpression": "pk = :pk AND sk <= :order",
-        "ExpressionAttributeValues": {":pk": {"S": pk}, ":order": {"S": order}},
-        "ConsistentRead": True,
-    }
-    page = client.query(**before_own, Limit=REGISTRY_PAGE)
-    items: list[Item] = list(page.get("Items", []))
+    pks = [registry_pk(queue, key, workflow_id, n) for n in range(partitions(limit))]
+    pages = concurrently(lambda pk: _before(pk, order, sequence_id), pks, len(pks))
+    items = [item for page in pages for item in page]
+    client, table = settings.dynamodb(), settings.get_settings().runs_table
     bound = wait_bound()
     blocked_until: float | None = None
     own: Item | None = None
@@ -192,10 +213,25 @@ def standing(queue: str, key: str | None, workflow_id: str, sequence_id: int, no
         if below:
             lower += below
             blocked_until = max(blocked_until or until, until)
-    if own is None and "LastEvaluatedKey" in page:
-        last = client.query(**before_own, ScanIndexForward=False, Limit=1).get("Items", [])
-        own = next((item for item in last if sequence_id in _pending(item)), None)
     return Standing(sequence_id, blocked_until, own, lower)
+
+
+def _before(pk: str, order: str, sequence_id: int) -> list[Item]:
+    """One partition's first page of items up to ``order`` (its earliest), and the run's own item when the
+    page is full without it (its last item up to ``order``)."""
+    client, table = settings.dynamodb(), settings.get_settings().runs_table
+    before_own: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :pk AND sk <= :order",
+        "ExpressionAttributeValues": {":pk": {"S": pk}, ":order": {"S": order}},
+        "ConsistentRead": True,
+    }
+    page = client.query(**before_own, Limit=REGISTRY_PAGE)
+    items: list[Item] = list(page.get("Items", []))
+    if "LastEvaluatedKey" in page and not any(sequence_id in _pending(item) for item in items):
+        last = client.query(**before_own, ScanIndexForward=False, Limit=1).get("Items", [])
+        items += [item for item in last if sequence_id in _pending(item)]
+    return items
 
 
 def admitted(found: Standing) -> None:

@@ -481,7 +481,7 @@ def _held_back(spec: SlotSpec, workflow_id: str, order: str, now: float) -> star
     """Where a run of ``order`` stands in its workflow's start-order registry (event runs only)."""
     if not order.startswith("e"):
         return start_order.Standing(0, None, None)
-    return start_order.standing(spec.queue, spec.key, workflow_id, int(order[1:]), now)
+    return start_order.standing(spec.queue, spec.key, workflow_id, int(order[1:]), now, limit=spec.limit)
 
 
 def release(held: Held | None, run_id: str) -> None:
