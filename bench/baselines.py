@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 import zlib
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 from polos.aws import settings
 
 from bench.workload import SHAPE_OF, Shape, effect
+from infra.model import TTL_ATTRIBUTE
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
@@ -62,6 +64,11 @@ def _stored_body(event: dict[str, Any]) -> dict[str, Any]:
     raw = json.dumps(event, separators=(",", ":")).encode()
     packed = zlib.compress(raw)
     return {"B": packed} if len(packed) < len(raw) else {"S": raw.decode()}
+
+
+def _expires_at() -> dict[str, str]:
+    """The TTL attribute's value: kept for the retention period, like Polos's events."""
+    return {"N": str(int(time.time()) + settings.get_settings().retention_seconds)}
 
 
 def _answer(events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -100,6 +107,7 @@ class PowertoolsSystem:
         persistence = DynamoDBPersistenceLayer(
             table_name=settings.get_settings().idempotency_table,
             key_attr="pk",
+            expiry_attr=TTL_ATTRIBUTE,  # the table's TTL attribute, so records expire like Polos's
             boto3_client=settings.dynamodb(),
         )
         # Records kept for the retention period, like Polos's journal (Powertools' default is one hour).
@@ -125,7 +133,12 @@ class PowertoolsSystem:
                 table: [
                     {
                         "PutRequest": {
-                            "Item": {"pk": {"S": topic}, "sk": {"S": e["id"]}, "body": _stored_body(e)}
+                            "Item": {
+                                "pk": {"S": topic},
+                                "sk": {"S": e["id"]},
+                                "body": _stored_body(e),
+                                TTL_ATTRIBUTE: _expires_at(),
+                            }
                         }
                     }
                     for e in events[start : start + BATCH_WRITE_MAX]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -321,7 +322,8 @@ def run(system: str, scenario: Scenario, events: int = 100) -> Bill:
             stack.publish(topic, [sample_event(0, scenario.data)])  # warm-up, not billed
             stack.drain(workflow_ids)
             stack.reset_usage()
-            before = storage.measure(shadow, _tables())
+            retention, began = settings.get_settings().retention_days, time.time()
+            before = storage.measure(shadow, _tables(), retention, began)
             delivered = 0
             batched = events_per_delivery(stack.model, workflow_ids) if scenario.sparse else 0
             for r in range(requests):
@@ -339,7 +341,7 @@ def run(system: str, scenario: Scenario, events: int = 100) -> Bill:
             expected = total * len(workflow_ids)
             if delivered != expected:
                 raise RuntimeError(f"{system} {scenario.label}: {delivered} deliveries, expected {expected}")
-            stored = storage.measure(shadow, _tables()) - before
+            stored = storage.measure(shadow, _tables(), retention, began) - before
             bill = Bill.of(system, scenario, total, list(meter.calls), stack.usage, stored)
             queues = len(workflow_ids)
             if system == "polos":

@@ -16,6 +16,7 @@ from bench import storage
 from bench.logs import EVENT_OVERHEAD_BYTES, TAP, LogVolume, platform_lines, tap_loggers, tapped, volume_of
 from bench.stack import FULL_VCPU_MB, LambdaCall
 from infra.metering.meter import Meter
+from infra.metering.units import item_size
 from infra.model import WORKER_FUNCTION
 
 
@@ -96,8 +97,35 @@ def test_storage_counts_items_overhead_and_index_copies(aws: None) -> None:
     client.put_item(TableName="stored", Item={"pk": {"S": "a"}, "v": {"S": "x" * 96}})  # 100 bytes
     client.put_item(TableName="stored", Item={"pk": {"S": "b"}, "wf": {"S": "w"}, "v": {"S": "x" * 93}})
     shadow = boto3.client("dynamodb", region_name="us-east-1")
-    held = storage.measure(shadow, ["stored"])
+    held = storage.measure(shadow, ["stored"], retention_days=30)
     assert held.table_bytes == 2 * (100 + storage.ITEM_OVERHEAD_BYTES)
     assert held.index_bytes == 100 + storage.ITEM_OVERHEAD_BYTES  # only the item with the index key
     assert held.index_bytes_keys_only == (3 + 3) + storage.ITEM_OVERHEAD_BYTES  # pk "b" + wf "w"
     assert storage.retention_months(30) == pytest.approx(720 / 730)
+
+
+def test_storage_bills_each_item_for_its_own_life(aws: None) -> None:
+    """An item whose TTL is a day away (an Idempotency-Key record) is billed a day plus TTL's deletion lag,
+    not the retention period; one without the TTL attribute the retention period."""
+    client = settings.dynamodb()
+    client.create_table(
+        TableName="lives",
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+    )
+    client.update_time_to_live(
+        TableName="lives", TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+    )
+    now = 1_800_000_000.0
+    day = {"N": str(int(now) + 86_400)}
+    record = {"pk": {"S": "a"}, "expires_at": day, "v": {"S": "x" * 80}}
+    client.put_item(TableName="lives", Item=record)
+    shadow = boto3.client("dynamodb", region_name="us-east-1")
+    held = storage.measure(shadow, ["lives"], retention_days=30, now=now)
+    lag = storage.TTL_DELETE_LAG_DAYS
+    billed = (item_size(record) + storage.ITEM_OVERHEAD_BYTES) * (1 + lag) / (30 + lag)
+    assert held.table_bytes == pytest.approx(billed)
+    client.put_item(TableName="lives", Item={"pk": {"S": "b"}, "v": {"S": "x" * 96}})  # 100 bytes
+    kept = storage.measure(shadow, ["lives"], retention_days=30, now=now) - held
+    assert kept.table_bytes == pytest.approx(100 + storage.ITEM_OVERHEAD_BYTES)
