@@ -14,7 +14,8 @@ With about two writes per run at one event per request (the publish's item and t
 partition takes 400 ordered starts a second at 80 % of DynamoDB's 1,000 writes/s per partition key: as
 many as one slot can start (a run takes at least ~2.5 ms, :mod:`polos.runtime.slots`), so a key of limit
 L starts min(L / run time, 1,000) runs a second with min(L, 3) partitions. Partition 0 is the key without
-a suffix (what a registry of one partition always was).
+a suffix (what a registry of one partition always was). A redeploy that lowers the limit leaves the items
+of the partitions it drops unread: those in-flight events are not ordered, and hold nothing back.
 
 A run reaches admission when it takes a slot or parks in its key's backlog (:mod:`polos.runtime.slots`);
 then its sequence id leaves ``pending`` (the item goes when ``pending`` empties). So what proves that the
