@@ -232,6 +232,16 @@ def test_a_step_write_retried_after_its_answer_was_lost_is_not_another_attempts(
     assert stored is not None and stored.result_json == result
 
 
+def test_a_fenced_step_write_whose_answer_was_lost_is_this_attempts(journal: Journal) -> None:
+    acquire(journal, "r1")
+    done = step("s", 0, result='"fenced"')
+    with answer_lost("TransactWriteItems", 1) as seen:  # the retry: the lease is ours, the step is written
+        journal.record_step("r1", done, fence_owner="o1")
+    assert seen[0] == 2
+    stored = journal.get_step("r1", "s")
+    assert stored is not None and stored.result_json == '"fenced"'
+
+
 def test_a_failed_step_may_be_replaced(journal: Journal) -> None:
     failed = StepRecord("s", 0, "failed", 3, "t0", "t1", error=ErrorInfo("RuntimeError", "boom"))
     journal.record_step("r1", failed)
