@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from helpers.worker import answer_lost, queue_depth
-from polos import WorkflowContext, workflow
+from polos import Queue, WorkflowContext, workflow
 from polos.app import App
 from polos.aws import settings
 from polos.testing import Stack, local_stack
@@ -56,12 +56,28 @@ async def approval(ctx: WorkflowContext, payload: dict[str, Any]) -> Any:
     return await ctx.step.suspend("approve")
 
 
-APP = App("lost-answers", [child, parent, large, approval])
+WHILE_HOLDING: list[Callable[[], None]] = []  # what the holder of the lane's slot does inside its step
+
+
+def hold(name: str) -> str:
+    count(name)
+    while WHILE_HOLDING:
+        WHILE_HOLDING.pop()()
+    return name
+
+
+@workflow(id="la-lane", queue=Queue("la-lane", concurrency_limit=1))
+async def lane(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
+    return await ctx.step.run("hold", hold, payload["name"])
+
+
+APP = App("lost-answers", [child, parent, large, approval, lane])
 
 
 @pytest.fixture
 def stack() -> Iterator[Stack]:
     calls.clear()
+    WHILE_HOLDING.clear()
     with local_stack(APP) as opened:
         yield opened
 
@@ -184,3 +200,44 @@ def test_a_lease_taken_whose_answer_was_lost_runs_the_attempt_in_the_same_delive
     run = stack.run(run_id)
     assert (run["status"], run["result"], run["attempts"]) == ("completed", 7, 1), run
     assert calls == {"child": 1}
+
+
+@pytest.mark.parametrize("lost", ["queued", "completed"], ids=["waiter-parked", "holder-ended"])
+def test_a_slot_waiter_parked_or_a_holder_ended_whose_answer_was_lost_is_acknowledged_and_handed_on(
+    stack: Stack, lost: str
+) -> None:
+    """The holder of the lane's one slot starts a second run while it runs: that run parks ``queued`` in the
+    backlog; the holder's end hands the slot on to it. Either write's answer is lost."""
+    (lane_mapping,) = [m for m in stack._local.mappings if m.spec.workflow_id == "la-lane"]
+
+    def invoke(name: str, key: str) -> str:
+        body = {"payload": {"name": name}, "concurrency_key": key}
+        answer = stack.request("POST", "/api/v1/workflows/la-lane/run", body)
+        assert answer.status == 202, answer.body
+        return str(answer.body["run_id"])
+
+    def scenario(key: str) -> tuple[list[str], list[Delivery]]:
+        nested: list[Delivery] = []
+        run_ids = [invoke("holder", key)]
+
+        def start_waiter() -> None:
+            run_ids.append(invoke("waiter", key))
+            delivery = lane_mapping.poll(wait_seconds=0, flush=True)
+            assert delivery is not None
+            nested.append(delivery)
+
+        WHILE_HOLDING.append(start_waiter)
+        return run_ids, deliver_visible(stack) + nested
+
+    nth = nth_request("UpdateItem", finishing(lost), lambda: scenario("probe"))
+    calls.clear()
+    with answer_lost("UpdateItem", nth) as seen:
+        run_ids, deliveries = scenario("lost")
+    assert seen[0] > nth
+    assert_acknowledged(stack, deliveries)
+    runs = [stack.run(run_id) for run_id in run_ids]
+    assert [(run["status"], run["result"], run["attempts"]) for run in runs] == [
+        ("completed", "holder", 1),
+        ("completed", "waiter", 1),
+    ]
+    assert calls == {"holder": 1, "waiter": 1}
