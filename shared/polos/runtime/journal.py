@@ -338,8 +338,9 @@ def _finished_by(
     """Whether the run item ``stored``, returned by a refused ``finish``, holds that very finish: applied by
     an earlier send whose answer was lost (botocore sent it again). Its lease is released, and it shows our
     status, ``updated_at`` stamp (to the microsecond) and ``waiting_for``. With ``attempts`` (the count our
-    write left), it is sound whatever the clocks: a later attempt's acquire adds one, and only its own
-    finish with nothing executed gives it back (``queued``, waiting for a slot, which ours then is not)."""
+    write left), it holds whatever the clocks: a later attempt's acquire adds one, so its outcome shows our
+    count only when it gave that one back (ran nothing, ``queued`` for a slot), and then it waits for the
+    slot, which an outcome of ours that counts its execution never does."""
     if stored is None or "lease_owner" in stored:
         return False
     written = (_s(stored, "status"), _s(stored, "updated_at"), _s(stored, "waiting_for"))
