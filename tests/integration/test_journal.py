@@ -5,11 +5,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from helpers.worker import answer_lost
 from polos import workflow
 from polos.app import App
 from polos.aws import settings
 from polos.context import WorkflowContext
 from polos.errors import RunLeaseLostError
+from polos.runtime import journal as journal_module
 from polos.runtime.journal import (
     Acquired,
     Journal,
@@ -126,6 +128,48 @@ def test_finish_records_the_outcome_and_clears_the_lease(journal: Journal) -> No
     assert "error" not in item  # the earlier attempt's error is gone once the run completes
 
 
+def test_a_finish_applied_whose_answer_was_lost_counts_as_done_and_reports_the_cancel(
+    journal: Journal,
+) -> None:
+    """botocore's retry of the finish is refused by its own condition (the lease is released): the item
+    it returns is this very write, so the attempt goes on; the cancel asked for meanwhile is still seen."""
+    acquire(journal, "r1")
+    journal.cancel("r1")  # running: only asks
+    with answer_lost("UpdateItem", 1) as seen:
+        asked = journal.finish("r1", "o1", "waiting", waiting_for_json='{"step":"w"}', attempts=1)
+    assert seen[0] == 2 and asked
+    assert raw_item(journal, "r1")["status"] == {"S": "waiting"}
+
+
+@pytest.mark.parametrize("later", ["retried", "queued-for-a-slot"])
+def test_a_later_attempts_finish_is_never_taken_for_ours_even_with_the_same_stamp(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch, later: str
+) -> None:
+    """The holder ``a`` lost its lease; ``b`` took it and ended it ``queued`` as ``a`` would, at the same
+    microsecond (clocks agree): ``a``'s finish is refused still, by the count of attempts (``b`` executed)
+    or by what the run waits for (``b`` gave its count back, queued for a slot)."""
+    monkeypatch.setattr(journal_module, "now_iso", lambda: "2026-01-01T00:00:00.000000Z")
+    first = acquire(journal, "r1", owner="a")
+    assert isinstance(first, Acquired) and first.run.lease_until is not None
+    assert isinstance(acquire(journal, "r1", owner="b", now=first.run.lease_until + 1), Acquired)
+    if later == "retried":
+        journal.finish("r1", "b", "queued", attempts=2)
+    else:
+        slot = '{"step":"","kind":"concurrency","queue":"q"}'
+        journal.finish("r1", "b", "queued", waiting_for_json=slot, unexecuted=True, attempts=2)
+    before = raw_item(journal, "r1")
+    with pytest.raises(RunLeaseLostError):
+        journal.finish("r1", "a", "queued", attempts=1)
+    assert raw_item(journal, "r1") == before
+
+
+def test_a_lease_taken_whose_answer_was_lost_is_held(journal: Journal) -> None:
+    with answer_lost("UpdateItem", 1) as seen:
+        taken = acquire(journal, "r1")
+    assert seen[0] == 2
+    assert isinstance(taken, Acquired) and taken.run.lease_owner == "o1" and taken.run.attempts == 1
+
+
 def test_finish_without_the_lease_writes_nothing(journal: Journal) -> None:
     acquire(journal, "r1")
     before = raw_item(journal, "r1")
@@ -186,6 +230,16 @@ def test_a_step_write_retried_after_its_answer_was_lost_is_not_another_attempts(
     journal.record_step("r1", done)  # the same write again (botocore's retry of one that was applied)
     stored = journal.get_step("r1", "s")
     assert stored is not None and stored.result_json == result
+
+
+def test_a_fenced_step_write_whose_answer_was_lost_is_this_attempts(journal: Journal) -> None:
+    acquire(journal, "r1")
+    done = step("s", 0, result='"fenced"')
+    with answer_lost("TransactWriteItems", 1) as seen:  # the retry: the lease is ours, the step is written
+        journal.record_step("r1", done, fence_owner="o1")
+    assert seen[0] == 2
+    stored = journal.get_step("r1", "s")
+    assert stored is not None and stored.result_json == '"fenced"'
 
 
 def test_a_failed_step_may_be_replaced(journal: Journal) -> None:

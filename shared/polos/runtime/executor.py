@@ -326,7 +326,12 @@ async def _releasing(journal: Journal, run: RunRecord, owner: str, read: Callabl
         with contextlib.suppress(overload.InfrastructureThrottled, RunLeaseLostError):
             await asyncio.to_thread(
                 lambda: journal.finish(
-                    run.run_id, owner, "queued", kept_steps_bytes=run.kept_steps_bytes, uncounted=True
+                    run.run_id,
+                    owner,
+                    "queued",
+                    kept_steps_bytes=run.kept_steps_bytes,
+                    uncounted=True,
+                    attempts=run.attempts,
                 )
             )
         raise
@@ -527,6 +532,7 @@ async def _finish(
             attempt=attempts.summary(run, status, error, uncounted, now_iso()),
             slot_json=run.slot_json,
             unexecuted=unexecuted,
+            attempts=run.attempts,
         )
 
     cancel_asked = False

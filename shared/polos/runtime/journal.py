@@ -317,6 +317,10 @@ def _written_by(stored: Item | None, step: StepRecord) -> bool:
     )
 
 
+def _cancel_asked(run_item: Item) -> bool:
+    return bool(run_item.get("cancel_requested", {}).get("BOOL", False))
+
+
 # A run an attempt may take (or that may be failed for exhausted deliveries): unfinished, and no live lease.
 _LEASE_FREE = (
     "((#status = :queued OR #status = :running) AND "
@@ -326,6 +330,22 @@ _LEASE_FREE = (
 
 def _condition_failed(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _finished_by(
+    stored: Item | None, status: str, stamp: str, waiting_for_json: str | None, attempts: int | None
+) -> bool:
+    """Whether the run item ``stored``, returned by a refused ``finish``, holds that very finish: applied by
+    an earlier send whose answer was lost (botocore sent it again). Its lease is released, and it shows our
+    status, ``updated_at`` stamp (to the microsecond) and ``waiting_for``. With ``attempts`` (the count our
+    write left), it holds whatever the clocks: a later attempt's acquire adds one, so its outcome shows our
+    count only when it gave that one back (ran nothing, ``queued`` for a slot), and then it waits for the
+    slot, which an outcome of ours that counts its execution never does."""
+    if stored is None or "lease_owner" in stored:
+        return False
+    written = (_s(stored, "status"), _s(stored, "updated_at"), _s(stored, "waiting_for"))
+    counted = attempts is None or _n(stored, "attempts") == attempts
+    return counted and written == (status, stamp, waiting_for_json)
 
 
 @dataclass(frozen=True, slots=True)
@@ -539,6 +559,8 @@ class Journal:
             old: Item | None = exc.response.get("Item")  # type: ignore[assignment]
             if old is None:
                 return NotAcquired(run=None, outcome="missing")
+            if _s(old, "lease_owner") == owner:  # a retry of our own take, applied but its answer lost
+                return Acquired(run=decode_run(old))
             if is_claim(old):
                 return NotAcquired(run=None, outcome="claimed", claimed_by=_s(old, CLAIMED_BY))
             current = decode_run(old)
@@ -735,6 +757,7 @@ class Journal:
         attempt: AttemptSummary | None = None,
         slot_json: str | None = None,
         unexecuted: bool = False,
+        attempts: int | None = None,
     ) -> bool:
         """End this attempt: ``completed``/``failed``/``cancelled`` for good, ``queued`` to retry, or
         ``waiting`` (with ``waiting_for_json``) until a wake-up. Returns whether a cancel was asked for
@@ -763,10 +786,15 @@ class Journal:
 
         ``slot_json``: the concurrency slot the attempt took or queued for (``polos.runtime.slots``).
         ``unexecuted``: the attempt ran nothing (queued for a slot): its ``attempts`` count is given back.
+
+        A send applied whose answer was lost is sent again by botocore and refused by its own condition (the
+        lease is released): the item it returns shows whether it is this write (``_finished_by``; pass the
+        run's ``attempts`` as this attempt's lease counted them), which then counts as done.
         """
+        stamp = now_iso()
         values: dict[str, AttributeValueTypeDef] = {
             ":status": {"S": status},
-            ":stamp": {"S": now_iso()},
+            ":stamp": {"S": stamp},
             ":owner": {"S": owner},
         }
         names = {"#status": "status", "#error": "error"}
@@ -834,12 +862,14 @@ class Journal:
             "ConditionExpression": "lease_owner = :owner",
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
         lost = f"run {run_id}: this attempt lost its lease before finishing"
+        counted = None if attempts is None else attempts - (1 if unexecuted else 0)
         try:
             if not apart:
                 answer = self._client.update_item(**update, ReturnValues="ALL_NEW")
-                return bool(answer.get("Attributes", {}).get("cancel_requested", {}).get("BOOL", False))
+                return _cancel_asked(answer.get("Attributes", {}))
             result_item: Item = {
                 "pk": {"S": run_pk(run_id)},
                 "sk": {"S": RESULT_SK},
@@ -851,12 +881,15 @@ class Journal:
             )
             return False  # only a completed run keeps its result apart: a cancel no longer matters
         except ClientError as exc:
-            if _condition_failed(exc):
-                raise RunLeaseLostError(lost) from exc
+            stored: Item | None = exc.response.get("Item")  # type: ignore[assignment]
             reasons = exc.response.get("CancellationReasons", [])
-            if [reason.get("Code") for reason in reasons][:1] == ["ConditionalCheckFailed"]:
+            if not _condition_failed(exc):
+                if [reason.get("Code") for reason in reasons][:1] != ["ConditionalCheckFailed"]:
+                    raise
+                stored = reasons[0].get("Item")  # type: ignore[assignment]
+            if not _finished_by(stored, status, stamp, waiting_for_json, counted):
                 raise RunLeaseLostError(lost) from exc
-            raise
+            return _cancel_asked(stored or {})
 
     def put_traceback(self, run_id: str, attempt: int, text: str) -> None:
         """Keep a failed execution's (bounded) traceback in the run's partition, as long as the run."""

@@ -282,7 +282,10 @@ class Invocation:
             "(they may have run in part)",
         )
         logger.warning("unfinished batch run failed: its workflow is single-event now")
-        await asyncio.to_thread(lambda: self._journal.finish(run_id, owner, "failed", error=error))
+        counted = taken.run.attempts
+        await asyncio.to_thread(
+            lambda: self._journal.finish(run_id, owner, "failed", error=error, attempts=counted)
+        )
         return True
 
 
