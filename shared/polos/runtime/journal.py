@@ -35,7 +35,7 @@ from polos.aws.chunking import get_all, query_all
 from polos.errors import RunLeaseLostError
 from polos.payloads import utc_iso
 from polos.publish.events import EventRef
-from polos.runtime.attempts import AttemptSummary, traceback_sort_key
+from polos.runtime.attempts import DURATION_ATTRIBUTE, AttemptSummary, first_execution, traceback_sort_key
 from polos.runtime.records import (
     FINISHED,
     RUN_ITEM_BUDGET,
@@ -631,26 +631,50 @@ class Journal:
         return decode_run(answer["Attributes"])
 
     def reopen(self, run_id: str) -> bool:
-        """Make a ``failed`` run ``queued`` again (its message is being redriven); ``False`` if not failed."""
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
-                UpdateExpression="SET #status = :queued, updated_at = :stamp "
-                "REMOVE #error, message_attempts, dead_letter",  # a redrive starts a fresh count
-                ConditionExpression="#status = :failed",
-                ExpressionAttributeNames={"#status": "status", "#error": "error"},
-                ExpressionAttributeValues={
-                    ":queued": {"S": "queued"},
-                    ":failed": {"S": "failed"},
-                    ":stamp": {"S": now_iso()},
-                },
-            )
-        except ClientError as exc:
-            if _condition_failed(exc):
-                return False
-            raise
-        return True
+        """Make a ``failed`` run ``queued`` again (its message is being redriven); ``False`` if not failed.
+
+        One conditional UpdateItem; two when its first execution failed it and kept only its duration (see
+        :mod:`polos.runtime.attempts`): refused, its ``ALL_OLD`` answer gives that execution's summary,
+        written whole by the second, conditional on the run being as read."""
+        first: AttemptSummary | None = None
+        for _ in range(2):
+            names = {"#status": "status", "#error": "error"}
+            values: dict[str, AttributeValueTypeDef] = {
+                ":queued": {"S": "queued"},
+                ":failed": {"S": "failed"},
+                ":stamp": {"S": now_iso()},
+            }
+            removals = "#error, message_attempts, dead_letter"  # a redrive starts a fresh count
+            condition = f"#status = :failed AND attribute_not_exists({DURATION_ATTRIBUTE})"
+            summary = ""
+            if first is not None:
+                names["#attempt"] = first.attribute
+                values[":attempt"] = {"S": first.to_json()}
+                values[":took"] = {"N": str(first.duration_us)}
+                summary, removals = ", #attempt = :attempt", f"{removals}, {DURATION_ATTRIBUTE}"
+                condition = f"#status = :failed AND {DURATION_ATTRIBUTE} = :took"
+            try:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key={"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
+                    UpdateExpression=f"SET #status = :queued, updated_at = :stamp{summary} REMOVE {removals}",
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+            except ClientError as exc:
+                if not _condition_failed(exc):
+                    raise
+                old: Item | None = exc.response.get("Item")  # type: ignore[assignment]
+                if first is not None or old is None or is_claim(old) or _s(old, "status") != "failed":
+                    return False
+                first = first_execution(decode_run(old), old)
+                if first is None:
+                    return False
+                continue
+            return True
+        return False
 
     def record_step(self, run_id: str, step: StepRecord, *, fence_owner: str | None = None) -> None:
         """Journal a step. A completed step is never overwritten.
@@ -759,14 +783,15 @@ class Journal:
         ``state_json``: ``ctx.state`` as the attempt left it (``state_schema`` workflows), saved with the
         outcome.
 
-        ``attempt``: this execution's summary, kept in the run item (see :mod:`polos.runtime.attempts`).
+        ``attempt``: this execution's summary, kept in the run item (see :mod:`polos.runtime.attempts`; only
+        its duration when it is the first and ends the run); its ``finished_at`` is the run's ``updated_at``.
 
         ``slot_json``: the concurrency slot the attempt took or queued for (``polos.runtime.slots``).
         ``unexecuted``: the attempt ran nothing (queued for a slot): its ``attempts`` count is given back.
         """
         values: dict[str, AttributeValueTypeDef] = {
             ":status": {"S": status},
-            ":stamp": {"S": now_iso()},
+            ":stamp": {"S": now_iso() if attempt is None else attempt.finished_at},
             ":owner": {"S": owner},
         }
         names = {"#status": "status", "#error": "error"}
@@ -818,8 +843,13 @@ class Journal:
                 assignments.append("#step = :step")
         if attempt is not None:
             names["#attempt"] = attempt.attribute
-            values[":attempt"] = {"S": attempt.to_json()}
-            assignments.append("#attempt = :attempt")
+            if attempt.ends_first:  # an earlier summary of number 1 (queued for a slot, given back) goes
+                values[":took"] = {"N": str(attempt.duration_us)}
+                assignments.append(f"{DURATION_ATTRIBUTE} = :took")
+                removals.append("#attempt")
+            else:
+                values[":attempt"] = {"S": attempt.to_json()}
+                assignments.append("#attempt = :attempt")
         given_back = ""
         if uncounted and "message_attempts" not in removals:
             values[":given_back"] = {"N": "-1"}
