@@ -95,9 +95,14 @@ def as_stored_before(summary: AttemptSummary) -> dict[str, Any]:
 
 
 def old_format(item: dict[str, Any], summary: AttemptSummary) -> dict[str, Any]:
-    """``item`` as the code before issue 26 wrote it: the summary whole in ``attempt#<n>``."""
+    """``item`` as the code before issue 26 wrote it: the summary whole in ``attempt#<n>``, a single-event
+    run's ``trigger_type``, a kept step's ``status`` and ``attempts`` (1) in its map."""
     old = {name: value for name, value in item.items() if name != attempts.DURATION_ATTRIBUTE}
     old[summary.attribute] = {"S": summary.to_json()}
+    old.setdefault("trigger_type", {"S": "event"})
+    for name, value in item.items():
+        if name.startswith("step#"):
+            old[name] = {"M": {"status": {"S": "completed"}, "attempts": {"N": "1"}, **value["M"]}}
     return old
 
 
@@ -151,6 +156,9 @@ def test_a_run_failed_by_its_first_execution_then_redriven_shows_both_executions
     assert "in _charge" in shown_first["error"].pop("traceback")
     assert shown_first == as_stored_before(first)
     assert history[1] == as_stored_before(second)
+    # The step's calls of both executions: a count other than 1 stays in the kept step's map.
+    calls = int(run_item(run_id)["step#charge"]["M"]["attempts"]["N"])
+    assert calls > 1 and [step["attempts"] for step in view["steps"]] == [calls]
 
 
 def test_a_two_execution_run_keeps_both_summaries_whole(
@@ -175,15 +183,27 @@ def test_a_two_execution_run_keeps_both_summaries_whole(
     assert history == [as_stored_before(first), as_stored_before(second)]
 
 
-def test_a_single_event_run_item_of_the_headline(urls: dict[str, str]) -> None:
-    """The headline's run item: no summary; an old one (with its summary) still reads the same."""
+def test_the_headline_run_item_keeps_no_default_and_reads_as_before(
+    urls: dict[str, str], written: dict[str, list[AttemptSummary]]
+) -> None:
+    """A single-event run's item: no summary, no ``trigger_type`` (its ``wid`` says ``event``), its kept
+    step without ``status`` (kept steps are completed) and ``attempts`` 1; an old item reads the same."""
     [event] = publish("cr/event", {"n": 1})
     Pump(APP, urls).drain()
     run_id = event_run_id("cr-event", "cr/event", event.sequence_id)
     item = run_item(run_id)
-    assert item["status"] == {"S": "completed"}
+    assert item["status"] == {"S": "completed"} and "wid" in item
     assert [name for name in item if name.startswith(attempts.SUMMARY_PREFIX)] == []
+    assert "trigger_type" not in item
+    assert sorted(item["step#count"]["M"]) == ["finished_at", "idx", "result", "started_at"]
     view = Api()("GET", f"/api/v1/runs/{run_id}").json
+    assert view["trigger"]["type"] == "event"
+    assert [(step["key"], step["status"], step["attempts"]) for step in view["steps"]] == [
+        ("count", "completed", 1)
+    ]
     [shown] = view["attempt_history"]
-    assert (shown["attempt"], shown["outcome"], shown["finished_at"]) == (1, "completed", view["updated_at"])
-    assert shown["started_at"] < shown["finished_at"]
+    [summary] = written[run_id]
+    assert shown == as_stored_before(summary) and shown["finished_at"] == view["updated_at"]
+
+    put_item(old_format(item, summary))
+    assert Api()("GET", f"/api/v1/runs/{run_id}").json == view
