@@ -19,6 +19,9 @@ from polos.runtime import attempts
 from polos.runtime.attempts import AttemptSummary
 from polos.runtime.journal import RUN_SK, Journal, event_run_id, run_pk
 
+from bench import monthly
+from infra.metering.units import item_size
+
 LONG = "card declined: " + "x" * 400  # past the summary's 300 characters
 outcomes: dict[str, str] = {}  # key -> what the next execution does: "fail", "fatal", else completes
 
@@ -204,6 +207,10 @@ def test_the_headline_run_item_keeps_no_default_and_reads_as_before(
     [shown] = view["attempt_history"]
     [summary] = written[run_id]
     assert shown == as_stored_before(summary) and shown["finished_at"] == view["updated_at"]
+
+    # What bench --only targets counts as saved is what this item saves on the item written before.
+    saved = item_size(old_format(item, summary)) - item_size(item)
+    assert sum(monthly.run_item_bytes_saved(int(item[attempts.DURATION_ATTRIBUTE]["N"]))) == saved
 
     put_item(old_format(item, summary))
     assert Api()("GET", f"/api/v1/runs/{run_id}").json == view
