@@ -5,6 +5,7 @@ for such items and for items written before (which keep their summary)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -63,15 +64,18 @@ def urls(aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str
 
 @pytest.fixture
 def written(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[AttemptSummary]]:
-    """Each run's attempt summaries as the executor hands them to ``Journal.finish``: what the code before
-    issue 26 stored, whole, in ``attempt#<n>``."""
+    """Each run's attempt summaries as the executor hands them to ``Journal.finish``, finished when the
+    write that ends the execution stamps the run (``updated_at``): what the code before issue 26 stored,
+    whole, in ``attempt#<n>`` (it took its own clock reading a few microseconds before)."""
     seen: dict[str, list[AttemptSummary]] = {}
     finish = Journal.finish
 
     def spy(self: Journal, run_id: str, *args: Any, **kwargs: Any) -> bool:
+        cancel_asked = finish(self, run_id, *args, **kwargs)
         if kwargs.get("attempt") is not None:
-            seen.setdefault(run_id, []).append(kwargs["attempt"])
-        return finish(self, run_id, *args, **kwargs)
+            stamp = run_item(run_id)["updated_at"]["S"]
+            seen.setdefault(run_id, []).append(replace(kwargs["attempt"], finished_at=stamp))
+        return cancel_asked
 
     monkeypatch.setattr(Journal, "finish", spy)
     return seen

@@ -24,7 +24,7 @@ import json
 import secrets
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
@@ -518,7 +518,9 @@ class Journal:
                 "(attribute_not_exists(message_attempts) OR message_attempts < :max_attempts))"
             )
         set_refs = ""
-        if named != UNINDEXED_WORKFLOW:  # else ``wid`` tells the trigger
+        # A run created here names its trigger, unless ``wid`` tells it; an existing one has it already (a
+        # wake-up's message, ``invoke``, is not the trigger of the run it wakes).
+        if create and named != UNINDEXED_WORKFLOW:
             values[":trigger"] = {"S": trigger_type}
             set_refs = ", trigger_type = if_not_exists(trigger_type, :trigger)"
         if event_refs:
@@ -801,9 +803,10 @@ class Journal:
         ``slot_json``: the concurrency slot the attempt took or queued for (``polos.runtime.slots``).
         ``unexecuted``: the attempt ran nothing (queued for a slot): its ``attempts`` count is given back.
         """
+        stamp = now_iso()
         values: dict[str, AttributeValueTypeDef] = {
             ":status": {"S": status},
-            ":stamp": {"S": now_iso() if attempt is None else attempt.finished_at},
+            ":stamp": {"S": stamp},
             ":owner": {"S": owner},
         }
         names = {"#status": "status", "#error": "error"}
@@ -854,6 +857,7 @@ class Journal:
                 values[":step"] = _step_attribute(step)
                 assignments.append("#step = :step")
         if attempt is not None:
+            attempt = replace(attempt, finished_at=stamp)  # the run's updated_at: first_execution reads it
             names["#attempt"] = attempt.attribute
             if attempt.ends_first:  # an earlier summary of number 1 (queued for a slot, given back) goes
                 values[":took"] = {"N": str(attempt.duration_us)}
