@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from polos.runtime.attempts import DURATION_ATTRIBUTE, AttemptSummary
+from polos.runtime.journal import KEPT_STEP_DEFAULTS
+from polos.timestamps import utc_iso
 
 from bench import fixed, storage
 from bench.cost import RATIO_TARGETS, TARGET, TARGET_USD_PER_MILLION, Bill, Scenario
@@ -13,6 +18,7 @@ from bench.logs import EVENT_OVERHEAD_BYTES
 from bench.stack import FULL_VCPU_MB
 from bench.tables import grid as _grid
 from infra.metering import prices
+from infra.metering.units import item_size
 from infra.model import FUNCTIONS
 
 # Lambda bills the INIT phase of on-demand functions since 2025-08-01
@@ -53,6 +59,20 @@ def logs_usd(bill: Bill) -> float:
     return (
         (lines["CloudWatch Logs ingestion"] + lines["CloudWatch Logs storage"]) / bill.events * prices.MILLION
     )
+
+
+def run_item_bytes_saved(duration_us: int = 200_000) -> tuple[int, int]:
+    """Bytes a completed single-event run item of one execution (``duration_us`` long) and one step no
+    longer stores (issue 26): its ``attempt#1`` summary less the duration kept instead; and the defaults
+    (``trigger_type`` event, the kept step's ``status`` and ``attempts`` 1)."""
+    finished = datetime.now(UTC)
+    started = utc_iso(finished - timedelta(microseconds=duration_us))
+    first = AttemptSummary(1, started, utc_iso(finished), "completed")
+    summary = item_size({first.attribute: {"S": first.to_json()}})
+    summary -= item_size({DURATION_ATTRIBUTE: {"N": str(first.duration_us)}})
+    defaults = item_size({"trigger_type": {"S": "event"}})
+    defaults += item_size({"m": {"M": KEPT_STEP_DEFAULTS}}) - item_size({"m": {"M": {}}})
+    return summary, defaults
 
 
 def _bill(bills: Sequence[Bill], system: str, scenario: Scenario) -> Bill | None:
@@ -181,6 +201,13 @@ def lever_rows(bills: Sequence[Bill], logs_before: float | None = None) -> list[
     init_month = init * COLD_STARTS_PER_FUNCTION_MONTH * prices.LAMBDA_GB_SECOND_ARM.usd
     at = fixed.HEADLINE_VOLUME / prices.MILLION
     metrics = len(polos.metrics)
+    summary, defaults = run_item_bytes_saved()
+    stored_byte = (  # storage and PITR of one byte per headline event, $ per million events
+        TARGET.shape.subscribers
+        * storage.retention_months(polos.retention_days + storage.TTL_DELETE_LAG_DAYS)
+        * (prices.DYNAMODB_STORAGE.usd + prices.DYNAMODB_PITR.usd)
+        * prices.MILLION
+    )
     return [
         [
             "single-event runs listed without a runs-index entry",
@@ -195,6 +222,20 @@ def lever_rows(bills: Sequence[Bill], logs_before: float | None = None) -> list[
             saved,
             f"CloudWatch Logs ingestion + storage of the headline, $/M: {before} at INFO, "
             f"{logs_after:.3f} at DEBUG (same run)",
+        ],
+        [
+            "no attempt#1 summary in a run its first execution ends",
+            "built",
+            f"-{summary * stored_byte:.3f}",
+            f"storage + PITR of the run item's {summary} bytes less (the summary, less its duration kept in "
+            "took_us); the run's status, updated_at and error tell the rest",
+        ],
+        [
+            "run item without defaults: trigger_type event, a kept step's status and attempts 1",
+            "built",
+            f"-{defaults * stored_byte:.3f}",
+            f"storage + PITR of the run item's {defaults} bytes less (wid says event; kept steps are "
+            "completed)",
         ],
         [
             "tables on DynamoDB's AWS owned key, not the AWS managed key",

@@ -24,7 +24,7 @@ import json
 import secrets
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
@@ -35,7 +35,7 @@ from polos.aws.chunking import get_all, query_all
 from polos.errors import RunLeaseLostError
 from polos.payloads import utc_iso
 from polos.publish.events import EventRef
-from polos.runtime.attempts import AttemptSummary, traceback_sort_key
+from polos.runtime.attempts import DURATION_ATTRIBUTE, AttemptSummary, first_execution, traceback_sort_key
 from polos.runtime.records import (
     FINISHED,
     RUN_ITEM_BUDGET,
@@ -97,7 +97,8 @@ def index_partitions(workflow_id: str) -> list[str]:
 
 
 # The attribute naming a run item's workflow: the index key ``wf``, or ``wid`` (not a key of any index) for
-# a single-event run, which its event lists (one index write less per event).
+# a single-event run, which its event lists (one index write less per event). ``wid`` also tells its
+# ``trigger_type`` (``event``), not stored then (17 bytes less; items written before have it).
 UNINDEXED_WORKFLOW = "wid"
 
 
@@ -147,13 +148,14 @@ def encode_run(run: RunRecord, expires_at: int) -> Item:
         "sk": {"S": RUN_SK},
         "status": {"S": run.status},
         "attempts": {"N": str(run.attempts)},
-        "trigger_type": {"S": run.trigger_type},
         "created_at": {"S": run.created_at},
         "updated_at": {"S": run.updated_at},
         "expires_at": {"N": str(expires_at)},
     }
     name, workflow = workflow_attribute(run.trigger_type, run.workflow_id, run.run_id)
     item[name] = {"S": workflow}
+    if name != UNINDEXED_WORKFLOW:
+        item["trigger_type"] = {"S": run.trigger_type}
     if run.event_refs:
         item["event_refs"] = {"S": json.dumps([ref.to_list() for ref in run.event_refs])}
     optional = {
@@ -198,7 +200,7 @@ def decode_run(item: Item) -> RunRecord:
         workflow_id=_s(item, UNINDEXED_WORKFLOW) or (_s(item, "wf") or "").split("#")[0],
         status=_s(item, "status"),  # type: ignore[arg-type]
         attempts=int(attempts or 0),
-        trigger_type=_s(item, "trigger_type"),  # type: ignore[arg-type]
+        trigger_type=_s(item, "trigger_type") or ("event" if UNINDEXED_WORKFLOW in item else None),  # type: ignore[arg-type]
         created_at=_s(item, "created_at") or "",
         updated_at=_s(item, "updated_at") or "",
         event_refs=[EventRef.from_list(raw) for raw in json.loads(refs)] if refs else [],
@@ -226,10 +228,15 @@ def decode_run(item: Item) -> RunRecord:
     )
 
 
+# A step kept in its run item leaves out the fields equal to these (kept steps are completed, most with one
+# call): 27 bytes less per run. Maps written before have them.
+KEPT_STEP_DEFAULTS: Item = {"status": {"S": "completed"}, "attempts": {"N": "1"}}
+
+
 def _kept_steps(run_item: Item) -> list[StepRecord]:
     """The steps journaled in a run item (with a run's outcome, see ``Journal.finish``)."""
     return [
-        _decode_step({**value["M"], "sk": {"S": name}})
+        _decode_step({**KEPT_STEP_DEFAULTS, **value["M"], "sk": {"S": name}})
         for name, value in run_item.items()
         if name.startswith(STEP_PREFIX) and "M" in value
     ]
@@ -269,10 +276,14 @@ def _encode_step(run_id: str, step: StepRecord, expires_at: int, result_at: str 
 
 
 def _step_attribute(step: StepRecord) -> AttributeValueTypeDef:
-    """A step kept in its run item (attribute ``step#<key>``): the step item's fields, as a map."""
+    """A step kept in its run item (attribute ``step#<key>``): the step item's fields but those equal to
+    :data:`KEPT_STEP_DEFAULTS`, as a map."""
     fields = _encode_step("", step, 0)
     for name in ("pk", "sk", "expires_at"):
         del fields[name]
+    for name, default in KEPT_STEP_DEFAULTS.items():
+        if fields[name] == default:
+            del fields[name]
     return {"M": fields}
 
 
@@ -513,7 +524,6 @@ class Journal:
             ":now": {"N": repr(moment)},
             ":stamp": {"S": stamp},
             ":created": {"S": created_at or stamp},
-            ":trigger": {"S": trigger_type},
             ":expires": {"N": str(self.expires_at())},
             ":one": {"N": "1"},
         }
@@ -528,9 +538,14 @@ class Journal:
                 "(attribute_not_exists(message_attempts) OR message_attempts < :max_attempts))"
             )
         set_refs = ""
+        # A run created here names its trigger, unless ``wid`` tells it; an existing one has it already (a
+        # wake-up's message, ``invoke``, is not the trigger of the run it wakes).
+        if create and named != UNINDEXED_WORKFLOW:
+            values[":trigger"] = {"S": trigger_type}
+            set_refs = ", trigger_type = if_not_exists(trigger_type, :trigger)"
         if event_refs:
             values[":refs"] = {"S": json.dumps([ref.to_list() for ref in event_refs])}
-            set_refs = ", event_refs = if_not_exists(event_refs, :refs)"
+            set_refs += ", event_refs = if_not_exists(event_refs, :refs)"
         if payload_json is not None:
             values[":payload"] = {"S": payload_json}
             set_refs += ", payload = if_not_exists(payload, :payload)"
@@ -542,7 +557,6 @@ class Journal:
                     f"SET {named} = if_not_exists({named}, :wf), #status = :running, lease_owner = :owner, "
                     "lease_until = :until, "
                     "updated_at = :stamp, created_at = if_not_exists(created_at, :created), "
-                    "trigger_type = if_not_exists(trigger_type, :trigger), "
                     "expires_at = if_not_exists(expires_at, :expires)"
                     + set_refs
                     + " ADD attempts :one, message_attempts :one"
@@ -653,26 +667,50 @@ class Journal:
         return decode_run(answer["Attributes"])
 
     def reopen(self, run_id: str) -> bool:
-        """Make a ``failed`` run ``queued`` again (its message is being redriven); ``False`` if not failed."""
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
-                UpdateExpression="SET #status = :queued, updated_at = :stamp "
-                "REMOVE #error, message_attempts, dead_letter",  # a redrive starts a fresh count
-                ConditionExpression="#status = :failed",
-                ExpressionAttributeNames={"#status": "status", "#error": "error"},
-                ExpressionAttributeValues={
-                    ":queued": {"S": "queued"},
-                    ":failed": {"S": "failed"},
-                    ":stamp": {"S": now_iso()},
-                },
-            )
-        except ClientError as exc:
-            if _condition_failed(exc):
-                return False
-            raise
-        return True
+        """Make a ``failed`` run ``queued`` again (its message is being redriven); ``False`` if not failed.
+
+        One conditional UpdateItem; two when its first execution failed it and kept only its duration (see
+        :mod:`polos.runtime.attempts`): refused, its ``ALL_OLD`` answer gives that execution's summary,
+        written whole by the second, conditional on the run being as read."""
+        first: AttemptSummary | None = None
+        for _ in range(2):
+            names = {"#status": "status", "#error": "error"}
+            values: dict[str, AttributeValueTypeDef] = {
+                ":queued": {"S": "queued"},
+                ":failed": {"S": "failed"},
+                ":stamp": {"S": now_iso()},
+            }
+            removals = "#error, message_attempts, dead_letter"  # a redrive starts a fresh count
+            condition = f"#status = :failed AND attribute_not_exists({DURATION_ATTRIBUTE})"
+            summary = ""
+            if first is not None:
+                names["#attempt"] = first.attribute
+                values[":attempt"] = {"S": first.to_json()}
+                values[":took"] = {"N": str(first.duration_us)}
+                summary, removals = ", #attempt = :attempt", f"{removals}, {DURATION_ATTRIBUTE}"
+                condition = f"#status = :failed AND {DURATION_ATTRIBUTE} = :took"
+            try:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key={"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
+                    UpdateExpression=f"SET #status = :queued, updated_at = :stamp{summary} REMOVE {removals}",
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+            except ClientError as exc:
+                if not _condition_failed(exc):
+                    raise
+                old: Item | None = exc.response.get("Item")  # type: ignore[assignment]
+                if first is not None or old is None or is_claim(old) or _s(old, "status") != "failed":
+                    return False
+                first = first_execution(decode_run(old), old)
+                if first is None:
+                    return False
+                continue
+            return True
+        return False
 
     def record_step(self, run_id: str, step: StepRecord, *, fence_owner: str | None = None) -> None:
         """Journal a step. A completed step is never overwritten.
@@ -782,7 +820,8 @@ class Journal:
         ``state_json``: ``ctx.state`` as the attempt left it (``state_schema`` workflows), saved with the
         outcome.
 
-        ``attempt``: this execution's summary, kept in the run item (see :mod:`polos.runtime.attempts`).
+        ``attempt``: this execution's summary, kept in the run item (see :mod:`polos.runtime.attempts`; only
+        its duration when it is the first and ends the run); its ``finished_at`` is the run's ``updated_at``.
 
         ``slot_json``: the concurrency slot the attempt took or queued for (``polos.runtime.slots``).
         ``unexecuted``: the attempt ran nothing (queued for a slot): its ``attempts`` count is given back.
@@ -845,9 +884,15 @@ class Journal:
                 values[":step"] = _step_attribute(step)
                 assignments.append("#step = :step")
         if attempt is not None:
+            attempt = replace(attempt, finished_at=stamp)  # the run's updated_at: first_execution reads it
             names["#attempt"] = attempt.attribute
-            values[":attempt"] = {"S": attempt.to_json()}
-            assignments.append("#attempt = :attempt")
+            if attempt.ends_first:  # an earlier summary of number 1 (queued for a slot, given back) goes
+                values[":took"] = {"N": str(attempt.duration_us)}
+                assignments.append(f"{DURATION_ATTRIBUTE} = :took")
+                removals.append("#attempt")
+            else:
+                values[":attempt"] = {"S": attempt.to_json()}
+                assignments.append("#attempt = :attempt")
         given_back = ""
         if uncounted and "message_attempts" not in removals:
             values[":given_back"] = {"N": "-1"}
