@@ -10,7 +10,7 @@ message is acknowledged (gone from its queue right after the deliveries, none bo
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from helpers.worker import answer_lost, queue_depth
@@ -131,6 +131,27 @@ def finishing(status: str) -> Callable[[dict[str, Any]], bool]:
     return wanted
 
 
+Outcome = TypeVar("Outcome")
+
+
+def with_answer_lost(
+    stack: Stack,
+    operation: str,
+    wanted: Callable[[dict[str, Any]], bool],
+    scenario: Callable[[], tuple[Outcome, list[Delivery]]],
+    probe: Callable[[], Any] | None = None,
+) -> Outcome:
+    """Run ``scenario`` with the answer of its first ``operation`` request ``wanted`` picks lost (found by a
+    probe run of ``probe``, default the scenario itself); assert every delivery was acknowledged at once."""
+    nth = nth_request(operation, wanted, probe or scenario)
+    calls.clear()
+    with answer_lost(operation, nth) as seen:
+        outcome, deliveries = scenario()
+    assert seen[0] > nth, "the request whose answer is lost was not made"
+    assert_acknowledged(stack, deliveries)
+    return outcome
+
+
 def test_a_child_whose_finish_answer_was_lost_is_acknowledged_and_wakes_its_parent_at_once(
     stack: Stack,
 ) -> None:
@@ -138,12 +159,8 @@ def test_a_child_whose_finish_answer_was_lost_is_acknowledged_and_wakes_its_pare
         run_id = stack.invoke("la-parent", {})
         return run_id, deliver_visible(stack)
 
-    nth = nth_request("UpdateItem", finishing("completed"), scenario)  # the child's finish: first to complete
-    calls.clear()
-    with answer_lost("UpdateItem", nth) as seen:
-        run_id, deliveries = scenario()
-    assert seen[0] > nth
-    assert_acknowledged(stack, deliveries)
+    # The child's finish: the first to complete.
+    run_id = with_answer_lost(stack, "UpdateItem", finishing("completed"), scenario)
     run = stack.run(run_id)
     assert (run["status"], run["result"]) == ("completed", 14), run
     assert calls == {"child": 1, "after": 1}
@@ -154,12 +171,7 @@ def test_a_run_parked_waiting_whose_answer_was_lost_is_acknowledged_waiting(stac
         run_id = stack.invoke("la-approval", {})
         return run_id, deliver_visible(stack)
 
-    nth = nth_request("UpdateItem", finishing("waiting"), scenario)
-    calls.clear()
-    with answer_lost("UpdateItem", nth) as seen:
-        run_id, deliveries = scenario()
-    assert seen[0] > nth
-    assert_acknowledged(stack, deliveries)
+    run_id = with_answer_lost(stack, "UpdateItem", finishing("waiting"), scenario)
     assert stack.run(run_id)["status"] == "waiting"
     body = {"step_key": "approve", "data": {"ok": 1}}
     assert stack.request("POST", f"/api/v1/runs/{run_id}/resume", body).status == 200
@@ -172,12 +184,7 @@ def test_a_result_kept_apart_whose_transaction_answer_was_lost_is_acknowledged(s
         run_id = stack.invoke("la-large", PAYLOAD)
         return run_id, deliver_visible(stack)
 
-    nth = nth_request("TransactWriteItems", finishing("completed"), scenario)
-    calls.clear()
-    with answer_lost("TransactWriteItems", nth) as seen:
-        run_id, deliveries = scenario()
-    assert seen[0] > nth
-    assert_acknowledged(stack, deliveries)
+    run_id = with_answer_lost(stack, "TransactWriteItems", finishing("completed"), scenario)
     run = stack.run(run_id)
     assert (run["status"], run["result"]) == ("completed", LARGE)
     assert calls == {"large": 1}
@@ -191,12 +198,7 @@ def test_a_lease_taken_whose_answer_was_lost_runs_the_attempt_in_the_same_delive
     def takes_lease(params: dict[str, Any]) -> bool:
         return "lease_owner = :owner" in params.get("UpdateExpression", "")  # finish REMOVEs it
 
-    nth = nth_request("UpdateItem", takes_lease, scenario)
-    calls.clear()
-    with answer_lost("UpdateItem", nth) as seen:
-        run_id, deliveries = scenario()
-    assert seen[0] > nth
-    assert_acknowledged(stack, deliveries)
+    run_id = with_answer_lost(stack, "UpdateItem", takes_lease, scenario)
     run = stack.run(run_id)
     assert (run["status"], run["result"], run["attempts"]) == ("completed", 7, 1), run
     assert calls == {"child": 1}
@@ -229,12 +231,9 @@ def test_a_slot_waiter_parked_or_a_holder_ended_whose_answer_was_lost_is_acknowl
         WHILE_HOLDING.append(start_waiter)
         return run_ids, deliver_visible(stack) + nested
 
-    nth = nth_request("UpdateItem", finishing(lost), lambda: scenario("probe"))
-    calls.clear()
-    with answer_lost("UpdateItem", nth) as seen:
-        run_ids, deliveries = scenario("lost")
-    assert seen[0] > nth
-    assert_acknowledged(stack, deliveries)
+    run_ids = with_answer_lost(
+        stack, "UpdateItem", finishing(lost), lambda: scenario("lost"), probe=lambda: scenario("probe")
+    )
     runs = [stack.run(run_id) for run_id in run_ids]
     assert [(run["status"], run["result"], run["attempts"]) for run in runs] == [
         ("completed", "holder", 1),

@@ -19,6 +19,7 @@ from polos.aws import settings
 from polos.runtime import attempts
 from polos.runtime.attempts import AttemptSummary
 from polos.runtime.journal import RUN_SK, Journal, event_run_id, run_pk
+from polos.runtime.records import RunRecord
 
 from bench import monthly
 from infra.metering.units import item_size
@@ -226,30 +227,28 @@ def test_a_first_execution_queued_for_a_slot_then_ending_the_run_leaves_no_stale
     """An execution queued for a concurrency slot ran nothing and gives its count back, so the next one is
     number 1 again: when that one ends the run, the summary the first wrote (``deferred``) goes."""
     journal = Journal()
-    taken = journal.acquire(
-        run_id="run_slot1",
-        workflow_id="cr-charge",
-        trigger_type="invoke",
-        event_refs=[],
-        owner="o1",
-        lease_seconds=60,
-    )
-    assert taken.outcome == "acquired" and taken.run is not None
-    queued = attempts.summary(taken.run, "queued", None, True, "2026-01-01T00:00:00.000000Z")
+
+    def take(owner: str) -> RunRecord:
+        taken = journal.acquire(
+            run_id="run_slot1",
+            workflow_id="cr-charge",
+            trigger_type="invoke",
+            event_refs=[],
+            owner=owner,
+            lease_seconds=60,
+        )
+        assert taken.outcome == "acquired" and taken.run is not None
+        return taken.run
+
+    first = take("o1")
+    queued = attempts.summary(first, "queued", None, True, "2026-01-01T00:00:00.000000Z")
     journal.finish("run_slot1", "o1", "queued", attempt=queued, uncounted=True, unexecuted=True)
     assert "attempt#1" in run_item("run_slot1")
-    again = journal.acquire(
-        run_id="run_slot1",
-        workflow_id="cr-charge",
-        trigger_type="invoke",
-        event_refs=[],
-        owner="o2",
-        lease_seconds=60,
-    )
-    assert again.outcome == "acquired" and again.run is not None and again.run.attempts == 1
-    ended = attempts.summary(again.run, "completed", None, False, "2026-01-01T00:00:00.000000Z")
+    again = take("o2")
+    assert again.attempts == 1
+    ended = attempts.summary(again, "completed", None, False, "2026-01-01T00:00:00.000000Z")
     journal.finish("run_slot1", "o2", "completed", result_json="1", attempt=ended)
     item = run_item("run_slot1")
     assert [name for name in item if name.startswith(attempts.SUMMARY_PREFIX)] == []
     [shown] = Api()("GET", "/api/v1/runs/run_slot1").json["attempt_history"]
-    assert (shown["attempt"], shown["outcome"], shown["started_at"]) == (1, "completed", again.run.updated_at)
+    assert (shown["attempt"], shown["outcome"], shown["started_at"]) == (1, "completed", again.updated_at)
