@@ -21,6 +21,10 @@ from polos.testing import Stack, local_stack
 
 from infra.local.mapping import Delivery
 
+# Each scenario is probed for the request whose answer it then loses: under ``make chaos``'s faults (retried
+# throttles, duplicates) that count would lie elsewhere, as a crash matrix's would.
+pytestmark = pytest.mark.usefixtures("steady_requests")
+
 calls: dict[str, int] = {}
 # With its payload, past the run item's budget: the result goes to its own item, in a transaction.
 PAYLOAD, LARGE = {"blob": "p" * 60_000}, "x" * 320_000
