@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -64,11 +65,13 @@ def test_batch_of_three_with_the_last_flushed_by_the_window(e2e_server: DevProce
         return runs if sorted(covered) == sorted(ids) else None
 
     runs = wait_until(all_batched, 20, "7 events in completed batch runs")
-    assert sorted(len(run["trigger"]["event_ids"]) for run in runs) == [1, 3, 3]
     assert all(run["trigger"]["type"] == "batch" and run["result"]["size"] <= 3 for run in runs)
-    (last,) = [run for run in runs if len(run["trigger"]["event_ids"]) == 1]
-    # The full batches go as soon as they hold 3 events; the seventh waits for the 2 s window.
-    assert _time(last["created_at"]) - sent_at >= 1.5
+    # A batch short of 3 events goes only when the 2 s window ends.
+    partial = [run for run in runs if len(run["trigger"]["event_ids"]) < 3]
+    assert partial and all(_time(run["created_at"]) - sent_at >= 1.5 for run in partial)
+    if not os.environ.get("POLOS_AWS_FAULTS"):  # several pollers (make chaos) split the events their own way
+        # One poller: the full batches go as soon as they hold 3 events; the seventh alone waits the window.
+        assert sorted(len(run["trigger"]["event_ids"]) for run in runs) == [1, 3, 3]
 
 
 def test_retried_run_skips_its_completed_step(e2e_server: DevProcess, redelivered: dict[str, str]) -> None:
