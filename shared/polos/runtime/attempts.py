@@ -25,11 +25,11 @@ from __future__ import annotations
 import json
 import traceback
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from polos.runtime.records import FINISHED, ErrorInfo, RunRecord
-from polos.timestamps import utc_iso
+from polos.timestamps import parse_utc_iso, utc_iso
 
 KEPT = 10  # executions whose summary the run item keeps
 SUMMARY_PREFIX = "attempt#"  # run item attributes
@@ -63,7 +63,7 @@ class AttemptSummary:
 
     @property
     def duration_us(self) -> int:
-        return (_parsed(self.finished_at) - _parsed(self.started_at)) // timedelta(microseconds=1)
+        return (parse_utc_iso(self.finished_at) - parse_utc_iso(self.started_at)) // timedelta(microseconds=1)
 
     def view(self) -> dict[str, Any]:
         """The summary as ``attempt_history`` shows it (its error's message cut to
@@ -85,17 +85,13 @@ class AttemptSummary:
         return json.dumps(self.view(), ensure_ascii=False, separators=(",", ":"))
 
 
-def _parsed(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
 def first_execution(run: RunRecord, run_item: dict[str, Any]) -> AttemptSummary | None:
     """The summary of the first execution of a run it ended, from its run item (``None`` unless the item
     has :data:`DURATION_ATTRIBUTE`): the run's status, ``updated_at`` and error, started that long before."""
     took = run_item.get(DURATION_ATTRIBUTE, {}).get("N")
     if took is None:
         return None
-    started = utc_iso(_parsed(run.updated_at) - timedelta(microseconds=int(took)))
+    started = utc_iso(parse_utc_iso(run.updated_at) - timedelta(microseconds=int(took)))
     return AttemptSummary(1, started, run.updated_at, run.status, run.error)
 
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Coroutine
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from polos.runtime import clock
 from polos.runtime.records import ErrorInfo
+from polos.timestamps import parse_utc_iso
 
 if TYPE_CHECKING:
     from polos.definition import Workflow
@@ -38,7 +38,7 @@ def deadline(run: RunRecord, workflow: Workflow) -> float | None:
     seconds = run.run_timeout_seconds or workflow.run_timeout_seconds
     if seconds is None or not run.created_at:
         return None
-    return datetime.fromisoformat(run.created_at.replace("Z", "+00:00")).timestamp() + seconds
+    return parse_utc_iso(run.created_at).timestamp() + seconds
 
 
 def passed(moment: float | None) -> bool:

@@ -46,6 +46,7 @@ from polos.runtime.records import (
     RunStatus,
     StepRecord,
 )
+from polos.timestamps import parse_utc_iso
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -121,7 +122,7 @@ def event_run_id(workflow_id: str, topic: str, sequence_id: int) -> str:
 def scheduled_run_id(workflow_id: str, scheduled_time: str, schedule_id: str | None = None) -> str:
     """The run of one firing of a workflow's schedule (of its schedule ``schedule_id``, made at run time):
     a firing delivered twice maps to it."""
-    fired = datetime.fromisoformat(scheduled_time.replace("Z", "+00:00"))
+    fired = parse_utc_iso(scheduled_time)
     if schedule_id is None:
         return hashed_run_id(workflow_id, "schedule", utc_iso(fired))
     return hashed_run_id(workflow_id, "schedule", schedule_id, utc_iso(fired))

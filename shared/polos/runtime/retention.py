@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -34,6 +33,7 @@ from polos.publish.waiters import waiter_key
 from polos.runtime import batches, clock, timers
 from polos.runtime.journal import RUN_SK, Item, Journal
 from polos.runtime.waits import WaitingFor, is_due
+from polos.timestamps import parse_utc_iso
 
 if TYPE_CHECKING:
     from polos.runtime.records import RunRecord, StepRecord
@@ -48,7 +48,7 @@ def margin() -> float:
 
 
 def _epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    return parse_utc_iso(stamp).timestamp()
 
 
 def _events_written(raw: Any) -> list[float]:

@@ -18,7 +18,6 @@ import asyncio
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from polos.aws import observability, overload, settings
@@ -31,6 +30,7 @@ from polos.runtime.journal import Acquired, Journal, scheduled_run_id
 from polos.runtime.records import ErrorInfo
 from polos.runtime.runs import new_run_id, single_run_id
 from polos.schedules import Schedule
+from polos.timestamps import parse_utc_iso
 
 if TYPE_CHECKING:
     from polos.app import App
@@ -223,7 +223,7 @@ class Invocation:
                 # The schedule was removed by a redeploy since this firing.
                 logger.warning("firing of a workflow that has no such schedule now; acknowledged")
                 return set()
-            fired = datetime.fromisoformat(message.scheduled_time.replace("Z", "+00:00"))
+            fired = parse_utc_iso(message.scheduled_time)
             payload = schedule.payload(
                 fired, *((keyed["id"], keyed["key"]) if keyed is not None else (None, None))
             )
