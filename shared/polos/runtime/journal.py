@@ -673,45 +673,45 @@ class Journal:
         One conditional UpdateItem; two when its first execution failed it and kept only its duration (see
         :mod:`polos.runtime.attempts`): refused, its ``ALL_OLD`` answer gives that execution's summary,
         written whole by the second, conditional on the run being as read."""
-        first: AttemptSummary | None = None
-        for _ in range(2):
-            names = {"#status": "status", "#error": "error"}
-            values: dict[str, AttributeValueTypeDef] = {
-                ":queued": {"S": "queued"},
-                ":failed": {"S": "failed"},
-                ":stamp": {"S": now_iso()},
-            }
-            removals = "#error, message_attempts, dead_letter"  # a redrive starts a fresh count
-            condition = f"#status = :failed AND attribute_not_exists({DURATION_ATTRIBUTE})"
-            summary = ""
-            if first is not None:
-                names["#attempt"] = first.attribute
-                values[":attempt"] = {"S": first.to_json()}
-                values[":took"] = {"N": str(first.duration_us)}
-                summary, removals = ", #attempt = :attempt", f"{removals}, {DURATION_ATTRIBUTE}"
-                condition = f"#status = :failed AND {DURATION_ATTRIBUTE} = :took"
-            try:
-                self._client.update_item(
-                    TableName=self._table,
-                    Key={"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
-                    UpdateExpression=f"SET #status = :queued, updated_at = :stamp{summary} REMOVE {removals}",
-                    ConditionExpression=condition,
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=values,
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                )
-            except ClientError as exc:
-                if not _condition_failed(exc):
-                    raise
-                old: Item | None = exc.response.get("Item")  # type: ignore[assignment]
-                if first is not None or old is None or is_claim(old) or _s(old, "status") != "failed":
-                    return False
-                first = first_execution(decode_run(old), old)
-                if first is None:
-                    return False
-                continue
-            return True
-        return False
+        reopened, old = self._reopen(run_id, None)
+        if reopened or old is None or is_claim(old) or _s(old, "status") != "failed":
+            return reopened
+        first = first_execution(decode_run(old), old)
+        return first is not None and self._reopen(run_id, first)[0]
+
+    def _reopen(self, run_id: str, first: AttemptSummary | None) -> tuple[bool, Item | None]:
+        """One reopening write: whether it was applied, else the item that refused it. With ``first``, it
+        writes that summary whole in place of the duration it was rebuilt from."""
+        names = {"#status": "status", "#error": "error"}
+        values: dict[str, AttributeValueTypeDef] = {
+            ":queued": {"S": "queued"},
+            ":failed": {"S": "failed"},
+            ":stamp": {"S": now_iso()},
+        }
+        removals = "#error, message_attempts, dead_letter"  # a redrive starts a fresh count
+        condition = f"#status = :failed AND attribute_not_exists({DURATION_ATTRIBUTE})"
+        summary = ""
+        if first is not None:
+            names["#attempt"] = first.attribute
+            values[":attempt"] = {"S": first.to_json()}
+            values[":took"] = {"N": str(first.duration_us)}
+            summary, removals = ", #attempt = :attempt", f"{removals}, {DURATION_ATTRIBUTE}"
+            condition = f"#status = :failed AND {DURATION_ATTRIBUTE} = :took"
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
+                UpdateExpression=f"SET #status = :queued, updated_at = :stamp{summary} REMOVE {removals}",
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not _condition_failed(exc):
+                raise
+            return False, exc.response.get("Item")  # type: ignore[return-value]
+        return True, None
 
     def record_step(self, run_id: str, step: StepRecord, *, fence_owner: str | None = None) -> None:
         """Journal a step. A completed step is never overwritten.
