@@ -152,7 +152,6 @@ MIDWAY: list[tuple[str, str, Callable[[dict[str, Any]], bool] | None, bool]] = [
     ("event writes", "BatchWriteItem", None, False),
     ("client-id event writes", "TransactWriteItems", None, True),
     ("fan-out", "SendMessageBatch", None, False),
-    ("key completion", "PutItem", lambda params: key_record(params) == "completed", False),
 ]
 
 

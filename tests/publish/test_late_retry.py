@@ -197,6 +197,22 @@ def test_a_retry_while_an_earlier_attempt_may_still_be_writing_is_refused_until_
     assert publish(10, "late").status == 200
 
 
+@pytest.mark.parametrize(
+    "later", [event_store.WRITE_WINDOW_SECONDS + 1, event_store.REPLAN_AFTER_SECONDS + 1, 20 * 3600]
+)
+def test_a_replay_of_a_finished_publish_answers_the_first_response_at_any_age(
+    publish: Callable[[int, str], Any], clock: Clock, later: float
+) -> None:
+    first = publish(10, "done")
+    assert first.status == 200
+    clock.offset += later
+    replay = publish(10, "done")
+    assert (replay.status, replay.json) == (200, first.json)
+    reader = Reader()
+    reader.read()
+    assert [e.sequence_id for e in reader.seen] == list(range(1, 11))  # nothing stored again, no fresh ids
+
+
 def test_the_store_starts_no_write_after_the_window(publish: Callable[[int, str], Any]) -> None:
     reserved = EventStore().reserve(TOPIC, 1)[0]
     event = EventItem(id="evt_1", sequence_id=reserved, topic=TOPIC, data={}, created_at=datetime.now(UTC))

@@ -98,18 +98,50 @@ def test_a_client_id_claimed_between_lookup_and_write_answers_with_the_stored_ev
     ]
 
 
+def test_a_keyed_publish_whose_client_id_was_taken_meanwhile_keeps_its_final_answer_for_replays(
+    queues: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    winner = publish_events(TOPIC, [NewEvent(id="race", data={"who": "winner"})])
+    monkeypatch.setattr(EventStore, "find_claimed", lambda self, topic, ids: {})  # the lookup missed it
+    body = [NewEvent(id="race", data={"who": "loser"}), NewEvent(id=None, data={})]
+    first = publish_events(TOPIC, body, idempotency_key="race-key")
+    assert first.response["sequence_ids"] == [1, 3]
+    record = settings.dynamodb().get_item(
+        TableName=settings.get_settings().idempotency_table, Key={"pk": {"S": "publish#race-key"}}
+    )["Item"]
+    assert record["status"]["S"] == "completed"  # the plan changed (2 is a gap): its final form is kept
+    with count_calls() as calls:
+        again = publish_events(TOPIC, body, idempotency_key="race-key")
+    assert again.response == first.response and again.events[0] == winner.events[0]
+    assert calls["sqs"] == 0 and calls["dynamodb.UpdateItem"] == 0  # answered from the record
+
+
 def test_same_idempotency_key_and_body_answers_the_first_response_and_stores_nothing(
     queues: dict[str, str],
 ) -> None:
     body = [NewEvent(id=None, data={"k": i}) for i in range(3)] + [NewEvent(id="c-1", data={"k": "c"})]
     first = publish_events(TOPIC, body, idempotency_key="key-1")
-    before = snapshot()
+    sent = {workflow_id: [e.id for e in delivered(queues[workflow_id])] for workflow_id in SUBSCRIBERS}
+    tables = {name: rows for name, rows in snapshot().items() if name.startswith("table:")}
     with count_calls() as calls:
         again = publish_events(TOPIC, body, idempotency_key="key-1")
     assert again.response == first.response
     assert again.events == first.events
-    assert snapshot() == before  # nothing stored, nothing sent
-    assert calls["sqs"] == 0
+    assert {name: rows for name, rows in snapshot().items() if name.startswith("table:")} == tables
+    assert calls["dynamodb.PutItem"] + calls["dynamodb.UpdateItem"] + calls["dynamodb.BatchWriteItem"] == 0
+    # Whether the first attempt sent them is not recorded (that would cost every publish a write): sent
+    # again, the same events, whose runs exist already.
+    assert {wf: [e.id for e in delivered(queues[wf])] for wf in SUBSCRIBERS} == sent
+
+
+def test_a_keyed_publish_writes_its_key_once(queues: dict[str, str]) -> None:
+    with count_calls() as calls:
+        publish_events(TOPIC, events(10), idempotency_key="key-once")
+    assert calls["dynamodb.PutItem"] == 1  # the claim; no completion
+    record = settings.dynamodb().get_item(
+        TableName=settings.get_settings().idempotency_table, Key={"pk": {"S": "publish#key-once"}}
+    )["Item"]
+    assert record["status"]["S"] == "pending"
 
 
 def test_a_different_body_under_the_same_key_is_a_conflict(queues: dict[str, str]) -> None:
@@ -172,8 +204,8 @@ def test_request_counts_with_idempotency_key_and_client_ids(queues: dict[str, st
         publish_events(TOPIC, [NewEvent(id=f"c{i}", data={}) for i in range(60)], idempotency_key="counted")
     print(f"60 client-id events with a key: {dict(calls)}")
     # key read 1 + id lookup 1 (+ 1 for ids not found there: claims stored before one key per claim are
-    # still read) + reserve 1 + key claim 1 + 2 transactions (50 + 10) + key completed 1
-    assert calls["dynamodb"] == 8
+    # still read) + reserve 1 + key claim 1 + 2 transactions (50 + 10); the key is not completed
+    assert calls["dynamodb"] == 7
     assert calls["sqs"] == 3 * 6
 
 

@@ -7,12 +7,15 @@ ids and store the published events twice. Publishing needs the retry to *finish 
 (same ids, same sequence ids), so the plan itself is what the record holds, claimed with one conditional
 PutItem before anything is written (the publisher reads the key first, so a replay reserves nothing):
 
-- no record (or an expired one): ours, status ``pending``; the caller executes the plan, then completes it;
+- no record (or an expired one): ours, status ``pending``; the caller executes the plan. It stays
+  ``pending`` when done (a completion would cost every keyed publish a write): only a plan that changed
+  while it was executed is completed with its final form;
 - a record with another request hash: the key is in use for a different request (``409``);
 - a ``completed`` record with our hash: its plan is the answer; nothing is done again;
-- a ``pending`` record with our hash: an earlier attempt stopped midway; the caller executes *its* plan,
-  or, when that plan is too old to write, replaces it with a new one (conditional on the record still
-  holding the old plan, so that two concurrent retries agree on one).
+- a ``pending`` record with our hash: an earlier attempt finished (every event of the plan is stored: the
+  caller answers and sends them again) or stopped midway; the caller executes *its* plan, or, when that
+  plan is too old to write, replaces it with a new one (conditional on the record still holding the old
+  plan, so that two concurrent retries agree on one).
 """
 
 from __future__ import annotations
@@ -135,5 +138,6 @@ class IdempotencyStore:
         return None
 
     def complete(self, key: str, request_hash: str, plan: str) -> None:
-        """Mark ``key`` completed with its final plan (one PutItem); kept 24 h from now."""
+        """Mark ``key`` completed with its final plan, one that changed while executed (one PutItem); kept
+        24 h from now."""
         self._client.put_item(TableName=self._table, Item=self._item(key, request_hash, "completed", plan))

@@ -11,7 +11,9 @@ Every rule is checked before the first AWS call, so a rejected publish stores an
 5. every event of the request, stored before or now, goes to every subscriber's queue;
 6. the event waiters its events can match are read and woken (:mod:`polos.publish.waiters`; nothing when
    the reserve saw no live mark of a waiter on the topic);
-7. the key's record is marked completed.
+7. the key's record is marked completed only if storing changed the plan (a client id another publish
+   stored meanwhile); else it stays ``pending``, and a replay that finds every event of its plan stored
+   answers the plan's response and sends the events again (it writes nothing).
 
 Writes at a plan's reserved sequence ids start within ``WRITE_WINDOW_SECONDS`` of the plan's creation
 (:mod:`polos.publish.events`), so that a listing passing a settled gap never passes an event written later.
@@ -25,9 +27,9 @@ A retry under a key whose plan is older finishes it differently:
 
 DynamoDB requests for N events: 1 (reserve) + ceil(N/25) (writes); with client ids + ceil(ids/100) (claim
 lookup, + as many again to load ids already stored) and one transaction per 50 client-id events; with an
-``Idempotency-Key`` + 3 (read, claim, complete); + 1 PutItem per workflow and concurrency key when
-queue-limited workflows subscribe (the start order, :mod:`polos.publish.start_order`); a replay of a
-completed key costs 1 + the reads of its events (BatchGetItem, 100 per call). SQS: ceil(N/10)
+``Idempotency-Key`` + 2 (read, claim; the record is completed only when storing changed the plan); + 1 PutItem per workflow and concurrency key when
+queue-limited workflows subscribe (the start order, :mod:`polos.publish.start_order`); a replay costs
+1 + the stored check and the reads of its events (BatchGetItem, 100 per call, each) + its sends again. SQS: ceil(N/10)
 SendMessageBatch per subscriber (N small events).
 """
 
@@ -217,6 +219,10 @@ def _follow(
     if record.status == "completed":
         logger.info("idempotent replay", extra=log)
         return PublishResult(store.get_many(plan.refs()), plan.response())
+    settled = _settled(store, plan)
+    if settled is not None:
+        logger.info("idempotent replay: its events are stored, sending them again", extra=log)
+        return _carry_out(store, settled, events, {}, None)
     age = plan.age()
     if age >= REPLAN_AFTER_SECONDS:
         return _replan(store, plan, keyed, events)
@@ -227,6 +233,20 @@ def _follow(
         )
     logger.info("finishing an interrupted publish", extra=log)
     return _carry_out(store, plan, events, {}, keyed)
+
+
+def _settled(store: EventStore, plan: _Plan) -> _Plan | None:
+    """The pending ``plan`` with every event stored (each ``new`` one found at its sequence id), else ``None``.
+
+    A finished publish leaves its key's record ``pending`` (no completion write: it would cost every keyed
+    publish a write unit), so this is how a replay knows the plan needs no write: its answer is the plan's
+    response, and its events are sent again (deliveries are at least once; their runs exist already).
+    """
+    reserved = [entry.sequence_id for entry in plan.entries if entry.new]
+    if reserved and not store.stored_ids(plan.topic, reserved) >= set(reserved):
+        return None
+    entries = [_Entry(entry.id, entry.sequence_id, new=False) for entry in plan.entries]
+    return _Plan(plan.topic, plan.created_at, entries)
 
 
 def _replan(store: EventStore, plan: _Plan, keyed: _Keyed, events: list[NewEvent]) -> PublishResult:
@@ -274,8 +294,10 @@ def _carry_out(
     fresh: bool = False,
 ) -> PublishResult:
     """Store the plan, send every event of it to the subscribers, hand them to the event waiters they can
-    match, complete the key (only then: a retry after a crash before it matches again). A ``fresh`` plan
-    (not a retry's) registers its new events' start order first (:mod:`polos.publish.start_order`)."""
+    match. A ``fresh`` plan (not a retry's) registers its new events' start order first
+    (:mod:`polos.publish.start_order`). The key's record is completed only when storing changed the plan
+    (a client id another publish stored meanwhile): a retry could not rebuild that answer from the store."""
+    planned = plan.to_json()
     stored = _execute(store, plan, events, known)
     new = {entry.sequence_id for entry in plan.entries if entry.new}
     registered = start_order.register(
@@ -291,7 +313,7 @@ def _carry_out(
         raise
     if plan.marks is None or plan.marks.any:  # after the events are stored: see polos.publish.waiters
         waiters.match_published(plan.topic, stored, plan.marks)
-    if keyed is not None:
+    if keyed is not None and plan.to_json() != planned:
         keyed.records.complete(keyed.key, keyed.digest, plan.to_json())
     logger.info("published", extra={"topic": plan.topic, "events": len(stored)})
     observability.count("EventsPublished", len(stored))
