@@ -27,10 +27,11 @@ A retry under a key whose plan is older finishes it differently:
 
 DynamoDB requests for N events: 1 (reserve) + ceil(N/25) (writes); with client ids + ceil(ids/100) (claim
 lookup, + as many again to load ids already stored) and one transaction per 50 client-id events; with an
-``Idempotency-Key`` + 2 (read, claim; the record is completed only when storing changed the plan); + 1 PutItem per workflow and concurrency key when
-queue-limited workflows subscribe (the start order, :mod:`polos.publish.start_order`); a replay costs
-1 + the stored check and the reads of its events (BatchGetItem, 100 per call, each) + its sends again. SQS: ceil(N/10)
-SendMessageBatch per subscriber (N small events).
+``Idempotency-Key`` + 2 (read, claim; the record is completed only when storing changed the plan); + 1
+PutItem per workflow and concurrency key when queue-limited workflows subscribe (the start order,
+:mod:`polos.publish.start_order`); a replay costs 1 + the stored check and the reads of its events
+(BatchGetItem, 100 per call, each) + its sends again. SQS: ceil(N/10) SendMessageBatch per subscriber
+(N small events).
 """
 
 from __future__ import annotations
@@ -236,7 +237,7 @@ def _follow(
 
 
 def _settled(store: EventStore, plan: _Plan) -> _Plan | None:
-    """The pending ``plan`` with every event stored (each ``new`` one found at its sequence id), else ``None``.
+    """The pending ``plan`` with every event stored (each ``new`` one at its sequence id), else ``None``.
 
     A finished publish leaves its key's record ``pending`` (no completion write: it would cost every keyed
     publish a write unit), so this is how a replay knows the plan needs no write: its answer is the plan's
