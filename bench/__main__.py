@@ -115,7 +115,8 @@ def _measure_cost(results: Results, args: argparse.Namespace) -> None:
         events = max(args.events, scenario.per_request)
         _progress(f"cost: {scenario.label}, {events} events ...")
         with tapped():  # handlers' logs and metrics (stdout, as in Lambda) are counted, not printed
-            results.bills += [cost.run(system, scenario, events) for system in cost.SYSTEMS]
+            systems = (*cost.SYSTEMS, cost.KEYLESS) if scenario in cost.RATIO_TARGETS else cost.SYSTEMS
+            results.bills += [cost.run(system, scenario, events) for system in systems]
     _progress("cost: the headline again with a run's completion logged at INFO (the log lever) ...")
     with tapped(), monthly.completion_at_info():
         results.logs_before = monthly.logs_usd(cost.run("polos", cost.TARGET, max(args.events, 10)))

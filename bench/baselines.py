@@ -1,19 +1,23 @@
 """The two baselines the cost benchmark runs beside Polos, doing the same work per event.
 
 (a) ``PowertoolsSystem`` — the fair baseline: what a competent engineer writes by hand with Powertools for
-    the same job. The publisher stores the request's events (BatchWriteItem, 25 per call), each compressed
-    with zlib when that makes it smaller (as Polos stores large event data), and sends them to each
-    subscriber's queue (SendMessageBatch, 10 per call). The worker runs Powertools' ``AsyncBatchProcessor``,
-    so a delivery's records run concurrently (as Polos runs them), and makes every step exactly-once with
-    ``@idempotent_function`` on a ``DynamoDBPersistenceLayer`` (one record per step: a conditional PutItem
-    before, an UpdateItem after), its records kept for the retention period like Polos's journal. A batch
-    workflow runs its steps once per delivered batch. It logs and measures what Polos does: Powertools'
+    the same job. The publisher honours the client's ``Idempotency-Key`` with Powertools' ``@idempotent``
+    on its handler (a conditional PutItem before, an UpdateItem with the answer after; kept 24 hours, like
+    Polos's key records; the same key with another body is a ``409``), stores the request's events
+    (BatchWriteItem, 25 per call), each compressed with zlib when that makes it smaller (as Polos stores
+    large event data), and sends them to each subscriber's queue (SendMessageBatch, 10 per call). The
+    worker runs Powertools' ``AsyncBatchProcessor``, so a delivery's records run concurrently (as Polos
+    runs them), and makes every step exactly-once with ``@idempotent_function`` on a
+    ``DynamoDBPersistenceLayer`` (one record per step: a conditional PutItem before, an UpdateItem after),
+    its records kept for the retention period like Polos's journal. A batch workflow runs its steps once
+    per delivered batch. It logs and measures what Polos does: Powertools'
     Logger with the Lambda context, one INFO line per API request and per publish, a run's completion at
     DEBUG (Polos's level for it); Powertools' Metrics, ``EventsPublished``, ``RunsStarted`` and
     ``RunsCompleted`` under the ``service`` dimension, one EMF document per invocation.
-    What it does not do (docs/benchmarks.md): check API keys, number events per topic, make publishing
-    idempotent (a retried publish stores and delivers again), keep a redelivered batch's membership, list
-    runs, wait durably.
+    What it does not do (docs/benchmarks.md): check API keys, number events per topic, finish a publish
+    that stopped midway (its key's record blocks retries until the handler's timeout, then the retry runs
+    again from scratch: new event ids, the first attempt's events stored and delivered twice), keep a
+    redelivered batch's membership, list runs, wait durably.
 (b) ``NaiveSystem`` — one PutItem and one SendMessage per event per subscriber; the worker calls the step
     functions with no journal at all (a retry re-runs every step).
 
@@ -42,7 +46,12 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
+    idempotent,
     idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
 )
 from polos.aws import settings
 
@@ -53,6 +62,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 BATCH_WRITE_MAX = 25
+KEY_RETENTION_SECONDS = 24 * 3600  # how long an Idempotency-Key is honoured: as long as Polos keeps one
 SEND_BATCH_MAX = 10
 
 logger = Logger(service="baseline")
@@ -100,21 +110,77 @@ def _shape_of_records(event: dict[str, Any]) -> tuple[str, Shape, list[dict[str,
     return workflow_id, SHAPE_OF[workflow_id], bodies
 
 
-class PowertoolsSystem:
-    """Baseline (a): Powertools idempotency per step and its batch processor."""
+def _store_and_send(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The publish: store the request's events, send them to each subscriber's queue, answer their ids."""
+    topic, events = _request(event)
+    table = settings.get_settings().events_table
+    for start in range(0, len(events), BATCH_WRITE_MAX):
+        pending: dict[str, Any] = {
+            table: [
+                {
+                    "PutRequest": {
+                        "Item": {
+                            "pk": {"S": topic},
+                            "sk": {"S": e["id"]},
+                            "body": _stored_body(e),
+                            TTL_ATTRIBUTE: _expires_at(),
+                        }
+                    }
+                }
+                for e in events[start : start + BATCH_WRITE_MAX]
+            ]
+        }
+        while pending:
+            pending = settings.dynamodb().batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+    for workflow_id in _subscribers(topic):
+        for start in range(0, len(events), SEND_BATCH_MAX):
+            entries: list[SendMessageBatchRequestEntryTypeDef] = [
+                {"Id": str(i), "MessageBody": _body(workflow_id, e)}
+                for i, e in enumerate(events[start : start + SEND_BATCH_MAX])
+            ]
+            failed = (
+                settings.sqs()
+                .send_message_batch(QueueUrl=settings.get_settings().queue_url(workflow_id), Entries=entries)
+                .get("Failed")
+            )
+            if failed:
+                raise RuntimeError(f"SendMessageBatch failed for {failed}")
+    logger.info("published", extra={"topic": topic, "events": len(events)})
+    metrics.add_metric(name="EventsPublished", unit=MetricUnit.Count, value=len(events))
+    return _answer([{"id": e["id"]} for e in events])
 
-    def __init__(self) -> None:
-        persistence = DynamoDBPersistenceLayer(
-            table_name=settings.get_settings().idempotency_table,
-            key_attr="pk",
-            expiry_attr=TTL_ATTRIBUTE,  # the table's TTL attribute, so records expire like Polos's
-            boto3_client=settings.dynamodb(),
-        )
+
+def _records() -> DynamoDBPersistenceLayer:
+    """A Powertools persistence layer on the idempotency table (one per decorated function: each
+    configures its own)."""
+    return DynamoDBPersistenceLayer(
+        table_name=settings.get_settings().idempotency_table,
+        key_attr="pk",
+        expiry_attr=TTL_ATTRIBUTE,  # the table's TTL attribute, so records expire like Polos's
+        boto3_client=settings.dynamodb(),
+    )
+
+
+class PowertoolsSystem:
+    """Baseline (a): Powertools idempotency on the publish handler and per step, and its batch processor.
+
+    ``honour_idempotency_key=False`` is the same baseline ignoring the client's ``Idempotency-Key``
+    (printed beside the targets, to show what honouring it costs)."""
+
+    def __init__(self, *, honour_idempotency_key: bool = True) -> None:
         # Records kept for the retention period, like Polos's journal (Powertools' default is one hour).
         self._config = IdempotencyConfig(expires_after_seconds=settings.get_settings().retention_seconds)
         self._step = idempotent_function(
-            data_keyword_argument="task", persistence_store=persistence, config=self._config
+            data_keyword_argument="task", persistence_store=_records(), config=self._config
         )(self._run_step)
+        self._publish = _store_and_send
+        if honour_idempotency_key:
+            keyed = IdempotencyConfig(
+                event_key_jmespath='headers."idempotency-key"',
+                payload_validation_jmespath="body",  # the same key with another body is refused
+                expires_after_seconds=KEY_RETENTION_SECONDS,
+            )
+            self._publish = idempotent(persistence_store=_records(), config=keyed)(_store_and_send)
 
     @staticmethod
     def _run_step(task: dict[str, Any]) -> dict[str, Any]:
@@ -126,46 +192,11 @@ class PowertoolsSystem:
         return answer
 
     def _api(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        topic, events = _request(event)
-        table = settings.get_settings().events_table
-        for start in range(0, len(events), BATCH_WRITE_MAX):
-            pending: dict[str, Any] = {
-                table: [
-                    {
-                        "PutRequest": {
-                            "Item": {
-                                "pk": {"S": topic},
-                                "sk": {"S": e["id"]},
-                                "body": _stored_body(e),
-                                TTL_ATTRIBUTE: _expires_at(),
-                            }
-                        }
-                    }
-                    for e in events[start : start + BATCH_WRITE_MAX]
-                ]
-            }
-            while pending:
-                pending = (
-                    settings.dynamodb().batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
-                )
-        for workflow_id in _subscribers(topic):
-            for start in range(0, len(events), SEND_BATCH_MAX):
-                entries: list[SendMessageBatchRequestEntryTypeDef] = [
-                    {"Id": str(i), "MessageBody": _body(workflow_id, e)}
-                    for i, e in enumerate(events[start : start + SEND_BATCH_MAX])
-                ]
-                failed = (
-                    settings.sqs()
-                    .send_message_batch(
-                        QueueUrl=settings.get_settings().queue_url(workflow_id), Entries=entries
-                    )
-                    .get("Failed")
-                )
-                if failed:
-                    raise RuntimeError(f"SendMessageBatch failed for {failed}")
-        logger.info("published", extra={"topic": topic, "events": len(events)})
-        metrics.add_metric(name="EventsPublished", unit=MetricUnit.Count, value=len(events))
-        return _answer([{"id": e["id"]} for e in events])
+        try:
+            answer: dict[str, Any] = self._publish(event, context)
+        except (IdempotencyValidationError, IdempotencyAlreadyInProgressError) as exc:
+            return {"statusCode": 409, "body": json.dumps({"error": type(exc).__name__})}
+        return answer
 
     def worker(self, event: dict[str, Any], context: Any) -> Any:
         return metrics.log_metrics(logger.inject_lambda_context(self._worker))(event, context)

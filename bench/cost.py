@@ -38,6 +38,7 @@ from infra.metering.units import write_units
 from infra.model import AppModel
 
 SYSTEMS = ("polos", "powertools", "naive")
+KEYLESS = "powertools, key ignored"  # the fair baseline without idempotent publishing: run for the targets
 PER_REQUEST = (1, 10, 100)
 
 
@@ -286,6 +287,11 @@ def _powertools_handlers(model: AppModel) -> Handlers:
     return Handlers(api=system.api, worker=system.worker)
 
 
+def _keyless_handlers(model: AppModel) -> Handlers:
+    system = PowertoolsSystem(honour_idempotency_key=False)
+    return Handlers(api=system.api, worker=system.worker)
+
+
 def _naive_handlers(model: AppModel) -> Handlers:
     system = NaiveSystem()
     return Handlers(api=system.api, worker=system.worker)
@@ -295,6 +301,7 @@ HANDLERS: dict[str, Callable[[AppModel], Handlers]] = {
     "polos": polos_handlers,
     "powertools": _powertools_handlers,
     "naive": _naive_handlers,
+    KEYLESS: _keyless_handlers,
 }
 
 
@@ -355,7 +362,7 @@ def run(system: str, scenario: Scenario, events: int = 100) -> Bill:
 
 def client_key(n: int) -> str:
     """An ``Idempotency-Key`` like the one ``PolosClient`` sends with every publish it is not given one for
-    (the baselines ignore it: they do not make publishing idempotent)."""
+    (the fair baseline honours it with Powertools' idempotency utility; the naive one ignores it)."""
     return f"polos-client-{uuid.UUID(int=n)}"
 
 

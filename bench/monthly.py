@@ -13,7 +13,7 @@ from polos.runtime.journal import KEPT_STEP_DEFAULTS
 from polos.timestamps import utc_iso
 
 from bench import fixed, storage
-from bench.cost import RATIO_TARGETS, TARGET, TARGET_USD_PER_MILLION, Bill, Scenario
+from bench.cost import KEYLESS, RATIO_TARGETS, TARGET, TARGET_USD_PER_MILLION, Bill, Scenario
 from bench.logs import EVENT_OVERHEAD_BYTES
 from bench.stack import FULL_VCPU_MB
 from bench.tables import grid as _grid
@@ -154,9 +154,17 @@ def targets_text(bills: Sequence[Bill], command: str, when: str) -> str:
     volume = f"{fixed.HEADLINE_VOLUME / 1e6:g}M events/month"
     lines = [f"Issue 26 targets, all in at {volume} against the fair baseline ({when} UTC, `{command}`):"]
     for case, ratio, goal, met in rows:
-        polos = _bill(bills, "polos", next(s for s in RATIO_TARGETS if s.label == case))
+        scenario = next(s for s in RATIO_TARGETS if s.label == case)
+        polos = _bill(bills, "polos", scenario)
         price = f" (${polos.all_in_per_million():.3f} /M)" if polos else ""
-        lines.append(f"- {'PASS' if met else 'FAIL'}: {case}: {ratio:.2f}x{price}, target <= {goal}x")
+        keyless = _bill(bills, KEYLESS, scenario)
+        aside = (
+            f"; {polos.all_in_per_million() / keyless.all_in_per_million():.2f}x a baseline ignoring the"
+            " client's Idempotency-Key"
+            if polos and keyless
+            else ""
+        )
+        lines.append(f"- {'PASS' if met else 'FAIL'}: {case}: {ratio:.2f}x{price}, target <= {goal}x{aside}")
     headline = _bill(bills, "polos", TARGET)
     if headline is not None:
         usd = headline.usd_per_million()

@@ -9,7 +9,7 @@ import pytest
 
 import bench.__main__ as bench_main
 from bench import monthly, report
-from bench.cost import SMOKE_SCENARIOS, SPARSE, TARGET, Bill
+from bench.cost import KEYLESS, RATIO_TARGETS, SMOKE_SCENARIOS, SPARSE, TARGET, Bill
 from bench.report import Results
 
 pytestmark = pytest.mark.timeout(900)
@@ -28,7 +28,7 @@ def _bill(results: Results, system: str, scenario: object = TARGET) -> Bill:
 def test_every_system_ran_every_smoke_scenario(results: Results) -> None:
     assert {(b.system, b.scenario) for b in results.bills} == {
         (system, scenario) for system in ("polos", "powertools", "naive") for scenario in SMOKE_SCENARIOS
-    }
+    } | {(KEYLESS, scenario) for scenario in SMOKE_SCENARIOS if scenario in RATIO_TARGETS}
     for bill in results.bills:
         assert bill.usd_per_million() > 0
         assert set(bill.usd()) == {"HTTP-API", "Lambda", "SQS", "DynamoDB", "CloudWatch"}
@@ -54,10 +54,10 @@ def test_naive_baseline_counts_what_it_does(results: Results) -> None:
 
 def test_powertools_baseline_writes_twice_per_step(results: Results) -> None:
     powertools = _bill(results, "powertools")
-    assert powertools.operations["dynamodb.PutItem"] == powertools.operations["dynamodb.UpdateItem"] == 10
-    # Event items compressed to 1 unit (the fair baseline compresses when it pays, as Polos does), then
-    # INPROGRESS + COMPLETED per step
-    assert powertools.write_units == 10 * 1 + 2 * 10
+    # INPROGRESS + COMPLETED per step and for the publish's Idempotency-Key
+    assert powertools.operations["dynamodb.PutItem"] == powertools.operations["dynamodb.UpdateItem"] == 10 + 1
+    # Event items compressed to 1 unit (the fair baseline compresses when it pays, as Polos does)
+    assert powertools.write_units == 10 * 1 + 2 * 10 + 2
     # It emits Polos's three metrics and logs no line per run at INFO.
     assert {name.split("|")[1] for name in powertools.metrics} == {
         "EventsPublished",
@@ -77,6 +77,10 @@ def test_the_month_all_in_and_issue_26s_figures(results: Results) -> None:
     text = report.text(results)
     for part in ("Monthly bill: ", "$ per million events, all in", "Issue 26 targets", "Lever (headline)"):
         assert part in text
+    keyless = _bill(results, KEYLESS)  # the fair baseline without idempotent publishing, beside the target
+    assert keyless.write_units < baseline.write_units
+    ratio = polos.all_in_per_million() / keyless.all_in_per_million()
+    assert f"{ratio:.2f}x a baseline ignoring the client's Idempotency-Key" in text
     # Measured (the saving itself shows outside pytest, whose capture keeps the handlers' INFO lines from
     # the tap: `python -m bench --only targets`; tests/worker/test_worker_observability.py holds the level).
     assert results.logs_before is not None and results.logs_before > 0 and monthly.logs_usd(polos) > 0
