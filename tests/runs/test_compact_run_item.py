@@ -20,6 +20,7 @@ from polos.runtime import attempts
 from polos.runtime.attempts import AttemptSummary
 from polos.runtime.journal import RUN_SK, Journal, event_run_id, run_pk
 from polos.runtime.records import RunRecord
+from polos.testing import local_stack
 
 from bench import monthly
 from infra.metering.units import item_size
@@ -252,3 +253,25 @@ def test_a_first_execution_queued_for_a_slot_then_ending_the_run_leaves_no_stale
     assert [name for name in item if name.startswith(attempts.SUMMARY_PREFIX)] == []
     [shown] = Api()("GET", "/api/v1/runs/run_slot1").json["attempt_history"]
     assert (shown["attempt"], shown["outcome"], shown["started_at"]) == (1, "completed", again.updated_at)
+
+
+@workflow(id="cr-event-nap", trigger_on_event="cr/nap")
+async def on_event_nap(ctx: WorkflowContext, payload: Any) -> int:
+    await ctx.step.wait_for("nap", minutes=5)
+    return int(payload.sequence_id)
+
+
+def test_a_woken_single_event_run_stays_out_of_the_runs_index() -> None:
+    """Its event lists it (``wid``): the wake-up's lease take (an ``invoke`` message) adds no ``wf`` (an
+    index write and the entry's storage for nothing: listings show the run once either way)."""
+    with local_stack(App("woken-event-run", [on_event_nap])) as stack:
+        [sequence_id] = stack.publish("cr/nap", [{"data": {}}])["sequence_ids"]
+        stack.drain()
+        run_id = event_run_id("cr-event-nap", "cr/nap", sequence_id)
+        assert stack.run(run_id)["status"] == "waiting"
+        stack.advance(minutes=6)
+        stack.drain()
+        assert stack.run(run_id)["status"] == "completed"
+        item = run_item(run_id)
+        assert "wid" in item and "wf" not in item
+        assert [run["run_id"] for run in stack.runs("cr-event-nap")] == [run_id]

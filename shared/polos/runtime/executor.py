@@ -139,7 +139,9 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
             lambda: journal.acquire(
                 run_id=attempt.run_id,
                 workflow_id=wf.id,
-                trigger_type=attempt.trigger_type,
+                # A wake-up's message (``invoke``) is not the trigger of the run it wakes: the run's own
+                # names its workflow attribute (a single-event run stays out of the runs index).
+                trigger_type=loaded.run.trigger_type if loaded is not None else attempt.trigger_type,
                 event_refs=attempt.event_refs if attempt.trigger_type == "event" else [],
                 owner=owner,
                 lease_seconds=lease_seconds,
