@@ -5,8 +5,8 @@ Every rule is checked before the first AWS call, so a rejected publish stores an
 1. client-given ids are looked up (BatchGetItem): an id already stored answers with the stored event;
 2. the new events' sequence ids are reserved in one UpdateItem (consecutive, in request order);
 3. with an ``Idempotency-Key``, the plan (ids, sequence ids, ``created_at``) is claimed under the key
-   (see :mod:`polos.publish.idempotency`); the key is read before step 1, so a retry answers the completed
-   response, or finishes the first attempt's plan, without reserving anything;
+   (see :mod:`polos.publish.idempotency`); the key is read before step 1, so a retry answers the first
+   response (every event of the plan stored) or finishes the first attempt's plan, reserving nothing;
 4. events are written (BatchWriteItem, 25 per call; client-id events with their claim in transactions);
 5. every event of the request, stored before or now, goes to every subscriber's queue;
 6. the event waiters its events can match are read and woken (:mod:`polos.publish.waiters`; nothing when

@@ -40,8 +40,9 @@ lease; the API's is shorter) — and reads only those ids again (the run's ``Wai
 and ``reserved``). A publish finished later by its client's retry looks the waiters up itself.
 
 A publish delivers its events to the subscribers first and matches waiters after (:func:`match_published`):
-a slow or throttled match never holds back an accepted event. The ``Idempotency-Key`` record is completed
-only after the match, so a client's retry after a crash in between matches again (settling is idempotent).
+a slow or throttled match never holds back an accepted event. A client's retry under the same
+``Idempotency-Key`` sends and matches again (the key's record does not say how far the first attempt got;
+settling is idempotent).
 
 Waiters registered by the code before the index (all in ``wait#<topic>``, counted in the counter's
 ``waiters``) are still found: while that count is above 0 a publish reads ``wait#<topic>``, and when that
