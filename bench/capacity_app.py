@@ -56,11 +56,12 @@ WORKFLOWS: list[Workflow] = [
     ),
     # A queue whose limit never binds: every run takes and frees a slot of its one key.
     workflow(id="capacity-queued", queue=Queue("capacity-lane", concurrency_limit=QUEUE_LIMIT))(_invoked),
-    # The same for events: each run also passes the start-order registry of its one key.
+    # The same for events in strict order: each run also passes the start-order registry of its one key.
     workflow(
         id="capacity-queued-events",
         trigger_on_event=QUEUED_TOPIC,
         queue=Queue("capacity-event-lane", concurrency_limit=QUEUE_LIMIT),
+        strict_order=True,
     )(_throttled),
 ]
 

@@ -323,7 +323,7 @@ def slot_rows(cost: slots.SlotCost | None) -> list[Row]:
         ),
         Row(
             "queues",
-            "start order of its event runs (the registry: publish + admission)",
+            "strict_order=True: start order ahead of delivery (the registry: publish + admission)",
             "Polos",
             result=f"+{cost.order_write_units:g} WRU/event at {slots.PER_REQUEST} events/request, one key; "
             f"+{cost.order_write_units_keyed:g} with a key per event",

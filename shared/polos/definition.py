@@ -80,6 +80,9 @@ class Workflow:
     queue: Queue | None = None
     concurrency_key: str | None = None
     max_concurrency: int | None = None
+    # Its queued event runs start by ``sequence_id`` also ahead of their delivery (polos.publish.start_order):
+    # ``True``, else ``None`` (not shown among the options).
+    strict_order: bool | None = None
     _payload_type: Any = field(default=None, repr=False)
     _adapter: TypeAdapter[Any] | None = field(default=None, repr=False)
     _result_adapter: TypeAdapter[Any] | None = field(default=None, repr=False)  # built on first use
@@ -305,6 +308,7 @@ def _define(
     queue: str | Queue | dict[str, int] | None = None,
     concurrency_key: str | None = None,
     max_concurrency: int | None = None,
+    strict_order: bool = False,
 ) -> Workflow:
     if not callable(fn):
         raise WorkflowDefinitionError(
@@ -358,6 +362,14 @@ def _define(
     queues.check_options(
         resolved_id, resolved_queue, concurrency_key, max_concurrency, event=topic is not None, batch=is_batch
     )
+    queues.check_strict_order(
+        resolved_id,
+        strict_order,
+        resolved_queue,
+        event=topic is not None,
+        batch=is_batch,
+        flow=any(limit is not None for limit in limits.values()),
+    )
     wf = Workflow(
         fn=fn,
         id=resolved_id,
@@ -378,6 +390,7 @@ def _define(
         queue=resolved_queue,
         concurrency_key=concurrency_key,
         max_concurrency=max_concurrency,
+        strict_order=True if strict_order else None,
         _payload_type=payload_type,
         _adapter=None if payload_type is None else TypeAdapter(payload_type),
     )
@@ -407,6 +420,7 @@ def workflow(
     queue: str | Queue | dict[str, int] | None = None,
     concurrency_key: str | None = None,
     max_concurrency: int | None = None,
+    strict_order: bool = False,
 ) -> Callable[[Handler], Workflow]: ...
 
 
@@ -429,6 +443,7 @@ def workflow(
     queue: str | Queue | dict[str, int] | None = None,
     concurrency_key: str | None = None,
     max_concurrency: int | None = None,
+    strict_order: bool = False,
 ) -> Workflow | Callable[[Handler], Workflow]:
     """Declare a durable workflow: ``@workflow`` or ``@workflow(id=..., trigger_on_event=..., ...)``."""
     if fn is not None:
@@ -450,6 +465,7 @@ def workflow(
             queue,
             concurrency_key,
             max_concurrency,
+            strict_order,
         )
 
     return decorate

@@ -138,6 +138,25 @@ def check_options(
         )
 
 
+def check_strict_order(
+    wf_id: str, strict_order: object, resolved: Queue | None, *, event: bool, batch: bool, flow: bool
+) -> None:
+    """The rule of ``strict_order`` (a clear error naming it): a single-event workflow on a queue with a
+    concurrency_limit, without debounce, throttle or rate_limit (which order their events themselves)."""
+    if not isinstance(strict_order, bool):
+        raise WorkflowDefinitionError(
+            f"workflow {wf_id!r}: strict_order={strict_order!r} is invalid: it must be True or False"
+        )
+    if not strict_order:
+        return
+    if not event or batch or flow or resolved is None or resolved.concurrency_limit is None:
+        raise WorkflowDefinitionError(
+            f"workflow {wf_id!r}: strict_order=True needs a single-event workflow (trigger_on_event, "
+            "batch_size 1, no debounce, throttle or rate_limit) on a queue with a concurrency_limit "
+            '(queue=Queue(name, N) or {"concurrency_limit": N}): it orders the starts of its event runs'
+        )
+
+
 def event_key(path: str | None, event: Any) -> str | None:
     """The concurrency key of an event: the value at ``path`` (dotted) in the event as JSON (``None`` when
     absent: the queue's keyless bucket)."""

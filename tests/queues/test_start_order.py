@@ -1,7 +1,8 @@
-"""Queue start order across out-of-order deliveries: runs of a queue-limited event-triggered workflow start
-by ``sequence_id`` even when SQS hands their events over in reverse (judged by the step functions' own start
+"""Queue start order across out-of-order deliveries: runs of a ``strict_order`` workflow start by
+``sequence_id`` even when SQS hands their events over in reverse (judged by the step functions' own start
 times). The publish registers each request's events per queue and key (:mod:`polos.publish.start_order`);
-a run whose lower sequence ids have not reached admission parks ``queued`` behind them."""
+a run whose lower sequence ids have not reached admission parks ``queued`` behind them. Without
+``strict_order`` nothing is registered or read: the runs queued for a slot start by ``sequence_id``."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from polos import EventPayload, Queue, WorkflowContext, workflow
 from polos.app import App
 from polos.aws import settings
+from polos.errors import WorkflowDefinitionError
 from polos.publish import start_order
 from polos.runtime import slots
 from polos.testing import Stack, local_stack
@@ -30,7 +32,9 @@ async def _work(wf: str, n: int, key: str | None) -> int:
     return n
 
 
-@workflow(id="o-lane", trigger_on_event="o/lane", queue=Queue("o-lane", concurrency_limit=1))
+@workflow(
+    id="o-lane", trigger_on_event="o/lane", queue=Queue("o-lane", concurrency_limit=1), strict_order=True
+)
 async def lane(ctx: WorkflowContext, payload: EventPayload) -> int:
     return await ctx.step.run("work", _work, "o-lane", payload.data["n"], None)
 
@@ -40,19 +44,29 @@ async def lane(ctx: WorkflowContext, payload: EventPayload) -> int:
     trigger_on_event="o/keyed",
     queue=Queue("o-keyed", concurrency_limit=1),
     concurrency_key="data.customer",
+    strict_order=True,
 )
 async def keyed(ctx: WorkflowContext, payload: EventPayload) -> int:
     return await ctx.step.run("work", _work, "o-keyed", payload.data["n"], payload.data["customer"])
 
 
-@workflow(id="o-pair", trigger_on_event="o/pair", queue=Queue("o-pair", concurrency_limit=2))
+@workflow(
+    id="o-pair", trigger_on_event="o/pair", queue=Queue("o-pair", concurrency_limit=2), strict_order=True
+)
 async def pair(ctx: WorkflowContext, payload: EventPayload) -> int:
     return await ctx.step.run("work", _work, "o-pair", payload.data["n"], None)
 
 
-@workflow(id="o-wide", trigger_on_event="o/wide", queue=Queue("o-wide", concurrency_limit=3))
+@workflow(
+    id="o-wide", trigger_on_event="o/wide", queue=Queue("o-wide", concurrency_limit=3), strict_order=True
+)
 async def wide(ctx: WorkflowContext, payload: EventPayload) -> int:
     return await ctx.step.run("work", _work, "o-wide", payload.data["n"], None)
+
+
+@workflow(id="o-loose", trigger_on_event="o/loose", queue=Queue("o-loose", concurrency_limit=1))
+async def loose(ctx: WorkflowContext, payload: EventPayload) -> int:
+    return await ctx.step.run("work", _work, "o-loose", payload.data["n"], None)
 
 
 @workflow(id="o-publisher")
@@ -61,7 +75,7 @@ async def publisher(ctx: WorkflowContext, payload: dict[str, Any]) -> None:
         await ctx.step.publish_event(f"event-{n}", "o/lane", {"n": n})
 
 
-APP = App("start-order", [lane, keyed, pair, wide, publisher])
+APP = App("start-order", [lane, keyed, pair, wide, loose, publisher])
 
 
 @pytest.fixture
@@ -214,3 +228,63 @@ def test_a_step_publishing_registers_with_the_templates_grants() -> None:
         assert sorted(run["status"] for run in stack.runs("o-lane")) == ["completed"] * 4
         assert _registry_left("o-lane", None, "o-lane") == []
         assert not stack.fault_counts().get("iam"), "a call was refused: the template lacks its grant"
+
+
+def test_without_strict_order_nothing_is_registered_and_the_queued_runs_start_by_sequence_id(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default: a slot costs its take and its free. Runs that arrive while the slot is held queue and
+    start by ``sequence_id`` whatever order SQS delivered them in; a run that finds the slot free starts."""
+    read: list[str] = []
+    monkeypatch.setattr(start_order, "_before", lambda pk, order, sequence_id: read.append(pk) or [])
+    stack.publish("o/loose", [{"data": {"n": n}} for n in range(EVENTS)])
+    assert _registry_left("o-loose", None, "o-loose") == [], "a workflow without strict_order registered"
+    (mapping,) = [m for m in stack._local.mappings if m.spec.workflow_id == "o-loose"]
+    received: list[Any] = []
+    while len(received) < EVENTS:
+        received += mapping.collect(wait_seconds=0, flush=True)
+    received.sort(key=lambda message: json.loads(message["Body"])["event"]["sequence_id"], reverse=True)
+    spec = slots.SlotSpec("o-loose", 1, None, "")
+    held = slots.Slots().take(spec, "someone-else", time.time() + 60)  # the slot is busy meanwhile
+    assert held is not None
+    for message in received:  # highest sequence id first: each parks behind the busy slot
+        mapping.deliver([message])
+    assert sorted(run["status"] for run in stack.runs("o-loose")) == ["queued"] * EVENTS
+    slots.release(held, "someone-else")
+    stack.drain()
+    assert sorted(run["status"] for run in stack.runs("o-loose")) == ["completed"] * EVENTS
+    assert _started("o-loose") == list(range(EVENTS)), "queued runs started out of sequence order"
+    assert read == [], "a run of a workflow without strict_order read the start-order registry"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"trigger_on_event": "o/x"},  # no queue
+        {"trigger_on_event": "o/x", "queue": "o-unlimited"},  # a queue without a limit
+        {"queue": {"concurrency_limit": 1}},  # invoked runs: ordered by creation time in the backlog
+        {"trigger_on_event": "o/x", "queue": {"concurrency_limit": 1}, "batch_size": 5},
+        {
+            "trigger_on_event": "o/x",
+            "queue": {"concurrency_limit": 1},
+            "throttle": {"limit": 1, "period": 1},
+        },
+    ],
+    ids=["no-queue", "no-limit", "invoked", "batch", "throttle"],
+)
+def test_strict_order_where_it_cannot_apply_fails_at_decoration_naming_the_rule(
+    options: dict[str, Any],
+) -> None:
+    with pytest.raises(WorkflowDefinitionError, match=r"strict_order=True needs a single-event workflow"):
+
+        @workflow(id="o-bad", strict_order=True, **options)
+        async def bad(ctx: WorkflowContext, payload: Any) -> None:
+            return None
+
+
+def test_strict_order_is_a_bool() -> None:
+    with pytest.raises(WorkflowDefinitionError, match=r"strict_order='yes' is invalid: it must be True or"):
+
+        @workflow(id="o-bad", trigger_on_event="o/x", queue={"concurrency_limit": 1}, strict_order="yes")  # type: ignore[arg-type]
+        async def bad(ctx: WorkflowContext, payload: Any) -> None:
+            return None

@@ -1,5 +1,6 @@
-"""The slot crash matrix's app: one single-event workflow on a queue of limit 1. Its step function records
-when each call started and ended (``SPANS``), so overlapping runs show."""
+"""The slot crash matrix's app: one single-event workflow on a queue of limit 1, in ``strict_order`` (so the
+matrix crosses the start-order registry's requests too; without it a run makes the same requests but those).
+Its step function records when each call started and ended (``SPANS``), so overlapping runs show."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ def work(event_id: str) -> str:
     return event_id
 
 
-@workflow(id="slot-lane", trigger_on_event=TOPIC, queue=Queue("slot-lane", concurrency_limit=1))
+@workflow(
+    id="slot-lane", trigger_on_event=TOPIC, queue=Queue("slot-lane", concurrency_limit=1), strict_order=True
+)
 async def slot_lane(ctx: WorkflowContext, payload: EventPayload) -> str:
     return await ctx.step.run("work", work, payload.id)
 

@@ -23,6 +23,7 @@ OPTION_NAMES = (
     "queue",
     "concurrency_key",
     "max_concurrency",
+    "strict_order",
     "debounce",
     "throttle",
     "rate_limit",

@@ -1,9 +1,12 @@
-"""Start order of queue-limited event runs when SQS delivers their events out of order.
+"""Start order of a ``strict_order`` workflow's event runs when SQS delivers their events out of order.
 
-A run over its queue's limit starts by ``sequence_id`` (DESIGN §1c). The backlog alone cannot keep that when
-event 5 is delivered before event 3 and a slot is free: only the publish knows that 3 exists. So the publish
-registers the events of every queue-limited single-event workflow (without debounce, throttle or rate limit,
-which order their events themselves) before it sends them: per request, workflow and concurrency key ONE
+A run over its queue's limit starts by ``sequence_id`` (DESIGN §1c): the backlog sorts the queued runs so,
+whatever order their events came in. It cannot order a run ahead of delivery: when event 5 is delivered
+before event 3 and a slot is free, 5 starts, since only the publish knows that 3 exists. A workflow that
+asks for that order (``@workflow(strict_order=True)``: single-event, on a queue with a limit, without
+debounce, throttle or rate limit, which order their events themselves) has its events registered by the
+publish before it sends them (other workflows register nothing and read nothing: a slot costs them its take
+and its free): per request, workflow and concurrency key ONE
 item of the runs table, pk ``qorder#<queue>#<key>#<workflow>``, sk ``e<lowest sequence id>`` (the backlog's
 order), with ``pending``, the number set of its sequence ids whose runs have not reached admission, and
 ``at``, when it was written.
@@ -38,6 +41,11 @@ admission removes its id (one UpdateItem; the item's last id, one DeleteItem; af
 reads one Query per partition (one read unit each, strongly consistent). ``python -m bench --only slots``:
 1.2 write units per event at 10 events a request with one key, 2 with a key per event.
 ``python -m bench --only capacity`` prints a key's ordered-start ceiling (key class ``qorder#``).
+
+The manifest says which workflows are strict, to the publish and to the worker alike. A redeploy that turns
+``strict_order`` off leaves its registered in-flight events unread (they hold nothing back); one that turns it
+on orders from the events published after it. Turned off and on again within the bound, the events
+registered before and admitted while it was off hold their key's runs back until their bound.
 
 Only a fresh publish registers: a retry (``Idempotency-Key``) may find runs of its events admitted already,
 which must not be made pending again; a publish whose sending fails unregisters what it registered.
@@ -97,10 +105,18 @@ def wait_bound() -> float:
 
 
 def registers(entry: manifest.WorkflowEntry) -> bool:
-    """Whether the publish registers this workflow's events: single-event, on a queue with a limit, and
-    without an event flow option (a debounced or rate-limited event may get no run by design)."""
+    """Whether the publish registers this workflow's events: ``strict_order=True`` (single-event, on a queue
+    with a limit, and without an event flow option, which ``@workflow`` checks), as the manifest says."""
     limited = entry.queue is not None and entry.concurrency_limit is not None
-    return limited and not entry.batch and not any(entry.options.get(name) for name in FLOW_OPTIONS)
+    flow = any(entry.options.get(name) for name in FLOW_OPTIONS)
+    return bool(entry.options.get("strict_order")) and limited and not entry.batch and not flow
+
+
+def strict(workflow_id: str) -> bool:
+    """Whether the runs of ``workflow_id`` read its registry before taking a slot (the deployed manifest's
+    word, like the publish's)."""
+    entry = manifest.current().workflows.get(workflow_id)
+    return entry is not None and registers(entry)
 
 
 def _event_key(path: str | None, event: EventItem) -> str | None:

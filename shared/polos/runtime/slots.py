@@ -19,11 +19,12 @@ State, in the runs table (no new table, no new grant):
   other runs by creation time), also in the ``by_workflow`` index under ``~queue#<queue>`` (the queues
   API's listing). ``handed`` marks the waiter whose wake-up was sent.
 
-Start order: a slot goes to event runs by ``sequence_id`` also when SQS delivers their events out of
-order: before taking, a run reads its workflow's start-order registry (:mod:`polos.publish.start_order`,
-written by the publish) and takes a slot only if its shard keeps room for its share of the lower ids whose
-runs have not reached admission, else parks behind them; a hand-on never wakes such a run (it sends it a
-delayed wake-up for when they stop holding it back instead).
+Start order: the backlog is sorted, so queued runs start by their order whatever order SQS delivered them
+in; a run that finds room takes it. A ``strict_order`` workflow's event runs go by ``sequence_id`` also
+ahead of delivery: before taking, a run reads its workflow's start-order registry
+(:mod:`polos.publish.start_order`, written by the publish) and takes a slot only if its shard keeps room for
+its share of the lower ids whose runs have not reached admission, else parks behind them; a hand-on never
+wakes such a run (it sends it a delayed wake-up for when they stop holding it back instead).
 
 Failures: the attempt's message is acknowledged only after the release and the hand-on, so a crash
 anywhere between the take and the hand-on leaves the message to SQS, whose redelivery (after the
@@ -478,8 +479,9 @@ def admit(spec: SlotSpec | None, run: RunRecord, woken: bool) -> Held | bool | N
 
 
 def _held_back(spec: SlotSpec, workflow_id: str, order: str, now: float) -> start_order.Standing:
-    """Where a run of ``order`` stands in its workflow's start-order registry (event runs only)."""
-    if not order.startswith("e"):
+    """Where a run of ``order`` stands in its workflow's start-order registry (event runs of a
+    ``strict_order`` workflow only: others read nothing)."""
+    if not order.startswith("e") or not start_order.strict(workflow_id):
         return start_order.Standing(0, None, None)
     return start_order.standing(spec.queue, spec.key, workflow_id, int(order[1:]), now, limit=spec.limit)
 
