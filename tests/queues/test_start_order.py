@@ -288,3 +288,19 @@ def test_strict_order_is_a_bool() -> None:
         @workflow(id="o-bad", trigger_on_event="o/x", queue={"concurrency_limit": 1}, strict_order="yes")  # type: ignore[arg-type]
         async def bad(ctx: WorkflowContext, payload: Any) -> None:
             return None
+
+
+def test_an_admission_whose_answer_was_lost_and_resent_keeps_the_other_ids_pending(stack: Stack) -> None:
+    """botocore resends a request whose answer was lost; the resent ``DELETE pending :id`` changes nothing,
+    and its answer may name no ``pending``: the item still holds the other ids and must stay."""
+    from helpers.worker import answer_lost
+
+    stack.publish("o/lane", [{"data": {"n": n}} for n in range(3)])
+    highest = start_order.standing("o-lane", None, "o-lane", 3, time.time(), limit=1)
+    assert highest.own is not None and highest.lower == 2
+    with answer_lost("UpdateItem", 1) as seen:
+        start_order.admitted(highest)
+    assert seen[0] == 2, "the admission's UpdateItem was not resent"
+    [left] = _registry_left("o-lane", None, "o-lane")
+    assert sorted(int(n) for n in left["pending"]["NS"]) == [1, 2], "the admission deleted ids still pending"
+    assert start_order.standing("o-lane", None, "o-lane", 3, time.time(), limit=1).lower == 2

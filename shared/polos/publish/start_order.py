@@ -274,8 +274,14 @@ def admitted(found: Standing) -> None:
         if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
             raise
         return
-    if "pending" not in answer.get("Attributes", {}):  # DynamoDB removes a set that empties
-        client.delete_item(TableName=table, Key=key)
+    if "pending" not in answer.get("Attributes", {}):
+        # The set emptied (DynamoDB removes it), or this is botocore's resend of an applied request (its
+        # answer lost), which changed nothing: only an item with nothing pending goes.
+        try:
+            client.delete_item(TableName=table, Key=key, ConditionExpression="attribute_not_exists(pending)")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
 
 
 def _pending(item: Mapping[str, Any]) -> set[int]:
