@@ -19,6 +19,7 @@ from polos.app import App
 from polos.aws import settings
 from polos.testing import Stack, local_stack
 
+from infra.local.faults.config import AwsFaults
 from infra.metering.meter import Call, Crash, Meter
 
 DAY = 86_400
@@ -106,18 +107,23 @@ def until_of(run: dict[str, Any]) -> float:
 
 
 def test_a_batch_run_waiting_past_the_retention_wakes_with_all_its_events(stack: Stack) -> None:
+    """One batch of the three events; under ``make chaos``'s several pollers (as Lambda's) they may come in
+    two batches: each run wakes with all of its own events."""
     stack.publish("ret/batch", [{"data": {"n": n}} for n in (1, 2, 3)])
     stack.drain()
-    run = only_run(stack, "ret-batch")
-    assert run["status"] == "waiting"
-    kept = until_of(run) + retention() - 1
+    runs = stack.runs("ret-batch")
+    assert runs and all(run["status"] == "waiting" for run in runs), runs
+    if not AwsFaults.resolve().enabled:
+        assert len(runs) == 1, runs
+    kept = min(until_of(run) for run in runs) + retention() - 1
     assert all(at >= kept for at in event_expiries("ret/batch").values()), "the batch's events expire first"
-    assert all(at >= kept for at in expiries(run["run_id"]).values())
+    assert all(at >= kept for run in runs for at in expiries(run["run_id"]).values())
     stack.advance(days=60)
     expire()
     stack.drain()
-    woke = stack.run(run["run_id"])
-    assert woke["status"] == "completed" and woke["result"] == [1, 2, 3], woke
+    woke = [stack.run(run["run_id"]) for run in runs]
+    assert all(run["status"] == "completed" for run in woke), woke
+    assert sorted(n for run in woke for n in run["result"]) == [1, 2, 3], woke
 
 
 def test_an_event_run_waiting_past_the_retention_keeps_its_event(stack: Stack) -> None:
