@@ -416,10 +416,15 @@ class EventStore:
 
     def stored_ids(self, topic: str, sequence_ids: list[int]) -> set[int]:
         """Which of ``sequence_ids`` hold an event (BatchGetItem, strongly consistent; not a gap marker)."""
+        return set(self.stored_events(topic, sequence_ids))
+
+    def stored_events(self, topic: str, sequence_ids: list[int]) -> dict[int, EventItem]:
+        """The events stored at ``sequence_ids``, by sequence id (BatchGetItem, strongly consistent; gap
+        markers left out)."""
         items = self._get_events(
             [_event_key(topic, sequence_id) for sequence_id in dict.fromkeys(sequence_ids)]
         )
-        return {int(item["sk"]["S"]) for item in items if GAP_ATTRIBUTE not in item}
+        return {int(item["sk"]["S"]): decode_event(item) for item in items if GAP_ATTRIBUTE not in item}
 
     def _batch_get(self, keys: list[Item]) -> list[Item]:
         """The items of ``keys`` that exist (strongly consistent BatchGetItem calls)."""

@@ -223,7 +223,7 @@ def _follow(
     settled = _settled(store, plan)
     if settled is not None:
         logger.info("idempotent replay: its events are stored, sending them again", extra=log)
-        return _carry_out(store, settled, events, {}, None)
+        return _carry_out(store, settled[0], events, settled[1], None)
     age = plan.age()
     if age >= REPLAN_AFTER_SECONDS:
         return _replan(store, plan, keyed, events)
@@ -236,18 +236,20 @@ def _follow(
     return _carry_out(store, plan, events, {}, keyed)
 
 
-def _settled(store: EventStore, plan: _Plan) -> _Plan | None:
-    """The pending ``plan`` with every event stored (each ``new`` one at its sequence id), else ``None``.
+def _settled(store: EventStore, plan: _Plan) -> tuple[_Plan, dict[str, EventItem]] | None:
+    """The pending ``plan`` with every event stored (each ``new`` one at its sequence id), and those events
+    by id (read once: the replay sends them), else ``None``.
 
     A finished publish leaves its key's record ``pending`` (no completion write: it would cost every keyed
     publish a write unit), so this is how a replay knows the plan needs no write: its answer is the plan's
     response, and its events are sent again (deliveries are at least once; their runs exist already).
     """
     reserved = [entry.sequence_id for entry in plan.entries if entry.new]
-    if reserved and not store.stored_ids(plan.topic, reserved) >= set(reserved):
+    found = store.stored_events(plan.topic, reserved) if reserved else {}
+    if len(found) < len(set(reserved)):
         return None
     entries = [_Entry(entry.id, entry.sequence_id, new=False) for entry in plan.entries]
-    return _Plan(plan.topic, plan.created_at, entries)
+    return _Plan(plan.topic, plan.created_at, entries), {event.id: event for event in found.values()}
 
 
 def _replan(store: EventStore, plan: _Plan, keyed: _Keyed, events: list[NewEvent]) -> PublishResult:

@@ -73,7 +73,6 @@ REGISTRY_PAGE = 25  # registry items read per partition before a run's sequence 
 MAX_PARTITIONS = 3  # 3 x 400 ordered starts/s at 80 % of a partition's writes: past 1,000/s
 MAX_DELAY_SECONDS = 900  # SQS's maximum DelaySeconds
 PARALLEL_WRITES = 16  # a publish's registry items written at once (one per workflow and key)
-FLOW_OPTIONS = ("debounce", "throttle", "rate_limit")
 Item = dict[str, Any]
 
 
@@ -105,11 +104,10 @@ def wait_bound() -> float:
 
 
 def registers(entry: manifest.WorkflowEntry) -> bool:
-    """Whether the publish registers this workflow's events: ``strict_order=True`` (single-event, on a queue
-    with a limit, and without an event flow option, which ``@workflow`` checks), as the manifest says."""
-    limited = entry.queue is not None and entry.concurrency_limit is not None
-    flow = any(entry.options.get(name) for name in FLOW_OPTIONS)
-    return bool(entry.options.get("strict_order")) and limited and not entry.batch and not flow
+    """Whether the publish registers this workflow's events: ``strict_order=True`` as the manifest says
+    (``@workflow`` allows it only on a single-event workflow on a queue with a limit, without an event flow
+    option), with the limit its registry's partitions follow."""
+    return bool(entry.options.get("strict_order")) and entry.concurrency_limit is not None
 
 
 def strict(workflow_id: str) -> bool:
