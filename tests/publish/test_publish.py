@@ -276,3 +276,18 @@ def test_event_data_round_trips_through_the_store_unchanged(queues: dict[str, st
     )["Item"]
     assert json.loads(raw["data"]["S"]) == data
     assert int(raw["expires_at"]["N"]) > time.time() + 29 * 86400
+
+
+def test_a_keyed_publish_whose_claim_answer_was_lost_stores_its_events_once(queues: dict[str, str]) -> None:
+    """botocore resends the claim (a conditional PutItem) whose answer was lost: the resend finds the record
+    the first send wrote (our hash, ``pending``, nothing stored yet) and the publish carries out that plan."""
+    from helpers.worker import answer_lost
+
+    with answer_lost("PutItem", 1) as seen:
+        first = publish_events(TOPIC, events(3), idempotency_key="lost-claim")
+    assert seen[0] == 2, "the claim was not resent"
+    assert first.response["sequence_ids"] == [1, 2, 3]
+    assert [e.sequence_id for e in EventStore().list_topic(TOPIC, 0, 100).events] == [1, 2, 3]
+    again = publish_events(TOPIC, events(3), idempotency_key="lost-claim")
+    assert again.response == first.response
+    assert [e.sequence_id for e in EventStore().list_topic(TOPIC, 0, 100).events] == [1, 2, 3]
