@@ -120,6 +120,11 @@ def _measure_cost(results: Results, args: argparse.Namespace) -> None:
     _progress("cost: the headline again with a run's completion logged at INFO (the log lever) ...")
     with tapped(), monthly.completion_at_info():
         results.logs_before = monthly.logs_usd(cost.run("polos", cost.TARGET, max(args.events, 10)))
+    _progress("cost: the 5-step again with each step in an item of its own (the kept-steps lever) ...")
+    with tapped(), monthly.steps_apart():
+        results.five_step_before = cost.run(
+            "polos", cost.FIVE_STEP, max(args.events, 10)
+        ).all_in_per_million()
     if args.only == "targets":
         return
     _progress("request budgets: first delivery and a duplicate of 1-step and 5-step runs ...")

@@ -8,17 +8,17 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from polos.aws.item_size import item_size
 from polos.runtime.attempts import DURATION_ATTRIBUTE, AttemptSummary
-from polos.runtime.journal import KEPT_STEP_DEFAULTS
+from polos.runtime.journal import KEPT_STARTED, KEPT_STEP_DEFAULTS, KEPT_TOOK
 from polos.timestamps import utc_iso
 
 from bench import fixed, storage
-from bench.cost import KEYLESS, RATIO_TARGETS, TARGET, TARGET_USD_PER_MILLION, Bill, Scenario
+from bench.cost import FIVE_STEP, KEYLESS, RATIO_TARGETS, TARGET, TARGET_USD_PER_MILLION, Bill, Scenario
 from bench.logs import EVENT_OVERHEAD_BYTES
 from bench.stack import FULL_VCPU_MB
 from bench.tables import grid as _grid
 from infra.metering import prices
-from infra.metering.units import item_size
 from infra.model import FUNCTIONS
 
 # Lambda bills the INIT phase of on-demand functions since 2025-08-01
@@ -61,10 +61,11 @@ def logs_usd(bill: Bill) -> float:
     )
 
 
-def run_item_bytes_saved(duration_us: int = 200_000) -> tuple[int, int]:
-    """Bytes a completed single-event run item of one execution (``duration_us`` long) and one step no
-    longer stores (issue 26): its ``attempt#1`` summary less the duration kept instead; and the defaults
-    (``trigger_type`` event, the kept step's ``status`` and ``attempts`` 1)."""
+def run_item_bytes_saved(duration_us: int = 200_000, step_took_us: int = 1_000) -> tuple[int, int, int]:
+    """Bytes a completed single-event run item of one execution (``duration_us`` long) and one step (of
+    ``step_took_us``) no longer stores (issue 26): its ``attempt#1`` summary less the duration kept instead;
+    the defaults (``trigger_type`` event, the kept step's ``status`` and ``attempts`` 1); and the kept step's
+    two ISO times and ``idx`` 0, less its compact ``at`` and ``took``."""
     finished = datetime.now(UTC)
     started = utc_iso(finished - timedelta(microseconds=duration_us))
     first = AttemptSummary(1, started, utc_iso(finished), "completed")
@@ -72,7 +73,25 @@ def run_item_bytes_saved(duration_us: int = 200_000) -> tuple[int, int]:
     summary -= item_size({DURATION_ATTRIBUTE: {"N": str(first.duration_us)}})
     defaults = item_size({"trigger_type": {"S": "event"}})
     defaults += item_size({"m": {"M": KEPT_STEP_DEFAULTS}}) - item_size({"m": {"M": {}}})
-    return summary, defaults
+    iso = {"started_at": {"S": started}, "finished_at": {"S": utc_iso(finished)}, "idx": {"N": "0"}}
+    step_start = int(finished.timestamp() * 1_000_000)
+    compact = {KEPT_STARTED: {"N": str(step_start)}, KEPT_TOOK: {"N": str(step_took_us)}}
+    times = item_size({"m": {"M": iso}}) - item_size({"m": {"M": compact}})
+    return summary, defaults, times
+
+
+@contextlib.contextmanager
+def steps_apart() -> Iterator[None]:
+    """The runtime as it was before the lever: every step but the last journaled in an item of its own
+    (none kept in the run item) for the block."""
+    from polos.runtime import steps
+
+    real = steps.KEEP_STEPS_WITHIN_BYTES
+    steps.KEEP_STEPS_WITHIN_BYTES = 0
+    try:
+        yield
+    finally:
+        steps.KEEP_STEPS_WITHIN_BYTES = real
 
 
 def _bill(bills: Sequence[Bill], system: str, scenario: Scenario) -> Bill | None:
@@ -176,10 +195,15 @@ def targets_text(bills: Sequence[Bill], command: str, when: str) -> str:
     return "\n".join(lines)
 
 
-def lever_rows(bills: Sequence[Bill], logs_before: float | None = None) -> list[list[str]]:
-    """Issue 26's levers on the headline: what each saved or would save, or what it adds (counted).
-    ``logs_before``: the headline's logs $/M with a run's completion at INFO (:func:`completion_at_info`)."""
+def lever_rows(
+    bills: Sequence[Bill], logs_before: float | None = None, five_step_before: float | None = None
+) -> list[list[str]]:
+    """Issue 26's levers on the headline (and the 5-step's own): what each saved or would save, or what it
+    adds (counted). ``logs_before``: the headline's logs $/M with a run's completion at INFO
+    (:func:`completion_at_info`); ``five_step_before``: the 5-step's $/M all in with its steps apart
+    (:func:`steps_apart`)."""
     polos = _bill(bills, "polos", TARGET)
+    five = _bill(bills, "polos", FIVE_STEP)
     if polos is None:
         return []
     logs_after = logs_usd(polos)
@@ -209,7 +233,14 @@ def lever_rows(bills: Sequence[Bill], logs_before: float | None = None) -> list[
     init_month = init * COLD_STARTS_PER_FUNCTION_MONTH * prices.LAMBDA_GB_SECOND_ARM.usd
     at = fixed.HEADLINE_VOLUME / prices.MILLION
     metrics = len(polos.metrics)
-    summary, defaults = run_item_bytes_saved()
+    summary, defaults, times = run_item_bytes_saved()
+    kept_before = "not measured" if five_step_before is None or five is None else f"{five_step_before:.3f}"
+    kept_saved = (
+        ""
+        if five_step_before is None or five is None
+        else f"-{five_step_before - five.all_in_per_million():.3f}"
+    )
+    kept_now = "" if five is None else f"{five.all_in_per_million():.3f}"
     stored_byte = (  # storage and PITR of one byte per headline event, $ per million events
         TARGET.shape.subscribers
         * storage.retention_months(polos.retention_days + storage.TTL_DELETE_LAG_DAYS)
@@ -246,6 +277,20 @@ def lever_rows(bills: Sequence[Bill], logs_before: float | None = None) -> list[
             "completed)",
         ],
         [
+            "a kept step's times as epoch microseconds and a duration; its idx 0 left out",
+            "built",
+            f"-{times * stored_byte:.3f}",
+            f"storage + PITR of the run item's {times} bytes less (two ISO times and idx 0, less at, took)",
+        ],
+        [
+            "5-step: each step but the last kept in the run item while it stays within 1 KB",
+            "built",
+            kept_saved,
+            f"the 5-step's $/M all in: {kept_before} with each step in an item of its own, {kept_now} kept "
+            "(same run); the same write units (each write 1 unit), four items' keys, expiry and 100-byte "
+            "overhead less stored, no cancel-check read (a kept step's answer shows cancel_requested)",
+        ],
+        [
             "tables on DynamoDB's AWS owned key, not the AWS managed key",
             "built",
             f"-{kms / at:.3f} (-${kms:.2f}/month)",
@@ -280,8 +325,10 @@ def lever_rows(bills: Sequence[Bill], logs_before: float | None = None) -> list[
     ]
 
 
-def lever_table(bills: Sequence[Bill], logs_before: float | None = None) -> str:
-    rows = lever_rows(bills, logs_before)
+def lever_table(
+    bills: Sequence[Bill], logs_before: float | None = None, five_step_before: float | None = None
+) -> str:
+    rows = lever_rows(bills, logs_before, five_step_before)
     if not rows:
         return ""
     return _grid(["Lever (headline)", "state", "$/M events", "how counted"], rows)

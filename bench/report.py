@@ -105,6 +105,7 @@ class Results:
     capacity: list[KeyLoad] = field(default_factory=list)
     idle: IdleBill | None = None
     logs_before: float | None = None  # the headline's logs $/M with a run's completion at INFO
+    five_step_before: float | None = None  # the 5-step's $/M all in with each step in an item of its own
     slots: slots.SlotCost | None = None
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -541,7 +542,7 @@ def text(results: Results) -> str:
         monthly.monthly_table(results.bills),
         monthly.fixed_detail(results.bills),
         monthly.targets_text(results.bills, results.command, _when(results)),
-        monthly.lever_table(results.bills, results.logs_before),
+        monthly.lever_table(results.bills, results.logs_before, results.five_step_before),
         levers(results),
         "" if results.idle is None else idle.report(results.idle, results.command),
         capacity_table(results.capacity),
@@ -671,7 +672,7 @@ def markdown(results: Results) -> str:
         "",
         "## Cost levers of issue 26, one by one (headline, $ per million events)",
         "",
-        monthly.lever_table(results.bills, results.logs_before),
+        monthly.lever_table(results.bills, results.logs_before, results.five_step_before),
         "",
         *FAIR_BASELINE,
         "",

@@ -15,8 +15,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from polos.aws.item_size import item_size
+
 from infra.metering.meter import index_item_size, table_layout
-from infra.metering.units import item_size
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from polos.aws import attribution
+from polos.aws.item_size import item_size
 
 from infra.metering import prices
-from infra.metering.units import item_size, read_units, write_units
+from infra.metering.units import read_units, write_units
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

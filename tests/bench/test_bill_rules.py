@@ -11,12 +11,12 @@ import boto3
 import pytest
 from aws_lambda_powertools import Logger
 from polos.aws import settings
+from polos.aws.item_size import item_size
 
 from bench import storage
 from bench.logs import EVENT_OVERHEAD_BYTES, TAP, LogVolume, platform_lines, tap_loggers, tapped, volume_of
 from bench.stack import FULL_VCPU_MB, LambdaCall
 from infra.metering.meter import Meter
-from infra.metering.units import item_size
 from infra.model import WORKER_FUNCTION
 
 

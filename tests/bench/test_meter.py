@@ -10,9 +10,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from polos.aws import settings
+from polos.aws.item_size import item_size
 
 from infra.metering.meter import Crash, Index, Meter, index_writes
-from infra.metering.units import item_size
 
 TABLE = "metered"
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from polos.aws.item_size import item_size, number_size, value_size
 
-from infra.metering.units import item_size, number_size, read_units, value_size, write_units
+from infra.metering.units import read_units, write_units
 
 
 def test_item_size_of_the_published_example() -> None:

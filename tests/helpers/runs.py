@@ -44,3 +44,16 @@ def step_items(run_id: str) -> list[str]:
         ConsistentRead=True,
     )
     return [item["sk"]["S"] for item in answer["Items"]]
+
+
+def kept_steps(run_id: str) -> list[str]:
+    """The names of the steps kept in a run's run item (attributes ``step#...``), sorted."""
+    from polos.aws import settings
+    from polos.runtime.journal import RUN_SK, run_pk
+
+    answer = settings.dynamodb().get_item(
+        TableName=settings.get_settings().runs_table,
+        Key={"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
+        ConsistentRead=True,
+    )
+    return sorted(name for name in answer.get("Item", {}) if name.startswith("step#"))

@@ -9,6 +9,7 @@ from helpers.worker import answer_lost
 from polos import workflow
 from polos.app import App
 from polos.aws import settings
+from polos.aws.item_size import item_size
 from polos.context import WorkflowContext
 from polos.errors import RunLeaseLostError
 from polos.runtime import journal as journal_module
@@ -300,7 +301,9 @@ def test_run_record_encoding_round_trip() -> None:
     )
     item = encode_run(run, expires_at=99)
     assert item["expires_at"] == {"N": "99"}
-    assert decode_run(item) == run
+    decoded = decode_run(item)
+    assert decoded == run
+    assert decoded.item_bytes == item_size(item) > 0
 
 
 def test_error_messages_are_bounded() -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from helpers.runs import step_items, store_invoked
+from helpers.runs import kept_steps, step_items, store_invoked
 from polos import WorkflowContext, workflow
 from polos.app import App
 from polos.aws import settings
@@ -71,9 +71,9 @@ def test_the_last_step_is_journaled_by_the_outcomes_update_and_shown_as_a_step(a
     writes = Writes()
     result = attempt("run_lso1")
     assert (result.outcome, result.result) == ("completed", ["a", "b"])
-    # lease, step a (written when b starts), the outcome with step b
-    assert writes.ops() == ["UpdateItem", "PutItem", "UpdateItem"]
-    assert step_items("run_lso1") == ["step#a"]
+    # lease, step a (kept in the run item when b starts), the outcome with step b
+    assert writes.ops() == ["UpdateItem", "UpdateItem", "UpdateItem"]
+    assert step_items("run_lso1") == [] and kept_steps("run_lso1") == ["step#a", "step#b"]
     view = runs.get_run("run_lso1")
     assert view is not None
     assert [(s["key"], s["status"], s["result"]["key"]) for s in view["steps"]] == [

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +17,15 @@ from helpers.worker import Pump, publish
 from polos import NonRetryableError, WorkflowContext, workflow
 from polos.app import App
 from polos.aws import settings
+from polos.aws.item_size import item_size
 from polos.runtime import attempts
 from polos.runtime.attempts import AttemptSummary
 from polos.runtime.journal import RUN_SK, Journal, event_run_id, run_pk
 from polos.runtime.records import RunRecord
 from polos.testing import local_stack
+from polos.timestamps import utc_iso
 
 from bench import monthly
-from infra.metering.units import item_size
 
 LONG = "card declined: " + "x" * 400  # past the summary's 300 characters
 outcomes: dict[str, str] = {}  # key -> what the next execution does: "fail", "fatal", else completes
@@ -105,14 +107,24 @@ def as_stored_before(summary: AttemptSummary) -> dict[str, Any]:
 
 def old_format(item: dict[str, Any], summary: AttemptSummary) -> dict[str, Any]:
     """``item`` as the code before issue 26 wrote it: the summary whole in ``attempt#<n>``, a single-event
-    run's ``trigger_type``, a kept step's ``status`` and ``attempts`` (1) in its map."""
+    run's ``trigger_type``, a kept step's ``status`` and ``attempts`` (1) in its map, its ``idx`` and its
+    times as ISO texts."""
     old = {name: value for name, value in item.items() if name != attempts.DURATION_ATTRIBUTE}
     old[summary.attribute] = {"S": summary.to_json()}
     old.setdefault("trigger_type", {"S": "event"})
     for name, value in item.items():
         if name.startswith("step#"):
-            old[name] = {"M": {"status": {"S": "completed"}, "attempts": {"N": "1"}, **value["M"]}}
+            fields = {key: field for key, field in value["M"].items() if key not in ("at", "took")}
+            started = int(value["M"]["at"]["N"])
+            fields["started_at"] = {"S": _iso_us(started)}
+            fields["finished_at"] = {"S": _iso_us(started + int(value["M"]["took"]["N"]))}
+            fields.setdefault("idx", {"N": "0"})
+            old[name] = {"M": {"status": {"S": "completed"}, "attempts": {"N": "1"}, **fields}}
     return old
+
+
+def _iso_us(epoch_us: int) -> str:
+    return utc_iso(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=epoch_us))
 
 
 @pytest.mark.parametrize("outcome", ["completed", "fatal"])
@@ -204,7 +216,7 @@ def test_the_headline_run_item_keeps_no_default_and_reads_as_before(
     assert item["status"] == {"S": "completed"} and "wid" in item
     assert [name for name in item if name.startswith(attempts.SUMMARY_PREFIX)] == []
     assert "trigger_type" not in item
-    assert sorted(item["step#count"]["M"]) == ["finished_at", "idx", "result", "started_at"]
+    assert sorted(item["step#count"]["M"]) == ["at", "result", "took"]
     view = Api()("GET", f"/api/v1/runs/{run_id}").json
     assert view["trigger"]["type"] == "event"
     assert [(step["key"], step["status"], step["attempts"]) for step in view["steps"]] == [
@@ -216,7 +228,8 @@ def test_the_headline_run_item_keeps_no_default_and_reads_as_before(
 
     # What bench --only targets counts as saved is what this item saves on the item written before.
     saved = item_size(old_format(item, summary)) - item_size(item)
-    assert sum(monthly.run_item_bytes_saved(int(item[attempts.DURATION_ATTRIBUTE]["N"]))) == saved
+    took = int(item["step#count"]["M"]["took"]["N"])
+    assert sum(monthly.run_item_bytes_saved(int(item[attempts.DURATION_ATTRIBUTE]["N"]), took)) == saved
 
     put_item(old_format(item, summary))
     assert Api()("GET", f"/api/v1/runs/{run_id}").json == view

@@ -23,8 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from polos.aws.item_size import item_size
+
 from infra.local.faults.injector import Injector
-from infra.metering.units import READ_UNIT_BYTES, WRITE_UNIT_BYTES, item_size
+from infra.metering.units import READ_UNIT_BYTES, WRITE_UNIT_BYTES
 
 WRITE_UNITS = 50  # per partition key per second (AWS: 1,000 per partition)
 READ_UNITS = 150  # (AWS: 3,000)

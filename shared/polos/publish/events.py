@@ -50,6 +50,7 @@ from polos.aws.chunking import (
     pause,
     write_all,
 )
+from polos.aws.item_size import item_size
 from polos.payloads import EventItem, utc_iso
 
 if TYPE_CHECKING:
@@ -239,28 +240,8 @@ _ClaimedWrite = tuple[EventItem, Item, Item]
 
 
 def _pair_size(write: _ClaimedWrite) -> int:
-    """A bound on the bytes an event and its claim add to a transaction."""
-    return _size(write[1]) + _size(write[2])
-
-
-def _size(item: Item) -> int:
-    """A bound on an item's size by DynamoDB's rules (attribute names + values), never below it: the store's
-    items hold strings, binaries, numbers and booleans only; a number's text + 1 bounds its stored size.
-    (``infra.metering.units`` computes sizes exactly for the meter; the runtime cannot import dev code.)"""
-    total = 0
-    for name, value in item.items():
-        total += len(name.encode())
-        if "S" in value:
-            total += len(value["S"].encode())
-        elif "B" in value:
-            total += len(value["B"])
-        elif "N" in value:
-            total += len(value["N"]) + 1
-        elif "BOOL" in value:
-            total += 1
-        else:
-            raise ValueError(f"unexpected attribute {name!r} in an event store item")
-    return total
+    """The bytes an event and its claim add to a transaction."""
+    return item_size(write[1]) + item_size(write[2])
 
 
 @dataclass(frozen=True)
@@ -305,7 +286,7 @@ class EventStore:
 
     def _batch_put(self, items: list[Item], what: str, write_by: float | None = None) -> None:
         """BatchWriteItem, 25 per call, retrying unprocessed items with backoff."""
-        for chunk in chunked(items, BATCH_WRITE_MAX_ITEMS, BATCH_WRITE_MAX_BYTES, _size):
+        for chunk in chunked(items, BATCH_WRITE_MAX_ITEMS, BATCH_WRITE_MAX_BYTES, item_size):
             if write_by is not None:
                 _check_window(write_by)
             requests: list[WriteRequestTypeDef] = [{"PutRequest": {"Item": item}} for item in chunk]

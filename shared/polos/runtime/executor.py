@@ -190,6 +190,7 @@ async def execute(attempt: Attempt, journal: Journal | None = None) -> AttemptRe
         workflow_id=wf.id,
         suspended=run.waiting_for_json,
         workflow=wf,
+        run_item_bytes=run.item_bytes,
     )
     if run.cancel_requested:  # asked for while no attempt ran (a crashed one): ends here, no step called
         return await _cancelled(journal, run, owner, log)

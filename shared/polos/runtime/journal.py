@@ -25,13 +25,14 @@ import secrets
 import time
 import zlib
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from botocore.exceptions import ClientError
 
 from polos.aws import settings
 from polos.aws.chunking import get_all, query_all
+from polos.aws.item_size import attribute_size, item_size
 from polos.errors import RunLeaseLostError
 from polos.payloads import utc_iso
 from polos.publish.events import EventRef
@@ -215,6 +216,7 @@ def decode_run(item: Item) -> RunRecord:
         cancel_requested=bool(item.get("cancel_requested", {}).get("BOOL", False)),
         parent=ParentRef.from_json(_s(item, "parent")),
         kept_steps_bytes=sum(_step_bytes(step) for step in _kept_steps(item)),
+        item_bytes=item_size(item),
         message_attempts=int(_n(item, "message_attempts") or 0),
         dead_letter=bool(item.get("dead_letter", {}).get("BOOL", False)),
         kept_until=_n(item, "kept_until"),
@@ -232,15 +234,38 @@ def decode_run(item: Item) -> RunRecord:
 # A step kept in its run item leaves out the fields equal to these (kept steps are completed, most with one
 # call): 27 bytes less per run. Maps written before have them.
 KEPT_STEP_DEFAULTS: Item = {"status": {"S": "completed"}, "attempts": {"N": "1"}}
+# A kept step's times, compact: ``at`` (when it started, epoch microseconds) and ``took`` (microseconds to
+# its end) in place of the step item's two ISO texts, 57 bytes less a step; ``idx`` 0 is left out. Maps
+# written before have ``started_at``/``finished_at`` (and are read as they are).
+KEPT_STARTED, KEPT_TOOK = "at", "took"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _epoch_us(stamp: str) -> int | None:
+    try:
+        return (parse_utc_iso(stamp) - _EPOCH) // timedelta(microseconds=1)
+    except ValueError:
+        return None
 
 
 def _kept_steps(run_item: Item) -> list[StepRecord]:
-    """The steps journaled in a run item (with a run's outcome, see ``Journal.finish``)."""
+    """The steps journaled in a run item (see ``Journal.keep_step`` and ``Journal.finish``)."""
     return [
-        _decode_step({**KEPT_STEP_DEFAULTS, **value["M"], "sk": {"S": name}})
+        _decode_kept(name, value["M"])  # type: ignore[arg-type]
         for name, value in run_item.items()
         if name.startswith(STEP_PREFIX) and "M" in value
     ]
+
+
+def _decode_kept(name: str, fields: Item) -> StepRecord:
+    step = _decode_step({**KEPT_STEP_DEFAULTS, **fields, "sk": {"S": name}})
+    started = _n(fields, KEPT_STARTED)
+    if started is not None:
+        started_us = int(started)
+        step.started_at = utc_iso(_EPOCH + timedelta(microseconds=started_us))
+        took_us = int(_n(fields, KEPT_TOOK) or 0)
+        step.finished_at = utc_iso(_EPOCH + timedelta(microseconds=started_us + took_us))
+    return step
 
 
 def _utf8_len(text: str | None) -> int:
@@ -278,14 +303,26 @@ def _encode_step(run_id: str, step: StepRecord, expires_at: int, result_at: str 
 
 def _step_attribute(step: StepRecord) -> AttributeValueTypeDef:
     """A step kept in its run item (attribute ``step#<key>``): the step item's fields but those equal to
-    :data:`KEPT_STEP_DEFAULTS`, as a map."""
+    :data:`KEPT_STEP_DEFAULTS`, its times compact (:data:`KEPT_STARTED`), as a map."""
     fields = _encode_step("", step, 0)
     for name in ("pk", "sk", "expires_at"):
         del fields[name]
     for name, default in KEPT_STEP_DEFAULTS.items():
         if fields[name] == default:
             del fields[name]
+    if step.index == 0:
+        del fields["idx"]
+    started, finished = _epoch_us(step.started_at), _epoch_us(step.finished_at)
+    if started is not None and finished is not None and finished >= started:
+        del fields["started_at"], fields["finished_at"]
+        fields[KEPT_STARTED] = {"N": str(started)}
+        fields[KEPT_TOOK] = {"N": str(finished - started)}
     return {"M": fields}
+
+
+def kept_step_bytes(step: StepRecord) -> int:
+    """The bytes ``step`` adds to its run item when kept there (DynamoDB's rules)."""
+    return attribute_size(STEP_PREFIX + step.key, _step_attribute(step))
 
 
 def _step_bytes(step: StepRecord) -> int:
@@ -776,6 +813,41 @@ class Journal:
             if codes[1:2] == ["ConditionalCheckFailed"]:
                 raise RunLeaseLostError(journaled_elsewhere) from exc
             raise
+
+    def keep_step(self, run_id: str, step: StepRecord, owner: str) -> bool:
+        """Journal a completed step in its run item (attribute ``step#<key>``, see ``StepRunner``'s
+        ``keeps``): one UpdateItem conditional on this attempt's lease, so it is fenced at no extra cost (a
+        zombie attempt's write is refused: ``RunLeaseLostError``), and on the step not being kept already (a
+        completed step is never overwritten). A send applied whose answer was lost is sent again by
+        botocore and refused by that condition: the item it returns holds this very step, which then counts
+        as done. Returns whether a cancel was asked for (the item's ``cancel_requested``, in the answer at no
+        cost: ``ReturnValues`` is not billed), so a run of kept steps needs no read to notice one."""
+        name, kept = STEP_PREFIX + step.key, _step_attribute(step)
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": run_pk(run_id)}, "sk": {"S": RUN_SK}},
+                UpdateExpression="SET #step = :step",
+                ConditionExpression="lease_owner = :owner AND attribute_not_exists(#step)",
+                ExpressionAttributeNames={"#step": name},
+                ExpressionAttributeValues={":step": kept, ":owner": {"S": owner}},
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not _condition_failed(exc):
+                raise
+            stored: Item = exc.response.get("Item", {})  # type: ignore[assignment]
+            if _s(stored, "lease_owner") != owner:
+                raise RunLeaseLostError(
+                    f"run {run_id}: this attempt lost its lease; step {step.key!r} not journaled"
+                ) from exc
+            if stored.get(name) != kept:
+                raise RunLeaseLostError(
+                    f"step {step.key!r} of run {run_id} was journaled by another attempt"
+                ) from exc
+            return _cancel_asked(stored)
+        return _cancel_asked(answer["Attributes"])
 
     def finish(
         self,

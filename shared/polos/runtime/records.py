@@ -121,6 +121,8 @@ class RunRecord:
     parent: ParentRef | None = None
     # About how many bytes of the run item the steps journaled in it take (see ``Journal.finish``).
     kept_steps_bytes: int = 0
+    # The run item's size as read (DynamoDB's rules): whether a step still fits it (``StepRunner``).
+    item_bytes: int = field(default=0, compare=False)
     # Executions taken for the current message that have not ended well yet (failed, or died), this one
     # included: the lease's write adds one, an attempt that completes, waits or is cancelled clears it, and
     # so does a redrive. ``max_attempts`` of them fail the run (``polos.runtime.dead_letters``).

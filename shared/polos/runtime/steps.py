@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from polos import serde
 from polos.aws import observability
+from polos.aws.item_size import WRITE_UNIT_BYTES
 from polos.aws.overload import InfrastructureThrottled
 from polos.errors import (
     NonRetryableError,
@@ -38,7 +39,7 @@ from polos.errors import (
 from polos.payloads import EventItem, EventPayload, ResumeData
 from polos.publish import waiters
 from polos.runtime import child_batches, clock, control
-from polos.runtime.journal import MAX_SORT_KEY_BYTES, STEP_PREFIX, hashed_run_id, now_iso
+from polos.runtime.journal import MAX_SORT_KEY_BYTES, STEP_PREFIX, hashed_run_id, kept_step_bytes, now_iso
 from polos.runtime.records import ErrorInfo, ParentRef, RunRecord, StepRecord, StepStatus
 from polos.runtime.waits import (
     IN_ATTEMPT_MAX_SECONDS,
@@ -69,6 +70,14 @@ MAX_LEASE_SAFETY_SECONDS = 5.0
 # its last look (the lease acquire counts as one) is at least this old: a cancel stops a running run at
 # its first step boundary this long after it was asked for, and a run of short steps pays one read a second.
 CANCEL_CHECK_SECONDS = 1.0
+# A completed step is journaled in its run item (``Journal.keep_step``) rather than in an item of its own
+# while the run item, with it and what the run's outcome usually adds (a short result, the last step, the
+# duration: OUTCOME_RESERVE_BYTES), stays within one write unit. The write costs the one unit the step's own
+# item would, the run's later writes still one each, and the step's own item (its keys, its expiry and the
+# 100 bytes DynamoDB stores with every item) is not stored: a run of five short steps keeps them all in one
+# item. Steps kept this way take at most a write unit of the run item's RUN_ITEM_BUDGET slack.
+KEEP_STEPS_WITHIN_BYTES = WRITE_UNIT_BYTES
+OUTCOME_RESERVE_BYTES = 192
 # A completed step is journaled by the attempt's next write (the next step, a wait, a publish, the outcome),
 # or this long after it returned while the workflow goes on without one: a crash re-runs it only within it.
 PENDING_FLUSH_SECONDS = 1.0
@@ -139,14 +148,20 @@ class StepRunner(StepAPI):
         workflow_id: str = "",
         suspended: str | None = None,
         workflow: Workflow | None = None,
+        run_item_bytes: int | None = None,
     ) -> None:
         self._run_id = run_id
         self._workflow = workflow  # the run's own: its app's workflows type the children's results
         self._suspended = suspended  # the run's copy of what it waited for when this attempt began
         self._workflow_id = workflow_id
         self._cancel_checked = time.time()
+        self._cancel_seen = False  # a look at the run item showed a cancel asked for: no step is called
         self._journal = journal
         self._journaled = {step.key: step for step in steps}
+        self._earlier = set(self._journaled)  # journaled by earlier attempts: never kept in the run item
+        # The run item's size as the lease's answer showed it, plus the steps kept in it since (``_keeps``);
+        # ``None``: unknown, no step is kept there.
+        self._run_item_bytes = run_item_bytes
         self._next_index = max((step.index for step in steps), default=-1) + 1
         self._used: set[str] = set()
         self._call_deadline = lease_until - lease_margin
@@ -417,12 +432,16 @@ class StepRunner(StepAPI):
     async def _check_cancel(self) -> None:
         """Stop (``RunCancelled``) before a step function when a cancel was asked for; see
         :data:`CANCEL_CHECK_SECONDS` for how often this reads the run item."""
-        if time.time() - self._cancel_checked < CANCEL_CHECK_SECONDS:
-            return
-        requested = await asyncio.to_thread(self._journal.cancel_requested, self._run_id)
-        self._cancel_checked = time.time()
-        if requested:
+        if not self._cancel_seen and time.time() - self._cancel_checked >= CANCEL_CHECK_SECONDS:
+            looked = time.time()
+            self._looked(await asyncio.to_thread(self._journal.cancel_requested, self._run_id), looked)
+        if self._cancel_seen:
             raise RunCancelled(f"run {self._run_id} cancelled")
+
+    def _looked(self, cancel_requested: bool, at: float) -> None:
+        """The run item showed ``cancel_requested`` as it was at ``at`` (a read, or a kept step's answer)."""
+        self._cancel_checked = max(self._cancel_checked, at)
+        self._cancel_seen = self._cancel_seen or cancel_requested
 
     async def wait_for_event(
         self,
@@ -857,7 +876,25 @@ class StepRunner(StepAPI):
         await self._flush()
         await self._write(step)
 
+    def _keeps(self, step: StepRecord) -> bool:
+        """Whether ``step`` is journaled in its run item (``Journal.keep_step``), and if so count its bytes
+        there (before the write: steps journaled together each see the others')."""
+        if self._run_item_bytes is None or self._lease_owner is None:
+            return False
+        if step.status != "completed" or step.key in self._earlier:
+            return False
+        size = kept_step_bytes(step)
+        if self._run_item_bytes + size + OUTCOME_RESERVE_BYTES > KEEP_STEPS_WITHIN_BYTES:
+            return False
+        self._run_item_bytes += size
+        return True
+
     async def _write(self, step: StepRecord) -> None:
+        if self._keeps(step):
+            owner, looked = str(self._lease_owner), time.time()
+            self._looked(await asyncio.to_thread(self._journal.keep_step, self._run_id, step, owner), looked)
+            journaled(self._run_id, step.key)
+            return
         # While the lease has more than its margin left (the margin covers clock skew and the request's
         # flight), no other attempt can hold it: a plain PutItem. Past that point another attempt may have
         # taken the run over: the write is fenced by the lease owner (a transaction, 4 write units instead
