@@ -287,3 +287,23 @@ def test_a_backlog_of_20000_timers_on_the_local_stack_wakes_every_run_exactly_on
     stack: Stack, sends: Meter
 ) -> None:
     drain_backlog(stack, sends, 20_000)
+
+
+def test_an_idle_sweep_sends_its_shard_probes_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep runs every minute of every month: its 16 probes go out on its threads at once, not one
+    after another (the first SWEEPERS of them meet at a barrier, which one-at-a-time probes never pass)."""
+    together = threading.Barrier(min(timers.SHARDS, timers.SWEEPERS), timeout=10)
+    probed: list[int] = []
+    lock = threading.Lock()
+
+    def probe(shard: int) -> bool:
+        with lock:
+            probed.append(shard)
+            first_wave = len(probed) <= together.parties
+        if first_wave:
+            together.wait()  # BrokenBarrierError after 10 s if the probes came one at a time
+        return False
+
+    monkeypatch.setattr(timers, "_has_due", probe)
+    assert timers.sweep() == 0
+    assert sorted(probed) == list(range(timers.SHARDS))
