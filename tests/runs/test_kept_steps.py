@@ -57,12 +57,20 @@ async def cancel_me(ctx: WorkflowContext, payload: Any) -> str:
     return "not cancelled"
 
 
-APP = App("kept-steps", [five, many, cancel_me])
+@workflow(id="ks-large-result", trigger_on_event="ks/large-result")
+async def large_result(ctx: WorkflowContext, payload: Any) -> str:
+    for n in range(4):  # about 150 bytes each in the run item
+        await ctx.step.run(f"l{n}", _step, f"l{n}", 100)
+    return "r" * 500
+
+
+APP = App("kept-steps", [five, many, cancel_me, large_result])
 
 
 @pytest.fixture
 def urls(aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     calls.clear()
+    monkeypatch.setattr(steps, "_outcome_bytes", {})  # what earlier tests' outcomes taught this process
     return provision(APP, tmp_path, monkeypatch)
 
 
@@ -182,3 +190,20 @@ def test_a_kept_step_is_fenced_by_the_lease_and_never_overwritten(urls: dict[str
     loaded = journal.load("run_fence")
     assert loaded is not None
     assert [(step.key, step.result_json) for step in loaded.steps] == [("one", '"a"')]
+
+
+def test_a_workflow_whose_outcomes_are_large_stops_keeping_steps_once_one_was_seen(
+    urls: dict[str, str],
+) -> None:
+    """Its first run keeps steps with room for a short outcome; its 500-byte result then takes the run item
+    past one write unit (its outcome costs 2). The process remembers that outcome: the next run leaves room
+    for it, so its outcome (and every write) costs one unit again."""
+    first_id, first = ran("ks-large-result", "ks/large-result", urls)
+    second_id, second = ran("ks-large-result", "ks/large-result", urls)
+    assert first.run.status == second.run.status == "completed"
+    first_items, second_items = partition(first_id), partition(second_id)
+    assert any(name.startswith("step#") for name in first_items[RUN_SK])
+    assert item_size(first_items[RUN_SK]) > WRITE_UNIT_BYTES
+    assert item_size(second_items[RUN_SK]) <= WRITE_UNIT_BYTES
+    assert [step.key for step in second.steps] == [f"l{n}" for n in range(4)]
+    assert steps.outcome_reserve("ks-large-result") > steps.OUTCOME_RESERVE_BYTES

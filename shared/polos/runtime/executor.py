@@ -15,12 +15,13 @@ from botocore.exceptions import ClientError
 
 from polos import serde, state
 from polos.aws import observability, overload, settings
+from polos.aws.item_size import item_size
 from polos.context import WorkflowContext
 from polos.errors import NonRetryableError, RunLeaseLostError
 from polos.publish import waiters
 from polos.publish.events import EventRef
 from polos.runtime import attempts, clock, control, dead_letters, deadline, retention, slots, steps, timers
-from polos.runtime.journal import Acquired, Item, Journal, now_iso
+from polos.runtime.journal import Acquired, Item, Journal, kept_step_bytes, now_iso
 from polos.runtime.records import ErrorInfo, LoadedRun, RunRecord, RunStatus, StepRecord, TriggerType
 from polos.runtime.runs import stored_payload
 from polos.runtime.steps import StepRunner, lease_margin
@@ -487,6 +488,20 @@ async def _suspend(
     return AttemptResult("waiting", run)
 
 
+def _outcome_bytes(
+    result_json: str | None,
+    error: ErrorInfo | None,
+    state_json: str | None,
+    waiting_json: str | None,
+    step: StepRecord | None,
+) -> int:
+    """About what an outcome adds to its run item: its texts with their names, and its last step."""
+    texts = {"result": result_json, "error": error.to_json() if error else None}
+    texts |= {"state": state_json, "waiting_for": waiting_json}
+    added = item_size({name: {"S": text} for name, text in texts.items() if text is not None})
+    return added + (kept_step_bytes(step) if step is not None else 0)
+
+
 async def _finish(
     journal: Journal,
     run: RunRecord,
@@ -558,6 +573,7 @@ async def _finish(
     except RunLeaseLostError as exc:
         logger.warning("attempt outcome dropped: lease lost", extra={**log, "error": str(exc)})
         return False
+    steps.saw_outcome(run.workflow_id, _outcome_bytes(result_json, error, state_json, waiting_json, step))
     if step is not None:
         steps.journaled(run.run_id, step.key)
     run.status, run.result_json, run.error = status, result_json, error

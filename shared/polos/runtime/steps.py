@@ -71,13 +71,32 @@ MAX_LEASE_SAFETY_SECONDS = 5.0
 # its first step boundary this long after it was asked for, and a run of short steps pays one read a second.
 CANCEL_CHECK_SECONDS = 1.0
 # A completed step is journaled in its run item (``Journal.keep_step``) rather than in an item of its own
-# while the run item, with it and what the run's outcome usually adds (a short result, the last step, the
-# duration: OUTCOME_RESERVE_BYTES), stays within one write unit. The write costs the one unit the step's own
-# item would, the run's later writes still one each, and the step's own item (its keys, its expiry and the
-# 100 bytes DynamoDB stores with every item) is not stored: a run of five short steps keeps them all in one
-# item. Steps kept this way take at most a write unit of the run item's RUN_ITEM_BUDGET slack.
+# while the run item, with it and what the run's outcome adds (``outcome_reserve``: at least
+# OUTCOME_RESERVE_BYTES, for a short result, the last step and the duration), stays within one write unit.
+# The write costs the one unit the step's own item would, the run's later writes still one each, and the
+# step's own item (its keys, its expiry and the 100 bytes DynamoDB stores with every item) is not stored: a
+# run of five short steps keeps them all in one item. Steps kept this way take at most a write unit of the
+# run item's RUN_ITEM_BUDGET slack.
 KEEP_STEPS_WITHIN_BYTES = WRITE_UNIT_BYTES
 OUTCOME_RESERVE_BYTES = 192
+# The most an outcome of each workflow added to its run item (result, error, state, last step), as this
+# process saw it: a run keeps steps only while that much room is left too, so a workflow whose outcomes are
+# large does not pay a second write unit for them (the first such run in a process may). Process memory
+# only, one entry per workflow of the app.
+_outcome_bytes: dict[str, int] = {}
+
+
+def outcome_reserve(workflow_id: str) -> int:
+    """The room a run of ``workflow_id`` leaves in its run item for its outcome when it keeps steps."""
+    return max(OUTCOME_RESERVE_BYTES, _outcome_bytes.get(workflow_id, 0))
+
+
+def saw_outcome(workflow_id: str, added_bytes: int) -> None:
+    """An outcome of ``workflow_id`` added ``added_bytes`` to its run item."""
+    if added_bytes > _outcome_bytes.get(workflow_id, 0):
+        _outcome_bytes[workflow_id] = added_bytes
+
+
 # A completed step is journaled by the attempt's next write (the next step, a wait, a publish, the outcome),
 # or this long after it returned while the workflow goes on without one: a crash re-runs it only within it.
 PENDING_FLUSH_SECONDS = 1.0
@@ -884,7 +903,7 @@ class StepRunner(StepAPI):
         if step.status != "completed" or step.key in self._earlier:
             return False
         size = kept_step_bytes(step)
-        if self._run_item_bytes + size + OUTCOME_RESERVE_BYTES > KEEP_STEPS_WITHIN_BYTES:
+        if self._run_item_bytes + size + outcome_reserve(self._workflow_id) > KEEP_STEPS_WITHIN_BYTES:
             return False
         self._run_item_bytes += size
         return True
