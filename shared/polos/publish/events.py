@@ -397,15 +397,22 @@ class EventStore:
 
     def stored_ids(self, topic: str, sequence_ids: list[int]) -> set[int]:
         """Which of ``sequence_ids`` hold an event (BatchGetItem, strongly consistent; not a gap marker)."""
-        return set(self.stored_events(topic, sequence_ids))
+        return set(self._stored_items(topic, sequence_ids))
 
     def stored_events(self, topic: str, sequence_ids: list[int]) -> dict[int, EventItem]:
         """The events stored at ``sequence_ids``, by sequence id (BatchGetItem, strongly consistent; gap
         markers left out)."""
+        return {
+            sequence_id: decode_event(item)
+            for sequence_id, item in self._stored_items(topic, sequence_ids).items()
+        }
+
+    def _stored_items(self, topic: str, sequence_ids: list[int]) -> dict[int, Item]:
+        """The event items at ``sequence_ids`` (not gap markers), by sequence id, not decoded."""
         items = self._get_events(
             [_event_key(topic, sequence_id) for sequence_id in dict.fromkeys(sequence_ids)]
         )
-        return {int(item["sk"]["S"]): decode_event(item) for item in items if GAP_ATTRIBUTE not in item}
+        return {int(item["sk"]["S"]): item for item in items if GAP_ATTRIBUTE not in item}
 
     def _batch_get(self, keys: list[Item]) -> list[Item]:
         """The items of ``keys`` that exist (strongly consistent BatchGetItem calls)."""

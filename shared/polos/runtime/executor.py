@@ -488,7 +488,7 @@ async def _suspend(
     return AttemptResult("waiting", run)
 
 
-def _outcome_bytes(
+def _outcome_size(
     result_json: str | None,
     error: ErrorInfo | None,
     state_json: str | None,
@@ -573,7 +573,7 @@ async def _finish(
     except RunLeaseLostError as exc:
         logger.warning("attempt outcome dropped: lease lost", extra={**log, "error": str(exc)})
         return False
-    steps.saw_outcome(run.workflow_id, _outcome_bytes(result_json, error, state_json, waiting_json, step))
+    steps.saw_outcome(run.workflow_id, _outcome_size(result_json, error, state_json, waiting_json, step))
     if step is not None:
         steps.journaled(run.run_id, step.key)
     run.status, run.result_json, run.error = status, result_json, error

@@ -215,7 +215,9 @@ def decode_run(item: Item) -> RunRecord:
         waiting_for_json=_s(item, "waiting_for"),
         cancel_requested=bool(item.get("cancel_requested", {}).get("BOOL", False)),
         parent=ParentRef.from_json(_s(item, "parent")),
-        kept_steps_bytes=sum(_step_bytes(step) for step in _kept_steps(item)),
+        kept_steps_bytes=sum(
+            attribute_size(name, value) for name, value in item.items() if name.startswith(STEP_PREFIX)
+        ),
         item_bytes=item_size(item),
         message_attempts=int(_n(item, "message_attempts") or 0),
         dead_letter=bool(item.get("dead_letter", {}).get("BOOL", False)),
@@ -323,13 +325,6 @@ def _step_attribute(step: StepRecord) -> AttributeValueTypeDef:
 def kept_step_bytes(step: StepRecord) -> int:
     """The bytes ``step`` adds to its run item when kept there (DynamoDB's rules)."""
     return attribute_size(STEP_PREFIX + step.key, _step_attribute(step))
-
-
-def _step_bytes(step: StepRecord) -> int:
-    """About what a step adds to an item (its texts and key; 256 bytes for the rest)."""
-    error = step.error.to_json() if step.error is not None else None
-    texts = (step.key, step.result_json, step.result_tag, step.wait_json, error)
-    return sum(_utf8_len(text) for text in texts) + 256
 
 
 def _decode_step(item: Item) -> StepRecord:
@@ -950,7 +945,7 @@ class Journal:
         if step is not None:
             kept = payload_bytes + (0 if apart else _utf8_len(result_json)) + _utf8_len(waiting_for_json)
             kept += kept_steps_bytes
-            if apart or _result_apart(step) or kept + _step_bytes(step) > RUN_ITEM_BUDGET:
+            if apart or _result_apart(step) or kept + kept_step_bytes(step) > RUN_ITEM_BUDGET:
                 self.record_step(run_id, step, fence_owner=owner)
             else:
                 names["#step"] = STEP_PREFIX + step.key

@@ -119,7 +119,7 @@ class RunRecord:
     cancel_requested: bool = False
     # A child run started by ``invoke_and_wait``: its end completes this step of that parent run.
     parent: ParentRef | None = None
-    # About how many bytes of the run item the steps journaled in it take (see ``Journal.finish``).
+    # How many bytes of the run item the steps journaled in it take (see ``Journal.finish``).
     kept_steps_bytes: int = 0
     # The run item's size as read (DynamoDB's rules): whether a step still fits it (``StepRunner``).
     item_bytes: int = field(default=0, compare=False)
